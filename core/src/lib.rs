@@ -1,0 +1,12 @@
+//! pinfold-core: the transport-agnostic heart of pinfold.
+//!
+//! This crate knows no runtime, no socket and no clock: every function that needs the
+//! time takes it as an argument, so the same code runs natively and in `wasm32-unknown-unknown`.
+//!
+//! It currently holds the cluster's wire codecs ([`codec`]) and the pin model ([`pin`]),
+//! byte-compatible with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8.
+
+pub mod codec;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod pin;
