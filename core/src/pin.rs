@@ -83,13 +83,18 @@ impl PinMode {
 pub struct UnixTime(pub u64);
 
 impl UnixTime {
-    /// RFC 3339 in UTC, as Go's `time.Time` JSON form (e.g. `2024-05-01T12:00:00Z`).
-    pub fn to_rfc3339(self) -> String {
-        i64::try_from(self.0)
-            .ok()
-            .and_then(|secs| DateTime::<Utc>::from_timestamp(secs, 0))
+    /// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+    pub const MAX_RFC3339: UnixTime = UnixTime(253_402_300_799);
+
+    /// RFC 3339 in UTC, as Go's `time.Time` JSON form (e.g. `2024-05-01T12:00:00Z`), or
+    /// `None` past year 9999, where Go's `MarshalJSON` fails too.
+    pub fn to_rfc3339(self) -> Option<String> {
+        if self > Self::MAX_RFC3339 {
+            return None;
+        }
+        let secs = i64::try_from(self.0).ok()?;
+        DateTime::<Utc>::from_timestamp(secs, 0)
             .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-            .unwrap_or_else(|| GO_ZERO_TIME.to_owned())
     }
 
     /// Parses RFC 3339 (any offset, fractions truncated). Times at or before the epoch,
@@ -213,8 +218,16 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-fn time_to_json(time: Option<UnixTime>) -> String {
-    time.map_or_else(|| GO_ZERO_TIME.to_owned(), UnixTime::to_rfc3339)
+fn time_to_json<E: serde::ser::Error>(field: &str, time: Option<UnixTime>) -> Result<String, E> {
+    match time {
+        None => Ok(GO_ZERO_TIME.to_owned()),
+        Some(time) => time.to_rfc3339().ok_or_else(|| {
+            E::custom(format!(
+                "{field}: {} seconds since 1970 is past year 9999 and has no RFC 3339 form",
+                time.0
+            ))
+        }),
+    }
 }
 
 fn peers_to_json(peers: &[PeerId]) -> Vec<String> {
@@ -233,7 +246,7 @@ impl Serialize for Pin {
             // always made as (possibly empty) lists when a pin is read from the state.
             user_allocations: (!self.user_allocations.is_empty())
                 .then(|| peers_to_json(&self.user_allocations)),
-            expire_at: time_to_json(self.expire_at),
+            expire_at: time_to_json("expire_at", self.expire_at)?,
             metadata: (!self.metadata.is_empty()).then(|| self.metadata.clone()),
             pin_update: self.pin_update.map(|c| c.to_string()),
             origins: Some(self.origins.iter().map(ToString::to_string).collect()),
@@ -242,7 +255,7 @@ impl Serialize for Pin {
             allocations: Some(peers_to_json(&self.allocations)),
             max_depth: self.max_depth,
             reference: self.reference.map(|c| c.to_string()),
-            timestamp: time_to_json(self.timestamp),
+            timestamp: time_to_json("timestamp", self.timestamp)?,
         }
         .serialize(serializer)
     }
@@ -465,7 +478,29 @@ pub(crate) mod tests {
             Some(UnixTime(1_735_689_600))
         );
         assert_eq!(UnixTime::parse_rfc3339(GO_ZERO_TIME).unwrap(), None);
-        assert_eq!(UnixTime(1_735_689_600).to_rfc3339(), "2025-01-01T00:00:00Z");
+        assert_eq!(
+            UnixTime(1_735_689_600).to_rfc3339().as_deref(),
+            Some("2025-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            UnixTime::MAX_RFC3339.to_rfc3339().as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+    }
+
+    /// A state value may carry any uint64 time (Go accepts it); like Go's MarshalJSON,
+    /// the JSON form then fails with an error instead of writing a time it cannot parse.
+    #[test]
+    fn times_past_year_9999_have_no_json_form() {
+        let mut pin = golden_pin();
+        pin.timestamp = Some(UnixTime(UnixTime::MAX_RFC3339.0 + 1));
+        let err = serde_json::to_string(&pin).unwrap_err();
+        assert!(
+            err.to_string().contains("timestamp: 253402300800 seconds"),
+            "{err}"
+        );
+        pin.timestamp = Some(UnixTime(u64::MAX));
+        assert!(serde_json::to_string(&pin).is_err());
     }
 
     fn arb_peer() -> impl Strategy<Value = PeerId> {
