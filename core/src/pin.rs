@@ -503,7 +503,7 @@ pub(crate) mod tests {
         assert!(serde_json::to_string(&pin).is_err());
     }
 
-    fn arb_peer() -> impl Strategy<Value = PeerId> {
+    pub(crate) fn arb_peer() -> impl Strategy<Value = PeerId> {
         any::<[u8; 32]>().prop_map(|key| {
             let mut bytes = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
             bytes.extend_from_slice(&key);

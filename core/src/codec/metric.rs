@@ -343,9 +343,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pin::tests::{arb_peer, GOLDEN_PEER};
     use proptest::prelude::*;
-
-    const GOLDEN_PEER: &str = "12D3KooW9tJMax94Lrqw7Y5Qw36viGQAS2gTEPQ5Wg1vTk7xPfQs";
 
     fn freespace() -> Metric {
         Metric {
@@ -471,22 +470,20 @@ mod tests {
 
     fn arb_metric() -> impl Strategy<Value = Metric> {
         (
-            ".{1,40}",
-            any::<[u8; 32]>(),
-            ".{0,300}",
-            any::<i64>(),
-            any::<bool>(),
-            any::<i64>(),
-            any::<bool>(),
-            any::<i64>(),
+            (".{1,40}", arb_peer(), ".{0,300}"),
+            (
+                any::<i64>(),
+                any::<bool>(),
+                any::<i64>(),
+                any::<bool>(),
+                any::<i64>(),
+            ),
         )
             .prop_map(
-                |(name, key, value, expire, valid, weight, partitionable, received_at)| {
-                    let mut peer = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
-                    peer.extend_from_slice(&key);
+                |((name, peer, value), (expire, valid, weight, partitionable, received_at))| {
                     Metric {
                         name,
-                        peer: PeerId::from_bytes(&peer).unwrap(),
+                        peer,
                         value,
                         expire,
                         valid,
