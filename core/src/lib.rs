@@ -3,10 +3,11 @@
 //! This crate knows no runtime, no socket and no clock: every function that needs the
 //! time takes it as an argument, so the same code runs natively and in `wasm32-unknown-unknown`.
 //!
-//! It currently holds the cluster's wire codecs ([`codec`]) and the pin model ([`pin`]),
-//! byte-compatible with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8.
+//! It holds the cluster's wire codecs ([`codec`]) and the pin model ([`pin`]), byte-compatible
+//! with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8, and the shared pinset ([`crdt`]).
 
 pub mod codec;
+pub mod crdt;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod pin;

@@ -1,0 +1,21 @@
+//! The shared pinset: go-ds-crdt's Merkle-CRDT (v0.6.8 semantics and formats) as a sans-IO
+//! state machine.
+//!
+//! - [`set`]: the add-wins observed-remove set, key by key, pure.
+//! - [`store`]: the [`Store`] trait a replica persists through, and [`MemoryStore`].
+//! - [`replica`]: the [`Replica`]: local writes with batching, head broadcasts, the DAG
+//!   walk with batched fetches, head bookkeeping, rebroadcast and repair.
+//!
+//! A replica never opens a socket, starts a task or reads a clock. The native peer, the
+//! browser follower and the tests drive the same machine: feed it input, then drain
+//! [`Replica::poll_output`].
+
+pub mod config;
+pub mod replica;
+pub mod set;
+pub mod store;
+
+pub use config::{BatchConfig, Config, Trust, MAX_DELTA_BYTES};
+pub use replica::{Output, Progress, Replica, ReplicaError, Stats, MAX_PRIORITY};
+pub use set::{BlockId, KeyState, Version};
+pub use store::{MemoryStore, PendingBlock, Persisted, Store, Transaction};

@@ -1,0 +1,191 @@
+//! Where a replica keeps its state, behind one trait that synchronous embedded databases
+//! and the browser's asynchronous IndexedDB can both implement.
+//!
+//! The replica is the only writer. It reads through `&self` and writes through one
+//! [`Transaction`] per applied delta, which the store must apply atomically: after a crash
+//! the store holds either all of a transaction or none of it, so a sync resumes where it was.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::convert::Infallible;
+
+use cid::Cid;
+
+use super::set::{BlockId, KeyState};
+
+/// A block the replica still has to fetch and merge, and the walk it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingBlock {
+    /// The block to merge.
+    pub cid: Cid,
+    /// The head the walk started from; it becomes a head once the walk meets known blocks.
+    pub root: Cid,
+    /// The priority of `root`, 0 until the root itself has been merged.
+    pub root_priority: u64,
+    /// The priority of the node that linked this block (`u64::MAX` for a head): an honest
+    /// child always has a lower priority than its parent.
+    pub parent_priority: u64,
+}
+
+/// What a replica finds in its store when it opens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persisted {
+    /// Current heads and their heights.
+    pub heads: Vec<(Cid, u64)>,
+    /// Blocks of interrupted walks, to fetch again.
+    pub pending: Vec<PendingBlock>,
+}
+
+/// One atomic write: the effects of merging one delta, or of queuing walks.
+#[derive(Clone, Debug, Default)]
+pub struct Transaction {
+    /// Blocks to keep (to serve to other peers and for later reads).
+    pub blocks: Vec<(BlockId, Vec<u8>)>,
+    /// Blocks whose delta is now merged.
+    pub processed: Vec<BlockId>,
+    /// New states of the keys the delta touched.
+    pub keys: Vec<(Vec<u8>, KeyState)>,
+    pub heads_removed: Vec<Cid>,
+    pub heads_added: Vec<(Cid, u64)>,
+    pub pending_removed: Vec<BlockId>,
+    pub pending_added: Vec<PendingBlock>,
+}
+
+impl Transaction {
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+            && self.processed.is_empty()
+            && self.keys.is_empty()
+            && self.heads_removed.is_empty()
+            && self.heads_added.is_empty()
+            && self.pending_removed.is_empty()
+            && self.pending_added.is_empty()
+    }
+}
+
+/// A replica's storage. Methods are `async` so that IndexedDB can implement them; a
+/// synchronous database returns ready futures.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Heads and pending walks, read once when the replica opens.
+    async fn load(&self) -> Result<Persisted, Self::Error>;
+    /// The state of one key, `None` if the key was never written.
+    async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, Self::Error>;
+    /// Whether a block's delta has been merged.
+    async fn is_processed(&self, block: &BlockId) -> Result<bool, Self::Error>;
+    /// A stored block's bytes.
+    async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// Up to `limit` key states in key order, starting after `after`: state queries page
+    /// through the set instead of loading it whole.
+    async fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, KeyState)>, Self::Error>;
+    /// Applies a transaction atomically.
+    async fn commit(&mut self, tx: Transaction) -> Result<(), Self::Error>;
+}
+
+/// A store in memory: for tests, benchmarks and followers that keep nothing.
+///
+/// Key states are kept in their compact encoded form, one allocation per key.
+#[derive(Default)]
+pub struct MemoryStore {
+    keys: BTreeMap<Box<[u8]>, Box<[u8]>>,
+    blocks: HashMap<BlockId, Box<[u8]>>,
+    processed: HashSet<BlockId>,
+    heads: BTreeMap<Vec<u8>, (Cid, u64)>,
+    pending: HashMap<BlockId, PendingBlock>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of stored blocks.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Every stored block, for handing a DAG to another replica in tests and benchmarks.
+    pub fn blocks(&self) -> impl Iterator<Item = (&BlockId, &[u8])> {
+        self.blocks.iter().map(|(id, bytes)| (id, &bytes[..]))
+    }
+}
+
+impl Store for MemoryStore {
+    type Error = Infallible;
+
+    async fn load(&self) -> Result<Persisted, Infallible> {
+        Ok(Persisted {
+            heads: self.heads.values().copied().collect(),
+            pending: self.pending.values().copied().collect(),
+        })
+    }
+
+    async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, Infallible> {
+        Ok(self.keys.get(key).map(|bytes| {
+            KeyState::decode(bytes).expect("the memory store only holds states it encoded")
+        }))
+    }
+
+    async fn is_processed(&self, block: &BlockId) -> Result<bool, Infallible> {
+        Ok(self.processed.contains(block))
+    }
+
+    async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(self.blocks.get(block).map(|b| b.to_vec()))
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, KeyState)>, Infallible> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        Ok(self
+            .keys
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| {
+                let state =
+                    KeyState::decode(v).expect("the memory store only holds states it encoded");
+                (k.to_vec(), state)
+            })
+            .collect())
+    }
+
+    async fn commit(&mut self, tx: Transaction) -> Result<(), Infallible> {
+        for (id, bytes) in tx.blocks {
+            self.blocks
+                .entry(id)
+                .or_insert_with(|| bytes.into_boxed_slice());
+        }
+        self.processed.extend(tx.processed);
+        for (key, state) in tx.keys {
+            self.keys
+                .insert(key.into_boxed_slice(), state.encode().into_boxed_slice());
+        }
+        for cid in tx.heads_removed {
+            self.heads.remove(&cid.to_bytes());
+        }
+        for (cid, height) in tx.heads_added {
+            self.heads.insert(cid.to_bytes(), (cid, height));
+        }
+        for id in tx.pending_removed {
+            self.pending.remove(&id);
+        }
+        for pending in tx.pending_added {
+            if let Ok(id) = BlockId::from_cid(&pending.cid) {
+                self.pending.insert(id, pending);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! Replicas converge whatever the network does (go-ds-crdt's replication suite, as behaviour).
+
+mod support;
+
+use pinfold_core::crdt::{BatchConfig, Config};
+use proptest::prelude::*;
+use rand::Rng;
+use support::{Faults, Sim};
+
+const REPLICAS: usize = 15;
+const REBROADCAST_MS: u64 = 1_000;
+
+fn config(r: usize, batched: bool) -> Config {
+    Config {
+        batch: if batched && r % 2 == 0 {
+            BatchConfig::new(5, 300)
+        } else {
+            BatchConfig::OFF
+        },
+        rebroadcast_interval_ms: REBROADCAST_MS,
+        fetch_timeout_ms: 400,
+        max_fetch_attempts: 3,
+        repair_interval_ms: 2_000,
+        fetch_batch: 8,
+        seed: r as u64,
+        ..Config::default()
+    }
+}
+
+/// Heals the network and runs until every replica has merged everything, then checks that
+/// all replicas hold the same values and that their Put/Delete outputs describe them.
+fn heal_and_check(sim: &mut Sim) {
+    sim.faults = Faults::NONE;
+    sim.groups.iter_mut().for_each(|g| *g = 0);
+    for r in 0..sim.replicas.len() {
+        sim.commit(r);
+    }
+    for _ in 0..40 {
+        sim.advance(REBROADCAST_MS * 2, 100);
+        let synced = sim.replicas.iter().all(|r| r.is_synced()) && sim.in_transit() == 0;
+        let first = sim.values(0);
+        if synced && (1..sim.replicas.len()).all(|r| sim.values(r) == first) {
+            break;
+        }
+    }
+    let first = sim.values(0);
+    for r in 0..sim.replicas.len() {
+        assert!(
+            sim.replicas[r].is_synced(),
+            "replica {r} still syncing: {:?}",
+            sim.replicas[r].progress()
+        );
+        assert_eq!(sim.values(r), first, "replica {r} diverged");
+        assert_eq!(
+            sim.observed[r], first,
+            "replica {r}'s outputs disagree with its state"
+        );
+    }
+}
+
+/// Random puts and deletes on random replicas over a small key space, so writes conflict.
+fn random_writes(sim: &mut Sim, writes: usize, keys: usize) {
+    for i in 0..writes {
+        let r = sim.rng.gen_range(0..sim.replicas.len());
+        let key = format!("/k{}", sim.rng.gen_range(0..keys));
+        if sim.rng.gen_bool(0.25) {
+            sim.delete(r, &key);
+        } else {
+            sim.put(r, &key, format!("v{i}-r{r}").as_bytes());
+        }
+        let step = sim.rng.gen_range(0..30);
+        sim.advance(step, 10);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Lossy, duplicating, reordering network; replicas converge once it heals.
+    #[test]
+    fn replicas_converge_through_a_faulty_network(seed in any::<u64>(), batched in any::<bool>()) {
+        let mut sim = Sim::new((0..REPLICAS).map(|r| config(r, batched)).collect(), seed);
+        sim.faults = Faults { drop: 0.3, duplicate: 0.2, max_delay: 200 };
+        random_writes(&mut sim, 120, 12);
+        heal_and_check(&mut sim);
+    }
+
+    /// Partitions that write on both sides, then heal.
+    #[test]
+    fn replicas_converge_after_partitions(seed in any::<u64>(), batched in any::<bool>()) {
+        let mut sim = Sim::new((0..REPLICAS).map(|r| config(r, batched)).collect(), seed);
+        sim.faults = Faults { drop: 0.1, duplicate: 0.1, max_delay: 50 };
+        for round in 0..3 {
+            let groups = 2 + round % 2;
+            for r in 0..REPLICAS {
+                sim.groups[r] = sim.rng.gen_range(0..groups);
+            }
+            random_writes(&mut sim, 40, 8);
+            sim.groups.iter_mut().for_each(|g| *g = 0);
+            sim.advance(300, 50);
+        }
+        heal_and_check(&mut sim);
+    }
+}
+
+/// go-ds-crdt issue #238: r0 puts, puts again and deletes while r1 puts concurrently; both
+/// must end with r1's value (add-wins: r0's delete never saw it).
+#[test]
+fn put_put_delete_against_a_concurrent_put_converges() {
+    let mut sim = Sim::new((0..2).map(|r| config(r, false)).collect(), 238);
+    sim.groups = vec![0, 1];
+    sim.put(0, "/k1", b"r0-1");
+    sim.put(0, "/k1", b"r0-2");
+    assert!(sim.delete(0, "/k1"));
+    sim.put(1, "/k1", b"r1-1");
+    heal_and_check(&mut sim);
+    assert_eq!(
+        sim.values(0).get("/k1").map(Vec::as_slice),
+        Some(&b"r1-1"[..])
+    );
+}
+
+/// A replica that was away catches up from the heads it is sent later (TestCRDTCatchUp).
+#[test]
+fn a_replica_catches_up_after_missing_every_broadcast() {
+    let mut sim = Sim::new((0..3).map(|r| config(r, false)).collect(), 7);
+    sim.groups = vec![0, 0, 1];
+    for i in 0..50 {
+        sim.put(i % 2, &format!("/k{i}"), b"v");
+        sim.advance(5, 5);
+    }
+    assert!(sim.values(2).is_empty());
+    heal_and_check(&mut sim);
+    assert_eq!(sim.values(2).len(), 50);
+}
+
+/// Higher priority wins over a concurrent write, whatever the value bytes (TestCRDTPriority).
+#[test]
+fn the_value_written_on_top_of_more_history_wins() {
+    let mut sim = Sim::new((0..2).map(|r| config(r, false)).collect(), 3);
+    sim.groups = vec![0, 1];
+    for i in 0..5 {
+        sim.put(0, "/other", format!("{i}").as_bytes());
+    }
+    sim.put(0, "/k", b"a-low-bytes-high-priority");
+    sim.put(1, "/k", b"z-high-bytes-low-priority");
+    heal_and_check(&mut sim);
+    assert_eq!(
+        sim.values(1).get("/k").map(Vec::as_slice),
+        Some(&b"a-low-bytes-high-priority"[..])
+    );
+}
+
+/// Batching writes many keys in few nodes, and a delete in a batch cancels a batched put.
+#[test]
+fn batching_makes_few_nodes() {
+    let mut batched = config(0, true);
+    batched.batch = BatchConfig::new(100, 1_000);
+    let mut sim = Sim::new(vec![batched, config(1, false)], 11);
+    for i in 0..1_050 {
+        sim.put(0, &format!("/k{i:04}"), b"v");
+    }
+    assert_eq!(sim.replicas[0].stats().committed, 10, "ten full batches");
+    assert!(sim.delete(0, "/k1049"), "a batched put is deleted");
+    sim.advance(1_500, 100);
+    assert_eq!(
+        sim.replicas[0].stats().committed,
+        11,
+        "the rest, committed by age"
+    );
+    heal_and_check(&mut sim);
+    assert_eq!(sim.values(1).len(), 1_049);
+}
+
+/// A batch is committed before its delta would pass the 1 MiB limit.
+#[test]
+fn batches_stay_under_the_delta_size_limit() {
+    let mut big = config(0, true);
+    big.batch = BatchConfig::new(1_000_000, 1_000_000);
+    let mut sim = Sim::new(vec![big], 5);
+    let value = vec![7u8; 10_000];
+    for i in 0..300 {
+        sim.put(0, &format!("/k{i}"), &value);
+    }
+    sim.commit(0);
+    let store = sim.replicas[0].store();
+    assert_eq!(store.block_count(), 3, "3 MB of values make 3 nodes");
+    assert!(store.blocks().all(|(_, b)| b.len() <= 1024 * 1024));
+}
+
+/// Own heads nobody announced are rebroadcast, so a broadcast lost for good is recovered.
+#[test]
+fn lost_broadcasts_are_recovered_by_rebroadcast() {
+    let mut sim = Sim::new((0..2).map(|r| config(r, false)).collect(), 9);
+    sim.faults = Faults {
+        drop: 1.0,
+        duplicate: 0.0,
+        max_delay: 1,
+    };
+    sim.put(0, "/k", b"v");
+    sim.advance(10, 10);
+    assert!(sim.values(1).is_empty());
+    sim.faults = Faults::NONE;
+    sim.advance(REBROADCAST_MS * 2, 100);
+    assert_eq!(sim.values(1).len(), 1);
+}
