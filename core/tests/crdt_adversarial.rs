@@ -1,0 +1,316 @@
+//! Bad input from the network is refused, counted, and changes nothing else; memory stays
+//! bounded; an interrupted sync resumes.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+
+use cid::Cid;
+use pinfold_core::codec::dagpb::{dag_pb_cid, DeltaNode};
+use pinfold_core::codec::delta::{encode_broadcast, Delta, Element};
+use pinfold_core::codec::MAX_BLOCK_BYTES;
+use pinfold_core::crdt::{Config, MemoryStore, Output, Replica, Stats, Trust};
+use support::{peer, ready};
+
+type Blocks = HashMap<Cid, Vec<u8>>;
+
+fn node(priority: u64, parents: Vec<Cid>, keys: &[&str], blocks: &mut Blocks) -> Cid {
+    let delta = Delta {
+        elements: keys
+            .iter()
+            .map(|k| Element {
+                key: (*k).to_owned(),
+                id: String::new(),
+                value: format!("value of {k}").into_bytes(),
+            })
+            .collect(),
+        tombstones: vec![],
+        priority,
+    };
+    let (cid, bytes) = DeltaNode { delta, parents }.encode();
+    blocks.insert(cid, bytes);
+    cid
+}
+
+fn replica(config: Config) -> Replica<MemoryStore> {
+    ready(Replica::open(MemoryStore::new(), config)).unwrap()
+}
+
+/// Drains outputs, serving fetches from `blocks` (missing blocks are reported unavailable),
+/// until the replica asks for nothing more or `rounds` run out. Returns the largest number
+/// of pending blocks seen.
+fn serve(r: &mut Replica<MemoryStore>, blocks: &Blocks, rounds: usize) -> usize {
+    let mut most_pending = r.progress().pending;
+    for _ in 0..rounds {
+        let mut fetched = Vec::new();
+        while let Some(output) = r.poll_output() {
+            if let Output::Fetch(cids) = output {
+                fetched.extend(cids);
+            }
+        }
+        if fetched.is_empty() {
+            break;
+        }
+        for cid in fetched {
+            match blocks.get(&cid) {
+                Some(bytes) => ready(r.receive_block(&cid, bytes.clone(), 1)).unwrap(),
+                None => ready(r.block_unavailable(&cid, 1)).unwrap(),
+            }
+            most_pending = most_pending.max(r.progress().pending);
+        }
+    }
+    most_pending
+}
+
+fn broadcast(r: &mut Replica<MemoryStore>, heads: &[Cid]) {
+    ready(r.receive_broadcast(&peer(1), &encode_broadcast(heads), 1)).unwrap();
+}
+
+fn values(r: &Replica<MemoryStore>) -> Vec<(String, Vec<u8>)> {
+    ready(r.values(None, usize::MAX)).unwrap()
+}
+
+#[test]
+fn broadcasts_from_untrusted_authors_are_ignored_and_counted() {
+    let mut blocks = Blocks::new();
+    let head = node(1, vec![], &["/a"], &mut blocks);
+    let mut r = replica(Config {
+        trust: Trust::Peers(HashSet::from([peer(7)])),
+        ..Config::default()
+    });
+    broadcast(&mut r, &[head]);
+    assert_eq!(r.poll_output(), None, "nothing is fetched");
+    assert_eq!(r.stats().untrusted_broadcasts, 1);
+    ready(r.receive_broadcast(&peer(7), &encode_broadcast(&[head]), 1)).unwrap();
+    serve(&mut r, &blocks, 10);
+    assert_eq!(values(&r).len(), 1, "the trusted author's head is followed");
+}
+
+#[test]
+fn malformed_broadcasts_are_counted() {
+    let mut r = replica(Config::default());
+    ready(r.receive_broadcast(&peer(1), b"\x0a\x03abc", 1)).unwrap();
+    let raw: Cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+        .parse()
+        .unwrap();
+    broadcast(&mut r, &[raw]);
+    assert_eq!(r.stats().malformed_broadcasts, 2);
+    assert!(r.is_synced());
+}
+
+#[test]
+fn a_head_whose_block_nobody_has_is_dropped_after_retries() {
+    let mut r = replica(Config::default());
+    let missing = dag_pb_cid(b"never published");
+    broadcast(&mut r, &[missing]);
+    serve(&mut r, &Blocks::new(), 10);
+    let stats = r.stats();
+    assert_eq!(stats.unavailable_heads, 1);
+    assert_eq!(stats.fetch_failures, 3);
+    assert!(r.is_synced() && r.heads().is_empty() && values(&r).is_empty());
+}
+
+#[test]
+fn a_missing_block_inside_the_dag_is_parked_then_retried_at_repair() {
+    let mut blocks = Blocks::new();
+    let leaf = node(1, vec![], &["/leaf"], &mut blocks);
+    let head = node(2, vec![leaf], &["/head"], &mut blocks);
+    let leaf_bytes = blocks.remove(&leaf).unwrap();
+    let mut r = replica(Config {
+        repair_interval_ms: 1_000,
+        ..Config::default()
+    });
+    broadcast(&mut r, &[head]);
+    serve(&mut r, &blocks, 10);
+    assert_eq!(r.stats().parked_blocks, 1);
+    assert_eq!(r.progress().parked, 1);
+    assert_eq!(values(&r).len(), 1, "the head's delta is visible already");
+    blocks.insert(leaf, leaf_bytes);
+    ready(r.tick(10)).unwrap();
+    ready(r.tick(2_000)).unwrap();
+    serve(&mut r, &blocks, 10);
+    assert!(r.is_synced());
+    assert_eq!(values(&r).len(), 2);
+    assert_eq!(r.heads(), vec![(head, 2)]);
+}
+
+#[test]
+fn blocks_that_do_not_match_their_cid_are_dropped_and_fetched_again() {
+    let mut blocks = Blocks::new();
+    let head = node(1, vec![], &["/a"], &mut blocks);
+    let mut r = replica(Config::default());
+    broadcast(&mut r, &[head]);
+    assert!(matches!(r.poll_output(), Some(Output::Fetch(_))));
+    ready(r.receive_block(&head, b"forged".to_vec(), 1)).unwrap();
+    assert_eq!(r.stats().corrupt_blocks, 1);
+    assert!(values(&r).is_empty() && !r.is_synced());
+    ready(r.tick(Config::default().fetch_timeout_ms + 10)).unwrap();
+    serve(&mut r, &blocks, 10);
+    assert_eq!(values(&r).len(), 1);
+}
+
+#[test]
+fn blocks_that_are_not_delta_nodes_end_their_branch() {
+    let oversized = vec![0u8; MAX_BLOCK_BYTES + 1];
+    let garbage = b"\xff\xff not dag-pb".to_vec();
+    for bytes in [oversized, garbage] {
+        let cid = dag_pb_cid(&bytes);
+        let mut r = replica(Config::default());
+        broadcast(&mut r, &[cid]);
+        serve(&mut r, &Blocks::from([(cid, bytes)]), 10);
+        assert_eq!(r.stats().invalid_blocks, 1);
+        assert!(r.is_synced() && r.heads().is_empty() && values(&r).is_empty());
+    }
+}
+
+#[test]
+fn children_must_have_lower_priority_than_their_parents() {
+    let mut blocks = Blocks::new();
+    let child = node(9, vec![], &["/child"], &mut blocks);
+    let head = node(3, vec![child], &["/head"], &mut blocks);
+    let absurd = node(u64::MAX, vec![], &["/absurd"], &mut blocks);
+    let mut r = replica(Config::default());
+    broadcast(&mut r, &[head, absurd]);
+    serve(&mut r, &blocks, 10);
+    assert_eq!(r.stats().invalid_blocks, 2);
+    let keys: Vec<String> = values(&r).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["/head".to_owned()]);
+}
+
+#[test]
+fn unsolicited_blocks_are_ignored() {
+    let mut blocks = Blocks::new();
+    let head = node(1, vec![], &["/a"], &mut blocks);
+    let mut r = replica(Config::default());
+    ready(r.receive_block(&head, blocks[&head].clone(), 1)).unwrap();
+    assert_eq!(r.stats().unsolicited_blocks, 1);
+    assert!(values(&r).is_empty());
+}
+
+#[test]
+fn duplicate_links_and_diamonds_merge_each_block_once() {
+    let mut blocks = Blocks::new();
+    let root = node(1, vec![], &["/root"], &mut blocks);
+    let left = node(2, vec![root, root], &["/left"], &mut blocks);
+    let right = node(2, vec![root], &["/right"], &mut blocks);
+    let head = node(3, vec![left, right, left], &["/head"], &mut blocks);
+    let mut r = replica(Config::default());
+    broadcast(&mut r, &[head]);
+    serve(&mut r, &blocks, 10);
+    assert_eq!(r.stats().merged, 4);
+    assert_eq!(values(&r).len(), 4);
+    assert_eq!(r.heads(), vec![(head, 3)]);
+}
+
+/// A chain as deep as a large Go cluster's DAG is walked with one block pending at a time.
+#[test]
+fn a_deep_chain_is_walked_in_bounded_memory() {
+    let mut blocks = Blocks::new();
+    let mut tip = node(1, vec![], &["/k0"], &mut blocks);
+    for height in 2..=20_000u64 {
+        tip = node(
+            height,
+            vec![tip],
+            &[&format!("/k{}", height % 100)],
+            &mut blocks,
+        );
+    }
+    let mut r = replica(Config::default());
+    broadcast(&mut r, &[tip]);
+    let most_pending = serve(&mut r, &blocks, 30_000);
+    assert!(r.is_synced());
+    assert_eq!(r.stats().merged, 20_000);
+    assert!(most_pending <= 2, "pending peaked at {most_pending}");
+}
+
+/// A DAG wider than `max_pending` is not walked past the bound: the node that would
+/// overflow it is set aside, and memory stays bounded.
+#[test]
+fn an_absurdly_wide_dag_stays_within_max_pending() {
+    let mut blocks = Blocks::new();
+    let leaves: Vec<Cid> = (0..4_096)
+        .map(|i| node(1, vec![], &[&format!("/leaf{i}")], &mut blocks))
+        .collect();
+    let head = node(2, leaves, &["/head"], &mut blocks);
+    let mut r = replica(Config {
+        max_pending: 100,
+        ..Config::default()
+    });
+    broadcast(&mut r, &[head]);
+    let most_pending = serve(&mut r, &blocks, 10);
+    assert!(most_pending <= 100);
+    assert_eq!(r.stats().over_capacity, 1);
+    assert_eq!(r.stats().merged, 0);
+    assert!(values(&r).is_empty());
+    let flood: Vec<Cid> = (0..500)
+        .map(|i| dag_pb_cid(format!("{i}").as_bytes()))
+        .collect();
+    broadcast(&mut r, &flood);
+    assert_eq!(r.progress().pending, 100, "the parked head and 99 new ones");
+    assert_eq!(r.stats().over_capacity, 1 + 401);
+}
+
+/// A sync cut off at any point (the store only ever holds whole transactions) resumes
+/// from the pending blocks it stored, without walking again what it merged.
+#[test]
+fn an_interrupted_sync_resumes_where_it_stopped() {
+    let mut blocks = Blocks::new();
+    let mut tips = vec![node(1, vec![], &["/k0"], &mut blocks)];
+    for height in 2..=300u64 {
+        let parents = tips.clone();
+        let tip = node(height, parents, &[&format!("/k{height}")], &mut blocks);
+        tips = if height % 7 == 0 {
+            vec![
+                tip,
+                node(
+                    height,
+                    vec![tips[0]],
+                    &[&format!("/side{height}")],
+                    &mut blocks,
+                ),
+            ]
+        } else {
+            vec![tip]
+        };
+    }
+    let mut full = replica(Config::default());
+    broadcast(&mut full, &tips);
+    serve(&mut full, &blocks, 1_000);
+    let expected = values(&full);
+
+    for cut in [1, 2, 50, 150, 299] {
+        let mut r = replica(Config {
+            fetch_batch: 1,
+            ..Config::default()
+        });
+        broadcast(&mut r, &tips);
+        while r.stats().merged < cut {
+            serve(&mut r, &blocks, 1);
+        }
+        let merged_before = r.stats().merged;
+        let store = r.into_store();
+        let mut r = ready(Replica::open(store, Config::default())).unwrap();
+        ready(r.tick(1)).unwrap();
+        serve(&mut r, &blocks, 1_000);
+        assert!(r.is_synced());
+        assert_eq!(values(&r), expected, "cut after {cut} merges");
+        assert_eq!(
+            merged_before + r.stats().merged,
+            full.stats().merged,
+            "no block is merged twice"
+        );
+        let mut heads = r.heads();
+        let mut full_heads = full.heads();
+        heads.sort();
+        full_heads.sort();
+        assert_eq!(heads, full_heads);
+    }
+}
+
+#[test]
+fn a_fetch_in_progress_is_not_counted_as_an_error() {
+    let mut r = replica(Config::default());
+    broadcast(&mut r, &[dag_pb_cid(b"x")]);
+    let expected = Stats::default();
+    assert_eq!(r.stats(), &expected, "a pending fetch is not an error");
+}
