@@ -112,6 +112,8 @@ struct Pending {
 #[derive(Default)]
 struct Batch {
     delta: Delta,
+    /// Position of each key's put in `delta.elements`: a key is put at most once per batch.
+    puts: HashMap<String, usize>,
     started_at: Option<u64>,
     bytes: usize,
 }
@@ -121,29 +123,32 @@ impl Batch {
         self.delta.elements.len() + self.delta.tombstones.len()
     }
 
-    fn push(&mut self, element: Element, tombstone: bool, now: u64) {
+    fn push_put(&mut self, element: Element, now: u64) {
+        self.remove_put(&element.key);
         self.bytes += field_len(&element);
         self.started_at.get_or_insert(now);
-        if tombstone {
-            self.delta.tombstones.push(element);
-        } else {
-            self.delta.elements.push(element);
-        }
+        self.puts
+            .insert(element.key.clone(), self.delta.elements.len());
+        self.delta.elements.push(element);
     }
 
-    /// Drops pending puts of `key`; returns whether there were any.
-    fn remove_puts(&mut self, key: &str) -> bool {
-        let before = self.delta.elements.len();
-        let mut freed = 0;
-        self.delta.elements.retain(|e| {
-            let keep = e.key != key;
-            if !keep {
-                freed += field_len(e);
-            }
-            keep
-        });
-        self.bytes -= freed;
-        self.delta.elements.len() != before
+    fn push_tombstone(&mut self, tombstone: Element, now: u64) {
+        self.bytes += field_len(&tombstone);
+        self.started_at.get_or_insert(now);
+        self.delta.tombstones.push(tombstone);
+    }
+
+    /// Drops the pending put of `key`; returns whether there was one.
+    fn remove_put(&mut self, key: &str) -> bool {
+        let Some(at) = self.puts.remove(key) else {
+            return false;
+        };
+        let removed = self.delta.elements.swap_remove(at);
+        self.bytes -= field_len(&removed);
+        if let Some(moved) = self.delta.elements.get(at) {
+            self.puts.insert(moved.key.clone(), at);
+        }
+        true
     }
 }
 
@@ -316,15 +321,14 @@ impl<S: Store> Replica<S> {
         if self.batch.bytes + len + 16 > limit {
             self.commit(now).await?;
         }
-        self.batch.remove_puts(key);
-        self.batch.push(element, false, now);
+        self.batch.push_put(element, now);
         self.commit_if_full(now).await
     }
 
     /// Removes `key`: tombstones every version this replica knows. Returns false when there
     /// was nothing to remove (then nothing is written, as in go-ds-crdt).
     pub async fn delete(&mut self, key: &str, now: u64) -> Result<bool, S::Error> {
-        let had_batched_put = self.batch.remove_puts(key);
+        let had_batched_put = self.batch.remove_put(key);
         let state = self.key_state(key).await?.unwrap_or_default();
         let already: HashSet<&str> = self
             .batch
@@ -352,7 +356,7 @@ impl<S: Store> Replica<S> {
             self.commit(now).await?;
         }
         for tombstone in new {
-            self.batch.push(tombstone, true, now);
+            self.batch.push_tombstone(tombstone, now);
         }
         self.commit_if_full(now).await?;
         Ok(true)

@@ -86,8 +86,10 @@ pub struct Version {
 }
 
 impl Version {
+    /// Priority, then value bytes, decide; the block id only breaks exact ties so that the
+    /// winning version does not depend on merge order.
     fn beats(&self, other: &Version) -> bool {
-        (self.priority, &self.value) > (other.priority, &other.value)
+        (self.priority, &self.value, self.block) > (other.priority, &other.value, other.block)
     }
 }
 

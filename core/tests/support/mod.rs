@@ -237,3 +237,60 @@ impl Sim {
         self.queue.len()
     }
 }
+
+/// A pin as a busy cluster holds it, as (state key, state value): a CIDv1, three
+/// allocations, replication 2..3, a timestamp and a short name.
+pub fn pin_entry(i: u64) -> (String, Vec<u8>) {
+    use pinfold_core::codec::dagpb::dag_pb_cid;
+    use pinfold_core::codec::state_key::state_key;
+    use pinfold_core::pin::{Pin, UnixTime};
+    let cid = dag_pb_cid(&i.to_le_bytes());
+    let mut pin = Pin::new(cid, UnixTime(1_700_000_000 + i));
+    pin.allocations = vec![peer(i % 17), peer(i % 17 + 1), peer(i % 17 + 2)];
+    pin.replication_factor_min = 2;
+    pin.replication_factor_max = 3;
+    pin.name = format!("upload-{i}");
+    (state_key(&cid), pin.to_state_value())
+}
+
+/// A replica that wrote `pins` pins in batches up to the 1 MiB delta limit.
+pub fn writer_with_pins(pins: u64) -> Replica<MemoryStore> {
+    use pinfold_core::crdt::BatchConfig;
+    let config = Config {
+        batch: BatchConfig::new(usize::MAX, u64::MAX),
+        ..Config::default()
+    };
+    let mut writer = ready(Replica::open(MemoryStore::new(), config)).unwrap();
+    for i in 0..pins {
+        let (key, value) = pin_entry(i);
+        ready(writer.put(&key, value, 0)).unwrap();
+        while writer.poll_output().is_some() {}
+    }
+    ready(writer.commit(0)).unwrap();
+    while writer.poll_output().is_some() {}
+    writer
+}
+
+/// Syncs a fresh replica from `source`'s heads and blocks, the caller answering every
+/// fetch at once. Returns the synced replica.
+pub fn cold_sync(source: &Replica<MemoryStore>, config: Config) -> Replica<MemoryStore> {
+    let blocks: std::collections::HashMap<BlockId, &[u8]> =
+        source.store().blocks().map(|(id, b)| (*id, b)).collect();
+    let mut follower = ready(Replica::open(MemoryStore::new(), config)).unwrap();
+    let heads: Vec<Cid> = source.heads().into_iter().map(|(c, _)| c).collect();
+    let broadcast = pinfold_core::codec::delta::encode_broadcast(&heads);
+    ready(follower.receive_broadcast(&peer(0), &broadcast, 0)).unwrap();
+    let mut wanted = Vec::new();
+    loop {
+        while let Some(output) = follower.poll_output() {
+            if let Output::Fetch(cids) = output {
+                wanted.extend(cids);
+            }
+        }
+        let Some(cid) = wanted.pop() else { break };
+        let bytes = blocks[&BlockId::from_cid(&cid).unwrap()].to_vec();
+        ready(follower.receive_block(&cid, bytes, 0)).unwrap();
+    }
+    assert!(follower.is_synced());
+    follower
+}
