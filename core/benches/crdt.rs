@@ -8,7 +8,7 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pinfold_core::crdt::{BatchConfig, Config, MemoryStore, Replica};
-use support::{cold_sync, pin_entry, ready, writer_with_pins};
+use support::{cold_sync, pin_entry, ready, snapshot_sync, writer_with_pins};
 
 fn pins() -> u64 {
     std::env::var("PINFOLD_BENCH_PINS")
@@ -56,6 +56,11 @@ fn sync(c: &mut Criterion) {
         ),
         |b| b.iter(|| cold_sync(&writer, Config::default())),
     );
+    let mut writer = writer;
+    let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    group.bench_function(format!("{pins} pins from a snapshot"), |b| {
+        b.iter(|| snapshot_sync(&writer, &root, Config::default()))
+    });
     group.finish();
 }
 

@@ -9,7 +9,7 @@ use cid::Cid;
 use pinfold_core::codec::dagpb::{dag_pb_cid, DeltaNode};
 use pinfold_core::codec::delta::{encode_broadcast, Delta, Element};
 use pinfold_core::codec::MAX_BLOCK_BYTES;
-use pinfold_core::crdt::{Config, MemoryStore, Output, Replica, Stats, Trust};
+use pinfold_core::crdt::{Config, MemoryStore, Output, Replica, Stats, Store, Trust};
 use support::{peer, ready};
 
 type Blocks = HashMap<Cid, Vec<u8>>;
@@ -313,4 +313,57 @@ fn a_fetch_in_progress_is_not_counted_as_an_error() {
     broadcast(&mut r, &[dag_pb_cid(b"x")]);
     let expected = Stats::default();
     assert_eq!(r.stats(), &expected, "a pending fetch is not an error");
+}
+
+/// A snapshot loads only from a trusted announcer into an empty replica, and a load cut
+/// off half-way resumes after a restart.
+#[test]
+fn snapshots_load_only_when_trusted_and_empty_and_resume_after_a_cut() {
+    let mut writer = support::writer_with_pins(20_000);
+    let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    let serve_from_writer = |r: &mut Replica<MemoryStore>, rounds: usize| {
+        for _ in 0..rounds {
+            let mut wanted = Vec::new();
+            while let Some(output) = r.poll_output() {
+                if let Output::Fetch(cids) = output {
+                    wanted.extend(cids);
+                }
+            }
+            for cid in wanted {
+                let id = pinfold_core::crdt::BlockId::from_cid(&cid).unwrap();
+                let bytes = ready(writer.store().block(&id)).unwrap().unwrap();
+                ready(r.receive_block(&cid, bytes, 1)).unwrap();
+            }
+        }
+    };
+
+    let mut picky = replica(Config {
+        trust: Trust::Peers(HashSet::from([peer(7)])),
+        ..Config::default()
+    });
+    ready(picky.load_snapshot(&peer(0), &root, 1)).unwrap();
+    assert_eq!(picky.stats().untrusted_snapshots, 1);
+    assert!(picky.poll_output().is_none());
+
+    let mut used = replica(Config::default());
+    ready(used.put("/mine", b"v".to_vec(), 1)).unwrap();
+    assert!(matches!(
+        ready(used.load_snapshot(&peer(0), &root, 1)),
+        Err(pinfold_core::crdt::ReplicaError::NotEmpty)
+    ));
+
+    let mut r = replica(Config {
+        fetch_batch: 1,
+        max_in_flight: 1,
+        ..Config::default()
+    });
+    ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
+    serve_from_writer(&mut r, 3);
+    assert!(r.stats().snapshot_chunks >= 1 && r.stats().snapshots_loaded == 0);
+    let mut r = ready(Replica::open(r.into_store(), Config::default())).unwrap();
+    ready(r.tick(1)).unwrap();
+    serve_from_writer(&mut r, 100);
+    assert!(r.is_synced());
+    assert_eq!(r.heads(), writer.heads());
+    assert_eq!(values(&r), values(&writer));
 }

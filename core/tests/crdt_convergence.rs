@@ -60,8 +60,12 @@ fn heal_and_check(sim: &mut Sim) {
 
 /// Random puts and deletes on random replicas over a small key space, so writes conflict.
 fn random_writes(sim: &mut Sim, writes: usize, keys: usize) {
+    random_writes_on(sim, sim.replicas.len(), writes, keys)
+}
+
+fn random_writes_on(sim: &mut Sim, writers: usize, writes: usize, keys: usize) {
     for i in 0..writes {
-        let r = sim.rng.gen_range(0..sim.replicas.len());
+        let r = sim.rng.gen_range(0..writers);
         let key = format!("/k{}", sim.rng.gen_range(0..keys));
         if sim.rng.gen_bool(0.25) {
             sim.delete(r, &key);
@@ -85,6 +89,31 @@ proptest! {
         heal_and_check(&mut sim);
     }
 
+    /// With compaction: replicas that join late load a snapshot that a writer took in the
+    /// middle of the faults, then walk only what is above it, and converge with the rest.
+    #[test]
+    fn late_joiners_converge_from_a_snapshot(seed in any::<u64>(), batched in any::<bool>()) {
+        let mut sim = Sim::new((0..REPLICAS).map(|r| config(r, batched)).collect(), seed);
+        let late = [REPLICAS - 2, REPLICAS - 1];
+        for r in late {
+            sim.groups[r] = 9;
+        }
+        sim.faults = Faults { drop: 0.3, duplicate: 0.2, max_delay: 200 };
+        random_writes_on(&mut sim, REPLICAS - 2, 80, 12);
+        let root = snapshot_of(&mut sim, 0);
+        random_writes_on(&mut sim, REPLICAS - 2, 40, 12);
+        for r in late {
+            sim.groups[r] = 0;
+            let author = sim.peers[0];
+            support::ready(sim.replicas[r].load_snapshot(&author, &root, sim.now)).unwrap();
+            sim.drain(r);
+        }
+        heal_and_check(&mut sim);
+        for r in late {
+            prop_assert_eq!(sim.replicas[r].stats().snapshots_loaded, 1);
+        }
+    }
+
     /// Partitions that write on both sides, then heal.
     #[test]
     fn replicas_converge_after_partitions(seed in any::<u64>(), batched in any::<bool>()) {
@@ -101,6 +130,20 @@ proptest! {
         }
         heal_and_check(&mut sim);
     }
+}
+
+/// Lets replica `r` finish its walks over a quiet network, then snapshots it.
+fn snapshot_of(sim: &mut Sim, r: usize) -> cid::Cid {
+    let faults = sim.faults;
+    sim.faults = Faults::NONE;
+    sim.commit(r);
+    while !sim.replicas[r].is_synced() {
+        sim.advance(100, 50);
+    }
+    sim.faults = faults;
+    support::ready(sim.replicas[r].create_snapshot())
+        .unwrap()
+        .expect("the writer has heads")
 }
 
 /// go-ds-crdt issue #238: r0 puts, puts again and deletes while r1 puts concurrently; both

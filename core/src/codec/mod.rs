@@ -9,6 +9,7 @@ pub mod metric;
 pub mod pin_pb;
 pub mod pubsub;
 pub mod secret;
+pub mod snapshot;
 pub mod state_key;
 
 /// Largest block this codec accepts (delta nodes, snapshot chunks): 2 MiB, the largest

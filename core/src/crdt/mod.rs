@@ -4,7 +4,8 @@
 //! - [`set`]: the add-wins observed-remove set, key by key, pure.
 //! - [`store`]: the [`Store`] trait a replica persists through, and [`MemoryStore`].
 //! - [`replica`]: the [`Replica`]: local writes with batching, head broadcasts, the DAG
-//!   walk with batched fetches, head bookkeeping, rebroadcast and repair.
+//!   walk with batched fetches, head bookkeeping, rebroadcast and repair, and compaction
+//!   snapshots (written by [`Replica::create_snapshot`], loaded by [`Replica::load_snapshot`]).
 //!
 //! A replica never opens a socket, starts a task or reads a clock. The native peer, the
 //! browser follower and the tests drive the same machine: feed it input, then drain
@@ -18,4 +19,4 @@ pub mod store;
 pub use config::{BatchConfig, Config, Trust, MAX_DELTA_BYTES};
 pub use replica::{Output, Progress, Replica, ReplicaError, Stats, MAX_PRIORITY};
 pub use set::{BlockId, KeyState, Version};
-pub use store::{MemoryStore, PendingBlock, Persisted, Store, Transaction};
+pub use store::{BlockKind, MemoryStore, PendingBlock, Persisted, Store, Transaction};

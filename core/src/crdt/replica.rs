@@ -12,9 +12,10 @@ use prost::Message;
 
 use super::config::Config;
 use super::set::{BlockId, KeyState, Version};
-use super::store::{PendingBlock, Store, Transaction};
+use super::store::{BlockKind, PendingBlock, Store, Transaction};
 use crate::codec::dagpb::{verify_block, DeltaNode};
 use crate::codec::delta::{decode_broadcast, encode_broadcast, Delta, Element};
+use crate::codec::snapshot::{SnapshotChunk, SnapshotHeader, MAX_CHUNKS, MAX_CHUNK_BYTES};
 
 /// Highest priority accepted in a delta, far above any real DAG height; it keeps
 /// `priority + 1` from overflowing however a forged DAG is built.
@@ -60,6 +61,11 @@ pub struct Stats {
     pub parked_blocks: u64,
     /// Heads or blocks refused because `max_pending` was reached.
     pub over_capacity: u64,
+    /// Snapshots refused because their announcer is not trusted.
+    pub untrusted_snapshots: u64,
+    /// Snapshot chunks merged, and snapshots fully loaded.
+    pub snapshot_chunks: u64,
+    pub snapshots_loaded: u64,
 }
 
 /// Where a sync stands.
@@ -90,6 +96,14 @@ pub enum ReplicaError<E: std::error::Error + 'static> {
         len: usize,
         limit: usize,
     },
+    #[error("a snapshot loads only into an empty replica, and this one has merged deltas; it syncs through the DAG instead")]
+    NotEmpty,
+    #[error("a snapshot needs a synced replica, and {pending} blocks are still pending; try again once synced")]
+    NotSynced { pending: usize },
+    #[error(
+        "the state needs {chunks} snapshot chunks, more than the {MAX_CHUNKS} one root can link"
+    )]
+    SnapshotTooLarge { chunks: usize },
 }
 
 type Result<T, E> = std::result::Result<T, ReplicaError<E>>;
@@ -152,6 +166,15 @@ impl Batch {
     }
 }
 
+/// The snapshot being written: finished chunks and the one being filled.
+#[derive(Default)]
+struct ChunkWriter {
+    chunks: Vec<Cid>,
+    chunk: SnapshotChunk,
+    bytes: usize,
+    keys: u64,
+}
+
 /// Bytes an element adds to an encoded delta (tag, length, message).
 fn field_len(element: &Element) -> usize {
     let len = element.encoded_len();
@@ -170,6 +193,9 @@ pub struct Replica<S: Store> {
     requests: VecDeque<(u64, BlockId)>,
     in_flight: usize,
     parked: usize,
+    /// Pending snapshot blocks: while a snapshot loads, delta walks wait in `deferred`.
+    snapshot_pending: usize,
+    deferred: Vec<BlockId>,
     batch: Batch,
     seen_heads: HashSet<Cid>,
     next_rebroadcast: Option<u64>,
@@ -193,6 +219,8 @@ impl<S: Store> Replica<S> {
             requests: VecDeque::new(),
             in_flight: 0,
             parked: 0,
+            snapshot_pending: 0,
+            deferred: Vec::new(),
             batch: Batch::default(),
             seen_heads: HashSet::new(),
             next_rebroadcast: None,
@@ -385,6 +413,7 @@ impl<S: Store> Replica<S> {
         let (cid, bytes) = node.encode();
         let id = BlockId::from_cid(&cid).expect("own nodes are dag-pb sha2-256");
         let own = PendingBlock {
+            kind: BlockKind::Delta,
             cid,
             root: cid,
             root_priority: node.delta.priority,
@@ -430,6 +459,7 @@ impl<S: Store> Replica<S> {
                 continue;
             }
             let block = PendingBlock {
+                kind: BlockKind::Delta,
                 cid: head,
                 root: head,
                 root_priority: 0,
@@ -556,6 +586,9 @@ impl<S: Store> Replica<S> {
     // ----- the walk -----------------------------------------------------------------------
 
     fn enqueue(&mut self, id: BlockId, block: PendingBlock) {
+        if block.kind != BlockKind::Delta {
+            self.snapshot_pending += 1;
+        }
         self.pending.insert(
             id,
             Pending {
@@ -592,6 +625,10 @@ impl<S: Store> Replica<S> {
             if pending.state != FetchState::Queued {
                 continue;
             }
+            if pending.block.kind == BlockKind::Delta && self.snapshot_pending > 0 {
+                self.deferred.push(id);
+                continue;
+            }
             if let Some(bytes) = self.store.block(&id).await.map_err(ReplicaError::Store)? {
                 self.handle_block(id, bytes).await?;
                 continue;
@@ -619,6 +656,12 @@ impl<S: Store> Replica<S> {
 
     fn settle(&mut self, id: &BlockId) -> Option<Pending> {
         let pending = self.pending.remove(id)?;
+        if pending.block.kind != BlockKind::Delta {
+            self.snapshot_pending -= 1;
+            if self.snapshot_pending == 0 {
+                self.queue.extend(self.deferred.drain(..));
+            }
+        }
         match pending.state {
             FetchState::InFlight { .. } => self.in_flight -= 1,
             FetchState::Parked => self.parked -= 1,
@@ -638,7 +681,8 @@ impl<S: Store> Replica<S> {
             // A head that cannot be fetched and that no merged node links to left nothing
             // half-done: forget it.
             self.stats.unavailable_heads += 1;
-            self.pending.remove(&id);
+            self.pending.get_mut(&id).expect("present").state = FetchState::Queued;
+            self.settle(&id);
             self.commit_tx(Transaction {
                 pending_removed: vec![id],
                 ..Default::default()
@@ -655,6 +699,28 @@ impl<S: Store> Replica<S> {
     /// A requested block arrived with the right hash: decode, check and merge it.
     async fn handle_block(&mut self, id: BlockId, bytes: Vec<u8>) -> Result<(), S::Error> {
         let pending = self.pending[&id];
+        match pending.block.kind {
+            BlockKind::SnapshotRoot => return self.apply_snapshot_root(id, &bytes).await,
+            BlockKind::SnapshotChunk => {
+                return self
+                    .apply_snapshot_chunk(id, bytes, pending.block.root)
+                    .await
+            }
+            BlockKind::Delta if self.snapshot_pending > 0 => {
+                if let FetchState::InFlight { .. } = pending.state {
+                    self.in_flight -= 1;
+                }
+                self.pending.get_mut(&id).expect("present").state = FetchState::Queued;
+                self.deferred.push(id);
+                return Ok(());
+            }
+            BlockKind::Delta => {}
+        }
+        if self.is_processed(&id).await? {
+            // Merged since it was queued (it was in a loaded snapshot).
+            self.settle(&id);
+            return self.remove_pending(id).await;
+        }
         let node = match DeltaNode::decode(&bytes) {
             Ok(node)
                 if node.delta.priority > 0
@@ -663,18 +729,258 @@ impl<S: Store> Replica<S> {
             {
                 node
             }
-            _ => {
-                self.stats.invalid_blocks += 1;
-                self.settle(&id);
-                return self
-                    .commit_tx(Transaction {
-                        pending_removed: vec![id],
-                        ..Default::default()
-                    })
-                    .await;
-            }
+            _ => return self.reject_block(id).await,
         };
         self.apply(id, bytes, node, pending.block).await
+    }
+
+    /// Drops a block that is not what its walk expects, and its branch.
+    async fn reject_block(&mut self, id: BlockId) -> Result<(), S::Error> {
+        self.stats.invalid_blocks += 1;
+        self.settle(&id);
+        self.remove_pending(id).await
+    }
+
+    async fn remove_pending(&mut self, id: BlockId) -> Result<(), S::Error> {
+        self.commit_tx(Transaction {
+            pending_removed: vec![id],
+            ..Default::default()
+        })
+        .await
+    }
+
+    // ----- snapshots ----------------------------------------------------------------------
+
+    /// Writes a snapshot of everything merged so far: chunks of the live versions and of
+    /// the merged block ids, then a root naming the current heads. The blocks go to the
+    /// store (serve them like delta blocks); returns the root's CID, `None` without heads.
+    /// Pages through the store, so the whole set is never in memory at once.
+    ///
+    /// The replica must be synced: a loader stops its walks at the snapshot's merged
+    /// blocks, so every block below them must be merged too.
+    pub async fn create_snapshot(&mut self) -> Result<Option<Cid>, S::Error> {
+        if self.heads.is_empty() {
+            return Ok(None);
+        }
+        if !self.pending.is_empty() {
+            return Err(ReplicaError::NotSynced {
+                pending: self.pending.len(),
+            });
+        }
+        let mut writer = ChunkWriter::default();
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(cursor.as_deref(), 1024)
+                .await
+                .map_err(ReplicaError::Store)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = Some(last.clone());
+            for (key, state) in page {
+                if let (false, Ok(key)) = (state.live.is_empty(), String::from_utf8(key)) {
+                    let len = SnapshotChunk::entry_len(&key, &state.live);
+                    self.flush_chunk_if_full(&mut writer, len).await?;
+                    writer.keys += 1;
+                    writer.chunk.entries.push((key, state.live));
+                }
+            }
+        }
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .processed_after(after.as_ref(), 4096)
+                .await
+                .map_err(ReplicaError::Store)?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            for id in page {
+                self.flush_chunk_if_full(&mut writer, SnapshotChunk::PROCESSED_LEN)
+                    .await?;
+                writer.chunk.processed.push(id);
+            }
+        }
+        self.flush_chunk_if_full(&mut writer, usize::MAX).await?;
+        if writer.chunks.len() > MAX_CHUNKS {
+            return Err(ReplicaError::SnapshotTooLarge {
+                chunks: writer.chunks.len(),
+            });
+        }
+        let (cid, bytes) = SnapshotHeader {
+            heads: self.heads(),
+            keys: writer.keys,
+            chunks: writer.chunks,
+        }
+        .encode();
+        let id = BlockId::from_cid(&cid).expect("snapshot roots are dag-pb sha2-256");
+        self.commit_tx(Transaction {
+            blocks: vec![(id, bytes)],
+            ..Default::default()
+        })
+        .await?;
+        Ok(Some(cid))
+    }
+
+    /// Stores the current chunk if `adding` more bytes would pass the chunk limit.
+    async fn flush_chunk_if_full(
+        &mut self,
+        writer: &mut ChunkWriter,
+        adding: usize,
+    ) -> Result<(), S::Error> {
+        let empty = writer.chunk.entries.is_empty() && writer.chunk.processed.is_empty();
+        if empty || writer.bytes.saturating_add(adding) <= MAX_CHUNK_BYTES {
+            writer.bytes += adding.min(MAX_CHUNK_BYTES);
+            return Ok(());
+        }
+        let (cid, bytes) = std::mem::take(&mut writer.chunk).encode();
+        writer.chunks.push(cid);
+        writer.bytes = adding.min(MAX_CHUNK_BYTES);
+        let id = BlockId::from_cid(&cid).expect("snapshot chunks are dag-pb sha2-256");
+        self.commit_tx(Transaction {
+            blocks: vec![(id, bytes)],
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Starts loading the snapshot `root` announced by `author`, instead of walking the
+    /// whole DAG. Only a replica that has merged nothing can load one (a snapshot leaves
+    /// out removed versions, which a replica with history may still hold). Head broadcasts
+    /// received meanwhile are walked once the snapshot is in, from above it.
+    pub async fn load_snapshot(
+        &mut self,
+        author: &PeerId,
+        root: &Cid,
+        now: u64,
+    ) -> Result<(), S::Error> {
+        if !self.config.trust.trusts(author) {
+            self.stats.untrusted_snapshots += 1;
+            return Ok(());
+        }
+        let merged = !self
+            .store
+            .processed_after(None, 1)
+            .await
+            .map_err(ReplicaError::Store)?
+            .is_empty();
+        if merged || !self.heads.is_empty() || self.snapshot_pending > 0 {
+            return Err(ReplicaError::NotEmpty);
+        }
+        let Ok(id) = BlockId::from_cid(root) else {
+            self.stats.invalid_blocks += 1;
+            return Ok(());
+        };
+        let block = PendingBlock {
+            kind: BlockKind::SnapshotRoot,
+            cid: *root,
+            root: *root,
+            root_priority: 0,
+            parent_priority: u64::MAX,
+        };
+        self.commit_tx(Transaction {
+            pending_added: vec![block],
+            ..Default::default()
+        })
+        .await?;
+        self.enqueue(id, block);
+        self.pump(now).await
+    }
+
+    async fn apply_snapshot_root(&mut self, id: BlockId, bytes: &[u8]) -> Result<(), S::Error> {
+        let root = self.pending[&id].block.cid;
+        let Ok(header) = SnapshotHeader::decode(bytes) else {
+            return self.reject_block(id).await;
+        };
+        let chunks: Option<Vec<(BlockId, Cid)>> = header
+            .chunks
+            .iter()
+            .map(|c| BlockId::from_cid(c).ok().map(|id| (id, *c)))
+            .collect();
+        let Some(chunks) = chunks.filter(|c| !c.is_empty()) else {
+            return self.reject_block(id).await;
+        };
+        let chunk_blocks: Vec<PendingBlock> = chunks
+            .iter()
+            .map(|(_, cid)| PendingBlock {
+                kind: BlockKind::SnapshotChunk,
+                cid: *cid,
+                root,
+                root_priority: 0,
+                parent_priority: u64::MAX,
+            })
+            .collect();
+        self.commit_tx(Transaction {
+            blocks: vec![(id, bytes.to_vec())],
+            pending_removed: vec![id],
+            pending_added: chunk_blocks.clone(),
+            ..Default::default()
+        })
+        .await?;
+        // Chunks first, so that the count of snapshot blocks never drops to zero between.
+        for ((chunk_id, _), block) in chunks.into_iter().zip(chunk_blocks) {
+            self.enqueue(chunk_id, block);
+        }
+        self.settle(&id);
+        Ok(())
+    }
+
+    async fn apply_snapshot_chunk(
+        &mut self,
+        id: BlockId,
+        bytes: Vec<u8>,
+        root: Cid,
+    ) -> Result<(), S::Error> {
+        let Ok(chunk) = SnapshotChunk::decode(&bytes) else {
+            return self.reject_block(id).await;
+        };
+        let mut tx = Transaction::default();
+        let mut events = Vec::new();
+        for (key, versions) in chunk.entries {
+            let mut state = self.key_state(&key).await?.unwrap_or_default();
+            let before = state.value().map(|v| v.value.clone());
+            for version in versions {
+                state.apply_element(version);
+            }
+            if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
+                events.push(Output::Put {
+                    key: key.clone(),
+                    value: after.value.clone(),
+                });
+            }
+            tx.keys.push((key.into_bytes(), state));
+        }
+        tx.processed = chunk.processed;
+        tx.blocks.push((id, bytes));
+        tx.pending_removed.push(id);
+        let last = !self.pending.iter().any(|(other, p)| {
+            *other != id && p.block.kind == BlockKind::SnapshotChunk && p.block.root == root
+        });
+        let mut heads = Vec::new();
+        if last {
+            let root_id = BlockId::from_cid(&root).expect("checked when loading");
+            let header = self
+                .store
+                .block(&root_id)
+                .await
+                .map_err(ReplicaError::Store)?
+                .and_then(|b| SnapshotHeader::decode(&b).ok())
+                .expect("the root is stored before its chunks are fetched");
+            heads = header.heads;
+            tx.heads_added = heads.clone();
+        }
+        self.store.commit(tx).await.map_err(ReplicaError::Store)?;
+        self.stats.snapshot_chunks += 1;
+        if last {
+            self.heads = heads
+                .into_iter()
+                .map(|(c, h)| (c.to_bytes(), (c, h)))
+                .collect();
+            self.stats.snapshots_loaded += 1;
+        }
+        self.settle(&id);
+        self.outputs.extend(events);
+        Ok(())
     }
 
     /// Merges one node in one transaction: its delta, its block, the head changes it
@@ -743,6 +1049,7 @@ impl<S: Store> Replica<S> {
             children.push((
                 child_id,
                 PendingBlock {
+                    kind: BlockKind::Delta,
                     cid: *child,
                     root,
                     root_priority,

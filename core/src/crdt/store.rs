@@ -5,16 +5,29 @@
 //! [`Transaction`] per applied delta, which the store must apply atomically: after a crash
 //! the store holds either all of a transaction or none of it, so a sync resumes where it was.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 
 use cid::Cid;
 
 use super::set::{BlockId, KeyState};
 
+/// What a pending block is expected to be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BlockKind {
+    /// A delta node of the CRDT DAG.
+    #[default]
+    Delta,
+    /// The root of a snapshot being loaded.
+    SnapshotRoot,
+    /// A chunk of the snapshot whose root is `root`.
+    SnapshotChunk,
+}
+
 /// A block the replica still has to fetch and merge, and the walk it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingBlock {
+    pub kind: BlockKind,
     /// The block to merge.
     pub cid: Cid,
     /// The head the walk started from; it becomes a head once the walk meets known blocks.
@@ -76,6 +89,12 @@ pub trait Store {
     async fn is_processed(&self, block: &BlockId) -> Result<bool, Self::Error>;
     /// A stored block's bytes.
     async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// Up to `limit` ids of merged blocks in id order, starting after `after`.
+    async fn processed_after(
+        &self,
+        after: Option<&BlockId>,
+        limit: usize,
+    ) -> Result<Vec<BlockId>, Self::Error>;
     /// Up to `limit` key states in key order, starting after `after`: state queries page
     /// through the set instead of loading it whole.
     async fn scan(
@@ -94,7 +113,7 @@ pub trait Store {
 pub struct MemoryStore {
     keys: BTreeMap<Box<[u8]>, Box<[u8]>>,
     blocks: HashMap<BlockId, Box<[u8]>>,
-    processed: HashSet<BlockId>,
+    processed: BTreeSet<BlockId>,
     heads: BTreeMap<Vec<u8>, (Cid, u64)>,
     pending: HashMap<BlockId, PendingBlock>,
 }
@@ -137,6 +156,21 @@ impl Store for MemoryStore {
 
     async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, Infallible> {
         Ok(self.blocks.get(block).map(|b| b.to_vec()))
+    }
+
+    async fn processed_after(
+        &self,
+        after: Option<&BlockId>,
+        limit: usize,
+    ) -> Result<Vec<BlockId>, Infallible> {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .processed
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .copied()
+            .collect())
     }
 
     async fn scan(

@@ -294,3 +294,28 @@ pub fn cold_sync(source: &Replica<MemoryStore>, config: Config) -> Replica<Memor
     assert!(follower.is_synced());
     follower
 }
+
+/// Loads a fresh replica from `source`'s snapshot `root`, the caller answering every fetch
+/// at once from `source`'s store.
+pub fn snapshot_sync(
+    source: &Replica<MemoryStore>,
+    root: &Cid,
+    config: Config,
+) -> Replica<MemoryStore> {
+    let mut follower = ready(Replica::open(MemoryStore::new(), config)).unwrap();
+    ready(follower.load_snapshot(&peer(0), root, 0)).unwrap();
+    let mut wanted = Vec::new();
+    loop {
+        while let Some(output) = follower.poll_output() {
+            if let Output::Fetch(cids) = output {
+                wanted.extend(cids);
+            }
+        }
+        let Some(cid) = wanted.pop() else { break };
+        let id = BlockId::from_cid(&cid).unwrap();
+        let bytes = ready(source.store().block(&id)).unwrap().unwrap();
+        ready(follower.receive_block(&cid, bytes, 0)).unwrap();
+    }
+    assert!(follower.is_synced());
+    follower
+}
