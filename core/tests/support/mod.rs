@@ -274,23 +274,11 @@ pub fn writer_with_pins(pins: u64) -> Replica<MemoryStore> {
 /// Syncs a fresh replica from `source`'s heads and blocks, the caller answering every
 /// fetch at once. Returns the synced replica.
 pub fn cold_sync(source: &Replica<MemoryStore>, config: Config) -> Replica<MemoryStore> {
-    let blocks: std::collections::HashMap<BlockId, &[u8]> =
-        source.store().blocks().map(|(id, b)| (*id, b)).collect();
     let mut follower = ready(Replica::open(MemoryStore::new(), config)).unwrap();
     let heads: Vec<Cid> = source.heads().into_iter().map(|(c, _)| c).collect();
     let broadcast = pinfold_core::codec::delta::encode_broadcast(&heads);
     ready(follower.receive_broadcast(&peer(0), &broadcast, 0)).unwrap();
-    let mut wanted = Vec::new();
-    loop {
-        while let Some(output) = follower.poll_output() {
-            if let Output::Fetch(cids) = output {
-                wanted.extend(cids);
-            }
-        }
-        let Some(cid) = wanted.pop() else { break };
-        let bytes = blocks[&BlockId::from_cid(&cid).unwrap()].to_vec();
-        ready(follower.receive_block(&cid, bytes, 0)).unwrap();
-    }
+    answer_fetches(&mut follower, source);
     assert!(follower.is_synced());
     follower
 }
@@ -304,6 +292,13 @@ pub fn snapshot_sync(
 ) -> Replica<MemoryStore> {
     let mut follower = ready(Replica::open(MemoryStore::new(), config)).unwrap();
     ready(follower.load_snapshot(&peer(0), root, 0)).unwrap();
+    answer_fetches(&mut follower, source);
+    assert!(follower.is_synced());
+    follower
+}
+
+/// Answers `follower`'s fetches from `source`'s store until it asks for nothing more.
+pub fn answer_fetches(follower: &mut Replica<MemoryStore>, source: &Replica<MemoryStore>) {
     let mut wanted = Vec::new();
     loop {
         while let Some(output) = follower.poll_output() {
@@ -316,6 +311,4 @@ pub fn snapshot_sync(
         let bytes = ready(source.store().block(&id)).unwrap().unwrap();
         ready(follower.receive_block(&cid, bytes, 0)).unwrap();
     }
-    assert!(follower.is_synced());
-    follower
 }
