@@ -30,6 +30,17 @@ pub struct PbLink {
     pub tsize: Option<u64>,
 }
 
+impl PbLink {
+    /// A link as go-ds-crdt's `AddRawLink("")` writes it: empty name, zero `Tsize`.
+    pub fn unnamed(hash: Cid) -> Self {
+        Self {
+            hash,
+            name: Some(String::new()),
+            tsize: Some(0),
+        }
+    }
+}
+
 /// A dag-pb node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PbNode {
@@ -193,15 +204,7 @@ impl DeltaNode {
     /// `Tsize`, one per parent, then the delta as `Data`) and returns its CIDv1 and bytes.
     pub fn encode(&self) -> (Cid, Vec<u8>) {
         let node = PbNode {
-            links: self
-                .parents
-                .iter()
-                .map(|parent| PbLink {
-                    hash: *parent,
-                    name: Some(String::new()),
-                    tsize: Some(0),
-                })
-                .collect(),
+            links: self.parents.iter().copied().map(PbLink::unnamed).collect(),
             data: Some(self.delta.to_bytes()),
         };
         let bytes = node.encode();

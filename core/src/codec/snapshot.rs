@@ -113,14 +113,7 @@ impl SnapshotHeader {
             keys: self.keys,
         };
         encode_node(
-            self.chunks
-                .iter()
-                .map(|cid| PbLink {
-                    hash: *cid,
-                    name: Some(String::new()),
-                    tsize: Some(0),
-                })
-                .collect(),
+            self.chunks.iter().copied().map(PbLink::unnamed).collect(),
             header.encode_to_vec(),
         )
     }
