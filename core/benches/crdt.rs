@@ -46,7 +46,7 @@ fn ingest(c: &mut Criterion) {
 
 fn sync(c: &mut Criterion) {
     let pins = pins();
-    let writer = writer_with_pins(pins);
+    let writer = writer_with_pins(pins, usize::MAX);
     let mut group = c.benchmark_group("cold sync");
     group.sample_size(10).throughput(Throughput::Elements(pins));
     group.bench_function(

@@ -51,7 +51,7 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
-    let writer = writer_with_pins(pins);
+    let writer = writer_with_pins(pins, usize::MAX);
     let block_bytes: usize = writer.store().blocks().map(|(_, b)| b.len()).sum();
     let heap_before = LIVE.load(Ordering::Relaxed);
     let rss_before = resident_bytes();

@@ -319,7 +319,7 @@ fn a_fetch_in_progress_is_not_counted_as_an_error() {
 /// off half-way resumes after a restart.
 #[test]
 fn snapshots_load_only_when_trusted_and_empty_and_resume_after_a_cut() {
-    let mut writer = support::writer_with_pins(20_000);
+    let mut writer = support::writer_with_pins(20_000, usize::MAX);
     let root = ready(writer.create_snapshot()).unwrap().unwrap();
     let serve_from_writer = |r: &mut Replica<MemoryStore>, rounds: usize| {
         for _ in 0..rounds {

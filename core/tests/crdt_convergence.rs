@@ -12,7 +12,7 @@ const REBROADCAST_MS: u64 = 1_000;
 
 fn config(r: usize, batched: bool) -> Config {
     Config {
-        batch: if batched && r % 2 == 0 {
+        batch: if batched && r.is_multiple_of(2) {
             BatchConfig::new(5, 300)
         } else {
             BatchConfig::OFF

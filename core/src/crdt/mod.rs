@@ -18,5 +18,5 @@ pub mod store;
 
 pub use config::{BatchConfig, Config, Trust, MAX_DELTA_BYTES};
 pub use replica::{Output, Progress, Replica, ReplicaError, Stats, MAX_PRIORITY};
-pub use set::{BlockId, KeyState, Version};
+pub use set::{BlockId, KeyState, RecordDecodeError, Version};
 pub use store::{BlockKind, MemoryStore, PendingBlock, Persisted, Store, Transaction};

@@ -103,10 +103,17 @@ pub struct KeyState {
     pub tombstones: Vec<BlockId>,
 }
 
-/// Why a stored [`KeyState`] could not be read back.
+/// Why a stored record (a [`KeyState`] or a pending block) could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("stored key state is corrupt: {0}")]
-pub struct KeyStateDecodeError(&'static str);
+#[error("stored record is corrupt: {0}")]
+pub struct RecordDecodeError(&'static str);
+
+impl RecordDecodeError {
+    /// A record is corrupt in the part named `what`.
+    pub fn new(what: &'static str) -> Self {
+        Self(what)
+    }
+}
 
 impl KeyState {
     /// The key's current value: the best live version.
@@ -172,16 +179,16 @@ impl KeyState {
     }
 
     /// Reads the form [`KeyState::encode`] writes, checking every length.
-    pub fn decode(mut bytes: &[u8]) -> Result<Self, KeyStateDecodeError> {
+    pub fn decode(mut bytes: &[u8]) -> Result<Self, RecordDecodeError> {
         let buf = &mut bytes;
         let live_count = read_count(buf)?;
         let mut live = Vec::with_capacity(live_count.min(64));
         for _ in 0..live_count {
             let block = read_block(buf)?;
-            let priority = decode_varint(buf).map_err(|_| KeyStateDecodeError("priority"))?;
+            let priority = decode_varint(buf).map_err(|_| RecordDecodeError("priority"))?;
             let len = read_count(buf)?;
             if buf.len() < len {
-                return Err(KeyStateDecodeError("value length"));
+                return Err(RecordDecodeError("value length"));
             }
             let (value, rest) = buf.split_at(len);
             *buf = rest;
@@ -197,26 +204,26 @@ impl KeyState {
             tombstones.push(read_block(buf)?);
         }
         if !buf.is_empty() {
-            return Err(KeyStateDecodeError("trailing bytes"));
+            return Err(RecordDecodeError("trailing bytes"));
         }
         if !tombstones.windows(2).all(|w| w[0] < w[1]) {
-            return Err(KeyStateDecodeError("tombstones out of order"));
+            return Err(RecordDecodeError("tombstones out of order"));
         }
         Ok(Self { live, tombstones })
     }
 }
 
-fn read_count(buf: &mut &[u8]) -> Result<usize, KeyStateDecodeError> {
-    let n = decode_varint(buf).map_err(|_| KeyStateDecodeError("count"))?;
+pub(crate) fn read_count(buf: &mut &[u8]) -> Result<usize, RecordDecodeError> {
+    let n = decode_varint(buf).map_err(|_| RecordDecodeError("count"))?;
     usize::try_from(n)
         .ok()
         .filter(|n| *n <= buf.len())
-        .ok_or(KeyStateDecodeError("count exceeds the data"))
+        .ok_or(RecordDecodeError("count exceeds the data"))
 }
 
-fn read_block(buf: &mut &[u8]) -> Result<BlockId, KeyStateDecodeError> {
+fn read_block(buf: &mut &[u8]) -> Result<BlockId, RecordDecodeError> {
     if buf.len() < 32 {
-        return Err(KeyStateDecodeError("block id"));
+        return Err(RecordDecodeError("block id"));
     }
     let (id, rest) = buf.split_at(32);
     *buf = rest;

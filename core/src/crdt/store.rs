@@ -10,7 +10,9 @@ use std::convert::Infallible;
 
 use cid::Cid;
 
-use super::set::{BlockId, KeyState};
+use prost::encoding::{decode_varint, encode_varint};
+
+use super::set::{read_count, BlockId, KeyState, RecordDecodeError};
 
 /// What a pending block is expected to be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +39,61 @@ pub struct PendingBlock {
     /// The priority of the node that linked this block (`u64::MAX` for a head): an honest
     /// child always has a lower priority than its parent.
     pub parent_priority: u64,
+}
+
+impl PendingBlock {
+    /// The compact form a durable store keeps: kind, the two priorities as varints, then
+    /// the two CIDs, each prefixed by its length.
+    pub fn encode(&self) -> Vec<u8> {
+        let cid = self.cid.to_bytes();
+        let root = self.root.to_bytes();
+        let mut out = Vec::with_capacity(cid.len() + root.len() + 24);
+        out.push(match self.kind {
+            BlockKind::Delta => 0,
+            BlockKind::SnapshotRoot => 1,
+            BlockKind::SnapshotChunk => 2,
+        });
+        encode_varint(self.root_priority, &mut out);
+        encode_varint(self.parent_priority, &mut out);
+        for bytes in [cid, root] {
+            encode_varint(bytes.len() as u64, &mut out);
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Reads back what [`PendingBlock::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordDecodeError> {
+        let (&kind, mut buf) = bytes.split_first().ok_or(RecordDecodeError::new("empty"))?;
+        let kind = match kind {
+            0 => BlockKind::Delta,
+            1 => BlockKind::SnapshotRoot,
+            2 => BlockKind::SnapshotChunk,
+            _ => return Err(RecordDecodeError::new("block kind")),
+        };
+        let root_priority =
+            decode_varint(&mut buf).map_err(|_| RecordDecodeError::new("priority"))?;
+        let parent_priority =
+            decode_varint(&mut buf).map_err(|_| RecordDecodeError::new("priority"))?;
+        let read_cid = |buf: &mut &[u8]| {
+            let len = read_count(buf)?;
+            let (cid, rest) = buf.split_at(len);
+            *buf = rest;
+            Cid::try_from(cid).map_err(|_| RecordDecodeError::new("cid"))
+        };
+        let cid = read_cid(&mut buf)?;
+        let root = read_cid(&mut buf)?;
+        if !buf.is_empty() {
+            return Err(RecordDecodeError::new("trailing bytes"));
+        }
+        Ok(Self {
+            kind,
+            cid,
+            root,
+            root_priority,
+            parent_priority,
+        })
+    }
 }
 
 /// What a replica finds in its store when it opens.
@@ -221,5 +278,47 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::dagpb::tests::arb_cid;
+    use proptest::prelude::*;
+
+    fn arb_pending() -> impl Strategy<Value = PendingBlock> {
+        (0u8..3, arb_cid(), arb_cid(), any::<u64>(), any::<u64>()).prop_map(
+            |(kind, cid, root, root_priority, parent_priority)| PendingBlock {
+                kind: match kind {
+                    0 => BlockKind::Delta,
+                    1 => BlockKind::SnapshotRoot,
+                    _ => BlockKind::SnapshotChunk,
+                },
+                cid,
+                root,
+                root_priority,
+                parent_priority,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn pending_blocks_round_trip(pending in arb_pending()) {
+            prop_assert_eq!(PendingBlock::decode(&pending.encode()), Ok(pending));
+        }
+
+        #[test]
+        fn pending_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let _ = PendingBlock::decode(&bytes);
+        }
+
+        #[test]
+        fn truncated_pending_blocks_are_rejected(pending in arb_pending(), cut in 1usize..8) {
+            let bytes = pending.encode();
+            let cut = cut.min(bytes.len());
+            prop_assert!(PendingBlock::decode(&bytes[..bytes.len() - cut]).is_err());
+        }
     }
 }

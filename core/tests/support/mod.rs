@@ -253,11 +253,12 @@ pub fn pin_entry(i: u64) -> (String, Vec<u8>) {
     (state_key(&cid), pin.to_state_value())
 }
 
-/// A replica that wrote `pins` pins in batches up to the 1 MiB delta limit.
-pub fn writer_with_pins(pins: u64) -> Replica<MemoryStore> {
+/// A replica that wrote `pins` pins ([`pin_entry`]) in batches of `batch_items`, each delta
+/// also kept under the 1 MiB limit.
+pub fn writer_with_pins(pins: u64, batch_items: usize) -> Replica<MemoryStore> {
     use pinfold_core::crdt::BatchConfig;
     let config = Config {
-        batch: BatchConfig::new(usize::MAX, u64::MAX),
+        batch: BatchConfig::new(batch_items, u64::MAX),
         ..Config::default()
     };
     let mut writer = ready(Replica::open(MemoryStore::new(), config)).unwrap();
@@ -278,7 +279,7 @@ pub fn cold_sync(source: &Replica<MemoryStore>, config: Config) -> Replica<Memor
     let heads: Vec<Cid> = source.heads().into_iter().map(|(c, _)| c).collect();
     let broadcast = pinfold_core::codec::delta::encode_broadcast(&heads);
     ready(follower.receive_broadcast(&peer(0), &broadcast, 0)).unwrap();
-    answer_fetches(&mut follower, source);
+    answer_fetches(&mut follower, source.store());
     assert!(follower.is_synced());
     follower
 }
@@ -292,13 +293,14 @@ pub fn snapshot_sync(
 ) -> Replica<MemoryStore> {
     let mut follower = ready(Replica::open(MemoryStore::new(), config)).unwrap();
     ready(follower.load_snapshot(&peer(0), root, 0)).unwrap();
-    answer_fetches(&mut follower, source);
+    answer_fetches(&mut follower, source.store());
     assert!(follower.is_synced());
     follower
 }
 
-/// Answers `follower`'s fetches from `source`'s store until it asks for nothing more.
-pub fn answer_fetches(follower: &mut Replica<MemoryStore>, source: &Replica<MemoryStore>) {
+/// Answers `follower`'s fetches from the blocks in `source` until it asks for nothing more.
+/// Both stores must answer without waiting.
+pub fn answer_fetches<S: Store, T: Store>(follower: &mut Replica<S>, source: &T) {
     let mut wanted = Vec::new();
     loop {
         while let Some(output) = follower.poll_output() {
@@ -308,7 +310,7 @@ pub fn answer_fetches(follower: &mut Replica<MemoryStore>, source: &Replica<Memo
         }
         let Some(cid) = wanted.pop() else { break };
         let id = BlockId::from_cid(&cid).unwrap();
-        let bytes = ready(source.store().block(&id)).unwrap().unwrap();
+        let bytes = ready(source.block(&id)).unwrap().unwrap();
         ready(follower.receive_block(&cid, bytes, 0)).unwrap();
     }
 }

@@ -1,0 +1,327 @@
+//! The durable pinset store: a replica's whole state in one redb file.
+//!
+//! Every [`Transaction`] the replica hands over is one redb write transaction, committed
+//! with immediate durability and quick repair: a process killed at any moment leaves the
+//! file holding each merged delta either entirely or not at all, and the next open finds it
+//! ready at once, so the replica resumes its sync where it stood.
+//!
+//! Reads go through a read transaction taken after the last commit, so a merge sees what
+//! the previous one wrote without opening a transaction per lookup.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use pinfold_core::crdt::{
+    BlockId, KeyState, PendingBlock, Persisted, RecordDecodeError, Store, Transaction,
+};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
+
+/// Key → encoded [`KeyState`].
+const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keys");
+/// Block id → block bytes.
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+/// Ids of merged blocks.
+const PROCESSED: TableDefinition<&[u8], ()> = TableDefinition::new("processed");
+/// Head CID bytes → height.
+const HEADS: TableDefinition<&[u8], u64> = TableDefinition::new("heads");
+/// Block id → encoded [`PendingBlock`].
+const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
+/// Facts about the file itself.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// The layout this version writes, kept in `META` under `format`.
+pub const STORE_FORMAT: &str = "pinfold-pinset/1";
+
+/// Page cache redb may use by default (it would otherwise take 1 GiB).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// Why the durable store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not open the pinset store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error(
+        "{path} holds a pinset store of format {found:?}; this pinfold reads {STORE_FORMAT:?}"
+    )]
+    Format { path: PathBuf, found: String },
+    #[error("pinset store: {0}")]
+    Database(#[from] redb::Error),
+    #[error("pinset store: {0}")]
+    Corrupt(#[from] RecordDecodeError),
+}
+
+/// Turns any of redb's per-operation error types into a [`StoreError`].
+fn failed<E: Into<redb::Error>>(error: E) -> StoreError {
+    StoreError::Database(error.into())
+}
+
+/// How many blocks, merged blocks, keys, heads and pending blocks a store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub blocks: u64,
+    pub processed: u64,
+    pub keys: u64,
+    pub heads: u64,
+    pub pending: u64,
+}
+
+/// A replica's state in a redb database file.
+pub struct RedbStore {
+    db: Database,
+    view: View,
+}
+
+/// The tables as of the last commit.
+struct View {
+    keys: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    blocks: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    processed: ReadOnlyTable<&'static [u8], ()>,
+    heads: ReadOnlyTable<&'static [u8], u64>,
+    pending: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl View {
+    fn of(db: &Database) -> Result<Self, StoreError> {
+        let read = db.begin_read().map_err(failed)?;
+        Ok(Self {
+            keys: read.open_table(KEYS).map_err(failed)?,
+            blocks: read.open_table(BLOCKS).map_err(failed)?,
+            processed: read.open_table(PROCESSED).map_err(failed)?,
+            heads: read.open_table(HEADS).map_err(failed)?,
+            pending: read.open_table(PENDING).map_err(failed)?,
+        })
+    }
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating it if it does not exist, with the default page
+    /// cache.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the store at `path` with a page cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let mut setup = db.begin_write().map_err(failed)?;
+        setup.set_quick_repair(true);
+        {
+            let mut meta = setup.open_table(META).map_err(failed)?;
+            let found = meta
+                .get("format")
+                .map_err(failed)?
+                .map(|format| format.value().to_owned());
+            match found {
+                Some(found) if found != STORE_FORMAT => {
+                    return Err(StoreError::Format {
+                        path: path.to_owned(),
+                        found,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("format", STORE_FORMAT).map_err(failed)?;
+                }
+            }
+            setup.open_table(KEYS).map_err(failed)?;
+            setup.open_table(BLOCKS).map_err(failed)?;
+            setup.open_table(PROCESSED).map_err(failed)?;
+            setup.open_table(HEADS).map_err(failed)?;
+            setup.open_table(PENDING).map_err(failed)?;
+        }
+        setup.commit().map_err(failed)?;
+        let view = View::of(&db)?;
+        Ok(Self { db, view })
+    }
+
+    /// What the store holds, for inspection.
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
+        Ok(StoreCounts {
+            blocks: self.view.blocks.len().map_err(failed)?,
+            processed: self.view.processed.len().map_err(failed)?,
+            keys: self.view.keys.len().map_err(failed)?,
+            heads: self.view.heads.len().map_err(failed)?,
+            pending: self.view.pending.len().map_err(failed)?,
+        })
+    }
+
+    fn apply(&self, tx: Transaction) -> Result<(), StoreError> {
+        let mut write = self.db.begin_write().map_err(failed)?;
+        write.set_quick_repair(true);
+        {
+            let mut blocks = write.open_table(BLOCKS).map_err(failed)?;
+            for (id, bytes) in &tx.blocks {
+                if blocks.get(&id.0[..]).map_err(failed)?.is_none() {
+                    blocks.insert(&id.0[..], &bytes[..]).map_err(failed)?;
+                }
+            }
+            let mut processed = write.open_table(PROCESSED).map_err(failed)?;
+            for id in &tx.processed {
+                processed.insert(&id.0[..], ()).map_err(failed)?;
+            }
+            let mut keys = write.open_table(KEYS).map_err(failed)?;
+            for (key, state) in &tx.keys {
+                keys.insert(&key[..], &state.encode()[..]).map_err(failed)?;
+            }
+            let mut heads = write.open_table(HEADS).map_err(failed)?;
+            for cid in &tx.heads_removed {
+                heads.remove(&cid.to_bytes()[..]).map_err(failed)?;
+            }
+            for (cid, height) in &tx.heads_added {
+                heads.insert(&cid.to_bytes()[..], height).map_err(failed)?;
+            }
+            let mut pending = write.open_table(PENDING).map_err(failed)?;
+            for id in &tx.pending_removed {
+                pending.remove(&id.0[..]).map_err(failed)?;
+            }
+            for block in &tx.pending_added {
+                if let Ok(id) = BlockId::from_cid(&block.cid) {
+                    pending
+                        .insert(&id.0[..], &block.encode()[..])
+                        .map_err(failed)?;
+                }
+            }
+        }
+        write.commit().map_err(failed)
+    }
+}
+
+/// The 32 bytes of a stored block id.
+fn block_id(bytes: &[u8]) -> Result<BlockId, StoreError> {
+    let id: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| RecordDecodeError::new("block id"))?;
+    Ok(BlockId(id))
+}
+
+impl Store for RedbStore {
+    type Error = StoreError;
+
+    async fn load(&self) -> Result<Persisted, StoreError> {
+        let mut heads = Vec::new();
+        for entry in self.view.heads.range::<&[u8]>(..).map_err(failed)? {
+            let (cid, height) = entry.map_err(failed)?;
+            let cid =
+                cid::Cid::try_from(cid.value()).map_err(|_| RecordDecodeError::new("head cid"))?;
+            heads.push((cid, height.value()));
+        }
+        let mut pending = Vec::new();
+        for entry in self.view.pending.range::<&[u8]>(..).map_err(failed)? {
+            let (_, block) = entry.map_err(failed)?;
+            pending.push(PendingBlock::decode(block.value())?);
+        }
+        Ok(Persisted { heads, pending })
+    }
+
+    async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, StoreError> {
+        match self.view.keys.get(key).map_err(failed)? {
+            Some(state) => Ok(Some(KeyState::decode(state.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn is_processed(&self, block: &BlockId) -> Result<bool, StoreError> {
+        Ok(self
+            .view
+            .processed
+            .get(&block.0[..])
+            .map_err(failed)?
+            .is_some())
+    }
+
+    async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .view
+            .blocks
+            .get(&block.0[..])
+            .map_err(failed)?
+            .map(|bytes| bytes.value().to_vec()))
+    }
+
+    async fn processed_after(
+        &self,
+        after: Option<&BlockId>,
+        limit: usize,
+    ) -> Result<Vec<BlockId>, StoreError> {
+        let lower = after.map_or(Bound::Unbounded, |id| Bound::Excluded(&id.0[..]));
+        let mut out = Vec::new();
+        for entry in self
+            .view
+            .processed
+            .range::<&[u8]>((lower, Bound::Unbounded))
+            .map_err(failed)?
+            .take(limit)
+        {
+            let (id, _) = entry.map_err(failed)?;
+            out.push(block_id(id.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, KeyState)>, StoreError> {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::new();
+        for entry in self
+            .view
+            .keys
+            .range::<&[u8]>((lower, Bound::Unbounded))
+            .map_err(failed)?
+            .take(limit)
+        {
+            let (key, state) = entry.map_err(failed)?;
+            out.push((key.value().to_vec(), KeyState::decode(state.value())?));
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self, tx: Transaction) -> Result<(), StoreError> {
+        if tx.is_empty() {
+            return Ok(());
+        }
+        self.apply(tx)?;
+        self.view = View::of(&self.db)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_file_of_another_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let write = db.begin_write().unwrap();
+            write
+                .open_table(META)
+                .unwrap()
+                .insert("format", "pinfold-pinset/0")
+                .unwrap();
+            write.commit().unwrap();
+        }
+        let error = RedbStore::open(&path).err().unwrap();
+        assert!(
+            error.to_string().contains("format \"pinfold-pinset/0\""),
+            "{error}"
+        );
+    }
+}
