@@ -3,6 +3,7 @@
 //!
 //! - [`set`]: the add-wins observed-remove set, key by key, pure.
 //! - [`store`]: the [`Store`] trait a replica persists through, and [`MemoryStore`].
+//! - [`pins`]: the replica as ipfs-cluster's state: pins by CID, and [`PinEvent`]s.
 //! - [`replica`]: the [`Replica`]: local writes with batching, head broadcasts, the DAG
 //!   walk with batched fetches, head bookkeeping, rebroadcast and repair, and compaction
 //!   snapshots (written by [`Replica::create_snapshot`], loaded by [`Replica::load_snapshot`]).
@@ -12,11 +13,13 @@
 //! [`Replica::poll_output`].
 
 pub mod config;
+pub mod pins;
 pub mod replica;
 pub mod set;
 pub mod store;
 
 pub use config::{BatchConfig, Config, Trust, MAX_DELTA_BYTES};
+pub use pins::{PinEntryError, PinEvent};
 pub use replica::{Output, Progress, Replica, ReplicaError, Stats, MAX_PRIORITY};
 pub use set::{BlockId, KeyState, RecordDecodeError, Version};
 pub use store::{BlockKind, MemoryStore, PendingBlock, Persisted, Store, Transaction};

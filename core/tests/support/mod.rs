@@ -298,17 +298,21 @@ pub fn snapshot_sync(
     follower
 }
 
-/// Answers `follower`'s fetches from the blocks in `source` until it asks for nothing more.
-/// Both stores must answer without waiting.
-pub fn answer_fetches<S: Store, T: Store>(follower: &mut Replica<S>, source: &T) {
+/// Answers `follower`'s fetches from the blocks in `source` until it asks for nothing more,
+/// and returns its other outputs. Both stores must answer without waiting.
+pub fn answer_fetches<S: Store, T: Store>(follower: &mut Replica<S>, source: &T) -> Vec<Output> {
     let mut wanted = Vec::new();
+    let mut others = Vec::new();
     loop {
         while let Some(output) = follower.poll_output() {
-            if let Output::Fetch(cids) = output {
-                wanted.extend(cids);
+            match output {
+                Output::Fetch(cids) => wanted.extend(cids),
+                other => others.push(other),
             }
         }
-        let Some(cid) = wanted.pop() else { break };
+        let Some(cid) = wanted.pop() else {
+            return others;
+        };
         let id = BlockId::from_cid(&cid).unwrap();
         let bytes = ready(source.block(&id)).unwrap().unwrap();
         ready(follower.receive_block(&cid, bytes, 0)).unwrap();
