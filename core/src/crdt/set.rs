@@ -160,26 +160,40 @@ impl KeyState {
         self.live.iter().map(|v| v.block)
     }
 
-    /// A compact, versioned binary form for durable stores.
+    /// A compact binary form for durable stores, block ids written whole.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with(|block, out| out.extend_from_slice(&block.0))
+    }
+
+    /// Reads the form [`KeyState::encode`] writes, checking every length.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordDecodeError> {
+        Self::decode_with(bytes, read_block)
+    }
+
+    /// The compact form with block ids written by `write_block`, for stores that keep ids
+    /// in a shorter form (such as an index into a table of ids).
+    pub fn encode_with(&self, mut write_block: impl FnMut(&BlockId, &mut Vec<u8>)) -> Vec<u8> {
         let value_bytes: usize = self.live.iter().map(|v| v.value.len() + 44).sum();
         let mut out = Vec::with_capacity(2 + value_bytes + 32 * self.tombstones.len());
         encode_varint(self.live.len() as u64, &mut out);
         for version in &self.live {
-            out.extend_from_slice(&version.block.0);
+            write_block(&version.block, &mut out);
             encode_varint(version.priority, &mut out);
             encode_varint(version.value.len() as u64, &mut out);
             out.extend_from_slice(&version.value);
         }
         encode_varint(self.tombstones.len() as u64, &mut out);
         for block in &self.tombstones {
-            out.extend_from_slice(&block.0);
+            write_block(block, &mut out);
         }
         out
     }
 
-    /// Reads the form [`KeyState::encode`] writes, checking every length.
-    pub fn decode(mut bytes: &[u8]) -> Result<Self, RecordDecodeError> {
+    /// Reads the form [`KeyState::encode_with`] writes, block ids read by `read_block`.
+    pub fn decode_with(
+        mut bytes: &[u8],
+        mut read_block: impl FnMut(&mut &[u8]) -> Result<BlockId, RecordDecodeError>,
+    ) -> Result<Self, RecordDecodeError> {
         let buf = &mut bytes;
         let live_count = read_count(buf)?;
         let mut live = Vec::with_capacity(live_count.min(64));

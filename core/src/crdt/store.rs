@@ -165,14 +165,97 @@ pub trait Store {
 
 /// A store in memory: for tests, benchmarks and followers that keep nothing.
 ///
-/// Key states are kept in their compact encoded form, one allocation per key.
+/// Each key takes one allocation holding the key and its state, in which block ids are
+/// indexes into a table of the ids seen (a delta's thousands of elements share one id).
 #[derive(Default)]
 pub struct MemoryStore {
-    keys: BTreeMap<Box<[u8]>, Box<[u8]>>,
+    keys: BTreeSet<KeyEntry>,
+    ids: BlockIds,
     blocks: HashMap<BlockId, Box<[u8]>>,
     processed: BTreeSet<BlockId>,
     heads: BTreeMap<Vec<u8>, (Cid, u64)>,
     pending: HashMap<BlockId, PendingBlock>,
+}
+
+/// A key and its encoded state in one allocation: the key's length, the key, the state.
+/// Ordered, compared and looked up by the key alone.
+struct KeyEntry(Box<[u8]>);
+
+impl KeyEntry {
+    fn new(key: &[u8], state: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(key.len() + state.len() + 3);
+        encode_varint(key.len() as u64, &mut bytes);
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(state);
+        Self(bytes.into_boxed_slice())
+    }
+
+    fn split(&self) -> (&[u8], &[u8]) {
+        let mut buf = &self.0[..];
+        let len = decode_varint(&mut buf).expect("written by KeyEntry::new") as usize;
+        buf.split_at(len)
+    }
+
+    fn key(&self) -> &[u8] {
+        self.split().0
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for KeyEntry {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+impl PartialEq for KeyEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for KeyEntry {}
+
+impl PartialOrd for KeyEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(other.key())
+    }
+}
+
+/// Every block id a key state refers to, each numbered once.
+#[derive(Default)]
+struct BlockIds {
+    ids: Vec<BlockId>,
+    numbers: HashMap<BlockId, u64>,
+}
+
+impl BlockIds {
+    fn encode(&mut self, state: &KeyState) -> Vec<u8> {
+        state.encode_with(|id, out| {
+            let next = self.ids.len() as u64;
+            let number = *self.numbers.entry(*id).or_insert(next);
+            if number == next {
+                self.ids.push(*id);
+            }
+            encode_varint(number, out);
+        })
+    }
+
+    fn decode(&self, bytes: &[u8]) -> KeyState {
+        KeyState::decode_with(bytes, |buf| {
+            let number = decode_varint(buf).map_err(|_| RecordDecodeError::new("block number"))?;
+            self.ids
+                .get(number as usize)
+                .copied()
+                .ok_or(RecordDecodeError::new("block number"))
+        })
+        .expect("the memory store only holds states it encoded")
+    }
 }
 
 impl MemoryStore {
@@ -202,9 +285,10 @@ impl Store for MemoryStore {
     }
 
     async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, Infallible> {
-        Ok(self.keys.get(key).map(|bytes| {
-            KeyState::decode(bytes).expect("the memory store only holds states it encoded")
-        }))
+        Ok(self
+            .keys
+            .get(key)
+            .map(|entry| self.ids.decode(entry.split().1)))
     }
 
     async fn is_processed(&self, block: &BlockId) -> Result<bool, Infallible> {
@@ -244,10 +328,9 @@ impl Store for MemoryStore {
             .keys
             .range::<[u8], _>((lower, Bound::Unbounded))
             .take(limit)
-            .map(|(k, v)| {
-                let state =
-                    KeyState::decode(v).expect("the memory store only holds states it encoded");
-                (k.to_vec(), state)
+            .map(|entry| {
+                let (key, state) = entry.split();
+                (key.to_vec(), self.ids.decode(state))
             })
             .collect())
     }
@@ -260,8 +343,8 @@ impl Store for MemoryStore {
         }
         self.processed.extend(tx.processed);
         for (key, state) in tx.keys {
-            self.keys
-                .insert(key.into_boxed_slice(), state.encode().into_boxed_slice());
+            let entry = KeyEntry::new(&key, &self.ids.encode(&state));
+            self.keys.replace(entry);
         }
         for cid in tx.heads_removed {
             self.heads.remove(&cid.to_bytes());
