@@ -4,10 +4,15 @@
 //! time takes it as an argument, so the same code runs natively and in `wasm32-unknown-unknown`.
 //!
 //! It holds the cluster's wire codecs ([`codec`]) and the pin model ([`pin`]), byte-compatible
-//! with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8, and the shared pinset ([`crdt`]).
+//! with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8, the shared pinset ([`crdt`]), and
+//! what decides where pins go and who is alive: the [`allocator`], the [`monitor`] and the
+//! [`informer`]s.
 
+pub mod allocator;
 pub mod codec;
 pub mod crdt;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod informer;
+pub mod monitor;
 pub mod pin;

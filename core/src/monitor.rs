@@ -1,0 +1,185 @@
+//! Who is alive and what they measure: ipfs-cluster v1.1.6's peer monitor (`pubsubmon`
+//! with its metric store and checker), as a state machine fed metrics and the time.
+//!
+//! Every metric received goes into a ring window per metric name and peer. The latest
+//! metric of a peer counts while it is valid and unexpired. When it expires, [`Monitor::check`]
+//! raises one alert for that peer and metric; the next live metric ends the outage. The
+//! peerset is every peer whose `ping` metric is live, plus the local peer.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use libp2p_identity::PeerId;
+use serde::Serialize;
+
+use crate::codec::metric::Metric;
+
+/// The metric every peer publishes to say it is alive.
+pub const PING_METRIC: &str = "ping";
+/// Metrics kept per peer and name (`DefaultWindowCap`).
+pub const WINDOW_CAP: usize = 25;
+/// How often peers publish `ping`, by default (`monitor_ping_interval`), in milliseconds.
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 15_000;
+
+/// A peer whose metric expired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// The last metric received from the peer under that name.
+    pub metric: Metric,
+    /// When the alert was raised, Unix nanoseconds.
+    pub triggered_at: i64,
+}
+
+/// Metrics received from the cluster, and the alerts they lead to.
+#[derive(Default)]
+pub struct Monitor {
+    /// Windows by metric name, then peer, newest metric last.
+    windows: BTreeMap<String, BTreeMap<PeerBytes, VecDeque<Metric>>>,
+    /// Peers and metrics already alerted on in their current outage.
+    alerted: BTreeSet<(String, PeerBytes)>,
+}
+
+/// Peers ordered by their bytes, as Go orders `peer.ID` strings.
+type PeerBytes = Vec<u8>;
+
+impl Monitor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a metric received at `now` (Unix nanoseconds). A live metric ends any outage
+    /// of its peer and name.
+    pub fn receive(&mut self, mut metric: Metric, now: i64) {
+        metric.received_at = now;
+        let peer = metric.peer.to_bytes();
+        if metric.is_live(now) {
+            self.alerted.remove(&(metric.name.clone(), peer.clone()));
+        }
+        let window = self
+            .windows
+            .entry(metric.name.clone())
+            .or_default()
+            .entry(peer)
+            .or_default();
+        if window.len() == WINDOW_CAP {
+            window.pop_front();
+        }
+        window.push_back(metric);
+    }
+
+    /// The latest live metric of each peer for `name`, in peer order (Go's `LatestMetrics`).
+    pub fn latest_metrics(&self, name: &str, now: i64) -> Vec<Metric> {
+        self.windows
+            .get(name)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter_map(VecDeque::back)
+            .filter(|m| m.is_live(now))
+            .cloned()
+            .collect()
+    }
+
+    /// The latest metric of one peer for `name`, live or not.
+    pub fn peer_latest(&self, name: &str, peer: &PeerId) -> Option<&Metric> {
+        self.windows.get(name)?.get(&peer.to_bytes())?.back()
+    }
+
+    /// The window of one peer's metrics for `name`, oldest first.
+    pub fn peer_window(&self, name: &str, peer: &PeerId) -> impl Iterator<Item = &Metric> {
+        self.windows
+            .get(name)
+            .and_then(|peers| peers.get(&peer.to_bytes()))
+            .into_iter()
+            .flatten()
+    }
+
+    /// The names of every metric received.
+    pub fn metric_names(&self) -> impl Iterator<Item = &str> {
+        self.windows.keys().map(String::as_str)
+    }
+
+    /// The peers with a live `ping`, and `local`, in peer order.
+    pub fn peerset(&self, local: &PeerId, now: i64) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self
+            .latest_metrics(PING_METRIC, now)
+            .into_iter()
+            .map(|m| m.peer)
+            .collect();
+        if !peers.contains(local) {
+            peers.push(*local);
+            peers.sort_by_key(|p| p.to_bytes());
+        }
+        peers
+    }
+
+    /// Raises an alert for each peer whose latest valid metric of some name has expired,
+    /// once per outage (Go's `CheckAll`, with `MaxAlertThreshold` 1).
+    pub fn check(&mut self, now: i64) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        for (name, peers) in &self.windows {
+            for (peer, window) in peers {
+                let Some(latest) = window.back() else {
+                    continue;
+                };
+                if !latest.valid || now <= latest.expire {
+                    continue;
+                }
+                let key = (name.clone(), peer.clone());
+                if self.alerted.insert(key) {
+                    alerts.push(Alert {
+                        metric: latest.clone(),
+                        triggered_at: now,
+                    });
+                }
+            }
+        }
+        alerts
+    }
+
+    /// Forgets a peer that left the cluster.
+    pub fn remove_peer(&mut self, peer: &PeerId) {
+        let peer = peer.to_bytes();
+        for peers in self.windows.values_mut() {
+            peers.remove(&peer);
+        }
+        self.alerted.retain(|(_, p)| *p != peer);
+    }
+}
+
+/// The `ping` metric a peer publishes every `interval_ms`, valid for twice that (Go's
+/// `sendPingMetric`), with the JSON value `{"peer_name","ipfs_id","ipfs_addresses"}`.
+pub fn ping_metric(
+    local: &PeerId,
+    peer_name: &str,
+    ipfs_id: &str,
+    ipfs_addresses: &[String],
+    interval_ms: u64,
+    now: i64,
+) -> Metric {
+    #[derive(Serialize)]
+    struct PingValue<'a> {
+        peer_name: &'a str,
+        ipfs_id: &'a str,
+        ipfs_addresses: &'a [String],
+    }
+    let value = serde_json::to_string(&PingValue {
+        peer_name,
+        ipfs_id,
+        ipfs_addresses,
+    })
+    .expect("strings always serialize");
+    Metric {
+        name: PING_METRIC.into(),
+        peer: *local,
+        value,
+        expire: now + ttl_nanos(2 * interval_ms),
+        valid: true,
+        weight: 0,
+        partitionable: false,
+        received_at: 0,
+    }
+}
+
+/// A time to live in milliseconds as nanoseconds.
+pub fn ttl_nanos(ttl_ms: u64) -> i64 {
+    i64::try_from(ttl_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+}

@@ -1,0 +1,116 @@
+//! The peer monitor: latest live metrics, ring windows, alerts once per outage, peerset.
+
+mod support;
+
+use pinfold_core::codec::metric::Metric;
+use pinfold_core::monitor::{
+    ping_metric, Monitor, DEFAULT_PING_INTERVAL_MS, PING_METRIC, WINDOW_CAP,
+};
+use support::peer;
+
+const SECOND: i64 = 1_000_000_000;
+
+fn ping(n: u64, now: i64) -> Metric {
+    ping_metric(
+        &peer(n),
+        &format!("peer-{n}"),
+        "QmIpfs",
+        &[],
+        DEFAULT_PING_INTERVAL_MS,
+        now,
+    )
+}
+
+#[test]
+fn ping_lives_twice_its_interval_and_carries_the_peer_in_json() {
+    let m = ping(1, 0);
+    assert_eq!(m.expire, 30 * SECOND);
+    assert!(m.valid);
+    let value: serde_json::Value = serde_json::from_str(&m.value).unwrap();
+    assert_eq!(value["peer_name"], "peer-1");
+    assert_eq!(value["ipfs_id"], "QmIpfs");
+    assert!(value["ipfs_addresses"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn latest_metrics_are_the_live_ones_and_the_peerset_follows_ping() {
+    let mut monitor = Monitor::new();
+    monitor.receive(ping(1, 0), 0);
+    monitor.receive(ping(2, 0), 0);
+    let mut invalid = ping(3, 0);
+    invalid.valid = false;
+    monitor.receive(invalid, 0);
+    let live: Vec<_> = monitor
+        .latest_metrics(PING_METRIC, 10 * SECOND)
+        .into_iter()
+        .map(|m| m.peer)
+        .collect();
+    assert_eq!(live.len(), 2);
+    assert!(live.contains(&peer(1)) && live.contains(&peer(2)));
+    assert_eq!(
+        monitor
+            .peer_latest(PING_METRIC, &peer(1))
+            .unwrap()
+            .received_at,
+        0
+    );
+
+    let me = peer(7);
+    assert_eq!(
+        monitor.peerset(&me, 10 * SECOND).len(),
+        3,
+        "two peers and me"
+    );
+    // Peer 2 keeps pinging, peer 1 falls silent.
+    monitor.receive(ping(2, 25 * SECOND), 25 * SECOND);
+    let peers = monitor.peerset(&me, 40 * SECOND);
+    assert_eq!(peers.len(), 2);
+    assert!(peers.contains(&peer(2)) && peers.contains(&me));
+    let mut sorted = peers.clone();
+    sorted.sort_by_key(|p| p.to_bytes());
+    assert_eq!(peers, sorted, "peers in byte order");
+}
+
+#[test]
+fn windows_keep_the_last_metrics_only() {
+    let mut monitor = Monitor::new();
+    for i in 0..(WINDOW_CAP as i64 + 10) {
+        monitor.receive(ping(1, i * SECOND), i * SECOND);
+    }
+    let window: Vec<_> = monitor.peer_window(PING_METRIC, &peer(1)).collect();
+    assert_eq!(window.len(), WINDOW_CAP);
+    assert_eq!(window[0].received_at, 10 * SECOND);
+    assert_eq!(monitor.metric_names().collect::<Vec<_>>(), [PING_METRIC]);
+}
+
+#[test]
+fn an_expired_peer_raises_one_alert_per_outage() {
+    let mut monitor = Monitor::new();
+    monitor.receive(ping(1, 0), 0);
+    monitor.receive(ping(2, 0), 0);
+    assert!(monitor.check(20 * SECOND).is_empty());
+    monitor.receive(ping(2, 20 * SECOND), 20 * SECOND);
+
+    let alerts = monitor.check(31 * SECOND);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].metric.peer, peer(1));
+    assert_eq!(alerts[0].metric.name, PING_METRIC);
+    assert_eq!(alerts[0].triggered_at, 31 * SECOND);
+    assert!(
+        monitor.check(46 * SECOND).is_empty(),
+        "still the same outage"
+    );
+
+    // Peer 1 comes back as peer 2 falls silent; then peer 1 is silent again: a new
+    // outage, a new alert.
+    monitor.receive(ping(1, 50 * SECOND), 50 * SECOND);
+    let alerts = monitor.check(60 * SECOND);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].metric.peer, peer(2));
+    let alerts = monitor.check(120 * SECOND);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].metric.peer, peer(1));
+
+    monitor.remove_peer(&peer(1));
+    assert!(monitor.peer_latest(PING_METRIC, &peer(1)).is_none());
+}
