@@ -9,7 +9,7 @@
 //! group, go to the peer with the most free space first. Where Go leaves an order to map
 //! iteration, peers are taken in peer-id order, so the same inputs give the same answer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
@@ -247,7 +247,7 @@ fn classify(
     let current = pick(request.current);
     let priority = pick(request.priority);
     let mut candidates: Vec<PeerId> = eligible.difference(&taken).copied().collect();
-    candidates.sort_by_key(|p| p.to_bytes());
+    candidates.sort_by_cached_key(|p| p.to_bytes());
     Classified {
         current,
         priority,
@@ -260,10 +260,30 @@ fn balanced_order(peers: &[PeerId], metrics: &MetricsSet, allocate_by: &[String]
     if peers.is_empty() || allocate_by.is_empty() {
         return Vec::new();
     }
-    let members: HashSet<&PeerId> = peers.iter().collect();
-    let mut tree = Partitioned::build(metrics, allocate_by, &|p| members.contains(p));
-    std::iter::from_fn(|| tree.choose_next()).collect()
+    // Peers become indexes in byte order, so that sorting indexes sorts peers.
+    let mut peers = peers.to_vec();
+    peers.sort_by_cached_key(|p| p.to_bytes());
+    let index: HashMap<PeerId, usize> = peers.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    // table[i][level]: the metric of peer i for allocate_by[level].
+    let mut table: Vec<Vec<Option<&Metric>>> = vec![vec![None; allocate_by.len()]; peers.len()];
+    for (level, name) in allocate_by.iter().enumerate() {
+        for metric in metrics.get(name).into_iter().flatten() {
+            if let Some(&i) = index.get(&metric.peer) {
+                table[i][level].get_or_insert(metric);
+            }
+        }
+    }
+    let members: Vec<usize> = (0..peers.len())
+        .filter(|&i| table[i].iter().all(Option::is_some))
+        .collect();
+    let mut tree = Partitioned::build(&table, 0, &members);
+    std::iter::from_fn(|| tree.choose_next())
+        .map(|i| peers[i])
+        .collect()
 }
+
+/// The metrics of the peers being ordered, by peer index, then `allocate_by` level.
+type MetricTable<'a> = [Vec<Option<&'a Metric>>];
 
 /// Peers split by one metric, each partition split again by the next.
 struct Partitioned {
@@ -276,24 +296,23 @@ struct Partition {
     value: String,
     weight: i64,
     aggregated_weight: i64,
-    /// Peers of a bottom partition not yet chosen, in peer-id order.
-    peers: Vec<PeerId>,
+    /// Peers (indexes in byte order) of a bottom partition not yet chosen.
+    peers: VecDeque<usize>,
     sub: Option<Partitioned>,
 }
 
 impl Partitioned {
-    fn build(metrics: &MetricsSet, by: &[String], member: &dyn Fn(&PeerId) -> bool) -> Self {
+    /// Partitions `members` by the metric at `level`, and each partition by the next levels.
+    fn build(table: &MetricTable<'_>, level: usize, members: &[usize]) -> Self {
         let mut partitions = partition_values(
-            metrics
-                .get(&by[0])
-                .into_iter()
-                .flatten()
-                .filter(|m| member(&m.peer)),
+            members
+                .iter()
+                .map(|&i| (i, table[i][level].expect("members have every metric"))),
         );
-        if by.len() > 1 {
+        if level + 1 < table.first().map_or(0, Vec::len) {
             for partition in &mut partitions {
-                let inside: HashSet<PeerId> = partition.peers.iter().copied().collect();
-                let sub = Partitioned::build(metrics, &by[1..], &|p| inside.contains(p));
+                let inside: Vec<usize> = partition.peers.iter().copied().collect();
+                let sub = Partitioned::build(table, level + 1, &inside);
                 partition.aggregated_weight += sub
                     .partitions
                     .iter()
@@ -307,12 +326,7 @@ impl Partitioned {
                 .cmp(&a.weight)
                 .then(b.aggregated_weight.cmp(&a.aggregated_weight))
                 .then_with(|| a.value.cmp(&b.value))
-                .then_with(|| {
-                    a.peers
-                        .first()
-                        .map(|p| p.to_bytes())
-                        .cmp(&b.peers.first().map(|p| p.to_bytes()))
-                })
+                .then_with(|| a.peers.front().cmp(&b.peers.front()))
         });
         Self {
             partitions,
@@ -322,7 +336,7 @@ impl Partitioned {
     }
 
     /// The next peer, taking from each partition in turn.
-    fn choose_next(&mut self) -> Option<PeerId> {
+    fn choose_next(&mut self) -> Option<usize> {
         if self.partitions.is_empty() || self.exhausted {
             return None;
         }
@@ -330,8 +344,7 @@ impl Partitioned {
             let partition = &mut self.partitions[self.next];
             let chosen = match &mut partition.sub {
                 Some(sub) => sub.choose_next(),
-                None if partition.peers.is_empty() => None,
-                None => Some(partition.peers.remove(0)),
+                None => partition.peers.pop_front(),
             };
             self.next = (self.next + 1) % self.partitions.len();
             if chosen.is_some() {
@@ -344,17 +357,17 @@ impl Partitioned {
 }
 
 /// One partition per peer for ordinary metrics; one per value, weights summed, for
-/// partitionable ones.
-fn partition_values<'a>(metrics: impl Iterator<Item = &'a Metric>) -> Vec<Partition> {
+/// partitionable ones. Peers arrive in index order and stay in it.
+fn partition_values<'a>(metrics: impl Iterator<Item = (usize, &'a Metric)>) -> Vec<Partition> {
     let mut partitions = Vec::new();
     let mut by_value: BTreeMap<&str, Partition> = BTreeMap::new();
-    for metric in metrics {
+    for (peer, metric) in metrics {
         if !metric.partitionable {
             partitions.push(Partition {
                 value: metric.value.clone(),
                 weight: metric.weight,
                 aggregated_weight: metric.weight,
-                peers: vec![metric.peer],
+                peers: VecDeque::from([peer]),
                 sub: None,
             });
             continue;
@@ -363,17 +376,14 @@ fn partition_values<'a>(metrics: impl Iterator<Item = &'a Metric>) -> Vec<Partit
             value: metric.value.clone(),
             weight: 0,
             aggregated_weight: 0,
-            peers: Vec::new(),
+            peers: VecDeque::new(),
             sub: None,
         });
         partition.weight += metric.weight;
         partition.aggregated_weight += metric.weight;
-        partition.peers.push(metric.peer);
+        partition.peers.push_back(peer);
     }
     partitions.extend(by_value.into_values());
-    for partition in &mut partitions {
-        partition.peers.sort_by_key(|p| p.to_bytes());
-    }
     partitions
 }
 

@@ -106,7 +106,7 @@ impl Monitor {
             .collect();
         if !peers.contains(local) {
             peers.push(*local);
-            peers.sort_by_key(|p| p.to_bytes());
+            peers.sort_by_cached_key(|p| p.to_bytes());
         }
         peers
     }
