@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use pinfold_core::codec::dagpb::DeltaNode;
 use pinfold_core::codec::delta::encode_broadcast;
-use pinfold_core::crdt::{BlockId, Config, MemoryStore, Replica, ReplicaError, Store};
+use pinfold_core::crdt::{BlockId, Config, KeyState, MemoryStore, Replica, ReplicaError, Store};
 use pinfold_native::store::RedbStore;
 use rand::{Rng, SeedableRng};
 use support::{answer_fetches, peer, pin_entry, ready, writer_with_pins};
@@ -137,17 +137,23 @@ fn child(role: &str, path: &Path) {
     println!("done");
 }
 
-fn count_keys<S: Store>(store: &S) -> u64 {
-    let mut count = 0;
+/// Calls `f` on every key state of `store`, a page at a time, in key order.
+fn for_each_key<S: Store>(store: &S, mut f: impl FnMut(&[u8], &KeyState)) {
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = ready(store.scan(after.as_deref(), 1024)).unwrap();
-        let Some((last, _)) = page.last() else {
-            return count;
-        };
-        count += page.len() as u64;
+        let Some((last, _)) = page.last() else { return };
+        for (key, state) in &page {
+            f(key, state);
+        }
         after = Some(last.clone());
     }
+}
+
+fn count_keys<S: Store>(store: &S) -> u64 {
+    let mut count = 0;
+    for_each_key(store, |_, _| count += 1);
+    count
 }
 
 /// Runs a child in `role` on the store at `path`. With `kill_after`, kills it that long
@@ -242,23 +248,15 @@ fn assert_consistent<S: Store>(store: &S, from_snapshot: bool) {
         }
         after = Some(last);
     }
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = ready(store.scan(after.as_deref(), 1024)).unwrap();
-        let Some((last, _)) = page.last().cloned() else {
-            break;
-        };
-        for (key, state) in page {
-            for version in &state.live {
-                assert!(
-                    ready(store.is_processed(&version.block)).unwrap(),
-                    "{} holds a version from an unmerged block",
-                    String::from_utf8_lossy(&key)
-                );
-            }
+    for_each_key(store, |key, state| {
+        for version in &state.live {
+            assert!(
+                ready(store.is_processed(&version.block)).unwrap(),
+                "{} holds a version from an unmerged block",
+                String::from_utf8_lossy(key)
+            );
         }
-        after = Some(last);
-    }
+    });
 }
 
 /// Asserts that the replica on `path` holds exactly `expected`'s values.
