@@ -6,7 +6,7 @@
 //! It holds the cluster's wire codecs ([`codec`]) and the pin model ([`pin`]), byte-compatible
 //! with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8, the shared pinset ([`crdt`]), and
 //! what decides where pins go and who is alive: the [`allocator`], the [`monitor`] and the
-//! [`informer`]s.
+//! [`informer`]s, and the pin [`tracker`] that says where each pin stands.
 
 pub mod allocator;
 pub mod codec;
@@ -16,3 +16,4 @@ pub mod fuzzing;
 pub mod informer;
 pub mod monitor;
 pub mod pin;
+pub mod tracker;

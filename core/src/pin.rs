@@ -173,6 +173,11 @@ impl Pin {
     pub fn is_pin_everywhere(&self) -> bool {
         self.replication_factor_min == -1 && self.replication_factor_max == -1
     }
+
+    /// Whether `peer` should not pin it: the pin is allocated, and not to `peer`.
+    pub fn is_remote_pin(&self, peer: &PeerId) -> bool {
+        !self.is_pin_everywhere() && !self.allocations.contains(peer)
+    }
 }
 
 /// The JSON of a pin, field for field as ipfs-cluster v1.1.6 marshals `api.Pin` (the
@@ -212,13 +217,16 @@ struct PinJson {
     timestamp: String,
 }
 
-fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+pub(crate) fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     deserializer: D,
 ) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-fn time_to_json<E: serde::ser::Error>(field: &str, time: Option<UnixTime>) -> Result<String, E> {
+pub(crate) fn time_to_json<E: serde::ser::Error>(
+    field: &str,
+    time: Option<UnixTime>,
+) -> Result<String, E> {
     match time {
         None => Ok(GO_ZERO_TIME.to_owned()),
         Some(time) => time.to_rfc3339().ok_or_else(|| {
@@ -230,7 +238,7 @@ fn time_to_json<E: serde::ser::Error>(field: &str, time: Option<UnixTime>) -> Re
     }
 }
 
-fn peers_to_json(peers: &[PeerId]) -> Vec<String> {
+pub(crate) fn peers_to_json(peers: &[PeerId]) -> Vec<String> {
     peers.iter().map(|p| p.to_base58()).collect()
 }
 
@@ -263,7 +271,7 @@ impl Serialize for Pin {
 
 /// Why a pin's JSON was rejected.
 #[derive(Debug, thiserror::Error)]
-enum PinJsonError {
+pub(crate) enum PinJsonError {
     #[error("{field}: invalid CID {value:?}: {detail}")]
     Cid {
         field: &'static str,
@@ -272,8 +280,14 @@ enum PinJsonError {
     },
     #[error("{field}: invalid peer id {value:?}")]
     Peer { field: &'static str, value: String },
-    #[error("origins: invalid multiaddress {value:?}: {detail}")]
-    Multiaddr { value: String, detail: String },
+    #[error("{field}: missing")]
+    Missing { field: &'static str },
+    #[error("{field}: invalid multiaddress {value:?}: {detail}")]
+    Multiaddr {
+        field: &'static str,
+        value: String,
+        detail: String,
+    },
     #[error("{field}: invalid RFC 3339 time {value:?}: {detail}")]
     Time {
         field: &'static str,
@@ -282,7 +296,7 @@ enum PinJsonError {
     },
 }
 
-fn cid_from_json(field: &'static str, value: &str) -> Result<Cid, PinJsonError> {
+pub(crate) fn cid_from_json(field: &'static str, value: &str) -> Result<Cid, PinJsonError> {
     value.parse().map_err(|e: cid::Error| PinJsonError::Cid {
         field,
         value: value.to_owned(),
@@ -290,7 +304,7 @@ fn cid_from_json(field: &'static str, value: &str) -> Result<Cid, PinJsonError> 
     })
 }
 
-fn peers_from_json(
+pub(crate) fn peers_from_json(
     field: &'static str,
     values: Option<Vec<String>>,
 ) -> Result<Vec<PeerId>, PinJsonError> {
@@ -305,7 +319,29 @@ fn peers_from_json(
         .collect()
 }
 
-fn time_from_json(field: &'static str, value: &str) -> Result<Option<UnixTime>, PinJsonError> {
+pub(crate) fn multiaddrs_from_json(
+    field: &'static str,
+    values: Option<Vec<String>>,
+) -> Result<Vec<Multiaddr>, PinJsonError> {
+    values
+        .unwrap_or_default()
+        .into_iter()
+        .map(|value| {
+            value
+                .parse()
+                .map_err(|e: multiaddr::Error| PinJsonError::Multiaddr {
+                    field,
+                    detail: e.to_string(),
+                    value,
+                })
+        })
+        .collect()
+}
+
+pub(crate) fn time_from_json(
+    field: &'static str,
+    value: &str,
+) -> Result<Option<UnixTime>, PinJsonError> {
     if value.is_empty() {
         return Ok(None);
     }
@@ -353,19 +389,7 @@ impl TryFrom<PinJson> for Pin {
                 .pin_update
                 .map(|c| cid_from_json("pin_update", &c))
                 .transpose()?,
-            origins: json
-                .origins
-                .unwrap_or_default()
-                .into_iter()
-                .map(|value| {
-                    value
-                        .parse()
-                        .map_err(|e: multiaddr::Error| PinJsonError::Multiaddr {
-                            detail: e.to_string(),
-                            value,
-                        })
-                })
-                .collect::<Result<_, _>>()?,
+            origins: multiaddrs_from_json("origins", json.origins)?,
         })
     }
 }
