@@ -5,6 +5,7 @@
 use crate::codec::dagpb::DeltaNode;
 use crate::codec::delta::{decode_broadcast, encode_broadcast};
 use crate::codec::metric::Metric;
+use crate::codec::snapshot::{SnapshotChunk, SnapshotHeader, SnapshotIndex};
 use crate::codec::state_key::{cid_from_state_key, state_key};
 use crate::pin::Pin;
 
@@ -63,6 +64,31 @@ pub fn state_key_text(data: &[u8]) {
     }
 }
 
+/// A snapshot block fetched from a peer: a root, an index node or a chunk.
+pub fn snapshot_block(data: &[u8]) {
+    if let Ok(header) = SnapshotHeader::decode(data) {
+        let (_, bytes) = header.encode();
+        assert_eq!(
+            SnapshotHeader::decode(&bytes).expect("re-encoded root decodes"),
+            header
+        );
+    }
+    if let Ok(index) = SnapshotIndex::decode(data) {
+        let (_, bytes) = index.encode();
+        assert_eq!(
+            SnapshotIndex::decode(&bytes).expect("re-encoded index decodes"),
+            index
+        );
+    }
+    if let Ok(chunk) = SnapshotChunk::decode(data) {
+        let (_, bytes) = chunk.encode();
+        assert_eq!(
+            SnapshotChunk::decode(&bytes).expect("re-encoded chunk decodes"),
+            chunk
+        );
+    }
+}
+
 /// A fuzz entry point: takes arbitrary bytes, panics only on a bug.
 pub type FuzzTarget = fn(&[u8]);
 
@@ -73,4 +99,5 @@ pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("pin_value", pin_value),
     ("metric", metric),
     ("state_key", state_key_text),
+    ("snapshot_block", snapshot_block),
 ];

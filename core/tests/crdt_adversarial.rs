@@ -6,10 +6,13 @@ mod support;
 use std::collections::{HashMap, HashSet};
 
 use cid::Cid;
-use pinfold_core::codec::dagpb::{dag_pb_cid, DeltaNode};
+use pinfold_core::codec::dagpb::{dag_pb_cid, DeltaNode, PbNode};
 use pinfold_core::codec::delta::{encode_broadcast, Delta, Element};
+use pinfold_core::codec::snapshot::{SnapshotHeader, SnapshotIndex, SnapshotLinks};
 use pinfold_core::codec::MAX_BLOCK_BYTES;
-use pinfold_core::crdt::{Config, MemoryStore, Output, Replica, Stats, Store, Trust};
+use pinfold_core::crdt::{
+    BlockId, Config, MemoryStore, Output, Replica, ReplicaError, Stats, Store, Transaction, Trust,
+};
 use support::{peer, ready};
 
 type Blocks = HashMap<Cid, Vec<u8>>;
@@ -359,11 +362,115 @@ fn snapshots_load_only_when_trusted_and_empty_and_resume_after_a_cut() {
     });
     ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
     serve_from_writer(&mut r, 3);
-    assert!(r.stats().snapshot_chunks >= 1 && r.stats().snapshots_loaded == 0);
+    // Chunks are held until every one is in: nothing shows half a snapshot.
+    assert_eq!(r.stats().snapshots_loaded, 0);
+    assert!(!r.is_synced() && values(&r).is_empty());
     let mut r = ready(Replica::open(r.into_store(), Config::default())).unwrap();
     ready(r.tick(1)).unwrap();
     serve_from_writer(&mut r, 100);
     assert!(r.is_synced());
     assert_eq!(r.heads(), writer.heads());
     assert_eq!(values(&r), values(&writer));
+}
+
+/// A state of more chunks than one node links goes through index nodes, and loads the same.
+#[test]
+fn large_snapshots_link_their_chunks_through_index_nodes() {
+    let small = Config {
+        snapshot_chunk_bytes: 16 * 1024,
+        snapshot_fanout: 8,
+        ..Config::default()
+    };
+    let store = support::writer_with_pins(3_000, 100).into_store();
+    let mut writer = ready(Replica::open(store, small)).unwrap();
+    let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    let root_bytes = block(writer.store(), &root);
+    let header = SnapshotHeader::decode(&root_bytes).unwrap();
+    let SnapshotLinks::Indexes(indexes) = &header.links else {
+        panic!("expected index nodes, got {:?}", header.links)
+    };
+    let mut chunks = 0;
+    for index in indexes {
+        let index = SnapshotIndex::decode(&block(writer.store(), index)).unwrap();
+        assert!(index.chunks.len() <= 8);
+        chunks += index.chunks.len();
+    }
+    assert!(chunks > 8, "{chunks} chunks");
+
+    let follower = support::snapshot_sync(&writer, &root, Config::default());
+    assert_eq!(follower.stats().snapshots_loaded, 1);
+    assert_eq!(follower.stats().snapshot_chunks, chunks as u64);
+    assert_eq!(follower.heads(), writer.heads());
+    assert_eq!(values(&follower), values(&writer));
+
+    // Past the fanout squared, the snapshot is refused with the figures.
+    let tiny = Config {
+        snapshot_chunk_bytes: 16 * 1024,
+        snapshot_fanout: 3,
+        ..Config::default()
+    };
+    let mut writer = ready(Replica::open(writer.into_store(), tiny)).unwrap();
+    match ready(writer.create_snapshot()) {
+        Err(ReplicaError::SnapshotTooLarge { chunks: n, max: 9 }) => assert_eq!(n, chunks),
+        other => panic!("expected SnapshotTooLarge, got {other:?}"),
+    }
+}
+
+/// A snapshot with a malformed chunk (from a trusted but broken author) is abandoned before
+/// anything of it is merged, and the replica then syncs through the DAG.
+#[test]
+fn a_snapshot_with_a_malformed_chunk_merges_nothing_and_the_dag_still_syncs() {
+    let store = support::writer_with_pins(2_000, 100).into_store();
+    let small_chunks = Config {
+        snapshot_chunk_bytes: 16 * 1024,
+        ..Config::default()
+    };
+    let mut writer = ready(Replica::open(store, small_chunks)).unwrap();
+    let good_root = ready(writer.create_snapshot()).unwrap().unwrap();
+    let header = SnapshotHeader::decode(&block(writer.store(), &good_root)).unwrap();
+    let SnapshotLinks::Chunks(mut chunks) = header.links else {
+        panic!("expected chunks")
+    };
+    // A well-hashed dag-pb node whose data is no chunk.
+    let bad = PbNode {
+        links: Vec::new(),
+        data: Some(vec![0x0a, 0xff, 0xff]),
+    }
+    .encode();
+    let bad_cid = dag_pb_cid(&bad);
+    chunks.push(bad_cid);
+    let (root, root_bytes) = SnapshotHeader {
+        links: SnapshotLinks::Chunks(chunks),
+        ..header
+    }
+    .encode();
+    let (heads, expected) = (writer.heads(), values(&writer));
+    let mut source = writer.into_store();
+    ready(source.commit(Transaction {
+        blocks: vec![
+            (BlockId::from_cid(&root).unwrap(), root_bytes),
+            (BlockId::from_cid(&bad_cid).unwrap(), bad),
+        ],
+        ..Default::default()
+    }))
+    .unwrap();
+
+    let mut r = replica(Config::default());
+    ready(r.load_snapshot(&peer(0), &root, 0)).unwrap();
+    let outputs = support::answer_fetches(&mut r, &source);
+    assert!(outputs.is_empty(), "nothing merged: {outputs:?}");
+    assert_eq!(r.stats().failed_snapshots, 1);
+    assert_eq!(r.stats().snapshot_chunks, 0);
+    assert!(r.is_synced() && r.heads().is_empty() && values(&r).is_empty());
+
+    broadcast(&mut r, &heads.iter().map(|(c, _)| *c).collect::<Vec<_>>());
+    support::answer_fetches(&mut r, &source);
+    assert_eq!(r.heads(), heads);
+    assert_eq!(values(&r), expected);
+}
+
+fn block(store: &MemoryStore, cid: &Cid) -> Vec<u8> {
+    ready(store.block(&BlockId::from_cid(cid).unwrap()))
+        .unwrap()
+        .unwrap()
 }

@@ -2,7 +2,8 @@
 
 mod support;
 
-use pinfold_core::crdt::{BatchConfig, Config};
+use pinfold_core::codec::snapshot::{SnapshotHeader, SnapshotLinks};
+use pinfold_core::crdt::{BatchConfig, Config, Store};
 use proptest::prelude::*;
 use rand::Rng;
 use support::{Faults, Sim};
@@ -91,9 +92,23 @@ proptest! {
 
     /// With compaction: replicas that join late load a snapshot that a writer took in the
     /// middle of the faults, then walk only what is above it, and converge with the rest.
+    /// Small chunks and fanout make the writer's snapshot link its chunks through index
+    /// nodes when `indexed`.
     #[test]
-    fn late_joiners_converge_from_a_snapshot(seed in any::<u64>(), batched in any::<bool>()) {
-        let mut sim = Sim::new((0..REPLICAS).map(|r| config(r, batched)).collect(), seed);
+    fn late_joiners_converge_from_a_snapshot(
+        seed in any::<u64>(),
+        batched in any::<bool>(),
+        indexed in any::<bool>(),
+    ) {
+        let configs = (0..REPLICAS).map(|r| {
+            let config = config(r, batched);
+            if indexed {
+                Config { snapshot_chunk_bytes: 128, snapshot_fanout: 7, ..config }
+            } else {
+                config
+            }
+        });
+        let mut sim = Sim::new(configs.collect(), seed);
         let late = [REPLICAS - 2, REPLICAS - 1];
         for r in late {
             sim.groups[r] = 9;
@@ -101,6 +116,10 @@ proptest! {
         sim.faults = Faults { drop: 0.3, duplicate: 0.2, max_delay: 200 };
         random_writes_on(&mut sim, REPLICAS - 2, 80, 12);
         let root = snapshot_of(&mut sim, 0);
+        let id = pinfold_core::crdt::BlockId::from_cid(&root).unwrap();
+        let root_block = support::ready(sim.replicas[0].store().block(&id)).unwrap().unwrap();
+        let header = SnapshotHeader::decode(&root_block).unwrap();
+        prop_assert_eq!(matches!(header.links, SnapshotLinks::Indexes(_)), indexed);
         random_writes_on(&mut sim, REPLICAS - 2, 40, 12);
         for r in late {
             sim.groups[r] = 0;

@@ -3,6 +3,8 @@
 //!
 //! A snapshot is a root node whose `Data` is a [`SnapshotHeader`] and whose links name its
 //! chunks, each a node whose `Data` is a [`SnapshotChunk`] of at most [`MAX_CHUNK_BYTES`].
+//! A state of more chunks than one node can link puts index nodes ([`SnapshotIndex`])
+//! between the root and the chunks: two levels reach 4096 × 4096 chunks.
 //! Chunks carry the live versions of keys (block id, priority, value) and the ids of the
 //! delta blocks merged into the snapshot, so that a replica loading it walks only newer
 //! deltas. Snapshots are never linked from the delta DAG: Go peers never see them.
@@ -19,8 +21,11 @@ pub const SNAPSHOT_FORMAT: &str = "pinfold-snapshot/1";
 /// Chunks are cut before their data passes 1 MiB, like go-ds-crdt's deltas.
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 
-/// Most chunks one root links (dag-pb's link limit): 4 GiB of state.
-pub const MAX_CHUNKS: usize = MAX_LINKS;
+/// The format tag every snapshot index node carries.
+pub const SNAPSHOT_INDEX_FORMAT: &str = "pinfold-snapshot-index/1";
+
+/// Most links one snapshot node has (dag-pb's link limit), by default.
+pub const MAX_FANOUT: usize = MAX_LINKS;
 
 #[derive(Clone, PartialEq, Eq, Message)]
 struct HeadPb {
@@ -38,6 +43,15 @@ struct HeaderPb {
     heads: Vec<HeadPb>,
     #[prost(uint64, tag = "3")]
     keys: u64,
+    /// 0: the root links chunks; 1: it links index nodes, which link chunks.
+    #[prost(uint32, tag = "4")]
+    depth: u32,
+}
+
+#[derive(Clone, PartialEq, Eq, Message)]
+struct IndexPb {
+    #[prost(string, tag = "1")]
+    format: String,
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -84,21 +98,67 @@ fn malformed(what: &'static str, detail: impl ToString) -> SnapshotError {
     }
 }
 
+/// A block ready to store: its CID and bytes.
+pub type EncodedBlock = (Cid, Vec<u8>);
+
+/// What a snapshot root links.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotLinks {
+    /// The chunks themselves.
+    Chunks(Vec<Cid>),
+    /// Index nodes, each linking chunks.
+    Indexes(Vec<Cid>),
+}
+
+impl SnapshotLinks {
+    /// Links `chunks` under a root with at most `fanout` links per node: directly, or
+    /// through index nodes, returned as blocks to store. Fails with the most chunks two
+    /// levels can hold (`fanout`², the fanout taken within 2..=[`MAX_FANOUT`]) when there
+    /// are more.
+    pub fn build(chunks: Vec<Cid>, fanout: usize) -> Result<(Self, Vec<EncodedBlock>), usize> {
+        let fanout = fanout.clamp(2, MAX_FANOUT);
+        if chunks.len() <= fanout {
+            return Ok((SnapshotLinks::Chunks(chunks), Vec::new()));
+        }
+        if chunks.len() > fanout * fanout {
+            return Err(fanout * fanout);
+        }
+        let indexes: Vec<EncodedBlock> = chunks
+            .chunks(fanout)
+            .map(|group| {
+                SnapshotIndex {
+                    chunks: group.to_vec(),
+                }
+                .encode()
+            })
+            .collect();
+        let links = SnapshotLinks::Indexes(indexes.iter().map(|(cid, _)| *cid).collect());
+        Ok((links, indexes))
+    }
+
+    fn cids(&self) -> &[Cid] {
+        match self {
+            SnapshotLinks::Chunks(cids) | SnapshotLinks::Indexes(cids) => cids,
+        }
+    }
+}
+
 /// The root of a snapshot: the heads it was taken at, its size, and its chunks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotHeader {
     pub heads: Vec<(Cid, u64)>,
     /// Keys with a value in the snapshot.
     pub keys: u64,
-    pub chunks: Vec<Cid>,
+    pub links: SnapshotLinks,
 }
 
 impl SnapshotHeader {
-    /// Encodes the root node; returns its CID and bytes. At most [`MAX_CHUNKS`] chunks.
+    /// Encodes the root node; returns its CID and bytes. At most [`MAX_FANOUT`] links.
     pub fn encode(&self) -> (Cid, Vec<u8>) {
+        let links = self.links.cids();
         assert!(
-            self.chunks.len() <= MAX_CHUNKS,
-            "a snapshot root links at most {MAX_CHUNKS} chunks"
+            links.len() <= MAX_FANOUT,
+            "a snapshot root links at most {MAX_FANOUT} nodes"
         );
         let header = HeaderPb {
             format: SNAPSHOT_FORMAT.to_owned(),
@@ -111,9 +171,13 @@ impl SnapshotHeader {
                 })
                 .collect(),
             keys: self.keys,
+            depth: match self.links {
+                SnapshotLinks::Chunks(_) => 0,
+                SnapshotLinks::Indexes(_) => 1,
+            },
         };
         encode_node(
-            self.chunks.iter().copied().map(PbLink::unnamed).collect(),
+            links.iter().copied().map(PbLink::unnamed).collect(),
             header.encode_to_vec(),
         )
     }
@@ -134,9 +198,49 @@ impl SnapshotHeader {
                     .map_err(|e| malformed("head", e))
             })
             .collect::<Result<_, _>>()?;
+        let cids = node.links.into_iter().map(|l| l.hash).collect();
+        let links = match header.depth {
+            0 => SnapshotLinks::Chunks(cids),
+            1 => SnapshotLinks::Indexes(cids),
+            depth => return Err(malformed("root", format!("depth {depth} is not 0 or 1"))),
+        };
         Ok(Self {
             heads,
             keys: header.keys,
+            links,
+        })
+    }
+}
+
+/// A node between a snapshot's root and its chunks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotIndex {
+    pub chunks: Vec<Cid>,
+}
+
+impl SnapshotIndex {
+    pub fn encode(&self) -> (Cid, Vec<u8>) {
+        let data = IndexPb {
+            format: SNAPSHOT_INDEX_FORMAT.to_owned(),
+        }
+        .encode_to_vec();
+        encode_node(
+            self.chunks.iter().copied().map(PbLink::unnamed).collect(),
+            data,
+        )
+    }
+
+    pub fn decode(block: &[u8]) -> Result<Self, SnapshotError> {
+        let node = PbNode::decode(block)?;
+        let index = IndexPb::decode(node.data.as_deref().unwrap_or_default())
+            .map_err(|e| malformed("index", e))?;
+        if index.format != SNAPSHOT_INDEX_FORMAT {
+            return Err(SnapshotError::UnknownFormat(index.format));
+        }
+        if node.links.is_empty() {
+            return Err(malformed("index", "an index links at least one chunk"));
+        }
+        Ok(Self {
             chunks: node.links.into_iter().map(|l| l.hash).collect(),
         })
     }
@@ -268,17 +372,79 @@ mod tests {
             heads in proptest::collection::vec((arb_cid(), any::<u64>()), 0..5),
             keys in any::<u64>(),
             chunks in proptest::collection::vec(arb_cid(), 0..5),
+            indexed in any::<bool>(),
         ) {
-            let header = SnapshotHeader { heads, keys, chunks };
+            let links = if indexed { SnapshotLinks::Indexes(chunks) } else { SnapshotLinks::Chunks(chunks) };
+            let header = SnapshotHeader { heads, keys, links };
             let (_, bytes) = header.encode();
             prop_assert_eq!(SnapshotHeader::decode(&bytes), Ok(header));
+        }
+
+        #[test]
+        fn indexes_round_trip(chunks in proptest::collection::vec(arb_cid(), 1..8)) {
+            let index = SnapshotIndex { chunks };
+            let (cid, bytes) = index.encode();
+            prop_assert_eq!(crate::codec::dagpb::verify_block(&cid, &bytes), Ok(()));
+            prop_assert_eq!(SnapshotIndex::decode(&bytes), Ok(index));
+        }
+
+        /// Chunks are linked directly up to the fanout, through index nodes of at most the
+        /// fanout up to its square, and refused beyond; their order is kept.
+        #[test]
+        fn links_use_index_nodes_past_the_fanout(count in 0usize..40, fanout in 2usize..7) {
+            let chunks: Vec<Cid> = (0..count as u64)
+                .map(|i| crate::codec::dagpb::dag_pb_cid(&i.to_le_bytes()))
+                .collect();
+            match SnapshotLinks::build(chunks.clone(), fanout) {
+                Err(max) => prop_assert!(count > max && max == fanout * fanout),
+                Ok((SnapshotLinks::Chunks(linked), indexes)) => {
+                    prop_assert!(count <= fanout && indexes.is_empty());
+                    prop_assert_eq!(linked, chunks);
+                }
+                Ok((SnapshotLinks::Indexes(linked), indexes)) => {
+                    prop_assert!(count > fanout && linked.len() <= fanout);
+                    let mut all = Vec::new();
+                    for ((cid, bytes), link) in indexes.iter().zip(&linked) {
+                        prop_assert_eq!(cid, link);
+                        let index = SnapshotIndex::decode(bytes).unwrap();
+                        prop_assert!(index.chunks.len() <= fanout);
+                        all.extend(index.chunks);
+                    }
+                    prop_assert_eq!(all, chunks);
+                }
+            }
         }
 
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = SnapshotChunk::decode(&bytes);
             let _ = SnapshotHeader::decode(&bytes);
+            let _ = SnapshotIndex::decode(&bytes);
         }
+    }
+
+    /// The fuzzer's seeds are valid blocks of each kind, so that it starts deep.
+    #[test]
+    fn fuzz_seeds_decode() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/snapshot_block");
+        let seed = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let root = SnapshotHeader::decode(&seed("seed-root")).unwrap();
+        assert!(matches!(root.links, SnapshotLinks::Indexes(ref l) if l.len() == 1));
+        assert_eq!(
+            SnapshotIndex::decode(&seed("seed-index"))
+                .unwrap()
+                .chunks
+                .len(),
+            1
+        );
+        assert_eq!(
+            SnapshotChunk::decode(&seed("seed-chunk"))
+                .unwrap()
+                .entries
+                .len(),
+            1
+        );
     }
 
     #[test]

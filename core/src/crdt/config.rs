@@ -4,6 +4,8 @@ use std::collections::HashSet;
 
 use libp2p_identity::PeerId;
 
+use crate::codec::snapshot::{MAX_CHUNK_BYTES, MAX_FANOUT};
+
 /// go-ds-crdt's `MaxBatchDeltaSize`: a batch is committed before its delta passes 1 MiB.
 pub const MAX_DELTA_BYTES: usize = 1024 * 1024;
 
@@ -79,6 +81,10 @@ pub struct Config {
     pub max_pending: usize,
     /// Seeds the rebroadcast jitter, so runs are reproducible.
     pub seed: u64,
+    /// Snapshot chunks are cut before their data passes this many bytes.
+    pub snapshot_chunk_bytes: usize,
+    /// Most links of one snapshot node (root or index), at most dag-pb's 4096.
+    pub snapshot_fanout: usize,
 }
 
 impl Default for Config {
@@ -96,6 +102,8 @@ impl Default for Config {
             max_in_flight: 1024,
             max_pending: 200_000,
             seed: 0,
+            snapshot_chunk_bytes: MAX_CHUNK_BYTES,
+            snapshot_fanout: MAX_FANOUT,
         }
     }
 }

@@ -15,7 +15,9 @@ use super::set::{BlockId, KeyState, Version};
 use super::store::{BlockKind, PendingBlock, Store, Transaction};
 use crate::codec::dagpb::{verify_block, DeltaNode};
 use crate::codec::delta::{decode_broadcast, encode_broadcast, Delta, Element};
-use crate::codec::snapshot::{SnapshotChunk, SnapshotHeader, MAX_CHUNKS, MAX_CHUNK_BYTES};
+use crate::codec::snapshot::{
+    SnapshotChunk, SnapshotHeader, SnapshotIndex, SnapshotLinks, MAX_CHUNK_BYTES,
+};
 
 /// Highest priority accepted in a delta, far above any real DAG height; it keeps
 /// `priority + 1` from overflowing however a forged DAG is built.
@@ -66,6 +68,9 @@ pub struct Stats {
     /// Snapshot chunks merged, and snapshots fully loaded.
     pub snapshot_chunks: u64,
     pub snapshots_loaded: u64,
+    /// Snapshots abandoned, with nothing merged, because an index node or chunk was
+    /// malformed; the replica syncs through the DAG instead.
+    pub failed_snapshots: u64,
 }
 
 /// Where a sync stands.
@@ -100,10 +105,8 @@ pub enum ReplicaError<E: std::error::Error + 'static> {
     NotEmpty,
     #[error("a snapshot needs a synced replica, and {pending} blocks are still pending; try again once synced")]
     NotSynced { pending: usize },
-    #[error(
-        "the state needs {chunks} snapshot chunks, more than the {MAX_CHUNKS} one root can link"
-    )]
-    SnapshotTooLarge { chunks: usize },
+    #[error("the state needs {chunks} snapshot chunks, more than the {max} two levels of index can link; raise snapshot_chunk_bytes")]
+    SnapshotTooLarge { chunks: usize, max: usize },
 }
 
 type Result<T, E> = std::result::Result<T, ReplicaError<E>>;
@@ -111,8 +114,12 @@ type Result<T, E> = std::result::Result<T, ReplicaError<E>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FetchState {
     Queued,
-    InFlight { since: u64 },
+    InFlight {
+        since: u64,
+    },
     Parked,
+    /// A snapshot chunk stored and checked, merged once every chunk is in.
+    Held,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -195,6 +202,8 @@ pub struct Replica<S: Store> {
     parked: usize,
     /// Pending snapshot blocks: while a snapshot loads, delta walks wait in `deferred`.
     snapshot_pending: usize,
+    /// Snapshot chunks received and checked, in arrival order.
+    held_chunks: Vec<BlockId>,
     deferred: Vec<BlockId>,
     batch: Batch,
     seen_heads: HashSet<Cid>,
@@ -220,6 +229,7 @@ impl<S: Store> Replica<S> {
             in_flight: 0,
             parked: 0,
             snapshot_pending: 0,
+            held_chunks: Vec::new(),
             deferred: Vec::new(),
             batch: Batch::default(),
             seen_heads: HashSet::new(),
@@ -586,7 +596,7 @@ impl<S: Store> Replica<S> {
     // ----- the walk -----------------------------------------------------------------------
 
     fn enqueue(&mut self, id: BlockId, block: PendingBlock) {
-        if block.kind != BlockKind::Delta {
+        if block.kind.is_snapshot() {
             self.snapshot_pending += 1;
         }
         self.pending.insert(
@@ -656,7 +666,7 @@ impl<S: Store> Replica<S> {
 
     fn settle(&mut self, id: &BlockId) -> Option<Pending> {
         let pending = self.pending.remove(id)?;
-        if pending.block.kind != BlockKind::Delta {
+        if pending.block.kind.is_snapshot() {
             self.snapshot_pending -= 1;
             if self.snapshot_pending == 0 {
                 self.queue.extend(self.deferred.drain(..));
@@ -665,7 +675,7 @@ impl<S: Store> Replica<S> {
         match pending.state {
             FetchState::InFlight { .. } => self.in_flight -= 1,
             FetchState::Parked => self.parked -= 1,
-            FetchState::Queued => {}
+            FetchState::Queued | FetchState::Held => {}
         }
         Some(pending)
     }
@@ -701,11 +711,8 @@ impl<S: Store> Replica<S> {
         let pending = self.pending[&id];
         match pending.block.kind {
             BlockKind::SnapshotRoot => return self.apply_snapshot_root(id, &bytes).await,
-            BlockKind::SnapshotChunk => {
-                return self
-                    .apply_snapshot_chunk(id, bytes, pending.block.root)
-                    .await
-            }
+            BlockKind::SnapshotIndex => return self.apply_snapshot_index(id, &bytes).await,
+            BlockKind::SnapshotChunk => return self.hold_snapshot_chunk(id, bytes).await,
             BlockKind::Delta if self.snapshot_pending > 0 => {
                 if let FetchState::InFlight { .. } = pending.state {
                     self.in_flight -= 1;
@@ -802,20 +809,26 @@ impl<S: Store> Replica<S> {
             }
         }
         self.flush_chunk_if_full(&mut writer, usize::MAX).await?;
-        if writer.chunks.len() > MAX_CHUNKS {
-            return Err(ReplicaError::SnapshotTooLarge {
-                chunks: writer.chunks.len(),
-            });
-        }
+        let chunks = writer.chunks.len();
+        let (links, indexes) = SnapshotLinks::build(writer.chunks, self.config.snapshot_fanout)
+            .map_err(|max| ReplicaError::SnapshotTooLarge { chunks, max })?;
         let (cid, bytes) = SnapshotHeader {
             heads: self.heads(),
             keys: writer.keys,
-            chunks: writer.chunks,
+            links,
         }
         .encode();
+        let mut blocks: Vec<(BlockId, Vec<u8>)> = indexes
+            .into_iter()
+            .map(|(cid, bytes)| {
+                let id = BlockId::from_cid(&cid).expect("snapshot indexes are dag-pb sha2-256");
+                (id, bytes)
+            })
+            .collect();
         let id = BlockId::from_cid(&cid).expect("snapshot roots are dag-pb sha2-256");
+        blocks.push((id, bytes));
         self.commit_tx(Transaction {
-            blocks: vec![(id, bytes)],
+            blocks,
             ..Default::default()
         })
         .await?;
@@ -828,14 +841,15 @@ impl<S: Store> Replica<S> {
         writer: &mut ChunkWriter,
         adding: usize,
     ) -> Result<(), S::Error> {
+        let limit = self.config.snapshot_chunk_bytes.min(MAX_CHUNK_BYTES);
         let empty = writer.chunk.entries.is_empty() && writer.chunk.processed.is_empty();
-        if empty || writer.bytes.saturating_add(adding) <= MAX_CHUNK_BYTES {
-            writer.bytes += adding.min(MAX_CHUNK_BYTES);
+        if empty || writer.bytes.saturating_add(adding) <= limit {
+            writer.bytes += adding.min(limit);
             return Ok(());
         }
         let (cid, bytes) = std::mem::take(&mut writer.chunk).encode();
         writer.chunks.push(cid);
-        writer.bytes = adding.min(MAX_CHUNK_BYTES);
+        writer.bytes = adding.min(limit);
         let id = BlockId::from_cid(&cid).expect("snapshot chunks are dag-pb sha2-256");
         self.commit_tx(Transaction {
             blocks: vec![(id, bytes)],
@@ -888,24 +902,50 @@ impl<S: Store> Replica<S> {
     }
 
     async fn apply_snapshot_root(&mut self, id: BlockId, bytes: &[u8]) -> Result<(), S::Error> {
-        let root = self.pending[&id].block.cid;
         let Ok(header) = SnapshotHeader::decode(bytes) else {
             return self.reject_block(id).await;
         };
-        let chunks: Option<Vec<(BlockId, Cid)>> = header
-            .chunks
-            .iter()
-            .map(|c| BlockId::from_cid(c).ok().map(|id| (id, *c)))
-            .collect();
-        let Some(chunks) = chunks.filter(|c| !c.is_empty()) else {
-            return self.reject_block(id).await;
+        let (kind, links) = match header.links {
+            SnapshotLinks::Chunks(links) => (BlockKind::SnapshotChunk, links),
+            SnapshotLinks::Indexes(links) => (BlockKind::SnapshotIndex, links),
         };
-        let chunk_blocks: Vec<PendingBlock> = chunks
+        self.expand_snapshot_node(id, bytes, kind, &links).await
+    }
+
+    async fn apply_snapshot_index(&mut self, id: BlockId, bytes: &[u8]) -> Result<(), S::Error> {
+        match SnapshotIndex::decode(bytes) {
+            Ok(index) => {
+                self.expand_snapshot_node(id, bytes, BlockKind::SnapshotChunk, &index.chunks)
+                    .await
+            }
+            Err(_) => self.fail_snapshot().await,
+        }
+    }
+
+    /// Replaces a pending root or index node by the `kind` blocks it links, in one
+    /// transaction. A node linking nothing, or anything but sha2-256 dag-pb, is refused.
+    async fn expand_snapshot_node(
+        &mut self,
+        id: BlockId,
+        bytes: &[u8],
+        kind: BlockKind,
+        links: &[Cid],
+    ) -> Result<(), S::Error> {
+        let node = self.pending[&id].block;
+        let ids: Option<Vec<BlockId>> = links.iter().map(|c| BlockId::from_cid(c).ok()).collect();
+        let Some(ids) = ids.filter(|ids| !ids.is_empty()) else {
+            return if node.kind == BlockKind::SnapshotRoot {
+                self.reject_block(id).await
+            } else {
+                self.fail_snapshot().await
+            };
+        };
+        let blocks: Vec<PendingBlock> = links
             .iter()
-            .map(|(_, cid)| PendingBlock {
-                kind: BlockKind::SnapshotChunk,
+            .map(|cid| PendingBlock {
+                kind,
                 cid: *cid,
-                root,
+                root: node.root,
                 root_priority: 0,
                 parent_priority: u64::MAX,
             })
@@ -913,74 +953,123 @@ impl<S: Store> Replica<S> {
         self.commit_tx(Transaction {
             blocks: vec![(id, bytes.to_vec())],
             pending_removed: vec![id],
-            pending_added: chunk_blocks.clone(),
+            pending_added: blocks.clone(),
             ..Default::default()
         })
         .await?;
-        // Chunks first, so that the count of snapshot blocks never drops to zero between.
-        for ((chunk_id, _), block) in chunks.into_iter().zip(chunk_blocks) {
-            self.enqueue(chunk_id, block);
+        // Children first, so that the count of snapshot blocks never drops to zero between.
+        for (child, block) in ids.into_iter().zip(blocks) {
+            if !self.pending.contains_key(&child) {
+                self.enqueue(child, block);
+            }
         }
         self.settle(&id);
         Ok(())
     }
 
-    async fn apply_snapshot_chunk(
-        &mut self,
-        id: BlockId,
-        bytes: Vec<u8>,
-        root: Cid,
-    ) -> Result<(), S::Error> {
-        let Ok(chunk) = SnapshotChunk::decode(&bytes) else {
-            return self.reject_block(id).await;
-        };
-        let mut tx = Transaction::default();
-        let mut events = Vec::new();
-        for (key, versions) in chunk.entries {
-            let mut state = self.key_state(&key).await?.unwrap_or_default();
-            let before = state.value().map(|v| v.value.clone());
-            for version in versions {
-                state.apply_element(version);
-            }
-            if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
-                events.push(Output::Put {
-                    key: key.clone(),
-                    value: after.value.clone(),
-                });
-            }
-            tx.keys.push((key.into_bytes(), state));
+    /// Stores a chunk that decodes, to be merged once every chunk is in; a malformed one
+    /// abandons the snapshot before anything of it is merged.
+    async fn hold_snapshot_chunk(&mut self, id: BlockId, bytes: Vec<u8>) -> Result<(), S::Error> {
+        if SnapshotChunk::decode(&bytes).is_err() {
+            return self.fail_snapshot().await;
         }
-        tx.processed = chunk.processed;
-        tx.blocks.push((id, bytes));
-        tx.pending_removed.push(id);
-        let last = !self.pending.iter().any(|(other, p)| {
-            *other != id && p.block.kind == BlockKind::SnapshotChunk && p.block.root == root
-        });
-        let mut heads = Vec::new();
-        if last {
-            let root_id = BlockId::from_cid(&root).expect("checked when loading");
-            let header = self
+        self.commit_tx(Transaction {
+            blocks: vec![(id, bytes)],
+            ..Default::default()
+        })
+        .await?;
+        let pending = self.pending.get_mut(&id).expect("caller checked");
+        match pending.state {
+            FetchState::InFlight { .. } => self.in_flight -= 1,
+            FetchState::Parked => self.parked -= 1,
+            FetchState::Queued | FetchState::Held => {}
+        }
+        pending.state = FetchState::Held;
+        self.held_chunks.push(id);
+        if self.held_chunks.len() == self.snapshot_pending {
+            self.merge_held_chunks().await?;
+        }
+        Ok(())
+    }
+
+    /// Merges every held chunk, one transaction each; the last one adopts the snapshot's
+    /// heads. A restart part-way finds the rest still pending and their blocks stored.
+    async fn merge_held_chunks(&mut self) -> Result<(), S::Error> {
+        let held = std::mem::take(&mut self.held_chunks);
+        let count = held.len();
+        for (n, id) in held.into_iter().enumerate() {
+            let root = self.pending[&id].block.root;
+            let bytes = self
                 .store
-                .block(&root_id)
+                .block(&id)
                 .await
                 .map_err(ReplicaError::Store)?
-                .and_then(|b| SnapshotHeader::decode(&b).ok())
-                .expect("the root is stored before its chunks are fetched");
-            heads = header.heads;
-            tx.heads_added = heads.clone();
+                .expect("held chunks are stored");
+            let chunk = SnapshotChunk::decode(&bytes).expect("held chunks decode");
+            let mut tx = Transaction::default();
+            let mut events = Vec::new();
+            for (key, versions) in chunk.entries {
+                let mut state = self.key_state(&key).await?.unwrap_or_default();
+                let before = state.value().map(|v| v.value.clone());
+                for version in versions {
+                    state.apply_element(version);
+                }
+                if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
+                    events.push(Output::Put {
+                        key: key.clone(),
+                        value: after.value.clone(),
+                    });
+                }
+                tx.keys.push((key.into_bytes(), state));
+            }
+            tx.processed = chunk.processed;
+            tx.pending_removed.push(id);
+            let last = n + 1 == count;
+            if last {
+                let root_id = BlockId::from_cid(&root).expect("checked when loading");
+                let header = self
+                    .store
+                    .block(&root_id)
+                    .await
+                    .map_err(ReplicaError::Store)?
+                    .and_then(|b| SnapshotHeader::decode(&b).ok())
+                    .expect("the root is stored before its chunks are fetched");
+                tx.heads_added.clone_from(&header.heads);
+                self.heads = header
+                    .heads
+                    .into_iter()
+                    .map(|(c, h)| (c.to_bytes(), (c, h)))
+                    .collect();
+            }
+            self.store.commit(tx).await.map_err(ReplicaError::Store)?;
+            self.stats.snapshot_chunks += 1;
+            self.stats.snapshots_loaded += u64::from(last);
+            self.settle(&id);
+            self.outputs.extend(events);
         }
-        self.store.commit(tx).await.map_err(ReplicaError::Store)?;
-        self.stats.snapshot_chunks += 1;
-        if last {
-            self.heads = heads
-                .into_iter()
-                .map(|(c, h)| (c.to_bytes(), (c, h)))
-                .collect();
-            self.stats.snapshots_loaded += 1;
-        }
-        self.settle(&id);
-        self.outputs.extend(events);
         Ok(())
+    }
+
+    /// Drops every pending block of the snapshot being loaded, which merged nothing yet,
+    /// so that the replica syncs through the DAG instead.
+    async fn fail_snapshot(&mut self) -> Result<(), S::Error> {
+        self.stats.invalid_blocks += 1;
+        self.stats.failed_snapshots += 1;
+        let ids: Vec<BlockId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.block.kind.is_snapshot())
+            .map(|(id, _)| *id)
+            .collect();
+        self.held_chunks.clear();
+        for id in &ids {
+            self.settle(id);
+        }
+        self.commit_tx(Transaction {
+            pending_removed: ids,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Merges one node in one transaction: its delta, its block, the head changes it

@@ -24,6 +24,31 @@ pub enum BlockKind {
     SnapshotRoot,
     /// A chunk of the snapshot whose root is `root`.
     SnapshotChunk,
+    /// An index node of the snapshot whose root is `root`, linking chunks.
+    SnapshotIndex,
+}
+
+impl BlockKind {
+    const ALL: [BlockKind; 4] = [
+        BlockKind::Delta,
+        BlockKind::SnapshotRoot,
+        BlockKind::SnapshotChunk,
+        BlockKind::SnapshotIndex,
+    ];
+
+    /// The byte a durable store writes for the kind.
+    fn code(self) -> u8 {
+        Self::ALL.iter().position(|k| *k == self).expect("listed") as u8
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
+    /// Whether the block belongs to a snapshot being loaded.
+    pub fn is_snapshot(self) -> bool {
+        self != BlockKind::Delta
+    }
 }
 
 /// A block the replica still has to fetch and merge, and the walk it belongs to.
@@ -48,11 +73,7 @@ impl PendingBlock {
         let cid = self.cid.to_bytes();
         let root = self.root.to_bytes();
         let mut out = Vec::with_capacity(cid.len() + root.len() + 24);
-        out.push(match self.kind {
-            BlockKind::Delta => 0,
-            BlockKind::SnapshotRoot => 1,
-            BlockKind::SnapshotChunk => 2,
-        });
+        out.push(self.kind.code());
         encode_varint(self.root_priority, &mut out);
         encode_varint(self.parent_priority, &mut out);
         for bytes in [cid, root] {
@@ -65,12 +86,7 @@ impl PendingBlock {
     /// Reads back what [`PendingBlock::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordDecodeError> {
         let (&kind, mut buf) = bytes.split_first().ok_or(RecordDecodeError::new("empty"))?;
-        let kind = match kind {
-            0 => BlockKind::Delta,
-            1 => BlockKind::SnapshotRoot,
-            2 => BlockKind::SnapshotChunk,
-            _ => return Err(RecordDecodeError::new("block kind")),
-        };
+        let kind = BlockKind::from_code(kind).ok_or(RecordDecodeError::new("block kind"))?;
         let root_priority =
             decode_varint(&mut buf).map_err(|_| RecordDecodeError::new("priority"))?;
         let parent_priority =
@@ -371,13 +387,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_pending() -> impl Strategy<Value = PendingBlock> {
-        (0u8..3, arb_cid(), arb_cid(), any::<u64>(), any::<u64>()).prop_map(
+        (0u8..4, arb_cid(), arb_cid(), any::<u64>(), any::<u64>()).prop_map(
             |(kind, cid, root, root_priority, parent_priority)| PendingBlock {
-                kind: match kind {
-                    0 => BlockKind::Delta,
-                    1 => BlockKind::SnapshotRoot,
-                    _ => BlockKind::SnapshotChunk,
-                },
+                kind: BlockKind::from_code(kind).unwrap(),
                 cid,
                 root,
                 root_priority,
