@@ -8,17 +8,10 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pinfold_core::crdt::{BatchConfig, Config, MemoryStore, Replica};
-use support::{cold_sync, pin_entry, ready, snapshot_sync, writer_with_pins};
-
-fn pins() -> u64 {
-    std::env::var("PINFOLD_BENCH_PINS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000)
-}
+use support::{bench_pins, cold_sync, pin_entry, ready, snapshot_sync, writer_with_pins};
 
 fn ingest(c: &mut Criterion) {
-    let pins = pins();
+    let pins = bench_pins(100_000);
     let entries: Vec<_> = (0..pins).map(pin_entry).collect();
     let mut group = c.benchmark_group("ingest");
     group.sample_size(10).throughput(Throughput::Elements(pins));
@@ -45,7 +38,7 @@ fn ingest(c: &mut Criterion) {
 }
 
 fn sync(c: &mut Criterion) {
-    let pins = pins();
+    let pins = bench_pins(100_000);
     let writer = writer_with_pins(pins, usize::MAX);
     let mut group = c.benchmark_group("cold sync");
     group.sample_size(10).throughput(Throughput::Elements(pins));

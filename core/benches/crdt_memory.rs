@@ -61,10 +61,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let pins: u64 = std::env::var("PINFOLD_BENCH_PINS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let pins = support::bench_pins(1_000_000);
     let writer = writer_with_pins(pins, usize::MAX);
     let block_bytes: usize = writer.store().blocks().map(|(_, b)| b.len()).sum();
     let heap_before = LIVE.load(Ordering::Relaxed);

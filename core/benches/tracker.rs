@@ -13,19 +13,12 @@ use pinfold_core::pin::{Pin, UnixTime};
 use pinfold_core::tracker::{
     DaemonPins, IpfsPinType, PeerIdentity, PinTracker, StatusFilter, TrackerConfig, TrackerStatus,
 };
-use support::peer;
+use support::{bench_pins, peer};
 
 const QUEUED: u64 = 10_000;
 
-fn pins() -> u64 {
-    std::env::var("PINFOLD_BENCH_PINS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000)
-}
-
 fn statuses(c: &mut Criterion) {
-    let count = pins();
+    let count = bench_pins(1_000_000);
     let local = peer(1);
     let pinset: Vec<Pin> = (0..count)
         .map(|i| {

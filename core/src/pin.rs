@@ -304,38 +304,41 @@ pub(crate) fn cid_from_json(field: &'static str, value: &str) -> Result<Cid, Pin
     })
 }
 
+/// Parses every string of a JSON list (`null` is empty), naming `field` and the bad value
+/// in the error `invalid` makes.
+fn list_from_json<T: std::str::FromStr>(
+    field: &'static str,
+    values: Option<Vec<String>>,
+    invalid: fn(&'static str, String, T::Err) -> PinJsonError,
+) -> Result<Vec<T>, PinJsonError> {
+    values
+        .unwrap_or_default()
+        .into_iter()
+        .map(|value| value.parse().map_err(|e| invalid(field, value, e)))
+        .collect()
+}
+
 pub(crate) fn peers_from_json(
     field: &'static str,
     values: Option<Vec<String>>,
 ) -> Result<Vec<PeerId>, PinJsonError> {
-    values
-        .unwrap_or_default()
-        .into_iter()
-        .map(|value| {
-            value
-                .parse()
-                .map_err(|_| PinJsonError::Peer { field, value })
-        })
-        .collect()
+    list_from_json(field, values, |field, value, _| PinJsonError::Peer {
+        field,
+        value,
+    })
 }
 
 pub(crate) fn multiaddrs_from_json(
     field: &'static str,
     values: Option<Vec<String>>,
 ) -> Result<Vec<Multiaddr>, PinJsonError> {
-    values
-        .unwrap_or_default()
-        .into_iter()
-        .map(|value| {
-            value
-                .parse()
-                .map_err(|e: multiaddr::Error| PinJsonError::Multiaddr {
-                    field,
-                    detail: e.to_string(),
-                    value,
-                })
-        })
-        .collect()
+    list_from_json(field, values, |field, value, e: multiaddr::Error| {
+        PinJsonError::Multiaddr {
+            field,
+            value,
+            detail: e.to_string(),
+        }
+    })
 }
 
 pub(crate) fn time_from_json(

@@ -21,10 +21,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let pins: u64 = std::env::var("PINFOLD_BENCH_PINS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100_000);
+    let pins = support::bench_pins(100_000);
     let temp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("PINFOLD_BENCH_DIR")
         .map(std::path::PathBuf::from)

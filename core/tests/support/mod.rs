@@ -238,6 +238,14 @@ impl Sim {
     }
 }
 
+/// The pin count a benchmark runs with: `PINFOLD_BENCH_PINS`, or `default`.
+pub fn bench_pins(default: u64) -> u64 {
+    std::env::var("PINFOLD_BENCH_PINS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A pin as a busy cluster holds it, as (state key, state value): a CIDv1, three
 /// allocations, replication 2..3, a timestamp and a short name.
 pub fn pin_entry(i: u64) -> (String, Vec<u8>) {
