@@ -2,6 +2,7 @@
 //! replays their corpus of past findings. Each decodes untrusted bytes; whatever decodes
 //! must survive a re-encode/decode round trip unchanged. A panic is a finding.
 
+use crate::codec::bitswap::BitswapMessage;
 use crate::codec::dagpb::DeltaNode;
 use crate::codec::delta::{decode_broadcast, encode_broadcast};
 use crate::codec::metric::Metric;
@@ -89,6 +90,14 @@ pub fn snapshot_block(data: &[u8]) {
     }
 }
 
+/// A bitswap message read from a peer's stream.
+pub fn bitswap_message(data: &[u8]) {
+    if let Ok(message) = BitswapMessage::decode(data) {
+        let again = BitswapMessage::decode(&message.encode()).expect("re-encoded message decodes");
+        assert_eq!(again, message);
+    }
+}
+
 /// A fuzz entry point: takes arbitrary bytes, panics only on a bug.
 pub type FuzzTarget = fn(&[u8]);
 
@@ -100,4 +109,5 @@ pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("metric", metric),
     ("state_key", state_key_text),
     ("snapshot_block", snapshot_block),
+    ("bitswap_message", bitswap_message),
 ];

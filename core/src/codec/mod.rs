@@ -3,6 +3,7 @@
 //! Each submodule owns one format, decodes untrusted bytes with explicit size bounds and
 //! typed errors (never a panic), and is covered by round-trip property tests and golden vectors.
 
+pub mod bitswap;
 pub mod dagpb;
 pub mod delta;
 pub mod metric;
