@@ -7,11 +7,10 @@
 //! want types read as block wants and unknown presence types are dropped, as Go reads them.
 
 use cid::{Cid, Version};
-use multihash::Multihash;
 use prost::encoding::{decode_varint, encode_varint};
 use prost::Message as _;
-use sha2::{Digest, Sha256};
 
+use super::dagpb::{sha2_256_multihash, DAG_PB, SHA2_256};
 use super::MAX_BLOCK_BYTES;
 
 /// The protocol this codec speaks first.
@@ -25,9 +24,6 @@ pub const LEGACY_PROTOCOLS: [&str; 3] = [
 /// Largest message accepted: go-libp2p's `network.MessageSizeMax`, the length-prefixed
 /// frame limit boxo reads with.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
-const SHA2_256: u64 = 0x12;
-const DAG_PB: u64 = 0x70;
 
 mod pb {
     #[derive(Clone, PartialEq, prost::Message)]
@@ -307,9 +303,8 @@ fn block_cid(
     if code != SHA2_256 || len != 32 {
         return Err(BitswapError::UnsupportedHash { code, len });
     }
-    let hash = Multihash::<64>::wrap(SHA2_256, &Sha256::digest(data))
-        .expect("a sha2-256 digest fits a multihash");
-    Cid::new(version, codec, hash).map_err(|e| BitswapError::InvalidPrefix(e.to_string()))
+    Cid::new(version, codec, sha2_256_multihash(data))
+        .map_err(|e| BitswapError::InvalidPrefix(e.to_string()))
 }
 
 #[cfg(test)]

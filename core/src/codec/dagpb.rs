@@ -168,12 +168,15 @@ fn decode_link(bytes: &[u8], base: usize, index: usize) -> Result<PbLink, DagPbE
     Ok(PbLink { hash, name, tsize })
 }
 
+/// The sha2-256 multihash of a block's bytes.
+pub fn sha2_256_multihash(block: &[u8]) -> Multihash<64> {
+    Multihash::<64>::wrap(SHA2_256, &Sha256::digest(block))
+        .expect("a sha2-256 digest fits a multihash")
+}
+
 /// The CIDv1 (dag-pb, sha2-256) of a block's bytes.
 pub fn dag_pb_cid(block: &[u8]) -> Cid {
-    let digest = Sha256::digest(block);
-    let multihash =
-        Multihash::<64>::wrap(SHA2_256, &digest).expect("a sha2-256 digest fits a multihash");
-    Cid::new_v1(DAG_PB, multihash)
+    Cid::new_v1(DAG_PB, sha2_256_multihash(block))
 }
 
 /// Checks that `block` is the content `cid` names (sha2-256 CIDs of any codec).
