@@ -6,7 +6,8 @@
 //! It holds the cluster's wire codecs ([`codec`]) and the pin model ([`pin`]), byte-compatible
 //! with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8, the shared pinset ([`crdt`]), and
 //! what decides where pins go and who is alive: the [`allocator`], the [`monitor`] and the
-//! [`informer`]s, and the pin [`tracker`] that says where each pin stands.
+//! [`informer`]s, and the pin [`tracker`] that says where each pin stands; and the swarm behaviours of [`net`]
+//! (bitswap) that native peers and browsers share.
 
 pub mod allocator;
 pub mod codec;
@@ -15,5 +16,6 @@ pub mod crdt;
 pub mod fuzzing;
 pub mod informer;
 pub mod monitor;
+pub mod net;
 pub mod pin;
 pub mod tracker;

@@ -1,0 +1,265 @@
+//! One connection's bitswap streams: a single outbound stream that carries queued messages
+//! in order, and up to [`MAX_INBOUND_STREAMS`] inbound streams read frame by frame.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p_core::upgrade::{InboundUpgrade, OutboundUpgrade, UpgradeInfo};
+use libp2p_swarm::handler::{
+    ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+};
+use libp2p_swarm::{
+    ConnectionHandler, ConnectionHandlerEvent, Stream, StreamProtocol, StreamUpgradeError,
+    SubstreamProtocol,
+};
+
+use crate::codec::bitswap::{BitswapMessage, LEGACY_PROTOCOLS, MAX_MESSAGE_BYTES, PROTOCOL};
+use crate::net::frame::{read_frame, write_frame, FrameError};
+
+/// Inbound streams read at once on one connection; further streams are dropped.
+pub const MAX_INBOUND_STREAMS: usize = 8;
+
+/// The bitswap protocol ids a handler accepts (inbound) or offers (outbound).
+#[derive(Clone, Debug)]
+pub struct Protocols(Vec<StreamProtocol>);
+
+impl Protocols {
+    fn inbound() -> Self {
+        let mut ids = vec![StreamProtocol::new(PROTOCOL)];
+        ids.extend(LEGACY_PROTOCOLS.iter().map(|p| StreamProtocol::new(p)));
+        Self(ids)
+    }
+
+    /// Outbound streams carry 1.1.0+ messages only (blocks with their CID prefix).
+    fn outbound() -> Self {
+        Self(vec![
+            StreamProtocol::new(PROTOCOL),
+            StreamProtocol::new(LEGACY_PROTOCOLS[0]),
+        ])
+    }
+}
+
+impl UpgradeInfo for Protocols {
+    type Info = StreamProtocol;
+    type InfoIter = std::vec::IntoIter<StreamProtocol>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        self.0.clone().into_iter()
+    }
+}
+
+impl InboundUpgrade<Stream> for Protocols {
+    type Output = Stream;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Stream, Self::Error>>;
+
+    fn upgrade_inbound(self, stream: Stream, _: StreamProtocol) -> Self::Future {
+        std::future::ready(Ok(stream))
+    }
+}
+
+impl OutboundUpgrade<Stream> for Protocols {
+    type Output = Stream;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Stream, Self::Error>>;
+
+    fn upgrade_outbound(self, stream: Stream, _: StreamProtocol) -> Self::Future {
+        std::future::ready(Ok(stream))
+    }
+}
+
+/// What the behaviour asks of a connection.
+#[derive(Debug)]
+pub enum Command {
+    /// Send this encoded message.
+    Send(Vec<u8>),
+}
+
+/// What a connection tells the behaviour.
+#[derive(Debug)]
+pub enum Report {
+    Received(BitswapMessage),
+    /// An inbound frame did not decode (the stream stays), or could not be read (the
+    /// stream is dropped).
+    Malformed(String),
+    /// The peer does not speak bitswap: queued and future messages are dropped.
+    Unsupported,
+    /// Messages dropped: the outbound queue was full, or the stream failed.
+    Dropped(usize),
+}
+
+enum Outbound {
+    /// No stream yet, or the last one failed.
+    Closed,
+    Opening,
+    Idle(Stream),
+    Sending(BoxFuture<'static, std::io::Result<Stream>>),
+    /// The peer has no bitswap protocol.
+    Unsupported,
+}
+
+type Inbound = BoxFuture<'static, (Stream, Result<Option<Vec<u8>>, FrameError>)>;
+
+/// A connection's bitswap handler.
+pub struct Handler {
+    queue: VecDeque<Vec<u8>>,
+    max_queue: usize,
+    outbound: Outbound,
+    inbound: FuturesUnordered<Inbound>,
+    reports: VecDeque<Report>,
+}
+
+impl Handler {
+    pub fn new(max_queue: usize) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            max_queue,
+            outbound: Outbound::Closed,
+            inbound: FuturesUnordered::new(),
+            reports: VecDeque::new(),
+        }
+    }
+
+    fn read_next(stream: Stream) -> Inbound {
+        async move {
+            let mut stream = stream;
+            let frame = read_frame(&mut stream, MAX_MESSAGE_BYTES).await;
+            (stream, frame)
+        }
+        .boxed()
+    }
+
+    fn send_queued(&mut self, stream: Stream) -> BoxFuture<'static, std::io::Result<Stream>> {
+        let messages: Vec<Vec<u8>> = self.queue.drain(..).collect();
+        async move {
+            let mut stream = stream;
+            for message in &messages {
+                write_frame(&mut stream, message).await?;
+            }
+            Ok(stream)
+        }
+        .boxed()
+    }
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = Command;
+    type ToBehaviour = Report;
+    type InboundProtocol = Protocols;
+    type OutboundProtocol = Protocols;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Protocols, ()> {
+        SubstreamProtocol::new(Protocols::inbound(), ())
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        !self.queue.is_empty()
+            || matches!(self.outbound, Outbound::Opening | Outbound::Sending(_))
+            || !self.inbound.is_empty()
+    }
+
+    fn on_behaviour_event(&mut self, command: Command) {
+        match command {
+            Command::Send(message) => {
+                if matches!(self.outbound, Outbound::Unsupported)
+                    || self.queue.len() >= self.max_queue
+                {
+                    self.reports.push_back(Report::Dropped(1));
+                } else {
+                    self.queue.push_back(message);
+                }
+            }
+        }
+    }
+
+    fn on_connection_event(&mut self, event: ConnectionEvent<Protocols, Protocols, (), ()>) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                protocol: stream,
+                ..
+            }) if self.inbound.len() < MAX_INBOUND_STREAMS => {
+                self.inbound.push(Self::read_next(stream));
+            }
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                protocol: stream,
+                ..
+            }) => {
+                self.outbound = Outbound::Idle(stream);
+            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                let dropped = self.queue.len();
+                self.queue.clear();
+                if matches!(error, StreamUpgradeError::NegotiationFailed) {
+                    self.outbound = Outbound::Unsupported;
+                    self.reports.push_back(Report::Unsupported);
+                } else {
+                    self.outbound = Outbound::Closed;
+                }
+                if dropped > 0 {
+                    self.reports.push_back(Report::Dropped(dropped));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<Protocols, (), Report>> {
+        loop {
+            if let Some(report) = self.reports.pop_front() {
+                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
+            }
+            match std::mem::replace(&mut self.outbound, Outbound::Closed) {
+                Outbound::Closed if !self.queue.is_empty() => {
+                    self.outbound = Outbound::Opening;
+                    return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                        protocol: SubstreamProtocol::new(Protocols::outbound(), ()),
+                    });
+                }
+                Outbound::Idle(stream) if !self.queue.is_empty() => {
+                    self.outbound = Outbound::Sending(self.send_queued(stream));
+                    continue;
+                }
+                Outbound::Sending(mut sending) => match sending.poll_unpin(cx) {
+                    Poll::Ready(Ok(stream)) => {
+                        self.outbound = Outbound::Idle(stream);
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => {
+                        // The messages in flight are lost with the stream; the next ones
+                        // go on a new stream.
+                        self.outbound = Outbound::Closed;
+                        self.reports.push_back(Report::Dropped(1));
+                        continue;
+                    }
+                    Poll::Pending => self.outbound = Outbound::Sending(sending),
+                },
+                other => self.outbound = other,
+            }
+            match self.inbound.poll_next_unpin(cx) {
+                Poll::Ready(Some((stream, Ok(Some(frame))))) => {
+                    self.inbound.push(Self::read_next(stream));
+                    match BitswapMessage::decode(&frame) {
+                        Ok(message) => self.reports.push_back(Report::Received(message)),
+                        Err(error) => self.reports.push_back(Report::Malformed(error.to_string())),
+                    }
+                    continue;
+                }
+                Poll::Ready(Some((_, Ok(None)))) => continue,
+                Poll::Ready(Some((_, Err(error)))) => {
+                    self.reports.push_back(Report::Malformed(error.to_string()));
+                    continue;
+                }
+                Poll::Ready(None) | Poll::Pending => {}
+            }
+            return Poll::Pending;
+        }
+    }
+}

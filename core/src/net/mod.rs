@@ -1,0 +1,5 @@
+//! libp2p behaviours of the cluster swarm that native peers and browser followers share.
+//! They depend only on libp2p's transport-agnostic crates: the binaries choose transports.
+
+pub mod bitswap;
+pub mod frame;

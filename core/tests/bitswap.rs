@@ -1,0 +1,173 @@
+//! The bitswap behaviour between small in-memory swarms: a want is answered with the
+//! block, a miss with don't-have, a peer without bitswap counts as a miss, and wants made
+//! before a peer connects reach it once it does.
+
+use std::time::Duration;
+
+use cid::Cid;
+use futures::future::{select, Either};
+use futures::FutureExt;
+use libp2p_swarm::{dummy, Swarm};
+use libp2p_swarm_test::SwarmExt;
+use pinfold_core::codec::bitswap::{Presence, WantType};
+use pinfold_core::codec::dagpb::dag_pb_cid;
+use pinfold_core::net::bitswap::{Bitswap, Config, Event};
+
+fn bitswap_swarm() -> Swarm<Bitswap> {
+    Swarm::new_ephemeral_tokio(|_| Bitswap::new(Config::default()))
+}
+
+fn block(n: u64) -> (Cid, Vec<u8>) {
+    // A dag-pb node holding only Data (field 1): 8 bytes of `n`.
+    let mut bytes = vec![0x0a, 8];
+    bytes.extend_from_slice(&n.to_be_bytes());
+    (dag_pb_cid(&bytes), bytes)
+}
+
+/// The next behaviour event of either swarm, polling both; bounded in time.
+async fn next_event(a: &mut Swarm<Bitswap>, b: &mut Swarm<Bitswap>) -> Either<Event, Event> {
+    let both = async {
+        match select(
+            a.next_behaviour_event().boxed(),
+            b.next_behaviour_event().boxed(),
+        )
+        .await
+        {
+            Either::Left((event, _)) => Either::Left(event),
+            Either::Right((event, _)) => Either::Right(event),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), both)
+        .await
+        .expect("no bitswap event within 10 s")
+}
+
+#[tokio::test]
+async fn a_wanted_block_is_served_and_delivered() {
+    let mut a = bitswap_swarm();
+    let mut b = bitswap_swarm();
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let (cid, data) = block(1);
+    a.behaviour_mut().want(cid).unwrap();
+
+    let Either::Right(Event::Wanted { peer, wants }) = next_event(&mut a, &mut b).await else {
+        panic!("b should be asked for the block first");
+    };
+    assert_eq!(peer, *a.local_peer_id());
+    assert_eq!(wants.len(), 1);
+    assert_eq!(wants[0].cid, cid);
+    assert_eq!(wants[0].want_type, WantType::Block);
+    assert!(wants[0].send_dont_have);
+    b.behaviour_mut()
+        .respond(peer, vec![(cid, data.clone())], Vec::new());
+
+    let Either::Left(Event::Block {
+        peer,
+        cid: got,
+        data: bytes,
+    }) = next_event(&mut a, &mut b).await
+    else {
+        panic!("a should receive the block");
+    };
+    assert_eq!((peer, got, bytes), (*b.local_peer_id(), cid, data));
+    assert_eq!(a.behaviour().wanted(), 0);
+    assert_eq!(a.behaviour().stats().blocks_received, 1);
+}
+
+#[tokio::test]
+async fn dont_have_from_every_peer_makes_the_block_unavailable() {
+    let mut a = bitswap_swarm();
+    let mut b = bitswap_swarm();
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let (cid, _) = block(2);
+    a.behaviour_mut().want(cid).unwrap();
+
+    let Either::Right(Event::Wanted { peer, .. }) = next_event(&mut a, &mut b).await else {
+        panic!("b should be asked");
+    };
+    b.behaviour_mut()
+        .respond(peer, Vec::new(), vec![(cid, Presence::DontHave)]);
+    let Either::Left(event) = next_event(&mut a, &mut b).await else {
+        panic!("a should learn the block is unavailable");
+    };
+    assert_eq!(event, Event::Unavailable { cid });
+    assert_eq!(a.behaviour().wanted(), 0);
+}
+
+#[tokio::test]
+async fn unsolicited_blocks_are_counted_and_dropped() {
+    let mut a = bitswap_swarm();
+    let mut b = bitswap_swarm();
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let (stray, stray_data) = block(3);
+    let (wanted, wanted_data) = block(4);
+    let a_id = *a.local_peer_id();
+    b.behaviour_mut()
+        .respond(a_id, vec![(stray, stray_data)], Vec::new());
+    a.behaviour_mut().want(wanted).unwrap();
+    let Either::Right(Event::Wanted { .. }) = next_event(&mut a, &mut b).await else {
+        panic!("b should be asked");
+    };
+    b.behaviour_mut()
+        .respond(a_id, vec![(wanted, wanted_data)], Vec::new());
+    let Either::Left(Event::Block { cid, .. }) = next_event(&mut a, &mut b).await else {
+        panic!("a should receive only the wanted block");
+    };
+    assert_eq!(cid, wanted);
+    assert_eq!(a.behaviour().stats().unsolicited_blocks, 1);
+}
+
+#[tokio::test]
+async fn wants_made_before_connecting_are_sent_on_connection() {
+    let mut a = bitswap_swarm();
+    let mut b = bitswap_swarm();
+    let (cid, _) = block(5);
+    a.behaviour_mut().want(cid).unwrap();
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let Either::Right(Event::Wanted { wants, .. }) = next_event(&mut a, &mut b).await else {
+        panic!("b should be asked once connected");
+    };
+    assert_eq!(wants[0].cid, cid);
+}
+
+#[tokio::test]
+async fn a_peer_without_bitswap_cannot_have_the_block() {
+    let mut a = bitswap_swarm();
+    let mut other: Swarm<dummy::Behaviour> = Swarm::new_ephemeral_tokio(|_| dummy::Behaviour);
+    other.listen().with_memory_addr_external().await;
+    a.connect(&mut other).await;
+    let (cid, _) = block(6);
+    a.behaviour_mut().want(cid).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                event = a.next_behaviour_event() => return event,
+                _ = other.next_swarm_event() => {}
+            }
+        }
+    })
+    .await
+    .expect("no event within 10 s");
+    assert_eq!(event, Event::Unavailable { cid });
+}
+
+#[tokio::test]
+async fn the_wantlist_is_bounded() {
+    let mut a = Swarm::new_ephemeral_tokio(|_| {
+        Bitswap::new(Config {
+            max_wants: 2,
+            ..Config::default()
+        })
+    });
+    let bitswap: &mut Bitswap = a.behaviour_mut();
+    bitswap.want(block(1).0).unwrap();
+    bitswap.want(block(2).0).unwrap();
+    bitswap.want(block(1).0).unwrap();
+    let error = bitswap.want(block(3).0).unwrap_err();
+    assert_eq!(error.wanted, 2);
+    assert!(error.to_string().contains("wait for some to arrive"));
+}
