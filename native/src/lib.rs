@@ -1,4 +1,10 @@
 //! pinfold's native peer: what the `pinfold` binary runs on, as a library so that tests and
 //! benchmarks drive the same code.
 
+pub mod api;
+pub mod config;
+pub mod ipfs;
+pub mod peer;
+pub mod peerstore;
 pub mod store;
+pub mod swarm;

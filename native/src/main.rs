@@ -4,9 +4,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use libp2p::Multiaddr;
 use pinfold_core::codec::pubsub::{crdt_topic, DEFAULT_CLUSTER_NAME};
 use pinfold_core::codec::secret::ClusterSecret;
+use pinfold_native::config::{
+    generate_identity, load_identity, ConfigError, ServiceConfig, CONFIG_FILE, IDENTITY_FILE,
+};
+use pinfold_native::peer::{Peer, PeerOptions};
 
 /// pinfold: an IPFS Cluster for native hosts and the browser, wire compatible with Go
 /// ipfs-cluster's CRDT clusters.
@@ -19,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a cluster peer next to an IPFS daemon (ipfs-cluster-service's verbs).
+    Service(ServiceArgs),
     /// Print the version.
     Version,
     /// Create and check cluster secrets (the cluster's private-network key).
@@ -56,10 +63,173 @@ enum SecretCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct ServiceArgs {
+    /// The peer's folder: service.json, identity.json, the pinset and the peerstore.
+    #[arg(long, short = 'c', env = "PINFOLD_PATH", default_value_os_t = default_folder(), global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: ServiceCommand,
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Write a new configuration (with a fresh secret unless CLUSTER_SECRET is set) and identity.
+    Init {
+        /// The peer's name (default: the host name).
+        #[arg(long)]
+        peername: Option<String>,
+        /// Overwrite an existing configuration and identity.
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Run the peer until SIGINT or SIGTERM.
+    Daemon {
+        /// Peers to join (multiaddresses with /p2p/), comma-separated; they are also trusted
+        /// unless --no-trust.
+        #[arg(long, short = 'j', value_delimiter = ',')]
+        bootstrap: Vec<Multiaddr>,
+        /// Do not add the bootstrap peers to crdt.trusted_peers.
+        #[arg(long)]
+        no_trust: bool,
+        /// Log level: error, warn, info, debug, trace, or a filter like `pinfold=debug,libp2p=info`.
+        #[arg(long, short = 'l', env = "PINFOLD_LOG", default_value = "info")]
+        log_level: String,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_folder() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".pinfold")
+}
+
+fn init(folder: &std::path::Path, peername: Option<String>, force: bool) -> Result<()> {
+    let config_path = folder.join(CONFIG_FILE);
+    let identity_path = folder.join(IDENTITY_FILE);
+    for path in [&config_path, &identity_path] {
+        if path.exists() && !force {
+            return Err(ConfigError::Exists { path: path.clone() }.into());
+        }
+    }
+    let peername = peername.unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "pinfold".to_owned())
+    });
+    let mut config = ServiceConfig::generate(&peername);
+    config.apply_env(|name| std::env::var(name).ok())?;
+    config.validate()?;
+    config.save(&config_path)?;
+    let key = generate_identity(&identity_path)?;
+    println!("configuration written to {}", config_path.display());
+    println!("identity written to {}", identity_path.display());
+    println!("peer id: {}", key.public().to_peer_id());
+    println!(
+        "start it with: pinfold service --config {} daemon",
+        folder.display()
+    );
+    Ok(())
+}
+
+fn init_logs(level: &str, format: LogFormat) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("--log-level {level:?} is not a level or filter"))?;
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received");
+}
+
+fn daemon(folder: &std::path::Path, bootstrap: Vec<Multiaddr>, no_trust: bool) -> Result<()> {
+    let config_path = folder.join(CONFIG_FILE);
+    if !config_path.exists() {
+        anyhow::bail!(
+            "{} does not exist: run `pinfold service --config {} init` first",
+            config_path.display(),
+            folder.display()
+        );
+    }
+    let mut config = ServiceConfig::load(&config_path)?;
+    config.apply_env(|name| std::env::var(name).ok())?;
+    if !no_trust && !config.consensus.crdt.trusted_peers.iter().any(|p| p == "*") {
+        for address in &bootstrap {
+            if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() {
+                config.consensus.crdt.trusted_peers.push(peer.to_string());
+            }
+        }
+    }
+    let key = load_identity(&folder.join(IDENTITY_FILE))?;
+    let api_address = config.api.restapi.http_listen_multiaddress.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (peer, handle) = Peer::start(PeerOptions {
+            dir: folder.to_owned(),
+            config,
+            key,
+            bootstrap,
+        })
+        .await?;
+        tracing::info!(peer = %peer.local_peer_id(), "pinfold peer started");
+        let socket = pinfold_native::api::socket_addr(&api_address)
+            .map_err(|e| anyhow::anyhow!("api.restapi.http_listen_multiaddress: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(socket)
+            .await
+            .with_context(|| format!("could not listen for the REST API on {socket}"))?;
+        tracing::info!(address = %socket, "REST API listening");
+        let api = tokio::spawn(pinfold_native::api::serve(listener, handle));
+        let result = peer.run(shutdown_signal()).await;
+        api.abort();
+        tracing::info!("stopped");
+        result
+    })
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut out = std::io::stdout().lock();
     match cli.command {
+        Command::Service(ServiceArgs { config, command }) => match command {
+            ServiceCommand::Init { peername, force } => init(&config, peername, force)?,
+            ServiceCommand::Daemon {
+                bootstrap,
+                no_trust,
+                log_level,
+                log_format,
+            } => {
+                init_logs(&log_level, log_format)?;
+                daemon(&config, bootstrap, no_trust)?;
+            }
+        },
         Command::Version => writeln!(out, "pinfold {}", env!("CARGO_PKG_VERSION"))?,
         Command::Topic { cluster_name } => writeln!(out, "{}", crdt_topic(&cluster_name))?,
         Command::Secret(SecretCommand::New { swarm_key }) => {

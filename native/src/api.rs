@@ -1,0 +1,378 @@
+//! The REST API, on ipfs-cluster's routes and JSON shapes: `/id`, `/version`, `/peers`,
+//! `/pins`, `/pins/{cid}` (GET, POST with ipfs-cluster's query options, DELETE),
+//! `/pins/{cid}/recover`, `/allocations`, `/allocations/{cid}` and
+//! `/monitor/metrics/{name}`. Lists stream one JSON object per line, page by page, so a
+//! million pins never sit in memory at once. Statuses are this peer's own view.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cid::Cid;
+use futures::stream::{self, StreamExt};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use pinfold_core::pin::{Pin, PinMode};
+use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, StatusFilter};
+use serde_json::json;
+
+use crate::peer::{Command, CommandError, PeerHandle, PAGE};
+
+/// The RPC protocol version ipfs-cluster v1.1 reports in `/id`.
+pub const RPC_PROTOCOL_VERSION: &str = "/ipfscluster/1.1/rpc";
+
+/// An error in ipfs-cluster's shape: `{"code": N, "message": "..."}`.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        let status = match error {
+            CommandError::ReadOnly(_) => StatusCode::FORBIDDEN,
+            CommandError::NotFound(_) => StatusCode::NOT_FOUND,
+            CommandError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"code": self.status.as_u16(), "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn parse_cid(text: &str) -> ApiResult<Cid> {
+    text.parse()
+        .map_err(|e| ApiError::bad_request(format!("error decoding Cid {text:?}: {e}")))
+}
+
+/// The socket address of an `/ip4|ip6/.../tcp/N` multiaddress.
+pub fn socket_addr(address: &Multiaddr) -> Result<SocketAddr, String> {
+    let mut ip = None;
+    let mut port = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            other => return Err(format!("{address}: {other} is not supported here")),
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+        _ => Err(format!(
+            "{address} does not name an IP address and a TCP port"
+        )),
+    }
+}
+
+/// The API's routes over a peer.
+pub fn router(peer: PeerHandle) -> Router {
+    Router::new()
+        .route("/id", get(id))
+        .route("/version", get(version))
+        .route("/peers", get(peers))
+        .route("/pins", get(list_statuses))
+        .route("/pins/{cid}", get(status).post(pin).delete(unpin))
+        .route("/pins/{cid}/recover", post(recover))
+        .route("/allocations", get(allocations))
+        .route("/allocations/{cid}", get(allocation))
+        .route("/monitor/metrics/{name}", get(metrics))
+        .with_state(peer)
+}
+
+/// Serves the API until the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, peer: PeerHandle) -> std::io::Result<()> {
+    axum::serve(listener, router(peer)).await
+}
+
+async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<serde_json::Value>> {
+    let info = peer.ask(|reply| Command::Info { reply }).await?;
+    let ipfs = match &info.ipfs {
+        Some(id) => json!({
+            "id": id.peer.to_string(),
+            "addresses": id.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "error": info.ipfs_error.clone().unwrap_or_default(),
+        }),
+        None => {
+            json!({"id": "", "addresses": [], "error": info.ipfs_error.clone().unwrap_or_default()})
+        }
+    };
+    Ok(Json(json!({
+        "id": info.id.to_string(),
+        "addresses": info.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "cluster_peers": info.cluster_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "cluster_peers_addresses": [],
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": "",
+        "rpc_protocol_version": RPC_PROTOCOL_VERSION,
+        "error": "",
+        "ipfs": ipfs,
+        "peername": info.peername,
+    })))
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// One JSON value per line.
+fn ndjson(body: Body) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn line(value: &impl serde::Serialize) -> Result<Vec<u8>, std::io::Error> {
+    let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    let peers = peer.ask(|reply| Command::Peers { reply }).await?;
+    let lines: Vec<Result<Vec<u8>, std::io::Error>> = peers
+        .iter()
+        .map(|(id, name)| line(&json!({"id": id.to_string(), "peername": name, "error": ""})))
+        .collect();
+    Ok(ndjson(Body::from_stream(stream::iter(lines))))
+}
+
+/// The daemon's pin list, for status listings.
+async fn daemon_pins(peer: &PeerHandle) -> ApiResult<Arc<DaemonPins>> {
+    match &peer.ipfs {
+        Some(ipfs) => ipfs
+            .pin_ls_all("recursive")
+            .await
+            .map(Arc::new)
+            .map_err(|e| ApiError {
+                status: StatusCode::BAD_GATEWAY,
+                message: e.to_string(),
+            }),
+        None => Ok(Arc::new(DaemonPins::new())),
+    }
+}
+
+async fn list_statuses(
+    State(peer): State<PeerHandle>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let filter = match query.get("filter") {
+        Some(text) if !text.is_empty() => {
+            StatusFilter::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
+        _ => StatusFilter::ALL,
+    };
+    let daemon = if filter.needs_daemon_pins() {
+        daemon_pins(&peer).await?
+    } else {
+        Arc::new(DaemonPins::new())
+    };
+    // Pages of statuses until the pinset ends.
+    let pages = stream::unfold(Some(None), move |cursor: Option<Option<Cid>>| {
+        let peer = peer.clone();
+        let daemon = daemon.clone();
+        async move {
+            let after = cursor?;
+            let (infos, next) = peer
+                .ask(|reply| Command::Statuses {
+                    after,
+                    daemon,
+                    filter,
+                    reply,
+                })
+                .await
+                .ok()?;
+            let lines: Vec<Result<Vec<u8>, std::io::Error>> = infos
+                .into_iter()
+                .map(|info| line(&GlobalPinInfo::new(info)))
+                .collect();
+            Some((stream::iter(lines), next.map(Some)))
+        }
+    })
+    .flatten();
+    Ok(ndjson(Body::from_stream(pages)))
+}
+
+async fn status(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
+    let cid = parse_cid(&cid)?;
+    let daemon = match &peer.ipfs {
+        Some(ipfs) => ipfs
+            .pin_ls(&cid, "recursive")
+            .await
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
+    };
+    let info = peer
+        .ask(|reply| Command::Status { cid, daemon, reply })
+        .await?;
+    Ok(Json(GlobalPinInfo::new(info)).into_response())
+}
+
+async fn recover(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
+    let cid = parse_cid(&cid)?;
+    let daemon = match &peer.ipfs {
+        Some(ipfs) => ipfs
+            .pin_ls(&cid, "recursive")
+            .await
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
+    };
+    let info = peer
+        .ask(|reply| Command::Recover { cid, daemon, reply })
+        .await?;
+    Ok(Json(GlobalPinInfo::new(info)).into_response())
+}
+
+/// A pin from ipfs-cluster's POST /pins/{cid} query options.
+fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut pin = Pin::new(cid, pinfold_core::pin::UnixTime(seconds));
+    let number = |key: &str, text: &str| -> ApiResult<i32> {
+        text.parse().map_err(|_| {
+            ApiError::bad_request(format!("parameter {key}: {text:?} is not a number"))
+        })
+    };
+    for (key, value) in query {
+        match key.as_str() {
+            "name" => pin.name = value.clone(),
+            "replication" => {
+                let n = number(key, value)?;
+                pin.replication_factor_min = n;
+                pin.replication_factor_max = n;
+            }
+            "replication-min" => pin.replication_factor_min = number(key, value)?,
+            "replication-max" => pin.replication_factor_max = number(key, value)?,
+            "mode" => {
+                pin.max_depth = match value.as_str() {
+                    "recursive" | "" => PinMode::Recursive.max_depth(),
+                    "direct" => PinMode::Direct.max_depth(),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "mode {other:?}: use recursive or direct"
+                        )))
+                    }
+                }
+            }
+            "user-allocations" => {
+                pin.user_allocations = value
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        p.parse::<PeerId>().map_err(|e| {
+                            ApiError::bad_request(format!("user-allocations {p:?}: {e}"))
+                        })
+                    })
+                    .collect::<ApiResult<_>>()?
+            }
+            "origins" => {
+                pin.origins = value
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        a.parse::<Multiaddr>()
+                            .map_err(|e| ApiError::bad_request(format!("origins {a:?}: {e}")))
+                    })
+                    .collect::<ApiResult<_>>()?
+            }
+            meta if meta.starts_with("meta-") => {
+                pin.metadata
+                    .insert(meta["meta-".len()..].to_owned(), value.clone());
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(pin)
+}
+
+async fn pin(
+    State(peer): State<PeerHandle>,
+    Path(cid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let cid = parse_cid(&cid)?;
+    let pin = Box::new(pin_from_query(cid, &query)?);
+    let pin = peer.ask(|reply| Command::AddPin { pin, reply }).await??;
+    Ok(Json(pin).into_response())
+}
+
+async fn unpin(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
+    let cid = parse_cid(&cid)?;
+    let pin = peer
+        .ask(|reply| Command::RemovePin { cid, reply })
+        .await??;
+    Ok(Json(pin).into_response())
+}
+
+async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    let pages = stream::unfold(Some(None), move |cursor: Option<Option<Cid>>| {
+        let peer = peer.clone();
+        async move {
+            let after = cursor?;
+            let pins = peer
+                .ask(|reply| Command::Pins {
+                    after,
+                    limit: PAGE,
+                    reply,
+                })
+                .await
+                .ok()?;
+            let next = (pins.len() == PAGE)
+                .then(|| pins.last().map(|p| p.cid))
+                .flatten();
+            let lines: Vec<Result<Vec<u8>, std::io::Error>> = pins.iter().map(line).collect();
+            Some((stream::iter(lines), next.map(Some)))
+        }
+    })
+    .flatten();
+    Ok(ndjson(Body::from_stream(pages)))
+}
+
+async fn allocation(
+    State(peer): State<PeerHandle>,
+    Path(cid): Path<String>,
+) -> ApiResult<Response> {
+    let cid = parse_cid(&cid)?;
+    match peer.ask(|reply| Command::GetPin { cid, reply }).await? {
+        Some(pin) => Ok(Json(pin).into_response()),
+        None => Err(CommandError::NotFound(cid).into()),
+    }
+}
+
+async fn metrics(State(peer): State<PeerHandle>, Path(name): Path<String>) -> ApiResult<Response> {
+    let metrics = peer.ask(|reply| Command::Metrics { name, reply }).await?;
+    Ok(Json(metrics).into_response())
+}

@@ -1,0 +1,806 @@
+//! The peer's configuration: `service.json` with ipfs-cluster's sections and keys where
+//! they exist, `identity.json` as ipfs-cluster writes it, and environment overrides named
+//! as ipfs-cluster names them (`CLUSTER_SECRET`, `CLUSTER_CRDT_TRUSTEDPEERS`, ...).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use pinfold_core::codec::pubsub::DEFAULT_CLUSTER_NAME;
+use pinfold_core::codec::secret::ClusterSecret;
+use serde::{Deserialize, Serialize};
+
+/// The configuration file in a peer's folder.
+pub const CONFIG_FILE: &str = "service.json";
+/// The identity file in a peer's folder.
+pub const IDENTITY_FILE: &str = "identity.json";
+/// The durable pinset in a peer's folder.
+pub const PINSET_FILE: &str = "pinset.redb";
+/// Known peers' addresses, kept across restarts.
+pub const PEERSTORE_FILE: &str = "peerstore";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid pinfold configuration: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} already exists; remove it or pass --force to overwrite it")]
+    Exists { path: PathBuf },
+    #[error("{field}: {detail}")]
+    Invalid { field: String, detail: String },
+}
+
+fn invalid(field: &str, detail: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        detail: detail.to_string(),
+    }
+}
+
+/// What a peer does in the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Keeps the pinset, accepts writes (when trusted), pins on its IPFS daemon, relays.
+    #[default]
+    Full,
+    /// Routes for browsers (relay, bootstrap) and keeps the pinset to serve it; pins nothing.
+    Relay,
+    /// Keeps the pinset and pins what is allocated to it; never writes (ipfs-cluster's
+    /// `follower_mode`).
+    Follower,
+}
+
+impl Role {
+    pub fn pins(self) -> bool {
+        self != Role::Relay
+    }
+
+    pub fn writes(self) -> bool {
+        self == Role::Full
+    }
+}
+
+/// A duration written as Go writes them: "15s", "2m", "1h30m", "250ms".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoDuration(pub Duration);
+
+impl GoDuration {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "0" {
+            return Ok(Self(Duration::ZERO));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = text;
+        if rest.is_empty() {
+            return Err("empty duration".into());
+        }
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(|| format!("{text:?} has a number without a unit (s, m, h, ms)"))?;
+            let number: f64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("{text:?} is not a duration like 15s, 2m or 1h30m"))?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let seconds = match &rest[..unit_len] {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                unit => return Err(format!("{text:?} has an unknown unit {unit:?}")),
+            };
+            total += Duration::from_secs_f64(number * seconds);
+            rest = &rest[unit_len..];
+        }
+        Ok(Self(total))
+    }
+
+    pub fn millis(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl std::fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.millis();
+        if ms == 0 {
+            return write!(f, "0s");
+        }
+        if !ms.is_multiple_of(1000) {
+            return write!(f, "{ms}ms");
+        }
+        let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
+        if h > 0 {
+            write!(f, "{h}h")?;
+        }
+        if m > 0 {
+            write!(f, "{m}m")?;
+        }
+        if s > 0 {
+            write!(f, "{s}s")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for GoDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        GoDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+fn secs(s: u64) -> GoDuration {
+    GoDuration(Duration::from_secs(s))
+}
+
+/// `service.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub cluster: ClusterSection,
+    pub consensus: ConsensusSection,
+    pub api: ApiSection,
+    pub ipfs_connector: IpfsConnectorSection,
+    pub pin_tracker: PinTrackerSection,
+    pub allocator: AllocatorSection,
+    pub informer: InformerSection,
+    pub relay: RelaySection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    pub peername: String,
+    /// 64 hex characters; empty means no private network (refused unless explicitly allowed).
+    pub secret: String,
+    pub role: Role,
+    pub listen_multiaddress: Vec<Multiaddr>,
+    /// Addresses (with `/p2p/`) dialed at start, besides the peerstore's.
+    pub peer_addresses: Vec<Multiaddr>,
+    pub replication_factor_min: i32,
+    pub replication_factor_max: i32,
+    pub monitor_ping_interval: GoDuration,
+    pub pin_recover_interval: GoDuration,
+    pub dial_peer_timeout: GoDuration,
+    /// Most established connections, inbound and outbound together.
+    pub max_connections: u32,
+    pub disable_repinning: bool,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            peername: String::new(),
+            secret: String::new(),
+            role: Role::Full,
+            listen_multiaddress: vec![
+                "/ip4/0.0.0.0/tcp/9096".parse().expect("valid"),
+                "/ip4/0.0.0.0/tcp/9098/ws".parse().expect("valid"),
+            ],
+            peer_addresses: Vec::new(),
+            replication_factor_min: -1,
+            replication_factor_max: -1,
+            monitor_ping_interval: secs(15),
+            pin_recover_interval: secs(12 * 60),
+            dial_peer_timeout: secs(3),
+            max_connections: 400,
+            disable_repinning: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSection {
+    pub crdt: CrdtSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrdtSection {
+    pub cluster_name: String,
+    /// Peer ids whose writes are accepted, or `"*"` for every peer.
+    pub trusted_peers: Vec<String>,
+    pub batching: BatchingSection,
+    pub repair_interval: GoDuration,
+    pub rebroadcast_interval: GoDuration,
+}
+
+impl Default for CrdtSection {
+    fn default() -> Self {
+        Self {
+            cluster_name: DEFAULT_CLUSTER_NAME.to_owned(),
+            trusted_peers: vec!["*".to_owned()],
+            batching: BatchingSection::default(),
+            repair_interval: secs(3600),
+            rebroadcast_interval: secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingSection {
+    pub max_batch_size: usize,
+    pub max_batch_age: GoDuration,
+}
+
+impl Default for BatchingSection {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 0,
+            max_batch_age: secs(0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    pub restapi: RestApiSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestApiSection {
+    pub http_listen_multiaddress: Multiaddr,
+}
+
+impl Default for RestApiSection {
+    fn default() -> Self {
+        Self {
+            http_listen_multiaddress: "/ip4/127.0.0.1/tcp/9094".parse().expect("valid"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpfsConnectorSection {
+    pub ipfshttp: IpfsHttpSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpfsHttpSection {
+    pub node_multiaddress: Multiaddr,
+    /// Wait before connecting the daemon to the other peers' daemons.
+    pub connect_swarms_delay: GoDuration,
+    pub ipfs_request_timeout: GoDuration,
+    /// A pin whose progress stalls this long is aborted.
+    pub pin_timeout: GoDuration,
+    pub unpin_timeout: GoDuration,
+}
+
+impl Default for IpfsHttpSection {
+    fn default() -> Self {
+        Self {
+            node_multiaddress: "/ip4/127.0.0.1/tcp/5001".parse().expect("valid"),
+            connect_swarms_delay: secs(30),
+            ipfs_request_timeout: secs(300),
+            pin_timeout: secs(120),
+            unpin_timeout: secs(3 * 3600),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PinTrackerSection {
+    pub stateless: StatelessSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatelessSection {
+    pub max_pin_queue_size: usize,
+    pub concurrent_pins: usize,
+    pub priority_pin_max_age: GoDuration,
+    pub priority_pin_max_retries: u32,
+    /// First wait before retrying a failed operation; it doubles up to `retry_max_delay`.
+    pub retry_base_delay: GoDuration,
+    pub retry_max_delay: GoDuration,
+}
+
+impl Default for StatelessSection {
+    fn default() -> Self {
+        Self {
+            max_pin_queue_size: 1_000_000,
+            concurrent_pins: 10,
+            priority_pin_max_age: secs(24 * 3600),
+            priority_pin_max_retries: 5,
+            retry_base_delay: secs(30),
+            retry_max_delay: secs(12 * 60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllocatorSection {
+    pub balanced: BalancedSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BalancedSection {
+    pub allocate_by: Vec<String>,
+}
+
+impl Default for BalancedSection {
+    fn default() -> Self {
+        Self {
+            allocate_by: pinfold_core::allocator::DEFAULT_ALLOCATE_BY
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InformerSection {
+    pub disk: DiskSection,
+    pub tags: TagsSection,
+    pub pinqueue: PinqueueSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskSection {
+    pub metric_ttl: GoDuration,
+    /// `freespace` or `reposize`.
+    pub metric_type: String,
+}
+
+impl Default for DiskSection {
+    fn default() -> Self {
+        Self {
+            metric_ttl: secs(30),
+            metric_type: "freespace".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagsSection {
+    pub metric_ttl: GoDuration,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for TagsSection {
+    fn default() -> Self {
+        Self {
+            metric_ttl: secs(30),
+            tags: pinfold_core::informer::default_tags(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PinqueueSection {
+    pub metric_ttl: GoDuration,
+    pub weight_bucket_size: u64,
+}
+
+impl Default for PinqueueSection {
+    fn default() -> Self {
+        Self {
+            metric_ttl: secs(30),
+            weight_bucket_size: pinfold_core::informer::DEFAULT_PINQUEUE_BUCKET,
+        }
+    }
+}
+
+/// Circuit relay v2 limits (pinfold's own section).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySection {
+    pub enabled: bool,
+    pub max_reservations: usize,
+    pub max_circuits: usize,
+}
+
+impl Default for RelaySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_reservations: 128,
+            max_circuits: 16,
+        }
+    }
+}
+
+/// An environment override: the variable, and how it changes the configuration.
+type Override = (
+    &'static str,
+    fn(&mut ServiceConfig, &str) -> Result<(), String>,
+);
+
+fn addresses(text: &str) -> Result<Vec<Multiaddr>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse().map_err(|e| format!("{a:?}: {e}")))
+        .collect()
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))
+}
+
+/// The variables read by [`ServiceConfig::apply_env`], as ipfs-cluster names them.
+const OVERRIDES: &[Override] = &[
+    ("CLUSTER_SECRET", |c, v| {
+        c.cluster.secret = v.trim().to_owned();
+        Ok(())
+    }),
+    ("CLUSTER_PEERNAME", |c, v| {
+        c.cluster.peername = v.to_owned();
+        Ok(())
+    }),
+    ("CLUSTER_ROLE", |c, v| {
+        c.cluster.role = serde_json::from_value(serde_json::Value::String(v.trim().into()))
+            .map_err(|_| format!("{v:?} is not a role: full, relay or follower"))?;
+        Ok(())
+    }),
+    ("CLUSTER_LISTENMULTIADDRESS", |c, v| {
+        c.cluster.listen_multiaddress = addresses(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_PEERADDRESSES", |c, v| {
+        c.cluster.peer_addresses = addresses(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_REPLICATIONFACTORMIN", |c, v| {
+        c.cluster.replication_factor_min = number(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_REPLICATIONFACTORMAX", |c, v| {
+        c.cluster.replication_factor_max = number(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_MONITORPINGINTERVAL", |c, v| {
+        c.cluster.monitor_ping_interval = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_CRDT_CLUSTERNAME", |c, v| {
+        c.consensus.crdt.cluster_name = v.trim().to_owned();
+        Ok(())
+    }),
+    ("CLUSTER_CRDT_TRUSTEDPEERS", |c, v| {
+        c.consensus.crdt.trusted_peers = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect();
+        Ok(())
+    }),
+    ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", |c, v| {
+        c.ipfs_connector.ipfshttp.node_multiaddress =
+            v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;
+        Ok(())
+    }),
+    ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", |c, v| {
+        c.api.restapi.http_listen_multiaddress =
+            v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;
+        Ok(())
+    }),
+];
+
+impl ServiceConfig {
+    /// A new configuration with a fresh secret.
+    pub fn generate(peername: &str) -> Self {
+        let mut config = Self::default();
+        config.cluster.peername = peername.to_owned();
+        config.cluster.secret = ClusterSecret::generate(&mut rand::rngs::OsRng).to_hex();
+        config
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = serde_json::to_string_pretty(self).expect("a config always serializes");
+        write_file(path, text.as_bytes())
+    }
+
+    /// Applies the environment overrides that are set, through `lookup` (the process
+    /// environment in the binary).
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for (name, apply) in OVERRIDES {
+            if let Some(value) = lookup(name) {
+                apply(self, &value).map_err(|detail| invalid(name, detail))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The cluster secret; `None` only when the configuration leaves it empty.
+    pub fn secret(&self) -> Result<Option<ClusterSecret>, ConfigError> {
+        if self.cluster.secret.is_empty() {
+            return Ok(None);
+        }
+        ClusterSecret::from_hex(&self.cluster.secret)
+            .map(Some)
+            .map_err(|e| invalid("cluster.secret", e))
+    }
+
+    /// `crdt.trusted_peers` as the replica's trust.
+    pub fn trust(&self) -> Result<pinfold_core::crdt::Trust, ConfigError> {
+        let peers = &self.consensus.crdt.trusted_peers;
+        if peers.iter().any(|p| p == "*") {
+            return Ok(pinfold_core::crdt::Trust::All);
+        }
+        let ids = peers
+            .iter()
+            .map(|p| {
+                p.parse::<PeerId>()
+                    .map_err(|e| invalid("consensus.crdt.trusted_peers", format!("{p:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(pinfold_core::crdt::Trust::Peers(ids))
+    }
+
+    /// Checks what serde cannot: values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.secret()?;
+        self.trust()?;
+        let c = &self.cluster;
+        if c.replication_factor_min + c.replication_factor_max == 0
+            || (c.replication_factor_max > 0 && c.replication_factor_min > c.replication_factor_max)
+        {
+            return Err(invalid(
+                "cluster.replication_factor_min/max",
+                format!(
+                    "{} / {} cannot work: use -1/-1 (every peer) or 1 <= min <= max",
+                    c.replication_factor_min, c.replication_factor_max
+                ),
+            ));
+        }
+        if c.monitor_ping_interval.millis() == 0 {
+            return Err(invalid(
+                "cluster.monitor_ping_interval",
+                "must be more than 0",
+            ));
+        }
+        if !matches!(
+            self.informer.disk.metric_type.as_str(),
+            "freespace" | "reposize"
+        ) {
+            return Err(invalid(
+                "informer.disk.metric_type",
+                format!(
+                    "{:?} is not freespace or reposize",
+                    self.informer.disk.metric_type
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `identity.json`, as ipfs-cluster writes it: the peer id and the base64 protobuf key.
+#[derive(Serialize, Deserialize)]
+struct IdentityFile {
+    id: String,
+    private_key: String,
+}
+
+/// Writes a new ed25519 identity.
+pub fn generate_identity(path: &Path) -> Result<Keypair, ConfigError> {
+    let key = Keypair::generate_ed25519();
+    let file = IdentityFile {
+        id: key.public().to_peer_id().to_string(),
+        private_key: base64::engine::general_purpose::STANDARD
+            .encode(key.to_protobuf_encoding().expect("ed25519 keys encode")),
+    };
+    let text = serde_json::to_string_pretty(&file).expect("serializes");
+    write_file(path, text.as_bytes())?;
+    Ok(key)
+}
+
+/// Reads an identity and checks that its id matches its key.
+pub fn load_identity(path: &Path) -> Result<Keypair, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: IdentityFile = serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(file.private_key.trim())
+        .map_err(|e| invalid("identity.private_key", e))?;
+    let key =
+        Keypair::from_protobuf_encoding(&bytes).map_err(|e| invalid("identity.private_key", e))?;
+    let id = key.public().to_peer_id();
+    if id.to_string() != file.id {
+        return Err(invalid(
+            "identity.id",
+            format!(
+                "{} does not match the private key (whose id is {id})",
+                file.id
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let fail = |source| ConfigError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    }
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_read_and_write_back() {
+        for (text, ms) in [
+            ("15s", 15_000),
+            ("2m", 120_000),
+            ("1h30m", 5_400_000),
+            ("250ms", 250),
+            ("0s", 0),
+            ("1.5s", 1_500),
+        ] {
+            assert_eq!(GoDuration::parse(text).unwrap().millis(), ms, "{text}");
+        }
+        assert_eq!(GoDuration::parse("1h30m").unwrap().to_string(), "1h30m");
+        assert_eq!(GoDuration::parse("1500ms").unwrap().to_string(), "1500ms");
+        assert!(GoDuration::parse("15")
+            .unwrap_err()
+            .contains("without a unit"));
+        assert!(GoDuration::parse("3d")
+            .unwrap_err()
+            .contains("unknown unit"));
+    }
+
+    #[test]
+    fn the_default_configuration_round_trips_and_validates() {
+        let config = ServiceConfig::generate("peer-a");
+        config.validate().unwrap();
+        let text = serde_json::to_string(&config).unwrap();
+        let back: ServiceConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        assert_eq!(back.cluster.secret.len(), 64);
+    }
+
+    #[test]
+    fn environment_overrides_use_ipfs_cluster_names() {
+        let mut config = ServiceConfig::default();
+        let env = BTreeMap::from([
+            ("CLUSTER_SECRET", "ab".repeat(32)),
+            (
+                "CLUSTER_CRDT_TRUSTEDPEERS",
+                "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK".to_string(),
+            ),
+            ("CLUSTER_REPLICATIONFACTORMIN", "2".to_string()),
+            ("CLUSTER_REPLICATIONFACTORMAX", "3".to_string()),
+            ("CLUSTER_ROLE", "follower".to_string()),
+        ]);
+        config.apply_env(|name| env.get(name).cloned()).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.cluster.secret, "ab".repeat(32));
+        assert_eq!(config.cluster.role, Role::Follower);
+        assert_eq!(config.cluster.replication_factor_min, 2);
+        assert!(matches!(
+            config.trust().unwrap(),
+            pinfold_core::crdt::Trust::Peers(_)
+        ));
+
+        let error = config
+            .apply_env(|name| (name == "CLUSTER_ROLE").then(|| "boss".to_string()))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("full, relay or follower"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_their_name() {
+        let error =
+            serde_json::from_str::<ServiceConfig>(r#"{"cluster":{"secert":"x"}}"#).unwrap_err();
+        assert!(error.to_string().contains("secert"), "{error}");
+        let mut config = ServiceConfig::default();
+        config.cluster.secret = "zz".into();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("cluster.secret"));
+        let mut config = ServiceConfig::default();
+        config.cluster.replication_factor_min = 3;
+        config.cluster.replication_factor_max = 2;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("min <= max"));
+    }
+
+    #[test]
+    fn identities_round_trip_and_a_mismatched_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(IDENTITY_FILE);
+        let key = generate_identity(&path).unwrap();
+        assert_eq!(
+            load_identity(&path).unwrap().public().to_peer_id(),
+            key.public().to_peer_id()
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let other = Keypair::generate_ed25519()
+            .public()
+            .to_peer_id()
+            .to_string();
+        let id = key.public().to_peer_id().to_string();
+        std::fs::write(&path, text.replace(&id, &other)).unwrap();
+        assert!(load_identity(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
+    }
+}

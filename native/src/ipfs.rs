@@ -1,0 +1,501 @@
+//! The IPFS connector: the Kubo HTTP RPC calls ipfs-cluster's `ipfshttp` connector makes,
+//! tolerant of js-ipfs's differences (numbers as strings, no pin progress, CIDs printed in
+//! another base).
+//!
+//! Requests run at most [`MAX_CONCURRENT_REQUESTS`] at a time. After a failure to reach
+//! the daemon, further requests wait a back-off that doubles with each consecutive failure
+//! (up to [`MAX_FAILURE_BACKOFF`]) and resets on the first success, so a daemon that is
+//! down is not hammered, and [`IpfsClient::health`] says it is down and since when.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use pinfold_core::informer::RepoStat;
+use pinfold_core::pin::Pin;
+use pinfold_core::tracker::{DaemonPins, IpfsPinType};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+/// Requests in flight at once.
+pub const MAX_CONCURRENT_REQUESTS: usize = 32;
+/// Longest wait imposed before a request after consecutive failures.
+pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
+/// Origins connected to before pinning, as ipfs-cluster does.
+pub const MAX_ORIGINS: usize = 10;
+
+/// Why a call to the daemon failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IpfsError {
+    #[error("IPFS daemon at {url} is unreachable: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("IPFS daemon: {0}")]
+    Daemon(String),
+    #[error("IPFS daemon answered {call} with something unreadable: {detail}")]
+    Unreadable { call: &'static str, detail: String },
+    #[error("pinning {cid} made no progress for {stall:?}; aborted (raise ipfs_connector.ipfshttp.pin_timeout for large DAGs)")]
+    Stalled { cid: Cid, stall: Duration },
+    #[error("IPFS daemon did not answer {call} within {timeout:?}")]
+    Timeout {
+        call: &'static str,
+        timeout: Duration,
+    },
+}
+
+impl IpfsError {
+    fn is_not_pinned(&self) -> bool {
+        matches!(self, IpfsError::Daemon(message) if message.contains("not pinned"))
+    }
+}
+
+/// Timeouts of the connector (`ipfs_connector.ipfshttp`).
+#[derive(Clone, Debug)]
+pub struct IpfsConfig {
+    pub request_timeout: Duration,
+    pub pin_stall_timeout: Duration,
+    pub unpin_timeout: Duration,
+}
+
+/// The daemon's identity (`id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpfsId {
+    pub peer: PeerId,
+    pub addresses: Vec<Multiaddr>,
+}
+
+/// Whether the daemon answered lately.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    Down { since: Instant, error: String },
+}
+
+/// A client of one daemon's HTTP RPC API.
+pub struct IpfsClient {
+    base: String,
+    http: reqwest::Client,
+    config: IpfsConfig,
+    limit: Semaphore,
+    failures: AtomicU32,
+    health: Mutex<Health>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct IdBody {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Addresses", default)]
+    addresses: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct PinLsLine {
+    #[serde(rename = "Cid")]
+    cid: String,
+    #[serde(rename = "Type")]
+    pin_type: String,
+}
+
+#[derive(Deserialize)]
+struct PinLsKeys {
+    #[serde(rename = "Keys")]
+    keys: std::collections::HashMap<String, PinLsKeyType>,
+}
+
+#[derive(Deserialize)]
+struct PinLsKeyType {
+    #[serde(rename = "Type")]
+    pin_type: String,
+}
+
+#[derive(Deserialize)]
+struct PinProgress {
+    #[serde(rename = "Progress", default)]
+    progress: Option<u64>,
+    #[serde(rename = "Pins", default)]
+    pins: Option<Vec<String>>,
+}
+
+/// `http://host:port/api/v0` from a `/ip4|ip6|dns*/.../tcp/port` multiaddress.
+pub fn api_url(address: &Multiaddr) -> Result<String, String> {
+    let mut host = None;
+    let mut port = None;
+    for protocol in address.iter() {
+        match protocol {
+            Protocol::Ip4(ip) => host = Some(ip.to_string()),
+            Protocol::Ip6(ip) => host = Some(format!("[{ip}]")),
+            Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => {
+                host = Some(name.to_string())
+            }
+            Protocol::Tcp(p) => port = Some(p),
+            Protocol::Http => {}
+            other => return Err(format!("{address}: {other} is not usable for the IPFS API")),
+        }
+    }
+    match (host, port) {
+        (Some(host), Some(port)) => Ok(format!("http://{host}:{port}/api/v0")),
+        _ => Err(format!("{address} does not name a host and a TCP port")),
+    }
+}
+
+fn pin_type_of(text: &str) -> Option<IpfsPinType> {
+    match text {
+        "recursive" => Some(IpfsPinType::Recursive),
+        "direct" => Some(IpfsPinType::Direct),
+        "indirect" => Some(IpfsPinType::Indirect),
+        _ => None,
+    }
+}
+
+impl IpfsClient {
+    pub fn new(node: &Multiaddr, config: IpfsConfig) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            base: api_url(node)?,
+            http,
+            config,
+            limit: Semaphore::new(MAX_CONCURRENT_REQUESTS),
+            failures: AtomicU32::new(0),
+            health: Mutex::new(Health::Up),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("not poisoned").clone()
+    }
+
+    fn record(&self, result: &Result<reqwest::Response, IpfsError>) {
+        let reached = !matches!(result, Err(IpfsError::Unreachable { .. }));
+        let mut health = self.health.lock().expect("not poisoned");
+        if reached {
+            self.failures.store(0, Ordering::Relaxed);
+            if *health != Health::Up {
+                tracing::info!(api = %self.base, "IPFS daemon is reachable again");
+            }
+            *health = Health::Up;
+        } else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if let (Health::Up, Err(error)) = (&*health, result) {
+                tracing::warn!(api = %self.base, %error, "IPFS daemon is down; pins wait and are retried");
+                *health = Health::Down {
+                    since: Instant::now(),
+                    error: error.to_string(),
+                };
+            }
+        }
+    }
+
+    /// POSTs `call` with `query`; a non-2xx answer becomes [`IpfsError::Daemon`] with the
+    /// daemon's message.
+    async fn post(
+        &self,
+        call: &'static str,
+        query: &[(&str, String)],
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, IpfsError> {
+        let failures = self.failures.load(Ordering::Relaxed);
+        if failures > 0 {
+            let backoff = Duration::from_millis(100u64 << failures.min(7)).min(MAX_FAILURE_BACKOFF);
+            tokio::time::sleep(backoff).await;
+        }
+        let _permit = self.limit.acquire().await.expect("never closed");
+        let mut request = self.http.post(format!("{}/{call}", self.base)).query(query);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let result = match request.send().await {
+            Ok(response) => Ok(response),
+            Err(e) if e.is_timeout() => Err(IpfsError::Timeout {
+                call,
+                timeout: timeout.unwrap_or_default(),
+            }),
+            Err(e) => Err(IpfsError::Unreachable {
+                url: self.base.clone(),
+                detail: e.to_string(),
+            }),
+        };
+        self.record(&result);
+        let response = result?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.message)
+            .unwrap_or_else(|_| format!("{call}: HTTP {status}: {}", text.trim()));
+        Err(IpfsError::Daemon(message))
+    }
+
+    async fn json<T: for<'de> Deserialize<'de>>(
+        &self,
+        call: &'static str,
+        query: &[(&str, String)],
+    ) -> Result<T, IpfsError> {
+        let response = self
+            .post(call, query, Some(self.config.request_timeout))
+            .await?;
+        let bytes = response.bytes().await.map_err(|e| IpfsError::Unreadable {
+            call,
+            detail: e.to_string(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| IpfsError::Unreadable {
+            call,
+            detail: e.to_string(),
+        })
+    }
+
+    /// The daemon's peer id and addresses (`id`).
+    pub async fn id(&self) -> Result<IpfsId, IpfsError> {
+        let body: IdBody = self.json("id", &[]).await?;
+        let peer = body.id.parse().map_err(|e| IpfsError::Unreadable {
+            call: "id",
+            detail: format!("peer id {:?}: {e}", body.id),
+        })?;
+        let addresses = body
+            .addresses
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        Ok(IpfsId { peer, addresses })
+    }
+
+    /// The repository's size and limit (`repo/stat?size-only=true`).
+    pub async fn repo_stat(&self) -> Result<RepoStat, IpfsError> {
+        self.json("repo/stat", &[("size-only", "true".into())])
+            .await
+    }
+
+    /// How the daemon pins `cid`, if it does (`pin/ls?arg=..&type=..`).
+    pub async fn pin_ls(
+        &self,
+        cid: &Cid,
+        pin_type: &str,
+    ) -> Result<Option<IpfsPinType>, IpfsError> {
+        let query = [
+            ("stream", "true".to_owned()),
+            ("arg", cid.to_string()),
+            ("type", pin_type.to_owned()),
+        ];
+        let response = match self
+            .post("pin/ls", &query, Some(self.config.request_timeout))
+            .await
+        {
+            Ok(response) => response,
+            Err(e) if e.is_not_pinned() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let text = response.text().await.map_err(|e| IpfsError::Unreadable {
+            call: "pin/ls",
+            detail: e.to_string(),
+        })?;
+        Ok(text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<PinLsLine>(line).ok())
+            .find_map(|line| pin_type_of(&line.pin_type)))
+    }
+
+    /// Every pin of `pin_type` (`recursive`, `direct`, ...), read as a stream.
+    pub async fn pin_ls_all(&self, pin_type: &str) -> Result<DaemonPins, IpfsError> {
+        let query = [("stream", "true".to_owned()), ("type", pin_type.to_owned())];
+        let mut response = self
+            .post("pin/ls", &query, Some(self.config.request_timeout))
+            .await?;
+        let mut pins = DaemonPins::new();
+        let mut buffer: Vec<u8> = Vec::new();
+        let unreadable = |detail: String| IpfsError::Unreadable {
+            call: "pin/ls",
+            detail,
+        };
+        let add_line = |line: &[u8], pins: &mut DaemonPins| -> Result<(), IpfsError> {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            if let Ok(entry) = serde_json::from_slice::<PinLsLine>(line) {
+                let cid: Cid = entry
+                    .cid
+                    .parse()
+                    .map_err(|e| unreadable(format!("CID {:?}: {e}", entry.cid)))?;
+                if let Some(t) = pin_type_of(&entry.pin_type) {
+                    pins.insert(&cid, t);
+                }
+                return Ok(());
+            }
+            // A daemon that ignores `stream` answers with one `{"Keys": {...}}` object.
+            let keys: PinLsKeys =
+                serde_json::from_slice(line).map_err(|e| unreadable(e.to_string()))?;
+            for (text, entry) in keys.keys {
+                let cid: Cid = text
+                    .parse()
+                    .map_err(|e| unreadable(format!("CID {text:?}: {e}")))?;
+                if let Some(t) = pin_type_of(&entry.pin_type) {
+                    pins.insert(&cid, t);
+                }
+            }
+            Ok(())
+        };
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| unreadable(e.to_string()))?
+        {
+            buffer.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(end) = buffer[start..].iter().position(|b| *b == b'\n') {
+                add_line(&buffer[start..start + end], &mut pins)?;
+                start += end + 1;
+            }
+            buffer.drain(..start);
+        }
+        add_line(&buffer, &mut pins)?;
+        Ok(pins)
+    }
+
+    /// Pins `pin` as ipfs-cluster does: nothing if already pinned; otherwise connect to
+    /// its origins, then `pin/add` with progress, aborted when progress stalls for the
+    /// pin timeout. Daemons that send no progress (js-ipfs) get the pin timeout as a whole.
+    pub async fn pin(&self, pin: &Pin) -> Result<(), IpfsError> {
+        let (pin_type, recursive) = if pin.max_depth == 0 {
+            ("direct", false)
+        } else {
+            ("recursive", true)
+        };
+        if self.pin_ls(&pin.cid, pin_type).await?.is_some() {
+            return Ok(());
+        }
+        for origin in pin.origins.iter().take(MAX_ORIGINS) {
+            if let Err(error) = self.swarm_connect(origin).await {
+                tracing::debug!(%origin, %error, "could not connect the IPFS daemon to an origin");
+            }
+        }
+        let mut query = vec![
+            ("arg", pin.cid.to_string()),
+            ("recursive", recursive.to_string()),
+            ("progress", "true".to_owned()),
+        ];
+        if pin.max_depth > 0 {
+            query.push(("max-depth", pin.max_depth.to_string()));
+        }
+        let stall = self.config.pin_stall_timeout;
+        let mut response = self.post("pin/add", &query, None).await?;
+        let mut last_progress = 0u64;
+        let mut advanced_at = Instant::now();
+        let mut buffer = Vec::new();
+        loop {
+            let left = stall.saturating_sub(advanced_at.elapsed());
+            let chunk = match tokio::time::timeout(left, response.chunk()).await {
+                Err(_) => {
+                    return Err(IpfsError::Stalled {
+                        cid: pin.cid,
+                        stall,
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(IpfsError::Unreadable {
+                        call: "pin/add",
+                        detail: e.to_string(),
+                    })
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                if let Ok(error) = serde_json::from_slice::<ErrorBody>(&line) {
+                    return Err(IpfsError::Daemon(error.message));
+                }
+                if let Ok(update) = serde_json::from_slice::<PinProgress>(&line) {
+                    if update.pins.is_some() {
+                        return Ok(());
+                    }
+                    if let Some(progress) = update.progress.filter(|p| *p > last_progress) {
+                        last_progress = progress;
+                        advanced_at = Instant::now();
+                    }
+                }
+            }
+        }
+        let tail: PinProgress =
+            serde_json::from_slice(&buffer).map_err(|e| IpfsError::Unreadable {
+                call: "pin/add",
+                detail: e.to_string(),
+            })?;
+        match tail.pins {
+            Some(_) => Ok(()),
+            None => Err(IpfsError::Unreadable {
+                call: "pin/add",
+                detail: "the answer names no pins".into(),
+            }),
+        }
+    }
+
+    /// Unpins `cid`; "not pinned" is success (`pin/rm`).
+    pub async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
+        match self
+            .post(
+                "pin/rm",
+                &[("arg", cid.to_string())],
+                Some(self.config.unpin_timeout),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_pinned() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Connects the daemon to another IPFS peer (`swarm/connect`).
+    pub async fn swarm_connect(&self, address: &Multiaddr) -> Result<(), IpfsError> {
+        self.json::<serde_json::Value>("swarm/connect", &[("arg", address.to_string())])
+            .await
+            .map(drop)
+    }
+}
+
+/// A shared client.
+pub type Ipfs = Arc<IpfsClient>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_urls_come_from_multiaddresses() {
+        let url = |a: &str| api_url(&a.parse().unwrap());
+        assert_eq!(
+            url("/ip4/127.0.0.1/tcp/5001").unwrap(),
+            "http://127.0.0.1:5001/api/v0"
+        );
+        assert_eq!(
+            url("/ip6/::1/tcp/5001").unwrap(),
+            "http://[::1]:5001/api/v0"
+        );
+        assert_eq!(
+            url("/dns4/ipfs/tcp/5001/http").unwrap(),
+            "http://ipfs:5001/api/v0"
+        );
+        assert!(url("/ip4/127.0.0.1/udp/5001")
+            .unwrap_err()
+            .contains("not usable"));
+        assert!(url("/ip4/127.0.0.1").unwrap_err().contains("TCP port"));
+    }
+}

@@ -1,0 +1,1155 @@
+//! The running peer: one task that owns the swarm, the replica on its redb file, the
+//! monitor and the pin tracker, and moves events between them. Everything else (the REST
+//! API, IPFS calls) runs in other tasks and talks to it through bounded channels.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use cid::Cid;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsSet};
+use pinfold_core::codec::bitswap::{Presence, WantType};
+use pinfold_core::codec::delta::encode_broadcast;
+use pinfold_core::codec::metric::Metric;
+use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
+use pinfold_core::crdt::{self, BatchConfig, BlockId, Output, PinEvent, Replica, Store as _};
+use pinfold_core::informer::{self, DiskMetric, RepoStat};
+use pinfold_core::monitor::{self, Monitor};
+use pinfold_core::net::bitswap;
+use pinfold_core::pin::Pin;
+use pinfold_core::tracker::{
+    DaemonPins, IpfsPinType, OpId, OperationKind, PeerIdentity, PinInfo, PinTracker, StatusFilter,
+    TrackerAction, TrackerConfig, TrackerStatus,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE};
+use crate::ipfs::{Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
+use crate::peerstore::Peerstore;
+use crate::store::RedbStore;
+use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmSettings, WRONG_SECRET};
+
+/// Commands the API tasks may queue at once.
+pub const COMMAND_QUEUE: usize = 256;
+/// Pins read from the store per status page.
+pub const PAGE: usize = 1000;
+
+/// Unix time in milliseconds (the replica's clock).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Unix time in nanoseconds (the tracker's and monitor's clock).
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommandError {
+    #[error(
+        "this peer is a {0:?} peer and does not write to the pinset; send writes to a full peer"
+    )]
+    ReadOnly(Role),
+    #[error("{0} is not pinned in the cluster")]
+    NotFound(Cid),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the peer says about itself (`/id`).
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub peername: String,
+    pub addresses: Vec<Multiaddr>,
+    pub cluster_peers: Vec<PeerId>,
+    pub ipfs: Option<IpfsId>,
+    pub ipfs_error: Option<String>,
+    pub role: Role,
+}
+
+/// Where the CRDT stands (for `state crdt info` and the API).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SyncInfo {
+    pub heads: Vec<String>,
+    pub height: u64,
+    pub pending: usize,
+    pub merged: u64,
+    pub synced: bool,
+}
+
+/// Requests from the API to the peer task; each carries its reply channel.
+pub enum Command {
+    AddPin {
+        pin: Box<Pin>,
+        reply: oneshot::Sender<Result<Pin, CommandError>>,
+    },
+    RemovePin {
+        cid: Cid,
+        reply: oneshot::Sender<Result<Pin, CommandError>>,
+    },
+    GetPin {
+        cid: Cid,
+        reply: oneshot::Sender<Option<Pin>>,
+    },
+    /// A page of pins after `after`.
+    Pins {
+        after: Option<Cid>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<Pin>>,
+    },
+    /// This peer's status of one CID, given the daemon's answer for it.
+    Status {
+        cid: Cid,
+        daemon: Result<Option<IpfsPinType>, String>,
+        reply: oneshot::Sender<PinInfo>,
+    },
+    /// A page of statuses of pins after `after` (with the next cursor).
+    Statuses {
+        after: Option<Cid>,
+        daemon: Arc<DaemonPins>,
+        filter: StatusFilter,
+        reply: oneshot::Sender<(Vec<PinInfo>, Option<Cid>)>,
+    },
+    Recover {
+        cid: Cid,
+        daemon: Result<Option<IpfsPinType>, String>,
+        reply: oneshot::Sender<PinInfo>,
+    },
+    Info {
+        reply: oneshot::Sender<PeerInfo>,
+    },
+    /// The peerset's ping metrics (peer → peer name).
+    Peers {
+        reply: oneshot::Sender<Vec<(PeerId, String)>>,
+    },
+    Sync {
+        reply: oneshot::Sender<SyncInfo>,
+    },
+    /// The latest live metrics of a name (all names when empty).
+    Metrics {
+        name: String,
+        reply: oneshot::Sender<Vec<Metric>>,
+    },
+}
+
+/// A handle to a running peer, for the API.
+#[derive(Clone)]
+pub struct PeerHandle {
+    pub commands: mpsc::Sender<Command>,
+    pub ipfs: Option<Ipfs>,
+    pub local: PeerId,
+}
+
+impl PeerHandle {
+    /// Sends a command and waits for its reply.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| CommandError::Internal("the peer is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| CommandError::Internal("the peer is shutting down".into()))
+    }
+}
+
+/// What background tasks report to the peer task.
+enum Background {
+    OpDone {
+        cid: Cid,
+        id: OpId,
+        result: Result<(), String>,
+    },
+    RepoStat(Option<RepoStat>),
+    IpfsId(IpfsId),
+    /// The daemon's pin list for a recover sweep.
+    Recover(DaemonPins),
+}
+
+/// Bound on background reports waiting.
+const BACKGROUND_QUEUE: usize = 1024;
+
+/// Re-dials a known peer that dropped after this long at first, doubling to the maximum.
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(60);
+
+/// Everything needed to start a peer.
+pub struct PeerOptions {
+    pub dir: PathBuf,
+    pub config: ServiceConfig,
+    pub key: Keypair,
+    /// Extra addresses to dial at start (`--bootstrap`).
+    pub bootstrap: Vec<Multiaddr>,
+}
+
+/// The peer task's state.
+pub struct Peer {
+    config: ServiceConfig,
+    dir: PathBuf,
+    local: PeerId,
+    role: Role,
+    swarm: Swarm<Behaviour>,
+    replica: Replica<RedbStore>,
+    tracker: Option<PinTracker>,
+    monitor: Monitor,
+    ipfs: Option<Ipfs>,
+    ipfs_id: Option<IpfsId>,
+    repo_stat: Option<RepoStat>,
+    allocator: AllocatorConfig,
+    trust: crdt::Trust,
+    heads_topic: IdentTopic,
+    metrics_topic: IdentTopic,
+    commands: mpsc::Receiver<Command>,
+    background_tx: mpsc::Sender<Background>,
+    background: mpsc::Receiver<Background>,
+    cancels: HashMap<OpId, oneshot::Sender<()>>,
+    peerstore: Peerstore,
+    /// Peers to keep connected: when they drop, redial at (time, back-off).
+    redial: HashMap<PeerId, (tokio::time::Instant, Duration)>,
+    /// Peers whose heads were announced to since they subscribed.
+    head_subscribers: HashSet<PeerId>,
+    heads_announce_due: bool,
+}
+
+impl Peer {
+    /// Opens the store and builds the swarm; returns the peer and a handle for the API.
+    pub async fn start(options: PeerOptions) -> anyhow::Result<(Self, PeerHandle)> {
+        let PeerOptions {
+            dir,
+            config,
+            key,
+            bootstrap,
+        } = options;
+        config.validate()?;
+        let local = key.public().to_peer_id();
+        let role = config.cluster.role;
+        let secret = config.secret()?;
+        if secret.is_none() {
+            tracing::warn!("cluster.secret is empty: the swarm runs without a private network");
+        }
+        let settings = SwarmSettings {
+            psk: secret.map(|s| *s.as_bytes()),
+            dial_timeout: config
+                .cluster
+                .dial_peer_timeout
+                .0
+                .max(Duration::from_secs(1)),
+            max_connections: config.cluster.max_connections,
+            relay: config
+                .relay
+                .enabled
+                .then_some((config.relay.max_reservations, config.relay.max_circuits)),
+        };
+        let mut swarm = swarm::build(key, &settings)?;
+        for address in &config.cluster.listen_multiaddress {
+            swarm
+                .listen_on(address.clone())
+                .with_context(|| format!("could not listen on {address}"))?;
+        }
+        let heads_topic = IdentTopic::new(crdt_topic(&config.consensus.crdt.cluster_name));
+        let metrics_topic = IdentTopic::new(METRICS_TOPIC);
+        swarm.behaviour_mut().gossipsub.subscribe(&heads_topic)?;
+        swarm.behaviour_mut().gossipsub.subscribe(&metrics_topic)?;
+
+        let store = RedbStore::open(&dir.join(PINSET_FILE))?;
+        let trust = config.trust()?;
+        let crdt_config = crdt::Config {
+            trust: trust.clone(),
+            batch: if config.consensus.crdt.batching.max_batch_size > 0
+                && config.consensus.crdt.batching.max_batch_age.millis() > 0
+            {
+                BatchConfig::new(
+                    config.consensus.crdt.batching.max_batch_size,
+                    config.consensus.crdt.batching.max_batch_age.millis(),
+                )
+            } else {
+                BatchConfig::OFF
+            },
+            rebroadcast_interval_ms: config.consensus.crdt.rebroadcast_interval.millis().max(100),
+            repair_interval_ms: config.consensus.crdt.repair_interval.millis().max(1000),
+            fetch_timeout_ms: 30_000,
+            seed: u64::from_le_bytes(local.to_bytes()[2..10].try_into().expect("8 bytes")),
+            ..crdt::Config::default()
+        };
+        let replica = Replica::open(store, crdt_config).await?;
+
+        let ipfs = if role.pins() {
+            let h = &config.ipfs_connector.ipfshttp;
+            Some(Arc::new(
+                IpfsClient::new(
+                    &h.node_multiaddress,
+                    IpfsConfig {
+                        request_timeout: h.ipfs_request_timeout.0,
+                        pin_stall_timeout: h.pin_timeout.0,
+                        unpin_timeout: h.unpin_timeout.0,
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("ipfs_connector.ipfshttp.node_multiaddress: {e}"))?,
+            ))
+        } else {
+            None
+        };
+        let tracker = if role.pins() {
+            let s = &config.pin_tracker.stateless;
+            Some(PinTracker::new(
+                TrackerConfig {
+                    max_pin_queue_size: s.max_pin_queue_size,
+                    concurrent_pins: s.concurrent_pins,
+                    priority_pin_max_age_secs: s.priority_pin_max_age.0.as_secs(),
+                    priority_pin_max_retries: s.priority_pin_max_retries,
+                    retry_base_delay_ms: s.retry_base_delay.millis(),
+                    retry_max_delay_ms: s.retry_max_delay.millis(),
+                },
+                PeerIdentity::new(local, config.cluster.peername.clone()),
+            )?)
+        } else {
+            None
+        };
+
+        let peerstore = Peerstore::load(&dir.join(PEERSTORE_FILE))?;
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (background_tx, background) = mpsc::channel(BACKGROUND_QUEUE);
+        let allocator = AllocatorConfig {
+            allocate_by: config.allocator.balanced.allocate_by.clone(),
+            replication_factor_min: config.cluster.replication_factor_min,
+            replication_factor_max: config.cluster.replication_factor_max,
+            ..AllocatorConfig::default()
+        };
+        let handle = PeerHandle {
+            commands: commands_tx,
+            ipfs: ipfs.clone(),
+            local,
+        };
+        let mut peer = Self {
+            config,
+            dir,
+            local,
+            role,
+            swarm,
+            replica,
+            tracker,
+            monitor: Monitor::new(),
+            ipfs,
+            ipfs_id: None,
+            repo_stat: None,
+            allocator,
+            trust,
+            heads_topic,
+            metrics_topic,
+            commands,
+            background_tx,
+            background,
+            cancels: HashMap::new(),
+            peerstore,
+            redial: HashMap::new(),
+            head_subscribers: HashSet::new(),
+            heads_announce_due: false,
+        };
+        let mut dial: Vec<Multiaddr> = peer.config.cluster.peer_addresses.clone();
+        dial.extend(bootstrap);
+        dial.extend(peer.peerstore.addresses());
+        for address in dial {
+            peer.dial(address);
+        }
+        Ok((peer, handle))
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    fn dial(&mut self, address: Multiaddr) {
+        let Some(Protocol::P2p(peer)) = address.iter().last() else {
+            tracing::warn!(%address, "cannot dial an address without /p2p/<peer id>");
+            return;
+        };
+        if peer == self.local {
+            return;
+        }
+        self.swarm.add_peer_address(peer, address.clone());
+        self.redial
+            .entry(peer)
+            .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
+        if let Err(error) = self.swarm.dial(address.clone()) {
+            tracing::debug!(%address, %error, "dial failed");
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then commits pending writes and saves the peerstore.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ping = tokio::time::interval(self.config.cluster.monitor_ping_interval.0);
+        let informer_period =
+            (self.config.informer.disk.metric_ttl.0 / 2).max(Duration::from_millis(100));
+        let mut informers = tokio::time::interval(informer_period);
+        let mut recover = tokio::time::interval(
+            self.config
+                .cluster
+                .pin_recover_interval
+                .0
+                .max(Duration::from_secs(1)),
+        );
+        let connect_period = self
+            .config
+            .ipfs_connector
+            .ipfshttp
+            .connect_swarms_delay
+            .0
+            .max(Duration::from_secs(1));
+        let mut connect_swarms =
+            tokio::time::interval_at(tokio::time::Instant::now() + connect_period, connect_period);
+        self.refresh_ipfs_id();
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await?,
+                Some(command) = self.commands.recv() => self.on_command(command).await?,
+                Some(report) = self.background.recv() => self.on_background(report).await?,
+                _ = tick.tick() => self.on_tick().await?,
+                _ = ping.tick() => self.publish_ping(),
+                _ = informers.tick() => self.publish_informers(),
+                _ = recover.tick() => self.start_recover(),
+                _ = connect_swarms.tick() => self.connect_swarms(),
+                _ = &mut shutdown => break,
+            }
+            self.drain_replica().await?;
+            self.drive_tracker();
+        }
+        tracing::info!("shutting down: committing pending writes");
+        self.replica.commit(now_ms()).await?;
+        self.drain_replica().await?;
+        for cancel in self.cancels.drain().map(|(_, c)| c) {
+            let _ = cancel.send(());
+        }
+        self.peerstore.save()?;
+        Ok(())
+    }
+
+    // ----- the pinset -----------------------------------------------------------------
+
+    /// Carries out the replica's outputs: broadcasts, fetches and pinset changes.
+    async fn drain_replica(&mut self) -> anyhow::Result<()> {
+        loop {
+            let mut unavailable = Vec::new();
+            let mut any = false;
+            while let Some(output) = self.replica.poll_output() {
+                any = true;
+                match &output {
+                    Output::Broadcast(bytes) => {
+                        self.publish(self.heads_topic.clone(), bytes.clone())
+                    }
+                    Output::Fetch(cids) => {
+                        for cid in cids {
+                            if self.swarm.behaviour_mut().bitswap.want(*cid).is_err() {
+                                unavailable.push(*cid);
+                            }
+                        }
+                    }
+                    Output::Put { .. } | Output::Delete { .. } => self.on_pinset_change(&output),
+                }
+            }
+            for cid in &unavailable {
+                self.replica.block_unavailable(cid, now_ms()).await?;
+            }
+            if !any && unavailable.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_pinset_change(&mut self, output: &Output) {
+        let Some(event) = PinEvent::from_output(output) else {
+            return;
+        };
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        let now = now_nanos();
+        let result = match event {
+            Ok(PinEvent::Pinned(pin)) => tracker.track(*pin, now),
+            Ok(PinEvent::Unpinned(cid)) => tracker.untrack(cid, now),
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a pinset entry that is not a pin");
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "could not queue a pin operation");
+        }
+    }
+
+    fn publish(&mut self, topic: IdentTopic, data: Vec<u8>) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), data)
+        {
+            Ok(_) => {}
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                tracing::trace!(topic = %topic, "nobody subscribed yet; published later");
+            }
+            Err(error) => tracing::debug!(topic = %topic, %error, "publish failed"),
+        }
+    }
+
+    // ----- pinning --------------------------------------------------------------------
+
+    fn drive_tracker(&mut self) {
+        let (Some(tracker), Some(ipfs)) = (self.tracker.as_mut(), self.ipfs.as_ref()) else {
+            return;
+        };
+        for action in tracker.poll(now_nanos()) {
+            match action {
+                TrackerAction::Start(dispatch) => {
+                    let (cancel, cancelled) = oneshot::channel::<()>();
+                    self.cancels.insert(dispatch.id, cancel);
+                    let ipfs = ipfs.clone();
+                    let report = self.background_tx.clone();
+                    tokio::spawn(async move {
+                        let cid = dispatch.pin.cid;
+                        let work = async {
+                            match dispatch.kind {
+                                OperationKind::Pin => ipfs.pin(&dispatch.pin).await,
+                                OperationKind::Unpin | OperationKind::Remote => {
+                                    ipfs.unpin(&cid).await
+                                }
+                            }
+                        };
+                        let result = tokio::select! {
+                            result = work => result.map_err(|e| e.to_string()),
+                            _ = cancelled => Err("operation cancelled".to_owned()),
+                        };
+                        if let Err(error) = &result {
+                            tracing::warn!(%cid, kind = ?dispatch.kind, %error, "IPFS operation failed; it is retried");
+                        } else {
+                            tracing::debug!(%cid, kind = ?dispatch.kind, "IPFS operation done");
+                        }
+                        let _ = report
+                            .send(Background::OpDone {
+                                cid,
+                                id: dispatch.id,
+                                result,
+                            })
+                            .await;
+                    });
+                }
+                TrackerAction::Cancel { id, .. } => {
+                    if let Some(cancel) = self.cancels.remove(&id) {
+                        let _ = cancel.send(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fetches the daemon's pin list, then re-queues pins in error or missing.
+    fn start_recover(&mut self) {
+        let Some(ipfs) = self.ipfs.clone() else {
+            return;
+        };
+        let report = self.background_tx.clone();
+        tokio::spawn(async move {
+            match ipfs.pin_ls_all("recursive").await {
+                Ok(pins) => {
+                    let _ = report.send(Background::Recover(pins)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "recover sweep skipped: could not list the daemon's pins")
+                }
+            }
+        });
+    }
+
+    async fn recover_all(&mut self, daemon: DaemonPins) -> anyhow::Result<()> {
+        let now = now_nanos();
+        let mut after = None;
+        let mut queued = 0usize;
+        loop {
+            let page = self.replica.pins(after.as_ref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.cid);
+            let Some(tracker) = self.tracker.as_mut() else {
+                return Ok(());
+            };
+            let infos: Vec<(Cid, TrackerStatus)> = tracker
+                .statuses(page.iter().cloned(), &daemon, StatusFilter::ERROR)
+                .map(|info| (info.cid, info.short.status))
+                .collect();
+            for (cid, status) in infos {
+                let pin = page.iter().find(|p| p.cid == cid).cloned();
+                if tracker.recover(cid, status, pin, now)? {
+                    queued += 1;
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        if queued > 0 {
+            tracing::info!(
+                queued,
+                "recover: re-queued pins in error or missing on the daemon"
+            );
+        }
+        Ok(())
+    }
+
+    /// Connects our IPFS daemon to the other peers' daemons (from their `ping` metrics),
+    /// so that pins find their content without a DHT: ipfs-cluster's `ConnectSwarms`.
+    fn connect_swarms(&mut self) {
+        let Some(ipfs) = self.ipfs.clone() else {
+            return;
+        };
+        let own = self.ipfs_id.as_ref().map(|id| id.peer);
+        let addresses: Vec<Multiaddr> = self
+            .monitor
+            .latest_metrics(monitor::PING_METRIC, now_nanos())
+            .into_iter()
+            .filter(|m| m.peer != self.local)
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.value).ok())
+            .filter(|v| v["ipfs_id"].as_str() != own.map(|p| p.to_string()).as_deref())
+            .flat_map(|v| {
+                v["ipfs_addresses"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str()?.parse::<Multiaddr>().ok())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        if addresses.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for address in addresses {
+                if let Err(error) = ipfs.swarm_connect(&address).await {
+                    tracing::debug!(%address, %error, "could not connect the IPFS daemon to a peer's daemon");
+                }
+            }
+        });
+    }
+
+    // ----- metrics --------------------------------------------------------------------
+
+    fn refresh_ipfs_id(&self) {
+        let Some(ipfs) = self.ipfs.clone() else {
+            return;
+        };
+        let report = self.background_tx.clone();
+        tokio::spawn(async move {
+            if let Ok(id) = ipfs.id().await {
+                let _ = report.send(Background::IpfsId(id)).await;
+            }
+        });
+    }
+
+    fn publish_metric(&mut self, metric: Metric) {
+        let bytes = metric.to_msgpack();
+        self.monitor.receive(metric, now_nanos());
+        self.publish(self.metrics_topic.clone(), bytes);
+    }
+
+    fn publish_ping(&mut self) {
+        let ipfs_id = self
+            .ipfs_id
+            .as_ref()
+            .map(|id| id.peer.to_string())
+            .unwrap_or_default();
+        let addresses: Vec<String> = self
+            .ipfs_id
+            .as_ref()
+            .map(|id| id.addresses.iter().map(|a| a.to_string()).collect())
+            .unwrap_or_default();
+        let metric = monitor::ping_metric(
+            &self.local,
+            &self.config.cluster.peername,
+            &ipfs_id,
+            &addresses,
+            self.config.cluster.monitor_ping_interval.millis(),
+            now_nanos(),
+        );
+        self.publish_metric(metric);
+    }
+
+    /// Publishes the informers' metrics (from the last repo/stat) and starts the next
+    /// repo/stat. A relay publishes none: it is never allocated pins.
+    fn publish_informers(&mut self) {
+        let (Some(ipfs), Some(tracker)) = (self.ipfs.clone(), self.tracker.as_ref()) else {
+            return;
+        };
+        if self.ipfs_id.is_none() {
+            self.refresh_ipfs_id();
+        }
+        let now = now_nanos();
+        let informers = &self.config.informer;
+        let kind = if informers.disk.metric_type == "reposize" {
+            DiskMetric::RepoSize
+        } else {
+            DiskMetric::FreeSpace
+        };
+        let mut metrics = vec![informer::disk_metric(
+            kind,
+            self.repo_stat.as_ref(),
+            &self.local,
+            informers.disk.metric_ttl.millis(),
+            now,
+        )];
+        metrics.extend(informer::tag_metrics(
+            &informers.tags.tags,
+            &self.local,
+            informers.tags.metric_ttl.millis(),
+            now,
+        ));
+        metrics.push(informer::pinqueue_metric(
+            Some(tracker.pin_queue_size()),
+            informers.pinqueue.weight_bucket_size,
+            &self.local,
+            informers.pinqueue.metric_ttl.millis(),
+            now,
+        ));
+        for metric in metrics {
+            self.publish_metric(metric);
+        }
+        let report = self.background_tx.clone();
+        tokio::spawn(async move {
+            let stat = ipfs.repo_stat().await.ok();
+            let _ = report.send(Background::RepoStat(stat)).await;
+        });
+    }
+
+    fn live_metrics(&self, now: i64) -> MetricsSet {
+        self.allocator
+            .allocate_by
+            .iter()
+            .map(|name| (name.clone(), self.monitor.latest_metrics(name, now)))
+            .collect()
+    }
+
+    // ----- events ---------------------------------------------------------------------
+
+    async fn on_background(&mut self, report: Background) -> anyhow::Result<()> {
+        match report {
+            Background::OpDone { cid, id, result } => {
+                self.cancels.remove(&id);
+                if let Some(tracker) = self.tracker.as_mut() {
+                    tracker.complete(&cid, id, result, now_nanos());
+                }
+            }
+            Background::RepoStat(stat) => self.repo_stat = stat,
+            Background::IpfsId(id) => {
+                if let Some(tracker) = self.tracker.as_mut() {
+                    tracker.set_ipfs(Some(id.peer), id.addresses.clone());
+                }
+                self.ipfs_id = Some(id);
+            }
+            Background::Recover(daemon) => self.recover_all(daemon).await?,
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self) -> anyhow::Result<()> {
+        let now = now_ms();
+        self.replica.tick(now).await?;
+        for alert in self.monitor.check(now_nanos()) {
+            tracing::info!(peer = %alert.metric.peer, metric = %alert.metric.name, "metric expired: peer may be down");
+        }
+        if self.heads_announce_due {
+            self.heads_announce_due = false;
+            let heads: Vec<Cid> = self.replica.heads().into_iter().map(|(c, _)| c).collect();
+            if !heads.is_empty() {
+                self.publish(self.heads_topic.clone(), encode_broadcast(&heads));
+            }
+        }
+        let due: Vec<PeerId> = self
+            .redial
+            .iter()
+            .filter(|(peer, (at, _))| {
+                *at <= tokio::time::Instant::now() && !self.swarm.is_connected(peer)
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            if let Some((at, backoff)) = self.redial.get_mut(&peer) {
+                *at = tokio::time::Instant::now() + *backoff;
+                *backoff = (*backoff * 2).min(REDIAL_MAX);
+            }
+            let _ = self.swarm.dial(peer);
+        }
+        Ok(())
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> anyhow::Result<()> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(address = %address.with(Protocol::P2p(self.local)), "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                if let Some(entry) = self.redial.get_mut(&peer_id) {
+                    entry.1 = REDIAL_MIN;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, "disconnected");
+                self.head_subscribers.remove(&peer_id);
+                if let Some(entry) = self.redial.get_mut(&peer_id) {
+                    entry.0 = tokio::time::Instant::now() + entry.1;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                let wrong_secret = matches!(&error, DialError::Transport(errors) if errors.iter().any(|(_, e)| looks_like_wrong_secret(e)));
+                if wrong_secret {
+                    tracing::error!(peer = ?peer_id, "{WRONG_SECRET}");
+                } else {
+                    tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_behaviour_event(&mut self, event: BehaviourEvent) -> anyhow::Result<()> {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+                let Some(author) = message.source else {
+                    return Ok(());
+                };
+                if message.topic == self.heads_topic.hash() {
+                    self.replica
+                        .receive_broadcast(&author, &message.data, now_ms())
+                        .await?;
+                } else if message.topic == self.metrics_topic.hash() {
+                    match Metric::from_msgpack(&message.data) {
+                        Ok(metric) if metric.peer == author => {
+                            self.monitor.receive(metric, now_nanos())
+                        }
+                        Ok(_) => tracing::debug!(%author, "dropped a metric about another peer"),
+                        Err(error) => {
+                            tracing::debug!(%author, %error, "dropped a malformed metric")
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
+                if topic == self.heads_topic.hash() && self.head_subscribers.insert(peer_id) =>
+            {
+                // A peer that just joined learns our heads now, not at the next rebroadcast.
+                self.heads_announce_due = true;
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for address in info.listen_addrs {
+                    if is_dialable(&address) {
+                        self.swarm.add_peer_address(peer_id, address.clone());
+                        self.peerstore.add(peer_id, address);
+                    }
+                }
+                self.redial
+                    .entry(peer_id)
+                    .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
+            }
+            BehaviourEvent::Bitswap(event) => self.on_bitswap(event).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_bitswap(&mut self, event: bitswap::Event) -> anyhow::Result<()> {
+        match event {
+            bitswap::Event::Block { cid, data, .. } => {
+                self.replica.receive_block(&cid, data, now_ms()).await?;
+            }
+            bitswap::Event::Unavailable { cid } => {
+                self.replica.block_unavailable(&cid, now_ms()).await?;
+            }
+            bitswap::Event::Wanted { peer, wants } => {
+                let mut blocks = Vec::new();
+                let mut presences = Vec::new();
+                for want in wants {
+                    let stored = match BlockId::from_cid(&want.cid) {
+                        Ok(id) => self.replica.store().block(&id).await?,
+                        Err(_) => None,
+                    };
+                    match (stored, want.want_type) {
+                        (Some(bytes), WantType::Block) => blocks.push((want.cid, bytes)),
+                        (Some(_), WantType::Have) => presences.push((want.cid, Presence::Have)),
+                        (None, _) if want.send_dont_have => {
+                            presences.push((want.cid, Presence::DontHave))
+                        }
+                        (None, _) => {}
+                    }
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .bitswap
+                    .respond(peer, blocks, presences);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_command(&mut self, command: Command) -> anyhow::Result<()> {
+        match command {
+            Command::AddPin { pin, reply } => {
+                let result = self.add_pin(*pin).await;
+                let _ = reply.send(result);
+            }
+            Command::RemovePin { cid, reply } => {
+                let result = self.remove_pin(cid).await;
+                let _ = reply.send(result);
+            }
+            Command::GetPin { cid, reply } => {
+                let _ = reply.send(self.replica.pin(&cid).await?);
+            }
+            Command::Pins {
+                after,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.replica.pins(after.as_ref(), limit).await?);
+            }
+            Command::Status { cid, daemon, reply } => {
+                let _ = reply.send(self.status(cid, daemon).await?);
+            }
+            Command::Statuses {
+                after,
+                daemon,
+                filter,
+                reply,
+            } => {
+                let page = self.replica.pins(after.as_ref(), PAGE).await?;
+                let next = (page.len() == PAGE)
+                    .then(|| page.last().map(|p| p.cid))
+                    .flatten();
+                let infos = match self.tracker.as_ref() {
+                    Some(tracker) => tracker.statuses(page, &daemon, filter).collect(),
+                    None => Vec::new(),
+                };
+                let _ = reply.send((infos, next));
+            }
+            Command::Recover { cid, daemon, reply } => {
+                let info = self.status(cid, daemon.clone()).await?;
+                let pin = self.replica.pin(&cid).await?;
+                if let Some(tracker) = self.tracker.as_mut() {
+                    tracker.recover(cid, info.short.status, pin, now_nanos())?;
+                }
+                let _ = reply.send(self.status(cid, daemon).await?);
+            }
+            Command::Info { reply } => {
+                let ipfs_error = match self.ipfs.as_ref().map(|i| i.health()) {
+                    Some(Health::Down { error, .. }) => Some(error),
+                    _ => None,
+                };
+                let _ = reply.send(PeerInfo {
+                    id: self.local,
+                    peername: self.config.cluster.peername.clone(),
+                    addresses: self
+                        .swarm
+                        .listeners()
+                        .map(|a| a.clone().with(Protocol::P2p(self.local)))
+                        .collect(),
+                    cluster_peers: self.monitor.peerset(&self.local, now_nanos()),
+                    ipfs: self.ipfs_id.clone(),
+                    ipfs_error,
+                    role: self.role,
+                });
+            }
+            Command::Peers { reply } => {
+                let now = now_nanos();
+                let peers = self
+                    .monitor
+                    .latest_metrics(monitor::PING_METRIC, now)
+                    .into_iter()
+                    .map(|m| {
+                        let name = serde_json::from_str::<serde_json::Value>(&m.value)
+                            .ok()
+                            .and_then(|v| v["peer_name"].as_str().map(String::from))
+                            .unwrap_or_default();
+                        (m.peer, name)
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::Sync { reply } => {
+                let progress = self.replica.progress();
+                let _ = reply.send(SyncInfo {
+                    heads: self
+                        .replica
+                        .heads()
+                        .iter()
+                        .map(|(c, _)| c.to_string())
+                        .collect(),
+                    height: progress.height,
+                    pending: progress.pending,
+                    merged: progress.merged,
+                    synced: self.replica.is_synced(),
+                });
+            }
+            Command::Metrics { name, reply } => {
+                let now = now_nanos();
+                let names: Vec<String> = if name.is_empty() {
+                    self.monitor.metric_names().map(String::from).collect()
+                } else {
+                    vec![name]
+                };
+                let metrics = names
+                    .iter()
+                    .flat_map(|n| self.monitor.latest_metrics(n, now))
+                    .collect();
+                let _ = reply.send(metrics);
+            }
+        }
+        Ok(())
+    }
+
+    async fn status(
+        &mut self,
+        cid: Cid,
+        daemon: Result<Option<IpfsPinType>, String>,
+    ) -> anyhow::Result<PinInfo> {
+        let pin = self.replica.pin(&cid).await?;
+        Ok(match self.tracker.as_ref() {
+            Some(tracker) => tracker.status(cid, pin.as_ref(), daemon, now_nanos()),
+            None => PinTracker::new(
+                TrackerConfig::default(),
+                PeerIdentity::new(self.local, self.config.cluster.peername.clone()),
+            )?
+            .status(cid, pin.as_ref(), daemon, now_nanos()),
+        })
+    }
+
+    async fn add_pin(&mut self, mut pin: Pin) -> Result<Pin, CommandError> {
+        if !self.role.writes() {
+            return Err(CommandError::ReadOnly(self.role));
+        }
+        if !self.trust.trusts(&self.local) {
+            tracing::warn!("this peer is not in crdt.trusted_peers: other peers ignore its writes");
+        }
+        let (min, max) = allocator::replication_factors(
+            pin.replication_factor_min,
+            pin.replication_factor_max,
+            &self.allocator,
+        )
+        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
+        pin.replication_factor_min = min;
+        pin.replication_factor_max = max;
+        let existing = self
+            .replica
+            .pin(&pin.cid)
+            .await
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+        let current = existing.map(|p| p.allocations).unwrap_or_default();
+        let now = now_nanos();
+        let metrics = self.live_metrics(now);
+        let trust = self.trust.clone();
+        pin.allocations = allocator::allocate(
+            &AllocationRequest {
+                cid: &pin.cid,
+                replication_min: min,
+                replication_max: max,
+                current: &current,
+                priority: &pin.user_allocations,
+                blacklist: &[],
+            },
+            &metrics,
+            |peer| trust.trusts(peer),
+            &self.allocator,
+        )
+        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
+        self.replica
+            .add_pin(&pin, now_ms())
+            .await
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+        tracing::info!(cid = %pin.cid, allocations = ?pin.allocations, "pinned in the cluster");
+        Ok(pin)
+    }
+
+    async fn remove_pin(&mut self, cid: Cid) -> Result<Pin, CommandError> {
+        if !self.role.writes() {
+            return Err(CommandError::ReadOnly(self.role));
+        }
+        let pin = self
+            .replica
+            .pin(&cid)
+            .await
+            .map_err(|e| CommandError::Internal(e.to_string()))?
+            .ok_or(CommandError::NotFound(cid))?;
+        self.replica
+            .remove_pin(&cid, now_ms())
+            .await
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+        tracing::info!(%cid, "unpinned from the cluster");
+        Ok(pin)
+    }
+
+    /// The peer's folder.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+/// Addresses worth keeping for a redial: not loopback-only circuit or unspecified ones.
+fn is_dialable(address: &Multiaddr) -> bool {
+    !address.iter().any(|p| {
+        matches!(p, Protocol::P2pCircuit)
+            || matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+            || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+    })
+}
+
+/// A handshake that fails inside pnet or Noise: what a different secret produces.
+fn looks_like_wrong_secret(error: &libp2p::TransportError<std::io::Error>) -> bool {
+    let libp2p::TransportError::Other(error) = error else {
+        return false;
+    };
+    let mut text = error.to_string().to_lowercase();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        text.push(' ');
+        text.push_str(&inner.to_string().to_lowercase());
+        source = inner.source();
+    }
+    text.contains("noise")
+        || text.contains("handshake")
+        || text.contains("decrypt")
+        || text.contains("multistream")
+        || text.contains("protocol negotiation")
+        || text.contains("timeout")
+        || text.contains("unexpected end of file")
+}

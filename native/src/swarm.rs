@@ -1,0 +1,163 @@
+//! The native peer's libp2p swarm: TCP and WebSocket listeners inside the cluster's private
+//! network (pnet, wire compatible with go-libp2p), Noise and yamux; identify, ping,
+//! gossipsub with strict signing and ipfs-cluster's message id, bitswap, a bounded circuit
+//! relay v2 server, and connection limits.
+
+use std::time::Duration;
+
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, OrTransport};
+use libp2p::core::upgrade::Version;
+use libp2p::futures::future::Either;
+use libp2p::identity::Keypair;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, gossipsub, identify, noise, ping, relay, tcp, websocket, yamux, PeerId,
+    Swarm, Transport,
+};
+use pinfold_core::codec::pubsub::message_id;
+use pinfold_core::codec::MAX_PUBSUB_MESSAGE_BYTES;
+use pinfold_core::net::bitswap::{self, Bitswap};
+
+/// The identify protocol version ipfs-cluster peers announce.
+pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
+
+/// The message a dialer shows when the handshake fails the way a wrong secret makes it.
+pub const WRONG_SECRET: &str =
+    "could not connect: wrong cluster secret or not a pinfold/ipfs-cluster peer";
+
+/// Settings the swarm is built from.
+#[derive(Clone, Debug)]
+pub struct SwarmSettings {
+    /// The private network key; `None` runs an unprotected swarm.
+    pub psk: Option<[u8; 32]>,
+    /// Bound on dialing and upgrading a connection.
+    pub dial_timeout: Duration,
+    pub max_connections: u32,
+    /// Relay limits; `None` disables the relay server.
+    pub relay: Option<(usize, usize)>,
+}
+
+/// The behaviours of a native peer.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub bitswap: Bitswap,
+    pub relay: Toggle<relay::Behaviour>,
+}
+
+type Muxed = (PeerId, StreamMuxerBox);
+
+/// TCP and WebSocket-over-TCP, each inside pnet when there is a secret, then Noise and
+/// yamux.
+fn transport(key: &Keypair, settings: &SwarmSettings) -> std::io::Result<Boxed<Muxed>> {
+    let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
+    let tcp_config = || tcp::Config::default().nodelay(true);
+    let psk = settings.psk.map(PreSharedKey::new);
+    fn secure<T>(
+        base: T,
+        psk: Option<PreSharedKey>,
+        noise: noise::Config,
+        timeout: Duration,
+    ) -> Boxed<Muxed>
+    where
+        T: Transport + Send + Unpin + 'static,
+        T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+        T::Error: Send + Sync + 'static,
+        T::Dial: Send + 'static,
+        T::ListenerUpgrade: Send + 'static,
+    {
+        let noise = move || noise.clone();
+        match psk {
+            Some(psk) => base
+                .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise())
+                .multiplex(yamux::Config::default())
+                .timeout(timeout)
+                .boxed(),
+            None => base
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise())
+                .multiplex(yamux::Config::default())
+                .timeout(timeout)
+                .boxed(),
+        }
+    }
+    let ws = websocket::Config::new(tcp::tokio::Transport::new(tcp_config()));
+    let ws = secure(ws, psk, noise.clone(), settings.dial_timeout);
+    let tcp = secure(
+        tcp::tokio::Transport::new(tcp_config()),
+        psk,
+        noise,
+        settings.dial_timeout,
+    );
+    Ok(OrTransport::new(ws, tcp)
+        .map(|either, _| match either {
+            Either::Left(out) | Either::Right(out) => out,
+        })
+        .boxed())
+}
+
+/// Gossipsub as ipfs-cluster runs it: strict signing, message id = first 16 bytes of the
+/// author's id and the sequence number.
+fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(|message: &gossipsub::Message| {
+            let from = message.source.map(|p| p.to_bytes()).unwrap_or_default();
+            let seqno = message
+                .sequence_number
+                .map(|n| n.to_be_bytes().to_vec())
+                .unwrap_or_default();
+            gossipsub::MessageId::from(message_id(&from, &seqno))
+        })
+        .max_transmit_size(MAX_PUBSUB_MESSAGE_BYTES)
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()
+        .map_err(|e| e.to_string())?;
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+        .map_err(|e| e.to_string())
+}
+
+/// Builds the swarm; it listens nowhere until told to.
+pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Behaviour>> {
+    let peer = key.public().to_peer_id();
+    let transport = transport(&key, settings)?;
+    let behaviour = Behaviour {
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(settings.max_connections))
+                .with_max_established_per_peer(Some(4))
+                .with_max_pending_incoming(Some(settings.max_connections)),
+        ),
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                .with_agent_version(format!("pinfold/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        gossipsub: gossipsub(&key).map_err(anyhow::Error::msg)?,
+        bitswap: Bitswap::new(bitswap::Config::default()),
+        relay: Toggle::from(settings.relay.map(|(max_reservations, max_circuits)| {
+            relay::Behaviour::new(
+                peer,
+                relay::Config {
+                    max_reservations,
+                    max_circuits,
+                    ..Default::default()
+                },
+            )
+        })),
+    };
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|_| transport)?
+        .with_behaviour(|_| behaviour)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
