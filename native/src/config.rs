@@ -516,6 +516,30 @@ const OVERRIDES: &[Override] = &[
             v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;
         Ok(())
     }),
+    ("CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY", |c, v| {
+        c.ipfs_connector.ipfshttp.connect_swarms_delay = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_IPFSHTTP_PINTIMEOUT", |c, v| {
+        c.ipfs_connector.ipfshttp.pin_timeout = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_STATELESS_RETRYBASEDELAY", |c, v| {
+        c.pin_tracker.stateless.retry_base_delay = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_STATELESS_CONCURRENTPINS", |c, v| {
+        c.pin_tracker.stateless.concurrent_pins = number(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_CRDT_REBROADCASTINTERVAL", |c, v| {
+        c.consensus.crdt.rebroadcast_interval = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_PINRECOVERINTERVAL", |c, v| {
+        c.cluster.pin_recover_interval = GoDuration::parse(v)?;
+        Ok(())
+    }),
     ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", |c, v| {
         c.api.restapi.http_listen_multiaddress =
             v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;

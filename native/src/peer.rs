@@ -216,7 +216,6 @@ pub struct Peer {
     monitor: Monitor,
     ipfs: Option<Ipfs>,
     ipfs_id: Option<IpfsId>,
-    repo_stat: Option<RepoStat>,
     allocator: AllocatorConfig,
     trust: crdt::Trust,
     heads_topic: IdentTopic,
@@ -353,7 +352,6 @@ impl Peer {
             monitor: Monitor::new(),
             ipfs,
             ipfs_id: None,
-            repo_stat: None,
             allocator,
             trust,
             heads_topic,
@@ -389,6 +387,7 @@ impl Peer {
             return;
         }
         self.swarm.add_peer_address(peer, address.clone());
+        self.peerstore.add(peer, address.clone());
         self.redial
             .entry(peer)
             .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
@@ -433,7 +432,7 @@ impl Peer {
                 Some(report) = self.background.recv() => self.on_background(report).await?,
                 _ = tick.tick() => self.on_tick().await?,
                 _ = ping.tick() => self.publish_ping(),
-                _ = informers.tick() => self.publish_informers(),
+                _ = informers.tick() => self.read_informers(),
                 _ = recover.tick() => self.start_recover(),
                 _ = connect_swarms.tick() => self.connect_swarms(),
                 _ = &mut shutdown => break,
@@ -700,15 +699,27 @@ impl Peer {
         self.publish_metric(metric);
     }
 
-    /// Publishes the informers' metrics (from the last repo/stat) and starts the next
-    /// repo/stat. A relay publishes none: it is never allocated pins.
-    fn publish_informers(&mut self) {
-        let (Some(ipfs), Some(tracker)) = (self.ipfs.clone(), self.tracker.as_ref()) else {
+    /// Asks the daemon for its repository figures; the informers publish when they come.
+    fn read_informers(&mut self) {
+        let Some(ipfs) = self.ipfs.clone() else {
             return;
         };
         if self.ipfs_id.is_none() {
             self.refresh_ipfs_id();
         }
+        let report = self.background_tx.clone();
+        tokio::spawn(async move {
+            let stat = ipfs.repo_stat().await.ok();
+            let _ = report.send(Background::RepoStat(stat)).await;
+        });
+    }
+
+    /// Publishes the informers' metrics: disk (invalid when the daemon did not answer),
+    /// tags and pin queue. A relay publishes none: it is never allocated pins.
+    fn publish_informers(&mut self, stat: Option<RepoStat>) {
+        let Some(tracker) = self.tracker.as_ref() else {
+            return;
+        };
         let now = now_nanos();
         let informers = &self.config.informer;
         let kind = if informers.disk.metric_type == "reposize" {
@@ -718,7 +729,7 @@ impl Peer {
         };
         let mut metrics = vec![informer::disk_metric(
             kind,
-            self.repo_stat.as_ref(),
+            stat.as_ref(),
             &self.local,
             informers.disk.metric_ttl.millis(),
             now,
@@ -739,11 +750,6 @@ impl Peer {
         for metric in metrics {
             self.publish_metric(metric);
         }
-        let report = self.background_tx.clone();
-        tokio::spawn(async move {
-            let stat = ipfs.repo_stat().await.ok();
-            let _ = report.send(Background::RepoStat(stat)).await;
-        });
     }
 
     fn live_metrics(&self, now: i64) -> MetricsSet {
@@ -764,7 +770,7 @@ impl Peer {
                     tracker.complete(&cid, id, result, now_nanos());
                 }
             }
-            Background::RepoStat(stat) => self.repo_stat = stat,
+            Background::RepoStat(stat) => self.publish_informers(stat),
             Background::IpfsId(id) => {
                 if let Some(tracker) = self.tracker.as_mut() {
                     tracker.set_ipfs(Some(id.peer), id.addresses.clone());
@@ -779,6 +785,9 @@ impl Peer {
     async fn on_tick(&mut self) -> anyhow::Result<()> {
         let now = now_ms();
         self.replica.tick(now).await?;
+        if let Err(error) = self.peerstore.save() {
+            tracing::warn!(%error, "could not save the peerstore");
+        }
         for alert in self.monitor.check(now_nanos()) {
             tracing::info!(peer = %alert.metric.peer, metric = %alert.metric.name, "metric expired: peer may be down");
         }

@@ -1,0 +1,186 @@
+// A real cluster on loopback: three full peers and a follower, each with its own test IPFS
+// daemon, pinning through the Kubo RPC API. Checks replication, unpinning, the follower,
+// a SIGKILL and restart, a wrong secret, an untrusted writer, and an IPFS daemon restart.
+// Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+
+const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+const full = [];
+let follower;
+const everyone = () => [...full, follower];
+
+/** Every peer's daemon that must hold `cid` per its allocations (empty = every peer). */
+function holders(allocations) {
+  return everyone().filter((p) => allocations.length === 0 || allocations.includes(p.id));
+}
+
+async function dump() {
+  for (const peer of everyone()) console.error(`--- ${peer.name} log ---\n${peer.tail(30)}`);
+}
+
+before(async () => {
+  const names = ['p1', 'p2', 'p3'];
+  for (const name of names) {
+    const ipfs = await new Ipfs(name).start();
+    full.push(new Peer(name, { ipfs }));
+  }
+  follower = new Peer('follower', { ipfs: await new Ipfs('follower').start() });
+  for (const peer of everyone()) await peer.init(secret);
+  // Only the three full peers may write.
+  const trusted = full.map((p) => p.id).join(',');
+  for (const peer of everyone()) peer.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = trusted;
+  follower.extraEnv.CLUSTER_ROLE = 'follower';
+  await full[0].start();
+  for (const peer of [...full.slice(1), follower]) await peer.start(['--bootstrap', full[0].address]);
+  // Everyone sees all four peers and the freespace of each.
+  for (const peer of everyone()) {
+    await waitFor(`${peer.name} to see 4 peers`, async () => (await peer.list('/peers')).length === 4);
+    await waitFor(`${peer.name} to see 4 freespace metrics`, async () => {
+      const { body } = await peer.get('/monitor/metrics/freespace');
+      return JSON.parse(body).filter((m) => m.valid).length === 4;
+    });
+  }
+});
+
+after(async () => {
+  await stopAll();
+});
+
+test('a pin with replication 2 reaches pinned on exactly its allocated daemons', async (t) => {
+  const cid = await full[0].ipfs.addContent('replication two');
+  const { status, body } = await full[0].post(`/pins/${cid}?replication-min=2&replication-max=2&name=two`);
+  assert.equal(status, 200, body);
+  const pin = JSON.parse(body);
+  assert.equal(pin.allocations.length, 2, body);
+  assert.equal(pin.name, 'two');
+  const allocated = holders(pin.allocations);
+  try {
+    for (const peer of allocated) {
+      await waitFor(`${cid} pinned on ${peer.name}'s daemon`, () => peer.ipfs.isPinned(cid));
+      await waitFor(`${peer.name} to report pinned`, async () => {
+        const info = JSON.parse((await peer.get(`/pins/${cid}`)).body);
+        return info.peer_map[peer.id]?.status === 'pinned';
+      });
+    }
+    for (const peer of everyone().filter((p) => !allocated.includes(p))) {
+      await waitFor(`${peer.name} to know the pin`, () => peer.allocation(cid));
+      const info = JSON.parse((await peer.get(`/pins/${cid}`)).body);
+      assert.equal(info.peer_map[peer.id].status, 'remote', JSON.stringify(info));
+      assert.equal(await peer.ipfs.isPinned(cid), false, `${peer.name} should not pin ${cid}`);
+    }
+  } catch (error) {
+    await dump();
+    throw error;
+  }
+
+  await t.test('unpin removes it from the daemons', async () => {
+    const rm = await full[1].post(`/pins/${cid}`, 'DELETE');
+    assert.equal(rm.status, 200, rm.body);
+    for (const peer of allocated) {
+      await waitFor(`${cid} unpinned on ${peer.name}'s daemon`, async () => !(await peer.ipfs.isPinned(cid)));
+    }
+    for (const peer of everyone()) {
+      await waitFor(`${peer.name} to drop the pin`, async () => (await peer.allocation(cid)) === null);
+    }
+  });
+});
+
+test('a pin everywhere reaches every daemon, the follower included', async () => {
+  const cid = await full[1].ipfs.addContent('everywhere');
+  const { status, body } = await full[1].post(`/pins/${cid}`);
+  assert.equal(status, 200, body);
+  assert.deepEqual(JSON.parse(body).allocations, []);
+  for (const peer of everyone()) {
+    await waitFor(`${cid} pinned on ${peer.name}'s daemon`, () => peer.ipfs.isPinned(cid));
+  }
+});
+
+test('the follower sees every pin and cannot write', async () => {
+  const cid = await full[2].ipfs.addContent('seen by the follower');
+  assert.equal((await full[2].post(`/pins/${cid}?replication=1`)).status, 200);
+  await waitFor('the follower to list the pin', async () => (await follower.list('/allocations')).some((p) => p.cid === cid));
+  const ours = (await full[2].list('/allocations')).map((p) => p.cid).sort();
+  await waitFor('the follower to hold the same pinset', async () => JSON.stringify((await follower.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours));
+
+  const write = await follower.post(`/pins/${await follower.ipfs.addContent('follower write')}`);
+  assert.equal(write.status, 403, write.body);
+  assert.match(JSON.parse(write.body).message, /does not write to the pinset/);
+});
+
+test('a peer killed with SIGKILL and restarted loses no acknowledged pin and catches up', async () => {
+  const victim = full[2];
+  const acked = await victim.ipfs.addContent('acknowledged before the kill');
+  const res = await victim.post(`/pins/${acked}?replication=1`);
+  assert.equal(res.status, 200, res.body);
+  await victim.stop('SIGKILL');
+
+  const whileDown = await full[0].ipfs.addContent('pinned while the victim is down');
+  assert.equal((await full[0].post(`/pins/${whileDown}`)).status, 200);
+
+  await victim.start();
+  assert.ok(await victim.allocation(acked), 'the acknowledged pin survives the kill');
+  await waitFor('the victim to catch up', () => victim.allocation(whileDown));
+  for (const peer of everyone()) {
+    await waitFor(`${peer.name} to learn the acknowledged pin`, () => peer.allocation(acked));
+  }
+  await waitFor(`${whileDown} pinned on the victim's daemon`, () => victim.ipfs.isPinned(whileDown));
+});
+
+test('a peer with the wrong secret cannot join or read', async () => {
+  const intruder = new Peer('intruder', { ipfs: full[0].ipfs });
+  await intruder.init(execFileSync(pinfoldBin, ['secret', 'new']).toString().trim());
+  await intruder.start(['--bootstrap', full[0].address]);
+  try {
+    await waitFor('the intruder to report the wrong secret', async () => intruder.tail(200).includes('wrong cluster secret'), 15_000);
+    assert.deepEqual(await intruder.list('/allocations'), []);
+    assert.equal((await intruder.list('/peers')).length, 1);
+    assert.ok(!(await full[0].list('/peers')).some((p) => p.id === intruder.id));
+  } finally {
+    await intruder.stop();
+  }
+});
+
+test("an untrusted writer's pins are ignored", async () => {
+  const mallory = new Peer('mallory', { ipfs: full[0].ipfs });
+  await mallory.init(secret);
+  await mallory.start(['--bootstrap', full[0].address, '--no-trust']);
+  try {
+    await waitFor('mallory to join', async () => (await full[0].list('/peers')).some((p) => p.id === mallory.id));
+    const cid = await full[0].ipfs.addContent('untrusted');
+    const res = await mallory.post(`/pins/${cid}`);
+    assert.equal(res.status, 200, res.body);
+    // A trusted pin made after it does arrive, so the untrusted one had every chance to.
+    const marker = await full[0].ipfs.addContent('trusted marker');
+    assert.equal((await full[0].post(`/pins/${marker}`)).status, 200);
+    for (const peer of everyone()) {
+      await waitFor(`${peer.name} to see the trusted marker`, () => peer.allocation(marker));
+      assert.equal(await peer.allocation(cid), null, `${peer.name} took mallory's pin`);
+    }
+  } finally {
+    await mallory.stop();
+  }
+});
+
+test('the IPFS daemon stopped and restarted under a pinning peer: pins end pinned', async () => {
+  const peer = full[1];
+  const cid = await full[0].ipfs.addContent('daemon restart');
+  peer.ipfs.stop();
+  const res = await full[0].post(`/pins/${cid}`);
+  assert.equal(res.status, 200, res.body);
+  await waitFor(`${peer.name} to report the daemon down`, async () => {
+    const info = JSON.parse((await peer.get(`/pins/${cid}`)).body);
+    const status = info.peer_map[peer.id]?.status;
+    return ['pin_error', 'pinning', 'pin_queued', 'cluster_error'].includes(status) && status;
+  });
+  const id = JSON.parse((await peer.get('/id')).body);
+  assert.match(id.ipfs.error, /unreachable/);
+  await peer.ipfs.start();
+  await waitFor(`${cid} pinned on the restarted daemon`, () => peer.ipfs.isPinned(cid), 60_000);
+  await waitFor(`${peer.name} to report pinned`, async () => {
+    const info = JSON.parse((await peer.get(`/pins/${cid}`)).body);
+    return info.peer_map[peer.id]?.status === 'pinned';
+  });
+});

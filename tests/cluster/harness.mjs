@@ -1,0 +1,202 @@
+// Test harness for multi-peer runs: real test IPFS daemons (scripts/start-ipfs) and pinfold
+// peers as processes on loopback, each with its own folder, ports and log. Every process
+// started here is stopped by pid in `stopAll`.
+import { execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const scripts = path.join(root, 'scripts');
+
+/** The pinfold binary: $PINFOLD_BIN, else the debug build in the cargo target dir. */
+export const pinfoldBin = process.env.PINFOLD_BIN
+  ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(process.env.PINFOLD_CACHE ?? path.join(os.homedir(), '.cache/pinfold'), 'target'), 'debug/pinfold');
+
+export const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pinfold-cluster-'));
+const ipfsNames = new Set();
+const peers = new Set();
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` every 250 ms until it returns a truthy value; fails after `ms`. */
+export async function waitFor(what, check, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+/** A real test IPFS daemon on loopback. */
+export class Ipfs {
+  constructor(name) {
+    this.name = `${name}-${process.pid}`;
+  }
+
+  async start() {
+    this.apiPort ??= await freePort();
+    this.swarmPort ??= await freePort();
+    execFileSync(path.join(scripts, 'start-ipfs'), [this.name, String(this.apiPort), String(this.swarmPort)], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, PINFOLD_RUN_DIR: runDir },
+    });
+    ipfsNames.add(this.name);
+    this.api = `http://127.0.0.1:${this.apiPort}/api/v0`;
+    this.multiaddr = `/ip4/127.0.0.1/tcp/${this.apiPort}`;
+    return this;
+  }
+
+  stop({ purge = false } = {}) {
+    execFileSync(path.join(scripts, 'stop-ipfs'), purge ? [this.name, '--purge'] : [this.name], {
+      stdio: 'ignore',
+      env: { ...process.env, PINFOLD_RUN_DIR: runDir },
+    });
+    if (purge) ipfsNames.delete(this.name);
+  }
+
+  async rpc(cmd, init = {}) {
+    const sep = cmd.includes('?') ? '&' : '?';
+    const res = await fetch(`${this.api}/${cmd}${sep}cid-base=base32`, { method: 'POST', signal: AbortSignal.timeout(30_000), ...init });
+    return { status: res.status, body: await res.text() };
+  }
+
+  /** Adds unique content (not pinned) and returns its CIDv1. */
+  async addContent(label) {
+    const form = new FormData();
+    form.append('file', new Blob([`${label} ${Date.now()} ${Math.random()}`]));
+    const { status, body } = await this.rpc('add?pin=false&cid-version=1', { body: form });
+    if (status !== 200) throw new Error(`add failed: ${status} ${body}`);
+    return JSON.parse(body.trim().split('\n').at(-1)).Hash;
+  }
+
+  async isPinned(cid) {
+    const { status } = await this.rpc(`pin/ls?arg=${cid}&type=recursive`);
+    return status === 200;
+  }
+}
+
+/** A pinfold peer process with its own folder. */
+export class Peer {
+  constructor(name, { ipfs, env = {} } = {}) {
+    this.name = name;
+    this.ipfs = ipfs;
+    this.dir = path.join(runDir, name);
+    this.log = path.join(runDir, `${name}.log`);
+    this.extraEnv = env;
+  }
+
+  async init(secret) {
+    this.swarmPort ??= await freePort();
+    this.apiPort ??= await freePort();
+    this.secret = secret;
+    execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], { env: this.env(), stdio: 'ignore' });
+    this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
+    this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
+    this.api = `http://127.0.0.1:${this.apiPort}`;
+    return this;
+  }
+
+  env() {
+    return {
+      ...process.env,
+      CLUSTER_SECRET: this.secret,
+      CLUSTER_PEERNAME: this.name,
+      CLUSTER_LISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
+      CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
+      CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
+      CLUSTER_MONITORPINGINTERVAL: '1s',
+      CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
+      CLUSTER_STATELESS_RETRYBASEDELAY: '1s',
+      CLUSTER_CRDT_REBROADCASTINTERVAL: '2s',
+      ...this.extraEnv,
+    };
+  }
+
+  /** Starts the daemon and waits for its REST API. */
+  async start(args = []) {
+    const out = fs.openSync(this.log, 'a');
+    this.child = spawn(pinfoldBin, ['service', '--config', this.dir, 'daemon', '--log-level', 'info,pinfold_native=debug', ...args], {
+      env: this.env(),
+      stdio: ['ignore', out, out],
+    });
+    fs.closeSync(out);
+    peers.add(this);
+    const child = this.child;
+    await waitFor(`${this.name}'s REST API`, async () => {
+      if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.tail()}`);
+      return (await fetch(`${this.api}/version`, { signal: AbortSignal.timeout(2000) })).ok;
+    }, 20_000);
+    return this;
+  }
+
+  /** Stops the daemon with `signal` and waits for it to exit. */
+  async stop(signal = 'SIGTERM') {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await Promise.race([exited, sleep(15_000)]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    peers.delete(this);
+  }
+
+  tail(lines = 40) {
+    try {
+      return fs.readFileSync(this.log, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async get(route) {
+    const res = await fetch(`${this.api}${route}`, { signal: AbortSignal.timeout(30_000) });
+    return { status: res.status, body: await res.text() };
+  }
+
+  async post(route, method = 'POST') {
+    const res = await fetch(`${this.api}${route}`, { method, signal: AbortSignal.timeout(30_000) });
+    return { status: res.status, body: await res.text() };
+  }
+
+  /** GET of a streamed list: one JSON object per line. */
+  async list(route) {
+    const { status, body } = await this.get(route);
+    if (status !== 200) throw new Error(`${route}: ${status} ${body}`);
+    return body.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  }
+
+  async allocation(cid) {
+    const { status, body } = await this.get(`/allocations/${cid}`);
+    return status === 200 ? JSON.parse(body) : null;
+  }
+}
+
+/** Stops every peer and daemon this harness started, and removes their files. */
+export async function stopAll() {
+  for (const peer of [...peers]) await peer.stop();
+  for (const name of ipfsNames) {
+    execFileSync(path.join(scripts, 'stop-ipfs'), [name, '--purge'], { stdio: 'ignore', env: { ...process.env, PINFOLD_RUN_DIR: runDir } });
+  }
+  if (!process.env.PINFOLD_KEEP_RUN) fs.rmSync(runDir, { recursive: true, force: true });
+}
