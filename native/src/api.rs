@@ -1,7 +1,7 @@
 //! The REST API, on ipfs-cluster's routes and JSON shapes: `/id`, `/version`, `/peers`,
 //! `/pins`, `/pins/{cid}` (GET, POST with ipfs-cluster's query options, DELETE),
 //! `/pins/{cid}/recover`, `/allocations`, `/allocations/{cid}` and
-//! `/monitor/metrics/{name}`. Lists stream one JSON object per line, page by page, so a
+//! `/monitor/metrics/{name}`, plus `/state/crdt` (heads, height, sync progress). Lists stream one JSON object per line, page by page, so a
 //! million pins never sit in memory at once. Statuses are this peer's own view.
 
 use std::collections::HashMap;
@@ -106,6 +106,7 @@ pub fn router(peer: PeerHandle) -> Router {
         .route("/allocations", get(allocations))
         .route("/allocations/{cid}", get(allocation))
         .route("/monitor/metrics/{name}", get(metrics))
+        .route("/state/crdt", get(crdt_state))
         .with_state(peer)
 }
 
@@ -370,6 +371,12 @@ async fn allocation(
         Some(pin) => Ok(Json(pin).into_response()),
         None => Err(CommandError::NotFound(cid).into()),
     }
+}
+
+/// Where this peer's CRDT stands: heads, height, blocks pending and merged (pinfold's own).
+async fn crdt_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    let info = peer.ask(|reply| Command::Sync { reply }).await?;
+    Ok(Json(info).into_response())
 }
 
 async fn metrics(State(peer): State<PeerHandle>, Path(name): Path<String>) -> ApiResult<Response> {

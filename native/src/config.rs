@@ -60,7 +60,8 @@ pub enum Role {
     /// Keeps the pinset, accepts writes (when trusted), pins on its IPFS daemon, relays.
     #[default]
     Full,
-    /// Routes for browsers (relay, bootstrap) and keeps the pinset to serve it; pins nothing.
+    /// Routes for browsers (relay, bootstrap), keeps the pinset to serve it and accepts
+    /// writes; pins nothing and is never allocated pins.
     Relay,
     /// Keeps the pinset and pins what is allocated to it; never writes (ipfs-cluster's
     /// `follower_mode`).
@@ -73,7 +74,7 @@ impl Role {
     }
 
     pub fn writes(self) -> bool {
-        self == Role::Full
+        self != Role::Follower
     }
 }
 
@@ -530,6 +531,14 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_STATELESS_CONCURRENTPINS", |c, v| {
         c.pin_tracker.stateless.concurrent_pins = number(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_CRDT_BATCHING_MAXBATCHSIZE", |c, v| {
+        c.consensus.crdt.batching.max_batch_size = number(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_CRDT_BATCHING_MAXBATCHAGE", |c, v| {
+        c.consensus.crdt.batching.max_batch_age = GoDuration::parse(v)?;
         Ok(())
     }),
     ("CLUSTER_CRDT_REBROADCASTINTERVAL", |c, v| {
