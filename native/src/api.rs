@@ -221,15 +221,23 @@ async fn list_statuses(
     Ok(ndjson(Body::from_stream(pages)))
 }
 
-async fn status(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
-    let cid = parse_cid(&cid)?;
-    let daemon = match &peer.ipfs {
+/// The daemon's answer for one CID, as the tracker takes it.
+async fn daemon_status(
+    peer: &PeerHandle,
+    cid: &Cid,
+) -> Result<Option<pinfold_core::tracker::IpfsPinType>, String> {
+    match &peer.ipfs {
         Some(ipfs) => ipfs
-            .pin_ls(&cid, "recursive")
+            .pin_ls(cid, "recursive")
             .await
             .map_err(|e| e.to_string()),
         None => Ok(None),
-    };
+    }
+}
+
+async fn status(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
+    let cid = parse_cid(&cid)?;
+    let daemon = daemon_status(&peer, &cid).await;
     let info = peer
         .ask(|reply| Command::Status { cid, daemon, reply })
         .await?;
@@ -238,13 +246,7 @@ async fn status(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiR
 
 async fn recover(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
     let cid = parse_cid(&cid)?;
-    let daemon = match &peer.ipfs {
-        Some(ipfs) => ipfs
-            .pin_ls(&cid, "recursive")
-            .await
-            .map_err(|e| e.to_string()),
-        None => Ok(None),
-    };
+    let daemon = daemon_status(&peer, &cid).await;
     let info = peer
         .ask(|reply| Command::Recover { cid, daemon, reply })
         .await?;

@@ -26,8 +26,8 @@ use pinfold_core::monitor::{self, Monitor};
 use pinfold_core::net::bitswap;
 use pinfold_core::pin::Pin;
 use pinfold_core::tracker::{
-    DaemonPins, IpfsPinType, OpId, OperationKind, PeerIdentity, PinInfo, PinTracker, StatusFilter,
-    TrackerAction, TrackerConfig, TrackerStatus,
+    DaemonPins, IpfsPinType, OpId, OperationKind, PeerIdentity, PinInfo, PinInfoShort, PinTracker,
+    StatusFilter, TrackerAction, TrackerConfig, TrackerStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -1047,19 +1047,34 @@ impl Peer {
         Ok(())
     }
 
+    /// This peer's status of `cid`. A relay pins nothing: a pin is `remote` there.
     async fn status(
         &mut self,
         cid: Cid,
         daemon: Result<Option<IpfsPinType>, String>,
     ) -> anyhow::Result<PinInfo> {
         let pin = self.replica.pin(&cid).await?;
+        let now = now_nanos();
         Ok(match self.tracker.as_ref() {
-            Some(tracker) => tracker.status(cid, pin.as_ref(), daemon, now_nanos()),
-            None => PinTracker::new(
-                TrackerConfig::default(),
-                PeerIdentity::new(self.local, self.config.cluster.peername.clone()),
-            )?
-            .status(cid, pin.as_ref(), daemon, now_nanos()),
+            Some(tracker) => tracker.status(cid, pin.as_ref(), daemon, now),
+            None => {
+                let status = if pin.is_some() {
+                    TrackerStatus::Remote
+                } else {
+                    TrackerStatus::Unpinned
+                };
+                let pin = pin.unwrap_or_else(|| Pin::new(cid, pinfold_core::pin::UnixTime(0)));
+                PinInfo::of_pin(
+                    &pin,
+                    self.local,
+                    PinInfoShort {
+                        peer_name: self.config.cluster.peername.clone(),
+                        status,
+                        timestamp: Some(now),
+                        ..PinInfoShort::default()
+                    },
+                )
+            }
         })
     }
 

@@ -2,11 +2,11 @@
 // peers as processes on loopback, each with its own folder, ports and log. Every process
 // started here is stopped by pid in `stopAll`.
 import { execFileSync, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../support/net.mjs';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const scripts = path.join(root, 'scripts');
@@ -19,16 +19,6 @@ export const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pinfold-cluster-'))
 const ipfsNames = new Set();
 const peers = new Set();
 
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

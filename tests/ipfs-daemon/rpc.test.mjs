@@ -4,25 +4,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { freePort } from '../support/net.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const scripts = path.join(root, 'scripts');
 const names = [`rpc-a-${process.pid}`, `rpc-b-${process.pid}`];
 const daemons = [];
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 // POST /api/v0/<cmd> with a 30 s bound; returns { status, body }. CIDv1 are asked for in
 // base32, Kubo's default (js-ipfs otherwise prints them in base58btc).
