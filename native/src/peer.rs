@@ -207,7 +207,6 @@ pub struct PeerOptions {
 /// The peer task's state.
 pub struct Peer {
     config: ServiceConfig,
-    dir: PathBuf,
     local: PeerId,
     role: Role,
     swarm: Swarm<Behaviour>,
@@ -343,7 +342,6 @@ impl Peer {
         };
         let mut peer = Self {
             config,
-            dir,
             local,
             role,
             swarm,
@@ -1141,14 +1139,9 @@ impl Peer {
         tracing::info!(%cid, "unpinned from the cluster");
         Ok(pin)
     }
-
-    /// The peer's folder.
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
 }
 
-/// Addresses worth keeping for a redial: not loopback-only circuit or unspecified ones.
+/// Addresses worth keeping for a redial: not relay circuits or unspecified addresses.
 fn is_dialable(address: &Multiaddr) -> bool {
     !address.iter().any(|p| {
         matches!(p, Protocol::P2pCircuit)

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../support/net.mjs';
 
-export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const scripts = path.join(root, 'scripts');
 
 /** The pinfold binary: $PINFOLD_BIN, else the debug build in the cargo target dir. */
