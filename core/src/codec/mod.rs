@@ -8,6 +8,7 @@ pub mod dagpb;
 pub mod delta;
 pub mod metric;
 pub mod pin_pb;
+pub mod psk_auth;
 pub mod pubsub;
 pub mod secret;
 pub mod snapshot;

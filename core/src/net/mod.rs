@@ -3,3 +3,4 @@
 
 pub mod bitswap;
 pub mod frame;
+pub mod psk_gate;
