@@ -1,7 +1,7 @@
 //! The secret gate between small in-memory swarms, with bitswap as the gated protocol:
 //! peers that share the secret prove it and then exchange blocks; a wrong secret, a peer
-//! without the gate and a peer that never answers are disconnected before any bitswap
-//! message crosses; uncovered connections run bitswap at once.
+//! without the gate, a listener that never answers and a dialer that never asks are
+//! disconnected before any bitswap message crosses; uncovered connections run bitswap at once.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -212,6 +212,40 @@ async fn a_peer_that_never_answers_is_rejected_at_the_timeout() {
     b.listen().with_memory_addr_external().await;
     let reason = expect_rejection(&mut a, &mut b).await;
     assert_eq!(reason, Rejection::TimedOut(Duration::from_secs(2)));
+}
+
+#[tokio::test]
+async fn a_listener_closes_a_dialer_that_never_gives_the_proof_without_reading_it() {
+    let mut gated_listener = gated([1; 32], everything);
+    let mut plain = Swarm::new_ephemeral_tokio(|_| Bitswap::new(bitswap::Config::default()));
+    gated_listener.listen().with_memory_addr_external().await;
+    let (cid, _) = block();
+    // The plain dialer sends its want as soon as it connects.
+    plain.behaviour_mut().want(cid).unwrap();
+    plain.connect(&mut gated_listener).await;
+    let reason = loop {
+        match next(&mut gated_listener, &mut plain, Duration::from_secs(10))
+            .await
+            .expect("no event in 10 s")
+        {
+            Either::Left(SwarmEvent::Behaviour(Event::Rejected { reason, .. })) => break reason,
+            Either::Left(SwarmEvent::Behaviour(Event::Inner(event))) => {
+                panic!("the listener read a message before any proof: {event:?}")
+            }
+            Either::Left(SwarmEvent::Behaviour(Event::Proven { .. })) => {
+                panic!("a dialer without the gate was proven")
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(reason, Rejection::TimedOut(Duration::from_secs(2)));
+    while let Some(event) = next(&mut gated_listener, &mut plain, Duration::from_millis(300)).await
+    {
+        if let Either::Left(SwarmEvent::Behaviour(Event::Inner(event))) = event {
+            panic!("the listener read a message after the rejection: {event:?}");
+        }
+    }
+    assert!(!gated_listener.is_connected(plain.local_peer_id()));
 }
 
 #[tokio::test]

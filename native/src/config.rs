@@ -21,6 +21,8 @@ pub const IDENTITY_FILE: &str = "identity.json";
 pub const PINSET_FILE: &str = "pinset.redb";
 /// Known peers' addresses, kept across restarts.
 pub const PEERSTORE_FILE: &str = "peerstore";
+/// The webrtc-direct certificate (PEM), made at the first start.
+pub const WEBRTC_CERTIFICATE_FILE: &str = "webrtc.pem";
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +209,9 @@ impl Default for ClusterSection {
             listen_multiaddress: vec![
                 "/ip4/0.0.0.0/tcp/9096".parse().expect("valid"),
                 "/ip4/0.0.0.0/tcp/9098/ws".parse().expect("valid"),
+                "/ip4/0.0.0.0/udp/9096/webrtc-direct"
+                    .parse()
+                    .expect("valid"),
             ],
             peer_addresses: Vec::new(),
             replication_factor_min: -1,
@@ -578,7 +583,7 @@ impl ServiceConfig {
 
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = serde_json::to_string_pretty(self).expect("a config always serializes");
-        write_file(path, text.as_bytes())
+        write_private(path, text.as_bytes())
     }
 
     /// Applies the environment overrides that are set, through `lookup` (the process
@@ -675,7 +680,7 @@ pub fn generate_identity(path: &Path) -> Result<Keypair, ConfigError> {
             .encode(key.to_protobuf_encoding().expect("ed25519 keys encode")),
     };
     let text = serde_json::to_string_pretty(&file).expect("serializes");
-    write_file(path, text.as_bytes())?;
+    write_private(path, text.as_bytes())?;
     Ok(key)
 }
 
@@ -707,7 +712,8 @@ pub fn load_identity(path: &Path) -> Result<Keypair, ConfigError> {
     Ok(key)
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+/// Writes a file only its owner can read, atomically (through a temporary file).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
     let fail = |source| ConfigError::Write {
         path: path.to_owned(),
         source,

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsSet};
 use pinfold_core::codec::bitswap::{Presence, WantType};
@@ -31,11 +31,12 @@ use pinfold_core::tracker::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE};
+use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CERTIFICATE_FILE};
 use crate::ipfs::{Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
 use crate::peerstore::Peerstore;
 use crate::store::RedbStore;
-use crate::swarm::{self, Behaviour, BehaviourEvent, SwarmSettings, WRONG_SECRET};
+use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent, SwarmSettings, WRONG_SECRET};
+use pinfold_core::net::psk_gate;
 
 /// Commands the API tasks may queue at once.
 pub const COMMAND_QUEUE: usize = 256;
@@ -209,7 +210,7 @@ pub struct Peer {
     config: ServiceConfig,
     local: PeerId,
     role: Role,
-    swarm: Swarm<Behaviour>,
+    swarm: Swarm<Gated>,
     replica: Replica<RedbStore>,
     tracker: Option<PinTracker>,
     monitor: Monitor,
@@ -226,6 +227,9 @@ pub struct Peer {
     peerstore: Peerstore,
     /// Peers to keep connected: when they drop, redial at (time, back-off).
     redial: HashMap<PeerId, (tokio::time::Instant, Duration)>,
+    /// Connections this peer dialed, so that a failed secret proof on one reads as a failed
+    /// dial.
+    dialed: HashSet<ConnectionId>,
     /// Peers whose heads were announced to since they subscribed.
     head_subscribers: HashSet<PeerId>,
     heads_announce_due: bool,
@@ -248,7 +252,10 @@ impl Peer {
             tracing::warn!("cluster.secret is empty: the swarm runs without a private network");
         }
         let settings = SwarmSettings {
-            psk: secret.map(|s| *s.as_bytes()),
+            secret,
+            webrtc: Some(swarm::load_or_create_certificate(
+                &dir.join(WEBRTC_CERTIFICATE_FILE),
+            )?),
             dial_timeout: config
                 .cluster
                 .dial_peer_timeout
@@ -268,8 +275,16 @@ impl Peer {
         }
         let heads_topic = IdentTopic::new(crdt_topic(&config.consensus.crdt.cluster_name));
         let metrics_topic = IdentTopic::new(METRICS_TOPIC);
-        swarm.behaviour_mut().gossipsub.subscribe(&heads_topic)?;
-        swarm.behaviour_mut().gossipsub.subscribe(&metrics_topic)?;
+        swarm
+            .behaviour_mut()
+            .inner_mut()
+            .gossipsub
+            .subscribe(&heads_topic)?;
+        swarm
+            .behaviour_mut()
+            .inner_mut()
+            .gossipsub
+            .subscribe(&metrics_topic)?;
 
         let store = RedbStore::open(&dir.join(PINSET_FILE))?;
         let trust = config.trust()?;
@@ -360,6 +375,7 @@ impl Peer {
             cancels: HashMap::new(),
             peerstore,
             redial: HashMap::new(),
+            dialed: HashSet::new(),
             head_subscribers: HashSet::new(),
             heads_announce_due: false,
         };
@@ -463,7 +479,14 @@ impl Peer {
                     }
                     Output::Fetch(cids) => {
                         for cid in cids {
-                            if self.swarm.behaviour_mut().bitswap.want(*cid).is_err() {
+                            if self
+                                .swarm
+                                .behaviour_mut()
+                                .inner_mut()
+                                .bitswap
+                                .want(*cid)
+                                .is_err()
+                            {
                                 unavailable.push(*cid);
                             }
                         }
@@ -505,6 +528,7 @@ impl Peer {
         match self
             .swarm
             .behaviour_mut()
+            .inner_mut()
             .gossipsub
             .publish(topic.clone(), data)
         {
@@ -814,24 +838,35 @@ impl Peer {
         Ok(())
     }
 
-    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> anyhow::Result<()> {
+    async fn on_swarm_event(&mut self, event: SwarmEvent<GatedEvent>) -> anyhow::Result<()> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(address = %address.with(Protocol::P2p(self.local)), "listening");
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
                 tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                if endpoint.is_dialer() {
+                    self.dialed.insert(connection_id);
+                }
                 if let Some(entry) = self.redial.get_mut(&peer_id) {
                     entry.1 = REDIAL_MIN;
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
+                self.dialed.remove(&connection_id);
+                if num_established > 0 {
+                    return Ok(());
+                }
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.head_subscribers.remove(&peer_id);
                 if let Some(entry) = self.redial.get_mut(&peer_id) {
@@ -846,7 +881,23 @@ impl Peer {
                     tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 }
             }
-            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await?,
+            SwarmEvent::Behaviour(psk_gate::Event::Inner(event)) => {
+                self.on_behaviour_event(event).await?
+            }
+            SwarmEvent::Behaviour(psk_gate::Event::Proven { peer, .. }) => {
+                tracing::debug!(%peer, "the WebRTC connection proved the cluster secret");
+            }
+            SwarmEvent::Behaviour(psk_gate::Event::Rejected {
+                peer,
+                connection,
+                reason,
+            }) => {
+                if self.dialed.remove(&connection) {
+                    tracing::error!(%peer, "{WRONG_SECRET}: {reason}");
+                } else {
+                    tracing::warn!(%peer, "closed a connection that did not prove the cluster secret: {reason}");
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -924,6 +975,7 @@ impl Peer {
                 }
                 self.swarm
                     .behaviour_mut()
+                    .inner_mut()
                     .bitswap
                     .respond(peer, blocks, presences);
             }

@@ -1,11 +1,13 @@
 //! The native peer's libp2p swarm: TCP and WebSocket listeners inside the cluster's private
-//! network (pnet, wire compatible with go-libp2p), Noise and yamux; identify, ping,
+//! network (pnet, wire compatible with go-libp2p), Noise and yamux; a webrtc-direct listener
+//! for browsers, where pnet cannot apply, behind the secret gate; identify, ping,
 //! gossipsub with strict signing and ipfs-cluster's message id, bitswap, a bounded circuit
 //! relay v2 server, and connection limits.
 
 use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::{Boxed, OrTransport};
 use libp2p::core::upgrade::Version;
 use libp2p::futures::future::Either;
@@ -17,9 +19,12 @@ use libp2p::{
     connection_limits, gossipsub, identify, noise, ping, relay, tcp, websocket, yamux, PeerId,
     Swarm, Transport,
 };
+use libp2p_webrtc::tokio::Certificate;
 use pinfold_core::codec::pubsub::message_id;
+use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::codec::MAX_PUBSUB_MESSAGE_BYTES;
 use pinfold_core::net::bitswap::{self, Bitswap};
+use pinfold_core::net::psk_gate::{self, PskGate};
 
 /// The identify protocol version ipfs-cluster peers announce.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
@@ -31,8 +36,12 @@ pub const WRONG_SECRET: &str =
 /// Settings the swarm is built from.
 #[derive(Clone, Debug)]
 pub struct SwarmSettings {
-    /// The private network key; `None` runs an unprotected swarm.
-    pub psk: Option<[u8; 32]>,
+    /// The cluster secret: the private network key on TCP and WebSocket, and what WebRTC
+    /// connections must prove; `None` runs an unprotected swarm.
+    pub secret: Option<ClusterSecret>,
+    /// The webrtc-direct certificate (its hash is part of the listen address, so keep it
+    /// across restarts); `None` leaves WebRTC out.
+    pub webrtc: Option<Certificate>,
     /// Bound on dialing and upgrading a connection.
     pub dial_timeout: Duration,
     pub max_connections: u32,
@@ -40,7 +49,14 @@ pub struct SwarmSettings {
     pub relay: Option<(usize, usize)>,
 }
 
-/// The behaviours of a native peer.
+/// The behaviours of a native peer: all of them behind the secret gate, so that a WebRTC
+/// connection runs none of them before it proves the secret.
+pub type Gated = PskGate<Behaviour>;
+
+/// What the swarm reports.
+pub type GatedEvent = psk_gate::Event<BehaviourEvent>;
+
+/// The behaviours that carry cluster data or reveal the peer.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
@@ -54,11 +70,14 @@ pub struct Behaviour {
 type Muxed = (PeerId, StreamMuxerBox);
 
 /// TCP and WebSocket-over-TCP, each inside pnet when there is a secret, then Noise and
-/// yamux.
+/// yamux; and webrtc-direct (DTLS, then Noise inside) when it has a certificate.
 fn transport(key: &Keypair, settings: &SwarmSettings) -> std::io::Result<Boxed<Muxed>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
     let tcp_config = || tcp::Config::default().nodelay(true);
-    let psk = settings.psk.map(PreSharedKey::new);
+    let psk = settings
+        .secret
+        .as_ref()
+        .map(|s| PreSharedKey::new(*s.as_bytes()));
     fn secure<T>(
         base: T,
         psk: Option<PreSharedKey>,
@@ -97,11 +116,45 @@ fn transport(key: &Keypair, settings: &SwarmSettings) -> std::io::Result<Boxed<M
         noise,
         settings.dial_timeout,
     );
-    Ok(OrTransport::new(ws, tcp)
+    let streams = OrTransport::new(ws, tcp)
         .map(|either, _| match either {
             Either::Left(out) | Either::Right(out) => out,
         })
+        .boxed();
+    let Some(certificate) = settings.webrtc.clone() else {
+        return Ok(streams);
+    };
+    let webrtc = TransportTimeout::new(
+        libp2p_webrtc::tokio::Transport::new(key.clone(), certificate)
+            .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
+        settings.dial_timeout,
+    );
+    Ok(OrTransport::new(streams, webrtc)
+        .map(|either, _| match either {
+            Either::Left(out) | Either::Right(out) => out,
+        })
+        .map_err(|error| match error {
+            either::Either::Left(error) => error,
+            either::Either::Right(error) => std::io::Error::other(error),
+        })
         .boxed())
+}
+
+/// The webrtc-direct certificate kept in `path` (PEM), made and saved there the first time.
+pub fn load_or_create_certificate(path: &std::path::Path) -> anyhow::Result<Certificate> {
+    if let Ok(pem) = std::fs::read_to_string(path) {
+        return Certificate::from_pem(&pem).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a WebRTC certificate ({e}); delete it to make a new one \
+                 (browsers then need the new /certhash address)",
+                path.display()
+            )
+        });
+    }
+    let certificate = Certificate::generate(&mut webrtc_rand::rng())
+        .map_err(|e| anyhow::anyhow!("could not make a WebRTC certificate: {e}"))?;
+    crate::config::write_private(path, certificate.serialize_pem().as_bytes())?;
+    Ok(certificate)
 }
 
 /// Gossipsub as ipfs-cluster runs it: strict signing, message id = first 16 bytes of the
@@ -126,7 +179,7 @@ fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
 }
 
 /// Builds the swarm; it listens nowhere until told to.
-pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Behaviour>> {
+pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gated>> {
     let peer = key.public().to_peer_id();
     let transport = transport(&key, settings)?;
     let behaviour = Behaviour {
@@ -154,10 +207,16 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Beh
             )
         })),
     };
+    let gate = PskGate::new(
+        peer,
+        psk_gate::Config::new(settings.secret.clone()),
+        behaviour,
+        Box::new(rand::rngs::OsRng),
+    );
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|_| transport)?
-        .with_behaviour(|_| behaviour)?
+        .with_behaviour(|_| gate)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build())
 }

@@ -1,6 +1,7 @@
 // A real cluster on loopback: three full peers and a follower, each with its own test IPFS
 // daemon, pinning through the Kubo RPC API. Checks replication, unpinning, the follower,
-// a SIGKILL and restart, a wrong secret, an untrusted writer, and an IPFS daemon restart.
+// a SIGKILL and restart, a wrong secret (over TCP and over webrtc-direct), a peer reached only
+// over webrtc-direct, an untrusted writer, and an IPFS daemon restart.
 // Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +26,7 @@ before(async () => {
   const names = ['p1', 'p2', 'p3'];
   for (const name of names) {
     const ipfs = await new Ipfs(name).start();
-    full.push(new Peer(name, { ipfs }));
+    full.push(new Peer(name, { ipfs, listen: name === 'p1' ? ['tcp', 'webrtc'] : ['tcp'] }));
   }
   follower = new Peer('follower', { ipfs: await new Ipfs('follower').start() });
   for (const peer of everyone()) await peer.init(secret);
@@ -138,6 +139,43 @@ test('a peer with the wrong secret cannot join or read', async () => {
     assert.deepEqual(await intruder.list('/allocations'), []);
     assert.equal((await intruder.list('/peers')).length, 1);
     assert.ok(!(await full[0].list('/peers')).some((p) => p.id === intruder.id));
+  } finally {
+    await intruder.stop();
+  }
+});
+
+test('a peer that reaches the cluster only over webrtc-direct proves the secret and syncs', async () => {
+  const cid = await full[0].ipfs.addContent('seen over webrtc');
+  assert.equal((await full[0].post(`/pins/${cid}?replication=1`)).status, 200);
+  // A read-only peer listening on WebRTC alone, as a browser would reach a relay.
+  const remote = new Peer('webrtc-follower', { listen: ['webrtc'], env: { CLUSTER_ROLE: 'relay' } });
+  await remote.init(secret);
+  remote.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = full.map((p) => p.id).join(',');
+  await remote.start(['--bootstrap', await full[0].webrtcAddress(), '--no-trust']);
+  try {
+    await waitFor('the proof over WebRTC', async () => remote.tail(400).includes('the WebRTC connection proved the cluster secret'), 15_000);
+    const ours = (await full[0].list('/allocations')).map((p) => p.cid).sort();
+    await waitFor('the WebRTC peer to hold the whole pinset', async () =>
+      JSON.stringify((await remote.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours));
+    assert.ok(ours.includes(cid));
+  } catch (error) {
+    console.error(remote.tail(60));
+    throw error;
+  } finally {
+    await remote.stop();
+  }
+});
+
+test('a peer with the wrong secret over webrtc-direct is closed before any cluster data', async () => {
+  const intruder = new Peer('webrtc-intruder', { listen: ['webrtc'], env: { CLUSTER_ROLE: 'relay' } });
+  await intruder.init(execFileSync(pinfoldBin, ['secret', 'new']).toString().trim());
+  await intruder.start(['--bootstrap', await full[0].webrtcAddress()]);
+  try {
+    await waitFor('the intruder to report the wrong secret', async () =>
+      intruder.tail(200).includes('could not connect: wrong cluster secret or not a pinfold/ipfs-cluster peer'), 15_000);
+    assert.deepEqual(await intruder.list('/allocations'), []);
+    assert.equal((await intruder.list('/peers')).length, 1);
+    await waitFor('p1 to log the closed connection', async () => full[0].tail(400).includes('did not prove the cluster secret'), 10_000);
   } finally {
     await intruder.stop();
   }

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../support/net.mjs';
+import { freePort, freeUdpPort } from '../support/net.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const scripts = path.join(root, 'scripts');
@@ -86,11 +86,12 @@ export class Ipfs {
   }
 }
 
-/** A pinfold peer process with its own folder. */
+/** A pinfold peer process with its own folder; `listen` names its transports. */
 export class Peer {
-  constructor(name, { ipfs, env = {} } = {}) {
+  constructor(name, { ipfs, env = {}, listen = ['tcp'] } = {}) {
     this.name = name;
     this.ipfs = ipfs;
+    this.transports = listen;
     this.dir = path.join(runDir, name);
     this.log = path.join(runDir, `${name}.log`);
     this.extraEnv = env;
@@ -98,6 +99,7 @@ export class Peer {
 
   async init(secret) {
     this.swarmPort ??= await freePort();
+    this.webrtcPort ??= await freeUdpPort();
     this.apiPort ??= await freePort();
     this.secret = secret;
     execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], { env: this.env(), stdio: 'ignore' });
@@ -112,7 +114,10 @@ export class Peer {
       ...process.env,
       CLUSTER_SECRET: this.secret,
       CLUSTER_PEERNAME: this.name,
-      CLUSTER_LISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
+      CLUSTER_LISTENMULTIADDRESS: this.transports.map((t) => ({
+        tcp: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
+        webrtc: `/ip4/127.0.0.1/udp/${this.webrtcPort}/webrtc-direct`,
+      })[t]).join(','),
       CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
       CLUSTER_MONITORPINGINTERVAL: '1s',
@@ -149,6 +154,14 @@ export class Peer {
     await Promise.race([exited, sleep(15_000)]);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     peers.delete(this);
+  }
+
+  /** The webrtc-direct address (with its certificate hash) from `/id`. */
+  async webrtcAddress() {
+    const id = JSON.parse((await this.get('/id')).body);
+    const address = id.addresses.find((a) => a.includes('/webrtc-direct/'));
+    if (!address) throw new Error(`${this.name} has no webrtc-direct address: ${id.addresses}`);
+    return address;
   }
 
   tail(lines = 40) {

@@ -1,12 +1,17 @@
 //! `/pinfold/psk-auth/1.0.0`: proof of the cluster secret on connections pnet cannot wrap
 //! (WebRTC, relayed circuits).
 //!
-//! Each side challenges the other on a stream of its own: the challenger writes a fresh
-//! 32-byte nonce, the responder answers with
-//! `HMAC-SHA256(secret, LABEL || challenger peer id || responder peer id || nonce)`.
-//! The peer ids are the ones the connection's security handshake authenticated, so an answer
-//! cannot be replayed on another connection, and the fixed order (challenger first) means a
-//! peer cannot have its own challenge answered by reflecting it. Nothing else is sent.
+//! One stream, opened by the connection's dialer, carries three fixed-size messages:
+//!
+//! 1. dialer → listener: the dialer's fresh nonce (32 bytes);
+//! 2. listener → dialer: its answer to that nonce, then its own fresh nonce (64 bytes);
+//! 3. dialer → listener: its answer to the listener's nonce (32 bytes), then the stream closes.
+//!
+//! An answer is `HMAC-SHA256(secret, LABEL || challenger peer id || responder peer id ||
+//! nonce)`, each part length-prefixed. The peer ids are the ones the connection's security
+//! handshake authenticated, so an answer cannot be replayed on another connection, and the
+//! fixed order (challenger first) means a peer cannot have its own challenge answered by
+//! reflecting it: the listener's answer never serves as the dialer's.
 
 use hmac::{Hmac, Mac};
 use libp2p_identity::PeerId;
@@ -22,6 +27,9 @@ pub const NONCE_BYTES: usize = 32;
 
 /// Bytes of an answer.
 pub const ANSWER_BYTES: usize = 32;
+
+/// Bytes of the listener's reply: its answer, then its nonce.
+pub const REPLY_BYTES: usize = ANSWER_BYTES + NONCE_BYTES;
 
 /// Domain separation: these MACs are never valid anywhere else.
 const LABEL: &[u8] = b"pinfold psk-auth v1 answer";
@@ -79,6 +87,23 @@ pub fn verify(
         .is_ok()
 }
 
+/// The listener's reply (message 2).
+pub fn encode_reply(answer: &Answer, nonce: &Nonce) -> [u8; REPLY_BYTES] {
+    let mut reply = [0u8; REPLY_BYTES];
+    reply[..ANSWER_BYTES].copy_from_slice(answer);
+    reply[ANSWER_BYTES..].copy_from_slice(nonce);
+    reply
+}
+
+/// The answer and the nonce of a listener's reply.
+pub fn decode_reply(reply: &[u8; REPLY_BYTES]) -> (Answer, Nonce) {
+    let (answer, nonce) = reply.split_at(ANSWER_BYTES);
+    (
+        answer.try_into().expect("ANSWER_BYTES"),
+        nonce.try_into().expect("NONCE_BYTES"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +139,7 @@ mod tests {
             if other_secret != *secret.as_bytes() {
                 prop_assert!(!verify(&ClusterSecret::from_bytes(other_secret), &a, &b, &nonce, &given));
             }
+            prop_assert_eq!(decode_reply(&encode_reply(&given, &other_nonce)), (given, other_nonce));
             let mut tampered = given;
             tampered[flip / 8] ^= 1 << (flip % 8);
             prop_assert!(!verify(&secret, &a, &b, &nonce, &tampered));

@@ -1,15 +1,18 @@
-//! One connection's side of `/pinfold/psk-auth/1.0.0`: it challenges the remote on an
-//! outbound stream when the connection must prove the secret, and answers the remote's
-//! challenges on inbound streams.
+//! One connection's side of `/pinfold/psk-auth/1.0.0`. On a connection that must prove the
+//! secret, the connection's dialer opens the one proof stream and the listener waits for it;
+//! both then run the three messages of [`crate::codec::psk_auth`] and report a verdict.
+//!
+//! Only the dialer opens a stream because some transports lose streams the listener opens
+//! before the dialer has finished setting the connection up (libp2p-webrtc does).
 
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use futures_timer::Delay;
 use libp2p_core::upgrade::ReadyUpgrade;
+use libp2p_core::Endpoint;
 use libp2p_identity::PeerId;
 use libp2p_swarm::handler::{
     ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
@@ -19,90 +22,112 @@ use libp2p_swarm::{
     SubstreamProtocol,
 };
 
-use crate::codec::psk_auth::{answer, verify, Answer, Nonce, ANSWER_BYTES, PROTOCOL};
+use crate::codec::psk_auth::{
+    answer, decode_reply, encode_reply, verify, Answer, Nonce, ANSWER_BYTES, PROTOCOL, REPLY_BYTES,
+};
 use crate::codec::secret::ClusterSecret;
 
 use super::Rejection;
 
-/// Challenges answered per connection; further inbound streams are dropped.
-pub const MAX_ANSWERS: usize = 2;
-
-/// The outcome of the challenge, reported once.
+/// The outcome of the proof, reported once.
 #[derive(Debug)]
 pub enum Verdict {
     Proven,
     Rejected(Rejection),
 }
 
-enum Challenge {
-    /// The connection need not prove anything (it is inside pnet).
-    None,
-    Start,
-    Opening,
-    Awaiting(BoxFuture<'static, std::io::Result<Answer>>),
-    Decided,
-}
-
-/// The two peers of a connection and the secret they must share.
+/// The two peers of a connection, the secret they must share and this side's fresh nonce.
 #[derive(Clone)]
 pub struct Parties {
     pub secret: ClusterSecret,
     pub local: PeerId,
     pub remote: PeerId,
+    pub nonce: Nonce,
+}
+
+type Exchange = BoxFuture<'static, Result<Verdict, std::io::Error>>;
+
+enum State {
+    /// The connection need not prove anything (it is inside pnet).
+    Exempt,
+    /// The dialer is to open the proof stream.
+    Open,
+    /// The dialer asked for its stream.
+    Opening,
+    /// The listener waits for the dialer's stream.
+    Listening,
+    Exchanging(Exchange),
+    Decided,
 }
 
 pub struct AuthHandler {
     parties: Parties,
-    nonce: Nonce,
-    challenge: Challenge,
+    state: State,
     deadline: Option<(Delay, Duration)>,
-    answering: FuturesUnordered<BoxFuture<'static, ()>>,
-    answered: usize,
     verdict: Option<Verdict>,
 }
 
 impl AuthHandler {
-    /// `deadline` is `Some` when the connection must prove the secret within that time.
-    pub fn new(parties: Parties, nonce: Nonce, deadline: Option<Duration>) -> Self {
+    /// `deadline` is `Some` when the connection must prove the secret within that time;
+    /// `role` is this side's role on the connection.
+    pub fn new(parties: Parties, role: Endpoint, deadline: Option<Duration>) -> Self {
+        let state = match (deadline, role) {
+            (None, _) => State::Exempt,
+            (Some(_), Endpoint::Dialer) => State::Open,
+            (Some(_), Endpoint::Listener) => State::Listening,
+        };
         Self {
             parties,
-            nonce,
-            challenge: if deadline.is_some() {
-                Challenge::Start
-            } else {
-                Challenge::None
-            },
+            state,
             deadline: deadline.map(|d| (Delay::new(d), d)),
-            answering: FuturesUnordered::new(),
-            answered: 0,
             verdict: None,
         }
     }
 
     fn decide(&mut self, verdict: Verdict) {
-        self.challenge = Challenge::Decided;
+        self.state = State::Decided;
         self.deadline = None;
         self.verdict = Some(verdict);
     }
 }
 
-async fn ask(mut stream: Stream, nonce: Nonce) -> std::io::Result<Answer> {
-    stream.write_all(&nonce).await?;
+/// The dialer's side: challenge, check the listener's answer, answer its challenge.
+async fn as_dialer(mut stream: Stream, p: Parties) -> std::io::Result<Verdict> {
+    stream.write_all(&p.nonce).await?;
     stream.flush().await?;
-    let mut reply = [0u8; ANSWER_BYTES];
+    let mut reply = [0u8; REPLY_BYTES];
     stream.read_exact(&mut reply).await?;
-    Ok(reply)
+    let (given, their_nonce) = decode_reply(&reply);
+    if !verify(&p.secret, &p.local, &p.remote, &p.nonce, &given) {
+        return Ok(Verdict::Rejected(Rejection::WrongSecret));
+    }
+    let proof = answer(&p.secret, &p.remote, &p.local, &their_nonce);
+    stream.write_all(&proof).await?;
+    stream.close().await?;
+    Ok(Verdict::Proven)
 }
 
-async fn reply(mut stream: Stream, parties: Parties) {
-    let mut nonce = Nonce::default();
-    if stream.read_exact(&mut nonce).await.is_err() {
-        return;
-    }
-    let proof = answer(&parties.secret, &parties.remote, &parties.local, &nonce);
-    if stream.write_all(&proof).await.is_ok() {
-        let _ = stream.close().await;
-    }
+/// The listener's side: answer the dialer's challenge with a challenge of its own, then
+/// check the dialer's answer.
+async fn as_listener(mut stream: Stream, p: Parties) -> std::io::Result<Verdict> {
+    let mut their_nonce = Nonce::default();
+    stream.read_exact(&mut their_nonce).await?;
+    let proof = answer(&p.secret, &p.remote, &p.local, &their_nonce);
+    stream.write_all(&encode_reply(&proof, &p.nonce)).await?;
+    stream.flush().await?;
+    let mut given: Answer = [0u8; ANSWER_BYTES];
+    stream.read_exact(&mut given).await?;
+    Ok(
+        if verify(&p.secret, &p.local, &p.remote, &p.nonce, &given) {
+            Verdict::Proven
+        } else {
+            Verdict::Rejected(Rejection::WrongSecret)
+        },
+    )
+}
+
+fn protocol() -> ReadyUpgrade<StreamProtocol> {
+    ReadyUpgrade::new(StreamProtocol::new(PROTOCOL))
 }
 
 impl ConnectionHandler for AuthHandler {
@@ -114,12 +139,11 @@ impl ConnectionHandler for AuthHandler {
     type OutboundOpenInfo = ();
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, ()> {
-        SubstreamProtocol::new(ReadyUpgrade::new(StreamProtocol::new(PROTOCOL)), ())
+        SubstreamProtocol::new(protocol(), ())
     }
 
     fn connection_keep_alive(&self) -> bool {
-        !matches!(self.challenge, Challenge::None | Challenge::Decided)
-            || !self.answering.is_empty()
+        !matches!(self.state, State::Exempt | State::Decided)
     }
 
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
@@ -131,29 +155,27 @@ impl ConnectionHandler for AuthHandler {
         event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
     ) {
         match event {
+            // Only the first proof stream of a listener that waits for one is read; any
+            // other is dropped, which the remote sees as a failed proof.
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
                 protocol: stream,
                 ..
-            }) if self.answered < MAX_ANSWERS => {
-                self.answered += 1;
-                self.answering
-                    .push(reply(stream, self.parties.clone()).boxed());
+            }) if matches!(self.state, State::Listening) => {
+                self.state = State::Exchanging(as_listener(stream, self.parties.clone()).boxed());
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: stream,
                 ..
-            }) => {
-                if matches!(self.challenge, Challenge::Opening) {
-                    self.challenge = Challenge::Awaiting(ask(stream, self.nonce).boxed());
-                }
+            }) if matches!(self.state, State::Opening) => {
+                self.state = State::Exchanging(as_dialer(stream, self.parties.clone()).boxed());
             }
-            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
-                if matches!(self.challenge, Challenge::Opening) {
-                    self.decide(Verdict::Rejected(match error {
-                        StreamUpgradeError::NegotiationFailed => Rejection::NotPinfold,
-                        other => Rejection::Stream(other.to_string()),
-                    }));
-                }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. })
+                if matches!(self.state, State::Opening) =>
+            {
+                self.decide(Verdict::Rejected(match error {
+                    StreamUpgradeError::NegotiationFailed => Rejection::NotPinfold,
+                    other => Rejection::Stream(other.to_string()),
+                }));
             }
             _ => {}
         }
@@ -163,56 +185,28 @@ impl ConnectionHandler for AuthHandler {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Verdict>> {
-        while let Poll::Ready(Some(())) = self.answering.poll_next_unpin(cx) {}
-        if let Some(verdict) = self.verdict.take() {
-            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(verdict));
-        }
         if let Some((delay, limit)) = &mut self.deadline {
             if delay.poll_unpin(cx).is_ready() {
                 let limit = *limit;
                 self.decide(Verdict::Rejected(Rejection::TimedOut(limit)));
-                return self.poll(cx);
             }
         }
-        match std::mem::replace(&mut self.challenge, Challenge::Decided) {
-            Challenge::Start => {
-                self.challenge = Challenge::Opening;
-                Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                    protocol: SubstreamProtocol::new(
-                        ReadyUpgrade::new(StreamProtocol::new(PROTOCOL)),
-                        (),
-                    ),
-                })
-            }
-            Challenge::Awaiting(mut asking) => match asking.poll_unpin(cx) {
-                Poll::Ready(Ok(given)) => {
-                    let proven = verify(
-                        &self.parties.secret,
-                        &self.parties.local,
-                        &self.parties.remote,
-                        &self.nonce,
-                        &given,
-                    );
-                    self.decide(if proven {
-                        Verdict::Proven
-                    } else {
-                        Verdict::Rejected(Rejection::WrongSecret)
-                    });
-                    self.poll(cx)
-                }
-                Poll::Ready(Err(error)) => {
-                    self.decide(Verdict::Rejected(Rejection::Stream(error.to_string())));
-                    self.poll(cx)
-                }
-                Poll::Pending => {
-                    self.challenge = Challenge::Awaiting(asking);
-                    Poll::Pending
-                }
-            },
-            other => {
-                self.challenge = other;
-                Poll::Pending
+        if let State::Exchanging(exchange) = &mut self.state {
+            if let Poll::Ready(outcome) = exchange.poll_unpin(cx) {
+                self.decide(outcome.unwrap_or_else(|error| {
+                    Verdict::Rejected(Rejection::Stream(error.to_string()))
+                }));
             }
         }
+        if let Some(verdict) = self.verdict.take() {
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(verdict));
+        }
+        if matches!(self.state, State::Open) {
+            self.state = State::Opening;
+            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                protocol: SubstreamProtocol::new(protocol(), ()),
+            });
+        }
+        Poll::Pending
     }
 }

@@ -133,12 +133,18 @@ impl<B: NetworkBehaviour> PskGate<B> {
         &mut self.inner
     }
 
-    fn handler(&mut self, peer: PeerId, covered: bool, inner: THandler<B>) -> THandler<Self> {
+    fn handler(
+        &mut self,
+        peer: PeerId,
+        role: Endpoint,
+        covered: bool,
+        inner: THandler<B>,
+    ) -> THandler<Self> {
+        // Without a secret (an open swarm) nothing is proven; the handler then never runs
+        // the protocol, so the key it holds is never used.
         let (secret, deadline) = match &self.config.secret {
             Some(secret) if covered => (secret.clone(), Some(self.config.timeout)),
             Some(secret) => (secret.clone(), None),
-            // Without a secret the remote's challenges are answered with an all-zero key;
-            // they can prove nothing, and nothing is asked of the remote.
             None => (ClusterSecret::from_bytes([0; 32]), None),
         };
         let mut nonce = Nonce::default();
@@ -149,8 +155,9 @@ impl<B: NetworkBehaviour> PskGate<B> {
             secret,
             local: self.local,
             remote: peer,
+            nonce,
         };
-        AuthHandler::new(parties, nonce, deadline).select(Held::new(inner, deadline.is_none()))
+        AuthHandler::new(parties, role, deadline).select(Held::new(inner, deadline.is_none()))
     }
 }
 
@@ -182,7 +189,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for PskGate<B> {
             remote_addr,
         )?;
         let covered = (self.config.covers)(local_addr) || (self.config.covers)(remote_addr);
-        Ok(self.handler(peer, covered, inner))
+        Ok(self.handler(peer, Endpoint::Listener, covered, inner))
     }
 
     fn handle_pending_outbound_connection(
@@ -208,7 +215,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for PskGate<B> {
             .inner
             .handle_established_outbound_connection(connection, peer, addr, role, port_use)?;
         let covered = (self.config.covers)(addr);
-        Ok(self.handler(peer, covered, inner))
+        Ok(self.handler(peer, role, covered, inner))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
