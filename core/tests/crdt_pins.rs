@@ -133,3 +133,40 @@ fn pins_page_through_the_set_past_runs_of_bad_entries() {
     }
     assert_eq!(listed, expected);
 }
+
+/// Whether each value change a follower reports is a new key or a changed one, in order.
+fn added_flags(
+    writer: &mut Replica<MemoryStore>,
+    follower: &mut Replica<MemoryStore>,
+) -> Vec<bool> {
+    for data in broadcasts(writer) {
+        ready(follower.receive_broadcast(&peer(0), &data, 0)).unwrap();
+    }
+    answer_fetches(follower, writer.store())
+        .iter()
+        .filter_map(|output| match output {
+            Output::Put { added, .. } => Some(*added),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn puts_tell_a_new_pin_from_a_changed_one() {
+    let mut writer = replica();
+    let mut follower = replica();
+    let mut p = pin(7);
+    ready(writer.add_pin(&p, 0)).unwrap();
+    assert_eq!(added_flags(&mut writer, &mut follower), vec![true]);
+    p.name = "renamed".into();
+    ready(writer.add_pin(&p, 0)).unwrap();
+    assert_eq!(added_flags(&mut writer, &mut follower), vec![false]);
+    assert!(ready(writer.remove_pin(&p.cid, 0)).unwrap());
+    added_flags(&mut writer, &mut follower);
+    ready(writer.add_pin(&p, 0)).unwrap();
+    assert_eq!(
+        added_flags(&mut writer, &mut follower),
+        vec![true],
+        "a pin added again after its removal is new again"
+    );
+}

@@ -178,6 +178,7 @@ pub struct ServiceConfig {
     pub allocator: AllocatorSection,
     pub informer: InformerSection,
     pub relay: RelaySection,
+    pub observations: ObservationsSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -449,6 +450,36 @@ impl Default for RelaySection {
     }
 }
 
+/// ipfs-cluster's `observations` section: only its `metrics` part (tracing is not built,
+/// so its keys are refused rather than ignored).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObservationsSection {
+    pub metrics: MetricsSection,
+}
+
+/// The Prometheus endpoint, as ipfs-cluster configures it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` (also `pinfold service daemon --stats`).
+    pub enable_stats: bool,
+    pub prometheus_endpoint: Multiaddr,
+    /// How often the figures that are computed rather than counted (tracker queues, peers,
+    /// the CRDT's heads, memory) are refreshed.
+    pub reporting_interval: GoDuration,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enable_stats: false,
+            prometheus_endpoint: "/ip4/127.0.0.1/tcp/8888".parse().expect("valid"),
+            reporting_interval: secs(30),
+        }
+    }
+}
+
 /// An environment override: the variable, and how it changes the configuration.
 type Override = (
     &'static str,
@@ -467,6 +498,15 @@ fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     text.trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number"))
+}
+
+/// Go's `strconv.ParseBool` spellings, which ipfs-cluster's environment variables take.
+fn boolean(text: &str) -> Result<bool, String> {
+    match text.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
 }
 
 /// The variables read by [`ServiceConfig::apply_env`], as ipfs-cluster names them.
@@ -552,6 +592,19 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_PINRECOVERINTERVAL", |c, v| {
         c.cluster.pin_recover_interval = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_METRICS_ENABLESTATS", |c, v| {
+        c.observations.metrics.enable_stats = boolean(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_METRICS_PROMETHEUSENDPOINT", |c, v| {
+        c.observations.metrics.prometheus_endpoint =
+            v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;
+        Ok(())
+    }),
+    ("CLUSTER_METRICS_REPORTINGINTERVAL", |c, v| {
+        c.observations.metrics.reporting_interval = GoDuration::parse(v)?;
         Ok(())
     }),
     ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", |c, v| {
@@ -658,6 +711,13 @@ impl ServiceConfig {
                     "{:?} is not freespace or reposize",
                     self.informer.disk.metric_type
                 ),
+            ));
+        }
+        let m = &self.observations.metrics;
+        if m.enable_stats && m.reporting_interval.millis() == 0 {
+            return Err(invalid(
+                "observations.metrics.reporting_interval",
+                "must be more than 0",
             ));
         }
         Ok(())
@@ -779,9 +839,20 @@ mod tests {
             ("CLUSTER_REPLICATIONFACTORMIN", "2".to_string()),
             ("CLUSTER_REPLICATIONFACTORMAX", "3".to_string()),
             ("CLUSTER_ROLE", "follower".to_string()),
+            ("CLUSTER_METRICS_ENABLESTATS", "true".to_string()),
+            (
+                "CLUSTER_METRICS_PROMETHEUSENDPOINT",
+                "/ip4/127.0.0.1/tcp/9888".to_string(),
+            ),
         ]);
+        assert!(!config.observations.metrics.enable_stats, "off by default");
         config.apply_env(|name| env.get(name).cloned()).unwrap();
         config.validate().unwrap();
+        assert!(config.observations.metrics.enable_stats);
+        assert_eq!(
+            config.observations.metrics.prometheus_endpoint.to_string(),
+            "/ip4/127.0.0.1/tcp/9888"
+        );
         assert_eq!(config.cluster.secret, "ab".repeat(32));
         assert_eq!(config.cluster.role, Role::Follower);
         assert_eq!(config.cluster.replication_factor_min, 2);

@@ -7,7 +7,7 @@
 //! (up to [`MAX_FAILURE_BACKOFF`]) and resets on the first success, so a daemon that is
 //! down is not hammered, and [`IpfsClient::health`] says it is down and since when.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +81,11 @@ pub struct IpfsClient {
     limit: Semaphore,
     failures: AtomicU32,
     health: Mutex<Health>,
+    /// `pin/add` requests made, and those that failed (ipfs-cluster's `pins/pin_add` and
+    /// `pins/pin_add_errors`).
+    pin_adds: AtomicU64,
+    pin_add_errors: AtomicU64,
+    pin_count: Mutex<Option<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +173,9 @@ impl IpfsClient {
             config,
             limit: Semaphore::new(MAX_CONCURRENT_REQUESTS),
             failures: AtomicU32::new(0),
+            pin_adds: AtomicU64::new(0),
+            pin_add_errors: AtomicU64::new(0),
+            pin_count: Mutex::new(None),
             health: Mutex::new(Health::Up),
         })
     }
@@ -178,6 +186,26 @@ impl IpfsClient {
 
     pub fn health(&self) -> Health {
         self.health.lock().expect("not poisoned").clone()
+    }
+
+    /// Recursive pins on the daemon: its last full listing, moved by the pins added and
+    /// removed since; `None` before the first listing.
+    pub fn pin_count(&self) -> Option<i64> {
+        *self.pin_count.lock().expect("not poisoned")
+    }
+
+    fn count_pins(&self, change: i64) {
+        if let Some(count) = self.pin_count.lock().expect("not poisoned").as_mut() {
+            *count = (*count + change).max(0);
+        }
+    }
+
+    /// `pin/add` requests made so far, and how many of them failed.
+    pub fn pin_add_counts(&self) -> (u64, u64) {
+        (
+            self.pin_adds.load(Ordering::Relaxed),
+            self.pin_add_errors.load(Ordering::Relaxed),
+        )
     }
 
     fn record(&self, result: &Result<reqwest::Response, IpfsError>) {
@@ -365,6 +393,9 @@ impl IpfsClient {
             buffer.drain(..start);
         }
         add_line(&buffer, &mut pins)?;
+        if pin_type == "recursive" {
+            *self.pin_count.lock().expect("not poisoned") = Some(pins.len() as i64);
+        }
         Ok(pins)
     }
 
@@ -393,8 +424,21 @@ impl IpfsClient {
         if pin.max_depth > 0 {
             query.push(("max-depth", pin.max_depth.to_string()));
         }
+        self.pin_adds.fetch_add(1, Ordering::Relaxed);
+        let result = self.pin_add(pin, &query).await;
+        match result {
+            Ok(()) => self.count_pins(1),
+            Err(_) => {
+                self.pin_add_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// `pin/add` with progress, aborted when progress stalls for the pin timeout.
+    async fn pin_add(&self, pin: &Pin, query: &[(&str, String)]) -> Result<(), IpfsError> {
         let stall = self.config.pin_stall_timeout;
-        let mut response = self.post("pin/add", &query, None).await?;
+        let mut response = self.post("pin/add", query, None).await?;
         let mut last_progress = 0u64;
         let mut advanced_at = Instant::now();
         let mut buffer = Vec::new();
@@ -457,7 +501,10 @@ impl IpfsClient {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.count_pins(-1);
+                Ok(())
+            }
             Err(e) if e.is_not_pinned() => Ok(()),
             Err(e) => Err(e),
         }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod ipfs;
+pub mod metrics;
 pub mod peer;
 pub mod peerstore;
 pub mod store;

@@ -11,6 +11,7 @@ use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_native::config::{
     generate_identity, load_identity, ConfigError, ServiceConfig, CONFIG_FILE, IDENTITY_FILE,
 };
+use pinfold_native::metrics::PeerMetrics;
 use pinfold_native::peer::{Peer, PeerOptions};
 
 /// pinfold: an IPFS Cluster for native hosts and the browser, wire compatible with Go
@@ -92,6 +93,10 @@ enum ServiceCommand {
         /// Do not add the bootstrap peers to crdt.trusted_peers.
         #[arg(long)]
         no_trust: bool,
+        /// Serve Prometheus metrics at observations.metrics.prometheus_endpoint
+        /// (127.0.0.1:8888 by default), as enable_stats does.
+        #[arg(long)]
+        stats: bool,
         /// Log level: error, warn, info, debug, trace, or a filter like `pinfold=debug,libp2p=info`.
         #[arg(long, short = 'l', env = "PINFOLD_LOG", default_value = "info")]
         log_level: String,
@@ -170,7 +175,12 @@ async fn shutdown_signal() {
     tracing::info!("signal received");
 }
 
-fn daemon(folder: &std::path::Path, bootstrap: Vec<Multiaddr>, no_trust: bool) -> Result<()> {
+fn daemon(
+    folder: &std::path::Path,
+    bootstrap: Vec<Multiaddr>,
+    no_trust: bool,
+    stats: bool,
+) -> Result<()> {
     let config_path = folder.join(CONFIG_FILE);
     if !config_path.exists() {
         anyhow::bail!(
@@ -181,6 +191,7 @@ fn daemon(folder: &std::path::Path, bootstrap: Vec<Multiaddr>, no_trust: bool) -
     }
     let mut config = ServiceConfig::load(&config_path)?;
     config.apply_env(|name| std::env::var(name).ok())?;
+    config.observations.metrics.enable_stats |= stats;
     if !no_trust && !config.consensus.crdt.trusted_peers.iter().any(|p| p == "*") {
         for address in &bootstrap {
             if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() {
@@ -190,13 +201,25 @@ fn daemon(folder: &std::path::Path, bootstrap: Vec<Multiaddr>, no_trust: bool) -
     }
     let key = load_identity(&folder.join(IDENTITY_FILE))?;
     let api_address = config.api.restapi.http_listen_multiaddress.clone();
+    let metrics_config = config.observations.metrics.clone();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let (metrics, prometheus) = if metrics_config.enable_stats {
+            let socket = pinfold_native::api::socket_addr(&metrics_config.prometheus_endpoint)
+                .map_err(|e| anyhow::anyhow!("observations.metrics.prometheus_endpoint: {e}"))?;
+            let listener = pinfold_native::metrics::listen(socket).await?;
+            let (metrics, registry) = PeerMetrics::new();
+            let server = tokio::spawn(pinfold_native::metrics::serve(listener, registry));
+            (Some(metrics), Some(server))
+        } else {
+            (None, None)
+        };
         let (peer, handle) = Peer::start(PeerOptions {
             dir: folder.to_owned(),
             config,
             key,
             bootstrap,
+            metrics,
         })
         .await?;
         tracing::info!(peer = %peer.local_peer_id(), "pinfold peer started");
@@ -209,6 +232,9 @@ fn daemon(folder: &std::path::Path, bootstrap: Vec<Multiaddr>, no_trust: bool) -
         let api = tokio::spawn(pinfold_native::api::serve(listener, handle));
         let result = peer.run(shutdown_signal()).await;
         api.abort();
+        if let Some(server) = prometheus {
+            server.abort();
+        }
         tracing::info!("stopped");
         result
     })
@@ -223,11 +249,12 @@ fn main() -> Result<()> {
             ServiceCommand::Daemon {
                 bootstrap,
                 no_trust,
+                stats,
                 log_level,
                 log_format,
             } => {
                 init_logs(&log_level, log_format)?;
-                daemon(&config, bootstrap, no_trust)?;
+                daemon(&config, bootstrap, no_trust, stats)?;
             }
         },
         Command::Version => writeln!(out, "pinfold {}", env!("CARGO_PKG_VERSION"))?,

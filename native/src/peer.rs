@@ -12,6 +12,7 @@ use cid::Cid;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::identity::Keypair;
+use libp2p::metrics::Recorder as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CERTIFICATE_FILE};
 use crate::ipfs::{Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
+use crate::metrics::PeerMetrics;
 use crate::peerstore::Peerstore;
 use crate::store::RedbStore;
 use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent, SwarmSettings, WRONG_SECRET};
@@ -203,6 +205,8 @@ pub struct PeerOptions {
     pub key: Keypair,
     /// Extra addresses to dial at start (`--bootstrap`).
     pub bootstrap: Vec<Multiaddr>,
+    /// What to record for the Prometheus endpoint, when it is on.
+    pub metrics: Option<PeerMetrics>,
 }
 
 /// The peer task's state.
@@ -230,6 +234,7 @@ pub struct Peer {
     /// Connections this peer dialed, so that a failed secret proof on one reads as a failed
     /// dial.
     dialed: HashSet<ConnectionId>,
+    metrics: Option<PeerMetrics>,
     /// Peers whose heads were announced to since they subscribed.
     head_subscribers: HashSet<PeerId>,
     heads_announce_due: bool,
@@ -243,6 +248,7 @@ impl Peer {
             config,
             key,
             bootstrap,
+            metrics,
         } = options;
         config.validate()?;
         let local = key.public().to_peer_id();
@@ -376,9 +382,11 @@ impl Peer {
             peerstore,
             redial: HashMap::new(),
             dialed: HashSet::new(),
+            metrics,
             head_subscribers: HashSet::new(),
             heads_announce_due: false,
         };
+        peer.count_pins().await?;
         let mut dial: Vec<Multiaddr> = peer.config.cluster.peer_addresses.clone();
         dial.extend(bootstrap);
         dial.extend(peer.peerstore.addresses());
@@ -390,6 +398,61 @@ impl Peer {
 
     pub fn local_peer_id(&self) -> PeerId {
         self.local
+    }
+
+    /// Sets `ipfscluster_pins` from the stored pinset; pin events keep it current after.
+    async fn count_pins(&mut self) -> anyhow::Result<()> {
+        let Some(metrics) = self.metrics.clone() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let (mut count, mut after) = (0usize, None);
+        loop {
+            let page = self.replica.pins(after.as_ref(), PAGE).await?;
+            count += page.len();
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.cid),
+                _ => break,
+            }
+        }
+        metrics.pins.set(count as i64);
+        tracing::info!(pins = count, elapsed = ?started.elapsed(), "counted the pinset for the metrics");
+        Ok(())
+    }
+
+    /// Refreshes the metrics that are read rather than counted.
+    fn refresh_metrics(&self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        if let Some(tracker) = &self.tracker {
+            metrics.pin_queued.set(tracker.pin_queue_size() as i64);
+            for (gauge, status) in [
+                (&metrics.pinning, TrackerStatus::Pinning),
+                (&metrics.pin_error, TrackerStatus::PinError),
+            ] {
+                let count = tracker.operations(StatusFilter::of(&[status])).count();
+                gauge.set(count as i64);
+            }
+        }
+        if let Some(ipfs) = &self.ipfs {
+            let (adds, errors) = ipfs.pin_add_counts();
+            metrics.pin_add.set(adds as i64);
+            metrics.pin_add_errors.set(errors as i64);
+            if let Some(count) = ipfs.pin_count() {
+                metrics.ipfs_pins.set(count);
+            }
+        }
+        let now = now_nanos();
+        metrics
+            .peers
+            .set(self.monitor.peerset(&self.local, now).len() as i64);
+        let progress = self.replica.progress();
+        metrics.crdt_heads.set(progress.heads as i64);
+        metrics.crdt_height.set(progress.height as i64);
+        metrics.crdt_pending_blocks.set(progress.pending as i64);
+        metrics.crdt_merged_deltas.set(progress.merged as i64);
+        metrics.refresh_resident_memory();
     }
 
     fn dial(&mut self, address: Multiaddr) {
@@ -438,6 +501,14 @@ impl Peer {
             .max(Duration::from_secs(1));
         let mut connect_swarms =
             tokio::time::interval_at(tokio::time::Instant::now() + connect_period, connect_period);
+        let mut report = tokio::time::interval(
+            self.config
+                .observations
+                .metrics
+                .reporting_interval
+                .0
+                .max(Duration::from_millis(100)),
+        );
         self.refresh_ipfs_id();
         loop {
             tokio::select! {
@@ -449,6 +520,7 @@ impl Peer {
                 _ = informers.tick() => self.read_informers(),
                 _ = recover.tick() => self.start_recover(),
                 _ = connect_swarms.tick() => self.connect_swarms(),
+                _ = report.tick(), if self.metrics.is_some() => self.refresh_metrics(),
                 _ = &mut shutdown => break,
             }
             self.drain_replica().await?;
@@ -504,6 +576,17 @@ impl Peer {
     }
 
     fn on_pinset_change(&mut self, output: &Output) {
+        if let Some(metrics) = &self.metrics {
+            match output {
+                Output::Put { added: true, .. } => {
+                    metrics.pins.inc();
+                }
+                Output::Delete { .. } => {
+                    metrics.pins.dec();
+                }
+                _ => {}
+            }
+        }
         let Some(event) = PinEvent::from_output(output) else {
             return;
         };
@@ -749,13 +832,17 @@ impl Peer {
         } else {
             DiskMetric::FreeSpace
         };
-        let mut metrics = vec![informer::disk_metric(
+        let disk = informer::disk_metric(
             kind,
             stat.as_ref(),
             &self.local,
             informers.disk.metric_ttl.millis(),
             now,
-        )];
+        );
+        if let (Some(recorded), true) = (&self.metrics, disk.valid) {
+            recorded.informer_disk.set(disk.weight);
+        }
+        let mut metrics = vec![disk];
         metrics.extend(informer::tag_metrics(
             &informers.tags.tags,
             &self.local,
@@ -839,6 +926,9 @@ impl Peer {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<GatedEvent>) -> anyhow::Result<()> {
+        if let Some(metrics) = &self.metrics {
+            metrics.libp2p.record(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(address = %address.with(Protocol::P2p(self.local)), "listening");
@@ -892,6 +982,9 @@ impl Peer {
                 connection,
                 reason,
             }) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.psk_rejections.inc();
+                }
                 if self.dialed.remove(&connection) {
                     tracing::error!(%peer, "{WRONG_SECRET}: {reason}");
                 } else {
@@ -904,6 +997,15 @@ impl Peer {
     }
 
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) -> anyhow::Result<()> {
+        if let Some(metrics) = &self.metrics {
+            match &event {
+                BehaviourEvent::Gossipsub(e) => metrics.libp2p.record(e),
+                BehaviourEvent::Identify(e) => metrics.libp2p.record(e),
+                BehaviourEvent::Ping(e) => metrics.libp2p.record(e),
+                BehaviourEvent::Relay(e) => metrics.libp2p.record(e),
+                _ => {}
+            }
+        }
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
                 let Some(author) = message.source else {

@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+import { freePort } from '../support/net.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const full = [];
@@ -34,6 +35,13 @@ before(async () => {
   const trusted = full.map((p) => p.id).join(',');
   for (const peer of everyone()) peer.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = trusted;
   follower.extraEnv.CLUSTER_ROLE = 'follower';
+  // p1 serves Prometheus metrics.
+  full[0].metricsUrl = `http://127.0.0.1:${await freePort()}/metrics`;
+  Object.assign(full[0].extraEnv, {
+    CLUSTER_METRICS_ENABLESTATS: 'true',
+    CLUSTER_METRICS_PROMETHEUSENDPOINT: `/ip4/127.0.0.1/tcp/${new URL(full[0].metricsUrl).port}`,
+    CLUSTER_METRICS_REPORTINGINTERVAL: '1s',
+  });
   await full[0].start();
   for (const peer of [...full.slice(1), follower]) await peer.start(['--bootstrap', full[0].address]);
   // Everyone sees all four peers and the freespace of each.
@@ -200,6 +208,41 @@ test("an untrusted writer's pins are ignored", async () => {
   } finally {
     await mallory.stop();
   }
+});
+
+/** One sample's value from Prometheus text, by metric name (and label text). */
+function sample(text, name) {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+test('the Prometheus endpoint reports pins, daemon pins, peers and libp2p traffic', async () => {
+  const scrape = async () => {
+    const res = await fetch(full[0].metricsUrl, { signal: AbortSignal.timeout(5000) });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /openmetrics-text/);
+    return res.text();
+  };
+  const pins = (await full[0].list('/allocations')).length;
+  assert.ok(pins > 0);
+  // Other peers of these tests share p1's daemon: listing the statuses reads its pin list
+  // afresh, as a recover sweep does.
+  await full[0].list('/pins');
+  const daemonPins = Object.keys(JSON.parse((await full[0].ipfs.rpc('pin/ls?type=recursive')).body).Keys).length;
+  const text = await waitFor('the pinset and daemon counts in the metrics', async () => {
+    const text = await scrape();
+    return sample(text, 'ipfscluster_pins') === pins
+      && sample(text, 'ipfscluster_pins_ipfs_pins') === daemonPins
+      && sample(text, 'pinfold_peers') >= 4 ? text : null;
+  }, 10_000);
+  assert.ok(sample(text, 'ipfscluster_pins_pin_add') >= 1, text);
+  assert.equal(sample(text, 'ipfscluster_pins_pin_add_errors'), 0, text);
+  assert.ok(sample(text, 'ipfscluster_informer_disk') > 0, text);
+  assert.ok(sample(text, 'pinfold_crdt_heads') >= 1, text);
+  assert.ok(sample(text, 'pinfold_psk_rejections_total') >= 1, 'the WebRTC intruder was counted');
+  assert.ok(sample(text, 'process_resident_memory_bytes') > 1e6, text);
+  assert.match(text, /^libp2p_swarm_connections_established_total\{.*\} [1-9]/m);
+  assert.match(text, /^libp2p_gossipsub_messages_total [1-9]/m);
 });
 
 test('the IPFS daemon stopped and restarted under a pinning peer: pins end pinned', async () => {

@@ -36,7 +36,7 @@ impl PinEvent {
     /// What a replica output means for the pinset; `None` for broadcasts and fetches.
     pub fn from_output(output: &Output) -> Option<Result<Self, PinEntryError>> {
         match output {
-            Output::Put { key, value } => {
+            Output::Put { key, value, .. } => {
                 Some(read_pin(key, value).map(|pin| PinEvent::Pinned(Box::new(pin))))
             }
             Output::Delete { key } => Some(

@@ -31,8 +31,12 @@ pub enum Output {
     /// Fetch these blocks and hand each to [`Replica::receive_block`] (or report
     /// [`Replica::block_unavailable`]).
     Fetch(Vec<Cid>),
-    /// A key got a new value (go-ds-crdt's put hook).
-    Put { key: String, value: Vec<u8> },
+    /// A key got a new value (go-ds-crdt's put hook); `added` when it had none before.
+    Put {
+        key: String,
+        value: Vec<u8>,
+        added: bool,
+    },
     /// A key lost its value (go-ds-crdt's delete hook).
     Delete { key: String },
 }
@@ -1018,6 +1022,7 @@ impl<S: Store> Replica<S> {
                     events.push(Output::Put {
                         key: key.clone(),
                         value: after.value.clone(),
+                        added: before.is_none(),
                     });
                 }
                 tx.keys.push((key.into_bytes(), state));
@@ -1246,6 +1251,7 @@ impl<S: Store> Replica<S> {
                     events.push(Output::Put {
                         key: key.to_owned(),
                         value: after.clone(),
+                        added: before.is_none(),
                     })
                 }
                 (Some(_), None) => events.push(Output::Delete {

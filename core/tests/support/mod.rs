@@ -170,7 +170,7 @@ impl Sim {
                         }
                     }
                 }
-                Output::Put { key, value } => {
+                Output::Put { key, value, .. } => {
                     self.observed[r].insert(key, value);
                 }
                 Output::Delete { key } => {
