@@ -1,7 +1,8 @@
 // A real cluster on loopback: three full peers and a follower, each with its own test IPFS
 // daemon, pinning through the Kubo RPC API. Checks replication, unpinning, the follower,
-// a SIGKILL and restart, a wrong secret (over TCP and over webrtc-direct), a peer reached only
-// over webrtc-direct, an untrusted writer, and an IPFS daemon restart.
+// a SIGKILL and restart, a wrong secret (over TCP and over webrtc-direct), peers reached only
+// over webrtc-direct or WebSocket, an untrusted writer, the Prometheus endpoint, and an IPFS
+// daemon restart.
 // Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,7 +28,7 @@ before(async () => {
   const names = ['p1', 'p2', 'p3'];
   for (const name of names) {
     const ipfs = await new Ipfs(name).start();
-    full.push(new Peer(name, { ipfs, listen: name === 'p1' ? ['tcp', 'webrtc'] : ['tcp'] }));
+    full.push(new Peer(name, { ipfs, listen: name === 'p1' ? ['tcp', 'ws', 'webrtc'] : ['tcp'] }));
   }
   follower = new Peer('follower', { ipfs: await new Ipfs('follower').start() });
   for (const peer of everyone()) await peer.init(secret);
@@ -152,32 +153,37 @@ test('a peer with the wrong secret cannot join or read', async () => {
   }
 });
 
-test('a peer that reaches the cluster only over webrtc-direct proves the secret and syncs', async () => {
-  const cid = await full[0].ipfs.addContent('seen over webrtc');
-  assert.equal((await full[0].post(`/pins/${cid}?replication=1`)).status, 200);
-  // A read-only peer listening on WebRTC alone, as a browser would reach a relay.
-  const remote = new Peer('webrtc-follower', { listen: ['webrtc'], env: { CLUSTER_ROLE: 'relay' } });
-  await remote.init(secret);
-  remote.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = full.map((p) => p.id).join(',');
-  await remote.start(['--bootstrap', await full[0].webrtcAddress(), '--no-trust']);
-  try {
-    await waitFor('the proof over WebRTC', async () => remote.tail(400).includes('the WebRTC connection proved the cluster secret'), 15_000);
-    const ours = (await full[0].list('/allocations')).map((p) => p.cid).sort();
-    await waitFor('the WebRTC peer to hold the whole pinset', async () =>
-      JSON.stringify((await remote.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours));
-    assert.ok(ours.includes(cid));
-  } catch (error) {
-    console.error(remote.tail(60));
-    throw error;
-  } finally {
-    await remote.stop();
-  }
-});
+for (const [transport, proof] of [['webrtc', true], ['ws', false]]) {
+  test(`a peer that reaches the cluster only over ${transport} syncs${proof ? ' after proving the secret' : ''}`, async () => {
+    const cid = await full[0].ipfs.addContent(`seen over ${transport}`);
+    assert.equal((await full[0].post(`/pins/${cid}?replication=1`)).status, 200);
+    // A read-only peer that knows p1 by that address alone, as a browser would.
+    const remote = new Peer(`${transport}-follower`, { listen: [transport], env: { CLUSTER_ROLE: 'relay' } });
+    await remote.init(secret);
+    remote.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = full.map((p) => p.id).join(',');
+    const address = await full[0].addressOf(transport);
+    await remote.start(['--bootstrap', address, '--no-trust']);
+    try {
+      const ours = (await full[0].list('/allocations')).map((p) => p.cid).sort();
+      await waitFor(`the ${transport} peer to hold the whole pinset`, async () =>
+        JSON.stringify((await remote.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours));
+      assert.ok(ours.includes(cid));
+      const log = remote.tail(400);
+      assert.equal(log.includes('the WebRTC connection proved the cluster secret'), proof, log);
+      assert.match(log, new RegExp(`connected peer=${full[0].id} address=${address.split('/p2p/')[0].replaceAll('/', '\\/')}`));
+    } catch (error) {
+      console.error(remote.tail(60));
+      throw error;
+    } finally {
+      await remote.stop();
+    }
+  });
+}
 
 test('a peer with the wrong secret over webrtc-direct is closed before any cluster data', async () => {
   const intruder = new Peer('webrtc-intruder', { listen: ['webrtc'], env: { CLUSTER_ROLE: 'relay' } });
   await intruder.init(execFileSync(pinfoldBin, ['secret', 'new']).toString().trim());
-  await intruder.start(['--bootstrap', await full[0].webrtcAddress()]);
+  await intruder.start(['--bootstrap', await full[0].addressOf('webrtc')]);
   try {
     await waitFor('the intruder to report the wrong secret', async () =>
       intruder.tail(200).includes('could not connect: wrong cluster secret or not a pinfold/ipfs-cluster peer'), 15_000);

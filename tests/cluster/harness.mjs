@@ -100,6 +100,7 @@ export class Peer {
   async init(secret) {
     this.swarmPort ??= await freePort();
     this.webrtcPort ??= await freeUdpPort();
+    this.wsPort ??= await freePort();
     this.apiPort ??= await freePort();
     this.secret = secret;
     execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], { env: this.env(), stdio: 'ignore' });
@@ -117,6 +118,7 @@ export class Peer {
       CLUSTER_LISTENMULTIADDRESS: this.transports.map((t) => ({
         tcp: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
         webrtc: `/ip4/127.0.0.1/udp/${this.webrtcPort}/webrtc-direct`,
+        ws: `/ip4/127.0.0.1/tcp/${this.wsPort}/ws`,
       })[t]).join(','),
       CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
@@ -156,11 +158,12 @@ export class Peer {
     peers.delete(this);
   }
 
-  /** The webrtc-direct address (with its certificate hash) from `/id`. */
-  async webrtcAddress() {
+  /** The address of a transport it listens on (`webrtc` with its certificate hash), from `/id`. */
+  async addressOf(transport) {
     const id = JSON.parse((await this.get('/id')).body);
-    const address = id.addresses.find((a) => a.includes('/webrtc-direct/'));
-    if (!address) throw new Error(`${this.name} has no webrtc-direct address: ${id.addresses}`);
+    const marker = { webrtc: '/webrtc-direct/', ws: '/ws/', tcp: '/tcp/' }[transport];
+    const address = id.addresses.find((a) => a.includes(marker) && (transport !== 'tcp' || !a.includes('/ws/')));
+    if (!address) throw new Error(`${this.name} has no ${transport} address: ${id.addresses}`);
     return address;
   }
 
