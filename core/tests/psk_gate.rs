@@ -130,8 +130,9 @@ async fn peers_sharing_the_secret_prove_it_then_exchange_blocks() {
 }
 
 /// Runs both swarms until `a` reports a rejection, failing if any bitswap message reaches
-/// either side; then checks the connection is gone.
-async fn expect_rejection<B>(a: &mut Swarm<Gated>, b: &mut Swarm<B>) -> Rejection
+/// either side; then checks the connection is gone. Also says whether `b` reported a
+/// rejection of its own.
+async fn expect_rejection<B>(a: &mut Swarm<Gated>, b: &mut Swarm<B>) -> (Rejection, bool)
 where
     B: NetworkBehaviour + Send,
     B::ToSwarm: Send + std::fmt::Debug,
@@ -141,6 +142,7 @@ where
     a.connect(b).await;
     let mut rejection = None;
     let mut closed = false;
+    let mut other_rejected = false;
     while rejection.is_none() || !closed {
         match next(a, b, Duration::from_secs(10))
             .await
@@ -159,6 +161,7 @@ where
                     !text.contains("Wanted") && !text.contains("Inner"),
                     "the other side saw {text}"
                 );
+                other_rejected |= text.starts_with("Rejected");
             }
             Either::Left(SwarmEvent::ConnectionClosed { .. }) => closed = true,
             _ => {}
@@ -166,12 +169,16 @@ where
     }
     // Nothing more crosses afterwards.
     while let Some(event) = next(a, b, Duration::from_millis(300)).await {
-        if let Either::Left(SwarmEvent::Behaviour(Event::Inner(event))) = event {
-            assert_no_exchange(&event);
+        match event {
+            Either::Left(SwarmEvent::Behaviour(Event::Inner(event))) => assert_no_exchange(&event),
+            Either::Right(SwarmEvent::Behaviour(event)) => {
+                other_rejected |= format!("{event:?}").starts_with("Rejected")
+            }
+            _ => {}
         }
     }
     assert!(!a.is_connected(b.local_peer_id()));
-    rejection.unwrap()
+    (rejection.unwrap(), other_rejected)
 }
 
 /// Fails on a bitswap event that only a message from the other side can cause. Once the
@@ -188,10 +195,14 @@ async fn a_wrong_secret_is_rejected_before_any_cluster_message() {
     let mut a = gated([1; 32], everything);
     let mut b = gated([2; 32], everything);
     b.listen().with_memory_addr_external().await;
-    let reason = expect_rejection(&mut a, &mut b).await;
+    let (reason, listener_rejected) = expect_rejection(&mut a, &mut b).await;
     assert!(
         matches!(reason, Rejection::WrongSecret | Rejection::Stream(_)),
         "{reason:?}"
+    );
+    assert!(
+        listener_rejected,
+        "the listener did not report the failed proof"
     );
     assert!(reason.to_string().contains("wrong cluster secret?"));
 }
@@ -201,7 +212,7 @@ async fn a_peer_without_the_gate_is_rejected() {
     let mut a = gated([1; 32], everything);
     let mut b = Swarm::new_ephemeral_tokio(|_| Bitswap::new(bitswap::Config::default()));
     b.listen().with_memory_addr_external().await;
-    let reason = expect_rejection(&mut a, &mut b).await;
+    let (reason, _) = expect_rejection(&mut a, &mut b).await;
     assert_eq!(reason, Rejection::NotPinfold);
 }
 
@@ -210,7 +221,7 @@ async fn a_peer_that_never_answers_is_rejected_at_the_timeout() {
     let mut a = gated([1; 32], everything);
     let mut b = Swarm::new_ephemeral_tokio(|_| Silent);
     b.listen().with_memory_addr_external().await;
-    let reason = expect_rejection(&mut a, &mut b).await;
+    let (reason, _) = expect_rejection(&mut a, &mut b).await;
     assert_eq!(reason, Rejection::TimedOut(Duration::from_secs(2)));
 }
 

@@ -189,6 +189,9 @@ pub struct ClusterSection {
     pub secret: String,
     pub role: Role,
     pub listen_multiaddress: Vec<Multiaddr>,
+    /// The addresses other peers and relay clients are told to reach this peer at; empty
+    /// announces the listen addresses.
+    pub announce_multiaddress: Vec<Multiaddr>,
     /// Addresses (with `/p2p/`) dialed at start, besides the peerstore's.
     pub peer_addresses: Vec<Multiaddr>,
     pub replication_factor_min: i32,
@@ -214,6 +217,7 @@ impl Default for ClusterSection {
                     .parse()
                     .expect("valid"),
             ],
+            announce_multiaddress: Vec::new(),
             peer_addresses: Vec::new(),
             replication_factor_min: -1,
             replication_factor_max: -1,
@@ -526,6 +530,10 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_LISTENMULTIADDRESS", |c, v| {
         c.cluster.listen_multiaddress = addresses(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_ANNOUNCEMULTIADDRESS", |c, v| {
+        c.cluster.announce_multiaddress = addresses(v)?;
         Ok(())
     }),
     ("CLUSTER_PEERADDRESSES", |c, v| {

@@ -279,6 +279,9 @@ impl Peer {
                 .listen_on(address.clone())
                 .with_context(|| format!("could not listen on {address}"))?;
         }
+        for address in &config.cluster.announce_multiaddress {
+            swarm.add_external_address(address.clone());
+        }
         let heads_topic = IdentTopic::new(crdt_topic(&config.consensus.crdt.cluster_name));
         let metrics_topic = IdentTopic::new(METRICS_TOPIC);
         swarm
@@ -931,7 +934,17 @@ impl Peer {
         }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                // Relay reservations carry the external addresses: without any, clients
+                // could not be reached through this peer.
+                if self.config.cluster.announce_multiaddress.is_empty() {
+                    self.swarm.add_external_address(address.clone());
+                }
                 tracing::info!(address = %address.with(Protocol::P2p(self.local)), "listening");
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. }
+                if self.config.cluster.announce_multiaddress.is_empty() =>
+            {
+                self.swarm.remove_external_address(&address);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

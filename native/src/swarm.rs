@@ -67,11 +67,12 @@ pub struct Behaviour {
     pub relay: Toggle<relay::Behaviour>,
 }
 
-type Muxed = (PeerId, StreamMuxerBox);
+/// An authenticated, multiplexed connection.
+pub type Muxed = (PeerId, StreamMuxerBox);
 
 /// TCP and WebSocket-over-TCP, each inside pnet when there is a secret, then Noise and
 /// yamux; and webrtc-direct (DTLS, then Noise inside) when it has a certificate.
-fn transport(key: &Keypair, settings: &SwarmSettings) -> std::io::Result<Boxed<Muxed>> {
+pub fn transport(key: &Keypair, settings: &SwarmSettings) -> std::io::Result<Boxed<Muxed>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
     let tcp_config = || tcp::Config::default().nodelay(true);
     let psk = settings

@@ -209,4 +209,21 @@ impl ConnectionHandler for AuthHandler {
         }
         Poll::Pending
     }
+
+    /// A connection that closes before its proof was decided (the remote gave up on it,
+    /// say after finding our answer wrong) is still reported as rejected.
+    fn poll_close(&mut self, _: &mut Context<'_>) -> Poll<Option<Verdict>> {
+        if let Some(verdict) = self.verdict.take() {
+            return Poll::Ready(Some(verdict));
+        }
+        Poll::Ready(match self.state {
+            State::Open | State::Opening | State::Listening | State::Exchanging(_) => {
+                self.state = State::Decided;
+                Some(Verdict::Rejected(Rejection::Stream(
+                    "the connection closed before the proof".into(),
+                )))
+            }
+            State::Exempt | State::Decided => None,
+        })
+    }
 }
