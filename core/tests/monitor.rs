@@ -4,7 +4,7 @@ mod support;
 
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::monitor::{
-    ping_metric, Monitor, DEFAULT_PING_INTERVAL_MS, PING_METRIC, WINDOW_CAP,
+    ping_metric, Monitor, PingInfo, DEFAULT_PING_INTERVAL_MS, PING_METRIC, WINDOW_CAP,
 };
 use support::peer;
 
@@ -13,9 +13,11 @@ const SECOND: i64 = 1_000_000_000;
 fn ping(n: u64, now: i64) -> Metric {
     ping_metric(
         &peer(n),
-        &format!("peer-{n}"),
-        "QmIpfs",
-        &[],
+        PingInfo {
+            peer_name: &format!("peer-{n}"),
+            ipfs_id: "QmIpfs",
+            ..PingInfo::default()
+        },
         DEFAULT_PING_INTERVAL_MS,
         now,
     )
@@ -30,6 +32,20 @@ fn ping_lives_twice_its_interval_and_carries_the_peer_in_json() {
     assert_eq!(value["peer_name"], "peer-1");
     assert_eq!(value["ipfs_id"], "QmIpfs");
     assert!(value["ipfs_addresses"].as_array().unwrap().is_empty());
+    // Exactly Go's three keys when there are no swarm addresses to add.
+    assert_eq!(value.as_object().unwrap().len(), 3);
+    let addresses = ["/ip4/10.0.0.1/tcp/9096/p2p/12D3KooW".to_owned()];
+    let with = ping_metric(
+        &peer(1),
+        PingInfo {
+            cluster_addresses: &addresses,
+            ..PingInfo::default()
+        },
+        DEFAULT_PING_INTERVAL_MS,
+        0,
+    );
+    let value: serde_json::Value = serde_json::from_str(&with.value).unwrap();
+    assert_eq!(value["cluster_addresses"][0], addresses[0]);
 }
 
 #[test]

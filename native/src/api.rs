@@ -2,7 +2,8 @@
 //! `/pins`, `/pins/{cid}` (GET, POST with ipfs-cluster's query options, DELETE),
 //! `/pins/{cid}/recover`, `/allocations`, `/allocations/{cid}` and
 //! `/monitor/metrics/{name}`, plus `/state/crdt` (heads, height, sync progress). Lists stream one JSON object per line, page by page, so a
-//! million pins never sit in memory at once. Statuses are this peer's own view.
+//! million pins never sit in memory at once. Statuses are the cluster's (every peer asked
+//! over the status exchange), or this peer's own with `?local=true`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use futures::stream::{self, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::pin::{Pin, PinMode};
-use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, StatusFilter};
+use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
 use crate::peer::{Command, CommandError, PeerHandle, PAGE};
@@ -180,17 +181,64 @@ async fn daemon_pins(peer: &PeerHandle) -> ApiResult<Arc<DaemonPins>> {
     }
 }
 
+/// ipfs-cluster's `local` option: only this peer's view instead of every peer's.
+fn local_only(query: &HashMap<String, String>) -> ApiResult<bool> {
+    match query.get("local").map(String::as_str) {
+        None | Some("false") | Some("") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "parameter local: {other:?} is not true or false"
+        ))),
+    }
+}
+
+/// Refuses query parameters a route does not take, naming them.
+fn only_parameters(query: &HashMap<String, String>, known: &[&str]) -> ApiResult<()> {
+    match query.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?}; this route takes: {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The cluster's views of `local`'s CIDs: this peer's, merged with every other peer's.
+async fn with_peer_views(peer: &PeerHandle, local: Vec<PinInfo>) -> ApiResult<Vec<GlobalPinInfo>> {
+    let cids: Vec<Cid> = local.iter().map(|i| i.cid).collect();
+    let others = peer
+        .ask(|reply| Command::PeerStatuses { cids, reply })
+        .await?;
+    let mut globals: Vec<GlobalPinInfo> = local.into_iter().map(GlobalPinInfo::new).collect();
+    let index: HashMap<Cid, usize> = globals
+        .iter()
+        .enumerate()
+        .map(|(n, g)| (g.cid, n))
+        .collect();
+    for info in others {
+        if let Some(&n) = index.get(&info.cid) {
+            globals[n].add(info);
+        }
+    }
+    Ok(globals)
+}
+
 async fn list_statuses(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    only_parameters(&query, &["filter", "local"])?;
     let filter = match query.get("filter") {
         Some(text) if !text.is_empty() => {
             StatusFilter::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?
         }
         _ => StatusFilter::ALL,
     };
-    let daemon = if filter.needs_daemon_pins() {
+    let local = local_only(&query)?;
+    // Cluster-wide, a pin is listed when any peer's status passes the filter, so each
+    // page is read whole and filtered once every view is in.
+    let page_filter = if local { filter } else { StatusFilter::ALL };
+    let daemon = if page_filter.needs_daemon_pins() {
         daemon_pins(&peer).await?
     } else {
         Arc::new(DaemonPins::new())
@@ -205,14 +253,20 @@ async fn list_statuses(
                 .ask(|reply| Command::Statuses {
                     after,
                     daemon,
-                    filter,
+                    filter: page_filter,
                     reply,
                 })
                 .await
                 .ok()?;
-            let lines: Vec<Result<Vec<u8>, std::io::Error>> = infos
-                .into_iter()
-                .map(|info| line(&GlobalPinInfo::new(info)))
+            let globals = if local {
+                infos.into_iter().map(GlobalPinInfo::new).collect()
+            } else {
+                with_peer_views(&peer, infos).await.ok()?
+            };
+            let lines: Vec<Result<Vec<u8>, std::io::Error>> = globals
+                .iter()
+                .filter(|g| local || g.peer_map.values().any(|s| filter.matches(s.status)))
+                .map(line)
                 .collect();
             Some((stream::iter(lines), next.map(Some)))
         }
@@ -235,13 +289,26 @@ async fn daemon_status(
     }
 }
 
-async fn status(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
+async fn status(
+    State(peer): State<PeerHandle>,
+    Path(cid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    only_parameters(&query, &["local"])?;
     let cid = parse_cid(&cid)?;
     let daemon = daemon_status(&peer, &cid).await;
     let info = peer
         .ask(|reply| Command::Status { cid, daemon, reply })
         .await?;
-    Ok(Json(GlobalPinInfo::new(info)).into_response())
+    let global = if local_only(&query)? {
+        GlobalPinInfo::new(info)
+    } else {
+        with_peer_views(&peer, vec![info])
+            .await?
+            .pop()
+            .expect("one view in, one out")
+    };
+    Ok(Json(global).into_response())
 }
 
 async fn recover(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {

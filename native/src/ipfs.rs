@@ -86,6 +86,8 @@ pub struct IpfsClient {
     pin_adds: AtomicU64,
     pin_add_errors: AtomicU64,
     pin_count: Mutex<Option<i64>>,
+    /// The last recursive pin list and when it was read, for status requests of peers.
+    recent_pins: tokio::sync::Mutex<Option<(Instant, Arc<DaemonPins>)>>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +178,7 @@ impl IpfsClient {
             pin_adds: AtomicU64::new(0),
             pin_add_errors: AtomicU64::new(0),
             pin_count: Mutex::new(None),
+            recent_pins: tokio::sync::Mutex::new(None),
             health: Mutex::new(Health::Up),
         })
     }
@@ -396,6 +399,23 @@ impl IpfsClient {
         if pin_type == "recursive" {
             *self.pin_count.lock().expect("not poisoned") = Some(pins.len() as i64);
         }
+        Ok(pins)
+    }
+
+    /// The daemon's recursive pins as listed at most `max_age` ago: one listing serves the
+    /// requests that come meanwhile (a cluster-wide status pages through the pinset).
+    pub async fn recent_recursive_pins(
+        &self,
+        max_age: Duration,
+    ) -> Result<Arc<DaemonPins>, IpfsError> {
+        let mut recent = self.recent_pins.lock().await;
+        if let Some((at, pins)) = recent.as_ref() {
+            if at.elapsed() <= max_age {
+                return Ok(pins.clone());
+            }
+        }
+        let pins = Arc::new(self.pin_ls_all("recursive").await?);
+        *recent = Some((Instant::now(), pins.clone()));
         Ok(pins)
     }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod ctl;
 pub mod ipfs;
 pub mod metrics;
 pub mod peer;

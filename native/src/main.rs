@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a cluster peer next to an IPFS daemon (ipfs-cluster-service's verbs).
     Service(ServiceArgs),
+    /// Operate a cluster through a peer's REST API (ipfs-cluster-ctl's verbs).
+    Ctl(pinfold_native::ctl::CtlArgs),
     /// Print the version.
     Version,
     /// Create and check cluster secrets (the cluster's private-network key).
@@ -257,6 +259,10 @@ fn main() -> Result<()> {
                 daemon(&config, bootstrap, no_trust, stats)?;
             }
         },
+        Command::Ctl(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(pinfold_native::ctl::run(args, &mut out))?,
         Command::Version => writeln!(out, "pinfold {}", env!("CARGO_PKG_VERSION"))?,
         Command::Topic { cluster_name } => writeln!(out, "{}", crdt_topic(&cluster_name))?,
         Command::Secret(SecretCommand::New { swarm_key }) => {

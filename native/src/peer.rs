@@ -14,6 +14,7 @@ use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::identity::Keypair;
 use libp2p::metrics::Recorder as _;
 use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsSet};
@@ -21,10 +22,11 @@ use pinfold_core::codec::bitswap::{Presence, WantType};
 use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
+use pinfold_core::codec::status::{StatusRequest, StatusResponse};
 use pinfold_core::crdt::{self, BatchConfig, BlockId, Output, PinEvent, Replica, Store as _};
 use pinfold_core::informer::{self, DiskMetric, RepoStat};
 use pinfold_core::monitor::{self, Monitor};
-use pinfold_core::net::bitswap;
+use pinfold_core::net::{bitswap, status};
 use pinfold_core::pin::Pin;
 use pinfold_core::tracker::{
     DaemonPins, IpfsPinType, OpId, OperationKind, PeerIdentity, PinInfo, PinInfoShort, PinTracker,
@@ -44,6 +46,8 @@ use pinfold_core::net::psk_gate;
 pub const COMMAND_QUEUE: usize = 256;
 /// Pins read from the store per status page.
 pub const PAGE: usize = 1000;
+// A page of pins is asked of other peers in one status request.
+const _: () = assert!(PAGE <= pinfold_core::codec::status::MAX_CIDS);
 
 /// Unix time in milliseconds (the replica's clock).
 pub fn now_ms() -> u64 {
@@ -136,6 +140,13 @@ pub enum Command {
         daemon: Result<Option<IpfsPinType>, String>,
         reply: oneshot::Sender<PinInfo>,
     },
+    /// The other peers' views of these CIDs (at most
+    /// [`pinfold_core::codec::status::MAX_CIDS`]); a peer that
+    /// does not answer gets a `cluster_error` view of each.
+    PeerStatuses {
+        cids: Vec<Cid>,
+        reply: oneshot::Sender<Vec<PinInfo>>,
+    },
     Info {
         reply: oneshot::Sender<PeerInfo>,
     },
@@ -189,7 +200,27 @@ enum Background {
     IpfsId(IpfsId),
     /// The daemon's pin list for a recover sweep.
     Recover(DaemonPins),
+    /// A peer's status request, with the daemon's pins it needs (or why they are missing).
+    AnswerStatus {
+        cids: Vec<Cid>,
+        daemon: Result<Arc<DaemonPins>, String>,
+        channel: request_response::ResponseChannel<StatusResponse>,
+    },
 }
+
+/// How old a daemon pin list may be to answer another peer's status request.
+const STATUS_PINS_MAX_AGE: Duration = Duration::from_secs(10);
+
+/// A cluster-wide status being gathered: the views so far and the answers awaited.
+struct Gathering {
+    cids: Vec<Cid>,
+    infos: Vec<PinInfo>,
+    awaiting: usize,
+    reply: oneshot::Sender<Vec<PinInfo>>,
+}
+
+/// Swarm addresses a `ping` announces, and that are taken from one.
+const MAX_ANNOUNCED_ADDRESSES: usize = 8;
 
 /// Bound on background reports waiting.
 const BACKGROUND_QUEUE: usize = 1024;
@@ -235,6 +266,10 @@ pub struct Peer {
     /// dial.
     dialed: HashSet<ConnectionId>,
     metrics: Option<PeerMetrics>,
+    /// Status requests sent, by the gathering they belong to.
+    status_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
+    gatherings: HashMap<u64, Gathering>,
+    next_gathering: u64,
     /// Peers whose heads were announced to since they subscribed.
     head_subscribers: HashSet<PeerId>,
     heads_announce_due: bool,
@@ -385,6 +420,9 @@ impl Peer {
             peerstore,
             redial: HashMap::new(),
             dialed: HashSet::new(),
+            status_requests: HashMap::new(),
+            gatherings: HashMap::new(),
+            next_gathering: 0,
             metrics,
             head_subscribers: HashSet::new(),
             heads_announce_due: false,
@@ -796,11 +834,21 @@ impl Peer {
             .as_ref()
             .map(|id| id.addresses.iter().map(|a| a.to_string()).collect())
             .unwrap_or_default();
+        let cluster_addresses: Vec<String> = self
+            .swarm
+            .external_addresses()
+            .filter(|a| is_dialable(a))
+            .take(MAX_ANNOUNCED_ADDRESSES)
+            .map(|a| a.clone().with(Protocol::P2p(self.local)).to_string())
+            .collect();
         let metric = monitor::ping_metric(
             &self.local,
-            &self.config.cluster.peername,
-            &ipfs_id,
-            &addresses,
+            monitor::PingInfo {
+                peer_name: &self.config.cluster.peername,
+                ipfs_id: &ipfs_id,
+                ipfs_addresses: &addresses,
+                cluster_addresses: &cluster_addresses,
+            },
             self.config.cluster.monitor_ping_interval.millis(),
             now_nanos(),
         );
@@ -890,6 +938,26 @@ impl Peer {
                 self.ipfs_id = Some(id);
             }
             Background::Recover(daemon) => self.recover_all(daemon).await?,
+            Background::AnswerStatus {
+                cids,
+                daemon,
+                channel,
+            } => {
+                let mut infos = Vec::with_capacity(cids.len());
+                for cid in cids {
+                    let answer = match &daemon {
+                        Ok(pins) => Ok(pins.get(&cid)),
+                        Err(error) => Err(error.clone()),
+                    };
+                    infos.push(self.status(cid, answer).await?);
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .status
+                    .send_response(channel, StatusResponse::Statuses(infos));
+            }
         }
         Ok(())
     }
@@ -1031,6 +1099,9 @@ impl Peer {
                 } else if message.topic == self.metrics_topic.hash() {
                     match Metric::from_msgpack(&message.data) {
                         Ok(metric) if metric.peer == author => {
+                            if metric.name == monitor::PING_METRIC {
+                                self.learn_addresses(&metric);
+                            }
                             self.monitor.receive(metric, now_nanos())
                         }
                         Ok(_) => tracing::debug!(%author, "dropped a metric about another peer"),
@@ -1058,9 +1129,187 @@ impl Peer {
                     .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
             }
             BehaviourEvent::Bitswap(event) => self.on_bitswap(event).await?,
+            BehaviourEvent::Status(event) => self.on_status(event),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Takes the swarm addresses of a peer's `ping` and keeps that peer connected: peers
+    /// that met through one bootstrapper connect to each other, as the status exchange
+    /// needs.
+    fn learn_addresses(&mut self, ping: &Metric) {
+        if ping.peer == self.local || self.swarm.is_connected(&ping.peer) {
+            return;
+        }
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&ping.value) else {
+            return;
+        };
+        let addresses = value["cluster_addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(MAX_ANNOUNCED_ADDRESSES)
+            .filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok())
+            .filter(|a| is_dialable(a) && a.iter().last() == Some(Protocol::P2p(ping.peer)));
+        let mut any = false;
+        for address in addresses {
+            self.swarm.add_peer_address(ping.peer, address.clone());
+            self.peerstore.add(ping.peer, address);
+            any = true;
+        }
+        if any {
+            self.redial
+                .entry(ping.peer)
+                .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
+        }
+    }
+
+    // ----- cluster-wide statuses -----------------------------------------------------------
+
+    /// Asks every other peer of the peerset for its views of `cids`.
+    fn ask_statuses(&mut self, cids: Vec<Cid>, reply: oneshot::Sender<Vec<PinInfo>>) {
+        let peers: Vec<PeerId> = self
+            .monitor
+            .peerset(&self.local, now_nanos())
+            .into_iter()
+            .filter(|p| *p != self.local)
+            .collect();
+        let id = self.next_gathering;
+        self.next_gathering += 1;
+        let mut gathering = Gathering {
+            cids,
+            infos: Vec::new(),
+            awaiting: 0,
+            reply,
+        };
+        for peer in peers {
+            let request = StatusRequest {
+                cids: gathering.cids.clone(),
+            };
+            let sent = self
+                .swarm
+                .behaviour_mut()
+                .inner_mut()
+                .status
+                .send_request(&peer, request);
+            self.status_requests.insert(sent, (id, peer));
+            gathering.awaiting += 1;
+        }
+        if gathering.awaiting == 0 {
+            let _ = gathering.reply.send(gathering.infos);
+        } else {
+            self.gatherings.insert(id, gathering);
+        }
+    }
+
+    /// Takes one peer's answer (or its failure) into its gathering.
+    fn gathered(&mut self, request: OutboundRequestId, answer: Result<Vec<PinInfo>, String>) {
+        let Some((id, peer)) = self.status_requests.remove(&request) else {
+            return;
+        };
+        let peer_name = self.peer_name(&peer);
+        let Some(gathering) = self.gatherings.get_mut(&id) else {
+            return;
+        };
+        match answer {
+            Ok(infos) => gathering
+                .infos
+                .extend(infos.into_iter().filter(|i| i.peer == peer)),
+            Err(error) => {
+                for cid in &gathering.cids {
+                    let mut info = PinInfo::of_pin(
+                        &Pin::new(*cid, pinfold_core::pin::UnixTime(0)),
+                        peer,
+                        PinInfoShort {
+                            peer_name: peer_name.clone(),
+                            status: TrackerStatus::ClusterError,
+                            timestamp: Some(now_nanos()),
+                            error: error.clone(),
+                            ..PinInfoShort::default()
+                        },
+                    );
+                    info.created = None;
+                    gathering.infos.push(info);
+                }
+            }
+        }
+        gathering.awaiting -= 1;
+        if gathering.awaiting == 0 {
+            let done = self.gatherings.remove(&id).expect("present");
+            let _ = done.reply.send(done.infos);
+        }
+    }
+
+    /// A peer's name from its ping metric.
+    fn peer_name(&self, peer: &PeerId) -> String {
+        self.monitor
+            .latest_metrics(monitor::PING_METRIC, now_nanos())
+            .into_iter()
+            .find(|m| m.peer == *peer)
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m.value).ok())
+            .and_then(|v| v["peer_name"].as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
+    fn on_status(&mut self, event: status::Event) {
+        match event {
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let report = self.background_tx.clone();
+                let ipfs = self.ipfs.clone();
+                tokio::spawn(async move {
+                    let daemon = match ipfs {
+                        Some(ipfs) => ipfs
+                            .recent_recursive_pins(STATUS_PINS_MAX_AGE)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Ok(Arc::new(DaemonPins::new())),
+                    };
+                    let _ = report
+                        .send(Background::AnswerStatus {
+                            cids: request.cids,
+                            daemon,
+                            channel,
+                        })
+                        .await;
+                });
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let answer = match response {
+                    StatusResponse::Statuses(infos) => Ok(infos),
+                    StatusResponse::Error(error) => Err(error),
+                };
+                self.gathered(request_id, answer);
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                let error = match error {
+                    request_response::OutboundFailure::UnsupportedProtocols => {
+                        "the peer does not answer status requests (not a pinfold peer)".to_owned()
+                    }
+                    other => format!("the peer did not answer the status request: {other}"),
+                };
+                self.gathered(request_id, Err(error));
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "could not answer a status request");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
     }
 
     async fn on_bitswap(&mut self, event: bitswap::Event) -> anyhow::Result<()> {
@@ -1145,6 +1394,7 @@ impl Peer {
                 }
                 let _ = reply.send(self.status(cid, daemon).await?);
             }
+            Command::PeerStatuses { cids, reply } => self.ask_statuses(cids, reply),
             Command::Info { reply } => {
                 let ipfs_error = match self.ipfs.as_ref().map(|i| i.health()) {
                     Some(Health::Down { error, .. }) => Some(error),

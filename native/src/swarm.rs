@@ -1,8 +1,8 @@
 //! The native peer's libp2p swarm: TCP and WebSocket listeners inside the cluster's private
 //! network (pnet, wire compatible with go-libp2p), Noise and yamux; a webrtc-direct listener
 //! for browsers, where pnet cannot apply, behind the secret gate; identify, ping,
-//! gossipsub with strict signing and ipfs-cluster's message id, bitswap, a bounded circuit
-//! relay v2 server, and connection limits.
+//! gossipsub with strict signing and ipfs-cluster's message id, bitswap, the status
+//! exchange, a bounded circuit relay v2 server, and connection limits.
 
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::codec::MAX_PUBSUB_MESSAGE_BYTES;
 use pinfold_core::net::bitswap::{self, Bitswap};
 use pinfold_core::net::psk_gate::{self, PskGate};
+use pinfold_core::net::status;
 
 /// The identify protocol version ipfs-cluster peers announce.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
@@ -64,6 +65,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub bitswap: Bitswap,
+    pub status: status::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
 }
 
@@ -197,6 +199,7 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
         ping: ping::Behaviour::new(ping::Config::new()),
         gossipsub: gossipsub(&key).map_err(anyhow::Error::msg)?,
         bitswap: Bitswap::new(bitswap::Config::default()),
+        status: status::behaviour(),
         relay: Toggle::from(settings.relay.map(|(max_reservations, max_circuits)| {
             relay::Behaviour::new(
                 peer,

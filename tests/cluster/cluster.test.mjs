@@ -120,6 +120,80 @@ test('the follower sees every pin and cannot write', async () => {
   assert.match(JSON.parse(write.body).message, /does not write to the pinset/);
 });
 
+test('a pin\'s status lists every peer; ?local=true only the asked one', async () => {
+  const cid = await full[0].ipfs.addContent('cluster-wide status');
+  const pin = JSON.parse((await full[0].post(`/pins/${cid}?replication=2`)).body);
+  const allocated = holders(pin.allocations);
+  for (const peer of allocated) await waitFor(`${cid} pinned on ${peer.name}'s daemon`, () => peer.ipfs.isPinned(cid));
+  const asked = everyone().find((p) => !allocated.includes(p));
+  const global = await waitFor('every peer to report', async () => {
+    const info = JSON.parse((await asked.get(`/pins/${cid}`)).body);
+    return allocated.every((p) => info.peer_map[p.id]?.status === 'pinned') ? info : null;
+  });
+  assert.deepEqual(Object.keys(global.peer_map).sort(), everyone().map((p) => p.id).sort());
+  for (const peer of everyone().filter((p) => !allocated.includes(p))) {
+    assert.equal(global.peer_map[peer.id].status, 'remote', JSON.stringify(global));
+    assert.equal(global.peer_map[peer.id].peername, peer.name);
+  }
+  const local = JSON.parse((await asked.get(`/pins/${cid}?local=true`)).body);
+  assert.deepEqual(Object.keys(local.peer_map), [asked.id]);
+  // The listing carries every peer's view too, and filters on any of them.
+  const listed = (await asked.list('/pins?filter=pinned')).find((g) => g.cid === cid);
+  assert.ok(listed, 'the pin is pinned somewhere, so ?filter=pinned lists it');
+  assert.equal(Object.keys(listed.peer_map).length, everyone().length);
+  const bad = await asked.get(`/pins/${cid}?locall=true`);
+  assert.equal(bad.status, 400);
+  assert.match(JSON.parse(bad.body).message, /unknown query parameter "locall"/);
+});
+
+test('pinfold ctl pins, waits, lists and unpins as ipfs-cluster-ctl does', async () => {
+  const ctl = (...args) => {
+    try {
+      return { code: 0, out: execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${full[1].apiPort}`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+    } catch (error) {
+      return { code: error.status, out: error.stdout, err: error.stderr };
+    }
+  };
+  const cid = await full[1].ipfs.addContent('through ctl');
+  const added = ctl('--enc', 'json', 'pin', 'add', cid, '--replication', '2', '--name', 'via-ctl', '--metadata', 'team=ops', '--wait', '--wait-timeout', '60');
+  if (added.code !== 0) {
+    console.error(ctl('status', cid).out);
+    for (const peer of everyone()) console.error(peer.name, await peer.ipfs.isPinned(cid));
+    await dump();
+  }
+  assert.equal(added.code, 0, added.err);
+  const status = JSON.parse(added.out);
+  assert.equal(status.name, 'via-ctl');
+  assert.equal(Object.values(status.peer_map).filter((v) => v.status === 'pinned').length, 2, added.out);
+  for (const peer of holders(status.allocations)) assert.ok(await peer.ipfs.isPinned(cid), `${peer.name} holds it`);
+
+  const text = ctl('status', cid);
+  assert.equal(text.code, 0, text.err);
+  assert.match(text.out, new RegExp(`^${cid} \\| via-ctl:`));
+  assert.equal((text.out.match(/: PINNED \|/g) ?? []).length, 2, text.out);
+  const ls = ctl('pin', 'ls', cid);
+  assert.match(ls.out, /via-ctl \| PIN \| Repl\. Factor: 2--2/);
+  const peers = ctl('--enc', 'json', 'peers', 'ls');
+  assert.equal(peers.out.match(/"peername"/g).length, 4, peers.out);
+  assert.match(ctl('id').out, new RegExp(`^${full[1].id} \\| p2 \\| Sees 3 other peers`));
+
+  const rm = ctl('pin', 'rm', cid);
+  assert.equal(rm.code, 0, rm.err);
+  assert.match(rm.out, /unpinned from the cluster/);
+  await waitFor('the unpin to reach every peer', async () => (await Promise.all(everyone().map((p) => p.allocation(cid)))).every((a) => a === null));
+
+  const bad = ctl('pin', 'add', 'not-a-cid');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /400 Bad Request: error decoding Cid "not-a-cid"/);
+  try {
+    execFileSync(pinfoldBin, ['ctl', '--host', '/ip4/127.0.0.1/tcp/1', 'id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.fail('ctl reached a closed port');
+  } catch (error) {
+    assert.equal(error.status, 1);
+    assert.match(error.stderr.toString(), /could not reach the pinfold API at http:\/\/127\.0\.0\.1:1: is `pinfold service daemon` running there\? \(set --host\)/);
+  }
+});
+
 test('a peer killed with SIGKILL and restarted loses no acknowledged pin and catches up', async () => {
   const victim = full[2];
   const acked = await victim.ipfs.addContent('acknowledged before the kill');
@@ -154,7 +228,7 @@ test('a peer with the wrong secret cannot join or read', async () => {
 });
 
 for (const [transport, proof] of [['webrtc', true], ['ws', false]]) {
-  test(`a peer that reaches the cluster only over ${transport} syncs${proof ? ' after proving the secret' : ''}`, async () => {
+  test(`a peer bootstrapped with only p1's ${transport} address syncs${proof ? ' after proving the secret' : ''}`, async () => {
     const cid = await full[0].ipfs.addContent(`seen over ${transport}`);
     assert.equal((await full[0].post(`/pins/${cid}?replication=1`)).status, 200);
     // A read-only peer that knows p1 by that address alone, as a browser would.

@@ -13,6 +13,7 @@ pub mod pubsub;
 pub mod secret;
 pub mod snapshot;
 pub mod state_key;
+pub mod status;
 
 /// Largest block this codec accepts (delta nodes, snapshot chunks): 2 MiB, the largest
 /// block that bitswap implementations exchange. go-ds-crdt commits a batch once its delta

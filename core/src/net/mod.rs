@@ -4,3 +4,4 @@
 pub mod bitswap;
 pub mod frame;
 pub mod psk_gate;
+pub mod status;

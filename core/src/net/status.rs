@@ -1,0 +1,112 @@
+//! The status exchange as a libp2p request-response behaviour (see
+//! [`crate::codec::status`]): ask a peer for its statuses of some CIDs, answer theirs.
+
+use std::io;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncWrite};
+use libp2p_request_response as request_response;
+use libp2p_swarm::StreamProtocol;
+
+use super::frame::{read_frame, write_frame, FrameError};
+use crate::codec::status::{
+    StatusRequest, StatusResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL,
+};
+
+/// Time a peer has to answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests in flight per connection, each way.
+pub const MAX_CONCURRENT_STREAMS: usize = 32;
+
+/// The behaviour: `send_request(peer, StatusRequest)`, answer with `send_response`.
+pub type Behaviour = request_response::Behaviour<StatusCodec>;
+
+/// Its events.
+pub type Event = request_response::Event<StatusRequest, StatusResponse>;
+
+/// A behaviour that asks and answers, with pinfold's timeout and stream limit.
+pub fn behaviour() -> Behaviour {
+    request_response::Behaviour::with_codec(
+        StatusCodec,
+        [(
+            StreamProtocol::new(PROTOCOL),
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default()
+            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+    )
+}
+
+/// One bounded, varint-framed JSON message each way.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatusCodec;
+
+fn invalid(error: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error.to_string())
+}
+
+async fn read_message<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    match read_frame(io, max).await {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Err(FrameError::Io(error)) => Err(error),
+        Err(error) => Err(invalid(error)),
+    }
+}
+
+impl request_response::Codec for StatusCodec {
+    type Protocol = StreamProtocol;
+    type Request = StatusRequest;
+    type Response = StatusResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<StatusRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        StatusRequest::decode(&read_message(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<StatusResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        StatusResponse::decode(&read_message(io, MAX_RESPONSE_BYTES).await?).map_err(invalid)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: StatusRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &request.encode()).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: StatusResponse,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = response.encode().map_err(invalid)?;
+        if bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(invalid(format!(
+                "status response of {} bytes is over the {MAX_RESPONSE_BYTES}-byte limit; ask for fewer CIDs",
+                bytes.len()
+            )));
+        }
+        write_frame(io, &bytes).await
+    }
+}
