@@ -8,6 +8,7 @@ use crate::codec::delta::{decode_broadcast, encode_broadcast};
 use crate::codec::metric::Metric;
 use crate::codec::snapshot::{SnapshotChunk, SnapshotHeader, SnapshotIndex};
 use crate::codec::state_key::{cid_from_state_key, state_key};
+use crate::codec::status::{StatusRequest, StatusResponse};
 use crate::pin::Pin;
 
 /// A delta block fetched from a peer.
@@ -102,6 +103,21 @@ pub fn bitswap_message(data: &[u8]) {
 pub type FuzzTarget = fn(&[u8]);
 
 /// Every target by name, for the corpus replay test and the fuzz crate.
+/// A status request or response from another peer (`/pinfold/status/1.0.0`).
+pub fn status_message(data: &[u8]) {
+    if let Ok(request) = StatusRequest::decode(data) {
+        let again = StatusRequest::decode(&request.encode()).expect("re-encoded request decodes");
+        assert_eq!(again, request);
+    }
+    if let Ok(response) = StatusResponse::decode(data) {
+        // Times past year 9999 have no JSON form (as in Go); everything else round-trips.
+        if let Ok(bytes) = response.encode() {
+            let again = StatusResponse::decode(&bytes).expect("re-encoded response decodes");
+            assert_eq!(again, response);
+        }
+    }
+}
+
 pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("delta_node", delta_node),
     ("broadcast", broadcast),
@@ -110,4 +126,5 @@ pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("state_key", state_key_text),
     ("snapshot_block", snapshot_block),
     ("bitswap_message", bitswap_message),
+    ("status_message", status_message),
 ];
