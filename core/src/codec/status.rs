@@ -207,9 +207,18 @@ mod tests {
     /// The fuzz seeds are real messages, so that fuzzing starts from the shapes peers send.
     #[test]
     fn fuzz_seeds_decode() {
-        let seeds = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions/status_message/");
+        let seeds = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/status_message/"
+        );
         let read = |name: &str| std::fs::read(format!("{seeds}{name}")).unwrap();
-        assert_eq!(StatusRequest::decode(&read("seed-request")).unwrap().cids.len(), 1);
+        assert_eq!(
+            StatusRequest::decode(&read("seed-request"))
+                .unwrap()
+                .cids
+                .len(),
+            1
+        );
         match StatusResponse::decode(&read("seed-response")).unwrap() {
             StatusResponse::Statuses(infos) => {
                 assert_eq!(infos[0].short.status, TrackerStatus::Pinned)
