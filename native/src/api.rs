@@ -23,6 +23,7 @@ use pinfold_core::pin::{Pin, PinMode};
 use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
+use crate::auth::Credentials;
 use crate::peer::{Command, CommandError, PeerHandle, PAGE};
 
 /// The RPC protocol version ipfs-cluster v1.1 reports in `/id`.
@@ -95,8 +96,11 @@ pub fn socket_addr(address: &Multiaddr) -> Result<SocketAddr, String> {
     }
 }
 
-/// The API's routes over a peer.
-pub fn router(peer: PeerHandle) -> Router {
+/// The API's routes over a peer, behind `credentials` (open when there are none).
+pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
+    let token = Router::new()
+        .route("/token", post(crate::auth::token))
+        .with_state(credentials.clone());
     Router::new()
         .route("/id", get(id))
         .route("/version", get(version))
@@ -106,14 +110,24 @@ pub fn router(peer: PeerHandle) -> Router {
         .route("/pins/{cid}/recover", post(recover))
         .route("/allocations", get(allocations))
         .route("/allocations/{cid}", get(allocation))
+        .route("/monitor/metrics", get(metric_names))
         .route("/monitor/metrics/{name}", get(metrics))
         .route("/state/crdt", get(crdt_state))
         .with_state(peer)
+        .merge(token)
+        .layer(axum::middleware::from_fn_with_state(
+            credentials,
+            crate::auth::require,
+        ))
 }
 
 /// Serves the API until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, peer: PeerHandle) -> std::io::Result<()> {
-    axum::serve(listener, router(peer)).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    peer: PeerHandle,
+    credentials: Credentials,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(peer, credentials)).await
 }
 
 async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<serde_json::Value>> {
@@ -446,6 +460,18 @@ async fn allocation(
 async fn crdt_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let info = peer.ask(|reply| Command::Sync { reply }).await?;
     Ok(Json(info).into_response())
+}
+
+/// The names of the metrics this peer holds live ones of.
+async fn metric_names(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    let metrics = peer
+        .ask(|reply| Command::Metrics {
+            name: String::new(),
+            reply,
+        })
+        .await?;
+    let names: std::collections::BTreeSet<String> = metrics.into_iter().map(|m| m.name).collect();
+    Ok(Json(names).into_response())
 }
 
 async fn metrics(State(peer): State<PeerHandle>, Path(name): Path<String>) -> ApiResult<Response> {

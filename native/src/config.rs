@@ -285,12 +285,16 @@ pub struct ApiSection {
 #[serde(default, deny_unknown_fields)]
 pub struct RestApiSection {
     pub http_listen_multiaddress: Multiaddr,
+    /// Users and passwords for basic authentication (and `POST /token`); `null` leaves the
+    /// API open.
+    pub basic_auth_credentials: Option<BTreeMap<String, String>>,
 }
 
 impl Default for RestApiSection {
     fn default() -> Self {
         Self {
             http_listen_multiaddress: "/ip4/127.0.0.1/tcp/9094".parse().expect("valid"),
+            basic_auth_credentials: None,
         }
     }
 }
@@ -613,6 +617,18 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_METRICS_REPORTINGINTERVAL", |c, v| {
         c.observations.metrics.reporting_interval = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_RESTAPI_BASICAUTHCREDENTIALS", |c, v| {
+        // envconfig's map form: user:password,user2:password2
+        let mut users = BTreeMap::new();
+        for entry in v.split(',').filter(|e| !e.trim().is_empty()) {
+            let (user, password) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("{entry:?} is not user:password"))?;
+            users.insert(user.trim().to_owned(), password.to_owned());
+        }
+        c.api.restapi.basic_auth_credentials = (!users.is_empty()).then_some(users);
         Ok(())
     }),
     ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", |c, v| {

@@ -2,6 +2,7 @@
 //! benchmarks drive the same code.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod ctl;
 pub mod ipfs;

@@ -204,6 +204,14 @@ fn daemon(
     let key = load_identity(&folder.join(IDENTITY_FILE))?;
     let api_address = config.api.restapi.http_listen_multiaddress.clone();
     let metrics_config = config.observations.metrics.clone();
+    let credentials = pinfold_native::auth::Credentials::new(
+        config
+            .api
+            .restapi
+            .basic_auth_credentials
+            .clone()
+            .unwrap_or_default(),
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (metrics, prometheus) = if metrics_config.enable_stats {
@@ -231,7 +239,7 @@ fn daemon(
             .await
             .with_context(|| format!("could not listen for the REST API on {socket}"))?;
         tracing::info!(address = %socket, "REST API listening");
-        let api = tokio::spawn(pinfold_native::api::serve(listener, handle));
+        let api = tokio::spawn(pinfold_native::api::serve(listener, handle, credentials));
         let result = peer.run(shutdown_signal()).await;
         api.abort();
         if let Some(server) = prometheus {

@@ -194,6 +194,46 @@ test('pinfold ctl pins, waits, lists and unpins as ipfs-cluster-ctl does', async
   }
 });
 
+test('basic auth and bearer tokens guard the REST API; pinfold ctl passes --basic-auth', async () => {
+  const guarded = new Peer('guarded', { ipfs: full[0].ipfs, credentials: 'ops:s3cret' });
+  await guarded.init(secret);
+  guarded.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = full.map((p) => p.id).join(',');
+  const basic = guarded.headers.authorization;
+  await guarded.start(['--bootstrap', full[0].address]);
+  const get = (route, headers = {}) => fetch(`${guarded.api}${route}`, { headers, signal: AbortSignal.timeout(10_000) });
+  try {
+    for (const headers of [{}, { authorization: `Basic ${Buffer.from('ops:wrong').toString('base64')}` }, { authorization: 'Bearer not.a.token' }]) {
+      const res = await get('/id', headers);
+      assert.equal(res.status, 401);
+      assert.match(res.headers.get('www-authenticate'), /^Basic realm=/);
+      const body = await res.text();
+      assert.deepEqual(JSON.parse(body), { code: 401, message: 'Unauthorized' });
+      assert.ok(!body.includes(guarded.id), 'a refused request learns nothing');
+    }
+    assert.equal((await get('/id', { authorization: basic })).status, 200);
+
+    const issued = await fetch(`${guarded.api}/token`, { method: 'POST', headers: { authorization: basic } });
+    assert.equal(issued.status, 200);
+    const { token } = await issued.json();
+    assert.equal(token.split('.').length, 3);
+    assert.equal((await get('/pins', { authorization: `Bearer ${token}` })).status, 200);
+    const forged = `${token.slice(0, -4)}AAAA`;
+    assert.equal((await get('/pins', { authorization: `Bearer ${forged}` })).status, 401);
+
+    const names = await waitFor('metric names', async () => {
+      const list = await (await get('/monitor/metrics', { authorization: basic })).json();
+      return list.includes('ping') && list.includes('freespace') ? list : null;
+    });
+    assert.ok(names.includes('pinqueue'), names);
+
+    const ctl = (...args) => execFileSync(pinfoldBin, ['ctl', '--host', guarded.api, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.match(ctl('--basic-auth', 'ops:s3cret', 'id'), new RegExp(`^${guarded.id} \\| guarded`));
+    assert.throws(() => ctl('id'), (error) => /401 Unauthorized: Unauthorized \(check --basic-auth\)/.test(error.stderr));
+  } finally {
+    await guarded.stop();
+  }
+});
+
 test('a peer killed with SIGKILL and restarted loses no acknowledged pin and catches up', async () => {
   const victim = full[2];
   const acked = await victim.ipfs.addContent('acknowledged before the kill');

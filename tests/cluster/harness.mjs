@@ -86,12 +86,18 @@ export class Ipfs {
   }
 }
 
-/** A pinfold peer process with its own folder; `listen` names its transports. */
+/**
+ * A pinfold peer process with its own folder; `listen` names its transports, and
+ * `credentials` ('user:password') turns on the REST API's basic auth, which the helpers
+ * then send.
+ */
 export class Peer {
-  constructor(name, { ipfs, env = {}, listen = ['tcp'] } = {}) {
+  constructor(name, { ipfs, env = {}, listen = ['tcp'], credentials } = {}) {
     this.name = name;
     this.ipfs = ipfs;
     this.transports = listen;
+    this.credentials = credentials;
+    this.headers = credentials ? { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` } : {};
     this.dir = path.join(runDir, name);
     this.log = path.join(runDir, `${name}.log`);
     this.extraEnv = env;
@@ -126,6 +132,7 @@ export class Peer {
       CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
       CLUSTER_STATELESS_RETRYBASEDELAY: '1s',
       CLUSTER_CRDT_REBROADCASTINTERVAL: '2s',
+      ...(this.credentials ? { CLUSTER_RESTAPI_BASICAUTHCREDENTIALS: this.credentials } : {}),
       ...this.extraEnv,
     };
   }
@@ -142,7 +149,7 @@ export class Peer {
     const child = this.child;
     await waitFor(`${this.name}'s REST API`, async () => {
       if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.tail()}`);
-      return (await fetch(`${this.api}/version`, { signal: AbortSignal.timeout(2000) })).ok;
+      return (await fetch(`${this.api}/version`, { headers: this.headers, signal: AbortSignal.timeout(2000) })).ok;
     }, 20_000);
     return this;
   }
@@ -176,12 +183,12 @@ export class Peer {
   }
 
   async get(route) {
-    const res = await fetch(`${this.api}${route}`, { signal: AbortSignal.timeout(30_000) });
+    const res = await fetch(`${this.api}${route}`, { headers: this.headers, signal: AbortSignal.timeout(30_000) });
     return { status: res.status, body: await res.text() };
   }
 
   async post(route, method = 'POST') {
-    const res = await fetch(`${this.api}${route}`, { method, signal: AbortSignal.timeout(30_000) });
+    const res = await fetch(`${this.api}${route}`, { method, headers: this.headers, signal: AbortSignal.timeout(30_000) });
     return { status: res.status, body: await res.text() };
   }
 
