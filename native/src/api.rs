@@ -160,24 +160,74 @@ async fn version() -> Json<serde_json::Value> {
     Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// One JSON value per line.
-fn ndjson(body: Body) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// ipfs-cluster's trailer for an error that cut a streamed list short.
+const STREAM_ERROR: &str = "X-Stream-Error";
+
+/// A page of a streamed list: its lines and the cursor after it (`None` at the end).
+type Page = Result<(Vec<Vec<u8>>, Option<Cid>), String>;
+
+/// A streamed list, one JSON value per line, read page by page through `fetch(after)`. A
+/// page that fails ends the list with the `X-Stream-Error` trailer naming the reason, as
+/// ipfs-cluster's API does, so that a client can tell a cut list from a complete one.
+fn streamed<F, Fut>(fetch: F) -> Response
+where
+    F: Fn(Option<Cid>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Page> + Send + 'static,
+{
+    use axum::body::Bytes;
+    use http_body::Frame;
+    let fetch = Arc::new(fetch);
+    let frames = stream::unfold(Some(None), move |cursor: Option<Option<Cid>>| {
+        let fetch = fetch.clone();
+        async move {
+            let after = cursor?;
+            Some(match fetch(after).await {
+                Ok((lines, next)) => {
+                    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = lines
+                        .into_iter()
+                        .map(|l| Ok(Frame::data(Bytes::from(l))))
+                        .collect();
+                    (stream::iter(frames), next.map(Some))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "a streamed list was cut short");
+                    let mut trailers = axum::http::HeaderMap::new();
+                    let value =
+                        axum::http::HeaderValue::from_str(&error.replace(['\r', '\n'], " "))
+                            .unwrap_or_else(|_| {
+                                axum::http::HeaderValue::from_static("internal error")
+                            });
+                    trailers.insert(STREAM_ERROR, value);
+                    (stream::iter(vec![Ok(Frame::trailers(trailers))]), None)
+                }
+            })
+        }
+    })
+    .flatten();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::TRAILER, STREAM_ERROR),
+        ],
+        Body::new(http_body_util::StreamBody::new(frames)),
+    )
+        .into_response()
 }
 
-fn line(value: &impl serde::Serialize) -> Result<Vec<u8>, std::io::Error> {
-    let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+fn line(value: &impl serde::Serialize) -> Result<Vec<u8>, String> {
+    let mut bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
 async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let peers = peer.ask(|reply| Command::Peers { reply }).await?;
-    let lines: Vec<Result<Vec<u8>, std::io::Error>> = peers
+    let lines: Result<Vec<Vec<u8>>, String> = peers
         .iter()
         .map(|(id, name)| line(&json!({"id": id.to_string(), "peername": name, "error": ""})))
         .collect();
-    Ok(ndjson(Body::from_stream(stream::iter(lines))))
+    let page = lines.map(|lines| (lines, None));
+    Ok(streamed(move |_| std::future::ready(page.clone())))
 }
 
 /// The daemon's pin list, for status listings.
@@ -257,12 +307,10 @@ async fn list_statuses(
     } else {
         Arc::new(DaemonPins::new())
     };
-    // Pages of statuses until the pinset ends.
-    let pages = stream::unfold(Some(None), move |cursor: Option<Option<Cid>>| {
+    Ok(streamed(move |after| {
         let peer = peer.clone();
         let daemon = daemon.clone();
         async move {
-            let after = cursor?;
             let (infos, next) = peer
                 .ask(|reply| Command::Statuses {
                     after,
@@ -271,22 +319,20 @@ async fn list_statuses(
                     reply,
                 })
                 .await
-                .ok()?;
+                .map_err(|e| e.to_string())?;
             let globals = if local {
                 infos.into_iter().map(GlobalPinInfo::new).collect()
             } else {
-                with_peer_views(&peer, infos).await.ok()?
+                with_peer_views(&peer, infos).await.map_err(|e| e.message)?
             };
-            let lines: Vec<Result<Vec<u8>, std::io::Error>> = globals
+            let lines = globals
                 .iter()
                 .filter(|g| local || g.peer_map.values().any(|s| filter.matches(s.status)))
                 .map(line)
-                .collect();
-            Some((stream::iter(lines), next.map(Some)))
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok((lines, next))
         }
-    })
-    .flatten();
-    Ok(ndjson(Body::from_stream(pages)))
+    }))
 }
 
 /// The daemon's answer for one CID, as the tracker takes it.
@@ -422,10 +468,9 @@ async fn unpin(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiRe
 }
 
 async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
-    let pages = stream::unfold(Some(None), move |cursor: Option<Option<Cid>>| {
+    Ok(streamed(move |after| {
         let peer = peer.clone();
         async move {
-            let after = cursor?;
             let pins = peer
                 .ask(|reply| Command::Pins {
                     after,
@@ -433,16 +478,14 @@ async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
                     reply,
                 })
                 .await
-                .ok()?;
+                .map_err(|e| e.to_string())?;
             let next = (pins.len() == PAGE)
                 .then(|| pins.last().map(|p| p.cid))
                 .flatten();
-            let lines: Vec<Result<Vec<u8>, std::io::Error>> = pins.iter().map(line).collect();
-            Some((stream::iter(lines), next.map(Some)))
+            let lines = pins.iter().map(line).collect::<Result<Vec<_>, String>>()?;
+            Ok((lines, next))
         }
-    })
-    .flatten();
-    Ok(ndjson(Body::from_stream(pages)))
+    }))
 }
 
 async fn allocation(
@@ -477,4 +520,36 @@ async fn metric_names(State(peer): State<PeerHandle>) -> ApiResult<Response> {
 async fn metrics(State(peer): State<PeerHandle>, Path(name): Path<String>) -> ApiResult<Response> {
     let metrics = peer.ask(|reply| Command::Metrics { name, reply }).await?;
     Ok(Json(metrics).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_failed_page_ends_the_list_with_the_stream_error_trailer() {
+        let cid: Cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+            .parse()
+            .unwrap();
+        let response = streamed(move |after| {
+            std::future::ready(match after {
+                None => Ok((vec![b"{\"n\":1}\n".to_vec()], Some(cid))),
+                Some(_) => Err("the peer is shutting down".to_owned()),
+            })
+        });
+        assert_eq!(response.headers()[header::TRAILER], STREAM_ERROR);
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().expect("trailers");
+        assert_eq!(trailers[STREAM_ERROR], "the peer is shutting down");
+        assert_eq!(collected.to_bytes().as_ref(), b"{\"n\":1}\n");
+    }
+
+    #[tokio::test]
+    async fn a_complete_list_has_no_stream_error() {
+        let response = streamed(|_| std::future::ready(Ok((vec![b"1\n".to_vec()], None))));
+        let collected = response.into_body().collect().await.unwrap();
+        assert!(collected.trailers().is_none());
+        assert_eq!(collected.to_bytes().as_ref(), b"1\n");
+    }
 }
