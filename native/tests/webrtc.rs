@@ -92,18 +92,21 @@ fn subscribe(swarm: &mut Swarm<Gated>) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peers_with_the_secret_prove_it_over_webrtc_then_run_gossipsub() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
-    let (mut a, mut b) = (peer([3; 32]), peer([3; 32]));
+/// Two subscribed peers with these secrets; `a` dials `b` over webrtc-direct.
+async fn dial_over_webrtc(a_secret: [u8; 32], b_secret: [u8; 32]) -> (Swarm<Gated>, Swarm<Gated>) {
+    let (mut a, mut b) = (peer(a_secret), peer(b_secret));
     subscribe(&mut a);
     subscribe(&mut b);
     let address = listen(&mut b, "/ip4/127.0.0.1/udp/0/webrtc-direct").await;
     // libp2p-webrtc dials from a listening socket.
     listen(&mut a, "/ip4/127.0.0.1/udp/0/webrtc-direct").await;
     a.dial(address).unwrap();
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_with_the_secret_prove_it_over_webrtc_then_run_gossipsub() {
+    let (mut a, mut b) = dial_over_webrtc([3; 32], [3; 32]).await;
     let seen = run(&mut a, &mut b, Duration::from_secs(30), |s| {
         s.subscribed == [true, true]
     })
@@ -115,13 +118,7 @@ async fn peers_with_the_secret_prove_it_over_webrtc_then_run_gossipsub() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_over_webrtc_closes_the_connection_before_any_cluster_protocol() {
-    let (mut a, mut b) = (peer([3; 32]), peer([4; 32]));
-    subscribe(&mut a);
-    subscribe(&mut b);
-    let address = listen(&mut b, "/ip4/127.0.0.1/udp/0/webrtc-direct").await;
-    // libp2p-webrtc dials from a listening socket.
-    listen(&mut a, "/ip4/127.0.0.1/udp/0/webrtc-direct").await;
-    a.dial(address).unwrap();
+    let (mut a, mut b) = dial_over_webrtc([3; 32], [4; 32]).await;
     let seen = run(&mut a, &mut b, Duration::from_secs(30), |s| {
         s.rejected.iter().all(Option::is_some) && s.closed == [true, true]
     })
