@@ -9,5 +9,6 @@ pub mod ipfs;
 pub mod metrics;
 pub mod peer;
 pub mod peerstore;
+pub mod state;
 pub mod store;
 pub mod swarm;

@@ -13,6 +13,7 @@ use pinfold_native::config::{
 };
 use pinfold_native::metrics::PeerMetrics;
 use pinfold_native::peer::{Peer, PeerOptions};
+use pinfold_native::state;
 
 /// pinfold: an IPFS Cluster for native hosts and the browser, wire compatible with Go
 /// ipfs-cluster's CRDT clusters.
@@ -76,6 +77,23 @@ struct ServiceArgs {
 }
 
 #[derive(Subcommand)]
+enum StateCommand {
+    /// Write the pinset as newline-delimited pin JSON (the daemon must be stopped).
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+    },
+    /// Add the pins of a newline-delimited pin JSON file (or `-` for standard input) to
+    /// the pinset, as this peer's writes (the daemon must be stopped). Pins already in the
+    /// pinset take the imported options; no pin is removed.
+    Import {
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum ServiceCommand {
     /// Write a new configuration (with a fresh secret unless CLUSTER_SECRET is set) and identity.
     Init {
@@ -86,6 +104,9 @@ enum ServiceCommand {
         #[arg(long, short)]
         force: bool,
     },
+    /// Export or import the pinset of a stopped peer.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Run the peer until SIGINT or SIGTERM.
     Daemon {
         /// Peers to join (multiaddresses with /p2p/), comma-separated; they are also trusted
@@ -256,6 +277,35 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Service(ServiceArgs { config, command }) => match command {
             ServiceCommand::Init { peername, force } => init(&config, peername, force)?,
+            ServiceCommand::State(command) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+                match command {
+                    StateCommand::Export { file: Some(path) } => {
+                        let file = std::fs::File::create(&path)
+                            .with_context(|| format!("could not create {}", path.display()))?;
+                        let mut writer = std::io::BufWriter::new(file);
+                        let count = runtime.block_on(state::export(&config, &mut writer))?;
+                        eprintln!("exported {count} pins to {}", path.display());
+                    }
+                    StateCommand::Export { file: None } => {
+                        let count = runtime.block_on(state::export(&config, &mut out))?;
+                        eprintln!("exported {count} pins");
+                    }
+                    StateCommand::Import { file } => {
+                        let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                            Box::new(std::io::stdin().lock())
+                        } else {
+                            Box::new(std::io::BufReader::new(
+                                std::fs::File::open(&file).with_context(|| {
+                                    format!("could not read {}", file.display())
+                                })?,
+                            ))
+                        };
+                        let count = runtime.block_on(state::import(&config, input))?;
+                        eprintln!("imported {count} pins; other peers take them when the daemon runs, if they trust this peer");
+                    }
+                }
+            }
             ServiceCommand::Daemon {
                 bootstrap,
                 no_trust,

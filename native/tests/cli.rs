@@ -91,3 +91,84 @@ fn bad_secrets_are_explained() {
         .failure()
         .stderr(predicate::str::contains("no secret given"));
 }
+
+#[test]
+fn state_export_and_import_move_pins_between_stopped_peers() {
+    let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [&from, &to] {
+        pinfold()
+            .args(["service", "--config"])
+            .arg(dir.path())
+            .args(["init", "--peername", "p"])
+            .assert()
+            .success();
+    }
+    // Pins in ipfs-cluster's JSON, as `ipfs-cluster-service state export` writes them.
+    let pins = concat!(
+        r#"{"cid":"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi","name":"one","replication_factor_min":2,"replication_factor_max":3,"allocations":[],"metadata":{"team":"ops"}}"#,
+        "\n\n",
+        r#"{"cid":"QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR","name":"two"}"#,
+        "\n"
+    );
+    pinfold()
+        .args(["service", "--config"])
+        .arg(from.path())
+        .args(["state", "import"])
+        .write_stdin(pins)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("imported 2 pins"));
+    let export = pinfold()
+        .args(["service", "--config"])
+        .arg(from.path())
+        .args(["state", "export"])
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(export.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let one = lines.iter().find(|p| p["name"] == "one").unwrap();
+    assert_eq!(one["replication_factor_min"], 2);
+    assert_eq!(one["metadata"]["team"], "ops");
+
+    // The export imports into another peer unchanged.
+    let file = from.path().join("export.ndjson");
+    pinfold()
+        .args(["service", "--config"])
+        .arg(from.path())
+        .args(["state", "export", "--file"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("exported 2 pins"));
+    pinfold()
+        .args(["service", "--config"])
+        .arg(to.path())
+        .args(["state", "import"])
+        .arg(&file)
+        .assert()
+        .success();
+    let again = pinfold()
+        .args(["service", "--config"])
+        .arg(to.path())
+        .args(["state", "export"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap().lines().count(), 2);
+
+    // A bad line names itself and writes nothing.
+    pinfold()
+        .args(["service", "--config"])
+        .arg(to.path())
+        .args(["state", "import"])
+        .write_stdin(
+            "{\"cid\":\"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi\"}\nnot json\n",
+        )
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("line 2 is not a pin"));
+}

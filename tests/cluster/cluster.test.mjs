@@ -253,6 +253,21 @@ test('a peer killed with SIGKILL and restarted loses no acknowledged pin and cat
   await waitFor(`${whileDown} pinned on the victim's daemon`, () => victim.ipfs.isPinned(whileDown));
 });
 
+test('pins imported into a stopped peer reach the cluster when it runs again', async () => {
+  const peer = full[2];
+  const cid = await peer.ipfs.addContent('imported');
+  await peer.stop();
+  const line = JSON.stringify({ cid, name: 'imported', replication_factor_min: 1, replication_factor_max: 1 });
+  const out = execFileSync(pinfoldBin, ['service', '--config', peer.dir, 'state', 'import'], { input: `${line}\n`, env: peer.env(), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  assert.equal(out, '');
+  await peer.start();
+  for (const other of everyone()) {
+    await waitFor(`${other.name} to take the imported pin`, async () => (await other.allocation(cid))?.name === 'imported');
+  }
+  const exported = execFileSync(pinfoldBin, ['ctl', '--host', peer.api, '--enc', 'json', 'pin', 'ls', cid], { encoding: 'utf8' });
+  assert.equal(JSON.parse(exported).name, 'imported');
+});
+
 test('a peer with the wrong secret cannot join or read', async () => {
   const intruder = new Peer('intruder', { ipfs: full[0].ipfs });
   await intruder.init(execFileSync(pinfoldBin, ['secret', 'new']).toString().trim());

@@ -1,0 +1,80 @@
+//! `pinfold service state export|import`: a stopped peer's pinset as newline-delimited
+//! pins in ipfs-cluster's pin JSON, as `ipfs-cluster-service state export/import` move it.
+//! An import writes the pins as this peer's own deltas; the other peers take them when the
+//! daemon next runs, if they trust this peer.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use pinfold_core::crdt::{self, BatchConfig, Replica};
+use pinfold_core::pin::Pin;
+
+use crate::config::{CONFIG_FILE, PINSET_FILE};
+use crate::peer::{now_ms, PAGE};
+use crate::store::RedbStore;
+
+/// Pins per delta written by an import.
+const IMPORT_BATCH: usize = 1000;
+
+async fn open(dir: &Path) -> anyhow::Result<Replica<RedbStore>> {
+    if !dir.join(CONFIG_FILE).exists() {
+        bail!(
+            "{} holds no {CONFIG_FILE}: is it a pinfold peer's folder? (pass --config, or run `pinfold service init`)",
+            dir.display()
+        );
+    }
+    let path = dir.join(PINSET_FILE);
+    let store = RedbStore::open(&path).with_context(|| {
+        format!(
+            "is `pinfold service daemon` running on {}? stop it first",
+            dir.display()
+        )
+    })?;
+    let config = crdt::Config {
+        batch: BatchConfig::new(IMPORT_BATCH, u64::MAX),
+        ..crdt::Config::default()
+    };
+    Ok(Replica::open(store, config).await?)
+}
+
+/// Writes every pin, one JSON object per line; returns how many.
+pub async fn export(dir: &Path, out: &mut impl Write) -> anyhow::Result<usize> {
+    let replica = open(dir).await?;
+    let (mut count, mut after) = (0usize, None);
+    loop {
+        let page = replica.pins(after.as_ref(), PAGE).await?;
+        for pin in &page {
+            serde_json::to_writer(&mut *out, pin)?;
+            writeln!(out)?;
+        }
+        count += page.len();
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(last.cid),
+            _ => break,
+        }
+    }
+    out.flush()?;
+    Ok(count)
+}
+
+/// Adds every pin read (one JSON object per line; blank lines skipped) to the pinset;
+/// returns how many. A line that is not a pin stops the import before anything is written.
+pub async fn import(dir: &Path, input: impl BufRead) -> anyhow::Result<usize> {
+    let mut pins: Vec<Pin> = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let pin = serde_json::from_str(&line)
+            .with_context(|| format!("line {} is not a pin in ipfs-cluster's JSON", n + 1))?;
+        pins.push(pin);
+    }
+    let mut replica = open(dir).await?;
+    for pin in &pins {
+        replica.add_pin(pin, now_ms()).await?;
+    }
+    replica.commit(now_ms()).await?;
+    Ok(pins.len())
+}
