@@ -29,6 +29,23 @@ pub struct Alert {
     pub triggered_at: i64,
 }
 
+/// ipfs-cluster's `api.Alert` JSON: the metric's fields and `triggered_at` (RFC 3339).
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct AlertJson<'a> {
+            #[serde(flatten)]
+            metric: &'a Metric,
+            triggered_at: String,
+        }
+        AlertJson {
+            metric: &self.metric,
+            triggered_at: crate::tracker::info::nanos_to_json(Some(self.triggered_at)),
+        }
+        .serialize(serializer)
+    }
+}
+
 /// Metrics received from the cluster, and the alerts they lead to.
 #[derive(Default)]
 pub struct Monitor {

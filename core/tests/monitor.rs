@@ -130,3 +130,16 @@ fn an_expired_peer_raises_one_alert_per_outage() {
     monitor.remove_peer(&peer(1));
     assert!(monitor.peer_latest(PING_METRIC, &peer(1)).is_none());
 }
+
+#[test]
+fn alerts_are_written_as_ipfs_cluster_writes_them() {
+    let mut monitor = Monitor::new();
+    monitor.receive(ping(1, 0), 0);
+    let alert = monitor.check(31 * SECOND + 500_000_000).remove(0);
+    let json = serde_json::to_value(&alert).unwrap();
+    let metric = serde_json::to_value(&alert.metric).unwrap();
+    for (key, value) in metric.as_object().unwrap() {
+        assert_eq!(&json[key], value, "{key} is the metric's");
+    }
+    assert_eq!(json["triggered_at"], "1970-01-01T00:00:31.5Z");
+}

@@ -111,6 +111,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
         .route("/allocations", get(allocations))
         .route("/allocations/{cid}", get(allocation))
         .route("/monitor/metrics", get(metric_names))
+        .route("/health/alerts", get(alerts))
         .route("/monitor/metrics/{name}", get(metrics))
         .route("/state/crdt", get(crdt_state))
         .with_state(peer)
@@ -503,6 +504,12 @@ async fn allocation(
 async fn crdt_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let info = peer.ask(|reply| Command::Sync { reply }).await?;
     Ok(Json(info).into_response())
+}
+
+/// The latest alerts this peer raised (metrics that expired), newest first.
+async fn alerts(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    let alerts = peer.ask(|reply| Command::Alerts { reply }).await?;
+    Ok(Json(alerts).into_response())
 }
 
 /// The names of the metrics this peer holds live ones of.

@@ -86,6 +86,8 @@ pub enum PeersCommand {
 pub enum HealthCommand {
     /// The latest metrics of a name (freespace, ping, tag:group, pinqueue), or all.
     Metrics { name: Option<String> },
+    /// Metrics that expired lately: peers that may be down, newest first.
+    Alerts,
 }
 
 #[derive(Subcommand, Debug)]
@@ -432,6 +434,21 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                     metric["name"].as_str().unwrap_or_default(),
                     metric["value"].as_str().unwrap_or_default(),
                     metric["expire"]
+                )?;
+            }
+        }
+        CtlCommand::Health(HealthCommand::Alerts) => {
+            let alerts = api.json(Method::GET, "/health/alerts").await?;
+            if json {
+                return print_json(out, &alerts);
+            }
+            for alert in alerts.as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "{} | {} | expired, alert at {}",
+                    alert["peer"].as_str().unwrap_or_default(),
+                    alert["name"].as_str().unwrap_or_default(),
+                    alert["triggered_at"].as_str().unwrap_or_default()
                 )?;
             }
         }

@@ -2,7 +2,7 @@
 //! monitor and the pin tracker, and moves events between them. Everything else (the REST
 //! API, IPFS calls) runs in other tasks and talks to it through bounded channels.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -157,6 +157,10 @@ pub enum Command {
     Sync {
         reply: oneshot::Sender<SyncInfo>,
     },
+    /// The latest alerts, newest first.
+    Alerts {
+        reply: oneshot::Sender<Vec<monitor::Alert>>,
+    },
     /// The latest live metrics of a name (all names when empty).
     Metrics {
         name: String,
@@ -219,6 +223,9 @@ struct Gathering {
     reply: oneshot::Sender<Vec<PinInfo>>,
 }
 
+/// Alerts kept for `/health/alerts` (ipfs-cluster's alert channel holds as many).
+pub const MAX_ALERTS: usize = 256;
+
 /// Swarm addresses a `ping` announces, and that are taken from one.
 const MAX_ANNOUNCED_ADDRESSES: usize = 8;
 
@@ -266,6 +273,8 @@ pub struct Peer {
     /// dial.
     dialed: HashSet<ConnectionId>,
     metrics: Option<PeerMetrics>,
+    /// The latest alerts (metrics that expired), newest first, at most [`MAX_ALERTS`].
+    alerts: VecDeque<monitor::Alert>,
     /// Status requests sent, by the gathering they belong to.
     status_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
     gatherings: HashMap<u64, Gathering>,
@@ -424,6 +433,7 @@ impl Peer {
             gatherings: HashMap::new(),
             next_gathering: 0,
             metrics,
+            alerts: VecDeque::new(),
             head_subscribers: HashSet::new(),
             heads_announce_due: false,
         };
@@ -970,6 +980,8 @@ impl Peer {
         }
         for alert in self.monitor.check(now_nanos()) {
             tracing::info!(peer = %alert.metric.peer, metric = %alert.metric.name, "metric expired: peer may be down");
+            self.alerts.push_front(alert);
+            self.alerts.truncate(MAX_ALERTS);
         }
         if self.heads_announce_due {
             self.heads_announce_due = false;
@@ -1395,6 +1407,9 @@ impl Peer {
                 let _ = reply.send(self.status(cid, daemon).await?);
             }
             Command::PeerStatuses { cids, reply } => self.ask_statuses(cids, reply),
+            Command::Alerts { reply } => {
+                let _ = reply.send(self.alerts.iter().cloned().collect());
+            }
             Command::Info { reply } => {
                 let ipfs_error = match self.ipfs.as_ref().map(|i| i.health()) {
                     Some(Health::Down { error, .. }) => Some(error),

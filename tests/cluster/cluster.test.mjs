@@ -380,6 +380,22 @@ test('the Prometheus endpoint reports pins, daemon pins, peers and libp2p traffi
   assert.match(text, /^libp2p_gossipsub_messages_total [1-9]/m);
 });
 
+test('peers that stopped show in /health/alerts and in ctl health alerts', async () => {
+  // The guarded peer, mallory and the WebRTC and WebSocket followers have stopped by now.
+  const alerts = await waitFor('an alert for a stopped peer', async () => {
+    const { status, body } = await full[0].get('/health/alerts');
+    assert.equal(status, 200);
+    const list = JSON.parse(body);
+    return list.some((a) => a.name === 'ping') ? list : null;
+  });
+  for (const alert of alerts) {
+    assert.notEqual(alert.peer, full[0].id, 'p1 never stopped, so it cannot be in its own alerts');
+    assert.match(alert.triggered_at, /^\d{4}-\d\d-\d\dT/);
+  }
+  const text = execFileSync(pinfoldBin, ['ctl', '--host', full[0].api, 'health', 'alerts'], { encoding: 'utf8' });
+  assert.match(text, /\| ping \| expired, alert at /);
+});
+
 test('the IPFS daemon stopped and restarted under a pinning peer: pins end pinned', async () => {
   const peer = full[1];
   const cid = await full[0].ipfs.addContent('daemon restart');

@@ -121,7 +121,7 @@ impl GlobalPinInfo {
 
 /// Unix nanoseconds as Go's `time.Time` JSON writes them (RFC 3339, fraction without
 /// trailing zeros), `None` as Go's zero time.
-fn nanos_to_json(nanos: Option<i64>) -> String {
+pub(crate) fn nanos_to_json(nanos: Option<i64>) -> String {
     let Some(nanos) = nanos else {
         return GO_ZERO_TIME.to_owned();
     };

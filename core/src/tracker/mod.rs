@@ -15,7 +15,7 @@
 //! cancelled one on the same CID is still running; and failed operations are retried on
 //! their own after a back-off instead of waiting for the next recover sweep.
 
-mod info;
+pub(crate) mod info;
 mod status;
 
 use std::cmp::Reverse;
