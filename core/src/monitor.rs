@@ -162,36 +162,31 @@ impl Monitor {
     }
 }
 
-/// What a `ping` metric says about its peer.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PingInfo<'a> {
-    pub peer_name: &'a str,
-    pub ipfs_id: &'a str,
-    pub ipfs_addresses: &'a [String],
+/// What a `ping` metric says about its peer: its JSON value, written and read here only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PingInfo {
+    pub peer_name: String,
+    pub ipfs_id: String,
+    pub ipfs_addresses: Vec<String>,
     /// The peer's own swarm addresses (with `/p2p/`), so that peers that met through a
     /// bootstrapper can connect to each other; pinfold's addition, which Go peers ignore.
-    pub cluster_addresses: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_addresses: Vec<String>,
+}
+
+impl PingInfo {
+    /// What a received `ping` metric says; `None` when its value is not a ping's JSON.
+    pub fn of(metric: &Metric) -> Option<Self> {
+        serde_json::from_str(&metric.value).ok()
+    }
 }
 
 /// The `ping` metric a peer publishes every `interval_ms`, valid for twice that (Go's
 /// `sendPingMetric`), with the JSON value `{"peer_name","ipfs_id","ipfs_addresses"}` and,
 /// when there are any, `"cluster_addresses"`.
-pub fn ping_metric(local: &PeerId, info: PingInfo<'_>, interval_ms: u64, now: i64) -> Metric {
-    #[derive(Serialize)]
-    struct PingValue<'a> {
-        peer_name: &'a str,
-        ipfs_id: &'a str,
-        ipfs_addresses: &'a [String],
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        cluster_addresses: &'a [String],
-    }
-    let value = serde_json::to_string(&PingValue {
-        peer_name: info.peer_name,
-        ipfs_id: info.ipfs_id,
-        ipfs_addresses: info.ipfs_addresses,
-        cluster_addresses: info.cluster_addresses,
-    })
-    .expect("strings always serialize");
+pub fn ping_metric(local: &PeerId, info: &PingInfo, interval_ms: u64, now: i64) -> Metric {
+    let value = serde_json::to_string(info).expect("strings always serialize");
     Metric {
         name: PING_METRIC.into(),
         peer: *local,

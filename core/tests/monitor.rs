@@ -13,9 +13,9 @@ const SECOND: i64 = 1_000_000_000;
 fn ping(n: u64, now: i64) -> Metric {
     ping_metric(
         &peer(n),
-        PingInfo {
-            peer_name: &format!("peer-{n}"),
-            ipfs_id: "QmIpfs",
+        &PingInfo {
+            peer_name: format!("peer-{n}"),
+            ipfs_id: "QmIpfs".into(),
             ..PingInfo::default()
         },
         DEFAULT_PING_INTERVAL_MS,
@@ -34,18 +34,16 @@ fn ping_lives_twice_its_interval_and_carries_the_peer_in_json() {
     assert!(value["ipfs_addresses"].as_array().unwrap().is_empty());
     // Exactly Go's three keys when there are no swarm addresses to add.
     assert_eq!(value.as_object().unwrap().len(), 3);
-    let addresses = ["/ip4/10.0.0.1/tcp/9096/p2p/12D3KooW".to_owned()];
-    let with = ping_metric(
-        &peer(1),
-        PingInfo {
-            cluster_addresses: &addresses,
-            ..PingInfo::default()
-        },
-        DEFAULT_PING_INTERVAL_MS,
-        0,
-    );
+    let info = PingInfo {
+        cluster_addresses: vec!["/ip4/10.0.0.1/tcp/9096/p2p/12D3KooW".to_owned()],
+        ..PingInfo::default()
+    };
+    let with = ping_metric(&peer(1), &info, DEFAULT_PING_INTERVAL_MS, 0);
     let value: serde_json::Value = serde_json::from_str(&with.value).unwrap();
-    assert_eq!(value["cluster_addresses"][0], addresses[0]);
+    assert_eq!(value["cluster_addresses"][0], info.cluster_addresses[0]);
+    assert_eq!(PingInfo::of(&with), Some(info));
+    // A Go peer's ping reads too, without the addresses.
+    assert_eq!(PingInfo::of(&m).unwrap().peer_name, "peer-1");
 }
 
 #[test]

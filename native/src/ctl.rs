@@ -84,7 +84,8 @@ pub enum PeersCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum HealthCommand {
-    /// The latest metrics of a name (freespace, ping, tag:group, pinqueue), or all.
+    /// The latest metrics of a name (freespace, ping, tag:group, pinqueue), or without
+    /// one the names there are.
     Metrics { name: Option<String> },
     /// Metrics that expired lately: peers that may be down, newest first.
     Alerts,
@@ -416,12 +417,18 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                 print_status(out, &status)?;
             }
         }
-        CtlCommand::Health(HealthCommand::Metrics { name }) => {
+        CtlCommand::Health(HealthCommand::Metrics { name: None }) => {
+            let names = api.json(Method::GET, "/monitor/metrics").await?;
+            if json {
+                return print_json(out, &names);
+            }
+            for name in names.as_array().into_iter().flatten() {
+                writeln!(out, "{}", name.as_str().unwrap_or_default())?;
+            }
+        }
+        CtlCommand::Health(HealthCommand::Metrics { name: Some(name) }) => {
             let metrics = api
-                .json(
-                    Method::GET,
-                    &format!("/monitor/metrics/{}", name.as_deref().unwrap_or_default()),
-                )
+                .json(Method::GET, &format!("/monitor/metrics/{name}"))
                 .await?;
             if json {
                 return print_json(out, &metrics);

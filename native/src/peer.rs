@@ -457,15 +457,7 @@ impl Peer {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let (mut count, mut after) = (0usize, None);
-        loop {
-            let page = self.replica.pins(after.as_ref(), PAGE).await?;
-            count += page.len();
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = Some(last.cid),
-                _ => break,
-            }
-        }
+        let count = for_each_page(&self.replica, |_| Ok(())).await?;
         metrics.pins.set(count as i64);
         tracing::info!(pins = count, elapsed = ?started.elapsed(), "counted the pinset for the metrics");
         Ok(())
@@ -744,15 +736,11 @@ impl Peer {
 
     async fn recover_all(&mut self, daemon: DaemonPins) -> anyhow::Result<()> {
         let now = now_nanos();
-        let mut after = None;
+        let Some(tracker) = self.tracker.as_mut() else {
+            return Ok(());
+        };
         let mut queued = 0usize;
-        loop {
-            let page = self.replica.pins(after.as_ref(), PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.cid);
-            let Some(tracker) = self.tracker.as_mut() else {
-                return Ok(());
-            };
+        for_each_page(&self.replica, |page| {
             let infos: Vec<(Cid, TrackerStatus)> = tracker
                 .statuses(page.iter().cloned(), &daemon, StatusFilter::ERROR)
                 .map(|info| (info.cid, info.short.status))
@@ -763,10 +751,9 @@ impl Peer {
                     queued += 1;
                 }
             }
-            if page.len() < PAGE {
-                break;
-            }
-        }
+            Ok(())
+        })
+        .await?;
         if queued > 0 {
             tracing::info!(
                 queued,
@@ -782,24 +769,12 @@ impl Peer {
         let Some(ipfs) = self.ipfs.clone() else {
             return;
         };
-        let own = self.ipfs_id.as_ref().map(|id| id.peer);
+        let own = self.ipfs_id.as_ref().map(|id| id.peer.to_string());
         let addresses: Vec<Multiaddr> = self
-            .monitor
-            .latest_metrics(monitor::PING_METRIC, now_nanos())
-            .into_iter()
-            .filter(|m| m.peer != self.local)
-            .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.value).ok())
-            .filter(|v| v["ipfs_id"].as_str() != own.map(|p| p.to_string()).as_deref())
-            .flat_map(|v| {
-                v["ipfs_addresses"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str()?.parse::<Multiaddr>().ok())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default()
-            })
+            .pings()
+            .filter(|(peer, ping)| *peer != self.local && Some(&ping.ipfs_id) != own.as_ref())
+            .flat_map(|(_, ping)| ping.ipfs_addresses)
+            .filter_map(|a| a.parse().ok())
             .collect();
         if addresses.is_empty() {
             return;
@@ -853,11 +828,11 @@ impl Peer {
             .collect();
         let metric = monitor::ping_metric(
             &self.local,
-            monitor::PingInfo {
-                peer_name: &self.config.cluster.peername,
-                ipfs_id: &ipfs_id,
-                ipfs_addresses: &addresses,
-                cluster_addresses: &cluster_addresses,
+            &monitor::PingInfo {
+                peer_name: self.config.cluster.peername.clone(),
+                ipfs_id,
+                ipfs_addresses: addresses,
+                cluster_addresses,
             },
             self.config.cluster.monitor_ping_interval.millis(),
             now_nanos(),
@@ -1154,15 +1129,14 @@ impl Peer {
         if ping.peer == self.local || self.swarm.is_connected(&ping.peer) {
             return;
         }
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&ping.value) else {
+        let Some(info) = monitor::PingInfo::of(ping) else {
             return;
         };
-        let addresses = value["cluster_addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let addresses = info
+            .cluster_addresses
+            .iter()
             .take(MAX_ANNOUNCED_ADDRESSES)
-            .filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok())
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
             .filter(|a| is_dialable(a) && a.iter().last() == Some(Protocol::P2p(ping.peer)));
         let mut any = false;
         for address in addresses {
@@ -1253,14 +1227,19 @@ impl Peer {
         }
     }
 
-    /// A peer's name from its ping metric.
-    fn peer_name(&self, peer: &PeerId) -> String {
+    /// The live `ping` metrics of the peerset, read.
+    fn pings(&self) -> impl Iterator<Item = (PeerId, monitor::PingInfo)> {
         self.monitor
             .latest_metrics(monitor::PING_METRIC, now_nanos())
             .into_iter()
-            .find(|m| m.peer == *peer)
-            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m.value).ok())
-            .and_then(|v| v["peer_name"].as_str().map(String::from))
+            .map(|m| (m.peer, monitor::PingInfo::of(&m).unwrap_or_default()))
+    }
+
+    /// A peer's name from its ping metric.
+    fn peer_name(&self, peer: &PeerId) -> String {
+        self.pings()
+            .find(|(p, _)| p == peer)
+            .map(|(_, ping)| ping.peer_name)
             .unwrap_or_default()
     }
 
@@ -1430,18 +1409,9 @@ impl Peer {
                 });
             }
             Command::Peers { reply } => {
-                let now = now_nanos();
                 let peers = self
-                    .monitor
-                    .latest_metrics(monitor::PING_METRIC, now)
-                    .into_iter()
-                    .map(|m| {
-                        let name = serde_json::from_str::<serde_json::Value>(&m.value)
-                            .ok()
-                            .and_then(|v| v["peer_name"].as_str().map(String::from))
-                            .unwrap_or_default();
-                        (m.peer, name)
-                    })
+                    .pings()
+                    .map(|(peer, ping)| (peer, ping.peer_name))
                     .collect();
                 let _ = reply.send(peers);
             }
@@ -1570,6 +1540,24 @@ impl Peer {
             .map_err(|e| CommandError::Internal(e.to_string()))?;
         tracing::info!(%cid, "unpinned from the cluster");
         Ok(pin)
+    }
+}
+
+/// Calls `each` with every page of the stored pinset, in key order; returns how many pins
+/// there were.
+pub async fn for_each_page(
+    replica: &Replica<RedbStore>,
+    mut each: impl FnMut(&[Pin]) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    let (mut count, mut after) = (0usize, None);
+    loop {
+        let page = replica.pins(after.as_ref(), PAGE).await?;
+        each(&page)?;
+        count += page.len();
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(last.cid),
+            _ => return Ok(count),
+        }
     }
 }
 

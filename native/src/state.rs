@@ -11,7 +11,7 @@ use pinfold_core::crdt::{self, BatchConfig, Replica};
 use pinfold_core::pin::Pin;
 
 use crate::config::{CONFIG_FILE, PINSET_FILE};
-use crate::peer::{now_ms, PAGE};
+use crate::peer::{for_each_page, now_ms};
 use crate::store::RedbStore;
 
 /// Pins per delta written by an import.
@@ -41,19 +41,14 @@ async fn open(dir: &Path) -> anyhow::Result<Replica<RedbStore>> {
 /// Writes every pin, one JSON object per line; returns how many.
 pub async fn export(dir: &Path, out: &mut impl Write) -> anyhow::Result<usize> {
     let replica = open(dir).await?;
-    let (mut count, mut after) = (0usize, None);
-    loop {
-        let page = replica.pins(after.as_ref(), PAGE).await?;
-        for pin in &page {
+    let count = for_each_page(&replica, |page| {
+        for pin in page {
             serde_json::to_writer(&mut *out, pin)?;
             writeln!(out)?;
         }
-        count += page.len();
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = Some(last.cid),
-            _ => break,
-        }
-    }
+        Ok(())
+    })
+    .await?;
     out.flush()?;
     Ok(count)
 }

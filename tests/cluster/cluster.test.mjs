@@ -176,6 +176,8 @@ test('pinfold ctl pins, waits, lists and unpins as ipfs-cluster-ctl does', async
   const peers = ctl('--enc', 'json', 'peers', 'ls');
   assert.equal(peers.out.match(/"peername"/g).length, 4, peers.out);
   assert.match(ctl('id').out, new RegExp(`^${full[1].id} \\| p2 \\| Sees 3 other peers`));
+  assert.match(ctl('health', 'metrics').out, /^freespace$/m);
+  assert.match(ctl('health', 'metrics', 'ping').out, / \| ping \| /);
 
   const rm = ctl('pin', 'rm', cid);
   assert.equal(rm.code, 0, rm.err);
