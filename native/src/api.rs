@@ -328,7 +328,7 @@ async fn list_statuses(
             };
             let lines = globals
                 .iter()
-                .filter(|g| local || g.peer_map.values().any(|s| filter.matches(s.status)))
+                .filter(|g| local || g.matches(filter))
                 .map(line)
                 .collect::<Result<Vec<_>, String>>()?;
             Ok((lines, next))
