@@ -27,7 +27,8 @@ pub struct RepoStat {
     pub storage_max: u64,
 }
 
-fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+/// Reads a count the daemon may send as a number (Kubo) or as a string (js-ipfs).
+pub fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {

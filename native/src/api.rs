@@ -1,9 +1,12 @@
-//! The REST API, on ipfs-cluster's routes and JSON shapes: `/id`, `/version`, `/peers`,
-//! `/pins`, `/pins/{cid}` (GET, POST with ipfs-cluster's query options, DELETE),
-//! `/pins/{cid}/recover`, `/allocations`, `/allocations/{cid}` and
-//! `/monitor/metrics/{name}`, plus `/state/crdt` (heads, height, sync progress). Lists stream one JSON object per line, page by page, so a
-//! million pins never sit in memory at once. Statuses are the cluster's (every peer asked
-//! over the status exchange), or this peer's own with `?local=true`.
+//! The REST API, on ipfs-cluster v1.1.6's routes, query options and JSON shapes: `/id`,
+//! `/version`, `/peers` (GET, DELETE `/peers/{id}`), `/pins` (with `filter`, `local`,
+//! `cids`), `/pins/{cid}` (GET, POST with ipfs-cluster's pin options, DELETE), path pins
+//! (`/pins/{ipfs|ipns|ipld}/{path}`), `/pins/{cid}/recover`, `/pins/recover`, `/add`,
+//! `/allocations`, `/allocations/{cid}`, `/health`, `/health/graph`, `/health/alerts`,
+//! `/monitor/metrics`, `/monitor/metrics/{name}` and `/token`, plus `/state/crdt` (heads,
+//! height, sync progress). Lists stream one JSON object per line, page by page, so a million
+//! pins never sit in memory at once. Statuses are the cluster's (every peer asked over the
+//! status exchange), or this peer's own with `?local=true`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,20 +14,22 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cid::Cid;
 use futures::stream::{self, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
+use pinfold_core::pin::UnixTime;
 use pinfold_core::pin::{Pin, PinMode};
 use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
 use crate::auth::Credentials;
-use crate::peer::{Command, CommandError, PeerHandle, PAGE};
+use crate::config::{GoDuration, RestApiSection};
+use crate::peer::{Command, CommandError, DaemonAnswer, PeerHandle, PAGE};
 
 /// The RPC protocol version ipfs-cluster v1.1 reports in `/id`.
 pub const RPC_PROTOCOL_VERSION: &str = "/ipfscluster/1.1/rpc";
@@ -39,6 +44,13 @@ impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn bad_gateway(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_GATEWAY,
             message: message.into(),
         }
     }
@@ -96,8 +108,9 @@ pub fn socket_addr(address: &Multiaddr) -> Result<SocketAddr, String> {
     }
 }
 
-/// The API's routes over a peer, behind `credentials` (open when there are none).
-pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
+/// The API's routes over a peer, behind `credentials` (open when there are none), with the
+/// CORS policy of `config`.
+pub fn router(peer: PeerHandle, credentials: Credentials, config: &RestApiSection) -> Router {
     let token = Router::new()
         .route("/token", post(crate::auth::token))
         .with_state(credentials.clone());
@@ -105,13 +118,21 @@ pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
         .route("/id", get(id))
         .route("/version", get(version))
         .route("/peers", get(peers))
+        .route("/peers/{peer}", delete(remove_peer))
         .route("/pins", get(list_statuses))
+        .route("/pins/recover", post(recover_all))
         .route("/pins/{cid}", get(status).post(pin).delete(unpin))
         .route("/pins/{cid}/recover", post(recover))
+        .route("/pins/ipfs/{*path}", post(pin_path).delete(unpin_path))
+        .route("/pins/ipns/{*path}", post(pin_path).delete(unpin_path))
+        .route("/pins/ipld/{*path}", post(pin_path).delete(unpin_path))
+        .route("/add", post(add))
         .route("/allocations", get(allocations))
         .route("/allocations/{cid}", get(allocation))
-        .route("/monitor/metrics", get(metric_names))
+        .route("/health", get(health))
+        .route("/health/graph", get(graph))
         .route("/health/alerts", get(alerts))
+        .route("/monitor/metrics", get(metric_names))
         .route("/monitor/metrics/{name}", get(metrics))
         .route("/state/crdt", get(crdt_state))
         .with_state(peer)
@@ -120,6 +141,47 @@ pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
             credentials,
             crate::auth::require,
         ))
+        .layer(cors(config))
+}
+
+/// ipfs-cluster's CORS settings as a layer. A `*` origin with credentials allowed answers
+/// with the request's own origin, as browsers accept no wildcard then.
+fn cors(config: &RestApiSection) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let values = |texts: &[String]| -> Vec<axum::http::HeaderValue> {
+        texts.iter().filter_map(|t| t.parse().ok()).collect()
+    };
+    let origins = if config.cors_allowed_origins.iter().any(|o| o == "*") {
+        if config.cors_allow_credentials {
+            AllowOrigin::mirror_request()
+        } else {
+            AllowOrigin::any()
+        }
+    } else {
+        AllowOrigin::list(values(&config.cors_allowed_origins))
+    };
+    let methods: Vec<axum::http::Method> = config
+        .cors_allowed_methods
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect();
+    let headers: Vec<header::HeaderName> = config
+        .cors_allowed_headers
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    let exposed: Vec<header::HeaderName> = config
+        .cors_exposed_headers
+        .iter()
+        .filter_map(|h| h.parse().ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods(methods)
+        .allow_headers(headers)
+        .expose_headers(exposed)
+        .allow_credentials(config.cors_allow_credentials)
+        .max_age(config.cors_max_age.0)
 }
 
 /// Serves the API until the listener fails.
@@ -127,8 +189,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     peer: PeerHandle,
     credentials: Credentials,
+    config: &RestApiSection,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(peer, credentials)).await
+    axum::serve(listener, router(peer, credentials, config)).await
 }
 
 async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<serde_json::Value>> {
@@ -164,34 +227,51 @@ async fn version() -> Json<serde_json::Value> {
 /// ipfs-cluster's trailer for an error that cut a streamed list short.
 const STREAM_ERROR: &str = "X-Stream-Error";
 
-/// A page of a streamed list: its lines and the cursor after it (`None` at the end).
-type Page = Result<(Vec<Vec<u8>>, Option<Cid>), String>;
+/// A page of a streamed list: its lines and the cursor of the next page (`None` at the end).
+type Page<C> = Result<(Vec<Vec<u8>>, Option<C>), String>;
 
-/// A streamed list, one JSON value per line, read page by page through `fetch(after)`. A
-/// page that fails ends the list with the `X-Stream-Error` trailer naming the reason, as
-/// ipfs-cluster's API does, so that a client can tell a cut list from a complete one.
-fn streamed<F, Fut>(fetch: F) -> Response
+/// A streamed list, one JSON value per line, read page by page through `fetch(cursor)`
+/// from `first` on.
+fn streamed<C, F, Fut>(first: C, fetch: F) -> Response
 where
-    F: Fn(Option<Cid>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Page> + Send + 'static,
+    C: Send + 'static,
+    F: Fn(C) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Page<C>> + Send + 'static,
 {
-    use axum::body::Bytes;
-    use http_body::Frame;
     let fetch = Arc::new(fetch);
-    let frames = stream::unfold(Some(None), move |cursor: Option<Option<Cid>>| {
+    let lines = stream::unfold(Some(first), move |cursor: Option<C>| {
         let fetch = fetch.clone();
         async move {
-            let after = cursor?;
-            Some(match fetch(after).await {
-                Ok((lines, next)) => {
-                    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = lines
-                        .into_iter()
-                        .map(|l| Ok(Frame::data(Bytes::from(l))))
-                        .collect();
-                    (stream::iter(frames), next.map(Some))
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "a streamed list was cut short");
+            let cursor = cursor?;
+            Some(match fetch(cursor).await {
+                Ok((lines, next)) => (
+                    stream::iter(lines.into_iter().map(Ok).collect::<Vec<_>>()),
+                    next,
+                ),
+                Err(error) => (stream::iter(vec![Err(error)]), None),
+            })
+        }
+    })
+    .flatten();
+    stream_lines(lines)
+}
+
+/// A streamed answer of lines. An error ends it with the `X-Stream-Error` trailer naming
+/// the reason, as ipfs-cluster's API does, so that a client can tell a cut list from a
+/// complete one.
+fn stream_lines(
+    lines: impl futures::Stream<Item = Result<Vec<u8>, String>> + Send + 'static,
+) -> Response {
+    use axum::body::Bytes;
+    use http_body::Frame;
+    let frames = lines
+        .scan(false, |failed, line| {
+            let frame = match (*failed, line) {
+                (true, _) => None,
+                (false, Ok(line)) => Some(Frame::data(Bytes::from(line))),
+                (false, Err(error)) => {
+                    *failed = true;
+                    tracing::warn!(%error, "a streamed answer was cut short");
                     let mut trailers = axum::http::HeaderMap::new();
                     let value =
                         axum::http::HeaderValue::from_str(&error.replace(['\r', '\n'], " "))
@@ -199,12 +279,12 @@ where
                                 axum::http::HeaderValue::from_static("internal error")
                             });
                     trailers.insert(STREAM_ERROR, value);
-                    (stream::iter(vec![Ok(Frame::trailers(trailers))]), None)
+                    Some(Frame::trailers(trailers))
                 }
-            })
-        }
-    })
-    .flatten();
+            };
+            std::future::ready(frame)
+        })
+        .map(Ok::<_, std::convert::Infallible>);
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -225,10 +305,23 @@ async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let peers = peer.ask(|reply| Command::Peers { reply }).await?;
     let lines: Result<Vec<Vec<u8>>, String> = peers
         .iter()
-        .map(|(id, name)| line(&json!({"id": id.to_string(), "peername": name, "error": ""})))
+        .map(|p| line(&json!({"id": p.id.to_string(), "peername": p.name, "error": ""})))
         .collect();
     let page = lines.map(|lines| (lines, None));
-    Ok(streamed(move |_| std::future::ready(page.clone())))
+    Ok(streamed((), move |()| std::future::ready(page.clone())))
+}
+
+/// Removes a peer from the cluster: its pins are re-allocated to the others.
+async fn remove_peer(
+    State(peer): State<PeerHandle>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id: PeerId = id
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("error decoding peer ID {id:?}: {e}")))?;
+    peer.ask(|reply| Command::RemovePeer { peer: id, reply })
+        .await??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The daemon's pin list, for status listings.
@@ -238,10 +331,7 @@ async fn daemon_pins(peer: &PeerHandle) -> ApiResult<Arc<DaemonPins>> {
             .pin_ls_all("recursive")
             .await
             .map(Arc::new)
-            .map_err(|e| ApiError {
-                status: StatusCode::BAD_GATEWAY,
-                message: e.to_string(),
-            }),
+            .map_err(|e| ApiError::bad_gateway(e.to_string())),
         None => Ok(Arc::new(DaemonPins::new())),
     }
 }
@@ -268,11 +358,20 @@ fn only_parameters(query: &HashMap<String, String>, known: &[&str]) -> ApiResult
     }
 }
 
-/// The cluster's views of `local`'s CIDs: this peer's, merged with every other peer's.
-async fn with_peer_views(peer: &PeerHandle, local: Vec<PinInfo>) -> ApiResult<Vec<GlobalPinInfo>> {
+/// The cluster's views of `local`'s CIDs: this peer's, merged with every other peer's
+/// (after each recovered them, with `recover`).
+async fn with_peer_views(
+    peer: &PeerHandle,
+    local: Vec<PinInfo>,
+    recover: bool,
+) -> ApiResult<Vec<GlobalPinInfo>> {
     let cids: Vec<Cid> = local.iter().map(|i| i.cid).collect();
     let others = peer
-        .ask(|reply| Command::PeerStatuses { cids, reply })
+        .ask(|reply| Command::PeerStatuses {
+            cids,
+            recover,
+            reply,
+        })
         .await?;
     let mut globals: Vec<GlobalPinInfo> = local.into_iter().map(GlobalPinInfo::new).collect();
     let index: HashMap<Cid, usize> = globals
@@ -288,18 +387,87 @@ async fn with_peer_views(peer: &PeerHandle, local: Vec<PinInfo>) -> ApiResult<Ve
     Ok(globals)
 }
 
+/// The statuses of `cids` (each with the daemon's answer for it): this peer's alone when
+/// `local`, else the cluster's; `recover` re-queues pins in error first.
+async fn cluster_statuses(
+    peer: &PeerHandle,
+    cids: Vec<(Cid, DaemonAnswer)>,
+    local: bool,
+    recover: bool,
+) -> ApiResult<Vec<GlobalPinInfo>> {
+    let infos = peer
+        .ask(|reply| Command::Status {
+            cids,
+            recover,
+            reply,
+        })
+        .await?;
+    if local {
+        Ok(infos.into_iter().map(GlobalPinInfo::new).collect())
+    } else {
+        with_peer_views(peer, infos, recover).await
+    }
+}
+
+/// The daemon's answers for `cids`, from its pin list.
+fn answers_from(daemon: &DaemonPins, cids: &[Cid]) -> Vec<(Cid, DaemonAnswer)> {
+    cids.iter().map(|c| (*c, Ok(daemon.get(c)))).collect()
+}
+
+/// ipfs-cluster's `filter` option (all statuses when absent).
+fn status_filter(query: &HashMap<String, String>) -> ApiResult<StatusFilter> {
+    match query.get("filter") {
+        Some(text) if !text.is_empty() => {
+            StatusFilter::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        _ => Ok(StatusFilter::ALL),
+    }
+}
+
+/// A comma-separated list of CIDs (ipfs-cluster's `cids` option), without repeats.
+fn cid_list(text: &str) -> ApiResult<Vec<Cid>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut cids = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let cid = parse_cid(part)?;
+        if seen.insert(cid) {
+            cids.push(cid);
+        }
+    }
+    Ok(cids)
+}
+
 async fn list_statuses(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    only_parameters(&query, &["filter", "local"])?;
-    let filter = match query.get("filter") {
-        Some(text) if !text.is_empty() => {
-            StatusFilter::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?
-        }
-        _ => StatusFilter::ALL,
-    };
+    only_parameters(&query, &["filter", "local", "cids"])?;
+    let filter = status_filter(&query)?;
     let local = local_only(&query)?;
+    if let Some(text) = query.get("cids") {
+        let cids = Arc::new(cid_list(text)?);
+        let daemon = daemon_pins(&peer).await?;
+        return Ok(streamed(0usize, move |start| {
+            let (peer, cids, daemon) = (peer.clone(), cids.clone(), daemon.clone());
+            async move {
+                let end = (start + PAGE).min(cids.len());
+                let globals = cluster_statuses(
+                    &peer,
+                    answers_from(&daemon, &cids[start..end]),
+                    local,
+                    false,
+                )
+                .await
+                .map_err(|e| e.message)?;
+                let lines = globals
+                    .iter()
+                    .filter(|g| g.matches(filter))
+                    .map(line)
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok((lines, (end < cids.len()).then_some(end)))
+            }
+        }));
+    }
     // Cluster-wide, a pin is listed when any peer's status passes the filter, so each
     // page is read whole and filtered once every view is in.
     let page_filter = if local { filter } else { StatusFilter::ALL };
@@ -308,39 +476,48 @@ async fn list_statuses(
     } else {
         Arc::new(DaemonPins::new())
     };
-    Ok(streamed(move |after| {
+    Ok(streamed(None, move |after| {
         let peer = peer.clone();
         let daemon = daemon.clone();
         async move {
-            let (infos, next) = peer
-                .ask(|reply| Command::Statuses {
-                    after,
-                    daemon,
-                    filter: page_filter,
-                    reply,
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+            let (infos, next) = status_page(&peer, after, daemon, page_filter).await?;
             let globals = if local {
                 infos.into_iter().map(GlobalPinInfo::new).collect()
             } else {
-                with_peer_views(&peer, infos).await.map_err(|e| e.message)?
+                with_peer_views(&peer, infos, false)
+                    .await
+                    .map_err(|e| e.message)?
             };
             let lines = globals
                 .iter()
                 .filter(|g| local || g.matches(filter))
                 .map(line)
                 .collect::<Result<Vec<_>, String>>()?;
-            Ok((lines, next))
+            Ok((lines, next.map(Some)))
         }
     }))
 }
 
-/// The daemon's answer for one CID, as the tracker takes it.
-async fn daemon_status(
+/// This peer's statuses of a page of the pinset after `after`, those passing `filter`,
+/// with the cursor of the next page.
+async fn status_page(
     peer: &PeerHandle,
-    cid: &Cid,
-) -> Result<Option<pinfold_core::tracker::IpfsPinType>, String> {
+    after: Option<Cid>,
+    daemon: Arc<DaemonPins>,
+    filter: StatusFilter,
+) -> Result<(Vec<PinInfo>, Option<Cid>), String> {
+    peer.ask(|reply| Command::Statuses {
+        after,
+        daemon,
+        filter,
+        reply,
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// The daemon's answer for one CID, as the tracker takes it.
+async fn daemon_status(peer: &PeerHandle, cid: &Cid) -> DaemonAnswer {
     match &peer.ipfs {
         Some(ipfs) => ipfs
             .pin_ls(cid, "recursive")
@@ -350,49 +527,104 @@ async fn daemon_status(
     }
 }
 
+/// One CID's status (or its status after recovering it), the cluster's or this peer's.
+async fn one_status(
+    peer: &PeerHandle,
+    cid: &str,
+    query: &HashMap<String, String>,
+    recover: bool,
+) -> ApiResult<Response> {
+    only_parameters(query, &["local"])?;
+    let cid = parse_cid(cid)?;
+    let local = local_only(query)?;
+    let daemon = daemon_status(peer, &cid).await;
+    let global = cluster_statuses(peer, vec![(cid, daemon)], local, recover)
+        .await?
+        .pop()
+        .expect("one CID in, one view out");
+    Ok(Json(global).into_response())
+}
+
 async fn status(
     State(peer): State<PeerHandle>,
     Path(cid): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    one_status(&peer, &cid, &query, false).await
+}
+
+async fn recover(
+    State(peer): State<PeerHandle>,
+    Path(cid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    one_status(&peer, &cid, &query, true).await
+}
+
+/// Recovers every pin in error (on any peer, or on this one with `local`), streaming the
+/// statuses of those recovered.
+async fn recover_all(
+    State(peer): State<PeerHandle>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     only_parameters(&query, &["local"])?;
-    let cid = parse_cid(&cid)?;
-    let daemon = daemon_status(&peer, &cid).await;
-    let info = peer
-        .ask(|reply| Command::Status { cid, daemon, reply })
-        .await?;
-    let global = if local_only(&query)? {
-        GlobalPinInfo::new(info)
+    let local = local_only(&query)?;
+    let daemon = daemon_pins(&peer).await?;
+    let page_filter = if local {
+        StatusFilter::ERROR
     } else {
-        with_peer_views(&peer, vec![info])
-            .await?
-            .pop()
-            .expect("one view in, one out")
+        StatusFilter::ALL
     };
-    Ok(Json(global).into_response())
+    Ok(streamed(None, move |after| {
+        let peer = peer.clone();
+        let daemon = daemon.clone();
+        async move {
+            let (infos, next) = status_page(&peer, after, daemon.clone(), page_filter).await?;
+            let in_error: Vec<Cid> = if local {
+                infos.iter().map(|i| i.cid).collect()
+            } else {
+                with_peer_views(&peer, infos, false)
+                    .await
+                    .map_err(|e| e.message)?
+                    .iter()
+                    .filter(|g| g.matches(StatusFilter::ERROR))
+                    .map(|g| g.cid)
+                    .collect()
+            };
+            let recovered = if in_error.is_empty() {
+                Vec::new()
+            } else {
+                cluster_statuses(&peer, answers_from(&daemon, &in_error), local, true)
+                    .await
+                    .map_err(|e| e.message)?
+            };
+            let lines = recovered
+                .iter()
+                .map(line)
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok((lines, next.map(Some)))
+        }
+    }))
 }
 
-async fn recover(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
-    let cid = parse_cid(&cid)?;
-    let daemon = daemon_status(&peer, &cid).await;
-    let info = peer
-        .ask(|reply| Command::Recover { cid, daemon, reply })
-        .await?;
-    Ok(Json(GlobalPinInfo::new(info)).into_response())
-}
-
-/// A pin from ipfs-cluster's POST /pins/{cid} query options.
-fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
+/// A pin of `cid` from ipfs-cluster's pin options in `query`; the names in `also` belong to
+/// the route (like `/add`'s options) and are left to it.
+fn pin_from_query(cid: Cid, query: &HashMap<String, String>, also: &[&str]) -> ApiResult<Pin> {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut pin = Pin::new(cid, pinfold_core::pin::UnixTime(seconds));
+    let mut pin = Pin::new(cid, UnixTime(seconds));
     let number = |key: &str, text: &str| -> ApiResult<i32> {
         text.parse().map_err(|_| {
             ApiError::bad_request(format!("parameter {key}: {text:?} is not a number"))
         })
     };
+    if query.contains_key("expire-at") && query.contains_key("expire-in") {
+        return Err(ApiError::bad_request(
+            "give expire-at or expire-in, not both",
+        ));
+    }
     for (key, value) in query {
         match key.as_str() {
             "name" => pin.name = value.clone(),
@@ -413,6 +645,13 @@ fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
                         )))
                     }
                 }
+            }
+            "shard-size" => {
+                pin.shard_size = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "parameter shard-size: {value:?} is not a number"
+                    ))
+                })?
             }
             "user-allocations" => {
                 pin.user_allocations = value
@@ -435,10 +674,29 @@ fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
                     })
                     .collect::<ApiResult<_>>()?
             }
+            "expire-at" => {
+                pin.expire_at = UnixTime::parse_rfc3339(value).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "expire-at {value:?} is not an RFC 3339 time (2030-01-02T15:04:05Z): {e}"
+                    ))
+                })?
+            }
+            "expire-in" => {
+                let after = GoDuration::parse(value)
+                    .map_err(|e| ApiError::bad_request(format!("expire-in {value:?}: {e}")))?;
+                if after.0 < std::time::Duration::from_secs(1) {
+                    return Err(ApiError::bad_request(format!(
+                        "expire-in {value:?} is less than one second"
+                    )));
+                }
+                pin.expire_at = Some(UnixTime(seconds + after.0.as_secs()));
+            }
+            "pin-update" => pin.pin_update = Some(parse_cid(value)?),
             meta if meta.starts_with("meta-") => {
                 pin.metadata
                     .insert(meta["meta-".len()..].to_owned(), value.clone());
             }
+            other if also.contains(&other) => {}
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown query parameter {other:?}"
@@ -449,15 +707,212 @@ fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
     Ok(pin)
 }
 
+/// Pins `pin` through the peer.
+async fn pin_in_cluster(peer: &PeerHandle, pin: Pin) -> ApiResult<Pin> {
+    let pin = Box::new(pin);
+    Ok(peer.ask(|reply| Command::AddPin { pin, reply }).await??)
+}
+
 async fn pin(
     State(peer): State<PeerHandle>,
     Path(cid): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let cid = parse_cid(&cid)?;
-    let pin = Box::new(pin_from_query(cid, &query)?);
-    let pin = peer.ask(|reply| Command::AddPin { pin, reply }).await??;
+    let pin = pin_from_query(cid, &query, &[])?;
+    Ok(Json(pin_in_cluster(&peer, pin).await?).into_response())
+}
+
+/// The CID an `/ipfs|ipns|ipld/...` path of a path-pin route ends at, resolved by the daemon.
+async fn resolve_path(peer: &PeerHandle, uri: &axum::http::Uri) -> ApiResult<Cid> {
+    let raw = uri
+        .path()
+        .strip_prefix("/pins")
+        .expect("path routes are under /pins");
+    let path = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|e| ApiError::bad_request(format!("{raw} is not UTF-8 once decoded: {e}")))?;
+    let path = path.as_ref();
+    let ipfs = peer.ipfs.as_ref().ok_or_else(|| {
+        ApiError::bad_request("this peer has no IPFS daemon to resolve paths with; pin a CID")
+    })?;
+    ipfs.resolve(path).await.map_err(|e| match e {
+        crate::ipfs::IpfsError::Daemon(message) => {
+            ApiError::bad_request(format!("could not resolve {path}: {message}"))
+        }
+        other => ApiError::bad_gateway(other.to_string()),
+    })
+}
+
+async fn pin_path(
+    State(peer): State<PeerHandle>,
+    uri: axum::http::Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let mut pin = pin_from_query(Cid::default(), &query, &[])?;
+    pin.cid = resolve_path(&peer, &uri).await?;
+    Ok(Json(pin_in_cluster(&peer, pin).await?).into_response())
+}
+
+async fn unpin_path(State(peer): State<PeerHandle>, uri: axum::http::Uri) -> ApiResult<Response> {
+    let cid = resolve_path(&peer, &uri).await?;
+    let pin = peer
+        .ask(|reply| Command::RemovePin { cid, reply })
+        .await??;
     Ok(Json(pin).into_response())
+}
+
+/// `/add`'s options handed to the daemon's `add`, by their ipfs-cluster name.
+const ADD_OPTIONS_FOR_DAEMON: [&str; 5] = [
+    "chunker",
+    "raw-leaves",
+    "cid-version",
+    "hash",
+    "wrap-with-directory",
+];
+
+/// `/add`'s options that change nothing here: the daemon adds every file it is sent
+/// (`recursive` and `hidden` choose files on the client's side), answers as it goes and
+/// adds on this peer.
+const ADD_OPTIONS_WITHOUT_EFFECT: [&str; 6] = [
+    "recursive",
+    "hidden",
+    "progress",
+    "stream-channels",
+    "local",
+    "quiet",
+];
+
+/// Adds the files of a multipart body through this peer's IPFS daemon, streaming one
+/// ipfs-cluster `AddedOutput` per file and directory, then pins the root in the cluster
+/// with the pin options of the query (unless `no-pin`); the root comes last, with its
+/// allocations.
+async fn add(
+    State(peer): State<PeerHandle>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let flag = |key: &str| -> ApiResult<bool> {
+        match query.get(key).map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") | Some("") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "parameter {key}: {other:?} is not true or false"
+            ))),
+        }
+    };
+    let no_pin = flag("no-pin")?;
+    if flag("shard")? {
+        return Err(ApiError::bad_request(
+            "sharding is not supported: add without shard=true",
+        ));
+    }
+    if flag("nocopy")? {
+        return Err(ApiError::bad_request(
+            "nocopy needs the daemon's filestore, which pinfold does not use: add without it",
+        ));
+    }
+    match query.get("format").map(String::as_str) {
+        None | Some("") | Some("unixfs") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format {other:?} is not supported: use unixfs"
+            )))
+        }
+    }
+    let mut daemon_query: Vec<(&str, String)> = ADD_OPTIONS_FOR_DAEMON
+        .iter()
+        .filter_map(|key| query.get(*key).map(|v| (*key, v.clone())))
+        .collect();
+    match query.get("layout").map(String::as_str) {
+        None | Some("") | Some("balanced") => {}
+        Some("trickle") => daemon_query.push(("trickle", "true".to_owned())),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "layout {other:?}: use balanced or trickle"
+            )))
+        }
+    }
+    let route_options: Vec<&str> = ADD_OPTIONS_FOR_DAEMON
+        .iter()
+        .chain(&ADD_OPTIONS_WITHOUT_EFFECT)
+        .chain(&["no-pin", "shard", "nocopy", "format", "layout"])
+        .copied()
+        .collect();
+    let template = pin_from_query(Cid::default(), &query, &route_options)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("multipart/form-data"))
+        .ok_or_else(|| {
+            ApiError::bad_request("/add takes a multipart/form-data body with the files to add")
+        })?
+        .to_owned();
+    let ipfs = peer
+        .ipfs
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("this peer has no IPFS daemon to add files to"))?;
+    let upload = reqwest::Body::wrap_stream(body.into_data_stream());
+    let added = ipfs
+        .add(upload, content_type, &daemon_query)
+        .await
+        .map_err(|e| match e {
+            crate::ipfs::IpfsError::Daemon(message) => ApiError::bad_request(message),
+            other => ApiError::bad_gateway(other.to_string()),
+        })?;
+    let output = |added: &crate::ipfs::Added, allocations: &[PeerId]| {
+        line(&json!({
+            "name": added.name,
+            "cid": added.cid.to_string(),
+            "bytes": 0,
+            "size": added.size,
+            "allocations": allocations.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        }))
+    };
+    // Every entry but the last goes out as it comes; the last is the root, sent once pinned.
+    let lines = stream::unfold(
+        (Box::pin(added), None::<crate::ipfs::Added>, false),
+        move |(mut added, mut held, done)| {
+            let (peer, template) = (peer.clone(), template.clone());
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match added.next().await {
+                        Some(Ok(next)) => {
+                            if let Some(previous) = held.replace(next) {
+                                return Some((output(&previous, &[]), (added, held, false)));
+                            }
+                        }
+                        Some(Err(error)) => {
+                            return Some((Err(error.to_string()), (added, None, true)))
+                        }
+                        None => break,
+                    }
+                }
+                let root = held?;
+                let result = if no_pin {
+                    output(&root, &[])
+                } else {
+                    let pin = Pin {
+                        cid: root.cid,
+                        ..template
+                    };
+                    match pin_in_cluster(&peer, pin).await {
+                        Ok(pin) => output(&root, &pin.allocations),
+                        Err(error) => Err(format!(
+                            "added {} but could not pin it: {}",
+                            root.cid, error.message
+                        )),
+                    }
+                };
+                Some((result, (added, None, true)))
+            }
+        },
+    );
+    Ok(stream_lines(lines))
 }
 
 async fn unpin(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
@@ -469,7 +924,7 @@ async fn unpin(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiRe
 }
 
 async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
-    Ok(streamed(move |after| {
+    Ok(streamed(None, move |after| {
         let peer = peer.clone();
         async move {
             let pins = peer
@@ -481,7 +936,7 @@ async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
                 .await
                 .map_err(|e| e.to_string())?;
             let next = (pins.len() == PAGE)
-                .then(|| pins.last().map(|p| p.cid))
+                .then(|| pins.last().map(|p| Some(p.cid)))
                 .flatten();
             let lines = pins.iter().map(line).collect::<Result<Vec<_>, String>>()?;
             Ok((lines, next))
@@ -504,6 +959,65 @@ async fn allocation(
 async fn crdt_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let info = peer.ask(|reply| Command::Sync { reply }).await?;
     Ok(Json(info).into_response())
+}
+
+/// Liveness: the API answers.
+async fn health() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// ipfs-cluster's connectivity graph: which cluster peers each peer is connected to, which
+/// peers each IPFS daemon is connected to, and whose writes this peer trusts.
+async fn graph(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    use std::collections::BTreeMap;
+    let own_ipfs_peers = match &peer.ipfs {
+        Some(ipfs) => ipfs.swarm_peers().await.map_err(|e| e.to_string()),
+        None => Ok(Vec::new()),
+    };
+    let links = peer.ask(|reply| Command::Connections { reply }).await?;
+    let peers = peer.ask(|reply| Command::Peers { reply }).await?;
+    let mut names = BTreeMap::new();
+    let mut trust = BTreeMap::new();
+    for p in &peers {
+        names.insert(p.id.to_string(), p.name.clone());
+        trust.insert(p.id.to_string(), p.trusted);
+    }
+    let (mut cluster_links, mut ipfs_links, mut cluster_to_ipfs) =
+        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    for (id, connections) in links {
+        let connections = match connections {
+            Ok(mut c) if id == peer.local => match &own_ipfs_peers {
+                Ok(ipfs_peers) => {
+                    c.ipfs_peers = ipfs_peers.clone();
+                    c
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the graph lacks this daemon's links");
+                    c
+                }
+            },
+            Ok(c) => c,
+            Err(error) => {
+                tracing::debug!(peer = %id, %error, "the graph lacks a peer's links");
+                continue;
+            }
+        };
+        let strings = |ids: &[PeerId]| ids.iter().map(PeerId::to_string).collect::<Vec<_>>();
+        cluster_links.insert(id.to_string(), strings(&connections.cluster_peers));
+        if let Some(ipfs_id) = connections.ipfs_id {
+            cluster_to_ipfs.insert(id.to_string(), ipfs_id.to_string());
+            ipfs_links.insert(ipfs_id.to_string(), strings(&connections.ipfs_peers));
+        }
+    }
+    Ok(Json(json!({
+        "cluster_id": peer.local.to_string(),
+        "id_to_peername": names,
+        "ipfs_links": ipfs_links,
+        "cluster_links": cluster_links,
+        "cluster_trust_links": trust,
+        "cluster_to_ipfs": cluster_to_ipfs,
+    }))
+    .into_response())
 }
 
 /// The latest alerts this peer raised (metrics that expired), newest first.
@@ -539,9 +1053,9 @@ mod tests {
         let cid: Cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
             .parse()
             .unwrap();
-        let response = streamed(move |after| {
+        let response = streamed(None, move |after| {
             std::future::ready(match after {
-                None => Ok((vec![b"{\"n\":1}\n".to_vec()], Some(cid))),
+                None => Ok((vec![b"{\"n\":1}\n".to_vec()], Some(Some(cid)))),
                 Some(_) => Err("the peer is shutting down".to_owned()),
             })
         });
@@ -554,7 +1068,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_complete_list_has_no_stream_error() {
-        let response = streamed(|_| std::future::ready(Ok((vec![b"1\n".to_vec()], None))));
+        let response = streamed((), |()| {
+            std::future::ready(Ok((vec![b"1\n".to_vec()], None)))
+        });
         let collected = response.into_body().collect().await.unwrap();
         assert!(collected.trailers().is_none());
         assert_eq!(collected.to_bytes().as_ref(), b"1\n");

@@ -198,6 +198,8 @@ pub struct ClusterSection {
     pub replication_factor_max: i32,
     pub monitor_ping_interval: GoDuration,
     pub pin_recover_interval: GoDuration,
+    /// How often expired pins are looked for (and unpinned by the closest trusted peer).
+    pub state_sync_interval: GoDuration,
     pub dial_peer_timeout: GoDuration,
     /// Most established connections, inbound and outbound together.
     pub max_connections: u32,
@@ -223,6 +225,7 @@ impl Default for ClusterSection {
             replication_factor_max: -1,
             monitor_ping_interval: secs(15),
             pin_recover_interval: secs(12 * 60),
+            state_sync_interval: secs(5 * 60),
             dial_peer_timeout: secs(3),
             max_connections: 400,
             disable_repinning: true,
@@ -288,13 +291,33 @@ pub struct RestApiSection {
     /// Users and passwords for basic authentication (and `POST /token`); `null` leaves the
     /// API open.
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Origins browsers may call the API from (`*`: any).
+    pub cors_allowed_origins: Vec<String>,
+    pub cors_allowed_methods: Vec<String>,
+    pub cors_allowed_headers: Vec<String>,
+    pub cors_exposed_headers: Vec<String>,
+    pub cors_allow_credentials: bool,
+    /// How long browsers may keep a preflight answer.
+    pub cors_max_age: GoDuration,
 }
 
 impl Default for RestApiSection {
     fn default() -> Self {
+        let strings = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect();
         Self {
             http_listen_multiaddress: "/ip4/127.0.0.1/tcp/9094".parse().expect("valid"),
             basic_auth_credentials: None,
+            cors_allowed_origins: strings(&["*"]),
+            cors_allowed_methods: strings(&["GET"]),
+            cors_allowed_headers: Vec::new(),
+            cors_exposed_headers: strings(&[
+                "Content-Type",
+                "X-Stream-Output",
+                "X-Chunked-Output",
+                "X-Content-Length",
+            ]),
+            cors_allow_credentials: true,
+            cors_max_age: GoDuration(Duration::ZERO),
         }
     }
 }
@@ -604,6 +627,10 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_PINRECOVERINTERVAL", |c, v| {
         c.cluster.pin_recover_interval = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_STATESYNCINTERVAL", |c, v| {
+        c.cluster.state_sync_interval = GoDuration::parse(v)?;
         Ok(())
     }),
     ("CLUSTER_METRICS_ENABLESTATS", |c, v| {

@@ -1,6 +1,6 @@
 //! `pinfold ctl`: ipfs-cluster-ctl's verbs and flags over a peer's REST API. Text output for
-//! people (a progress line while `pin add --wait` waits, on a terminal only), `--enc json`
-//! for scripts (one JSON value per result, as the API returns it).
+//! people (a progress line while `add` uploads and while `--wait` waits, on a terminal
+//! only), `--enc json` for scripts (one JSON value per result, as the API returns it).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -59,9 +59,11 @@ pub enum CtlCommand {
     /// Add, remove and list pins.
     #[command(subcommand)]
     Pin(PinCommand),
-    /// Every peer's status of one pin, or of all (`--filter` them).
+    /// Add files to IPFS through the peer's daemon and pin them in the cluster.
+    Add(AddArgs),
+    /// Every peer's status of some pins, or of all (`--filter` them).
     Status {
-        cid: Option<String>,
+        cids: Vec<String>,
         /// Only this peer's view.
         #[arg(long)]
         local: bool,
@@ -69,8 +71,13 @@ pub enum CtlCommand {
         #[arg(long)]
         filter: Option<String>,
     },
-    /// Re-queue a pin in error on this peer.
-    Recover { cid: String },
+    /// Re-queue a pin in error, or without a CID every pin in error, on every peer (or on
+    /// this one with `--local`).
+    Recover {
+        cid: Option<String>,
+        #[arg(long)]
+        local: bool,
+    },
     /// Metrics and health.
     #[command(subcommand)]
     Health(HealthCommand),
@@ -80,6 +87,9 @@ pub enum CtlCommand {
 pub enum PeersCommand {
     /// Peers with a live ping metric.
     Ls,
+    /// Remove a peer: its pins are re-allocated to the other peers. A peer that still runs
+    /// comes back with its next ping; stop it first.
+    Rm { peer: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,46 +99,163 @@ pub enum HealthCommand {
     Metrics { name: Option<String> },
     /// Metrics that expired lately: peers that may be down, newest first.
     Alerts,
+    /// The cluster's connectivity graph in Graphviz dot (`dot -Tsvg`), or the API's JSON
+    /// with `--enc json`.
+    Graph {
+        /// Write it to this file instead of standard output.
+        #[arg(short = 'f', long)]
+        file: Option<std::path::PathBuf>,
+        /// Also show IPFS peers that are not a cluster peer's daemon.
+        #[arg(long)]
+        all_ipfs_peers: bool,
+    },
+}
+
+/// Pin options `pin add` and `add` share.
+#[derive(clap::Args, Debug, Default)]
+pub struct PinOptions {
+    /// Replication factor (min and max).
+    #[arg(long, allow_hyphen_values = true)]
+    replication: Option<i32>,
+    #[arg(long, visible_alias = "rmin", allow_hyphen_values = true)]
+    replication_min: Option<i32>,
+    #[arg(long, visible_alias = "rmax", allow_hyphen_values = true)]
+    replication_max: Option<i32>,
+    /// A name for the pin.
+    #[arg(short = 'n', long)]
+    name: Option<String>,
+    /// Peers to allocate first, comma-separated.
+    #[arg(long)]
+    allocations: Option<String>,
+    /// Metadata `key=value` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    metadata: Vec<String>,
+    /// Unpin it from the cluster after this long (`1h`, `30m`, `720h`).
+    #[arg(long)]
+    expire_in: Option<String>,
+    /// Wait until the pin is pinned on its allocations (at least replication-min).
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this many seconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    wait_timeout: u64,
+}
+
+impl PinOptions {
+    /// The API's query options.
+    fn query(&self) -> Result<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push((key.to_owned(), value));
+            }
+        };
+        push("replication", self.replication.map(|r| r.to_string()));
+        push(
+            "replication-min",
+            self.replication_min.map(|r| r.to_string()),
+        );
+        push(
+            "replication-max",
+            self.replication_max.map(|r| r.to_string()),
+        );
+        push("name", self.name.clone());
+        push("user-allocations", self.allocations.clone());
+        push("expire-in", self.expire_in.clone());
+        for entry in &self.metadata {
+            let Some((key, value)) = entry.split_once('=') else {
+                bail!("--metadata {entry:?}: write it as key=value");
+            };
+            pairs.push((format!("meta-{key}"), value.to_owned()));
+        }
+        Ok(pairs)
+    }
+}
+
+/// `add`'s files and options.
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    /// Files (and with -r, directories) to add.
+    #[arg(required = true)]
+    paths: Vec<std::path::PathBuf>,
+    /// Add directories with everything in them.
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    /// Print only the root CID.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Wrap the files in a directory.
+    #[arg(short = 'w', long)]
+    wrap_with_directory: bool,
+    /// Add only to IPFS, without pinning in the cluster.
+    #[arg(long)]
+    no_pin: bool,
+    /// CID version (0 or 1).
+    #[arg(long)]
+    cid_version: Option<u8>,
+    /// Leaves as raw blocks.
+    #[arg(long)]
+    raw_leaves: bool,
+    /// The daemon's chunker (`size-262144`, `rabin`).
+    #[arg(long)]
+    chunker: Option<String>,
+    /// The hash function (`sha2-256`, `blake2b-256`).
+    #[arg(long)]
+    hash: Option<String>,
+    /// DAG layout: balanced or trickle.
+    #[arg(long)]
+    layout: Option<String>,
+    #[command(flatten)]
+    pin: PinOptions,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum PinCommand {
-    /// Pin a CID in the cluster.
+    /// Pin a CID, or an /ipfs, /ipns or /ipld path, in the cluster.
+    #[command(mut_arg("replication", |a| a.short('r')), mut_arg("wait", |a| a.short('w')))]
     Add {
         cid: String,
-        /// Replication factor (min and max).
-        #[arg(short = 'r', long, allow_hyphen_values = true)]
-        replication: Option<i32>,
-        #[arg(long, allow_hyphen_values = true)]
-        replication_min: Option<i32>,
-        #[arg(long, allow_hyphen_values = true)]
-        replication_max: Option<i32>,
-        /// A name for the pin.
-        #[arg(short = 'n', long)]
-        name: Option<String>,
         /// recursive or direct.
         #[arg(long)]
         mode: Option<String>,
-        /// Peers to allocate first, comma-separated.
-        #[arg(long)]
-        allocations: Option<String>,
-        /// Metadata `key=value` (repeatable).
-        #[arg(long, value_name = "KEY=VALUE")]
-        metadata: Vec<String>,
         /// Multiaddresses of peers that hold the content, comma-separated.
         #[arg(long)]
         origins: Option<String>,
-        /// Wait until the pin is pinned on its allocations (at least replication-min).
+        #[command(flatten)]
+        options: PinOptions,
+    },
+    /// Unpin a CID (or a path) from the cluster.
+    Rm { cid: String },
+    /// Pin `to` with the options and allocations of the pin `from` (which stays pinned).
+    Update {
+        from: String,
+        to: String,
+        /// A new name (else `from`'s).
+        #[arg(short = 'n', long)]
+        name: Option<String>,
+        /// Unpin it from the cluster after this long.
+        #[arg(long)]
+        expire_in: Option<String>,
         #[arg(short = 'w', long)]
         wait: bool,
-        /// Give up waiting after this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         wait_timeout: u64,
     },
-    /// Unpin a CID from the cluster.
-    Rm { cid: String },
     /// The cluster's pins (or one).
     Ls { cid: Option<String> },
+}
+
+/// The API path of a pin: `/pins/<cid>`, or `/pins/ipfs/...` for a path.
+fn pin_path(target: &str) -> String {
+    let target = target.trim_end_matches('/');
+    if ["/ipfs/", "/ipns/", "/ipld/"]
+        .iter()
+        .any(|p| target.starts_with(p))
+    {
+        format!("/pins{target}")
+    } else {
+        format!("/pins/{target}")
+    }
 }
 
 /// A client of one peer's API.
@@ -170,12 +297,13 @@ impl Api {
 
     /// Sends a request and returns the body, or the API's error as a message that says what
     /// to do.
-    async fn call(&self, method: reqwest::Method, path: &str) -> Result<String> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url);
-        if let Some((user, password)) = &self.auth {
-            request = request.basic_auth(user, Some(password));
-        }
+    /// Sends a request and returns the response, or the API's error as a message that says
+    /// what to do.
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
+        let request = match &self.auth {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        };
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 anyhow::anyhow!(
@@ -189,10 +317,10 @@ impl Api {
             }
         })?;
         let status = response.status();
-        let body = response.text().await?;
         if status.is_success() {
-            return Ok(body);
+            return Ok(response);
         }
+        let body = response.text().await?;
         let message = serde_json::from_str::<Value>(&body)
             .ok()
             .and_then(|v| v["message"].as_str().map(String::from))
@@ -203,6 +331,12 @@ impl Api {
         bail!("{status}: {message}")
     }
 
+    async fn call(&self, method: reqwest::Method, path: &str) -> Result<String> {
+        let url = format!("{}{path}", self.base);
+        let response = self.send(self.http.request(method, &url), &url).await?;
+        Ok(response.text().await?)
+    }
+
     async fn json(&self, method: reqwest::Method, path: &str) -> Result<Value> {
         let body = self.call(method, path).await?;
         serde_json::from_str(&body).with_context(|| format!("{path}: the answer is not JSON"))
@@ -210,18 +344,26 @@ impl Api {
 
     /// A streamed list: one JSON value per line.
     async fn list(&self, path: &str) -> Result<Vec<Value>> {
-        let body = self.call(reqwest::Method::GET, path).await?;
-        body.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).with_context(|| format!("{path}: a line is not JSON")))
-            .collect()
+        self.list_of(reqwest::Method::GET, path).await
+    }
+
+    async fn list_of(&self, method: reqwest::Method, path: &str) -> Result<Vec<Value>> {
+        let body = self.call(method, path).await?;
+        parse_lines(path, &body)
     }
 }
 
-fn query(pairs: &[(&str, String)]) -> String {
+fn parse_lines(path: &str, body: &str) -> Result<Vec<Value>> {
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{path}: a line is not JSON")))
+        .collect()
+}
+
+fn query<K: AsRef<str>>(pairs: &[(K, String)]) -> String {
     let mut url = reqwest::Url::parse("http://x/").expect("valid");
     url.query_pairs_mut()
-        .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+        .extend_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_str())));
     match url.query() {
         Some(q) if !q.is_empty() => format!("?{q}"),
         _ => String::new(),
@@ -298,11 +440,13 @@ fn print_pin(out: &mut impl Write, pin: &Value) -> Result<()> {
     Ok(())
 }
 
-/// How many of a status's peers are pinned, and how many must be: its allocations, or
-/// every peer for a pin allocated everywhere.
-fn pinned_progress(status: &Value, replication_min: i64) -> (usize, usize, Option<String>) {
+/// How many of a status's peers are pinned, and how many must be: the pin's allocations
+/// (as the write answered them: peers' views may lag), or every peer for a pin allocated
+/// everywhere, at least its replication-min.
+fn pinned_progress(status: &Value, pin: &Value) -> (usize, usize, Option<String>) {
+    let replication_min = pin["replication_factor_min"].as_i64().unwrap_or(-1);
     let peers = status["peer_map"].as_object().cloned().unwrap_or_default();
-    let allocations: Vec<&str> = status["allocations"]
+    let allocations: Vec<&str> = pin["allocations"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
@@ -377,24 +521,26 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                 }
             }
         }
-        CtlCommand::Status { cid, local, filter } => {
+        CtlCommand::Status {
+            cids,
+            local,
+            filter,
+        } => {
             let mut options = Vec::new();
             if local {
                 options.push(("local", "true".to_owned()));
             }
-            let statuses = match cid {
-                Some(cid) => {
-                    if filter.is_some() {
-                        bail!("--filter lists statuses of every pin: leave out the CID");
-                    }
-                    vec![
-                        api.json(Method::GET, &format!("/pins/{cid}{}", query(&options)))
-                            .await?,
-                    ]
-                }
-                None => {
-                    if let Some(filter) = filter {
-                        options.push(("filter", filter));
+            if let Some(filter) = filter {
+                options.push(("filter", filter));
+            }
+            let statuses = match cids.as_slice() {
+                [cid] if options.iter().all(|(k, _)| *k != "filter") => vec![
+                    api.json(Method::GET, &format!("/pins/{cid}{}", query(&options)))
+                        .await?,
+                ],
+                _ => {
+                    if !cids.is_empty() {
+                        options.push(("cids", cids.join(",")));
                     }
                     api.list(&format!("/pins{}", query(&options))).await?
                 }
@@ -407,16 +553,69 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                 }
             }
         }
-        CtlCommand::Recover { cid } => {
-            let status = api
-                .json(Method::POST, &format!("/pins/{cid}/recover"))
-                .await?;
-            if json {
-                print_json(out, &status)?;
+        CtlCommand::Recover { cid, local } => {
+            let options = if local {
+                vec![("local", "true".to_owned())]
             } else {
-                print_status(out, &status)?;
+                Vec::new()
+            };
+            let statuses = match cid {
+                Some(cid) => vec![
+                    api.json(
+                        Method::POST,
+                        &format!("/pins/{cid}/recover{}", query(&options)),
+                    )
+                    .await?,
+                ],
+                None => {
+                    api.list_of(Method::POST, &format!("/pins/recover{}", query(&options)))
+                        .await?
+                }
+            };
+            if statuses.is_empty() && !json {
+                writeln!(out, "no pin is in error: nothing to recover")?;
+            }
+            for status in &statuses {
+                if json {
+                    print_json(out, status)?;
+                } else {
+                    print_status(out, status)?;
+                }
             }
         }
+        CtlCommand::Peers(PeersCommand::Rm { peer }) => {
+            api.call(Method::DELETE, &format!("/peers/{peer}")).await?;
+            if !json {
+                writeln!(
+                    out,
+                    "{peer} removed: its pins were re-allocated to the other peers"
+                )?;
+            }
+        }
+        CtlCommand::Health(HealthCommand::Graph {
+            file,
+            all_ipfs_peers,
+        }) => {
+            let graph = api.json(Method::GET, "/health/graph").await?;
+            if json {
+                return print_json(out, &graph);
+            }
+            let dot = dot_graph(&graph, all_ipfs_peers);
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, dot)
+                        .with_context(|| format!("could not write {}", path.display()))?;
+                    writeln!(
+                        out,
+                        "wrote {} (render it with: dot -Tsvg {} -o cluster.svg)",
+                        path.display(),
+                        path.display()
+                    )?;
+                }
+                None => write!(out, "{dot}")?,
+            }
+        }
+        CtlCommand::Add(add) => return run_add(&api, add, json, out).await,
         CtlCommand::Health(HealthCommand::Metrics { name: None }) => {
             let names = api.json(Method::GET, "/monitor/metrics").await?;
             if json {
@@ -476,7 +675,7 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             }
         }
         CtlCommand::Pin(PinCommand::Rm { cid }) => {
-            let pin = api.json(Method::DELETE, &format!("/pins/{cid}")).await?;
+            let pin = api.json(Method::DELETE, &pin_path(&cid)).await?;
             if json {
                 print_json(out, &pin)?;
             } else {
@@ -489,81 +688,389 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
         }
         CtlCommand::Pin(PinCommand::Add {
             cid,
-            replication,
-            replication_min,
-            replication_max,
-            name,
             mode,
-            allocations,
-            metadata,
             origins,
+            options,
+        }) => {
+            let mut pairs = options.query()?;
+            pairs.extend(mode.map(|m| ("mode".to_owned(), m)));
+            pairs.extend(origins.map(|o| ("origins".to_owned(), o)));
+            let pin = api
+                .json(
+                    Method::POST,
+                    &format!("{}{}", pin_path(&cid), query(&pairs)),
+                )
+                .await?;
+            finish_pin(&api, &pin, options.wait, options.wait_timeout, json, out).await?;
+        }
+        CtlCommand::Pin(PinCommand::Update {
+            from,
+            to,
+            name,
+            expire_in,
             wait,
             wait_timeout,
         }) => {
-            let mut options = Vec::new();
-            if let Some(r) = replication {
-                options.push(("replication", r.to_string()));
-            }
-            if let Some(r) = replication_min {
-                options.push(("replication-min", r.to_string()));
-            }
-            if let Some(r) = replication_max {
-                options.push(("replication-max", r.to_string()));
-            }
-            for (key, value) in [
-                ("name", name),
-                ("mode", mode),
-                ("user-allocations", allocations),
-                ("origins", origins),
-            ] {
-                if let Some(value) = value {
-                    options.push((key, value));
-                }
-            }
-            let mut meta = Vec::new();
-            for entry in &metadata {
-                let Some((key, value)) = entry.split_once('=') else {
-                    bail!("--metadata {entry:?}: write it as key=value");
-                };
-                meta.push((format!("meta-{key}"), value.to_owned()));
-            }
-            let mut pairs: Vec<(&str, String)> = options;
-            pairs.extend(meta.iter().map(|(k, v)| (k.as_str(), v.clone())));
+            let mut pairs = vec![("pin-update".to_owned(), from)];
+            pairs.extend(name.map(|n| ("name".to_owned(), n)));
+            pairs.extend(expire_in.map(|e| ("expire-in".to_owned(), e)));
             let pin = api
-                .json(Method::POST, &format!("/pins/{cid}{}", query(&pairs)))
+                .json(Method::POST, &format!("/pins/{to}{}", query(&pairs)))
                 .await?;
-            let cid = pin["cid"].as_str().unwrap_or(&cid).to_owned();
-            if !wait {
-                if json {
-                    return print_json(out, &pin);
-                }
-                return print_pin(out, &pin);
-            }
-            let status = wait_pinned(
-                &api,
-                &cid,
-                pin["replication_factor_min"].as_i64().unwrap_or(-1),
-                wait_timeout,
-            )
-            .await?;
-            if json {
-                print_json(out, &status)?;
-            } else {
-                print_status(out, &status)?;
-            }
+            finish_pin(&api, &pin, wait, wait_timeout, json, out).await?;
         }
     }
     Ok(())
 }
 
+/// Prints a pin just made, or with `wait` its status once pinned.
+async fn finish_pin(
+    api: &Api,
+    pin: &Value,
+    wait: bool,
+    wait_timeout: u64,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    if !wait {
+        return if json {
+            print_json(out, pin)
+        } else {
+            print_pin(out, pin)
+        };
+    }
+    let status = wait_pinned(api, pin, wait_timeout).await?;
+    if json {
+        print_json(out, &status)
+    } else {
+        print_status(out, &status)
+    }
+}
+
+/// The connectivity graph in Graphviz dot: cluster peers as boxes (trusted ones bold),
+/// their IPFS daemons as ellipses, cluster links solid, daemon links dashed.
+fn dot_graph(graph: &Value, all_ipfs_peers: bool) -> String {
+    use std::fmt::Write as _;
+    let names = &graph["id_to_peername"];
+    let daemons: BTreeMap<String, String> = graph["cluster_to_ipfs"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let cluster_daemons: std::collections::BTreeSet<&String> = daemons.values().collect();
+    let short = |id: &str| {
+        id.chars()
+            .rev()
+            .take(6)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+    };
+    let mut dot = String::from("digraph cluster {\n  rankdir=LR;\n");
+    let links = |key: &str| -> Vec<(String, Vec<String>)> {
+        graph[key]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let to = v
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (k.clone(), to)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cluster_links = links("cluster_links");
+    for (peer, _) in &cluster_links {
+        let name = names[peer]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(peer);
+        let trusted = graph["cluster_trust_links"][peer]
+            .as_bool()
+            .unwrap_or(false);
+        let _ = writeln!(
+            dot,
+            "  \"{peer}\" [label=\"{name}\\n…{}\" shape=box{}];",
+            short(peer),
+            if trusted { " style=bold" } else { "" }
+        );
+    }
+    for (peer, to) in &cluster_links {
+        for other in to {
+            let _ = writeln!(dot, "  \"{peer}\" -> \"{other}\";");
+        }
+    }
+    for (peer, daemon) in &daemons {
+        let _ = writeln!(
+            dot,
+            "  \"{daemon}\" [label=\"IPFS …{}\" shape=ellipse];",
+            short(daemon)
+        );
+        let _ = writeln!(
+            dot,
+            "  \"{peer}\" -> \"{daemon}\" [style=dotted arrowhead=none];"
+        );
+    }
+    for (daemon, to) in links("ipfs_links") {
+        for other in to {
+            if all_ipfs_peers || cluster_daemons.contains(&other) {
+                let _ = writeln!(dot, "  \"{daemon}\" -> \"{other}\" [style=dashed];");
+            }
+        }
+    }
+    dot.push_str("}\n");
+    dot
+}
+
+/// One part of an `add` upload: a directory, or a file read as it is sent.
+enum Upload {
+    Directory(String),
+    File(String, std::path::PathBuf, u64),
+}
+
+/// The parts of an upload of `paths`, directories walked in name order.
+fn upload_parts(paths: &[std::path::PathBuf], recursive: bool) -> Result<Vec<Upload>> {
+    fn walk(
+        path: &std::path::Path,
+        name: String,
+        recursive: bool,
+        parts: &mut Vec<Upload>,
+    ) -> Result<()> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        if meta.is_dir() {
+            if !recursive {
+                bail!(
+                    "{} is a directory: add it with -r (--recursive)",
+                    path.display()
+                );
+            }
+            parts.push(Upload::Directory(name.clone()));
+            let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<std::io::Result<_>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+                walk(&entry.path(), child, recursive, parts)?;
+            }
+        } else {
+            parts.push(Upload::File(name, path.to_owned(), meta.len()));
+        }
+        Ok(())
+    }
+    let mut parts = Vec::new();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        walk(path, name, recursive, &mut parts)?;
+    }
+    Ok(parts)
+}
+
+/// A part name as the daemons read it: percent-encoded, `/` included.
+fn part_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// A file's bytes as a stream that counts what it sent into `sent`.
+fn counted_file(
+    path: std::path::PathBuf,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> reqwest::Body {
+    use tokio::io::AsyncReadExt;
+    let chunks = futures::stream::unfold(None, move |file: Option<tokio::fs::File>| {
+        let (path, sent) = (path.clone(), sent.clone());
+        async move {
+            let mut file = match file {
+                Some(file) => file,
+                None => match tokio::fs::File::open(&path).await {
+                    Ok(file) => file,
+                    Err(e) => return Some((Err(e), None)),
+                },
+            };
+            let mut buffer = vec![0u8; 256 * 1024];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    Some((Ok(buffer), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(chunks)
+}
+
+/// `add`: uploads the files to the peer, which adds them through its daemon and pins the
+/// root; prints each CID added (only the root with `--quiet`).
+async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let parts = upload_parts(&add.paths, add.recursive)?;
+    let total: u64 = parts
+        .iter()
+        .map(|p| match p {
+            Upload::File(_, _, size) => *size,
+            Upload::Directory(_) => 0,
+        })
+        .sum();
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut form = reqwest::multipart::Form::new().percent_encode_noop();
+    for part in parts {
+        form = match part {
+            Upload::Directory(name) => form.part(
+                "file",
+                reqwest::multipart::Part::bytes(Vec::new())
+                    .file_name(part_name(&name))
+                    .mime_str("application/x-directory")?,
+            ),
+            Upload::File(name, path, size) => form.part(
+                "file",
+                reqwest::multipart::Part::stream_with_length(
+                    counted_file(path, sent.clone()),
+                    size,
+                )
+                .file_name(part_name(&name))
+                .mime_str("application/octet-stream")?,
+            ),
+        };
+    }
+    let mut pairs = add.pin.query()?;
+    let mut flag = |key: &str, on: bool| {
+        if on {
+            pairs.push((key.to_owned(), "true".to_owned()));
+        }
+    };
+    flag("wrap-with-directory", add.wrap_with_directory);
+    flag("no-pin", add.no_pin);
+    flag("raw-leaves", add.raw_leaves);
+    pairs.extend(
+        add.cid_version
+            .map(|v| ("cid-version".to_owned(), v.to_string())),
+    );
+    pairs.extend(add.chunker.map(|c| ("chunker".to_owned(), c)));
+    pairs.extend(add.hash.map(|h| ("hash".to_owned(), h)));
+    pairs.extend(add.layout.map(|l| ("layout".to_owned(), l)));
+    let url = format!("{}/add{}", api.base, query(&pairs));
+    // Uploads take as long as they take: no overall timeout, unlike other calls.
+    let request = reqwest::Client::new().post(&url).multipart(form);
+    let terminal = std::io::stderr().is_terminal();
+    let progress = terminal.then(|| {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                let done = sent.load(Ordering::Relaxed);
+                let percent = (done * 100).checked_div(total).unwrap_or(100);
+                eprint!(
+                    "\r\x1b[2Kadding: {} of {} sent ({percent}%, {}s)",
+                    human_bytes(done),
+                    human_bytes(total),
+                    started.elapsed().as_secs()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    });
+    let answer = match api.send(request, &url).await {
+        Ok(response) => response
+            .text()
+            .await
+            .context("the add answer was cut short"),
+        Err(error) => Err(error),
+    };
+    if let Some(task) = progress {
+        task.abort();
+        eprintln!();
+    }
+    let outputs = parse_lines("/add", &answer?)?;
+    let Some(root) = outputs.last() else {
+        bail!("the peer added nothing: were the files empty?");
+    };
+    let shown: Vec<&Value> = if add.quiet {
+        vec![root]
+    } else {
+        outputs.iter().collect()
+    };
+    for output in &shown {
+        if json {
+            print_json(out, output)?;
+        } else if add.quiet {
+            writeln!(out, "{}", output["cid"].as_str().unwrap_or_default())?;
+        } else {
+            writeln!(
+                out,
+                "added {} {}",
+                output["cid"].as_str().unwrap_or_default(),
+                output["name"].as_str().unwrap_or_default()
+            )?;
+        }
+    }
+    if add.no_pin {
+        return Ok(());
+    }
+    // A failure after the upload ends the answer with a trailer this client cannot read,
+    // so the pin itself is checked.
+    let cid = root["cid"].as_str().unwrap_or_default();
+    let pin = match api
+        .json(reqwest::Method::GET, &format!("/allocations/{cid}"))
+        .await
+    {
+        Ok(pin) => pin,
+        Err(error) => bail!("{cid} was added to IPFS but is not pinned in the cluster ({error}); pin it with `pinfold ctl pin add {cid}`"),
+    };
+    if add.pin.wait {
+        let status = wait_pinned(api, &pin, add.pin.wait_timeout).await?;
+        if json {
+            print_json(out, &status)?;
+        } else {
+            print_status(out, &status)?;
+        }
+    }
+    Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Polls the pin's cluster-wide status until enough allocated peers report it pinned;
 /// shows a progress line on a terminal.
-async fn wait_pinned(
-    api: &Api,
-    cid: &str,
-    replication_min: i64,
-    timeout_secs: u64,
-) -> Result<Value> {
+async fn wait_pinned(api: &Api, pin: &Value, timeout_secs: u64) -> Result<Value> {
+    let cid = pin["cid"].as_str().unwrap_or_default();
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let mut last_error: Option<String> = None;
@@ -571,7 +1078,7 @@ async fn wait_pinned(
         let status = api
             .json(reqwest::Method::GET, &format!("/pins/{cid}"))
             .await?;
-        let (pinned, needed, error) = pinned_progress(&status, replication_min);
+        let (pinned, needed, error) = pinned_progress(&status, pin);
         if terminal {
             eprint!(
                 "\r\x1b[2Kwaiting for {cid}: pinned on {pinned}/{needed} peers ({}s)",

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
+use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::informer::RepoStat;
@@ -132,6 +133,69 @@ struct PinProgress {
     pins: Option<Vec<String>>,
 }
 
+#[derive(Deserialize)]
+struct AddLine {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Hash")]
+    hash: String,
+    #[serde(
+        rename = "Size",
+        default,
+        deserialize_with = "pinfold_core::informer::number_or_string"
+    )]
+    size: u64,
+}
+
+/// A file or directory the daemon added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Added {
+    /// Its path in the upload (empty for a bare upload's root).
+    pub name: String,
+    pub cid: Cid,
+    /// Its DAG's size in bytes, as the daemon reports it.
+    pub size: u64,
+}
+
+/// The lines of a newline-delimited answer, as they arrive; blank lines are skipped.
+fn lines(
+    call: &'static str,
+    response: reqwest::Response,
+) -> impl futures::Stream<Item = Result<Vec<u8>, IpfsError>> {
+    let chunks = response.bytes_stream().map(move |chunk| {
+        chunk.map_err(|e| IpfsError::Unreadable {
+            call,
+            detail: e.to_string(),
+        })
+    });
+    futures::stream::unfold(
+        (Box::pin(chunks), Vec::<u8>::new(), false),
+        |(mut chunks, mut buffer, mut ended)| async move {
+            loop {
+                if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    return Some((Ok(line), (chunks, buffer, ended)));
+                }
+                if ended {
+                    if buffer.iter().all(u8::is_ascii_whitespace) {
+                        return None;
+                    }
+                    let line = std::mem::take(&mut buffer);
+                    return Some((Ok(line), (chunks, buffer, ended)));
+                }
+                match chunks.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(error)) => return Some((Err(error), (chunks, Vec::new(), true))),
+                    None => ended = true,
+                }
+            }
+        },
+    )
+}
+
 /// `http://host:port/api/v0` from a `/ip4|ip6|dns*/.../tcp/port` multiaddress.
 pub fn api_url(address: &Multiaddr) -> Result<String, String> {
     let mut host = None;
@@ -240,6 +304,17 @@ impl IpfsClient {
         query: &[(&str, String)],
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, IpfsError> {
+        self.post_body(call, query, timeout, None).await
+    }
+
+    /// [`Self::post`] with a request body and its content type.
+    async fn post_body(
+        &self,
+        call: &'static str,
+        query: &[(&str, String)],
+        timeout: Option<Duration>,
+        body: Option<(reqwest::Body, String)>,
+    ) -> Result<reqwest::Response, IpfsError> {
         let failures = self.failures.load(Ordering::Relaxed);
         if failures > 0 {
             let backoff = Duration::from_millis(100u64 << failures.min(7)).min(MAX_FAILURE_BACKOFF);
@@ -249,6 +324,11 @@ impl IpfsClient {
         let mut request = self.http.post(format!("{}/{call}", self.base)).query(query);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
+        }
+        if let Some((body, content_type)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body);
         }
         let result = match request.send().await {
             Ok(response) => Ok(response),
@@ -346,19 +426,15 @@ impl IpfsClient {
     /// Every pin of `pin_type` (`recursive`, `direct`, ...), read as a stream.
     pub async fn pin_ls_all(&self, pin_type: &str) -> Result<DaemonPins, IpfsError> {
         let query = [("stream", "true".to_owned()), ("type", pin_type.to_owned())];
-        let mut response = self
+        let response = self
             .post("pin/ls", &query, Some(self.config.request_timeout))
             .await?;
         let mut pins = DaemonPins::new();
-        let mut buffer: Vec<u8> = Vec::new();
         let unreadable = |detail: String| IpfsError::Unreadable {
             call: "pin/ls",
             detail,
         };
         let add_line = |line: &[u8], pins: &mut DaemonPins| -> Result<(), IpfsError> {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                return Ok(());
-            }
             if let Ok(entry) = serde_json::from_slice::<PinLsLine>(line) {
                 let cid: Cid = entry
                     .cid
@@ -382,20 +458,10 @@ impl IpfsClient {
             }
             Ok(())
         };
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| unreadable(e.to_string()))?
-        {
-            buffer.extend_from_slice(&chunk);
-            let mut start = 0;
-            while let Some(end) = buffer[start..].iter().position(|b| *b == b'\n') {
-                add_line(&buffer[start..start + end], &mut pins)?;
-                start += end + 1;
-            }
-            buffer.drain(..start);
+        let mut lines = std::pin::pin!(lines("pin/ls", response));
+        while let Some(line) = lines.next().await {
+            add_line(&line?, &mut pins)?;
         }
-        add_line(&buffer, &mut pins)?;
         if pin_type == "recursive" {
             *self.pin_count.lock().expect("not poisoned") = Some(pins.len() as i64);
         }
@@ -458,7 +524,14 @@ impl IpfsClient {
     /// `pin/add` with progress, aborted when progress stalls for the pin timeout.
     async fn pin_add(&self, pin: &Pin, query: &[(&str, String)]) -> Result<(), IpfsError> {
         let stall = self.config.pin_stall_timeout;
-        let mut response = self.post("pin/add", query, None).await?;
+        // A daemon that sends no progress (js-ipfs) answers only once pinned: the wait for
+        // its answer counts as a stall too.
+        let mut response = tokio::time::timeout(stall, self.post("pin/add", query, None))
+            .await
+            .map_err(|_| IpfsError::Stalled {
+                cid: pin.cid,
+                stall,
+            })??;
         let mut last_progress = 0u64;
         let mut advanced_at = Instant::now();
         let mut buffer = Vec::new();
@@ -528,6 +601,97 @@ impl IpfsClient {
             Err(e) if e.is_not_pinned() => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Adds the files of a multipart body (`add`, never pinned there: the cluster pins the
+    /// root). The answer streams one [`Added`] per file and directory, the root last;
+    /// `query` carries the daemon's add options (chunker, cid-version, raw-leaves, ...).
+    pub async fn add(
+        &self,
+        body: reqwest::Body,
+        content_type: String,
+        query: &[(&str, String)],
+    ) -> Result<impl futures::Stream<Item = Result<Added, IpfsError>>, IpfsError> {
+        let mut query = query.to_vec();
+        query.extend([
+            ("pin", "false".to_owned()),
+            ("progress", "false".to_owned()),
+            ("stream-channels", "true".to_owned()),
+        ]);
+        let response = self
+            .post_body("add", &query, None, Some((body, content_type)))
+            .await?;
+        Ok(lines("add", response).map(|line| {
+            let line = line?;
+            if let Ok(error) = serde_json::from_slice::<ErrorBody>(&line) {
+                return Err(IpfsError::Daemon(error.message));
+            }
+            let entry: AddLine =
+                serde_json::from_slice(&line).map_err(|e| IpfsError::Unreadable {
+                    call: "add",
+                    detail: e.to_string(),
+                })?;
+            let cid = entry.hash.parse().map_err(|e| IpfsError::Unreadable {
+                call: "add",
+                detail: format!("CID {:?}: {e}", entry.hash),
+            })?;
+            Ok(Added {
+                name: entry.name,
+                cid,
+                size: entry.size,
+            })
+        }))
+    }
+
+    /// The CID an `/ipfs`, `/ipns` or `/ipld` path ends at (`resolve`, recursively).
+    pub async fn resolve(&self, path: &str) -> Result<Cid, IpfsError> {
+        #[derive(Deserialize)]
+        struct Resolved {
+            #[serde(rename = "Path")]
+            path: String,
+        }
+        let query = [("arg", path.to_owned()), ("recursive", "true".to_owned())];
+        let resolved: Resolved = self.json("resolve", &query).await?;
+        let rest = resolved
+            .path
+            .strip_prefix("/ipfs/")
+            .ok_or_else(|| IpfsError::Unreadable {
+                call: "resolve",
+                detail: format!("{:?} is not an /ipfs/ path", resolved.path),
+            })?;
+        match rest.split_once('/') {
+            None => rest.parse().map_err(|e| IpfsError::Unreadable {
+                call: "resolve",
+                detail: format!("CID {rest:?}: {e}"),
+            }),
+            Some((_, inside)) => Err(IpfsError::Daemon(format!(
+                "{path} resolves to {inside:?} inside a block, not to a block of its own"
+            ))),
+        }
+    }
+
+    /// The peers the daemon is connected to (`swarm/peers`), each once.
+    pub async fn swarm_peers(&self) -> Result<Vec<PeerId>, IpfsError> {
+        #[derive(Deserialize)]
+        struct Peers {
+            #[serde(rename = "Peers", default)]
+            peers: Option<Vec<SwarmPeer>>,
+        }
+        #[derive(Deserialize)]
+        struct SwarmPeer {
+            #[serde(rename = "Peer")]
+            peer: String,
+        }
+        let answer: Peers = self.json("swarm/peers", &[]).await?;
+        let mut peers: Vec<PeerId> = answer
+            .peers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.peer.parse().ok())
+            .collect();
+        peers.sort();
+        peers.dedup();
+        Ok(peers)
     }
 
     /// Connects the daemon to another IPFS peer (`swarm/connect`).

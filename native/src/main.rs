@@ -29,7 +29,7 @@ enum Command {
     /// Run a cluster peer next to an IPFS daemon (ipfs-cluster-service's verbs).
     Service(ServiceArgs),
     /// Operate a cluster through a peer's REST API (ipfs-cluster-ctl's verbs).
-    Ctl(pinfold_native::ctl::CtlArgs),
+    Ctl(Box<pinfold_native::ctl::CtlArgs>),
     /// Print the version.
     Version,
     /// Create and check cluster secrets (the cluster's private-network key).
@@ -90,6 +90,19 @@ enum StateCommand {
     Import {
         #[arg(default_value = "-")]
         file: PathBuf,
+    },
+    /// Inspect the CRDT of a stopped peer.
+    #[command(subcommand)]
+    Crdt(CrdtCommand),
+}
+
+#[derive(Subcommand)]
+enum CrdtCommand {
+    /// Heads, height and what the store holds.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -224,6 +237,7 @@ fn daemon(
     }
     let key = load_identity(&folder.join(IDENTITY_FILE))?;
     let api_address = config.api.restapi.http_listen_multiaddress.clone();
+    let restapi = config.api.restapi.clone();
     let metrics_config = config.observations.metrics.clone();
     let credentials = pinfold_native::auth::Credentials::new(
         config
@@ -260,7 +274,9 @@ fn daemon(
             .await
             .with_context(|| format!("could not listen for the REST API on {socket}"))?;
         tracing::info!(address = %socket, "REST API listening");
-        let api = tokio::spawn(pinfold_native::api::serve(listener, handle, credentials));
+        let api = tokio::spawn(async move {
+            pinfold_native::api::serve(listener, handle, credentials, &restapi).await
+        });
         let result = peer.run(shutdown_signal()).await;
         api.abort();
         if let Some(server) = prometheus {
@@ -304,6 +320,24 @@ fn main() -> Result<()> {
                         let count = runtime.block_on(state::import(&config, input))?;
                         eprintln!("imported {count} pins; other peers take them when the daemon runs, if they trust this peer");
                     }
+                    StateCommand::Crdt(CrdtCommand::Info { json }) => {
+                        let info = runtime.block_on(state::crdt_info(&config))?;
+                        if json {
+                            writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
+                        } else {
+                            writeln!(out, "height: {}", info.height)?;
+                            writeln!(out, "heads: {}", info.heads.len())?;
+                            for (cid, height) in &info.heads {
+                                writeln!(out, "  - {cid} (height {height})")?;
+                            }
+                            writeln!(
+                                out,
+                                "blocks: {} stored, {} merged, {} pending",
+                                info.blocks, info.processed, info.pending
+                            )?;
+                            writeln!(out, "keys: {}", info.keys)?;
+                        }
+                    }
                 }
             }
             ServiceCommand::Daemon {
@@ -320,7 +354,7 @@ fn main() -> Result<()> {
         Command::Ctl(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(pinfold_native::ctl::run(args, &mut out))?,
+            .block_on(pinfold_native::ctl::run(*args, &mut out))?,
         Command::Version => writeln!(out, "pinfold {}", env!("CARGO_PKG_VERSION"))?,
         Command::Topic { cluster_name } => writeln!(out, "{}", crdt_topic(&cluster_name))?,
         Command::Secret(SecretCommand::New { swarm_key }) => {

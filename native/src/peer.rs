@@ -22,7 +22,7 @@ use pinfold_core::codec::bitswap::{Presence, WantType};
 use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
-use pinfold_core::codec::status::{StatusRequest, StatusResponse};
+use pinfold_core::codec::status::{Connections, StatusRequest, StatusResponse};
 use pinfold_core::crdt::{self, BatchConfig, BlockId, Output, PinEvent, Replica, Store as _};
 use pinfold_core::informer::{self, DiskMetric, RepoStat};
 use pinfold_core::monitor::{self, Monitor};
@@ -92,6 +92,15 @@ pub struct PeerInfo {
     pub role: Role,
 }
 
+/// A peer of the peerset.
+#[derive(Clone, Debug)]
+pub struct PeerSummary {
+    pub id: PeerId,
+    pub name: String,
+    /// Whether this peer takes its writes (`crdt.trusted_peers`).
+    pub trusted: bool,
+}
+
 /// Where the CRDT stands (for `state crdt info` and the API).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SyncInfo {
@@ -101,6 +110,9 @@ pub struct SyncInfo {
     pub merged: u64,
     pub synced: bool,
 }
+
+/// How the IPFS daemon pins a CID, or why it could not tell.
+pub type DaemonAnswer = Result<Option<IpfsPinType>, String>;
 
 /// Requests from the API to the peer task; each carries its reply channel.
 pub enum Command {
@@ -122,11 +134,12 @@ pub enum Command {
         limit: usize,
         reply: oneshot::Sender<Vec<Pin>>,
     },
-    /// This peer's status of one CID, given the daemon's answer for it.
+    /// This peer's statuses of these CIDs, given the daemon's answer for each; with
+    /// `recover`, after re-queueing those in error.
     Status {
-        cid: Cid,
-        daemon: Result<Option<IpfsPinType>, String>,
-        reply: oneshot::Sender<PinInfo>,
+        cids: Vec<(Cid, DaemonAnswer)>,
+        recover: bool,
+        reply: oneshot::Sender<Vec<PinInfo>>,
     },
     /// A page of statuses of pins after `after` (with the next cursor).
     Statuses {
@@ -135,24 +148,32 @@ pub enum Command {
         filter: StatusFilter,
         reply: oneshot::Sender<(Vec<PinInfo>, Option<Cid>)>,
     },
-    Recover {
-        cid: Cid,
-        daemon: Result<Option<IpfsPinType>, String>,
-        reply: oneshot::Sender<PinInfo>,
-    },
     /// The other peers' views of these CIDs (at most
-    /// [`pinfold_core::codec::status::MAX_CIDS`]); a peer that
-    /// does not answer gets a `cluster_error` view of each.
+    /// [`pinfold_core::codec::status::MAX_CIDS`]), after each recovered them if `recover`;
+    /// a peer that does not answer gets a `cluster_error` view of each.
     PeerStatuses {
         cids: Vec<Cid>,
+        recover: bool,
         reply: oneshot::Sender<Vec<PinInfo>>,
+    },
+    /// Every peer's connections: this peer's cluster connections (its daemon's are the
+    /// caller's to ask), then each other peer's answer or why it gave none.
+    Connections {
+        reply: oneshot::Sender<Vec<(PeerId, Result<Connections, String>)>>,
+    },
+    /// Forgets a peer: re-allocates the pins allocated to it to other peers and drops its
+    /// metrics, so that it leaves the peerset until it pings again (ipfs-cluster's peer
+    /// removal under CRDT consensus). Replies with how many pins moved.
+    RemovePeer {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<usize, CommandError>>,
     },
     Info {
         reply: oneshot::Sender<PeerInfo>,
     },
-    /// The peerset's ping metrics (peer → peer name).
+    /// The peerset, from its ping metrics.
     Peers {
-        reply: oneshot::Sender<Vec<(PeerId, String)>>,
+        reply: oneshot::Sender<Vec<PeerSummary>>,
     },
     Sync {
         reply: oneshot::Sender<SyncInfo>,
@@ -207,7 +228,13 @@ enum Background {
     /// A peer's status request, with the daemon's pins it needs (or why they are missing).
     AnswerStatus {
         cids: Vec<Cid>,
+        recover: bool,
         daemon: Result<Arc<DaemonPins>, String>,
+        channel: request_response::ResponseChannel<StatusResponse>,
+    },
+    /// A peer's connections request, with the daemon's peers (or why they are missing).
+    AnswerConnections {
+        ipfs_peers: Result<Vec<PeerId>, String>,
         channel: request_response::ResponseChannel<StatusResponse>,
     },
 }
@@ -215,12 +242,37 @@ enum Background {
 /// How old a daemon pin list may be to answer another peer's status request.
 const STATUS_PINS_MAX_AGE: Duration = Duration::from_secs(10);
 
-/// A cluster-wide status being gathered: the views so far and the answers awaited.
+/// Answers being gathered from the other peers: those so far and how many are awaited.
 struct Gathering {
-    cids: Vec<Cid>,
-    infos: Vec<PinInfo>,
     awaiting: usize,
-    reply: oneshot::Sender<Vec<PinInfo>>,
+    answers: Answers,
+}
+
+enum Answers {
+    /// Views of `cids`.
+    Statuses {
+        cids: Vec<Cid>,
+        infos: Vec<PinInfo>,
+        reply: oneshot::Sender<Vec<PinInfo>>,
+    },
+    /// Each peer's connections.
+    Connections {
+        links: Vec<(PeerId, Result<Connections, String>)>,
+        reply: oneshot::Sender<Vec<(PeerId, Result<Connections, String>)>>,
+    },
+}
+
+impl Answers {
+    fn reply(self) {
+        match self {
+            Answers::Statuses { infos, reply, .. } => {
+                let _ = reply.send(infos);
+            }
+            Answers::Connections { links, reply } => {
+                let _ = reply.send(links);
+            }
+        }
+    }
 }
 
 /// Alerts kept for `/health/alerts` (ipfs-cluster's alert channel holds as many).
@@ -535,6 +587,13 @@ impl Peer {
                 .0
                 .max(Duration::from_secs(1)),
         );
+        let mut expiry = tokio::time::interval(
+            self.config
+                .cluster
+                .state_sync_interval
+                .0
+                .max(Duration::from_secs(1)),
+        );
         let connect_period = self
             .config
             .ipfs_connector
@@ -562,6 +621,7 @@ impl Peer {
                 _ = ping.tick() => self.publish_ping(),
                 _ = informers.tick() => self.read_informers(),
                 _ = recover.tick() => self.start_recover(),
+                _ = expiry.tick() => self.unpin_expired().await?,
                 _ = connect_swarms.tick() => self.connect_swarms(),
                 _ = report.tick(), if self.metrics.is_some() => self.refresh_metrics(),
                 _ = &mut shutdown => break,
@@ -925,23 +985,46 @@ impl Peer {
             Background::Recover(daemon) => self.recover_all(daemon).await?,
             Background::AnswerStatus {
                 cids,
+                recover,
                 daemon,
                 channel,
             } => {
-                let mut infos = Vec::with_capacity(cids.len());
-                for cid in cids {
-                    let answer = match &daemon {
-                        Ok(pins) => Ok(pins.get(&cid)),
-                        Err(error) => Err(error.clone()),
-                    };
-                    infos.push(self.status(cid, answer).await?);
-                }
+                let answers = cids
+                    .into_iter()
+                    .map(|cid| {
+                        let answer = match &daemon {
+                            Ok(pins) => Ok(pins.get(&cid)),
+                            Err(error) => Err(error.clone()),
+                        };
+                        (cid, answer)
+                    })
+                    .collect();
+                let infos = self.statuses_of(answers, recover).await?;
                 let _ = self
                     .swarm
                     .behaviour_mut()
                     .inner_mut()
                     .status
                     .send_response(channel, StatusResponse::Statuses(infos));
+            }
+            Background::AnswerConnections {
+                ipfs_peers,
+                channel,
+            } => {
+                let response = match ipfs_peers {
+                    Ok(ipfs_peers) => StatusResponse::Connections(Connections {
+                        cluster_peers: self.connected_cluster_peers(),
+                        ipfs_id: self.ipfs_id.as_ref().map(|id| id.peer),
+                        ipfs_peers,
+                    }),
+                    Err(error) => StatusResponse::Error(error),
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .status
+                    .send_response(channel, response);
             }
         }
         Ok(())
@@ -1153,44 +1236,45 @@ impl Peer {
 
     // ----- cluster-wide statuses -----------------------------------------------------------
 
-    /// Asks every other peer of the peerset for its views of `cids`.
-    fn ask_statuses(&mut self, cids: Vec<Cid>, reply: oneshot::Sender<Vec<PinInfo>>) {
-        let peers: Vec<PeerId> = self
-            .monitor
+    /// The other live peers of the peerset.
+    fn other_peers(&self) -> Vec<PeerId> {
+        self.monitor
             .peerset(&self.local, now_nanos())
             .into_iter()
             .filter(|p| *p != self.local)
-            .collect();
+            .collect()
+    }
+
+    /// Sends `request` to every other peer of the peerset and gathers their answers into
+    /// `answers`, which reply once every peer answered or failed.
+    fn ask_peers(&mut self, request: StatusRequest, answers: Answers) {
+        let peers = self.other_peers();
+        if peers.is_empty() {
+            answers.reply();
+            return;
+        }
         let id = self.next_gathering;
         self.next_gathering += 1;
-        let mut gathering = Gathering {
-            cids,
-            infos: Vec::new(),
-            awaiting: 0,
-            reply,
-        };
-        for peer in peers {
-            let request = StatusRequest {
-                cids: gathering.cids.clone(),
-            };
+        for peer in &peers {
             let sent = self
                 .swarm
                 .behaviour_mut()
                 .inner_mut()
                 .status
-                .send_request(&peer, request);
-            self.status_requests.insert(sent, (id, peer));
-            gathering.awaiting += 1;
+                .send_request(peer, request.clone());
+            self.status_requests.insert(sent, (id, *peer));
         }
-        if gathering.awaiting == 0 {
-            let _ = gathering.reply.send(gathering.infos);
-        } else {
-            self.gatherings.insert(id, gathering);
-        }
+        self.gatherings.insert(
+            id,
+            Gathering {
+                awaiting: peers.len(),
+                answers,
+            },
+        );
     }
 
     /// Takes one peer's answer (or its failure) into its gathering.
-    fn gathered(&mut self, request: OutboundRequestId, answer: Result<Vec<PinInfo>, String>) {
+    fn gathered(&mut self, request: OutboundRequestId, answer: Result<StatusResponse, String>) {
         let Some((id, peer)) = self.status_requests.remove(&request) else {
             return;
         };
@@ -1198,33 +1282,57 @@ impl Peer {
         let Some(gathering) = self.gatherings.get_mut(&id) else {
             return;
         };
-        match answer {
-            Ok(infos) => gathering
-                .infos
-                .extend(infos.into_iter().filter(|i| i.peer == peer)),
-            Err(error) => {
-                for cid in &gathering.cids {
-                    let mut info = PinInfo::of_pin(
-                        &Pin::new(*cid, pinfold_core::pin::UnixTime(0)),
-                        peer,
-                        PinInfoShort {
-                            peer_name: peer_name.clone(),
-                            status: TrackerStatus::ClusterError,
-                            timestamp: Some(now_nanos()),
-                            error: error.clone(),
-                            ..PinInfoShort::default()
-                        },
-                    );
-                    info.created = None;
-                    gathering.infos.push(info);
+        let answer = answer.and_then(|response| match response {
+            StatusResponse::Error(error) => Err(error),
+            other => Ok(other),
+        });
+        match (&mut gathering.answers, answer) {
+            (Answers::Statuses { infos, .. }, Ok(StatusResponse::Statuses(theirs))) => {
+                infos.extend(theirs.into_iter().filter(|i| i.peer == peer))
+            }
+            (Answers::Connections { links, .. }, Ok(StatusResponse::Connections(theirs))) => {
+                links.push((peer, Ok(theirs)))
+            }
+            (answers, answer) => {
+                let error = match answer {
+                    Err(error) => error,
+                    Ok(_) => "the peer answered another question".to_owned(),
+                };
+                match answers {
+                    Answers::Statuses { cids, infos, .. } => {
+                        for cid in cids.iter() {
+                            let mut info = PinInfo::of_pin(
+                                &Pin::new(*cid, pinfold_core::pin::UnixTime(0)),
+                                peer,
+                                PinInfoShort {
+                                    peer_name: peer_name.clone(),
+                                    status: TrackerStatus::ClusterError,
+                                    timestamp: Some(now_nanos()),
+                                    error: error.clone(),
+                                    ..PinInfoShort::default()
+                                },
+                            );
+                            info.created = None;
+                            infos.push(info);
+                        }
+                    }
+                    Answers::Connections { links, .. } => links.push((peer, Err(error))),
                 }
             }
         }
         gathering.awaiting -= 1;
         if gathering.awaiting == 0 {
             let done = self.gatherings.remove(&id).expect("present");
-            let _ = done.reply.send(done.infos);
+            done.answers.reply();
         }
+    }
+
+    /// The cluster peers this peer is connected to.
+    fn connected_cluster_peers(&self) -> Vec<PeerId> {
+        self.other_peers()
+            .into_iter()
+            .filter(|p| self.swarm.is_connected(p))
+            .collect()
     }
 
     /// The live `ping` metrics of the peerset, read.
@@ -1255,20 +1363,34 @@ impl Peer {
                 let report = self.background_tx.clone();
                 let ipfs = self.ipfs.clone();
                 tokio::spawn(async move {
-                    let daemon = match ipfs {
-                        Some(ipfs) => ipfs
-                            .recent_recursive_pins(STATUS_PINS_MAX_AGE)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        None => Ok(Arc::new(DaemonPins::new())),
+                    let answer = match request {
+                        StatusRequest::Statuses { cids, recover } => {
+                            let daemon = match ipfs {
+                                Some(ipfs) => ipfs
+                                    .recent_recursive_pins(STATUS_PINS_MAX_AGE)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                                None => Ok(Arc::new(DaemonPins::new())),
+                            };
+                            Background::AnswerStatus {
+                                cids,
+                                recover,
+                                daemon,
+                                channel,
+                            }
+                        }
+                        StatusRequest::Connections => {
+                            let ipfs_peers = match ipfs {
+                                Some(ipfs) => ipfs.swarm_peers().await.map_err(|e| e.to_string()),
+                                None => Ok(Vec::new()),
+                            };
+                            Background::AnswerConnections {
+                                ipfs_peers,
+                                channel,
+                            }
+                        }
                     };
-                    let _ = report
-                        .send(Background::AnswerStatus {
-                            cids: request.cids,
-                            daemon,
-                            channel,
-                        })
-                        .await;
+                    let _ = report.send(answer).await;
                 });
             }
             request_response::Event::Message {
@@ -1279,11 +1401,7 @@ impl Peer {
                     },
                 ..
             } => {
-                let answer = match response {
-                    StatusResponse::Statuses(infos) => Ok(infos),
-                    StatusResponse::Error(error) => Err(error),
-                };
-                self.gathered(request_id, answer);
+                self.gathered(request_id, Ok(response));
             }
             request_response::Event::OutboundFailure {
                 request_id, error, ..
@@ -1358,8 +1476,12 @@ impl Peer {
             } => {
                 let _ = reply.send(self.replica.pins(after.as_ref(), limit).await?);
             }
-            Command::Status { cid, daemon, reply } => {
-                let _ = reply.send(self.status(cid, daemon).await?);
+            Command::Status {
+                cids,
+                recover,
+                reply,
+            } => {
+                let _ = reply.send(self.statuses_of(cids, recover).await?);
             }
             Command::Statuses {
                 after,
@@ -1377,15 +1499,38 @@ impl Peer {
                 };
                 let _ = reply.send((infos, next));
             }
-            Command::Recover { cid, daemon, reply } => {
-                let info = self.status(cid, daemon.clone()).await?;
-                let pin = self.replica.pin(&cid).await?;
-                if let Some(tracker) = self.tracker.as_mut() {
-                    tracker.recover(cid, info.short.status, pin, now_nanos())?;
-                }
-                let _ = reply.send(self.status(cid, daemon).await?);
+            Command::PeerStatuses {
+                cids,
+                recover,
+                reply,
+            } => self.ask_peers(
+                StatusRequest::Statuses {
+                    cids: cids.clone(),
+                    recover,
+                },
+                Answers::Statuses {
+                    cids,
+                    infos: Vec::new(),
+                    reply,
+                },
+            ),
+            Command::Connections { reply } => {
+                let own = Connections {
+                    cluster_peers: self.connected_cluster_peers(),
+                    ipfs_id: self.ipfs_id.as_ref().map(|id| id.peer),
+                    ipfs_peers: Vec::new(),
+                };
+                self.ask_peers(
+                    StatusRequest::Connections,
+                    Answers::Connections {
+                        links: vec![(self.local, Ok(own))],
+                        reply,
+                    },
+                )
             }
-            Command::PeerStatuses { cids, reply } => self.ask_statuses(cids, reply),
+            Command::RemovePeer { peer, reply } => {
+                let _ = reply.send(self.remove_peer(peer).await);
+            }
             Command::Alerts { reply } => {
                 let _ = reply.send(self.alerts.iter().cloned().collect());
             }
@@ -1411,7 +1556,11 @@ impl Peer {
             Command::Peers { reply } => {
                 let peers = self
                     .pings()
-                    .map(|(peer, ping)| (peer, ping.peer_name))
+                    .map(|(id, ping)| PeerSummary {
+                        id,
+                        name: ping.peer_name,
+                        trusted: self.trust.trusts(&id),
+                    })
                     .collect();
                 let _ = reply.send(peers);
             }
@@ -1448,11 +1597,7 @@ impl Peer {
     }
 
     /// This peer's status of `cid`. A relay pins nothing: a pin is `remote` there.
-    async fn status(
-        &mut self,
-        cid: Cid,
-        daemon: Result<Option<IpfsPinType>, String>,
-    ) -> anyhow::Result<PinInfo> {
+    async fn status(&mut self, cid: Cid, daemon: DaemonAnswer) -> anyhow::Result<PinInfo> {
         let pin = self.replica.pin(&cid).await?;
         let now = now_nanos();
         Ok(match self.tracker.as_ref() {
@@ -1478,7 +1623,62 @@ impl Peer {
         })
     }
 
-    async fn add_pin(&mut self, mut pin: Pin) -> Result<Pin, CommandError> {
+    /// This peer's statuses of `cids`, given the daemon's answer for each; with `recover`,
+    /// each pin in error here is re-queued first and its status after is given.
+    async fn statuses_of(
+        &mut self,
+        cids: Vec<(Cid, DaemonAnswer)>,
+        recover: bool,
+    ) -> anyhow::Result<Vec<PinInfo>> {
+        let mut infos = Vec::with_capacity(cids.len());
+        for (cid, daemon) in cids {
+            if recover {
+                let info = self.status(cid, daemon.clone()).await?;
+                let pin = self.replica.pin(&cid).await?;
+                if let Some(tracker) = self.tracker.as_mut() {
+                    tracker.recover(cid, info.short.status, pin, now_nanos())?;
+                }
+            }
+            infos.push(self.status(cid, daemon).await?);
+        }
+        Ok(infos)
+    }
+
+    /// Pins `pin` in the cluster. With `pin_update`, the pin takes the options and the
+    /// allocations of the pin it updates (its own name and expiry win when set), as
+    /// ipfs-cluster's pin update does; the old pin stays.
+    async fn add_pin(&mut self, pin: Pin) -> Result<Pin, CommandError> {
+        let mut pin = pin;
+        if let Some(from) = pin.pin_update.filter(|from| *from != pin.cid) {
+            let existing = self
+                .replica
+                .pin(&from)
+                .await
+                .map_err(|e| CommandError::Internal(e.to_string()))?
+                .ok_or(CommandError::NotFound(from))?;
+            pin = Pin {
+                cid: pin.cid,
+                timestamp: pin.timestamp,
+                pin_update: Some(from),
+                name: if pin.name.is_empty() {
+                    existing.name.clone()
+                } else {
+                    pin.name
+                },
+                expire_at: pin.expire_at.or(existing.expire_at),
+                ..existing
+            };
+        }
+        self.allocate_and_pin(pin, &[]).await
+    }
+
+    /// Allocates `pin` (keeping its current allocations where it can, never to a peer of
+    /// `blacklist`) and writes it to the pinset.
+    async fn allocate_and_pin(
+        &mut self,
+        mut pin: Pin,
+        blacklist: &[PeerId],
+    ) -> Result<Pin, CommandError> {
         if !self.role.writes() {
             return Err(CommandError::ReadOnly(self.role));
         }
@@ -1498,7 +1698,13 @@ impl Peer {
             .pin(&pin.cid)
             .await
             .map_err(|e| CommandError::Internal(e.to_string()))?;
-        let current = existing.map(|p| p.allocations).unwrap_or_default();
+        let current: Vec<PeerId> = match existing {
+            Some(existing) => existing.allocations,
+            None => std::mem::take(&mut pin.allocations),
+        }
+        .into_iter()
+        .filter(|p| !blacklist.contains(p))
+        .collect();
         let now = now_nanos();
         let metrics = self.live_metrics(now);
         let trust = self.trust.clone();
@@ -1509,7 +1715,7 @@ impl Peer {
                 replication_max: max,
                 current: &current,
                 priority: &pin.user_allocations,
-                blacklist: &[],
+                blacklist,
             },
             &metrics,
             |peer| trust.trusts(peer),
@@ -1522,6 +1728,73 @@ impl Peer {
             .map_err(|e| CommandError::Internal(e.to_string()))?;
         tracing::info!(cid = %pin.cid, allocations = ?pin.allocations, "pinned in the cluster");
         Ok(pin)
+    }
+
+    /// Re-allocates every pin allocated to `peer` and forgets its metrics.
+    async fn remove_peer(&mut self, peer: PeerId) -> Result<usize, CommandError> {
+        if !self.role.writes() {
+            return Err(CommandError::ReadOnly(self.role));
+        }
+        if peer == self.local {
+            return Err(CommandError::BadRequest(
+                "a peer cannot remove itself; ask another peer of the cluster".into(),
+            ));
+        }
+        let mut allocated = Vec::new();
+        for_each_page(&self.replica, |page| {
+            allocated.extend(
+                page.iter()
+                    .filter(|p| p.allocations.contains(&peer))
+                    .cloned(),
+            );
+            Ok(())
+        })
+        .await
+        .map_err(|e| CommandError::Internal(e.to_string()))?;
+        self.monitor.remove_peer(&peer);
+        let moved = allocated.len();
+        for pin in allocated {
+            let cid = pin.cid;
+            if let Err(error) = self.allocate_and_pin(pin, &[peer]).await {
+                tracing::warn!(%cid, %error, "could not re-allocate a pin of a removed peer");
+            }
+        }
+        tracing::info!(%peer, moved, "peer removed: its pins were re-allocated");
+        Ok(moved)
+    }
+
+    /// Unpins the pins whose `expire_at` has passed, where this peer is the closest trusted
+    /// live peer to the CID (so that one peer does it). Followers and relays leave it to
+    /// the trusted peers.
+    async fn unpin_expired(&mut self) -> anyhow::Result<()> {
+        if !self.role.writes() || !self.trust.trusts(&self.local) {
+            return Ok(());
+        }
+        let now = pinfold_core::pin::UnixTime(now_ms() / 1000);
+        let others: Vec<PeerId> = self
+            .other_peers()
+            .into_iter()
+            .filter(|p| self.trust.trusts(p))
+            .collect();
+        let local = self.local;
+        let mut expired = Vec::new();
+        for_each_page(&self.replica, |page| {
+            expired.extend(
+                page.iter()
+                    .filter(|p| p.expire_at.is_some_and(|at| at <= now))
+                    .filter(|p| allocator::is_closest(&p.cid, &local, &others))
+                    .map(|p| p.cid),
+            );
+            Ok(())
+        })
+        .await?;
+        for cid in expired {
+            tracing::info!(%cid, "the pin expired: unpinning it from the cluster");
+            if let Err(error) = self.remove_pin(cid).await {
+                tracing::warn!(%cid, %error, "could not unpin an expired pin");
+            }
+        }
+        Ok(())
     }
 
     async fn remove_pin(&mut self, cid: Cid) -> Result<Pin, CommandError> {

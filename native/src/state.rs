@@ -1,7 +1,7 @@
-//! `pinfold service state export|import`: a stopped peer's pinset as newline-delimited
-//! pins in ipfs-cluster's pin JSON, as `ipfs-cluster-service state export/import` move it.
-//! An import writes the pins as this peer's own deltas; the other peers take them when the
-//! daemon next runs, if they trust this peer.
+//! `pinfold service state export|import|crdt info`: a stopped peer's pinset as
+//! newline-delimited pins in ipfs-cluster's pin JSON, as `ipfs-cluster-service state
+//! export/import` move it, and what its CRDT holds. An import writes the pins as this peer's
+//! own deltas; the other peers take them when the daemon next runs, if they trust this peer.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -72,4 +72,38 @@ pub async fn import(dir: &Path, input: impl BufRead) -> anyhow::Result<usize> {
     }
     replica.commit(now_ms()).await?;
     Ok(pins.len())
+}
+
+/// Where a stopped peer's CRDT stands: its heads and what its store holds.
+#[derive(Debug, serde::Serialize)]
+pub struct CrdtInfo {
+    /// Head CIDs with their heights.
+    pub heads: Vec<(String, u64)>,
+    /// The highest head's height.
+    pub height: u64,
+    /// Blocks stored (deltas and snapshot chunks), and those merged.
+    pub blocks: u64,
+    pub processed: u64,
+    /// Keys written (pins and tombstones).
+    pub keys: u64,
+    /// Blocks known of but not fetched or merged yet.
+    pub pending: u64,
+}
+
+pub async fn crdt_info(dir: &Path) -> anyhow::Result<CrdtInfo> {
+    let replica = open(dir).await?;
+    let counts = replica.store().counts()?;
+    let heads: Vec<(String, u64)> = replica
+        .heads()
+        .into_iter()
+        .map(|(cid, height)| (cid.to_string(), height))
+        .collect();
+    Ok(CrdtInfo {
+        height: heads.iter().map(|(_, h)| *h).max().unwrap_or(0),
+        heads,
+        blocks: counts.blocks,
+        processed: counts.processed,
+        keys: counts.keys,
+        pending: counts.pending,
+    })
 }

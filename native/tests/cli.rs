@@ -135,6 +135,28 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
     assert_eq!(one["replication_factor_min"], 2);
     assert_eq!(one["metadata"]["team"], "ops");
 
+    // The import is one delta: one head at height 1, one block, two keys.
+    let info = pinfold()
+        .args(["service", "--config"])
+        .arg(from.path())
+        .args(["state", "crdt", "info", "--json"])
+        .output()
+        .unwrap();
+    assert!(info.status.success(), "{info:?}");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["height"], 1, "{info}");
+    assert_eq!(info["heads"].as_array().unwrap().len(), 1, "{info}");
+    assert_eq!(info["blocks"], 1, "{info}");
+    assert_eq!(info["keys"], 2, "{info}");
+    assert_eq!(info["pending"], 0, "{info}");
+    pinfold()
+        .args(["service", "--config"])
+        .arg(from.path())
+        .args(["state", "crdt", "info"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("height: 1").and(predicate::str::contains("heads: 1")));
+
     // The export imports into another peer unchanged.
     let file = from.path().join("export.ndjson");
     pinfold()

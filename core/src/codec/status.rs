@@ -1,13 +1,18 @@
-//! `/pinfold/status/1.0.0`: one peer's statuses of the CIDs another peer names, so that a
-//! peer can answer for the whole cluster (ipfs-cluster asks every peer's pin tracker over
-//! its RPC; pinfold peers, and browsers, ask over this protocol).
+//! `/pinfold/status/1.0.0`: what one peer knows that another peer asks for, so that a peer
+//! can answer for the whole cluster (ipfs-cluster asks every peer over its RPC; pinfold
+//! peers, and browsers, ask over this protocol): its statuses of the CIDs named (after
+//! re-queueing those in error, when asked to recover them), or its connections, for the
+//! cluster's connectivity graph.
 //!
-//! One request and one response per stream, each a varint-length-prefixed JSON document:
-//! the request `{"cids": ["<cid>", ...]}` (at most [`MAX_CIDS`]), the response
-//! `{"statuses": [<PinInfo>, ...]}` with one of ipfs-cluster's `PinInfo` JSON objects per
-//! CID asked, or `{"error": "<why>"}`.
+//! One request and one response per stream, each a varint-length-prefixed JSON document.
+//! Requests: `{"cids": ["<cid>", ...]}` (at most [`MAX_CIDS`]), with `"recover": true` to
+//! recover them first, or `{"connections": true}`. Responses: `{"statuses": [<PinInfo>,
+//! ...]}` with one of ipfs-cluster's `PinInfo` JSON objects per CID asked,
+//! `{"connections": {"cluster_peers": [...], "ipfs_id": "...", "ipfs_peers": [...]}}`, or
+//! `{"error": "<why>"}`.
 
 use cid::Cid;
+use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize};
 
 use crate::tracker::PinInfo;
@@ -24,16 +29,31 @@ pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
 /// Largest response frame.
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
-/// The CIDs whose statuses are asked for.
+/// What is asked of a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatusRequest {
-    pub cids: Vec<Cid>,
+pub enum StatusRequest {
+    /// The peer's statuses of these CIDs; with `recover`, after it re-queued those in error.
+    Statuses { cids: Vec<Cid>, recover: bool },
+    /// The peer's connections.
+    Connections,
 }
 
-/// The answer: the peer's view of each CID asked, or why it has none.
+/// Who a peer is connected to: the links of ipfs-cluster's connectivity graph.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// The cluster peers it has a connection to.
+    pub cluster_peers: Vec<PeerId>,
+    /// Its IPFS daemon's peer id, when the daemon answered.
+    pub ipfs_id: Option<PeerId>,
+    /// The peers its IPFS daemon is connected to.
+    pub ipfs_peers: Vec<PeerId>,
+}
+
+/// The answer: the peer's view of each CID asked, its connections, or why it has none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StatusResponse {
     Statuses(Vec<PinInfo>),
+    Connections(Connections),
     Error(String),
 }
 
@@ -46,12 +66,32 @@ pub enum StatusCodecError {
     TooManyCids(usize),
     #[error("status request names {text:?}, which is not a CID: {reason}")]
     BadCid { text: String, reason: String },
+    #[error("status response names {text:?}, which is not a peer id: {reason}")]
+    BadPeer { text: String, reason: String },
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RequestJson {
-    cids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    recover: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    connections: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsJson {
+    cluster_peers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ipfs_id: Option<String>,
+    ipfs_peers: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -60,25 +100,44 @@ struct ResponseJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     statuses: Option<Vec<PinInfo>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    connections: Option<ConnectionsJson>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 impl StatusRequest {
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(&RequestJson {
-            cids: self.cids.iter().map(Cid::to_string).collect(),
-        })
-        .expect("strings serialize")
+        let json = match self {
+            StatusRequest::Statuses { cids, recover } => RequestJson {
+                cids: Some(cids.iter().map(Cid::to_string).collect()),
+                recover: *recover,
+                connections: false,
+            },
+            StatusRequest::Connections => RequestJson {
+                cids: None,
+                recover: false,
+                connections: true,
+            },
+        };
+        serde_json::to_vec(&json).expect("strings serialize")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
         let json: RequestJson =
             serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
-        if json.cids.len() > MAX_CIDS {
-            return Err(StatusCodecError::TooManyCids(json.cids.len()));
+        let cids = match (json.cids, json.connections) {
+            (None, true) if !json.recover => return Ok(StatusRequest::Connections),
+            (Some(cids), false) => cids,
+            _ => {
+                return Err(StatusCodecError::Json(
+                    "a status request asks either for CIDs' statuses or for connections".into(),
+                ))
+            }
+        };
+        if cids.len() > MAX_CIDS {
+            return Err(StatusCodecError::TooManyCids(cids.len()));
         }
-        let cids = json
-            .cids
+        let cids = cids
             .into_iter()
             .map(|text| {
                 text.parse()
@@ -88,35 +147,74 @@ impl StatusRequest {
                     })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { cids })
+        Ok(StatusRequest::Statuses {
+            cids,
+            recover: json.recover,
+        })
     }
+}
+
+fn peers_from_json(texts: Vec<String>) -> Result<Vec<PeerId>, StatusCodecError> {
+    texts
+        .into_iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|e: libp2p_identity::ParseError| StatusCodecError::BadPeer {
+                    reason: e.to_string(),
+                    text,
+                })
+        })
+        .collect()
 }
 
 impl StatusResponse {
     /// Fails only for a pin whose time cannot be written (past year 9999), as the REST
     /// API's JSON does.
     pub fn encode(&self) -> Result<Vec<u8>, StatusCodecError> {
-        let json = match self {
-            StatusResponse::Statuses(infos) => ResponseJson {
-                statuses: Some(infos.clone()),
-                error: None,
-            },
-            StatusResponse::Error(error) => ResponseJson {
-                statuses: None,
-                error: Some(error.clone()),
-            },
+        let mut json = ResponseJson {
+            statuses: None,
+            connections: None,
+            error: None,
         };
+        match self {
+            StatusResponse::Statuses(infos) => json.statuses = Some(infos.clone()),
+            StatusResponse::Connections(connections) => {
+                json.connections = Some(ConnectionsJson {
+                    cluster_peers: connections
+                        .cluster_peers
+                        .iter()
+                        .map(|p| p.to_base58())
+                        .collect(),
+                    ipfs_id: connections.ipfs_id.as_ref().map(|p| p.to_base58()),
+                    ipfs_peers: connections
+                        .ipfs_peers
+                        .iter()
+                        .map(|p| p.to_base58())
+                        .collect(),
+                })
+            }
+            StatusResponse::Error(error) => json.error = Some(error.clone()),
+        }
         serde_json::to_vec(&json).map_err(|e| StatusCodecError::Json(e.to_string()))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
         let json: ResponseJson =
             serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
-        match (json.statuses, json.error) {
-            (Some(infos), None) => Ok(StatusResponse::Statuses(infos)),
-            (None, Some(error)) => Ok(StatusResponse::Error(error)),
+        match (json.statuses, json.connections, json.error) {
+            (Some(infos), None, None) => Ok(StatusResponse::Statuses(infos)),
+            (None, Some(connections), None) => Ok(StatusResponse::Connections(Connections {
+                cluster_peers: peers_from_json(connections.cluster_peers)?,
+                ipfs_id: connections
+                    .ipfs_id
+                    .map(|id| peers_from_json(vec![id]))
+                    .transpose()?
+                    .and_then(|mut ids| ids.pop()),
+                ipfs_peers: peers_from_json(connections.ipfs_peers)?,
+            })),
+            (None, None, Some(error)) => Ok(StatusResponse::Error(error)),
             _ => Err(StatusCodecError::Json(
-                "a status response holds either statuses or an error".into(),
+                "a status response holds one of statuses, connections or an error".into(),
             )),
         }
     }
@@ -160,10 +258,13 @@ mod tests {
     proptest! {
         #[test]
         fn requests_round_trip(seeds in proptest::collection::vec(any::<[u8; 8]>(), 0..MAX_CIDS)) {
-            let request = StatusRequest { cids: seeds.iter().map(|s| dag_pb_cid(s)).collect() };
-            let bytes = request.encode();
-            prop_assert!(bytes.len() <= MAX_REQUEST_BYTES);
-            prop_assert_eq!(StatusRequest::decode(&bytes).unwrap(), request);
+            let cids: Vec<Cid> = seeds.iter().map(|s| dag_pb_cid(s)).collect();
+            for recover in [false, true] {
+                let request = StatusRequest::Statuses { cids: cids.clone(), recover };
+                let bytes = request.encode();
+                prop_assert!(bytes.len() <= MAX_REQUEST_BYTES);
+                prop_assert_eq!(StatusRequest::decode(&bytes).unwrap(), request);
+            }
         }
 
         #[test]
@@ -171,6 +272,8 @@ mod tests {
             entries in proptest::collection::vec(
                 (any::<[u8; 8]>(), 0..TrackerStatus::ALL.len(), ".{0,40}", 0u32..20), 0..50),
             error in ".{0,80}",
+            links in proptest::collection::vec(any::<u8>(), 0..30),
+            with_ipfs in any::<bool>(),
         ) {
             let infos: Vec<PinInfo> = entries
                 .into_iter()
@@ -178,7 +281,16 @@ mod tests {
                     info(dag_pb_cid(&seed), TrackerStatus::ALL[status], error, attempts)
                 })
                 .collect();
-            for response in [StatusResponse::Statuses(infos), StatusResponse::Error(error)] {
+            let connections = Connections {
+                cluster_peers: links.iter().map(|s| peer(*s)).collect(),
+                ipfs_id: with_ipfs.then(|| peer(200)),
+                ipfs_peers: links.iter().rev().map(|s| peer(s.wrapping_add(1))).collect(),
+            };
+            for response in [
+                StatusResponse::Statuses(infos),
+                StatusResponse::Connections(connections),
+                StatusResponse::Error(error),
+            ] {
                 let bytes = response.encode().unwrap();
                 prop_assert_eq!(StatusResponse::decode(&bytes).unwrap(), response);
             }
@@ -197,11 +309,20 @@ mod tests {
         let cid: Cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
             .parse()
             .unwrap();
-        let bytes = StatusRequest { cids: vec![cid] }.encode();
+        let request = |recover| StatusRequest::Statuses {
+            cids: vec![cid],
+            recover,
+        };
+        let text = |request: StatusRequest| String::from_utf8(request.encode()).unwrap();
         assert_eq!(
-            std::str::from_utf8(&bytes).unwrap(),
+            text(request(false)),
             r#"{"cids":["bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"]}"#
         );
+        assert_eq!(
+            text(request(true)),
+            r#"{"cids":["bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"],"recover":true}"#
+        );
+        assert_eq!(text(StatusRequest::Connections), r#"{"connections":true}"#);
     }
 
     /// The fuzz seeds are real messages, so that fuzzing starts from the shapes peers send.
@@ -212,13 +333,18 @@ mod tests {
             "/fuzz/regressions/status_message/"
         );
         let read = |name: &str| std::fs::read(format!("{seeds}{name}")).unwrap();
+        assert!(matches!(
+            StatusRequest::decode(&read("seed-request")),
+            Ok(StatusRequest::Statuses { cids, recover: false }) if cids.len() == 1
+        ));
         assert_eq!(
-            StatusRequest::decode(&read("seed-request"))
-                .unwrap()
-                .cids
-                .len(),
-            1
+            StatusRequest::decode(&read("seed-connections")),
+            Ok(StatusRequest::Connections)
         );
+        assert!(matches!(
+            StatusResponse::decode(&read("seed-connections-response")),
+            Ok(StatusResponse::Connections(c)) if c.cluster_peers.len() == 1 && c.ipfs_id.is_some()
+        ));
         match StatusResponse::decode(&read("seed-response")).unwrap() {
             StatusResponse::Statuses(infos) => {
                 assert_eq!(infos[0].short.status, TrackerStatus::Pinned)
@@ -249,6 +375,16 @@ mod tests {
         assert!(matches!(
             StatusResponse::decode(br#"{"statuses":[],"error":"x"}"#),
             Err(StatusCodecError::Json(_))
+        ));
+        assert!(matches!(
+            StatusRequest::decode(br#"{"cids":[],"connections":true}"#),
+            Err(StatusCodecError::Json(_))
+        ));
+        assert!(matches!(
+            StatusResponse::decode(
+                br#"{"connections":{"cluster_peers":["nope"],"ipfs_peers":[]}}"#
+            ),
+            Err(StatusCodecError::BadPeer { .. })
         ));
     }
 }

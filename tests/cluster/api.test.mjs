@@ -1,0 +1,369 @@
+// The REST API of a running three-peer cluster, each peer with its own test IPFS daemon:
+// ipfs-cluster v1.1.6's routes and options that the cluster test does not already cover
+// (expiry, path pins, /add, cids=, recover, pin update, the connectivity graph, peer
+// removal, CORS), their JSON shapes, bad input, and `pinfold ctl` driving them, in scripts
+// and in a terminal.
+// Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from './harness.mjs';
+import { assertShape, shapes } from './shapes.mjs';
+
+const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+const peers = [];
+const [p1, p2, p3] = [0, 1, 2].map((n) => () => peers[n]);
+
+/** Runs `pinfold ctl` against `peer`: its exit code, standard output and error. */
+function ctl(peer, ...args) {
+  try {
+    const out = execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { code: 0, out, err: '' };
+  } catch (error) {
+    return { code: error.status, out: error.stdout, err: error.stderr };
+  }
+}
+
+/** Runs `pinfold ctl` in a pseudo-terminal (as a person at a shell would) and returns all it printed. */
+function ctlInTerminal(peer, ...args) {
+  const command = [pinfoldBin, 'ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, ...args]
+    .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+  return execFileSync('script', ['-qefc', command, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+}
+
+/** A CIDv1 (raw, sha2-256) of random bytes no daemon has. */
+function absentCid() {
+  const digest = createHash('sha256').update(randomBytes(32)).digest();
+  const bytes = Buffer.concat([Buffer.from([0x01, 0x55, 0x12, 0x20]), digest]);
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  let bits = 0;
+  let value = 0;
+  let out = 'b';
+  for (const byte of bytes) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
+  return out;
+}
+
+async function request(peer, route, init = {}) {
+  const res = await fetch(`${peer.api}${route}`, { signal: AbortSignal.timeout(60_000), ...init });
+  return { status: res.status, headers: res.headers, body: await res.text() };
+}
+
+const lines = (body) => body.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+
+/** Fails unless the answer is ipfs-cluster's error shape with `status` and a message matching `message`. */
+function assertError({ status, body }, expected, message, what) {
+  assert.equal(status, expected, `${what}: ${body}`);
+  const error = JSON.parse(body);
+  assertShape(error, shapes.error, what);
+  assert.equal(error.code, expected, what);
+  assert.match(error.message, message, what);
+}
+
+before(async () => {
+  for (const name of ['p1', 'p2', 'p3']) {
+    const ipfs = await new Ipfs(`api-${name}`).start();
+    const peer = new Peer(`api-${name}`, {
+      ipfs,
+      env: { CLUSTER_STATESYNCINTERVAL: '1s', CLUSTER_IPFSHTTP_PINTIMEOUT: '4s' },
+    });
+    await peer.init(secret);
+    peers.push(peer);
+  }
+  await p1().start();
+  await p2().start(['--bootstrap', p1().address]);
+  await p3().start(['--bootstrap', p1().address]);
+  for (const peer of peers) {
+    await waitFor(`${peer.name} to see 3 peers with freespace`, async () => {
+      const { body } = await peer.get('/monitor/metrics/freespace');
+      return JSON.parse(body).filter((m) => m.valid).length === 3 && (await peer.list('/peers')).length === 3;
+    });
+  }
+});
+
+after(async () => {
+  await stopAll();
+});
+
+test('the JSON of every route has ipfs-cluster\'s field names and types', async () => {
+  const cid = await p1().ipfs.addContent('shapes');
+  const { status, body } = await p1().post(`/pins/${cid}?name=shapes&meta-kind=test`);
+  assert.equal(status, 200, body);
+  assertShape(JSON.parse(body), shapes.pin, 'POST /pins/{cid}');
+  const id = JSON.parse((await p1().get('/id')).body);
+  assertShape(id, shapes.id, '/id');
+  assertShape(id.ipfs, shapes.ipfsId, '/id ipfs');
+  for (const peer of await p1().list('/peers')) assertShape(peer, shapes.peer, '/peers');
+  assertShape(JSON.parse((await p1().get('/version')).body), shapes.version, '/version');
+  await waitFor('the pin to reach every peer', async () => (await Promise.all(peers.map((p) => p.allocation(cid)))).every(Boolean));
+  assertShape(await p2().allocation(cid), shapes.pin, '/allocations/{cid}');
+  for (const pin of await p1().list('/allocations')) assertShape(pin, shapes.pin, '/allocations');
+  const global = JSON.parse((await p1().get(`/pins/${cid}`)).body);
+  assertShape(global, shapes.globalPinInfo, '/pins/{cid}');
+  assert.equal(Object.keys(global.peer_map).length, 3);
+  for (const short of Object.values(global.peer_map)) assertShape(short, shapes.pinInfoShort, 'peer_map value');
+  for (const info of await p1().list('/pins')) assertShape(info, shapes.globalPinInfo, '/pins');
+  const metrics = JSON.parse((await p1().get('/monitor/metrics/freespace')).body);
+  for (const metric of metrics) assertShape(metric, shapes.metric, '/monitor/metrics/freespace');
+  assert.ok(Array.isArray(JSON.parse((await p1().get('/monitor/metrics')).body)));
+  assert.ok(Array.isArray(JSON.parse((await p1().get('/health/alerts')).body)));
+  assertShape(JSON.parse((await p1().get('/health/graph')).body), shapes.graph, '/health/graph');
+  assert.equal((await p1().get('/health')).status, 204);
+  assert.equal((await p1().post(`/pins/${cid}`, 'DELETE')).status, 200);
+});
+
+test('bad input gets ipfs-cluster\'s error shape and says what is wrong', async () => {
+  const cid = await p1().ipfs.addContent('bad input');
+  const cases = [
+    ['/pins/not-a-cid', 'POST', 400, /error decoding Cid "not-a-cid"/],
+    [`/pins/${cid}?replication-min=3&replication-max=2`, 'POST', 400, /replication/i],
+    [`/pins/${cid}?replication=two`, 'POST', 400, /parameter replication: "two" is not a number/],
+    [`/pins/${cid}?expire-in=soon`, 'POST', 400, /expire-in "soon"/],
+    [`/pins/${cid}?expire-in=500ms`, 'POST', 400, /less than one second/],
+    [`/pins/${cid}?expire-at=tomorrow`, 'POST', 400, /expire-at "tomorrow" is not an RFC 3339 time/],
+    [`/pins/${cid}?expire-at=2030-01-01T00:00:00Z&expire-in=1h`, 'POST', 400, /expire-at or expire-in, not both/],
+    [`/pins/${cid}?colour=blue`, 'POST', 400, /unknown query parameter "colour"/],
+    [`/pins/${cid}?mode=sideways`, 'POST', 400, /mode "sideways": use recursive or direct/],
+    [`/pins/${cid}?pin-update=${absentCid()}`, 'POST', 404, /is not pinned in the cluster/],
+    ['/pins?colour=blue', 'GET', 400, /unknown query parameter "colour"; this route takes: filter, local, cids/],
+    ['/pins?filter=sideways', 'GET', 400, /sideways/],
+    ['/pins?cids=nope', 'GET', 400, /error decoding Cid "nope"/],
+    ['/pins?local=maybe', 'GET', 400, /parameter local: "maybe" is not true or false/],
+    [`/pins/${absentCid()}`, 'DELETE', 404, /is not pinned in the cluster/],
+    [`/allocations/${absentCid()}`, 'GET', 404, /is not pinned in the cluster/],
+    ['/peers/not-a-peer', 'DELETE', 400, /error decoding peer ID "not-a-peer"/],
+    [`/peers/${p1().id}`, 'DELETE', 400, /cannot remove itself/],
+    ['/pins/recover?local=maybe', 'POST', 400, /not true or false/],
+    ['/add', 'POST', 400, /multipart\/form-data/],
+    ['/add?shard=true', 'POST', 400, /sharding is not supported/],
+    ['/add?format=car', 'POST', 400, /format "car" is not supported: use unixfs/],
+  ];
+  for (const [route, method, status, message] of cases) {
+    assertError(await request(p1(), route, { method }), status, message, `${method} ${route}`);
+  }
+});
+
+test('expire-in and expire-at set expire_at; the pin is unpinned cluster-wide once it passes', async () => {
+  const cid = await p1().ipfs.addContent('expiring');
+  const before = Date.now();
+  const { status, body } = await p1().post(`/pins/${cid}?expire-in=3s&name=short-lived`);
+  assert.equal(status, 200, body);
+  const expireAt = Date.parse(JSON.parse(body).expire_at);
+  assert.ok(expireAt >= before + 2000 && expireAt <= Date.now() + 4000, `expire_at ${JSON.parse(body).expire_at}`);
+  await waitFor('the pin to reach every peer', async () => (await Promise.all(peers.map((p) => p.allocation(cid)))).every(Boolean));
+  await waitFor('the expired pin to leave every peer', async () => (await Promise.all(peers.map((p) => p.allocation(cid)))).every((a) => a === null), 30_000);
+  for (const peer of peers) await waitFor(`${peer.name}'s daemon to drop it`, async () => !(await peer.ipfs.isPinned(cid)));
+
+  const later = await p1().ipfs.addContent('expires later');
+  const pin = JSON.parse((await p1().post(`/pins/${later}?expire-at=2099-01-02T03:04:05Z`)).body);
+  assert.equal(pin.expire_at, '2099-01-02T03:04:05Z');
+  assert.equal((await p1().post(`/pins/${later}`, 'DELETE')).status, 200);
+});
+
+test('path pins resolve /ipfs paths through the daemon', async () => {
+  const form = new FormData();
+  form.append('file', new Blob([`inside a directory ${Date.now()}`]), 'a.txt');
+  const { body } = await p1().ipfs.rpc('add?pin=false&cid-version=1&wrap-with-directory=true', { body: form });
+  const [file, dir] = lines(body);
+  const pinned = await p1().post(`/pins/ipfs/${dir.Hash}/a.txt?name=by-path`);
+  assert.equal(pinned.status, 200, pinned.body);
+  const pin = JSON.parse(pinned.body);
+  assert.equal(pin.cid, file.Hash);
+  assert.equal(pin.name, 'by-path');
+  await waitFor('the path pin on p2', () => p2().allocation(file.Hash));
+  assertError(await request(p1(), `/pins/ipfs/${dir.Hash}/missing.txt`, { method: 'POST' }), 400, /could not resolve \/ipfs\//, 'a missing path');
+  const ctlRm = ctl(p2(), 'pin', 'rm', `/ipfs/${dir.Hash}/a.txt`);
+  assert.equal(ctlRm.code, 0, ctlRm.err);
+  await waitFor('the path unpin everywhere', async () => (await Promise.all(peers.map((p) => p.allocation(file.Hash)))).every((a) => a === null));
+});
+
+test('/add hands the files to the daemon and pins the root with the pin options', async () => {
+  const form = new FormData();
+  form.append('file', new Blob([`added through the cluster ${Date.now()}`]), 'note.txt');
+  const res = await request(p2(), '/add?replication=2&name=added&cid-version=1&meta-via=rest', { method: 'POST', body: form });
+  assert.equal(res.status, 200, res.body);
+  const outputs = lines(res.body);
+  assert.equal(outputs.length, 1, res.body);
+  assertShape(outputs[0], shapes.added, '/add output');
+  assert.equal(outputs[0].name, 'note.txt');
+  assert.ok(outputs[0].cid.startsWith('b'), 'cid-version=1 reached the daemon');
+  assert.equal(outputs[0].allocations.length, 2, res.body);
+  const pin = await waitFor('the added pin on p3', () => p3().allocation(outputs[0].cid));
+  assert.equal(pin.name, 'added');
+  assert.equal(pin.metadata.via, 'rest');
+  for (const peer of peers.filter((p) => outputs[0].allocations.includes(p.id))) {
+    await waitFor(`${peer.name}'s daemon to pin the added file`, () => peer.ipfs.isPinned(outputs[0].cid));
+  }
+
+  const unpinned = new FormData();
+  unpinned.append('file', new Blob([`not pinned ${Date.now()}`]), 'loose.txt');
+  const loose = lines((await request(p2(), '/add?no-pin=true', { method: 'POST', body: unpinned })).body);
+  assert.equal(loose.length, 1);
+  assert.equal(await p2().allocation(loose[0].cid), null, 'no-pin adds without pinning');
+});
+
+test('pinfold ctl add uploads a directory, pins its root and can wait for it', async () => {
+  const dir = path.join(runDir, 'upload');
+  fs.mkdirSync(path.join(dir, 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'one.txt'), `one ${Date.now()}`);
+  fs.writeFileSync(path.join(dir, 'sub', 'two words.txt'), 'two '.repeat(100_000));
+
+  const refused = ctl(p1(), 'add', dir);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.err, /is a directory: add it with -r \(--recursive\)/);
+
+  const quiet = ctl(p1(), 'add', '-r', '-q', '--cid-version', '1', '--name', 'tree', '--replication', '2', '--wait', '--wait-timeout', '60', dir);
+  assert.equal(quiet.code, 0, quiet.err);
+  assert.equal(quiet.err, '', 'nothing on standard error in a script');
+  const root = quiet.out.trim().split('\n')[0];
+  const pin = await p1().allocation(root);
+  assert.equal(pin.name, 'tree');
+  assert.equal(pin.allocations.length, 2);
+  const ls = await p1().ipfs.rpc(`ls?arg=${root}`);
+  assert.deepEqual(JSON.parse(ls.body).Objects?.[0]?.Links?.map((l) => l.Name).sort(), ['one.txt', 'sub'], `ls ${root}: ${ls.body}`);
+  const nested = await p1().post(`/pins/ipfs/${root}/sub/two%20words.txt?name=nested`);
+  assert.equal(nested.status, 200, nested.body);
+
+  const json = ctl(p1(), '--enc', 'json', 'add', '-r', '--cid-version', '1', '--no-pin', dir);
+  assert.equal(json.code, 0, json.err);
+  const outputs = json.out.trim().split('\n}\n').length;
+  assert.equal(outputs, 4, `one output per file and directory:\n${json.out}`);
+
+  const terminal = ctlInTerminal(p1(), 'add', '-r', '--cid-version', '1', '--replication', '1', dir);
+  assert.match(terminal, /adding: .* sent \(\d+%/, 'a progress line on a terminal');
+  assert.match(terminal, new RegExp(`added ${root} upload`));
+  const waited = ctlInTerminal(p1(), 'pin', 'add', root, '--replication', '2', '--wait', '--wait-timeout', '60');
+  assert.match(waited, /waiting for .*: pinned on \d\/2 peers/);
+  assert.match(waited, /: PINNED \|/);
+});
+
+test('GET /pins?cids= lists only the CIDs named, each once', async () => {
+  const [a, b] = [await p1().ipfs.addContent('cids a'), await p1().ipfs.addContent('cids b')];
+  for (const cid of [a, b]) assert.equal((await p1().post(`/pins/${cid}`)).status, 200);
+  await waitFor('both pins on p3', async () => (await p3().allocation(a)) && (await p3().allocation(b)));
+  const listed = await p3().list(`/pins?cids=${a},${b},${a}`);
+  assert.deepEqual(listed.map((g) => g.cid).sort(), [a, b].sort());
+  for (const info of listed) assert.equal(Object.keys(info.peer_map).length, 3);
+  const local = await p3().list(`/pins?cids=${a}&local=true`);
+  assert.deepEqual(Object.keys(local[0].peer_map), [p3().id]);
+  const status = ctl(p3(), '--enc', 'json', 'status', a, b);
+  assert.equal(status.code, 0, status.err);
+  assert.equal(status.out.match(/"cid": "/g).length, 2, status.out);
+  for (const cid of [a, b]) await p1().post(`/pins/${cid}`, 'DELETE');
+});
+
+test('/pins/recover and /pins/{cid}/recover re-queue pins in error, cluster-wide or locally', async () => {
+  const cid = absentCid();
+  const { body } = await p1().post(`/pins/${cid}?replication=1&name=unreachable`);
+  const [holder] = JSON.parse(body).allocations.map((id) => peers.find((p) => p.id === id));
+  await waitFor(`${holder.name} to give up pinning content nobody has`, async () => {
+    const info = JSON.parse((await p1().get(`/pins/${cid}`)).body);
+    return info.peer_map[holder.id]?.status === 'pin_error';
+  }, 60_000);
+  const requeued = (status) => ['pin_queued', 'pinning'].includes(status);
+  // The tracker retries on its own, so a listing may catch the pin between two tries: ask
+  // until it is caught in error.
+  const recovered = await waitFor('POST /pins/recover to recover the pin in error', async () => {
+    const all = await request(p1(), '/pins/recover', { method: 'POST' });
+    assert.equal(all.status, 200, all.body);
+    return lines(all.body).find((g) => g.cid === cid);
+  }, 60_000);
+  assert.ok(requeued(recovered.peer_map[holder.id].status), JSON.stringify(recovered.peer_map[holder.id]));
+
+  const local = await waitFor('POST /pins/recover?local=true on the holder', async () => {
+    const answer = lines((await request(holder, '/pins/recover?local=true', { method: 'POST' })).body);
+    return answer.length > 0 && answer;
+  }, 60_000);
+  assert.deepEqual(local.map((g) => g.cid), [cid]);
+  assert.deepEqual(Object.keys(local[0].peer_map), [holder.id]);
+  assert.ok(requeued(local[0].peer_map[holder.id].status));
+
+  const other = peers.find((p) => p !== holder);
+  const one = ctl(other, '--enc', 'json', 'recover', cid);
+  assert.equal(one.code, 0, one.err);
+  assert.ok(requeued(JSON.parse(one.out).peer_map[holder.id].status), one.out);
+
+  assert.equal((await p1().post(`/pins/${cid}`, 'DELETE')).status, 200);
+  const none = ctl(p1(), 'recover');
+  assert.equal(none.code, 0, none.err);
+});
+
+test('pin update pins the new CID with the options and allocations of the old one', async () => {
+  const [from, to, next] = [await p1().ipfs.addContent('update from'), await p1().ipfs.addContent('update to'), await p1().ipfs.addContent('update next')];
+  const old = JSON.parse((await p1().post(`/pins/${from}?replication=1&name=old&meta-team=ops`)).body);
+  const updated = JSON.parse((await p1().post(`/pins/${to}?pin-update=${from}`)).body);
+  assert.deepEqual(updated.allocations, old.allocations);
+  assert.equal(updated.name, 'old');
+  assert.equal(updated.metadata.team, 'ops');
+  assert.equal(updated.pin_update, from);
+  assert.ok(await p1().allocation(from), 'the old pin stays');
+  await waitFor('p2 to know the updated pin', () => p2().allocation(to));
+  const viaCtl = ctl(p2(), '--enc', 'json', 'pin', 'update', to, next, '--name', 'newer');
+  assert.equal(viaCtl.code, 0, viaCtl.err);
+  const pin = JSON.parse(viaCtl.out);
+  assert.equal(pin.name, 'newer');
+  assert.deepEqual(pin.allocations, old.allocations);
+  for (const cid of [from, to, next]) await p1().post(`/pins/${cid}`, 'DELETE');
+});
+
+test('/health/graph shows every peer\'s links; ctl health graph writes a dot file', async () => {
+  const graph = await waitFor('a full graph', async () => {
+    const g = JSON.parse((await p2().get('/health/graph')).body);
+    const full = peers.every((p) => (g.cluster_links[p.id] ?? []).length === 2 && g.cluster_to_ipfs[p.id]);
+    const daemons = Object.values(g.cluster_to_ipfs);
+    const meshed = daemons.length === 3 && daemons.every((d) => daemons.filter((o) => o !== d).every((o) => (g.ipfs_links[d] ?? []).includes(o)));
+    return full && meshed && g;
+  });
+  assert.equal(graph.cluster_id, p2().id);
+  for (const peer of peers) {
+    assert.equal(graph.id_to_peername[peer.id], peer.name);
+    assert.equal(graph.cluster_trust_links[peer.id], true);
+    assert.equal(graph.cluster_to_ipfs[peer.id], JSON.parse((await peer.get('/id')).body).ipfs.id);
+  }
+  const file = path.join(runDir, 'cluster.dot');
+  const written = ctl(p2(), 'health', 'graph', '--file', file);
+  assert.equal(written.code, 0, written.err);
+  const dot = fs.readFileSync(file, 'utf8');
+  assert.match(dot, /^digraph cluster \{/);
+  for (const peer of peers) assert.ok(dot.includes(`label="${peer.name}`), `${peer.name} in the graph`);
+  assert.equal((dot.match(/style=dashed/g) ?? []).length, 6, dot);
+});
+
+test('CORS: preflights and answers carry ipfs-cluster\'s default policy', async () => {
+  const origin = 'http://localhost:5173';
+  const preflight = await request(p1(), '/pins', { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'GET' } });
+  assert.ok(preflight.status < 300, `preflight answered ${preflight.status}`);
+  assert.equal(preflight.headers.get('access-control-allow-origin'), origin);
+  assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true');
+  assert.match(preflight.headers.get('access-control-allow-methods'), /GET/);
+  const answer = await request(p1(), '/id', { headers: { origin } });
+  assert.equal(answer.headers.get('access-control-allow-origin'), origin);
+  assert.match(answer.headers.get('access-control-expose-headers'), /X-Stream-Output/i);
+});
+
+test('DELETE /peers/{id} (ctl peers rm) re-allocates a stopped peer\'s pins', async () => {
+  const cid = await p1().ipfs.addContent('on p3 only');
+  const pin = JSON.parse((await p1().post(`/pins/${cid}?replication=1&user-allocations=${p3().id}`)).body);
+  assert.deepEqual(pin.allocations, [p3().id]);
+  await p3().stop();
+  const removed = ctl(p1(), 'peers', 'rm', p3().id);
+  assert.equal(removed.code, 0, removed.err);
+  assert.match(removed.out, /removed: its pins were re-allocated/);
+  const moved = await p1().allocation(cid);
+  assert.equal(moved.allocations.length, 1);
+  assert.notEqual(moved.allocations[0], p3().id);
+  assert.ok(!(await p1().list('/peers')).some((p) => p.id === p3().id), 'p3 left the peerset');
+  const holder = peers.find((p) => p.id === moved.allocations[0]);
+  await waitFor(`${holder.name}'s daemon to pin the moved pin`, () => holder.ipfs.isPinned(cid));
+  await waitFor('p2 to see the new allocation', async () => (await p2().allocation(cid))?.allocations[0] === holder.id);
+});
