@@ -36,12 +36,12 @@ pub const RPC_PROTOCOL_VERSION: &str = "/ipfscluster/1.1/rpc";
 
 /// An error in ipfs-cluster's shape: `{"code": N, "message": "..."}`.
 pub struct ApiError {
-    status: StatusCode,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -81,9 +81,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-fn parse_cid(text: &str) -> ApiResult<Cid> {
+pub(crate) fn parse_cid(text: &str) -> ApiResult<Cid> {
     text.parse()
         .map_err(|e| ApiError::bad_request(format!("error decoding Cid {text:?}: {e}")))
 }
@@ -325,7 +325,7 @@ async fn remove_peer(
 }
 
 /// The daemon's pin list, for status listings.
-async fn daemon_pins(peer: &PeerHandle) -> ApiResult<Arc<DaemonPins>> {
+pub(crate) async fn daemon_pins(peer: &PeerHandle) -> ApiResult<Arc<DaemonPins>> {
     match &peer.ipfs {
         Some(ipfs) => ipfs
             .pin_ls_all("recursive")
@@ -360,7 +360,7 @@ fn only_parameters(query: &HashMap<String, String>, known: &[&str]) -> ApiResult
 
 /// The cluster's views of `local`'s CIDs: this peer's, merged with every other peer's
 /// (after each recovered them, with `recover`).
-async fn with_peer_views(
+pub(crate) async fn with_peer_views(
     peer: &PeerHandle,
     local: Vec<PinInfo>,
     recover: bool,
@@ -389,7 +389,7 @@ async fn with_peer_views(
 
 /// The statuses of `cids` (each with the daemon's answer for it): this peer's alone when
 /// `local`, else the cluster's; `recover` re-queues pins in error first.
-async fn cluster_statuses(
+pub(crate) async fn cluster_statuses(
     peer: &PeerHandle,
     cids: Vec<(Cid, DaemonAnswer)>,
     local: bool,
@@ -410,7 +410,7 @@ async fn cluster_statuses(
 }
 
 /// The daemon's answers for `cids`, from its pin list.
-fn answers_from(daemon: &DaemonPins, cids: &[Cid]) -> Vec<(Cid, DaemonAnswer)> {
+pub(crate) fn answers_from(daemon: &DaemonPins, cids: &[Cid]) -> Vec<(Cid, DaemonAnswer)> {
     cids.iter().map(|c| (*c, Ok(daemon.get(c)))).collect()
 }
 
@@ -500,7 +500,7 @@ async fn list_statuses(
 
 /// This peer's statuses of a page of the pinset after `after`, those passing `filter`,
 /// with the cursor of the next page.
-async fn status_page(
+pub(crate) async fn status_page(
     peer: &PeerHandle,
     after: Option<Cid>,
     daemon: Arc<DaemonPins>,
@@ -517,7 +517,7 @@ async fn status_page(
 }
 
 /// The daemon's answer for one CID, as the tracker takes it.
-async fn daemon_status(peer: &PeerHandle, cid: &Cid) -> DaemonAnswer {
+pub(crate) async fn daemon_status(peer: &PeerHandle, cid: &Cid) -> DaemonAnswer {
     match &peer.ipfs {
         Some(ipfs) => ipfs
             .pin_ls(cid, "recursive")
@@ -708,7 +708,7 @@ fn pin_from_query(cid: Cid, query: &HashMap<String, String>, also: &[&str]) -> A
 }
 
 /// Pins `pin` through the peer.
-async fn pin_in_cluster(peer: &PeerHandle, pin: Pin) -> ApiResult<Pin> {
+pub(crate) async fn pin_in_cluster(peer: &PeerHandle, pin: Pin) -> ApiResult<Pin> {
     let pin = Box::new(pin);
     Ok(peer.ask(|reply| Command::AddPin { pin, reply }).await??)
 }

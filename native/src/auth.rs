@@ -1,10 +1,10 @@
-//! The REST API's authentication, as ipfs-cluster's: HTTP basic auth against
-//! `api.restapi.basic_auth_credentials`, and bearer tokens from `POST /token`, which are
-//! JWTs (HS256) whose audience is the user and whose key is that user's password. Without
-//! credentials configured the API is open (it listens on loopback by default).
+//! The APIs' authentication, as ipfs-cluster's: HTTP basic auth against the API's
+//! `basic_auth_credentials`, and bearer tokens from `POST /token`, which are JWTs (HS256)
+//! whose audience is the user and whose key is that user's password. Without credentials
+//! configured an API is open (they listen on loopback by default).
 //!
-//! A refused request gets 401 with `WWW-Authenticate` and ipfs-cluster's error body, and
-//! never a hint of the data.
+//! A refused request gets 401 with `WWW-Authenticate` and the API's error body, and never a
+//! hint of the data.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,17 +23,44 @@ use sha2::Sha256;
 /// ipfs-cluster's realm.
 const REALM: &str = "Basic realm=\"Restricted IPFS Cluster API\"";
 
-/// Users and their passwords; empty means no authentication.
+/// How an API writes an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// ipfs-cluster's REST API: `{"code": N, "message": "..."}`.
+    #[default]
+    Cluster,
+    /// The Pinning Services API: `{"error": {"reason": "..."}}`.
+    PinningService,
+}
+
+impl ErrorShape {
+    /// The error response of `status` saying `message`.
+    pub fn response(self, status: StatusCode, message: &str) -> Response {
+        let body = match self {
+            ErrorShape::Cluster => json!({"code": status.as_u16(), "message": message}),
+            ErrorShape::PinningService => json!({"error": {"reason": message}}),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Users and their passwords (empty means no authentication), and how refusals are written.
 #[derive(Clone, Debug, Default)]
-pub struct Credentials(Arc<BTreeMap<String, String>>);
+pub struct Credentials {
+    users: Arc<BTreeMap<String, String>>,
+    errors: ErrorShape,
+}
 
 impl Credentials {
-    pub fn new(users: BTreeMap<String, String>) -> Self {
-        Self(Arc::new(users))
+    pub fn new(users: BTreeMap<String, String>, errors: ErrorShape) -> Self {
+        Self {
+            users: Arc::new(users),
+            errors,
+        }
     }
 
     pub fn is_open(&self) -> bool {
-        self.0.is_empty()
+        self.users.is_empty()
     }
 
     /// The user whose basic credentials are in `headers`, if they match.
@@ -42,7 +69,7 @@ impl Credentials {
         let encoded = value.strip_prefix("Basic ")?;
         let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
         let (user, password) = decoded.split_once(':')?;
-        let expected = self.0.get(user)?;
+        let expected = self.users.get(user)?;
         constant_time_eq(expected.as_bytes(), password.as_bytes()).then(|| user.to_owned())
     }
 
@@ -55,7 +82,7 @@ impl Credentials {
         else {
             return false;
         };
-        verify_token(token.trim(), |user| self.0.get(user).cloned(), now_secs)
+        verify_token(token.trim(), |user| self.users.get(user).cloned(), now_secs)
     }
 }
 
@@ -130,13 +157,13 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, REALM)],
-        Json(json!({"code": 401, "message": "Unauthorized"})),
-    )
-        .into_response()
+fn unauthorized(errors: ErrorShape) -> Response {
+    let mut response = errors.response(StatusCode::UNAUTHORIZED, "Unauthorized");
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(REALM),
+    );
+    response
 }
 
 /// Lets a request through when the API is open, or it carries valid basic credentials
@@ -153,28 +180,24 @@ pub async fn require(
     {
         next.run(request).await
     } else {
-        unauthorized()
+        unauthorized(credentials.errors)
     }
 }
 
 /// `POST /token`: a bearer token for the basic-auth user of the request.
 pub async fn token(State(credentials): State<Credentials>, headers: HeaderMap) -> Response {
     if credentials.is_open() {
-        return (
+        return credentials.errors.response(
             StatusCode::BAD_REQUEST,
-            Json(json!({
-                "code": 400,
-                "message": "tokens need basic authentication: set api.restapi.basic_auth_credentials"
-            })),
-        )
-            .into_response();
+            "tokens need basic authentication: set the API's basic_auth_credentials",
+        );
     }
     match credentials.basic_user(&headers) {
         Some(user) => {
-            let password = credentials.0.get(&user).cloned().unwrap_or_default();
+            let password = credentials.users.get(&user).cloned().unwrap_or_default();
             Json(json!({"token": issue_token(&user, &password, now_secs())})).into_response()
         }
-        None => unauthorized(),
+        None => unauthorized(credentials.errors),
     }
 }
 

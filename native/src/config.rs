@@ -282,6 +282,27 @@ impl Default for BatchingSection {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
     pub restapi: RestApiSection,
+    pub pinsvcapi: PinSvcApiSection,
+}
+
+/// The IPFS Pinning Services API (`api.pinsvcapi`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PinSvcApiSection {
+    /// Where it listens; `null` turns it off.
+    pub http_listen_multiaddress: Option<Multiaddr>,
+    /// Users and passwords for basic authentication and `POST /token` (whose bearer
+    /// tokens pinning clients send); `null` leaves the API open.
+    pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+}
+
+impl Default for PinSvcApiSection {
+    fn default() -> Self {
+        Self {
+            http_listen_multiaddress: Some("/ip4/127.0.0.1/tcp/9097".parse().expect("valid")),
+            basic_auth_credentials: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -647,15 +668,18 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_RESTAPI_BASICAUTHCREDENTIALS", |c, v| {
-        // envconfig's map form: user:password,user2:password2
-        let mut users = BTreeMap::new();
-        for entry in v.split(',').filter(|e| !e.trim().is_empty()) {
-            let (user, password) = entry
-                .split_once(':')
-                .ok_or_else(|| format!("{entry:?} is not user:password"))?;
-            users.insert(user.trim().to_owned(), password.to_owned());
-        }
-        c.api.restapi.basic_auth_credentials = (!users.is_empty()).then_some(users);
+        c.api.restapi.basic_auth_credentials = credentials(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_PINSVCAPI_BASICAUTHCREDENTIALS", |c, v| {
+        c.api.pinsvcapi.basic_auth_credentials = credentials(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS", |c, v| {
+        c.api.pinsvcapi.http_listen_multiaddress = match v.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|e| format!("{v:?}: {e}"))?),
+        };
         Ok(())
     }),
     ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", |c, v| {
@@ -664,6 +688,18 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
 ];
+
+/// envconfig's map form of users: `user:password,user2:password2` (empty: none).
+fn credentials(text: &str) -> Result<Option<BTreeMap<String, String>>, String> {
+    let mut users = BTreeMap::new();
+    for entry in text.split(',').filter(|e| !e.trim().is_empty()) {
+        let (user, password) = entry
+            .split_once(':')
+            .ok_or_else(|| format!("{entry:?} is not user:password"))?;
+        users.insert(user.trim().to_owned(), password.to_owned());
+    }
+    Ok((!users.is_empty()).then_some(users))
+}
 
 impl ServiceConfig {
     /// A new configuration with a fresh secret.

@@ -9,6 +9,7 @@ pub mod ipfs;
 pub mod metrics;
 pub mod peer;
 pub mod peerstore;
+pub mod pinsvc;
 pub mod state;
 pub mod store;
 pub mod swarm;

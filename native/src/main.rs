@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use libp2p::Multiaddr;
 use pinfold_core::codec::pubsub::{crdt_topic, DEFAULT_CLUSTER_NAME};
 use pinfold_core::codec::secret::ClusterSecret;
+use pinfold_native::auth::{Credentials, ErrorShape};
 use pinfold_native::config::{
     generate_identity, load_identity, ConfigError, ServiceConfig, CONFIG_FILE, IDENTITY_FILE,
 };
@@ -238,14 +239,11 @@ fn daemon(
     let key = load_identity(&folder.join(IDENTITY_FILE))?;
     let api_address = config.api.restapi.http_listen_multiaddress.clone();
     let restapi = config.api.restapi.clone();
+    let pinsvcapi = config.api.pinsvcapi.clone();
     let metrics_config = config.observations.metrics.clone();
-    let credentials = pinfold_native::auth::Credentials::new(
-        config
-            .api
-            .restapi
-            .basic_auth_credentials
-            .clone()
-            .unwrap_or_default(),
+    let credentials = Credentials::new(
+        restapi.basic_auth_credentials.clone().unwrap_or_default(),
+        ErrorShape::Cluster,
     );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -274,11 +272,34 @@ fn daemon(
             .await
             .with_context(|| format!("could not listen for the REST API on {socket}"))?;
         tracing::info!(address = %socket, "REST API listening");
+        let pinning_service = match &pinsvcapi.http_listen_multiaddress {
+            Some(address) => {
+                let socket = pinfold_native::api::socket_addr(address)
+                    .map_err(|e| anyhow::anyhow!("api.pinsvcapi.http_listen_multiaddress: {e}"))?;
+                let listener = tokio::net::TcpListener::bind(socket).await.with_context(|| {
+                    format!("could not listen for the Pinning Services API on {socket} (set api.pinsvcapi.http_listen_multiaddress, or null to turn it off)")
+                })?;
+                tracing::info!(address = %socket, "Pinning Services API listening");
+                let credentials = Credentials::new(
+                    pinsvcapi.basic_auth_credentials.clone().unwrap_or_default(),
+                    ErrorShape::PinningService,
+                );
+                Some(tokio::spawn(pinfold_native::pinsvc::serve(
+                    listener,
+                    handle.clone(),
+                    credentials,
+                )))
+            }
+            None => None,
+        };
         let api = tokio::spawn(async move {
             pinfold_native::api::serve(listener, handle, credentials, &restapi).await
         });
         let result = peer.run(shutdown_signal()).await;
         api.abort();
+        if let Some(server) = pinning_service {
+            server.abort();
+        }
         if let Some(server) = prometheus {
             server.abort();
         }

@@ -99,6 +99,8 @@ pub struct PeerSummary {
     pub name: String,
     /// Whether this peer takes its writes (`crdt.trusted_peers`).
     pub trusted: bool,
+    /// Its IPFS daemon's swarm addresses.
+    pub ipfs_addresses: Vec<Multiaddr>,
 }
 
 /// Where the CRDT stands (for `state crdt info` and the API).
@@ -1558,8 +1560,13 @@ impl Peer {
                     .pings()
                     .map(|(id, ping)| PeerSummary {
                         id,
-                        name: ping.peer_name,
                         trusted: self.trust.trusts(&id),
+                        ipfs_addresses: ping
+                            .ipfs_addresses
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .collect(),
+                        name: ping.peer_name,
                     })
                     .collect();
                 let _ = reply.send(peers);

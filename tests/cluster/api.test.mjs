@@ -1,17 +1,18 @@
 // The REST API of a running three-peer cluster, each peer with its own test IPFS daemon:
 // ipfs-cluster v1.1.6's routes and options that the cluster test does not already cover
 // (expiry, path pins, /add, cids=, recover, pin update, the connectivity graph, peer
-// removal, CORS), their JSON shapes, bad input, and `pinfold ctl` driving them, in scripts
-// and in a terminal.
+// removal, CORS), their JSON shapes, bad input, `pinfold ctl` driving them, in scripts and
+// in a terminal, and the Pinning Services API with its bearer tokens.
 // Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from './harness.mjs';
 import { assertShape, shapes } from './shapes.mjs';
+import { rawCid } from '../support/cid.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const peers = [];
@@ -34,25 +35,8 @@ function ctlInTerminal(peer, ...args) {
   return execFileSync('script', ['-qefc', command, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
 }
 
-/** A CIDv1 (raw, sha2-256) of random bytes no daemon has. */
-function absentCid() {
-  const digest = createHash('sha256').update(randomBytes(32)).digest();
-  const bytes = Buffer.concat([Buffer.from([0x01, 0x55, 0x12, 0x20]), digest]);
-  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-  let bits = 0;
-  let value = 0;
-  let out = 'b';
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
-}
+/** A CIDv1 of random bytes no daemon has. */
+const absentCid = () => rawCid(randomBytes(32));
 
 async function request(peer, route, init = {}) {
   const res = await fetch(`${peer.api}${route}`, { signal: AbortSignal.timeout(60_000), ...init });
@@ -75,7 +59,12 @@ before(async () => {
     const ipfs = await new Ipfs(`api-${name}`).start();
     const peer = new Peer(`api-${name}`, {
       ipfs,
-      env: { CLUSTER_STATESYNCINTERVAL: '1s', CLUSTER_IPFSHTTP_PINTIMEOUT: '4s' },
+      env: {
+        CLUSTER_STATESYNCINTERVAL: '1s',
+        CLUSTER_IPFSHTTP_PINTIMEOUT: '4s',
+        // p2's Pinning Services API asks for credentials.
+        ...(name === 'p2' ? { CLUSTER_PINSVCAPI_BASICAUTHCREDENTIALS: 'pinner:pw' } : {}),
+      },
     });
     await peer.init(secret);
     peers.push(peer);
@@ -349,6 +338,95 @@ test('CORS: preflights and answers carry ipfs-cluster\'s default policy', async 
   const answer = await request(p1(), '/id', { headers: { origin } });
   assert.equal(answer.headers.get('access-control-allow-origin'), origin);
   assert.match(answer.headers.get('access-control-expose-headers'), /X-Stream-Output/i);
+});
+
+test('the Pinning Services API maps its pins and statuses onto the cluster\'s', async () => {
+  const svc = async (peer, route, init = {}) => {
+    const res = await fetch(`${peer.pinningApi}${route}`, { signal: AbortSignal.timeout(60_000), ...init });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  };
+  const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const cid = await p1().ipfs.addContent('pinning service');
+  const added = await svc(p1(), '/pins', json({ cid, name: 'Holiday Photos', meta: { app: 'test' } }));
+  assert.equal(added.status, 202, JSON.stringify(added.body));
+  assert.equal(added.body.requestid, cid);
+  assert.equal(added.body.status, 'queued');
+  assert.deepEqual(added.body.pin, { cid, name: 'Holiday Photos', meta: { app: 'test' } });
+  assert.ok(added.body.delegates.length > 0 && added.body.delegates.every((d) => d.startsWith('/ip')), JSON.stringify(added.body.delegates));
+  assert.equal(added.body.info.warning1, 'CID used for requestID. Conflicts possible');
+  assert.ok(!Number.isNaN(Date.parse(added.body.created)));
+
+  const pinned = await waitFor('the pin to be pinned', async () => {
+    const got = await svc(p1(), `/pins/${cid}`);
+    return got.body.status === 'pinned' && got.body;
+  });
+  assert.equal(pinned.pin.name, 'Holiday Photos');
+  const created = Date.parse(pinned.created);
+  const iso = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+  const listed = async (query) => {
+    const { status, body } = await svc(p1(), `/pins${query}`);
+    assert.equal(status, 200, `${query}: ${JSON.stringify(body)}`);
+    return body.results.some((r) => r.requestid === cid);
+  };
+  assert.ok(await listed(''), 'listed as pinned by default');
+  assert.ok(await listed(`?cid=${cid}`));
+  assert.ok(await listed('?name=holiday%20photos&match=iexact'));
+  assert.ok(await listed('?name=Photos&match=partial'));
+  assert.ok(!(await listed('?name=Photos')), 'exact match by default');
+  assert.ok(await listed(`?meta=${encodeURIComponent('{"app":"test"}')}`));
+  assert.ok(!(await listed(`?meta=${encodeURIComponent('{"app":"other"}')}`)));
+  assert.ok(!(await listed('?status=queued,failed')));
+  assert.ok(await listed(`?after=${iso(created - 2000)}`));
+  assert.ok(!(await listed(`?before=${iso(created - 2000)}`)));
+  const one = await svc(p1(), '/pins?limit=1&status=pinned');
+  assert.equal(one.body.results.length, 1);
+  assert.ok(one.body.count >= 1);
+
+  // Content nobody has fails on every peer (pinned everywhere, with a 4 s pin timeout).
+  const absent = absentCid();
+  assert.equal((await svc(p1(), '/pins', json({ cid: absent }))).status, 202);
+  await waitFor('the pin of absent content to fail', async () => (await svc(p1(), `/pins/${absent}`)).body.status === 'failed', 60_000);
+  assert.ok((await svc(p1(), '/pins?status=failed')).body.results.some((r) => r.requestid === absent));
+  assert.equal((await svc(p1(), `/pins/${absent}`, { method: 'DELETE' })).status, 202);
+  // The other peers drop their failed views once the removal reaches them.
+  const gone = await waitFor('the removed pin to be gone', async () => {
+    const got = await svc(p1(), `/pins/${absent}`);
+    return got.status === 404 && got;
+  });
+  assert.deepEqual(gone.body, { error: { reason: 'pin not found' } });
+
+  const next = await p1().ipfs.addContent('pinning service replacement');
+  const replaced = await svc(p1(), `/pins/${cid}`, json({ cid: next, name: 'replaced' }));
+  assert.equal(replaced.status, 202, JSON.stringify(replaced.body));
+  assert.equal(replaced.body.requestid, next);
+  assert.equal(await p1().allocation(cid), null, 'the replaced pin is gone');
+  assert.equal((await p1().allocation(next)).name, 'replaced');
+  assert.equal((await svc(p1(), `/pins/${next}`, { method: 'DELETE' })).status, 202);
+
+  for (const [route, init, status, reason] of [
+    ['/pins', { method: 'POST', body: 'not json' }, 400, /error decoding request body/],
+    ['/pins', json({ cid: 'nope' }), 400, /error decoding Cid "nope"/],
+    ['/pins', json({ cid, name: 'x'.repeat(256) }), 400, /over 255 characters/],
+    ['/pins?limit=0', {}, 400, /'limit'/],
+    ['/pins?status=lost', {}, 400, /'status'/],
+    ['/pins/nope', {}, 400, /error decoding requestID/],
+    [`/pins/${absentCid()}`, { method: 'DELETE' }, 404, /pin not found/],
+  ]) {
+    const answer = await svc(p1(), route, init);
+    assert.equal(answer.status, status, `${route}: ${JSON.stringify(answer.body)}`);
+    assert.match(answer.body.error.reason, reason, route);
+  }
+
+  // Behind credentials: a bearer token from POST /token.
+  const refused = await svc(p2(), '/pins');
+  assert.equal(refused.status, 401);
+  assert.deepEqual(refused.body, { error: { reason: 'Unauthorized' } });
+  const basic = { authorization: `Basic ${Buffer.from('pinner:pw').toString('base64')}` };
+  const { body: { token } } = await svc(p2(), '/token', { method: 'POST', headers: basic });
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+  assert.equal((await svc(p2(), '/pins', { headers: { authorization: `Bearer ${token}` } })).status, 200);
+  assert.equal((await svc(p2(), '/pins', { headers: { authorization: `Bearer ${token}x` } })).status, 401);
 });
 
 test('DELETE /peers/{id} (ctl peers rm) re-allocates a stopped peer\'s pins', async () => {

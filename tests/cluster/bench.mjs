@@ -5,36 +5,18 @@
 //      of content on the daemon directly.
 // Environment: PINFOLD_BENCH_PINS (default 100000), PINFOLD_BENCH_CONCURRENCY (32),
 // PINFOLD_BENCH_LATENCY_SAMPLES (10; 0 skips part 3).
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+import { rawCid } from '../support/cid.mjs';
 
 const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
 const concurrency = Number(process.env.PINFOLD_BENCH_CONCURRENCY ?? 32);
 const samples = Number(process.env.PINFOLD_BENCH_LATENCY_SAMPLES ?? 10);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 
-const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
-function base32(bytes) {
-  let bits = 0, value = 0, out = '';
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
-}
-
 /** A CIDv1 (raw, sha2-256) of the i-th synthetic block. */
-function syntheticCid(i) {
-  const digest = createHash('sha256').update(`pinfold bench ${i}`).digest();
-  return 'b' + base32(Buffer.concat([Buffer.from([0x01, 0x55, 0x12, 0x20]), digest]));
-}
+const syntheticCid = (i) => rawCid(`pinfold bench ${i}`);
 
 const rssBytes = (peer) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${peer.child.pid}/status`, 'utf8'))[1]) * 1024;
 const crdt = async (peer) => JSON.parse((await peer.get('/state/crdt')).body);

@@ -108,11 +108,13 @@ export class Peer {
     this.webrtcPort ??= await freeUdpPort();
     this.wsPort ??= await freePort();
     this.apiPort ??= await freePort();
+    this.pinningPort ??= await freePort();
     this.secret = secret;
     execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], { env: this.env(), stdio: 'ignore' });
     this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
     this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
     this.api = `http://127.0.0.1:${this.apiPort}`;
+    this.pinningApi = `http://127.0.0.1:${this.pinningPort}`;
     return this;
   }
 
@@ -127,6 +129,7 @@ export class Peer {
         ws: `/ip4/127.0.0.1/tcp/${this.wsPort}/ws`,
       })[t]).join(','),
       CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
+      CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.pinningPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
       CLUSTER_MONITORPINGINTERVAL: '1s',
       CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
