@@ -4,7 +4,7 @@
 //! (`/pins/{ipfs|ipns|ipld}/{path}`), `/pins/{cid}/recover`, `/pins/recover`, `/add`,
 //! `/allocations`, `/allocations/{cid}`, `/health`, `/health/graph`, `/health/alerts`,
 //! `/monitor/metrics`, `/monitor/metrics/{name}` and `/token`, plus `/state/crdt` (heads,
-//! height, sync progress). Lists stream one JSON object per line, page by page, so a million
+//! height, sync progress) and, when it is on, `/follow/template.json` for followers. Lists stream one JSON object per line, page by page, so a million
 //! pins never sit in memory at once. Statuses are the cluster's (every peer asked over the
 //! status exchange), or this peer's own with `?local=true`.
 
@@ -28,7 +28,7 @@ use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
 use crate::auth::Credentials;
-use crate::config::{GoDuration, RestApiSection};
+use crate::config::{GoDuration, RestApiSection, ServiceConfig};
 use crate::peer::{Command, CommandError, DaemonAnswer, PeerHandle, PAGE};
 
 /// The RPC protocol version ipfs-cluster v1.1 reports in `/id`.
@@ -59,7 +59,7 @@ impl ApiError {
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         let status = match error {
-            CommandError::ReadOnly(_) => StatusCode::FORBIDDEN,
+            CommandError::ReadOnly => StatusCode::FORBIDDEN,
             CommandError::NotFound(_) => StatusCode::NOT_FOUND,
             CommandError::BadRequest(_) => StatusCode::BAD_REQUEST,
             CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,11 +109,19 @@ pub fn socket_addr(address: &Multiaddr) -> Result<SocketAddr, String> {
 }
 
 /// The API's routes over a peer, behind `credentials` (open when there are none), with the
-/// CORS policy of `config`.
-pub fn router(peer: PeerHandle, credentials: Credentials, config: &RestApiSection) -> Router {
+/// CORS policy of `config`, and the follower template when it serves one.
+pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig) -> Router {
     let token = Router::new()
         .route("/token", post(crate::auth::token))
         .with_state(credentials.clone());
+    // Served without credentials: followers need nothing but its URL.
+    let template: Router = if config.api.restapi.serve_follow_template {
+        Router::new()
+            .route("/follow/template.json", get(follow_template))
+            .with_state((peer.clone(), Arc::new(config.for_follower())))
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/id", get(id))
         .route("/version", get(version))
@@ -141,7 +149,19 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &RestApiSectio
             credentials,
             crate::auth::require,
         ))
-        .layer(cors(config))
+        .merge(template)
+        .layer(cors(&config.api.restapi))
+}
+
+/// The configuration a `pinfold follow` follower runs with: this cluster's, made a
+/// follower's, with this peer's swarm addresses to join through.
+async fn follow_template(
+    State((peer, template)): State<(PeerHandle, Arc<ServiceConfig>)>,
+) -> ApiResult<Response> {
+    let info = peer.ask(|reply| Command::Info { reply }).await?;
+    let mut template = (*template).clone();
+    template.cluster.peer_addresses = info.addresses;
+    Ok(Json(template).into_response())
 }
 
 /// ipfs-cluster's CORS settings as a layer. A `*` origin with credentials allowed answers
@@ -189,7 +209,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     peer: PeerHandle,
     credentials: Credentials,
-    config: &RestApiSection,
+    config: &ServiceConfig,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(peer, credentials, config)).await
 }

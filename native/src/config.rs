@@ -320,6 +320,10 @@ pub struct RestApiSection {
     pub cors_allow_credentials: bool,
     /// How long browsers may keep a preflight answer.
     pub cors_max_age: GoDuration,
+    /// Serve `GET /follow/template.json`, the configuration `pinfold follow` followers
+    /// run with. It holds the cluster secret, and is served without credentials, so that
+    /// followers need nothing but its URL: turn it on only where followers may read it.
+    pub serve_follow_template: bool,
 }
 
 impl Default for RestApiSection {
@@ -339,6 +343,7 @@ impl Default for RestApiSection {
             ]),
             cors_allow_credentials: true,
             cors_max_age: GoDuration(Duration::ZERO),
+            serve_follow_template: false,
         }
     }
 }
@@ -671,6 +676,10 @@ const OVERRIDES: &[Override] = &[
         c.api.restapi.basic_auth_credentials = credentials(v)?;
         Ok(())
     }),
+    ("CLUSTER_RESTAPI_SERVEFOLLOWTEMPLATE", |c, v| {
+        c.api.restapi.serve_follow_template = boolean(v)?;
+        Ok(())
+    }),
     ("CLUSTER_PINSVCAPI_BASICAUTHCREDENTIALS", |c, v| {
         c.api.pinsvcapi.basic_auth_credentials = credentials(v)?;
         Ok(())
@@ -708,6 +717,33 @@ impl ServiceConfig {
         config.cluster.peername = peername.to_owned();
         config.cluster.secret = ClusterSecret::generate(&mut rand::rngs::OsRng).to_hex();
         config
+    }
+
+    /// This cluster's configuration as a follower runs it (`pinfold follow`): the cluster's
+    /// secret, name, trust, timings and `peer_addresses` kept; the role a follower's, the
+    /// REST API on a loopback port of the system's choosing, no Pinning Services API, no
+    /// Prometheus endpoint, no relay, swarm listeners on ports of the system's choosing,
+    /// the IPFS daemon and the peer name left to the follower's own defaults.
+    pub fn for_follower(&self) -> Self {
+        let mut follower = self.clone();
+        follower.cluster.peername = String::new();
+        follower.cluster.role = Role::Follower;
+        follower.cluster.announce_multiaddress = Vec::new();
+        follower.cluster.listen_multiaddress = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid")];
+        follower.api = ApiSection {
+            restapi: RestApiSection {
+                http_listen_multiaddress: "/ip4/127.0.0.1/tcp/0".parse().expect("valid"),
+                ..RestApiSection::default()
+            },
+            pinsvcapi: PinSvcApiSection {
+                http_listen_multiaddress: None,
+                basic_auth_credentials: None,
+            },
+        };
+        follower.ipfs_connector = IpfsConnectorSection::default();
+        follower.observations = ObservationsSection::default();
+        follower.relay.enabled = false;
+        follower
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

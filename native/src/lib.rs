@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod ctl;
+pub mod follow;
 pub mod ipfs;
 pub mod metrics;
 pub mod peer;

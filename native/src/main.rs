@@ -31,6 +31,9 @@ enum Command {
     Service(ServiceArgs),
     /// Operate a cluster through a peer's REST API (ipfs-cluster-ctl's verbs).
     Ctl(Box<pinfold_native::ctl::CtlArgs>),
+    /// Follow clusters as a read-only peer that pins on the local IPFS daemon
+    /// (ipfs-cluster-follow's verbs). Without a name, lists the followed clusters.
+    Follow(FollowArgs),
     /// Print the version.
     Version,
     /// Create and check cluster secrets (the cluster's private-network key).
@@ -42,6 +45,51 @@ enum Command {
         #[arg(default_value = DEFAULT_CLUSTER_NAME)]
         cluster_name: String,
     },
+}
+
+#[derive(clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = false,
+    subcommand_precedence_over_arg = false
+)]
+struct FollowArgs {
+    /// Where followed clusters' folders are.
+    #[arg(long, env = "PINFOLD_FOLLOW_PATH", default_value_os_t = pinfold_native::follow::default_dir())]
+    dir: PathBuf,
+    /// The followed cluster's name (its folder under --dir).
+    name: Option<String>,
+    #[command(subcommand)]
+    command: Option<FollowCommand>,
+}
+
+#[derive(Subcommand)]
+enum FollowCommand {
+    /// Follow a cluster whose configuration template is at URL (http(s), or a DNSLink name
+    /// read through --gateway), with a new identity.
+    Init {
+        url: String,
+        /// The IPFS gateway DNSLink names are read through.
+        #[arg(long, env = "IPFS_GATEWAY")]
+        gateway: Option<String>,
+    },
+    /// Fetch the configuration and run the follower until SIGINT or SIGTERM: it syncs the
+    /// pinset and pins what is allocated to it (and pins everywhere) on its IPFS daemon.
+    Run {
+        /// Follow from this URL first, when not followed yet.
+        #[arg(long, value_name = "URL")]
+        init: Option<String>,
+        #[arg(long, env = "IPFS_GATEWAY")]
+        gateway: Option<String>,
+        /// Log level, as for `service daemon`.
+        #[arg(long, short = 'l', env = "PINFOLD_LOG", default_value = "info")]
+        log_level: String,
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// The cluster's pins with this follower's status of each (the follower must run).
+    List,
+    /// The follower's identity, source and, when it runs, where it stands.
+    Info,
 }
 
 #[derive(Subcommand)]
@@ -164,13 +212,7 @@ fn init(folder: &std::path::Path, peername: Option<String>, force: bool) -> Resu
             return Err(ConfigError::Exists { path: path.clone() }.into());
         }
     }
-    let peername = peername.unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "pinfold".to_owned())
-    });
+    let peername = peername.unwrap_or_else(host_name);
     let mut config = ServiceConfig::generate(&peername);
     config.apply_env(|name| std::env::var(name).ok())?;
     config.validate()?;
@@ -236,9 +278,93 @@ fn daemon(
             }
         }
     }
+    run_peer(folder, config, bootstrap)
+}
+
+/// The host's name, for peer names.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "pinfold".to_owned())
+}
+
+/// `pinfold follow ...`.
+fn follow(args: FollowArgs, out: &mut impl Write) -> Result<()> {
+    use pinfold_native::follow;
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let Some(name) = args.name else {
+        if args.command.is_some() {
+            anyhow::bail!("name the cluster: pinfold follow <name> <command>");
+        }
+        let clusters = runtime()?.block_on(follow::followed(&args.dir))?;
+        if clusters.is_empty() {
+            writeln!(
+                out,
+                "no cluster followed in {}: start with `pinfold follow <name> init <url>`",
+                args.dir.display()
+            )?;
+        }
+        for cluster in clusters {
+            let state = match &cluster.api {
+                Some(api) => format!("running ({api})"),
+                None => "stopped".to_owned(),
+            };
+            writeln!(out, "{} | {} | {state}", cluster.name, cluster.source)?;
+        }
+        return Ok(());
+    };
+    match args.command.unwrap_or(FollowCommand::Info) {
+        FollowCommand::Init { url, gateway } => {
+            let folder = follow::init(&args.dir, &name, &url, gateway.as_deref())?;
+            writeln!(
+                out,
+                "{name} followed from {}; its folder is {}",
+                follow::source_url(&url, gateway.as_deref()),
+                folder.display()
+            )?;
+            writeln!(out, "start it with: pinfold follow {name} run")?;
+        }
+        FollowCommand::Run {
+            init,
+            gateway,
+            log_level,
+            log_format,
+        } => {
+            init_logs(&log_level, log_format)?;
+            let folder = follow::folder(&args.dir, &name)?;
+            if let Some(url) = init {
+                if !folder.join(follow::SOURCE_FILE).exists() {
+                    follow::init(&args.dir, &name, &url, gateway.as_deref())?;
+                }
+            }
+            let mut config = runtime()?.block_on(follow::configuration(&folder, &host_name()))?;
+            config.apply_env(|name| std::env::var(name).ok())?;
+            tracing::info!(cluster = %name, "following");
+            run_peer(&folder, config, Vec::new())?;
+        }
+        FollowCommand::List => runtime()?.block_on(follow::list(&args.dir, &name, out))?,
+        FollowCommand::Info => runtime()?.block_on(follow::info(&args.dir, &name, out))?,
+    }
+    Ok(())
+}
+
+/// Runs a peer from `folder` (its identity, pinset and peerstore) with `config` until
+/// SIGINT or SIGTERM.
+fn run_peer(
+    folder: &std::path::Path,
+    config: ServiceConfig,
+    bootstrap: Vec<Multiaddr>,
+) -> Result<()> {
     let key = load_identity(&folder.join(IDENTITY_FILE))?;
     let api_address = config.api.restapi.http_listen_multiaddress.clone();
     let restapi = config.api.restapi.clone();
+    let api_config = config.clone();
     let pinsvcapi = config.api.pinsvcapi.clone();
     let metrics_config = config.observations.metrics.clone();
     let credentials = Credentials::new(
@@ -271,7 +397,11 @@ fn daemon(
         let listener = tokio::net::TcpListener::bind(socket)
             .await
             .with_context(|| format!("could not listen for the REST API on {socket}"))?;
-        tracing::info!(address = %socket, "REST API listening");
+        let bound = listener.local_addr()?;
+        tracing::info!(address = %bound, "REST API listening");
+        let address_file = folder.join(pinfold_native::follow::API_ADDRESS_FILE);
+        std::fs::write(&address_file, bound.to_string())
+            .with_context(|| format!("could not write {}", address_file.display()))?;
         let pinning_service = match &pinsvcapi.http_listen_multiaddress {
             Some(address) => {
                 let socket = pinfold_native::api::socket_addr(address)
@@ -293,9 +423,10 @@ fn daemon(
             None => None,
         };
         let api = tokio::spawn(async move {
-            pinfold_native::api::serve(listener, handle, credentials, &restapi).await
+            pinfold_native::api::serve(listener, handle, credentials, &api_config).await
         });
         let result = peer.run(shutdown_signal()).await;
+        let _ = std::fs::remove_file(&address_file);
         api.abort();
         if let Some(server) = pinning_service {
             server.abort();
@@ -308,8 +439,18 @@ fn daemon(
     })
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain of causes, without a backtrace even when RUST_BACKTRACE is set.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Service(ServiceArgs { config, command }) => match command {
@@ -372,6 +513,7 @@ fn main() -> Result<()> {
                 daemon(&config, bootstrap, no_trust, stats)?;
             }
         },
+        Command::Follow(args) => follow(args, &mut out)?,
         Command::Ctl(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

@@ -69,9 +69,9 @@ pub fn now_nanos() -> i64 {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CommandError {
     #[error(
-        "this peer is a {0:?} peer and does not write to the pinset; send writes to a full peer"
+        "this peer is a follower (cluster.role) and does not write to the pinset; send writes to a full peer"
     )]
-    ReadOnly(Role),
+    ReadOnly,
     #[error("{0} is not pinned in the cluster")]
     NotFound(Cid),
     #[error("{0}")]
@@ -1687,7 +1687,7 @@ impl Peer {
         blacklist: &[PeerId],
     ) -> Result<Pin, CommandError> {
         if !self.role.writes() {
-            return Err(CommandError::ReadOnly(self.role));
+            return Err(CommandError::ReadOnly);
         }
         if !self.trust.trusts(&self.local) {
             tracing::warn!("this peer is not in crdt.trusted_peers: other peers ignore its writes");
@@ -1740,7 +1740,7 @@ impl Peer {
     /// Re-allocates every pin allocated to `peer` and forgets its metrics.
     async fn remove_peer(&mut self, peer: PeerId) -> Result<usize, CommandError> {
         if !self.role.writes() {
-            return Err(CommandError::ReadOnly(self.role));
+            return Err(CommandError::ReadOnly);
         }
         if peer == self.local {
             return Err(CommandError::BadRequest(
@@ -1806,7 +1806,7 @@ impl Peer {
 
     async fn remove_pin(&mut self, cid: Cid) -> Result<Pin, CommandError> {
         if !self.role.writes() {
-            return Err(CommandError::ReadOnly(self.role));
+            return Err(CommandError::ReadOnly);
         }
         let pin = self
             .replica

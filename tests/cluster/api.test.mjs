@@ -2,15 +2,16 @@
 // ipfs-cluster v1.1.6's routes and options that the cluster test does not already cover
 // (expiry, path pins, /add, cids=, recover, pin update, the connectivity graph, peer
 // removal, CORS), their JSON shapes, bad input, `pinfold ctl` driving them, in scripts and
-// in a terminal, and the Pinning Services API with its bearer tokens.
+// in a terminal, the Pinning Services API with its bearer tokens, and `pinfold follow`
+// running a follower from the template a peer serves.
 // Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from './harness.mjs';
+import { Ipfs, Peer, pinfoldBin, runDir, sleep, stopAll, waitFor } from './harness.mjs';
 import { assertShape, shapes } from './shapes.mjs';
 import { rawCid } from '../support/cid.mjs';
 
@@ -62,8 +63,9 @@ before(async () => {
       env: {
         CLUSTER_STATESYNCINTERVAL: '1s',
         CLUSTER_IPFSHTTP_PINTIMEOUT: '4s',
-        // p2's Pinning Services API asks for credentials.
+        // p2's Pinning Services API asks for credentials; p1 serves the follow template.
         ...(name === 'p2' ? { CLUSTER_PINSVCAPI_BASICAUTHCREDENTIALS: 'pinner:pw' } : {}),
+        ...(name === 'p1' ? { CLUSTER_RESTAPI_SERVEFOLLOWTEMPLATE: 'true' } : {}),
       },
     });
     await peer.init(secret);
@@ -444,4 +446,76 @@ test('DELETE /peers/{id} (ctl peers rm) re-allocates a stopped peer\'s pins', as
   const holder = peers.find((p) => p.id === moved.allocations[0]);
   await waitFor(`${holder.name}'s daemon to pin the moved pin`, () => holder.ipfs.isPinned(cid));
   await waitFor('p2 to see the new allocation', async () => (await p2().allocation(cid))?.allocations[0] === holder.id);
+});
+
+test('pinfold follow runs a follower from the template a trusted peer serves', async () => {
+  const template = await p1().get('/follow/template.json');
+  assert.equal(template.status, 200, template.body);
+  const config = JSON.parse(template.body);
+  assert.equal(config.cluster.role, 'follower');
+  assert.equal(config.cluster.secret, secret);
+  assert.ok(config.cluster.peer_addresses.some((a) => a.endsWith(`/p2p/${p1().id}`)), template.body);
+  assert.equal(config.api.pinsvcapi.http_listen_multiaddress, null);
+  assert.equal((await p2().get('/follow/template.json')).status, 404, 'served only where it is turned on');
+
+  const dir = path.join(runDir, 'follow');
+  const follow = (...args) => {
+    try {
+      return { code: 0, out: execFileSync(pinfoldBin, ['follow', '--dir', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+    } catch (error) {
+      return { code: error.status, out: error.stdout, err: error.stderr };
+    }
+  };
+  const url = `${p1().api}/follow/template.json`;
+  const early = await p1().ipfs.addContent('before the follower');
+  assert.equal((await p1().post(`/pins/${early}?name=early`)).status, 200);
+
+  const init = follow('team', 'init', url);
+  assert.equal(init.code, 0, init.err);
+  assert.match(init.out, /team followed from .*template\.json/);
+  assert.match(follow().out, /^team \| .*template\.json \| stopped$/m);
+  assert.match(follow('team', 'list').err, /the follower of team is not running: start it with `pinfold follow team run`/);
+
+  const ipfs = await new Ipfs('api-follower').start();
+  const log = fs.openSync(path.join(runDir, 'follower.log'), 'a');
+  const child = spawn(pinfoldBin, ['follow', '--dir', dir, 'team', 'run'], {
+    env: {
+      ...process.env,
+      CLUSTER_IPFSHTTP_NODEMULTIADDRESS: ipfs.multiaddr,
+      CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
+      CLUSTER_STATELESS_RETRYBASEDELAY: '1s',
+    },
+    stdio: ['ignore', log, log],
+  });
+  fs.closeSync(log);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    await waitFor('the follower to run', () => /running: yes/.test(follow('team', 'info').out));
+    await waitFor('the follower to pin the pin made before it came', () => ipfs.isPinned(early), 60_000);
+    const late = await p1().ipfs.addContent('after the follower');
+    assert.equal((await p1().post(`/pins/${late}?name=late`)).status, 200);
+    await waitFor('the follower to pin a new pin', () => ipfs.isPinned(late), 60_000);
+    const listed = await waitFor('follow list to show both pinned', () => {
+      const { out } = follow('team', 'list');
+      return [early, late].every((cid) => new RegExp(`^${cid} \\| \\w+ \\| PINNED$`, 'm').test(out)) && out;
+    });
+    assert.match(listed, new RegExp(`^${early} \\| early \\| PINNED$`, 'm'));
+    const info = follow('team', 'info').out;
+    assert.match(info, /configuration from: .*template\.json/);
+    assert.match(info, /pinset: height \d+, 1 heads, synced/);
+    assert.match(info, /cluster peers seen: [34]/);
+    assert.match(follow().out, /^team \| .* \| running \(http:\/\/127\.0\.0\.1:\d+\)$/m);
+    // A follower reads; it never writes.
+    const api = `http://${fs.readFileSync(path.join(dir, 'team', 'api-address'), 'utf8').trim()}`;
+    const write = await fetch(`${api}/pins/${late}`, { method: 'POST' });
+    assert.equal(write.status, 403);
+    assert.match(await write.text(), /this peer is a follower \(cluster\.role\) and does not write to the pinset/);
+  } finally {
+    child.kill('SIGTERM');
+    await Promise.race([exited, sleep(15_000)]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  assert.match(follow('team', 'info').out, /running: no/);
+  assert.ok(!fs.existsSync(path.join(dir, 'team', 'api-address')), 'the address file goes with the follower');
+  for (const cid of [early]) await p1().post(`/pins/${cid}`, 'DELETE');
 });

@@ -94,11 +94,14 @@ impl GlobalPinInfo {
         global
     }
 
-    /// Adds (or replaces) one peer's view. The pin's fields come from the latest view
-    /// that is not a cluster error, since a peer that could not answer knows nothing of
-    /// the pin.
+    /// Adds (or replaces) one peer's view. The pin's fields come from the latest view of
+    /// a peer that knows the pin: one that could not answer (`cluster_error`) or has not
+    /// heard of it yet (`unpinned`) knows nothing of its name or options.
     pub fn add(&mut self, info: PinInfo) {
-        if info.short.status != TrackerStatus::ClusterError {
+        if !matches!(
+            info.short.status,
+            TrackerStatus::ClusterError | TrackerStatus::Unpinned
+        ) {
             self.set_pin_fields(&info);
         }
         self.peer_map.insert(info.peer.to_base58(), info.short);
@@ -392,6 +395,39 @@ impl<'de> Deserialize<'de> for GlobalPinInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pin_fields_come_from_peers_that_know_the_pin() {
+        let key = |seed: u8| {
+            let key = libp2p_identity::ed25519::SecretKey::try_from_bytes([seed; 32]).unwrap();
+            libp2p_identity::PublicKey::from(libp2p_identity::ed25519::Keypair::from(key).public())
+                .to_peer_id()
+        };
+        let cid: Cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+            .parse()
+            .unwrap();
+        let mut named = Pin::new(cid, UnixTime(1_700_000_000));
+        named.name = "named".into();
+        let view = |pin: &Pin, seed: u8, status: TrackerStatus| {
+            PinInfo::of_pin(
+                pin,
+                key(seed),
+                PinInfoShort {
+                    status,
+                    ..PinInfoShort::default()
+                },
+            )
+        };
+        let unknown = Pin::new(cid, UnixTime(0));
+        let mut global = GlobalPinInfo::new(view(&named, 1, TrackerStatus::Pinned));
+        global.add(view(&unknown, 2, TrackerStatus::Unpinned));
+        global.add(view(&unknown, 3, TrackerStatus::ClusterError));
+        assert_eq!(global.name, "named");
+        assert_eq!(global.peer_map.len(), 3);
+        let mut from_remote = GlobalPinInfo::new(view(&unknown, 2, TrackerStatus::Unpinned));
+        from_remote.add(view(&named, 1, TrackerStatus::Remote));
+        assert_eq!(from_remote.name, "named");
+    }
 
     #[test]
     fn timestamps_are_written_like_go_rfc3339nano() {
