@@ -204,14 +204,16 @@ fn cors(config: &RestApiSection) -> tower_http::cors::CorsLayer {
         .max_age(config.cors_max_age.0)
 }
 
-/// Serves the API until the listener fails.
+/// Serves the API until the listener fails, over TLS when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     peer: PeerHandle,
     credentials: Credentials,
     config: &ServiceConfig,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(peer, credentials, config)).await
+    let app = router(peer, credentials, config);
+    crate::tls::serve(listener, app, tls).await
 }
 
 async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<serde_json::Value>> {

@@ -294,6 +294,9 @@ pub struct PinSvcApiSection {
     /// Users and passwords for basic authentication and `POST /token` (whose bearer
     /// tokens pinning clients send); `null` leaves the API open.
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// PEM certificate chain and private key for HTTPS, as for the REST API.
+    pub ssl_cert_file: Option<PathBuf>,
+    pub ssl_key_file: Option<PathBuf>,
 }
 
 impl Default for PinSvcApiSection {
@@ -301,6 +304,8 @@ impl Default for PinSvcApiSection {
         Self {
             http_listen_multiaddress: Some("/ip4/127.0.0.1/tcp/9097".parse().expect("valid")),
             basic_auth_credentials: None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
         }
     }
 }
@@ -324,6 +329,10 @@ pub struct RestApiSection {
     /// run with. It holds the cluster secret, and is served without credentials, so that
     /// followers need nothing but its URL: turn it on only where followers may read it.
     pub serve_follow_template: bool,
+    /// PEM certificate chain and private key: with both, the API speaks HTTPS only.
+    /// Relative paths are read from the peer's folder.
+    pub ssl_cert_file: Option<PathBuf>,
+    pub ssl_key_file: Option<PathBuf>,
 }
 
 impl Default for RestApiSection {
@@ -344,6 +353,8 @@ impl Default for RestApiSection {
             cors_allow_credentials: true,
             cors_max_age: GoDuration(Duration::ZERO),
             serve_follow_template: false,
+            ssl_cert_file: None,
+            ssl_key_file: None,
         }
     }
 }
@@ -680,6 +691,22 @@ const OVERRIDES: &[Override] = &[
         c.api.restapi.serve_follow_template = boolean(v)?;
         Ok(())
     }),
+    ("CLUSTER_RESTAPI_SSLCERTFILE", |c, v| {
+        c.api.restapi.ssl_cert_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        Ok(())
+    }),
+    ("CLUSTER_RESTAPI_SSLKEYFILE", |c, v| {
+        c.api.restapi.ssl_key_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        Ok(())
+    }),
+    ("CLUSTER_PINSVCAPI_SSLCERTFILE", |c, v| {
+        c.api.pinsvcapi.ssl_cert_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        Ok(())
+    }),
+    ("CLUSTER_PINSVCAPI_SSLKEYFILE", |c, v| {
+        c.api.pinsvcapi.ssl_key_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        Ok(())
+    }),
     ("CLUSTER_PINSVCAPI_BASICAUTHCREDENTIALS", |c, v| {
         c.api.pinsvcapi.basic_auth_credentials = credentials(v)?;
         Ok(())
@@ -737,7 +764,7 @@ impl ServiceConfig {
             },
             pinsvcapi: PinSvcApiSection {
                 http_listen_multiaddress: None,
-                basic_auth_credentials: None,
+                ..PinSvcApiSection::default()
             },
         };
         follower.ipfs_connector = IpfsConnectorSection::default();
@@ -806,6 +833,25 @@ impl ServiceConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.secret()?;
         self.trust()?;
+        for (api, cert, key) in [
+            (
+                "restapi",
+                &self.api.restapi.ssl_cert_file,
+                &self.api.restapi.ssl_key_file,
+            ),
+            (
+                "pinsvcapi",
+                &self.api.pinsvcapi.ssl_cert_file,
+                &self.api.pinsvcapi.ssl_key_file,
+            ),
+        ] {
+            if cert.is_some() != key.is_some() {
+                return Err(invalid(
+                    &format!("api.{api}.ssl_cert_file/ssl_key_file"),
+                    "HTTPS needs both the certificate and the private key".to_owned(),
+                ));
+            }
+        }
         let c = &self.cluster;
         if c.replication_factor_min + c.replication_factor_max == 0
             || (c.replication_factor_max > 0 && c.replication_factor_min > c.replication_factor_max)

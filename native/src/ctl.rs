@@ -43,6 +43,12 @@ pub struct CtlArgs {
     /// Give up on a request after this many seconds.
     #[arg(long, default_value_t = 60, global = true)]
     pub timeout: u64,
+    /// Use HTTPS with a multiaddress --host.
+    #[arg(short = 's', long, global = true)]
+    pub https: bool,
+    /// Accept any certificate (a self-signed one, say) over HTTPS.
+    #[arg(long, global = true)]
+    pub no_check_certificate: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -262,11 +268,13 @@ fn pin_path(target: &str) -> String {
 struct Api {
     base: String,
     http: reqwest::Client,
+    /// For uploads, which take as long as they take: no overall timeout.
+    upload: reqwest::Client,
     auth: Option<(String, String)>,
 }
 
 /// The API's base URL from `--host`.
-fn base_url(host: &str) -> Result<String> {
+fn base_url(host: &str, https: bool) -> Result<String> {
     if host.starts_with("http://") || host.starts_with("https://") {
         return Ok(host.trim_end_matches('/').to_owned());
     }
@@ -274,7 +282,10 @@ fn base_url(host: &str) -> Result<String> {
         .parse()
         .with_context(|| format!("--host {host:?} is neither a multiaddress nor an http(s) URL"))?;
     let socket = crate::api::socket_addr(&address).map_err(|e| anyhow::anyhow!("--host: {e}"))?;
-    Ok(format!("http://{socket}"))
+    Ok(format!(
+        "{}://{socket}",
+        if https { "https" } else { "http" }
+    ))
 }
 
 impl Api {
@@ -286,11 +297,14 @@ impl Api {
             },
             None => None,
         };
+        let client =
+            || reqwest::Client::builder().danger_accept_invalid_certs(args.no_check_certificate);
         Ok(Self {
-            base: base_url(&args.host)?,
-            http: reqwest::Client::builder()
+            base: base_url(&args.host, args.https)?,
+            http: client()
                 .timeout(Duration::from_secs(args.timeout.max(1)))
                 .build()?,
+            upload: client().build()?,
             auth,
         })
     }
@@ -305,7 +319,19 @@ impl Api {
             None => request,
         };
         let response = request.send().await.map_err(|e| {
-            if e.is_connect() {
+            let mut causes = Vec::new();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                causes.push(cause.to_string());
+                source = cause.source();
+            }
+            let chain = causes.join(": ");
+            if chain.to_lowercase().contains("certificate") {
+                anyhow::anyhow!(
+                    "{}: the API's TLS certificate was refused ({chain}); for a self-signed one pass --no-check-certificate",
+                    self.base
+                )
+            } else if e.is_connect() {
                 anyhow::anyhow!(
                     "could not reach the pinfold API at {}: is `pinfold service daemon` running there? (set --host)",
                     self.base
@@ -974,8 +1000,7 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     pairs.extend(add.hash.map(|h| ("hash".to_owned(), h)));
     pairs.extend(add.layout.map(|l| ("layout".to_owned(), l)));
     let url = format!("{}/add{}", api.base, query(&pairs));
-    // Uploads take as long as they take: no overall timeout, unlike other calls.
-    let request = reqwest::Client::new().post(&url).multipart(form);
+    let request = api.upload.post(&url).multipart(form);
     let terminal = std::io::stderr().is_terminal();
     let progress = terminal.then(|| {
         let sent = sent.clone();

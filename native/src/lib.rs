@@ -14,3 +14,4 @@ pub mod pinsvc;
 pub mod state;
 pub mod store;
 pub mod swarm;
+pub mod tls;

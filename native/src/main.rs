@@ -354,6 +354,22 @@ fn follow(args: FollowArgs, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// An API's TLS configuration, when it has a certificate and a key (relative to `folder`).
+fn tls_config(
+    folder: &std::path::Path,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    section: &str,
+) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            pinfold_native::tls::server_config(&folder.join(cert), &folder.join(key))
+                .with_context(|| format!("{section}.ssl_cert_file/ssl_key_file"))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// Runs a peer from `folder` (its identity, pinset and peerstore) with `config` until
 /// SIGINT or SIGTERM.
 fn run_peer(
@@ -365,6 +381,13 @@ fn run_peer(
     let api_address = config.api.restapi.http_listen_multiaddress.clone();
     let restapi = config.api.restapi.clone();
     let api_config = config.clone();
+    let tls = tls_config(
+        folder,
+        &restapi.ssl_cert_file,
+        &restapi.ssl_key_file,
+        "api.restapi",
+    )?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let pinsvcapi = config.api.pinsvcapi.clone();
     let metrics_config = config.observations.metrics.clone();
     let credentials = Credentials::new(
@@ -398,7 +421,7 @@ fn run_peer(
             .await
             .with_context(|| format!("could not listen for the REST API on {socket}"))?;
         let bound = listener.local_addr()?;
-        tracing::info!(address = %bound, "REST API listening");
+        tracing::info!(address = %bound, scheme, "REST API listening");
         let address_file = folder.join(pinfold_native::follow::API_ADDRESS_FILE);
         std::fs::write(&address_file, bound.to_string())
             .with_context(|| format!("could not write {}", address_file.display()))?;
@@ -414,16 +437,23 @@ fn run_peer(
                     pinsvcapi.basic_auth_credentials.clone().unwrap_or_default(),
                     ErrorShape::PinningService,
                 );
+                let tls = tls_config(
+                    folder,
+                    &pinsvcapi.ssl_cert_file,
+                    &pinsvcapi.ssl_key_file,
+                    "api.pinsvcapi",
+                )?;
                 Some(tokio::spawn(pinfold_native::pinsvc::serve(
                     listener,
                     handle.clone(),
                     credentials,
+                    tls,
                 )))
             }
             None => None,
         };
         let api = tokio::spawn(async move {
-            pinfold_native::api::serve(listener, handle, credentials, &api_config).await
+            pinfold_native::api::serve(listener, handle, credentials, &api_config, tls).await
         });
         let result = peer.run(shutdown_signal()).await;
         let _ = std::fs::remove_file(&address_file);

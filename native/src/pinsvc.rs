@@ -130,13 +130,15 @@ pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
         ))
 }
 
-/// Serves the API until the listener fails.
+/// Serves the API until the listener fails, over TLS when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     peer: PeerHandle,
     credentials: Credentials,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(peer, credentials)).await
+    let app = router(peer, credentials);
+    crate::tls::serve(listener, app, tls).await
 }
 
 /// ipfs-cluster's notes on every status.

@@ -2,8 +2,8 @@
 // ipfs-cluster v1.1.6's routes and options that the cluster test does not already cover
 // (expiry, path pins, /add, cids=, recover, pin update, the connectivity graph, peer
 // removal, CORS), their JSON shapes, bad input, `pinfold ctl` driving them, in scripts and
-// in a terminal, the Pinning Services API with its bearer tokens, and `pinfold follow`
-// running a follower from the template a peer serves.
+// in a terminal, the Pinning Services API with its bearer tokens, HTTPS, and `pinfold
+// follow` running a follower from the template a peer serves.
 // Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ipfs, Peer, pinfoldBin, runDir, sleep, stopAll, waitFor } from './harness.mjs';
+import { Ipfs, Peer, httpsGet, pinfoldBin, runDir, sleep, stopAll, waitFor } from './harness.mjs';
 import { assertShape, shapes } from './shapes.mjs';
 import { rawCid } from '../support/cid.mjs';
 
@@ -518,4 +518,44 @@ test('pinfold follow runs a follower from the template a trusted peer serves', a
   assert.match(follow('team', 'info').out, /running: no/);
   assert.ok(!fs.existsSync(path.join(dir, 'team', 'api-address')), 'the address file goes with the follower');
   for (const cid of [early]) await p1().post(`/pins/${cid}`, 'DELETE');
+});
+
+test('with ssl_cert_file and ssl_key_file the REST and Pinning Services APIs speak HTTPS only', async () => {
+  const dir = path.join(runDir, 'tls');
+  fs.mkdirSync(dir, { recursive: true });
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const ca = fs.readFileSync(cert);
+  const peer = new Peer('api-tls', {
+    ca,
+    env: {
+      CLUSTER_ROLE: 'relay',
+      CLUSTER_RESTAPI_SSLCERTFILE: cert,
+      CLUSTER_RESTAPI_SSLKEYFILE: key,
+      CLUSTER_PINSVCAPI_SSLCERTFILE: cert,
+      CLUSTER_PINSVCAPI_SSLKEYFILE: key,
+    },
+  });
+  await peer.init(secret);
+  await peer.start(['--bootstrap', p1().address]);
+  try {
+    const id = await httpsGet(`${peer.api}/id`, ca);
+    assert.equal(id.status, 200);
+    assert.equal(JSON.parse(id.body).id, peer.id);
+    await assert.rejects(fetch(`http://127.0.0.1:${peer.apiPort}/id`, { signal: AbortSignal.timeout(5000) }), 'no plain HTTP');
+    const pins = await httpsGet(`https://127.0.0.1:${peer.pinningPort}/pins`, ca);
+    assert.equal(pins.status, 200, pins.body);
+    assert.equal(typeof JSON.parse(pins.body).count, 'number');
+    const viaCtl = execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, '--https', '--no-check-certificate', 'id'], { encoding: 'utf8' });
+    assert.match(viaCtl, new RegExp(`^${peer.id} \\| api-tls`));
+    try {
+      execFileSync(pinfoldBin, ['ctl', '--host', `https://127.0.0.1:${peer.apiPort}`, 'id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      assert.fail('an unknown certificate was accepted');
+    } catch (error) {
+      assert.match(error.stderr.toString(), /the API's TLS certificate was refused .*; for a self-signed one pass --no-check-certificate/);
+    }
+  } finally {
+    await peer.stop();
+  }
 });

@@ -2,6 +2,7 @@
 // peers as processes on loopback, each with its own folder, ports and log. Every process
 // started here is stopped by pid in `stopAll`.
 import { execFileSync, spawn } from 'node:child_process';
+import https from 'node:https';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -89,10 +90,12 @@ export class Ipfs {
 /**
  * A pinfold peer process with its own folder; `listen` names its transports, and
  * `credentials` ('user:password') turns on the REST API's basic auth, which the helpers
- * then send.
+ * then send; `ca` (a PEM certificate) says the REST API speaks HTTPS with that certificate
+ * (the test sets the key and certificate files in `env`).
  */
 export class Peer {
-  constructor(name, { ipfs, env = {}, listen = ['tcp'], credentials } = {}) {
+  constructor(name, { ipfs, env = {}, listen = ['tcp'], credentials, ca } = {}) {
+    this.ca = ca;
     this.name = name;
     this.ipfs = ipfs;
     this.transports = listen;
@@ -113,7 +116,7 @@ export class Peer {
     execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], { env: this.env(), stdio: 'ignore' });
     this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
     this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
-    this.api = `http://127.0.0.1:${this.apiPort}`;
+    this.api = `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.apiPort}`;
     this.pinningApi = `http://127.0.0.1:${this.pinningPort}`;
     return this;
   }
@@ -152,6 +155,7 @@ export class Peer {
     const child = this.child;
     await waitFor(`${this.name}'s REST API`, async () => {
       if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.tail()}`);
+      if (this.ca) return (await httpsGet(`${this.api}/version`, this.ca)).status === 200;
       return (await fetch(`${this.api}/version`, { headers: this.headers, signal: AbortSignal.timeout(2000) })).ok;
     }, 20_000);
     return this;
@@ -206,6 +210,19 @@ export class Peer {
     const { status, body } = await this.get(`/allocations/${cid}`);
     return status === 200 ? JSON.parse(body) : null;
   }
+}
+
+/** GET over HTTPS, trusting only `ca`: the status and body. */
+export function httpsGet(url, ca) {
+  return new Promise((resolve, reject) => {
+    const request = https.get(url, { ca, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk) => { body += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    request.on('timeout', () => request.destroy(new Error(`${url}: no answer within 5 s`)));
+    request.on('error', reject);
+  });
 }
 
 /** Stops every peer and daemon this harness started, and removes their files. */
