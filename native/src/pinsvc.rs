@@ -35,6 +35,8 @@ pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 10;
 /// Longest pin name the spec allows.
 pub const MAX_NAME: usize = 255;
+/// Largest request body: a pin's JSON, with room for many origins and much metadata.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A pin's status in this API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,6 +124,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
             get(status).post(replace).delete(remove),
         )
         .route("/health", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(peer)
         .merge(token)
         .layer(axum::middleware::from_fn_with_state(
@@ -235,9 +238,23 @@ struct PinBody {
     meta: Option<BTreeMap<String, String>>,
 }
 
+/// A request body as read, or why it could not be (too large, cut short).
+type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
 /// The cluster pin a request body asks for.
-fn pin_from_body(body: &[u8]) -> PinsvcResult<Pin> {
-    let body: PinBody = serde_json::from_slice(body)
+fn pin_from_body(body: Body) -> PinsvcResult<Pin> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            PinsvcError(
+                status,
+                format!("request body too large: a pin is at most {MAX_BODY_BYTES} bytes of JSON"),
+            )
+        } else {
+            PinsvcError(status, rejection.body_text())
+        }
+    })?;
+    let body: PinBody = serde_json::from_slice(&body)
         .map_err(|e| bad_request(format!("error decoding request body: {e}")))?;
     let cid = api::parse_cid(&body.cid)?;
     let name = body.name.unwrap_or_default();
@@ -286,8 +303,8 @@ async fn queued(peer: &PeerHandle, pin: &Pin) -> PinsvcResult<Response> {
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn add(State(peer): State<PeerHandle>, body: Bytes) -> PinsvcResult<Response> {
-    let pin = api::pin_in_cluster(&peer, pin_from_body(&body)?).await?;
+async fn add(State(peer): State<PeerHandle>, body: Body) -> PinsvcResult<Response> {
+    let pin = api::pin_in_cluster(&peer, pin_from_body(body)?).await?;
     queued(&peer, &pin).await
 }
 
@@ -296,10 +313,10 @@ async fn add(State(peer): State<PeerHandle>, body: Bytes) -> PinsvcResult<Respon
 async fn replace(
     State(peer): State<PeerHandle>,
     Path(requestid): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> PinsvcResult<Response> {
     let old = request_cid(&requestid)?;
-    let mut pin = pin_from_body(&body)?;
+    let mut pin = pin_from_body(body)?;
     if peer
         .ask(|reply| Command::GetPin { cid: old, reply })
         .await?
