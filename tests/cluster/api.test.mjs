@@ -161,7 +161,7 @@ test('expire-in and expire-at set expire_at; the pin is unpinned cluster-wide on
   assert.equal((await p1().post(`/pins/${later}`, 'DELETE')).status, 200);
 });
 
-test('path pins resolve /ipfs paths through the daemon', async () => {
+test('path pins resolve /ipfs and /ipns paths through the daemon', async () => {
   const form = new FormData();
   form.append('file', new Blob([`inside a directory ${Date.now()}`]), 'a.txt');
   const { body } = await p1().ipfs.rpc('add?pin=false&cid-version=1&wrap-with-directory=true', { body: form });
@@ -173,6 +173,14 @@ test('path pins resolve /ipfs paths through the daemon', async () => {
   assert.equal(pin.name, 'by-path');
   await waitFor('the path pin on p2', () => p2().allocation(file.Hash));
   assertError(await request(p1(), `/pins/ipfs/${dir.Hash}/missing.txt`, { method: 'POST' }), 400, /could not resolve \/ipfs\//, 'a missing path');
+  // An /ipns path: p1's daemon publishes the file under its own key (offline), and the pin
+  // is of the CID the name resolves to.
+  const published = await p1().ipfs.rpc(`name/publish?arg=/ipfs/${file.Hash}&allow-offline=true&resolve=false`);
+  assert.equal(published.status, 200, published.body);
+  const byName = await p1().post(`/pins/ipns/${JSON.parse(published.body).Name}?name=by-ipns`);
+  assert.equal(byName.status, 200, byName.body);
+  assert.equal(JSON.parse(byName.body).cid, file.Hash);
+  assert.equal(JSON.parse(byName.body).name, 'by-ipns');
   const ctlRm = ctl(p2(), 'pin', 'rm', `/ipfs/${dir.Hash}/a.txt`);
   assert.equal(ctlRm.code, 0, ctlRm.err);
   await waitFor('the path unpin everywhere', async () => (await Promise.all(peers.map((p) => p.allocation(file.Hash)))).every((a) => a === null));
