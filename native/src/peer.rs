@@ -1063,7 +1063,14 @@ impl Peer {
                 *at = tokio::time::Instant::now() + *backoff;
                 *backoff = (*backoff * 2).min(REDIAL_MAX);
             }
-            let _ = self.swarm.dial(peer);
+            // The swarm keeps no addresses of peers it never reached: name them.
+            let addresses = self.peerstore.addresses_of(&peer);
+            let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .build();
+            if let Err(error) = self.swarm.dial(dial) {
+                tracing::debug!(%peer, %error, "redial failed");
+            }
         }
         Ok(())
     }

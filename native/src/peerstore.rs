@@ -68,6 +68,14 @@ impl Peerstore {
         }
     }
 
+    /// The addresses (without `/p2p/`) known of `peer`.
+    pub fn addresses_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.peers
+            .get(peer)
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every address, with `/p2p/`.
     pub fn addresses(&self) -> Vec<Multiaddr> {
         self.peers
