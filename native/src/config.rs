@@ -692,19 +692,19 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_RESTAPI_SSLCERTFILE", |c, v| {
-        c.api.restapi.ssl_cert_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        c.api.restapi.ssl_cert_file = optional_path(v);
         Ok(())
     }),
     ("CLUSTER_RESTAPI_SSLKEYFILE", |c, v| {
-        c.api.restapi.ssl_key_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        c.api.restapi.ssl_key_file = optional_path(v);
         Ok(())
     }),
     ("CLUSTER_PINSVCAPI_SSLCERTFILE", |c, v| {
-        c.api.pinsvcapi.ssl_cert_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        c.api.pinsvcapi.ssl_cert_file = optional_path(v);
         Ok(())
     }),
     ("CLUSTER_PINSVCAPI_SSLKEYFILE", |c, v| {
-        c.api.pinsvcapi.ssl_key_file = (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()));
+        c.api.pinsvcapi.ssl_key_file = optional_path(v);
         Ok(())
     }),
     ("CLUSTER_PINSVCAPI_BASICAUTHCREDENTIALS", |c, v| {
@@ -724,6 +724,12 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
 ];
+
+/// A file path from the environment; empty means none.
+fn optional_path(text: &str) -> Option<PathBuf> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| PathBuf::from(text))
+}
 
 /// envconfig's map form of users: `user:password,user2:password2` (empty: none).
 fn credentials(text: &str) -> Result<Option<BTreeMap<String, String>>, String> {
