@@ -18,14 +18,14 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsSet};
-use pinfold_core::codec::bitswap::{Presence, WantType};
 use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::status::{Connections, StatusRequest, StatusResponse};
-use pinfold_core::crdt::{self, BatchConfig, BlockId, Output, PinEvent, Replica, Store as _};
+use pinfold_core::crdt::{self, BatchConfig, Output, PinEvent, Replica};
 use pinfold_core::informer::{self, DiskMetric, RepoStat};
 use pinfold_core::monitor::{self, Monitor};
+use pinfold_core::net::pnet_guard::WrongSecret;
 use pinfold_core::net::{bitswap, status};
 use pinfold_core::pin::Pin;
 use pinfold_core::tracker::{
@@ -1310,19 +1310,13 @@ impl Peer {
                 match answers {
                     Answers::Statuses { cids, infos, .. } => {
                         for cid in cids.iter() {
-                            let mut info = PinInfo::of_pin(
-                                &Pin::new(*cid, pinfold_core::pin::UnixTime(0)),
+                            infos.push(PinInfo::unanswered(
+                                *cid,
                                 peer,
-                                PinInfoShort {
-                                    peer_name: peer_name.clone(),
-                                    status: TrackerStatus::ClusterError,
-                                    timestamp: Some(now_nanos()),
-                                    error: error.clone(),
-                                    ..PinInfoShort::default()
-                                },
-                            );
-                            info.created = None;
-                            infos.push(info);
+                                peer_name.clone(),
+                                error.clone(),
+                                now_nanos(),
+                            ));
                         }
                     }
                     Answers::Connections { links, .. } => links.push((peer, Err(error))),
@@ -1439,22 +1433,7 @@ impl Peer {
                 self.replica.block_unavailable(&cid, now_ms()).await?;
             }
             bitswap::Event::Wanted { peer, wants } => {
-                let mut blocks = Vec::new();
-                let mut presences = Vec::new();
-                for want in wants {
-                    let stored = match BlockId::from_cid(&want.cid) {
-                        Ok(id) => self.replica.store().block(&id).await?,
-                        Err(_) => None,
-                    };
-                    match (stored, want.want_type) {
-                        (Some(bytes), WantType::Block) => blocks.push((want.cid, bytes)),
-                        (Some(_), WantType::Have) => presences.push((want.cid, Presence::Have)),
-                        (None, _) if want.send_dont_have => {
-                            presences.push((want.cid, Presence::DontHave))
-                        }
-                        (None, _) => {}
-                    }
-                }
+                let (blocks, presences) = bitswap::answer_from(self.replica.store(), wants).await?;
                 self.swarm
                     .behaviour_mut()
                     .inner_mut()
@@ -1862,6 +1841,9 @@ fn looks_like_wrong_secret(error: &libp2p::TransportError<std::io::Error>) -> bo
     let libp2p::TransportError::Other(error) = error else {
         return false;
     };
+    if WrongSecret::is_cause_of(error) {
+        return true;
+    }
     let mut text = error.to_string().to_lowercase();
     let mut source = std::error::Error::source(error);
     while let Some(inner) = source {

@@ -20,15 +20,12 @@ use libp2p::{
     Swarm, Transport,
 };
 use libp2p_webrtc::tokio::Certificate;
-use pinfold_core::codec::pubsub::message_id;
 use pinfold_core::codec::secret::ClusterSecret;
-use pinfold_core::codec::MAX_PUBSUB_MESSAGE_BYTES;
 use pinfold_core::net::bitswap::{self, Bitswap};
+use pinfold_core::net::pnet_guard::PnetGuard;
 use pinfold_core::net::psk_gate::{self, PskGate};
+use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL};
 use pinfold_core::net::status;
-
-/// The identify protocol version ipfs-cluster peers announce.
-pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
 
 /// The message a dialer shows when the handshake fails the way a wrong secret makes it.
 pub const WRONG_SECRET: &str =
@@ -97,7 +94,12 @@ pub fn transport(key: &Keypair, settings: &SwarmSettings) -> std::io::Result<Box
         let noise = move || noise.clone();
         match psk {
             Some(psk) => base
-                .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                .and_then(move |socket, _| async move {
+                    PnetConfig::new(psk)
+                        .handshake(socket)
+                        .await
+                        .map(PnetGuard::new)
+                })
                 .upgrade(Version::V1Lazy)
                 .authenticate(noise())
                 .multiplex(yamux::Config::default())
@@ -160,27 +162,6 @@ pub fn load_or_create_certificate(path: &std::path::Path) -> anyhow::Result<Cert
     Ok(certificate)
 }
 
-/// Gossipsub as ipfs-cluster runs it: strict signing, message id = first 16 bytes of the
-/// author's id and the sequence number.
-fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
-    let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
-        .message_id_fn(|message: &gossipsub::Message| {
-            let from = message.source.map(|p| p.to_bytes()).unwrap_or_default();
-            let seqno = message
-                .sequence_number
-                .map(|n| n.to_be_bytes().to_vec())
-                .unwrap_or_default();
-            gossipsub::MessageId::from(message_id(&from, &seqno))
-        })
-        .max_transmit_size(MAX_PUBSUB_MESSAGE_BYTES)
-        .heartbeat_interval(Duration::from_secs(1))
-        .build()
-        .map_err(|e| e.to_string())?;
-    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
-        .map_err(|e| e.to_string())
-}
-
 /// Builds the swarm; it listens nowhere until told to.
 pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gated>> {
     let peer = key.public().to_peer_id();
@@ -197,7 +178,7 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
                 .with_agent_version(format!("pinfold/{}", env!("CARGO_PKG_VERSION"))),
         ),
         ping: ping::Behaviour::new(ping::Config::new()),
-        gossipsub: gossipsub(&key).map_err(anyhow::Error::msg)?,
+        gossipsub: pubsub::gossipsub(&key).map_err(anyhow::Error::msg)?,
         bitswap: Bitswap::new(bitswap::Config::default()),
         status: status::behaviour(),
         relay: Toggle::from(settings.relay.map(|(max_reservations, max_circuits)| {

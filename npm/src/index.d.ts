@@ -44,3 +44,128 @@ export function normalizeSecret(secret: string): Promise<string>;
 export function decodePin(stateValue: Uint8Array): Promise<Pin>;
 /** Decodes a `monitor.metrics` message (msgpack api.Metric). */
 export function decodeMetric(message: Uint8Array): Promise<Metric>;
+
+/** Options of `follow`. */
+export interface FollowOptions {
+  /** Multiaddrs of cluster peers' WebSocket listeners, e.g. "/ip4/127.0.0.1/tcp/9098/ws/p2p/12D3Koo…". */
+  bootstrap: string | string[];
+  /** The cluster secret: 64 hex characters or a swarm.key file's text. */
+  secret?: string;
+  /** The cluster name (`crdt.cluster_name`); default "ipfs-cluster". */
+  cluster?: string;
+  /** Peers whose pinset is followed, or ["*"]; default: the peers the bootstrap addresses name with /p2p/. */
+  trustedPeers?: string[];
+  /** Time the first connection may take; default 15000. */
+  connectTimeoutMs?: number;
+  /** Where the replica is kept; only "memory" for now. */
+  storage?: 'memory';
+  signal?: AbortSignal;
+}
+
+/** Every call takes an optional AbortSignal. */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+/** One peer's view of a pin (ipfs-cluster's PinInfoShort). */
+export interface PinInfoShort {
+  peername: string;
+  /** Left out when unknown. */
+  ipfs_peer_id?: string;
+  ipfs_peer_addresses?: string[];
+  status: 'pinned' | 'pinning' | 'pin_queued' | 'pin_error' | 'unpinning' | 'unpin_queued' | 'unpin_error'
+    | 'remote' | 'unexpectedly_unpinned' | 'cluster_error' | 'unpinned' | 'undefined';
+  timestamp: string;
+  error: string;
+  attempt_count: number;
+  priority_pin: boolean;
+}
+
+/** A pin's status on the peers (ipfs-cluster's GlobalPinInfo). */
+export interface GlobalPinInfo {
+  cid: string;
+  name: string;
+  allocations: string[];
+  origins: string[];
+  created: string;
+  metadata: Record<string, string> | null;
+  /** By peer id. */
+  peer_map: Record<string, PinInfoShort>;
+}
+
+/** A cluster peer as the follower sees it through its `ping` metrics. */
+export interface PeerView {
+  id: string;
+  name: string;
+  /** Its swarm addresses. */
+  addresses: string[];
+  ipfs_id: string;
+  /** Whether its latest ping is still valid. */
+  alive: boolean;
+  connected: boolean;
+  /** Whether its head broadcasts are followed. */
+  trusted: boolean;
+  /** When its latest ping arrived (Unix milliseconds). */
+  last_seen: number;
+}
+
+/** Where the follower's sync stands. */
+export interface SyncState {
+  heads: { cid: string; height: number }[];
+  height: number;
+  /** Delta blocks known and not yet merged. */
+  pending: number;
+  /** Delta blocks requested and not yet received. */
+  in_flight: number;
+  /** Deltas merged since the follower started. */
+  merged: number;
+  pins: number;
+  /** Whether it has heads and nothing left to fetch. */
+  synced: boolean;
+  connected_peers: number;
+}
+
+export interface FollowerEvents {
+  pin: Pin;
+  unpin: { cid: string };
+  peer: { id: string; joined: boolean };
+  sync: SyncState;
+  error: { message: string };
+}
+
+/** A running light follower. */
+export class Follower {
+  private constructor();
+  /** Its libp2p peer id. */
+  readonly peerId: string;
+  /** Listens to an event; returns a function that stops listening. */
+  on<K extends keyof FollowerEvents>(type: K, listener: (value: FollowerEvents[K]) => void): () => void;
+  /** Every pin, in state order, `pageSize` (default 1000) at a time. */
+  pins(options?: CallOptions & { pageSize?: number }): AsyncIterableIterator<Pin>;
+  /** The pin of `cid`, or null. */
+  get(cid: string, options?: CallOptions): Promise<Pin | null>;
+  /** The statuses of `cid` on the cluster peers the follower is connected to. */
+  status(cid: string, options?: CallOptions): Promise<GlobalPinInfo>;
+  peers(options?: CallOptions): Promise<PeerView[]>;
+  /** The latest live metric called `name` of each peer. */
+  metrics(name: string, options?: CallOptions): Promise<Metric[]>;
+  syncState(options?: CallOptions): Promise<SyncState>;
+  /** Leaves the swarm; later calls throw ClosedError. */
+  close(): Promise<void>;
+}
+
+/** Joins a cluster as a light follower; resolves once a bootstrap peer is connected. */
+export function follow(options: FollowOptions): Promise<Follower>;
+
+/** Every error the follower throws; `code` says which kind. */
+export class PinfoldError extends Error {
+  readonly code: 'WRONG_SECRET' | 'UNREACHABLE' | 'INVALID_OPTIONS' | 'INVALID_CID' | 'CLOSED' | 'NO_STATUS' | string;
+}
+/** The bootstrap peer refused the private-network handshake: the secret differs. */
+export class WrongSecretError extends PinfoldError {}
+/** No bootstrap peer could be reached, or none answered in time. */
+export class UnreachableError extends PinfoldError {}
+/** An option is missing or malformed; the message names it. */
+export class InvalidOptionsError extends PinfoldError {}
+/** The follower was closed. */
+export class ClosedError extends PinfoldError {}

@@ -1,23 +1,19 @@
-// pinfold's JavaScript API: a thin wrapper over the WebAssembly build of pinfold-core.
+// pinfold's JavaScript API: a thin wrapper over the WebAssembly build of pinfold: the
+// cluster codecs and the light follower.
 // Works in browsers, Workers, Deno and Node >= 20; the module loads on first use.
-import init, * as wasm from '../dist/pinfold_wasm.js';
+import * as wasm from '../dist/pinfold_wasm.js';
+import { ready } from './load.js';
 
-const wasmUrl = new URL('../dist/pinfold_wasm_bg.wasm', import.meta.url);
-let loading;
-
-/** Loads the WebAssembly module (once). Every other function awaits it. */
-export function ready() {
-  loading ??= (async () => {
-    if (globalThis.process?.versions?.node) {
-      // Node's fetch cannot read file: URLs.
-      const { readFile } = await import('node:fs/promises');
-      await init({ module_or_path: await readFile(wasmUrl) });
-    } else {
-      await init({ module_or_path: wasmUrl });
-    }
-  })();
-  return loading;
-}
+export { ready };
+export {
+  follow,
+  Follower,
+  PinfoldError,
+  WrongSecretError,
+  UnreachableError,
+  InvalidOptionsError,
+  ClosedError,
+} from './follower.js';
 
 /** The pubsub topic that carries a cluster's CRDT heads (default cluster name: "ipfs-cluster"). */
 export async function clusterTopic(clusterName) {

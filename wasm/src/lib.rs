@@ -1,7 +1,17 @@
-//! JavaScript bindings of pinfold-core's cluster codecs (wasm-bindgen).
+//! JavaScript bindings of pinfold (wasm-bindgen): the cluster codecs, and on wasm32 the
+//! light follower ([`api`]) with its WebSocket transport and swarm.
 //!
 //! Thin by design: each function converts JS values, calls the core, and turns a typed
 //! error into a JS `Error` whose message says what to fix.
+
+#[cfg(target_arch = "wasm32")]
+pub mod api;
+#[cfg(target_arch = "wasm32")]
+mod follower;
+#[cfg(target_arch = "wasm32")]
+mod swarm;
+#[cfg(target_arch = "wasm32")]
+pub mod websocket;
 
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, DEFAULT_CLUSTER_NAME};

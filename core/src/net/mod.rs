@@ -3,5 +3,7 @@
 
 pub mod bitswap;
 pub mod frame;
+pub mod pnet_guard;
 pub mod psk_gate;
+pub mod pubsub;
 pub mod status;

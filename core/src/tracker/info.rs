@@ -62,6 +62,27 @@ impl PinInfo {
             short,
         }
     }
+
+    /// What is known of `peer`'s view of `cid` when it could not say (`cluster_error`,
+    /// with `error` saying why), at `now` (Unix nanoseconds).
+    pub fn unanswered(cid: Cid, peer: PeerId, peer_name: String, error: String, now: i64) -> Self {
+        Self {
+            cid,
+            name: String::new(),
+            peer,
+            allocations: Vec::new(),
+            origins: Vec::new(),
+            created: None,
+            metadata: BTreeMap::new(),
+            short: PinInfoShort {
+                peer_name,
+                status: TrackerStatus::ClusterError,
+                timestamp: Some(now),
+                error,
+                ..PinInfoShort::default()
+            },
+        }
+    }
 }
 
 /// The cluster's view of a pin: its fields and every peer's status.

@@ -29,6 +29,7 @@ pub use handler::{Handler, MAX_INBOUND_STREAMS};
 use crate::codec::bitswap::{
     BitswapMessage, Presence, WantEntry, WantType, Wantlist, MAX_MESSAGE_BYTES,
 };
+use crate::crdt::{BlockId, Store};
 
 /// Limits of a [`Bitswap`] behaviour.
 #[derive(Clone, Debug)]
@@ -97,6 +98,29 @@ struct PeerState {
     connections: Vec<ConnectionId>,
     /// The peer refused the bitswap protocol.
     unsupported: bool,
+}
+
+/// What a peer that keeps `store`'s blocks answers to `wants`: the blocks wanted whole,
+/// presences for have-wants, and don't-haves where the wanter asked for them.
+pub async fn answer_from<S: Store>(
+    store: &S,
+    wants: Vec<WantEntry>,
+) -> Result<(Vec<(Cid, Vec<u8>)>, Vec<(Cid, Presence)>), S::Error> {
+    let mut blocks = Vec::new();
+    let mut presences = Vec::new();
+    for want in wants {
+        let stored = match BlockId::from_cid(&want.cid) {
+            Ok(id) => store.block(&id).await?,
+            Err(_) => None,
+        };
+        match (stored, want.want_type) {
+            (Some(bytes), WantType::Block) => blocks.push((want.cid, bytes)),
+            (Some(_), WantType::Have) => presences.push((want.cid, Presence::Have)),
+            (None, _) if want.send_dont_have => presences.push((want.cid, Presence::DontHave)),
+            (None, _) => {}
+        }
+    }
+    Ok((blocks, presences))
 }
 
 /// The bitswap network behaviour.

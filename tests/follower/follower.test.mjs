@@ -1,0 +1,161 @@
+// The npm package's follower in Node (>= 22, for its global WebSocket) against a running
+// native cluster: a relay that takes writes and serves browsers over WebSocket, and a full
+// peer with its own IPFS daemon. The follower syncs a 10,000-pin pinset, sees pins added
+// and removed live, asks statuses, reconnects after the relay restarts, and fails fast with
+// typed errors on a wrong secret or an unreachable bootstrap address.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
+import { rawCid } from '../support/cid.mjs';
+import { freePort } from '../support/net.mjs';
+import { follow, WrongSecretError, UnreachableError, InvalidOptionsError } from '../../npm/src/index.js';
+
+const PINS = Number(process.env.PINFOLD_FOLLOWER_PINS ?? 10_000);
+const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+let relay;
+let full;
+let ipfs;
+let wsAddress;
+let follower;
+
+before(async () => {
+  relay = await new Peer('relay', { listen: ['tcp', 'ws'], env: { CLUSTER_ROLE: 'relay' } }).init(secret);
+  // A pinset made before anyone follows: imported into the relay's state, allocated to the
+  // relay (which pins nothing), so that no daemon works on it.
+  const lines = [];
+  for (let i = 0; i < PINS; i++) {
+    lines.push(JSON.stringify({
+      cid: rawCid(`follower pin ${i}`), name: `bulk-${i}`, allocations: [relay.id],
+      replication_factor_min: 1, replication_factor_max: 1, type: 'pin', mode: 'recursive',
+    }));
+  }
+  const file = path.join(runDir, 'bulk.ndjson');
+  fs.writeFileSync(file, lines.join('\n'));
+  execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+  await relay.start();
+  wsAddress = `${await relay.addressOf('ws')}`;
+  ipfs = await new Ipfs('follower-ipfs').start();
+  full = await new Peer('full', { ipfs, listen: ['tcp', 'ws'], env: { CLUSTER_CRDT_TRUSTEDPEERS: relay.id } }).init(secret);
+  await full.start(['--bootstrap', relay.address]);
+  await waitFor('the relay and the full peer to see each other', async () => (await relay.list('/peers')).length === 2);
+});
+
+after(async () => {
+  await follower?.close();
+  await stopAll();
+});
+
+test(`follows ${PINS} pins, then adds and removals live`, async () => {
+  const started = performance.now();
+  follower = await follow({ bootstrap: [wsAddress], secret, trustedPeers: [relay.id, full.id] });
+  const joined = performance.now() - started;
+  const seen = new Map();
+  follower.on('pin', (pin) => seen.set(pin.cid, performance.now()));
+  const unpinned = new Map();
+  follower.on('unpin', ({ cid }) => unpinned.set(cid, performance.now()));
+  await waitFor(`the follower to sync ${PINS} pins`, async () => {
+    const state = await follower.syncState();
+    return state.synced && state.pins === PINS;
+  }, 120_000);
+  const synced = performance.now() - started;
+  let listed = 0;
+  for await (const pin of follower.pins({ pageSize: 1000 })) {
+    assert.match(pin.name, /^bulk-\d+$/);
+    listed++;
+  }
+  assert.equal(listed, PINS);
+  const one = await follower.get(rawCid('follower pin 7'));
+  assert.equal(one.name, 'bulk-7');
+  assert.deepEqual(one.allocations, [relay.id]);
+  assert.equal(await follower.get(rawCid('not pinned')), null);
+  console.log(`# joined in ${joined.toFixed(0)} ms, synced ${PINS} pins in ${synced.toFixed(0)} ms`);
+
+  // Live: a pin of real content through the full peer, then its removal.
+  const cid = await ipfs.addContent('followed live');
+  const sent = performance.now();
+  const res = await full.post(`/pins/${cid}?name=live&replication-min=-1&replication-max=-1`);
+  assert.equal(res.status, 200, res.body);
+  await waitFor('the follower to see the new pin', () => seen.has(cid), 10_000);
+  const latency = seen.get(cid) - sent;
+  console.log(`# a new pin reached the follower ${latency.toFixed(0)} ms after the POST was sent`);
+  assert.ok(latency < 1000, `a new pin took ${latency} ms`);
+  assert.equal((await follower.get(cid)).name, 'live');
+
+  await waitFor('the full peer to pin it', async () => {
+    const status = await follower.status(cid);
+    return status.peer_map[full.id]?.status === 'pinned' && status;
+  }, 60_000);
+  const status = await follower.status(cid);
+  assert.equal(status.cid, cid);
+  assert.equal(status.peer_map[relay.id].status, 'remote');
+
+  const removed = performance.now();
+  assert.equal((await full.post(`/pins/${cid}`, 'DELETE')).status, 200);
+  await waitFor('the follower to see the removal', () => unpinned.has(cid), 10_000);
+  console.log(`# a removal reached the follower ${(unpinned.get(cid) - removed).toFixed(0)} ms after the DELETE was sent`);
+  assert.equal(await follower.get(cid), null);
+});
+
+test('peers and metrics come from the monitor', async () => {
+  const peers = await waitFor('both peers in the follower\'s view', async () => {
+    const list = await follower.peers();
+    return list.filter((p) => p.alive).length === 2 && list;
+  }, 20_000);
+  const byId = Object.fromEntries(peers.map((p) => [p.id, p]));
+  assert.equal(byId[relay.id].name, 'relay');
+  assert.equal(byId[full.id].name, 'full');
+  assert.ok(byId[relay.id].connected && byId[relay.id].trusted);
+  const pings = await follower.metrics('ping');
+  assert.deepEqual(pings.map((m) => m.peer).sort(), [relay.id, full.id].sort());
+  const freespace = await waitFor('a freespace metric', async () => (await follower.metrics('freespace')).find((m) => m.peer === full.id));
+  assert.ok(Number(freespace.value) > 0);
+});
+
+test('reconnects after the relay restarts and keeps following', async () => {
+  const events = [];
+  const off = follower.on('peer', (event) => events.push(event));
+  await relay.stop();
+  await waitFor('the follower to lose the relay', async () => {
+    const peers = await follower.peers();
+    return !peers.find((p) => p.id === relay.id)?.connected;
+  }, 30_000);
+  await relay.start(['--bootstrap', full.address]);
+  await waitFor('the follower to reconnect to the relay', async () => {
+    const peers = await follower.peers();
+    return peers.find((p) => p.id === relay.id)?.connected;
+  }, 60_000);
+  const cid = await ipfs.addContent('after the restart');
+  const res = await relay.post(`/pins/${cid}?replication-min=-1&replication-max=-1`);
+  assert.equal(res.status, 200, res.body);
+  await waitFor('the follower to see a pin made after the restart', async () => (await follower.get(cid)) !== null, 20_000);
+  off();
+});
+
+test('a wrong secret fails fast with WrongSecretError', async () => {
+  const wrong = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+  const started = performance.now();
+  await assert.rejects(
+    follow({ bootstrap: [wsAddress], secret: wrong, trustedPeers: [relay.id] }),
+    (error) => error instanceof WrongSecretError && error.code === 'WRONG_SECRET' && /wrong cluster secret/.test(error.message),
+  );
+  const elapsed = performance.now() - started;
+  console.log(`# a wrong secret was refused in ${elapsed.toFixed(0)} ms`);
+  assert.ok(elapsed < 5000, `took ${elapsed} ms`);
+});
+
+test('an unreachable bootstrap address and bad options fail with typed errors', async () => {
+  const port = await freePort();
+  await assert.rejects(
+    follow({ bootstrap: [`/ip4/127.0.0.1/tcp/${port}/ws`], secret, trustedPeers: ['*'] }),
+    (error) => error instanceof UnreachableError && error.message.includes(`127.0.0.1:${port}`),
+  );
+  await assert.rejects(follow({ bootstrap: ['not an address'], secret }), InvalidOptionsError);
+  await assert.rejects(follow({ bootstrap: [wsAddress.replace(/\/p2p\/.*/, '')], secret }), /trustedPeers/);
+  await assert.rejects(follow({ bootstrap: [wsAddress], secret: 'abcd' }), /secret/);
+  const controller = new AbortController();
+  controller.abort(new Error('changed my mind'));
+  await assert.rejects(follow({ bootstrap: [wsAddress], secret, signal: controller.signal }), /changed my mind/);
+});

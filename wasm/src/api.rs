@@ -1,0 +1,305 @@
+//! The follower as JavaScript sees it: `Follower.start(options, onEvent)` and a handle
+//! whose methods return promises of JSON text (the npm package parses and types them).
+//!
+//! Errors are JavaScript `Error`s with a `code`: `WRONG_SECRET`, `UNREACHABLE`,
+//! `INVALID_OPTIONS` or `CLOSED`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cid::Cid;
+use futures::channel::{mpsc, oneshot};
+use futures::SinkExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use pinfold_core::codec::pubsub::DEFAULT_CLUSTER_NAME;
+use pinfold_core::codec::secret::ClusterSecret;
+use pinfold_core::crdt::Trust;
+use pinfold_core::pin::Pin;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::follower::{self, Command, Follower, Settings, Sink, StartError, SyncState};
+
+/// The options `start` takes (the npm package's `follow` options, as JSON).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Options {
+    #[serde(default)]
+    cluster: Option<String>,
+    secret: Option<String>,
+    bootstrap: Vec<String>,
+    #[serde(default)]
+    trusted_peers: Option<Vec<String>>,
+    #[serde(default)]
+    connect_timeout_ms: Option<u64>,
+}
+
+/// The default bound on the first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn js_error(code: &str, message: &str) -> JsValue {
+    let error = js_sys::Error::new(message);
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    error.into()
+}
+
+fn invalid(message: impl std::fmt::Display) -> JsValue {
+    js_error("INVALID_OPTIONS", &message.to_string())
+}
+
+fn closed() -> JsValue {
+    js_error("CLOSED", "the follower is closed")
+}
+
+impl Options {
+    fn settings(self) -> Result<Settings, JsValue> {
+        let secret = match self.secret.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) if text.starts_with("/key/") => Some(
+                ClusterSecret::from_key_file(text.as_bytes())
+                    .map_err(|e| invalid(format!("secret: {e}")))?,
+            ),
+            Some(hex) => {
+                Some(ClusterSecret::from_hex(hex).map_err(|e| invalid(format!("secret: {e}")))?)
+            }
+        };
+        let bootstrap = self
+            .bootstrap
+            .iter()
+            .map(|text| {
+                text.parse::<Multiaddr>()
+                    .map_err(|e| invalid(format!("bootstrap: {text:?} is not a multiaddr: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let trust = match self.trusted_peers {
+            Some(peers) if peers.iter().any(|p| p == "*") => Trust::All,
+            Some(peers) => Trust::Peers(
+                peers
+                    .iter()
+                    .map(|p| {
+                        p.parse::<PeerId>().map_err(|e| {
+                            invalid(format!("trustedPeers: {p:?} is not a peer id: {e}"))
+                        })
+                    })
+                    .collect::<Result<HashSet<_>, _>>()?,
+            ),
+            None => {
+                let named: HashSet<PeerId> = bootstrap
+                    .iter()
+                    .filter_map(|a| match a.iter().last() {
+                        Some(Protocol::P2p(peer)) => Some(peer),
+                        _ => None,
+                    })
+                    .collect();
+                if named.is_empty() {
+                    return Err(invalid(
+                        "trustedPeers: name the peers whose pinset to follow (or \"*\"), \
+                         or end the bootstrap addresses with /p2p/<peer id> to trust those",
+                    ));
+                }
+                Trust::Peers(named)
+            }
+        };
+        Ok(Settings {
+            cluster_name: self
+                .cluster
+                .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_owned()),
+            secret,
+            bootstrap,
+            trust,
+            connect_timeout: self
+                .connect_timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(CONNECT_TIMEOUT),
+        })
+    }
+}
+
+/// Reports to the page's `onEvent(type, json)`: `pin` (the pin), `unpin` (`{cid}`),
+/// `peer` (`{id, joined}`) and `sync` (the sync state).
+struct JsSink(js_sys::Function);
+
+impl JsSink {
+    fn emit(&self, kind: &str, payload: &impl Serialize) {
+        let json = serde_json::to_string(payload).expect("events serialize");
+        if let Err(error) = self.0.call2(&JsValue::NULL, &kind.into(), &json.into()) {
+            web_sys::console::error_2(&"pinfold: an event listener threw".into(), &error);
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CidEvent {
+    cid: String,
+}
+
+#[derive(Serialize)]
+struct ErrorEvent<'a> {
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct PeerEvent {
+    id: String,
+    joined: bool,
+}
+
+impl Sink for JsSink {
+    fn pin(&self, pin: &Pin) {
+        self.emit("pin", pin);
+    }
+
+    fn unpin(&self, cid: &Cid) {
+        self.emit(
+            "unpin",
+            &CidEvent {
+                cid: cid.to_string(),
+            },
+        );
+    }
+
+    fn peer(&self, peer: &PeerId, joined: bool) {
+        self.emit(
+            "peer",
+            &PeerEvent {
+                id: peer.to_base58(),
+                joined,
+            },
+        );
+    }
+
+    fn sync(&self, state: &SyncState) {
+        self.emit("sync", state);
+    }
+
+    fn error(&self, message: &str) {
+        self.emit("error", &ErrorEvent { message });
+    }
+}
+
+/// A running follower. Dropping every handle (or `close`) stops it.
+#[wasm_bindgen(js_name = Follower)]
+pub struct FollowerHandle {
+    commands: mpsc::Sender<Command>,
+    peer_id: String,
+}
+
+fn parse_cid(text: &str) -> Result<Cid, JsValue> {
+    text.parse()
+        .map_err(|e| js_error("INVALID_CID", &format!("{text:?} is not a CID: {e}")))
+}
+
+#[wasm_bindgen(js_class = Follower)]
+impl FollowerHandle {
+    /// Starts a follower with `options` (JSON) and resolves once a bootstrap peer is
+    /// connected; rejects with `WRONG_SECRET`, `UNREACHABLE` or `INVALID_OPTIONS`.
+    pub async fn start(
+        options: String,
+        on_event: js_sys::Function,
+    ) -> Result<FollowerHandle, JsValue> {
+        console_error_panic_hook::set_once();
+        let options: Options = serde_json::from_str(&options).map_err(invalid)?;
+        let settings = options.settings()?;
+        let connect_timeout = settings.connect_timeout;
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let (started_tx, started) = oneshot::channel();
+        let follower = Follower::new(key, settings, JsSink(on_event), started_tx)
+            .await
+            .map_err(|e| js_error(e.code(), &e.to_string()))?;
+        let peer_id = follower.local_peer_id().to_base58();
+        let (commands, receiver) = mpsc::channel(follower::COMMAND_QUEUE);
+        wasm_bindgen_futures::spawn_local(follower.run(receiver, connect_timeout));
+        match started.await {
+            Ok(Ok(())) => Ok(FollowerHandle { commands, peer_id }),
+            Ok(Err(error)) => Err(js_error(error.code(), &error.to_string())),
+            Err(_) => Err(js_error(
+                StartError::Unreachable(String::new()).code(),
+                "the follower stopped before connecting",
+            )),
+        }
+    }
+
+    /// This follower's peer id.
+    #[wasm_bindgen(getter, js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        self.peer_id.clone()
+    }
+
+    /// Up to `limit` pins (ipfs-cluster's pin JSON, an array), in state order after the
+    /// pin of `after`.
+    pub fn pins(&self, after: Option<String>, limit: u32) -> Result<js_sys::Promise, JsValue> {
+        let after = after.as_deref().map(parse_cid).transpose()?;
+        Ok(self.ask(move |reply| Command::Pins {
+            after,
+            limit: limit as usize,
+            reply,
+        }))
+    }
+
+    /// The pin of `cid` (JSON), or `null`.
+    pub fn get(&self, cid: String) -> Result<js_sys::Promise, JsValue> {
+        let cid = parse_cid(&cid)?;
+        Ok(self.ask(move |reply| Command::Get { cid, reply }))
+    }
+
+    /// The statuses of `cid` on the peers the follower is connected to (ipfs-cluster's
+    /// `GlobalPinInfo` JSON).
+    pub fn status(&self, cid: String) -> Result<js_sys::Promise, JsValue> {
+        let cid = parse_cid(&cid)?;
+        let mut commands = self.commands.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::Status { cid, reply })
+                .await
+                .map_err(|_| closed())?;
+            match answer.await.map_err(|_| closed())? {
+                Ok(info) => Ok(json(&info)),
+                Err(error) => Err(js_error("NO_STATUS", &error)),
+            }
+        }))
+    }
+
+    /// The cluster peers seen (JSON array).
+    pub fn peers(&self) -> js_sys::Promise {
+        self.ask(|reply| Command::Peers { reply })
+    }
+
+    /// The latest live metrics called `name`, one per peer (JSON array).
+    pub fn metrics(&self, name: String) -> js_sys::Promise {
+        self.ask(move |reply| Command::Metrics { name, reply })
+    }
+
+    /// Heads, height and progress of the sync (JSON).
+    #[wasm_bindgen(js_name = syncState)]
+    pub fn sync_state(&self) -> js_sys::Promise {
+        self.ask(|reply| Command::SyncState { reply })
+    }
+
+    /// Stops the follower: its connections close and later calls reject with `CLOSED`.
+    pub fn close(&mut self) {
+        self.commands.close_channel();
+    }
+}
+
+impl FollowerHandle {
+    /// Sends the command `make` builds and resolves with its answer as JSON text.
+    fn ask<T: Serialize + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command + 'static,
+    ) -> js_sys::Promise {
+        let mut commands = self.commands.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (reply, answer) = oneshot::channel();
+            commands.send(make(reply)).await.map_err(|_| closed())?;
+            Ok(json(&answer.await.map_err(|_| closed())?))
+        })
+    }
+}
+
+fn json(value: &impl Serialize) -> JsValue {
+    serde_json::to_string(value)
+        .expect("answers serialize")
+        .into()
+}

@@ -1,0 +1,787 @@
+//! The light follower: a replica of the cluster's pinset that follows trusted peers'
+//! heads, fetches their deltas, and keeps the monitor's view of peers and metrics. It
+//! never writes to the pinset and pins nothing.
+//!
+//! [`Follower::run`] is one event loop on the JavaScript thread: swarm events, commands
+//! from the page (each answered on its own channel) and a 250 ms tick. What changes is
+//! reported through [`Sink`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use cid::Cid;
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, StreamExt};
+use futures_timer::Delay;
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use pinfold_core::codec::metric::Metric;
+use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
+use pinfold_core::codec::secret::ClusterSecret;
+use pinfold_core::codec::status::{StatusRequest, StatusResponse};
+use pinfold_core::crdt::{
+    self, MemoryStore, Output, PinEvent, Progress, Replica, ReplicaError, Trust,
+};
+use pinfold_core::monitor::{self, Monitor, PingInfo};
+use pinfold_core::net::pnet_guard::WrongSecret;
+use pinfold_core::net::{bitswap, psk_gate};
+use pinfold_core::pin::Pin;
+use pinfold_core::tracker::{GlobalPinInfo, PinInfo};
+use serde::Serialize;
+
+use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent};
+use crate::websocket::websocket_url;
+
+const TICK: Duration = Duration::from_millis(250);
+/// Commands queued from the page before callers wait.
+pub const COMMAND_QUEUE: usize = 64;
+/// Most pins one page of [`Command::Pins`] returns.
+pub const MAX_PAGE: usize = 10_000;
+/// Most cluster peers the follower connects to besides its bootstrap peers.
+const MAX_PEER_CONNECTIONS: usize = 16;
+const REDIAL_MIN_MS: f64 = 1_000.0;
+const REDIAL_MAX_MS: f64 = 30_000.0;
+
+/// Milliseconds since the Unix epoch, from JavaScript's clock.
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn now_nanos() -> i64 {
+    (js_sys::Date::now() * 1e6) as i64
+}
+
+/// How to follow a cluster.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub cluster_name: String,
+    pub secret: Option<ClusterSecret>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub trust: Trust,
+    /// Time the first connection to a bootstrap peer may take.
+    pub connect_timeout: Duration,
+}
+
+/// Why a follower did not start. Each message says what to check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    #[error("wrong cluster secret? {address} refused the private-network handshake")]
+    WrongSecret { address: String },
+    #[error("could not reach any bootstrap peer ({0}); check the addresses and that the peer listens for WebSocket")]
+    Unreachable(String),
+    #[error("no bootstrap peer answered within {0:?}; check the addresses and that the peer listens for WebSocket")]
+    TimedOut(Duration),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StartError {
+    /// The stable code the JavaScript errors carry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StartError::WrongSecret { .. } => "WRONG_SECRET",
+            StartError::Unreachable(_) | StartError::TimedOut(_) => "UNREACHABLE",
+            StartError::Invalid(_) => "INVALID_OPTIONS",
+        }
+    }
+}
+
+/// What the page asks of a running follower.
+pub enum Command {
+    Pins {
+        after: Option<Cid>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<Pin>>,
+    },
+    Get {
+        cid: Cid,
+        reply: oneshot::Sender<Option<Pin>>,
+    },
+    Status {
+        cid: Cid,
+        reply: oneshot::Sender<Result<GlobalPinInfo, String>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerView>>,
+    },
+    Metrics {
+        name: String,
+        reply: oneshot::Sender<Vec<Metric>>,
+    },
+    SyncState {
+        reply: oneshot::Sender<SyncState>,
+    },
+}
+
+/// A cluster peer as the follower sees it, from its `ping` metrics.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerView {
+    pub id: String,
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub ipfs_id: String,
+    /// Whether its latest `ping` is still valid.
+    pub alive: bool,
+    pub connected: bool,
+    /// Whether its head broadcasts are followed.
+    pub trusted: bool,
+    /// When its latest `ping` arrived (Unix milliseconds).
+    pub last_seen: u64,
+}
+
+/// Where the follower's sync stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncState {
+    pub heads: Vec<Head>,
+    pub height: u64,
+    /// Delta blocks known and not yet merged, and requested and not yet received.
+    pub pending: usize,
+    pub in_flight: usize,
+    /// Deltas merged since the follower started.
+    pub merged: u64,
+    pub pins: u64,
+    /// Whether it has heads and nothing left to fetch.
+    pub synced: bool,
+    pub connected_peers: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Head {
+    pub cid: String,
+    pub height: u64,
+}
+
+/// What the follower reports as it runs.
+pub trait Sink {
+    fn pin(&self, pin: &Pin);
+    fn unpin(&self, cid: &Cid);
+    fn peer(&self, peer: &PeerId, joined: bool);
+    fn sync(&self, state: &SyncState);
+    /// Something failed that the follower cannot fix itself (its store failed).
+    fn error(&self, message: &str);
+}
+
+struct Gathering {
+    awaiting: usize,
+    infos: Vec<PinInfo>,
+    reply: oneshot::Sender<Result<GlobalPinInfo, String>>,
+}
+
+/// A running follower's state; see the module's documentation.
+pub struct Follower<E: Sink> {
+    swarm: Swarm<Gated>,
+    replica: Replica<MemoryStore>,
+    monitor: Monitor,
+    local: PeerId,
+    trust: Trust,
+    heads_topic: IdentTopic,
+    metrics_topic: IdentTopic,
+    bootstrap: Vec<Multiaddr>,
+    sink: E,
+    /// Answers `start` once a bootstrap peer is connected or every dial failed.
+    started: Option<oneshot::Sender<Result<(), StartError>>>,
+    /// Dials that failed while `start` waits.
+    start_failures: Vec<StartError>,
+    /// `start` was answered with an error: nobody holds this follower.
+    refused: bool,
+    redial_at: f64,
+    redial_backoff: f64,
+    /// Last dial to each peer learned from its `ping` (milliseconds).
+    peer_dials: HashMap<PeerId, f64>,
+    peerset: BTreeSet<PeerId>,
+    pins: u64,
+    reported: SyncState,
+    status_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
+    gatherings: HashMap<u64, (Cid, Gathering)>,
+    next_gathering: u64,
+}
+
+impl<E: Sink> Follower<E> {
+    /// Builds the follower and dials its bootstrap peers; `started` is answered once one
+    /// is connected, or with why none could be.
+    pub async fn new(
+        key: libp2p::identity::Keypair,
+        settings: Settings,
+        sink: E,
+        started: oneshot::Sender<Result<(), StartError>>,
+    ) -> Result<Self, StartError> {
+        if settings.bootstrap.is_empty() {
+            return Err(StartError::Invalid(
+                "bootstrap: give at least one multiaddr of a cluster peer's WebSocket listener"
+                    .into(),
+            ));
+        }
+        let local = key.public().to_peer_id();
+        let mut swarm = swarm::build(key, settings.secret.as_ref()).map_err(StartError::Invalid)?;
+        let heads_topic = IdentTopic::new(crdt_topic(&settings.cluster_name));
+        let metrics_topic = IdentTopic::new(METRICS_TOPIC);
+        for topic in [&heads_topic, &metrics_topic] {
+            swarm
+                .behaviour_mut()
+                .inner_mut()
+                .gossipsub
+                .subscribe(topic)
+                .map_err(|e| StartError::Invalid(e.to_string()))?;
+        }
+        let config = crdt::Config {
+            trust: settings.trust.clone(),
+            fetch_timeout_ms: 30_000,
+            seed: u64::from_le_bytes(local.to_bytes()[2..10].try_into().expect("8 bytes")),
+            ..crdt::Config::default()
+        };
+        let replica = Replica::open(MemoryStore::new(), config)
+            .await
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
+        let mut follower = Self {
+            swarm,
+            replica,
+            monitor: Monitor::new(),
+            local,
+            trust: settings.trust,
+            heads_topic,
+            metrics_topic,
+            bootstrap: settings.bootstrap,
+            sink,
+            started: Some(started),
+            start_failures: Vec::new(),
+            refused: false,
+            redial_at: js_sys::Date::now() + REDIAL_MIN_MS,
+            redial_backoff: REDIAL_MIN_MS,
+            peer_dials: HashMap::new(),
+            peerset: BTreeSet::new(),
+            pins: 0,
+            reported: SyncState::default(),
+            status_requests: HashMap::new(),
+            gatherings: HashMap::new(),
+            next_gathering: 0,
+        };
+        follower.dial_bootstrap();
+        Ok(follower)
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// Runs until the command channel closes (the page closed the follower), or until
+    /// `start` failed. `connect_timeout` bounds the wait for the first connection.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, connect_timeout: Duration) {
+        let mut tick = Delay::new(TICK);
+        let mut start_deadline = Delay::new(connect_timeout).fuse();
+        loop {
+            futures::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = commands.next() => match command {
+                    Some(command) => self.on_command(command).await,
+                    None => return,
+                },
+                _ = (&mut tick).fuse() => {
+                    tick.reset(TICK);
+                    self.on_tick().await;
+                }
+                _ = start_deadline => self.fail_start(StartError::TimedOut(connect_timeout)),
+            }
+            self.drain_replica().await;
+            if self.refused {
+                return;
+            }
+        }
+    }
+
+    /// Reports a failed replica operation; the follower goes on with the next event.
+    fn check(&self, result: Result<(), ReplicaError<Infallible>>) {
+        if let Err(error) = result {
+            self.sink.error(&error.to_string());
+        }
+    }
+
+    fn fail_start(&mut self, error: StartError) {
+        if let Some(started) = self.started.take() {
+            let _ = started.send(Err(error));
+            self.refused = true;
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for address in self.bootstrap.clone() {
+            if let Err(error) = self.swarm.dial(address.clone()) {
+                tracing::debug!(%address, %error, "could not dial a bootstrap peer");
+            }
+        }
+    }
+
+    // ----- the pinset -----------------------------------------------------------------
+
+    async fn drain_replica(&mut self) {
+        loop {
+            let mut unavailable = Vec::new();
+            let mut any = false;
+            while let Some(output) = self.replica.poll_output() {
+                any = true;
+                match &output {
+                    // A follower's heads are the trusted peers' own: it never announces.
+                    Output::Broadcast(_) => {}
+                    Output::Fetch(cids) => {
+                        let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
+                        unavailable.extend(cids.iter().filter(|cid| bitswap.want(**cid).is_err()));
+                    }
+                    Output::Put { .. } | Output::Delete { .. } => self.on_pinset_change(&output),
+                }
+            }
+            for cid in &unavailable {
+                let result = self.replica.block_unavailable(cid, now_ms()).await;
+                self.check(result);
+            }
+            if !any && unavailable.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn on_pinset_change(&mut self, output: &Output) {
+        match PinEvent::from_output(output) {
+            Some(Ok(PinEvent::Pinned(pin))) => {
+                if matches!(output, Output::Put { added: true, .. }) {
+                    self.pins += 1;
+                }
+                self.sink.pin(&pin);
+            }
+            Some(Ok(PinEvent::Unpinned(cid))) => {
+                self.pins = self.pins.saturating_sub(1);
+                self.sink.unpin(&cid);
+            }
+            Some(Err(error)) => tracing::warn!(%error, "ignoring a pinset entry that is not a pin"),
+            None => {}
+        }
+    }
+
+    fn sync_state(&self) -> SyncState {
+        let Progress {
+            pending,
+            in_flight,
+            merged,
+            height,
+            ..
+        } = self.replica.progress();
+        let heads = self.replica.heads();
+        SyncState {
+            synced: !heads.is_empty() && pending == 0,
+            heads: heads
+                .into_iter()
+                .map(|(cid, height)| Head {
+                    cid: cid.to_string(),
+                    height,
+                })
+                .collect(),
+            height,
+            pending,
+            in_flight,
+            merged,
+            pins: self.pins,
+            connected_peers: self.swarm.connected_peers().count(),
+        }
+    }
+
+    // ----- time -----------------------------------------------------------------------
+
+    async fn on_tick(&mut self) {
+        let result = self.replica.tick(now_ms()).await;
+        self.check(result);
+        let now = now_nanos();
+        self.monitor.check(now);
+        let peerset: BTreeSet<PeerId> =
+            self.monitor.peerset(&self.local, now).into_iter().collect();
+        for peer in peerset.difference(&self.peerset) {
+            self.sink.peer(peer, true);
+        }
+        for peer in self.peerset.difference(&peerset) {
+            self.sink.peer(peer, false);
+        }
+        self.peerset = peerset;
+        let state = self.sync_state();
+        if state != self.reported {
+            self.sink.sync(&state);
+            self.reported = state;
+        }
+        if self.started.is_none()
+            && self.swarm.connected_peers().next().is_none()
+            && js_sys::Date::now() >= self.redial_at
+        {
+            self.redial_at = js_sys::Date::now() + self.redial_backoff;
+            self.redial_backoff = (self.redial_backoff * 2.0).min(REDIAL_MAX_MS);
+            self.dial_bootstrap();
+        }
+    }
+
+    // ----- the network ----------------------------------------------------------------
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<GatedEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                tracing::debug!(peer = %peer_id, "connected");
+                self.redial_backoff = REDIAL_MIN_MS;
+                if let Some(started) = self.started.take() {
+                    let _ = started.send(Ok(()));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, "disconnected");
+                self.redial_at = self
+                    .redial_at
+                    .min(js_sys::Date::now() + self.redial_backoff);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                self.on_dial_error(peer_id, &error)
+            }
+            SwarmEvent::Behaviour(psk_gate::Event::Inner(event)) => {
+                self.on_behaviour_event(event).await
+            }
+            SwarmEvent::Behaviour(psk_gate::Event::Rejected { peer, reason, .. }) => {
+                tracing::warn!(%peer, "{reason}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_dial_error(&mut self, peer: Option<PeerId>, error: &DialError) {
+        tracing::debug!(?peer, %error, "dial failed");
+        if self.started.is_none() {
+            return;
+        }
+        let DialError::Transport(errors) = error else {
+            return;
+        };
+        for (address, error) in errors {
+            let wrong_secret =
+                matches!(error, libp2p::TransportError::Other(e) if WrongSecret::is_cause_of(e));
+            let failure = if wrong_secret {
+                StartError::WrongSecret {
+                    address: address.to_string(),
+                }
+            } else {
+                StartError::Unreachable(format!("{address}: {}", error_chain(error)))
+            };
+            self.start_failures.push(failure);
+        }
+        if self.start_failures.len() >= self.bootstrap.len() {
+            let failures = std::mem::take(&mut self.start_failures);
+            let error = failures
+                .iter()
+                .find(|f| matches!(f, StartError::WrongSecret { .. }))
+                .cloned()
+                .unwrap_or_else(|| {
+                    StartError::Unreachable(
+                        failures
+                            .iter()
+                            .map(|f| match f {
+                                StartError::Unreachable(detail) => detail.clone(),
+                                other => other.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                });
+            self.fail_start(error);
+        }
+    }
+
+    async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+                let Some(author) = message.source else {
+                    return;
+                };
+                if message.topic == self.heads_topic.hash() {
+                    let result = self
+                        .replica
+                        .receive_broadcast(&author, &message.data, now_ms())
+                        .await;
+                    self.check(result);
+                } else if message.topic == self.metrics_topic.hash() {
+                    match Metric::from_msgpack(&message.data) {
+                        Ok(metric) if metric.peer == author => {
+                            if metric.name == monitor::PING_METRIC {
+                                self.learn_addresses(&metric);
+                            }
+                            self.monitor.receive(metric, now_nanos());
+                        }
+                        Ok(_) => tracing::debug!(%author, "dropped a metric about another peer"),
+                        Err(error) => {
+                            tracing::debug!(%author, %error, "dropped a malformed metric")
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for address in info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| websocket_url(a).is_some())
+                {
+                    self.swarm.add_peer_address(peer_id, address);
+                }
+            }
+            BehaviourEvent::Bitswap(bitswap::Event::Block { cid, data, .. }) => {
+                let result = self.replica.receive_block(&cid, data, now_ms()).await;
+                self.check(result);
+            }
+            BehaviourEvent::Bitswap(bitswap::Event::Unavailable { cid }) => {
+                let result = self.replica.block_unavailable(&cid, now_ms()).await;
+                self.check(result);
+            }
+            BehaviourEvent::Bitswap(bitswap::Event::Wanted { peer, wants }) => {
+                let (blocks, presences) = bitswap::answer_from(self.replica.store(), wants)
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                self.swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .bitswap
+                    .respond(peer, blocks, presences);
+            }
+            BehaviourEvent::Status(event) => self.on_status(event),
+            _ => {}
+        }
+    }
+
+    /// Connects to cluster peers whose `ping` names a WebSocket address, so that their
+    /// statuses can be asked and their blocks fetched.
+    fn learn_addresses(&mut self, ping: &Metric) {
+        let peer = ping.peer;
+        if peer == self.local || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let now = js_sys::Date::now();
+        if self.swarm.connected_peers().count() >= MAX_PEER_CONNECTIONS
+            || self
+                .peer_dials
+                .get(&peer)
+                .is_some_and(|at| now - at < REDIAL_MAX_MS)
+        {
+            return;
+        }
+        let Some(info) = PingInfo::of(ping) else {
+            return;
+        };
+        let addresses: Vec<Multiaddr> = info
+            .cluster_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .filter(|a| websocket_url(a).is_some())
+            .collect();
+        if addresses.is_empty() {
+            return;
+        }
+        self.peer_dials.insert(peer, now);
+        let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(addresses)
+            .build();
+        if let Err(error) = self.swarm.dial(dial) {
+            tracing::debug!(%peer, %error, "could not dial a cluster peer");
+        }
+    }
+
+    fn on_status(&mut self, event: pinfold_core::net::status::Event) {
+        match event {
+            request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            } => {
+                let answer = StatusResponse::Error("a light follower tracks no pins".into());
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .status
+                    .send_response(channel, answer);
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => self.gathered(request_id, Ok(response)),
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => self.gathered(
+                request_id,
+                Err(format!(
+                    "the peer did not answer the status request: {error}"
+                )),
+            ),
+            _ => {}
+        }
+    }
+
+    fn peer_name(&self, peer: &PeerId) -> String {
+        self.monitor
+            .peer_latest(monitor::PING_METRIC, peer)
+            .and_then(PingInfo::of)
+            .map(|info| info.peer_name)
+            .unwrap_or_default()
+    }
+
+    fn gathered(&mut self, request: OutboundRequestId, answer: Result<StatusResponse, String>) {
+        let Some((id, peer)) = self.status_requests.remove(&request) else {
+            return;
+        };
+        let peer_name = self.peer_name(&peer);
+        let Some((cid, gathering)) = self.gatherings.get_mut(&id) else {
+            return;
+        };
+        match answer {
+            Ok(StatusResponse::Statuses(theirs)) => {
+                gathering.infos.extend(
+                    theirs
+                        .into_iter()
+                        .filter(|i| i.peer == peer && i.cid == *cid),
+                );
+            }
+            Ok(StatusResponse::Error(error)) | Err(error) => gathering.infos.push(
+                PinInfo::unanswered(*cid, peer, peer_name, error, now_nanos()),
+            ),
+            Ok(_) => gathering.infos.push(PinInfo::unanswered(
+                *cid,
+                peer,
+                peer_name,
+                "the peer answered another question".into(),
+                now_nanos(),
+            )),
+        }
+        gathering.awaiting -= 1;
+        if gathering.awaiting == 0 {
+            let (_, done) = self.gatherings.remove(&id).expect("present");
+            let mut infos = done.infos.into_iter();
+            let answer = match infos.next() {
+                Some(first) => {
+                    let mut global = GlobalPinInfo::new(first);
+                    infos.for_each(|info| global.add(info));
+                    Ok(global)
+                }
+                None => Err("no peer answered".to_owned()),
+            };
+            let _ = done.reply.send(answer);
+        }
+    }
+
+    // ----- commands -------------------------------------------------------------------
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Pins {
+                after,
+                limit,
+                reply,
+            } => {
+                let pins = self
+                    .replica
+                    .pins(after.as_ref(), limit.min(MAX_PAGE))
+                    .await
+                    .unwrap_or_else(|e| unreachable!("the memory store never fails: {e}"));
+                let _ = reply.send(pins);
+            }
+            Command::Get { cid, reply } => {
+                let pin = self
+                    .replica
+                    .pin(&cid)
+                    .await
+                    .unwrap_or_else(|e| unreachable!("the memory store never fails: {e}"));
+                let _ = reply.send(pin);
+            }
+            Command::Status { cid, reply } => self.ask_statuses(cid, reply),
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers());
+            }
+            Command::Metrics { name, reply } => {
+                let _ = reply.send(self.monitor.latest_metrics(&name, now_nanos()));
+            }
+            Command::SyncState { reply } => {
+                let _ = reply.send(self.sync_state());
+            }
+        }
+    }
+
+    /// Asks every connected peer for its status of `cid`.
+    fn ask_statuses(&mut self, cid: Cid, reply: oneshot::Sender<Result<GlobalPinInfo, String>>) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        if peers.is_empty() {
+            let _ = reply.send(Err(
+                "not connected to any cluster peer; statuses come from the peers".into(),
+            ));
+            return;
+        }
+        let id = self.next_gathering;
+        self.next_gathering += 1;
+        for peer in &peers {
+            let request = StatusRequest::Statuses {
+                cids: vec![cid],
+                recover: false,
+            };
+            let sent = self
+                .swarm
+                .behaviour_mut()
+                .inner_mut()
+                .status
+                .send_request(peer, request);
+            self.status_requests.insert(sent, (id, *peer));
+        }
+        self.gatherings.insert(
+            id,
+            (
+                cid,
+                Gathering {
+                    awaiting: peers.len(),
+                    infos: Vec::new(),
+                    reply,
+                },
+            ),
+        );
+    }
+
+    fn peers(&self) -> Vec<PeerView> {
+        let now = now_nanos();
+        let alive: BTreeSet<PeerId> = self.monitor.peerset(&self.local, now).into_iter().collect();
+        self.monitor
+            .latest_metrics(monitor::PING_METRIC, i64::MIN)
+            .into_iter()
+            .filter(|ping| ping.peer != self.local)
+            .map(|ping| {
+                let info = PingInfo::of(&ping).unwrap_or_default();
+                PeerView {
+                    id: ping.peer.to_base58(),
+                    name: info.peer_name,
+                    addresses: info.cluster_addresses,
+                    ipfs_id: info.ipfs_id,
+                    alive: alive.contains(&ping.peer),
+                    connected: self.swarm.is_connected(&ping.peer),
+                    trusted: self.trust.trusts(&ping.peer),
+                    last_seen: (ping.received_at / 1_000_000).max(0) as u64,
+                }
+            })
+            .collect()
+    }
+}
+
+/// An error and its causes, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
