@@ -474,3 +474,49 @@ fn block(store: &MemoryStore, cid: &Cid) -> Vec<u8> {
         .unwrap()
         .unwrap()
 }
+
+/// Replacing a snapshot forgets the old one's blocks except those the new one shares, and
+/// the new one still loads whole.
+#[test]
+fn a_replaced_snapshot_is_forgotten_but_for_the_chunks_its_successor_shares() {
+    let small = Config {
+        snapshot_chunk_bytes: 16 * 1024,
+        snapshot_fanout: 8,
+        batch: pinfold_core::crdt::BatchConfig::new(100, u64::MAX),
+        ..Config::default()
+    };
+    let store = support::writer_with_pins(2_000, 100).into_store();
+    let mut writer = ready(Replica::open(store, small)).unwrap();
+    let old = ready(writer.create_snapshot()).unwrap().unwrap();
+    for i in 2_000..2_300 {
+        let (key, value) = support::pin_entry(i);
+        ready(writer.put(&key, value, 0)).unwrap();
+    }
+    ready(writer.commit(0)).unwrap();
+    while writer.poll_output().is_some() {}
+    let new = ready(writer.create_snapshot()).unwrap().unwrap();
+    assert_ne!(old, new);
+
+    let old_blocks: HashSet<BlockId> = ready(writer.snapshot_blocks(&old))
+        .unwrap()
+        .into_iter()
+        .collect();
+    let new_blocks: HashSet<BlockId> = ready(writer.snapshot_blocks(&new))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(old_blocks.len() > 8 && new_blocks.len() > 8);
+    let shared = old_blocks.intersection(&new_blocks).count();
+    let before = writer.store().block_count();
+    let removed = ready(writer.remove_snapshot(&old, &new)).unwrap();
+    assert_eq!(removed, old_blocks.len() - shared);
+    assert_eq!(writer.store().block_count(), before - removed);
+    let stored = |id: &BlockId| ready(writer.store().block(id)).unwrap().is_some();
+    assert!(new_blocks.iter().all(stored));
+    assert!(old_blocks.difference(&new_blocks).all(|id| !stored(id)));
+    assert!(ready(writer.snapshot_blocks(&old)).unwrap().is_empty());
+
+    let follower = support::snapshot_sync(&writer, &new, Config::default());
+    assert_eq!(follower.stats().snapshots_loaded, 1);
+    assert_eq!(values(&follower), values(&writer));
+}

@@ -248,6 +248,11 @@ pub struct CrdtSection {
     pub batching: BatchingSection,
     pub repair_interval: GoDuration,
     pub rebroadcast_interval: GoDuration,
+    /// pinfold's addition: a compaction snapshot is made each time the DAG grew by this
+    /// many deltas (0: never), for new replicas to load instead of walking the DAG.
+    pub snapshot_every: u64,
+    /// The least time between two snapshots.
+    pub snapshot_min_interval: GoDuration,
 }
 
 impl Default for CrdtSection {
@@ -258,6 +263,8 @@ impl Default for CrdtSection {
             batching: BatchingSection::default(),
             repair_interval: secs(3600),
             rebroadcast_interval: secs(60),
+            snapshot_every: 10_000,
+            snapshot_min_interval: secs(600),
         }
     }
 }
@@ -660,6 +667,14 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_CRDT_REBROADCASTINTERVAL", |c, v| {
         c.consensus.crdt.rebroadcast_interval = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_CRDT_SNAPSHOTEVERY", |c, v| {
+        c.consensus.crdt.snapshot_every = number(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_CRDT_SNAPSHOTMININTERVAL", |c, v| {
+        c.consensus.crdt.snapshot_min_interval = GoDuration::parse(v)?;
         Ok(())
     }),
     ("CLUSTER_PINRECOVERINTERVAL", |c, v| {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod peer;
 pub mod peerstore;
 pub mod pinsvc;
+pub mod snapshots;
 pub mod state;
 pub mod store;
 pub mod swarm;

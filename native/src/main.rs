@@ -528,6 +528,19 @@ fn run(cli: Cli) -> Result<()> {
                                 info.blocks, info.processed, info.pending
                             )?;
                             writeln!(out, "keys: {}", info.keys)?;
+                            match &info.snapshot {
+                                Some(s) => writeln!(
+                                    out,
+                                    "snapshot: {} (height {}, {} keys, made {})",
+                                    s.root,
+                                    s.height,
+                                    s.keys,
+                                    pinfold_core::pin::UnixTime(s.created_ms / 1000)
+                                        .to_rfc3339()
+                                        .unwrap_or_default()
+                                )?,
+                                None => writeln!(out, "snapshot: none yet")?,
+                            }
                         }
                     }
                 }

@@ -38,6 +38,7 @@ use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CER
 use crate::ipfs::{Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
 use crate::metrics::PeerMetrics;
 use crate::peerstore::Peerstore;
+use crate::snapshots::{SnapshotPolicy, Snapshots};
 use crate::store::RedbStore;
 use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent, SwarmSettings, WRONG_SECRET};
 use pinfold_core::net::psk_gate;
@@ -239,6 +240,10 @@ enum Background {
         ipfs_peers: Result<Vec<PeerId>, String>,
         channel: request_response::ResponseChannel<StatusResponse>,
     },
+    /// Another peer asked for the latest snapshot.
+    AnswerSnapshot {
+        channel: request_response::ResponseChannel<StatusResponse>,
+    },
 }
 
 /// How old a daemon pin list may be to answer another peer's status request.
@@ -336,6 +341,7 @@ pub struct Peer {
     /// Peers whose heads were announced to since they subscribed.
     head_subscribers: HashSet<PeerId>,
     heads_announce_due: bool,
+    snapshots: Snapshots,
 }
 
 impl Peer {
@@ -414,6 +420,15 @@ impl Peer {
             ..crdt::Config::default()
         };
         let replica = Replica::open(store, crdt_config).await?;
+        let snapshots = Snapshots::open(
+            &dir,
+            SnapshotPolicy {
+                every: config.consensus.crdt.snapshot_every,
+                min_interval: config.consensus.crdt.snapshot_min_interval.0,
+            },
+            &replica,
+        )
+        .await?;
 
         let ipfs = if role.pins() {
             let h = &config.ipfs_connector.ipfshttp;
@@ -490,6 +505,7 @@ impl Peer {
             alerts: VecDeque::new(),
             head_subscribers: HashSet::new(),
             heads_announce_due: false,
+            snapshots,
         };
         peer.count_pins().await?;
         let mut dial: Vec<Multiaddr> = peer.config.cluster.peer_addresses.clone();
@@ -1009,6 +1025,14 @@ impl Peer {
                     .status
                     .send_response(channel, StatusResponse::Statuses(infos));
             }
+            Background::AnswerSnapshot { channel } => {
+                let response = match self.snapshots.latest() {
+                    Some(offer) => StatusResponse::Snapshot(offer),
+                    None => StatusResponse::Error("no snapshot yet".into()),
+                };
+                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
+                let _ = status.send_response(channel, response);
+            }
             Background::AnswerConnections {
                 ipfs_peers,
                 channel,
@@ -1035,6 +1059,11 @@ impl Peer {
     async fn on_tick(&mut self) -> anyhow::Result<()> {
         let now = now_ms();
         self.replica.tick(now).await?;
+        if self.role.writes() {
+            if let Err(error) = self.snapshots.refresh(&mut self.replica, now).await {
+                tracing::warn!("could not make a pinset snapshot: {error:#}");
+            }
+        }
         if let Err(error) = self.peerstore.save() {
             tracing::warn!(%error, "could not save the peerstore");
         }
@@ -1392,6 +1421,7 @@ impl Peer {
                                 channel,
                             }
                         }
+                        StatusRequest::Snapshot => Background::AnswerSnapshot { channel },
                     };
                     let _ = report.send(answer).await;
                 });

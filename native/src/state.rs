@@ -12,6 +12,7 @@ use pinfold_core::pin::Pin;
 
 use crate::config::{CONFIG_FILE, PINSET_FILE};
 use crate::peer::{for_each_page, now_ms};
+use crate::snapshots::SnapshotRecord;
 use crate::store::RedbStore;
 
 /// Pins per delta written by an import.
@@ -88,6 +89,8 @@ pub struct CrdtInfo {
     pub keys: u64,
     /// Blocks known of but not fetched or merged yet.
     pub pending: u64,
+    /// The snapshot this peer offers to new replicas, if it made one.
+    pub snapshot: Option<SnapshotRecord>,
 }
 
 pub async fn crdt_info(dir: &Path) -> anyhow::Result<CrdtInfo> {
@@ -105,5 +108,6 @@ pub async fn crdt_info(dir: &Path) -> anyhow::Result<CrdtInfo> {
         processed: counts.processed,
         keys: counts.keys,
         pending: counts.pending,
+        snapshot: SnapshotRecord::read(dir)?,
     })
 }

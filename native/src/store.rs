@@ -167,6 +167,9 @@ impl RedbStore {
                     blocks.insert(&id.0[..], &bytes[..]).map_err(failed)?;
                 }
             }
+            for id in &tx.blocks_removed {
+                blocks.remove(&id.0[..]).map_err(failed)?;
+            }
             let mut processed = write.open_table(PROCESSED).map_err(failed)?;
             for id in &tx.processed {
                 processed.insert(&id.0[..], ()).map_err(failed)?;

@@ -149,13 +149,18 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
     assert_eq!(info["blocks"], 1, "{info}");
     assert_eq!(info["keys"], 2, "{info}");
     assert_eq!(info["pending"], 0, "{info}");
+    assert!(info["snapshot"].is_null(), "{info}");
     pinfold()
         .args(["service", "--config"])
         .arg(from.path())
         .args(["state", "crdt", "info"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("height: 1").and(predicate::str::contains("heads: 1")));
+        .stdout(
+            predicate::str::contains("height: 1")
+                .and(predicate::str::contains("heads: 1"))
+                .and(predicate::str::contains("snapshot: none yet")),
+        );
 
     // The export imports into another peer unchanged.
     let file = from.path().join("export.ndjson");

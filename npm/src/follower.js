@@ -29,14 +29,15 @@ const errorClasses = {
   CLOSED: ClosedError,
 };
 
-function typed(error) {
+/** The error class of `error`'s code (errors crossing from WebAssembly or a Worker). */
+export function typed(error) {
   if (error instanceof PinfoldError || typeof error?.code !== 'string') return error;
   const Class = errorClasses[error.code] ?? PinfoldError;
   return new Class(error.message, error.code, { cause: error });
 }
 
 /** Rejects with the signal's reason once it aborts, whatever `promise` does. */
-function abortable(promise, signal) {
+export function abortable(promise, signal) {
   if (!signal) return promise;
   signal.throwIfAborted();
   return new Promise((resolve, reject) => {
@@ -56,34 +57,12 @@ async function call(run, signal) {
 
 const EVENTS = ['pin', 'unpin', 'peer', 'sync', 'error'];
 
-/** A running follower; made by `follow`. */
-export class Follower {
-  #inner;
+/** What every follower offers, wherever it runs: events and the paging of pins. */
+export class FollowerBase {
   #listeners = new Map(EVENTS.map((type) => [type, new Set()]));
-  #closed = false;
 
-  /** @internal */
-  constructor(start) {
-    this.#inner = start;
-  }
-
-  /** @internal Runs the start and keeps the handle. */
-  static async start(options, signal) {
-    await ready();
-    const follower = new Follower(null);
-    const onEvent = (type, json) => follower.#emit(type, JSON.parse(json));
-    const starting = wasm.Follower.start(JSON.stringify(options), onEvent);
-    try {
-      follower.#inner = await call(() => starting, signal);
-    } catch (error) {
-      // A start that was aborted may still succeed later: close what it makes.
-      starting.then((inner) => inner.close(), () => {});
-      throw error;
-    }
-    return follower;
-  }
-
-  #emit(type, value) {
+  /** @internal Calls the listeners of `type` with `value`. */
+  emit(type, value) {
     for (const listener of this.#listeners.get(type) ?? []) {
       try {
         listener(value);
@@ -93,14 +72,9 @@ export class Follower {
     }
   }
 
-  #live() {
-    if (this.#closed) throw new ClosedError('the follower is closed', 'CLOSED');
-    return this.#inner;
-  }
-
-  /** This follower's libp2p peer id. */
-  get peerId() {
-    return this.#inner.peerId;
+  /** @internal */
+  clearListeners() {
+    for (const listeners of this.#listeners.values()) listeners.clear();
   }
 
   /**
@@ -119,11 +93,48 @@ export class Follower {
   async *pins({ signal, pageSize = 1000 } = {}) {
     let after;
     for (;;) {
-      const page = JSON.parse(await call(() => this.#live().pins(after, pageSize), signal));
+      const page = await this.pinsPage(after, pageSize, { signal });
       yield* page;
       if (page.length < pageSize) return;
       after = page[page.length - 1].cid;
     }
+  }
+}
+
+/** A running follower on this thread; made by `follow`. */
+export class Follower extends FollowerBase {
+  #inner;
+  #closed = false;
+
+  /** @internal Runs the start and keeps the handle. */
+  static async start(options, signal) {
+    await ready();
+    const follower = new Follower();
+    const onEvent = (type, json) => follower.emit(type, JSON.parse(json));
+    const starting = wasm.Follower.start(JSON.stringify(options), onEvent);
+    try {
+      follower.#inner = await call(() => starting, signal);
+    } catch (error) {
+      // A start that was aborted may still succeed later: close what it makes.
+      starting.then((inner) => inner.close(), () => {});
+      throw error;
+    }
+    return follower;
+  }
+
+  #live() {
+    if (this.#closed) throw new ClosedError('the follower is closed', 'CLOSED');
+    return this.#inner;
+  }
+
+  /** This follower's libp2p peer id. */
+  get peerId() {
+    return this.#inner.peerId;
+  }
+
+  /** Up to `limit` pins in state order, after the pin of `after` (a CID, or undefined). */
+  async pinsPage(after, limit, { signal } = {}) {
+    return JSON.parse(await call(() => this.#live().pins(after, limit), signal));
   }
 
   /** The pin of `cid`, or null when the pinset has none. */
@@ -158,7 +169,7 @@ export class Follower {
     this.#closed = true;
     this.#inner.close();
     this.#inner.free();
-    for (const listeners of this.#listeners.values()) listeners.clear();
+    this.clearListeners();
   }
 }
 

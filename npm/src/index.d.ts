@@ -133,15 +133,16 @@ export interface FollowerEvents {
   error: { message: string };
 }
 
-/** A running light follower. */
-export class Follower {
-  private constructor();
+/** What every follower offers, on this thread (`Follower`) or in a Worker (`WorkerFollower`). */
+export abstract class FollowerBase {
   /** Its libp2p peer id. */
   readonly peerId: string;
   /** Listens to an event; returns a function that stops listening. */
   on<K extends keyof FollowerEvents>(type: K, listener: (value: FollowerEvents[K]) => void): () => void;
   /** Every pin, in state order, `pageSize` (default 1000) at a time. */
   pins(options?: CallOptions & { pageSize?: number }): AsyncIterableIterator<Pin>;
+  /** Up to `limit` pins in state order, after the pin of `after`. */
+  pinsPage(after: string | undefined, limit: number, options?: CallOptions): Promise<Pin[]>;
   /** The pin of `cid`, or null. */
   get(cid: string, options?: CallOptions): Promise<Pin | null>;
   /** The statuses of `cid` on the cluster peers the follower is connected to. */
@@ -154,8 +155,24 @@ export class Follower {
   close(): Promise<void>;
 }
 
+/** A follower running on this thread. */
+export class Follower extends FollowerBase {
+  private constructor();
+}
+
+/** A follower running in a Worker, seen through a proxy with the same API. */
+export class WorkerFollower extends FollowerBase {
+  private constructor();
+}
+
 /** Joins a cluster as a light follower; resolves once a bootstrap peer is connected. */
 export function follow(options: FollowOptions): Promise<Follower>;
+
+/**
+ * Runs `follow` in a Worker (a module Web Worker in browsers and Deno, a worker thread in
+ * Node), so that the sync never blocks the page; resolves with a proxy of the same API.
+ */
+export function spawnWorker(options: FollowOptions): Promise<WorkerFollower>;
 
 /** Every error the follower throws; `code` says which kind. */
 export class PinfoldError extends Error {

@@ -8,12 +8,14 @@ export { ready };
 export {
   follow,
   Follower,
+  FollowerBase,
   PinfoldError,
   WrongSecretError,
   UnreachableError,
   InvalidOptionsError,
   ClosedError,
 } from './follower.js';
+export { spawnWorker, WorkerFollower } from './spawn.js';
 
 /** The pubsub topic that carries a cluster's CRDT heads (default cluster name: "ipfs-cluster"). */
 export async function clusterTopic(clusterName) {

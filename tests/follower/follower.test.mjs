@@ -1,8 +1,8 @@
 // The npm package's follower in Node (>= 22, for its global WebSocket) against a running
 // native cluster: a relay that takes writes and serves browsers over WebSocket, and a full
-// peer with its own IPFS daemon. The follower syncs a 10,000-pin pinset, sees pins added
-// and removed live, asks statuses, reconnects after the relay restarts, and fails fast with
-// typed errors on a wrong secret or an unreachable bootstrap address.
+// peer with its own IPFS daemon. The follower loads a 10,000-pin pinset from the relay's
+// snapshot, sees pins added and removed live, asks statuses, reconnects after the relay
+// restarts, and fails fast with typed errors on a wrong secret or an unreachable address.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
 import { rawCid } from '../support/cid.mjs';
 import { freePort } from '../support/net.mjs';
-import { follow, WrongSecretError, UnreachableError, InvalidOptionsError } from '../../npm/src/index.js';
+import { follow, spawnWorker, WrongSecretError, UnreachableError, InvalidOptionsError } from '../../npm/src/index.js';
 
 const PINS = Number(process.env.PINFOLD_FOLLOWER_PINS ?? 10_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
@@ -20,9 +20,14 @@ let full;
 let ipfs;
 let wsAddress;
 let follower;
+let snapshotRoot;
 
 before(async () => {
-  relay = await new Peer('relay', { listen: ['tcp', 'ws'], env: { CLUSTER_ROLE: 'relay' } }).init(secret);
+  relay = await new Peer('relay', {
+    listen: ['tcp', 'ws'],
+    // A snapshot as soon as there is anything: the imported pinset.
+    env: { CLUSTER_ROLE: 'relay', CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s' },
+  }).init(secret);
   // A pinset made before anyone follows: imported into the relay's state, allocated to the
   // relay (which pins nothing), so that no daemon works on it.
   const lines = [];
@@ -48,7 +53,7 @@ after(async () => {
   await stopAll();
 });
 
-test(`follows ${PINS} pins, then adds and removals live`, async () => {
+test(`loads ${PINS} pins from the relay's snapshot, then follows adds and removals live`, async () => {
   const started = performance.now();
   follower = await follow({ bootstrap: [wsAddress], secret, trustedPeers: [relay.id, full.id] });
   const joined = performance.now() - started;
@@ -61,6 +66,9 @@ test(`follows ${PINS} pins, then adds and removals live`, async () => {
     return state.synced && state.pins === PINS;
   }, 120_000);
   const synced = performance.now() - started;
+  const state = await follower.syncState();
+  assert.equal(state.snapshot?.keys, PINS, 'the pinset came from the snapshot');
+  snapshotRoot = state.snapshot.root;
   let listed = 0;
   for await (const pin of follower.pins({ pageSize: 1000 })) {
     assert.match(pin.name, /^bulk-\d+$/);
@@ -114,10 +122,43 @@ test('peers and metrics come from the monitor', async () => {
   assert.ok(Number(freespace.value) > 0);
 });
 
+test('runs in a worker thread behind a proxy with the same API', async () => {
+  const proxied = await spawnWorker({ bootstrap: wsAddress, secret, trustedPeers: [relay.id, full.id] });
+  try {
+    assert.match(proxied.peerId, /^12D3KooW/);
+    const seen = new Map();
+    proxied.on('pin', (pin) => seen.set(pin.cid, pin));
+    await waitFor('the worker to sync', async () => {
+      const state = await proxied.syncState();
+      return state.synced && state.pins === PINS;
+    }, 60_000);
+    let listed = 0;
+    for await (const pin of proxied.pins({ pageSize: 4000 })) listed += pin.name.startsWith('bulk-') ? 1 : 0;
+    assert.equal(listed, PINS);
+    const cid = await ipfs.addContent('seen in the worker');
+    assert.equal((await full.post(`/pins/${cid}?name=in-worker&replication-min=-1&replication-max=-1`)).status, 200);
+    await waitFor('the worker to report the new pin', () => seen.has(cid), 10_000);
+    assert.equal(seen.get(cid).name, 'in-worker');
+    assert.equal((await proxied.get(cid)).name, 'in-worker');
+    assert.ok((await proxied.peers()).some((p) => p.id === relay.id && p.connected));
+    await assert.rejects(proxied.get('not a cid'), InvalidOptionsError);
+    assert.equal((await full.post(`/pins/${cid}`, 'DELETE')).status, 200);
+  } finally {
+    await proxied.close();
+  }
+  await assert.rejects(proxied.syncState(), /closed/);
+  const wrong = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+  await assert.rejects(spawnWorker({ bootstrap: wsAddress, secret: wrong, trustedPeers: [relay.id] }), WrongSecretError);
+});
+
 test('reconnects after the relay restarts and keeps following', async () => {
   const events = [];
   const off = follower.on('peer', (event) => events.push(event));
   await relay.stop();
+  const info = JSON.parse(execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'crdt', 'info', '--json'], { env: relay.env() }));
+  assert.ok(info.snapshot, 'the relay records the snapshot it offers');
+  assert.ok(info.snapshot.height >= 10 && info.snapshot.keys >= PINS, JSON.stringify(info.snapshot));
+  assert.ok(info.snapshot.root === snapshotRoot || info.snapshot.height > 10, 'a later snapshot replaced the one loaded');
   await waitFor('the follower to lose the relay', async () => {
     const peers = await follower.peers();
     return !peers.find((p) => p.id === relay.id)?.connected;

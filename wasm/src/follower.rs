@@ -21,7 +21,7 @@ use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::secret::ClusterSecret;
-use pinfold_core::codec::status::{StatusRequest, StatusResponse};
+use pinfold_core::codec::status::{SnapshotOffer, StatusRequest, StatusResponse};
 use pinfold_core::crdt::{
     self, MemoryStore, Output, PinEvent, Progress, Replica, ReplicaError, Trust,
 };
@@ -42,6 +42,10 @@ pub const COMMAND_QUEUE: usize = 64;
 pub const MAX_PAGE: usize = 10_000;
 /// Most cluster peers the follower connects to besides its bootstrap peers.
 const MAX_PEER_CONNECTIONS: usize = 16;
+/// How long head broadcasts wait while a trusted peer is asked for its snapshot.
+const SNAPSHOT_WAIT_MS: f64 = 5_000.0;
+/// Head broadcasts held meanwhile (later ones replace the oldest).
+const MAX_HELD_BROADCASTS: usize = 64;
 const REDIAL_MIN_MS: f64 = 1_000.0;
 const REDIAL_MAX_MS: f64 = 30_000.0;
 
@@ -146,6 +150,8 @@ pub struct SyncState {
     /// Whether it has heads and nothing left to fetch.
     pub synced: bool,
     pub connected_peers: usize,
+    /// The snapshot the pinset was loaded from, if any.
+    pub snapshot: Option<SnapshotOffer>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -164,6 +170,24 @@ pub trait Sink {
     fn error(&self, message: &str);
 }
 
+/// The start of a sync: a replica that has merged nothing first asks a trusted peer for a
+/// snapshot, holding head broadcasts until it knows whether it loads one.
+enum SnapshotPhase {
+    /// Until a trusted peer is connected, or `until`.
+    Waiting {
+        held: Vec<(PeerId, Vec<u8>)>,
+        until: f64,
+    },
+    /// Asked `peer` with `request`, until `until`.
+    Asking {
+        request: OutboundRequestId,
+        peer: PeerId,
+        held: Vec<(PeerId, Vec<u8>)>,
+        until: f64,
+    },
+    Done,
+}
+
 struct Gathering {
     awaiting: usize,
     infos: Vec<PinInfo>,
@@ -177,6 +201,8 @@ pub struct Follower<E: Sink> {
     monitor: Monitor,
     local: PeerId,
     trust: Trust,
+    /// Whether there is a secret, so that the gate covers WebRTC links.
+    gated: bool,
     heads_topic: IdentTopic,
     metrics_topic: IdentTopic,
     bootstrap: Vec<Multiaddr>,
@@ -197,6 +223,8 @@ pub struct Follower<E: Sink> {
     status_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
     gatherings: HashMap<u64, (Cid, Gathering)>,
     next_gathering: u64,
+    snapshot: SnapshotPhase,
+    loaded_snapshot: Option<SnapshotOffer>,
 }
 
 impl<E: Sink> Follower<E> {
@@ -240,6 +268,7 @@ impl<E: Sink> Follower<E> {
             replica,
             monitor: Monitor::new(),
             local,
+            gated: settings.secret.is_some(),
             trust: settings.trust,
             heads_topic,
             metrics_topic,
@@ -257,6 +286,11 @@ impl<E: Sink> Follower<E> {
             status_requests: HashMap::new(),
             gatherings: HashMap::new(),
             next_gathering: 0,
+            snapshot: SnapshotPhase::Waiting {
+                held: Vec::new(),
+                until: js_sys::Date::now() + SNAPSHOT_WAIT_MS,
+            },
+            loaded_snapshot: None,
         };
         follower.dial_bootstrap();
         Ok(follower)
@@ -308,7 +342,7 @@ impl<E: Sink> Follower<E> {
     fn dial_bootstrap(&mut self) {
         for address in self.bootstrap.clone() {
             if let Err(error) = self.swarm.dial(address.clone()) {
-                tracing::debug!(%address, %error, "could not dial a bootstrap peer");
+                self.on_dial_error(&error);
             }
         }
     }
@@ -353,8 +387,8 @@ impl<E: Sink> Follower<E> {
                 self.pins = self.pins.saturating_sub(1);
                 self.sink.unpin(&cid);
             }
-            Some(Err(error)) => tracing::warn!(%error, "ignoring a pinset entry that is not a pin"),
-            None => {}
+            // Entries that are not pins are left out, as Go's state listing does.
+            Some(Err(_)) | None => {}
         }
     }
 
@@ -382,6 +416,7 @@ impl<E: Sink> Follower<E> {
             merged,
             pins: self.pins,
             connected_peers: self.swarm.connected_peers().count(),
+            snapshot: self.loaded_snapshot,
         }
     }
 
@@ -390,6 +425,13 @@ impl<E: Sink> Follower<E> {
     async fn on_tick(&mut self) {
         let result = self.replica.tick(now_ms()).await;
         self.check(result);
+        if let SnapshotPhase::Waiting { until, .. } | SnapshotPhase::Asking { until, .. } =
+            self.snapshot
+        {
+            if js_sys::Date::now() >= until {
+                self.end_snapshot_phase(None).await;
+            }
+        }
         let now = now_nanos();
         self.monitor.check(now);
         let peerset: BTreeSet<PeerId> =
@@ -420,38 +462,49 @@ impl<E: Sink> Follower<E> {
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<GatedEvent>) {
         match event {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                tracing::debug!(peer = %peer_id, "connected");
-                self.redial_backoff = REDIAL_MIN_MS;
-                if let Some(started) = self.started.take() {
-                    let _ = started.send(Ok(()));
-                }
+            // A link the secret gate covers is usable once it proved the secret.
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } if !(self.gated && psk_gate::outside_pnet(endpoint.get_remote_address())) => {
+                self.on_usable_connection(peer_id)
+            }
+            SwarmEvent::Behaviour(psk_gate::Event::Proven { peer, .. }) => {
+                self.on_usable_connection(peer)
             }
             SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
+                num_established: 0, ..
             } => {
-                tracing::debug!(peer = %peer_id, "disconnected");
                 self.redial_at = self
                     .redial_at
                     .min(js_sys::Date::now() + self.redial_backoff);
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                self.on_dial_error(peer_id, &error)
-            }
+            SwarmEvent::OutgoingConnectionError { error, .. } => self.on_dial_error(&error),
             SwarmEvent::Behaviour(psk_gate::Event::Inner(event)) => {
                 self.on_behaviour_event(event).await
             }
             SwarmEvent::Behaviour(psk_gate::Event::Rejected { peer, reason, .. }) => {
-                tracing::warn!(%peer, "{reason}");
+                if self.started.is_some() {
+                    self.fail_start(StartError::WrongSecret {
+                        address: format!("{peer} ({reason})"),
+                    });
+                } else {
+                    self.sink
+                        .error(&format!("closed the connection to {peer}: {reason}"));
+                }
             }
             _ => {}
         }
     }
 
-    fn on_dial_error(&mut self, peer: Option<PeerId>, error: &DialError) {
-        tracing::debug!(?peer, %error, "dial failed");
+    fn on_usable_connection(&mut self, peer: PeerId) {
+        self.redial_backoff = REDIAL_MIN_MS;
+        if let Some(started) = self.started.take() {
+            let _ = started.send(Ok(()));
+        }
+        self.ask_snapshot(peer);
+    }
+
+    fn on_dial_error(&mut self, error: &DialError) {
         if self.started.is_none() {
             return;
         }
@@ -499,6 +552,15 @@ impl<E: Sink> Follower<E> {
                     return;
                 };
                 if message.topic == self.heads_topic.hash() {
+                    if let SnapshotPhase::Waiting { held, .. }
+                    | SnapshotPhase::Asking { held, .. } = &mut self.snapshot
+                    {
+                        if held.len() == MAX_HELD_BROADCASTS {
+                            held.remove(0);
+                        }
+                        held.push((author, message.data));
+                        return;
+                    }
                     let result = self
                         .replica
                         .receive_broadcast(&author, &message.data, now_ms())
@@ -512,10 +574,8 @@ impl<E: Sink> Follower<E> {
                             }
                             self.monitor.receive(metric, now_nanos());
                         }
-                        Ok(_) => tracing::debug!(%author, "dropped a metric about another peer"),
-                        Err(error) => {
-                            tracing::debug!(%author, %error, "dropped a malformed metric")
-                        }
+                        // Metrics about another peer, or malformed, are dropped.
+                        Ok(_) | Err(_) => {}
                     }
                 }
             }
@@ -546,7 +606,7 @@ impl<E: Sink> Follower<E> {
                     .bitswap
                     .respond(peer, blocks, presences);
             }
-            BehaviourEvent::Status(event) => self.on_status(event),
+            BehaviourEvent::Status(event) => self.on_status(event).await,
             _ => {}
         }
     }
@@ -583,12 +643,68 @@ impl<E: Sink> Follower<E> {
         let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
             .addresses(addresses)
             .build();
-        if let Err(error) = self.swarm.dial(dial) {
-            tracing::debug!(%peer, %error, "could not dial a cluster peer");
+        // A failed dial is tried again with the peer's next ping.
+        let _ = self.swarm.dial(dial);
+    }
+
+    /// Asks `peer` for its snapshot if it is trusted and nothing has been asked yet.
+    fn ask_snapshot(&mut self, peer: PeerId) {
+        let SnapshotPhase::Waiting { held, .. } = &mut self.snapshot else {
+            return;
+        };
+        if !self.trust.trusts(&peer) {
+            return;
+        }
+        let held = std::mem::take(held);
+        let request = self
+            .swarm
+            .behaviour_mut()
+            .inner_mut()
+            .status
+            .send_request(&peer, StatusRequest::Snapshot);
+        self.snapshot = SnapshotPhase::Asking {
+            request,
+            peer,
+            held,
+            until: js_sys::Date::now() + SNAPSHOT_WAIT_MS,
+        };
+    }
+
+    fn is_snapshot_request(&self, id: OutboundRequestId) -> bool {
+        matches!(self.snapshot, SnapshotPhase::Asking { request, .. } if request == id)
+    }
+
+    /// Loads `offer` (from the peer asked), then takes the held head broadcasts: walks
+    /// from above the snapshot, or through the whole DAG without one.
+    async fn end_snapshot_phase(&mut self, offer: Option<SnapshotOffer>) {
+        let (held, asked) = match std::mem::replace(&mut self.snapshot, SnapshotPhase::Done) {
+            SnapshotPhase::Waiting { held, .. } => (held, None),
+            SnapshotPhase::Asking { held, peer, .. } => (held, Some(peer)),
+            SnapshotPhase::Done => return,
+        };
+        if let (Some(offer), Some(peer)) = (offer, asked) {
+            match self
+                .replica
+                .load_snapshot(&peer, &offer.root, now_ms())
+                .await
+            {
+                Ok(()) => self.loaded_snapshot = Some(offer),
+                Err(error) => self.sink.error(&format!(
+                    "could not load the snapshot {}: {error}",
+                    offer.root
+                )),
+            }
+        }
+        for (author, data) in held {
+            let result = self
+                .replica
+                .receive_broadcast(&author, &data, now_ms())
+                .await;
+            self.check(result);
         }
     }
 
-    fn on_status(&mut self, event: pinfold_core::net::status::Event) {
+    async fn on_status(&mut self, event: pinfold_core::net::status::Event) {
         match event {
             request_response::Event::Message {
                 message: request_response::Message::Request { channel, .. },
@@ -601,6 +717,25 @@ impl<E: Sink> Follower<E> {
                     .inner_mut()
                     .status
                     .send_response(channel, answer);
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } if self.is_snapshot_request(request_id) => {
+                let offer = match response {
+                    StatusResponse::Snapshot(offer) => Some(offer),
+                    _ => None,
+                };
+                self.end_snapshot_phase(offer).await;
+            }
+            request_response::Event::OutboundFailure { request_id, .. }
+                if self.is_snapshot_request(request_id) =>
+            {
+                self.end_snapshot_phase(None).await;
             }
             request_response::Event::Message {
                 message:

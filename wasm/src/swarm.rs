@@ -1,12 +1,14 @@
 //! The follower's libp2p swarm: WebSocket inside the cluster's private network (pnet,
-//! checked by the core's guard so that a wrong secret fails at once), Noise and yamux;
-//! identify, ping, gossipsub as ipfs-cluster runs it, bitswap and the status exchange,
-//! behind the secret gate for the links pnet cannot wrap.
+//! checked by the core's guard so that a wrong secret fails at once), Noise and yamux, and
+//! webrtc-direct to native peers (where a browser has `RTCPeerConnection`); identify, ping,
+//! gossipsub as ipfs-cluster runs it, bitswap and the status exchange, all behind the
+//! secret gate, which makes WebRTC links prove the secret before anything else runs.
 
 use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
-use libp2p::core::transport::Boxed;
+use libp2p::core::transport::timeout::TransportTimeout;
+use libp2p::core::transport::{Boxed, OrTransport};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
@@ -39,14 +41,14 @@ pub struct Behaviour {
     pub status: status::Behaviour,
 }
 
-/// WebSocket inside pnet (when there is a secret), then Noise and yamux.
+/// WebSocket inside pnet (when there is a secret), then Noise and yamux; or webrtc-direct.
 fn transport(
     key: &Keypair,
     secret: Option<&ClusterSecret>,
 ) -> std::io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
     let base = websocket::Transport.map_err(std::io::Error::other);
-    Ok(match secret.map(|s| PreSharedKey::new(*s.as_bytes())) {
+    let websocket = match secret.map(|s| PreSharedKey::new(*s.as_bytes())) {
         Some(psk) => base
             .and_then(move |socket, _| async move {
                 PnetConfig::new(psk)
@@ -66,7 +68,19 @@ fn transport(
             .multiplex(yamux::Config::default())
             .timeout(DIAL_TIMEOUT)
             .boxed(),
-    })
+    };
+    let webrtc = TransportTimeout::new(
+        libp2p::webrtc_websys::Transport::new(libp2p::webrtc_websys::Config::new(key))
+            .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+            .map_err(std::io::Error::other),
+        DIAL_TIMEOUT,
+    )
+    .map_err(std::io::Error::other)
+    .boxed();
+    Ok(OrTransport::new(websocket, webrtc)
+        .map(|either, _| either.into_inner())
+        .map_err(|either| either.into_inner())
+        .boxed())
 }
 
 /// Builds the swarm of a follower with identity `key`.

@@ -4,6 +4,9 @@
 use pinfold_wasm::*;
 use wasm_bindgen_test::*;
 
+#[cfg(feature = "browser-tests")]
+wasm_bindgen_test_configure!(run_in_browser);
+
 #[wasm_bindgen_test]
 fn topic_of_the_default_cluster() {
     assert_eq!(cluster_topic(None), "fzhnp2UwTBkgNabrJi1VanzwgN");

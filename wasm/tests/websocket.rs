@@ -5,6 +5,9 @@ use libp2p::Multiaddr;
 use pinfold_wasm::websocket::websocket_url;
 use wasm_bindgen_test::*;
 
+#[cfg(feature = "browser-tests")]
+wasm_bindgen_test_configure!(run_in_browser);
+
 #[wasm_bindgen_test]
 fn urls_of_websocket_addresses() {
     let cases = [

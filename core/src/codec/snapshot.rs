@@ -136,7 +136,8 @@ impl SnapshotLinks {
         Ok((links, indexes))
     }
 
-    fn cids(&self) -> &[Cid] {
+    /// The nodes linked: chunks, or index nodes.
+    pub fn cids(&self) -> &[Cid] {
         match self {
             SnapshotLinks::Chunks(cids) | SnapshotLinks::Indexes(cids) => cids,
         }

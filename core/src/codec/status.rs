@@ -2,14 +2,16 @@
 //! can answer for the whole cluster (ipfs-cluster asks every peer over its RPC; pinfold
 //! peers, and browsers, ask over this protocol): its statuses of the CIDs named (after
 //! re-queueing those in error, when asked to recover them), or its connections, for the
-//! cluster's connectivity graph.
+//! cluster's connectivity graph, or its latest compaction snapshot, which a new replica
+//! loads instead of walking the whole DAG.
 //!
 //! One request and one response per stream, each a varint-length-prefixed JSON document.
 //! Requests: `{"cids": ["<cid>", ...]}` (at most [`MAX_CIDS`]), with `"recover": true` to
-//! recover them first, or `{"connections": true}`. Responses: `{"statuses": [<PinInfo>,
-//! ...]}` with one of ipfs-cluster's `PinInfo` JSON objects per CID asked,
-//! `{"connections": {"cluster_peers": [...], "ipfs_id": "...", "ipfs_peers": [...]}}`, or
-//! `{"error": "<why>"}`.
+//! recover them first, `{"connections": true}` or `{"snapshot": true}`. Responses:
+//! `{"statuses": [<PinInfo>, ...]}` with one of ipfs-cluster's `PinInfo` JSON objects per CID
+//! asked, `{"connections": {"cluster_peers": [...], "ipfs_id": "...", "ipfs_peers": [...]}}`,
+//! `{"snapshot": {"root": "<cid>", "height": <n>, "keys": <n>}}`, or `{"error": "<why>"}`
+//! (also when a peer has no snapshot to offer).
 
 use cid::Cid;
 use libp2p_identity::PeerId;
@@ -36,6 +38,33 @@ pub enum StatusRequest {
     Statuses { cids: Vec<Cid>, recover: bool },
     /// The peer's connections.
     Connections,
+    /// The peer's latest snapshot.
+    Snapshot,
+}
+
+/// A snapshot a peer offers: its root (fetch it and its chunks like delta blocks), the
+/// height of the heads it was taken at, and how many keys it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotOffer {
+    #[serde(with = "cid_text")]
+    pub root: Cid,
+    pub height: u64,
+    pub keys: u64,
+}
+
+mod cid_text {
+    use cid::Cid;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(cid: &Cid, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(cid)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cid, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Who a peer is connected to: the links of ipfs-cluster's connectivity graph.
@@ -54,6 +83,7 @@ pub struct Connections {
 pub enum StatusResponse {
     Statuses(Vec<PinInfo>),
     Connections(Connections),
+    Snapshot(SnapshotOffer),
     Error(String),
 }
 
@@ -83,6 +113,8 @@ struct RequestJson {
     recover: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     connections: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    snapshot: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -102,21 +134,32 @@ struct ResponseJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     connections: Option<ConnectionsJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<SnapshotOffer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 impl StatusRequest {
     pub fn encode(&self) -> Vec<u8> {
+        let none = RequestJson {
+            cids: None,
+            recover: false,
+            connections: false,
+            snapshot: false,
+        };
         let json = match self {
             StatusRequest::Statuses { cids, recover } => RequestJson {
                 cids: Some(cids.iter().map(Cid::to_string).collect()),
                 recover: *recover,
-                connections: false,
+                ..none
             },
             StatusRequest::Connections => RequestJson {
-                cids: None,
-                recover: false,
                 connections: true,
+                ..none
+            },
+            StatusRequest::Snapshot => RequestJson {
+                snapshot: true,
+                ..none
             },
         };
         serde_json::to_vec(&json).expect("strings serialize")
@@ -125,15 +168,16 @@ impl StatusRequest {
     pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
         let json: RequestJson =
             serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
-        let cids = match (json.cids, json.connections) {
-            (None, true) if !json.recover => return Ok(StatusRequest::Connections),
-            (Some(cids), false) => cids,
-            _ => {
-                return Err(StatusCodecError::Json(
-                    "a status request asks either for CIDs' statuses or for connections".into(),
-                ))
-            }
-        };
+        let cids =
+            match (json.cids, json.connections, json.snapshot, json.recover) {
+                (None, true, false, false) => return Ok(StatusRequest::Connections),
+                (None, false, true, false) => return Ok(StatusRequest::Snapshot),
+                (Some(cids), false, false, _) => cids,
+                _ => return Err(StatusCodecError::Json(
+                    "a status request asks for one of CIDs' statuses, connections or the snapshot"
+                        .into(),
+                )),
+            };
         if cids.len() > MAX_CIDS {
             return Err(StatusCodecError::TooManyCids(cids.len()));
         }
@@ -174,6 +218,7 @@ impl StatusResponse {
         let mut json = ResponseJson {
             statuses: None,
             connections: None,
+            snapshot: None,
             error: None,
         };
         match self {
@@ -193,6 +238,7 @@ impl StatusResponse {
                         .collect(),
                 })
             }
+            StatusResponse::Snapshot(offer) => json.snapshot = Some(*offer),
             StatusResponse::Error(error) => json.error = Some(error.clone()),
         }
         serde_json::to_vec(&json).map_err(|e| StatusCodecError::Json(e.to_string()))
@@ -201,9 +247,10 @@ impl StatusResponse {
     pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
         let json: ResponseJson =
             serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
-        match (json.statuses, json.connections, json.error) {
-            (Some(infos), None, None) => Ok(StatusResponse::Statuses(infos)),
-            (None, Some(connections), None) => Ok(StatusResponse::Connections(Connections {
+        match (json.statuses, json.connections, json.snapshot, json.error) {
+            (Some(infos), None, None, None) => Ok(StatusResponse::Statuses(infos)),
+            (None, None, Some(offer), None) => Ok(StatusResponse::Snapshot(offer)),
+            (None, Some(connections), None, None) => Ok(StatusResponse::Connections(Connections {
                 cluster_peers: peers_from_json(connections.cluster_peers)?,
                 ipfs_id: connections
                     .ipfs_id
@@ -212,9 +259,10 @@ impl StatusResponse {
                     .and_then(|mut ids| ids.pop()),
                 ipfs_peers: peers_from_json(connections.ipfs_peers)?,
             })),
-            (None, None, Some(error)) => Ok(StatusResponse::Error(error)),
+            (None, None, None, Some(error)) => Ok(StatusResponse::Error(error)),
             _ => Err(StatusCodecError::Json(
-                "a status response holds one of statuses, connections or an error".into(),
+                "a status response holds one of statuses, connections, a snapshot or an error"
+                    .into(),
             )),
         }
     }
@@ -274,6 +322,7 @@ mod tests {
             error in ".{0,80}",
             links in proptest::collection::vec(any::<u8>(), 0..30),
             with_ipfs in any::<bool>(),
+            snapshot in (any::<[u8; 8]>(), any::<u64>(), any::<u64>()),
         ) {
             let infos: Vec<PinInfo> = entries
                 .into_iter()
@@ -289,6 +338,11 @@ mod tests {
             for response in [
                 StatusResponse::Statuses(infos),
                 StatusResponse::Connections(connections),
+                StatusResponse::Snapshot(SnapshotOffer {
+                    root: dag_pb_cid(&snapshot.0),
+                    height: snapshot.1,
+                    keys: snapshot.2,
+                }),
                 StatusResponse::Error(error),
             ] {
                 let bytes = response.encode().unwrap();
@@ -323,6 +377,16 @@ mod tests {
             r#"{"cids":["bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"],"recover":true}"#
         );
         assert_eq!(text(StatusRequest::Connections), r#"{"connections":true}"#);
+        assert_eq!(text(StatusRequest::Snapshot), r#"{"snapshot":true}"#);
+        let offer = StatusResponse::Snapshot(SnapshotOffer {
+            root: cid,
+            height: 7,
+            keys: 3,
+        });
+        assert_eq!(
+            String::from_utf8(offer.encode().unwrap()).unwrap(),
+            r#"{"snapshot":{"root":"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi","height":7,"keys":3}}"#
+        );
     }
 
     /// The fuzz seeds are real messages, so that fuzzing starts from the shapes peers send.
@@ -341,6 +405,14 @@ mod tests {
             StatusRequest::decode(&read("seed-connections")),
             Ok(StatusRequest::Connections)
         );
+        assert_eq!(
+            StatusRequest::decode(&read("seed-snapshot")),
+            Ok(StatusRequest::Snapshot)
+        );
+        assert!(matches!(
+            StatusResponse::decode(&read("seed-snapshot-response")),
+            Ok(StatusResponse::Snapshot(offer)) if offer.height == 7 && offer.keys == 3
+        ));
         assert!(matches!(
             StatusResponse::decode(&read("seed-connections-response")),
             Ok(StatusResponse::Connections(c)) if c.cluster_peers.len() == 1 && c.ipfs_id.is_some()

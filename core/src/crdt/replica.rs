@@ -839,6 +839,64 @@ impl<S: Store> Replica<S> {
         Ok(Some(cid))
     }
 
+    /// The stored blocks of snapshot `root`: the root, its index nodes and its chunks.
+    /// Blocks the store lacks or cannot decode are left out.
+    pub async fn snapshot_blocks(&self, root: &Cid) -> Result<Vec<BlockId>, S::Error> {
+        let Ok(root_id) = BlockId::from_cid(root) else {
+            return Ok(Vec::new());
+        };
+        let Some(bytes) = self
+            .store
+            .block(&root_id)
+            .await
+            .map_err(ReplicaError::Store)?
+        else {
+            return Ok(Vec::new());
+        };
+        let Ok(header) = SnapshotHeader::decode(&bytes) else {
+            return Ok(Vec::new());
+        };
+        let mut cids = Vec::new();
+        match &header.links {
+            SnapshotLinks::Chunks(chunks) => cids.extend_from_slice(chunks),
+            SnapshotLinks::Indexes(indexes) => {
+                for index in indexes {
+                    cids.push(*index);
+                    let Ok(id) = BlockId::from_cid(index) else {
+                        continue;
+                    };
+                    let stored = self.store.block(&id).await.map_err(ReplicaError::Store)?;
+                    if let Some(Ok(index)) = stored.map(|b| SnapshotIndex::decode(&b)) {
+                        cids.extend_from_slice(&index.chunks);
+                    }
+                }
+            }
+        }
+        let mut ids = vec![root_id];
+        ids.extend(cids.iter().filter_map(|cid| BlockId::from_cid(cid).ok()));
+        Ok(ids)
+    }
+
+    /// Forgets the blocks of snapshot `old` that snapshot `kept` does not share (chunks
+    /// are content-addressed, so two snapshots may hold the same one); returns how many.
+    pub async fn remove_snapshot(&mut self, old: &Cid, kept: &Cid) -> Result<usize, S::Error> {
+        let kept: std::collections::HashSet<BlockId> =
+            self.snapshot_blocks(kept).await?.into_iter().collect();
+        let removed: Vec<BlockId> = self
+            .snapshot_blocks(old)
+            .await?
+            .into_iter()
+            .filter(|id| !kept.contains(id))
+            .collect();
+        let count = removed.len();
+        self.commit_tx(Transaction {
+            blocks_removed: removed,
+            ..Default::default()
+        })
+        .await?;
+        Ok(count)
+    }
+
     /// Stores the current chunk if `adding` more bytes would pass the chunk limit.
     async fn flush_chunk_if_full(
         &mut self,

@@ -126,6 +126,8 @@ pub struct Persisted {
 pub struct Transaction {
     /// Blocks to keep (to serve to other peers and for later reads).
     pub blocks: Vec<(BlockId, Vec<u8>)>,
+    /// Blocks to forget (those of a replaced snapshot), after `blocks` are written.
+    pub blocks_removed: Vec<BlockId>,
     /// Blocks whose delta is now merged.
     pub processed: Vec<BlockId>,
     /// New states of the keys the delta touched.
@@ -139,6 +141,7 @@ pub struct Transaction {
 impl Transaction {
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty()
+            && self.blocks_removed.is_empty()
             && self.processed.is_empty()
             && self.keys.is_empty()
             && self.heads_removed.is_empty()
@@ -356,6 +359,9 @@ impl Store for MemoryStore {
             self.blocks
                 .entry(id)
                 .or_insert_with(|| bytes.into_boxed_slice());
+        }
+        for id in tx.blocks_removed {
+            self.blocks.remove(&id);
         }
         self.processed.extend(tx.processed);
         for (key, state) in tx.keys {

@@ -1,0 +1,154 @@
+// The npm package in headless Chromium (Debian's, driven by playwright-core): a page joins
+// a relay over WebSocket and over webrtc-direct, loads the pinset from the relay's snapshot,
+// sees a pin added live, runs the follower in a Web Worker, and gets WrongSecretError for a
+// wrong secret on both transports.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
+import { rawCid } from '../support/cid.mjs';
+
+const PINS = 2_000;
+const npmDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../npm');
+const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+const types = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html' };
+let relay;
+let server;
+let origin;
+let browser;
+let page;
+let addresses;
+
+/** Serves npm/ (the package's src/ and dist/) and an empty page at /. */
+function serveNpm() {
+  return new Promise((resolve) => {
+    const srv = http.createServer((req, res) => {
+      const url = new URL(req.url, 'http://localhost');
+      const file = url.pathname === '/' ? null : path.join(npmDir, path.normalize(url.pathname));
+      if (file && !file.startsWith(npmDir)) {
+        res.writeHead(403).end();
+        return;
+      }
+      if (!file) {
+        res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>pinfold test</title>');
+        return;
+      }
+      fs.readFile(file, (error, body) => {
+        if (error) res.writeHead(404).end();
+        else res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream' }).end(body);
+      });
+    });
+    srv.listen(0, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+before(async () => {
+  relay = await new Peer('browser-relay', {
+    listen: ['tcp', 'ws', 'webrtc'],
+    env: { CLUSTER_ROLE: 'relay', CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s' },
+  }).init(secret);
+  const lines = [];
+  for (let i = 0; i < PINS; i++) {
+    lines.push(JSON.stringify({ cid: rawCid(`browser pin ${i}`), name: `bulk-${i}`, allocations: [relay.id], replication_factor_min: 1, replication_factor_max: 1 }));
+  }
+  const file = path.join(runDir, 'browser-bulk.ndjson');
+  fs.writeFileSync(file, lines.join('\n'));
+  execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+  await relay.start();
+  addresses = { ws: await relay.addressOf('ws'), webrtc: await relay.addressOf('webrtc') };
+  server = await serveNpm();
+  origin = `http://127.0.0.1:${server.address().port}`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+  });
+  page = await browser.newPage();
+  page.on('pageerror', (error) => console.log(`# page error: ${error.message}`));
+  await page.goto(origin);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+  await stopAll();
+});
+
+/** Joins in the page with `spawn` ("follow" or "spawnWorker"), waits for the sync, and
+ * returns what the page saw; the follower stays open as `window.followers[key]`. */
+async function joinInPage(key, spawn, bootstrap, trustedPeers) {
+  return page.evaluate(async ({ key, spawn, bootstrap, secret, trustedPeers, pins }) => {
+    const pinfold = await import('/src/index.js');
+    const started = performance.now();
+    const follower = await pinfold[spawn]({ bootstrap, secret, trustedPeers });
+    const joined = performance.now() - started;
+    const seen = new Set();
+    follower.on('pin', (pin) => seen.add(pin.cid));
+    (window.followers ??= {})[key] = { follower, seen };
+    for (;;) {
+      const state = await follower.syncState();
+      if (state.synced && state.pins >= pins) return { joined, synced: performance.now() - started, state };
+      if (performance.now() - started > 60_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }, { key, spawn, bootstrap, secret, trustedPeers, pins: PINS });
+}
+
+async function seesLivePin(key, label) {
+  const cid = rawCid(label);
+  // Everywhere: the relay pins nothing, so no daemon works on it.
+  const res = await relay.post(`/pins/${cid}?replication-min=-1&replication-max=-1`);
+  assert.equal(res.status, 200, res.body);
+  await waitFor(`the page's ${key} follower to see ${label}`, () => page.evaluate(({ key, cid }) => window.followers[key].seen.has(cid), { key, cid }), 10_000);
+}
+
+test('a page joins over WebSocket and loads the pinset from the snapshot', async () => {
+  const result = await joinInPage('ws', 'follow', [addresses.ws], [relay.id]);
+  console.log(`# WebSocket: joined in ${result.joined.toFixed(0)} ms, ${PINS} pins synced in ${result.synced.toFixed(0)} ms`);
+  assert.equal(result.state.snapshot?.keys, PINS);
+  const first = await page.evaluate(async () => {
+    const { follower } = window.followers.ws;
+    for await (const pin of follower.pins({ pageSize: 10 })) return pin;
+  });
+  assert.match(first.name, /^bulk-/);
+});
+
+test('a page joins over webrtc-direct, proving the secret', async () => {
+  const result = await joinInPage('webrtc', 'follow', [addresses.webrtc], [relay.id]);
+  console.log(`# webrtc-direct: joined in ${result.joined.toFixed(0)} ms, ${PINS} pins synced in ${result.synced.toFixed(0)} ms`);
+  assert.equal(result.state.pins, PINS);
+});
+
+test('the follower runs in a Web Worker', async () => {
+  const result = await joinInPage('worker', 'spawnWorker', [addresses.ws], [relay.id]);
+  console.log(`# Worker: joined in ${result.joined.toFixed(0)} ms, ${PINS} pins synced in ${result.synced.toFixed(0)} ms`);
+  assert.equal(result.state.pins, PINS);
+});
+
+test('each follower sees a pin added through the REST API', async () => {
+  for (const key of ['ws', 'webrtc', 'worker']) await seesLivePin(key, `live for ${key}`);
+});
+
+test('a wrong secret is refused with WrongSecretError on WebSocket and webrtc-direct', async () => {
+  const wrong = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+  for (const address of [addresses.ws, addresses.webrtc]) {
+    const outcome = await page.evaluate(async ({ address, wrong, trusted }) => {
+      const pinfold = await import('/src/index.js');
+      const started = performance.now();
+      try {
+        await pinfold.follow({ bootstrap: [address], secret: wrong, trustedPeers: [trusted] });
+        return { joined: true };
+      } catch (error) {
+        return { name: error.name, code: error.code, message: error.message, ms: performance.now() - started, typed: error instanceof pinfold.WrongSecretError };
+      }
+    }, { address, wrong, trusted: relay.id });
+    console.log(`# wrong secret over ${address.includes('webrtc') ? 'webrtc-direct' : 'WebSocket'}: ${outcome.code} in ${outcome.ms?.toFixed(0)} ms`);
+    assert.equal(outcome.typed, true, JSON.stringify(outcome));
+    assert.match(outcome.message, /wrong cluster secret/);
+  }
+  await waitFor('the relay to log the refused WebRTC proof', () => /did not prove the cluster secret/.test(fs.readFileSync(relay.log, 'utf8')), 10_000);
+});
