@@ -20,6 +20,8 @@ export class UnreachableError extends PinfoldError {}
 export class InvalidOptionsError extends PinfoldError {}
 /** The follower was closed. */
 export class ClosedError extends PinfoldError {}
+/** IndexedDB could not be opened, read or written; the message says why. */
+export class StorageError extends PinfoldError {}
 
 const errorClasses = {
   WRONG_SECRET: WrongSecretError,
@@ -27,6 +29,7 @@ const errorClasses = {
   INVALID_OPTIONS: InvalidOptionsError,
   INVALID_CID: InvalidOptionsError,
   CLOSED: ClosedError,
+  STORAGE: StorageError,
 };
 
 /** The error class of `error`'s code (errors crossing from WebAssembly or a Worker). */
@@ -104,6 +107,7 @@ export class FollowerBase {
 /** A running follower on this thread; made by `follow`. */
 export class Follower extends FollowerBase {
   #inner;
+  #peerId;
   #closed = false;
 
   /** @internal Runs the start and keeps the handle. */
@@ -114,6 +118,7 @@ export class Follower extends FollowerBase {
     const starting = wasm.Follower.start(JSON.stringify(options), onEvent);
     try {
       follower.#inner = await call(() => starting, signal);
+      follower.#peerId = follower.#inner.peerId;
     } catch (error) {
       // A start that was aborted may still succeed later: close what it makes.
       starting.then((inner) => inner.close(), () => {});
@@ -129,7 +134,7 @@ export class Follower extends FollowerBase {
 
   /** This follower's libp2p peer id. */
   get peerId() {
-    return this.#inner.peerId;
+    return this.#peerId;
   }
 
   /** Up to `limit` pins in state order, after the pin of `after` (a CID, or undefined). */
@@ -176,16 +181,14 @@ export class Follower extends FollowerBase {
 /**
  * Joins a cluster as a light follower and resolves once a bootstrap peer is connected.
  *
- * Options: `bootstrap` (multiaddrs of peers' WebSocket listeners), `secret` (64 hex
- * characters or swarm.key text), `cluster` (the cluster name, default "ipfs-cluster"),
- * `trustedPeers` (peer ids whose pinset is followed, or ["*"]; default: the peers the
- * bootstrap addresses name), `connectTimeoutMs` (default 15000), `storage` ("memory"),
- * `signal`.
+ * Options: `bootstrap` (multiaddrs of peers' WebSocket or webrtc-direct listeners),
+ * `secret` (64 hex characters or swarm.key text), `cluster` (the cluster name, default
+ * "ipfs-cluster"), `trustedPeers` (peer ids whose pinset is followed, or ["*"]; default:
+ * the peers the bootstrap addresses name), `connectTimeoutMs` (default 15000), `storage`
+ * ("memory", the default, or "indexeddb" to resume after a reload), `storageName` (the
+ * IndexedDB database, default "pinfold-<cluster>"), `signal`.
  */
-export async function follow({ signal, storage = 'memory', ...options } = {}) {
-  if (storage !== 'memory') {
-    throw new InvalidOptionsError(`storage: ${JSON.stringify(storage)} is not supported; use "memory"`, 'INVALID_OPTIONS');
-  }
+export async function follow({ signal, ...options } = {}) {
   if (typeof options.bootstrap === 'string') options.bootstrap = [options.bootstrap];
   return Follower.start(options, signal);
 }

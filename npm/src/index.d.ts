@@ -42,6 +42,8 @@ export function clusterTopic(clusterName?: string): Promise<string>;
 export function normalizeSecret(secret: string): Promise<string>;
 /** Decodes a CRDT state value (protobuf api.pb.Pin). */
 export function decodePin(stateValue: Uint8Array): Promise<Pin>;
+/** Memory the module uses on this thread: its WebAssembly memory (where a follower's replica lives). */
+export function memoryUsage(): Promise<{ wasmBytes: number }>;
 /** Decodes a `monitor.metrics` message (msgpack api.Metric). */
 export function decodeMetric(message: Uint8Array): Promise<Metric>;
 
@@ -57,8 +59,10 @@ export interface FollowOptions {
   trustedPeers?: string[];
   /** Time the first connection may take; default 15000. */
   connectTimeoutMs?: number;
-  /** Where the replica is kept; only "memory" for now. */
-  storage?: 'memory';
+  /** Where the replica is kept: "memory" (the default), or "indexeddb" to resume after a reload (browsers). */
+  storage?: 'memory' | 'indexeddb';
+  /** The IndexedDB database; default "pinfold-<cluster>". One follower at a time per database. */
+  storageName?: string;
   signal?: AbortSignal;
 }
 
@@ -123,6 +127,8 @@ export interface SyncState {
   /** Whether it has heads and nothing left to fetch. */
   synced: boolean;
   connected_peers: number;
+  /** The snapshot the pinset was loaded from, if any. */
+  snapshot: { root: string; height: number; keys: number } | null;
 }
 
 export interface FollowerEvents {
@@ -176,7 +182,7 @@ export function spawnWorker(options: FollowOptions): Promise<WorkerFollower>;
 
 /** Every error the follower throws; `code` says which kind. */
 export class PinfoldError extends Error {
-  readonly code: 'WRONG_SECRET' | 'UNREACHABLE' | 'INVALID_OPTIONS' | 'INVALID_CID' | 'CLOSED' | 'NO_STATUS' | string;
+  readonly code: 'WRONG_SECRET' | 'UNREACHABLE' | 'INVALID_OPTIONS' | 'INVALID_CID' | 'CLOSED' | 'NO_STATUS' | 'STORAGE' | string;
 }
 /** The bootstrap peer refused the private-network handshake: the secret differs. */
 export class WrongSecretError extends PinfoldError {}
@@ -186,3 +192,5 @@ export class UnreachableError extends PinfoldError {}
 export class InvalidOptionsError extends PinfoldError {}
 /** The follower was closed. */
 export class ClosedError extends PinfoldError {}
+/** IndexedDB could not be opened, read or written. */
+export class StorageError extends PinfoldError {}

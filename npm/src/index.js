@@ -2,7 +2,7 @@
 // cluster codecs and the light follower.
 // Works in browsers, Workers, Deno and Node >= 20; the module loads on first use.
 import * as wasm from '../dist/pinfold_wasm.js';
-import { ready } from './load.js';
+import { ready, wasmMemoryBytes } from './load.js';
 
 export { ready };
 export {
@@ -14,6 +14,7 @@ export {
   UnreachableError,
   InvalidOptionsError,
   ClosedError,
+  StorageError,
 } from './follower.js';
 export { spawnWorker, WorkerFollower } from './spawn.js';
 
@@ -42,4 +43,11 @@ export async function decodePin(stateValue) {
 export async function decodeMetric(message) {
   await ready();
   return JSON.parse(wasm.metricJsonFromMsgpack(message));
+}
+
+/** Memory the module uses on this thread: `{ wasmBytes }`, its WebAssembly memory (where a
+ * follower's replica lives), which only grows. */
+export async function memoryUsage() {
+  await ready();
+  return { wasmBytes: wasmMemoryBytes() };
 }

@@ -3,6 +3,7 @@ import init from '../dist/pinfold_wasm.js';
 
 const wasmUrl = new URL('../dist/pinfold_wasm_bg.wasm', import.meta.url);
 let loading;
+let exports;
 
 /** Loads the WebAssembly module (once). Every other function awaits it. */
 export function ready() {
@@ -10,10 +11,15 @@ export function ready() {
     if (globalThis.process?.versions?.node) {
       // Node's fetch cannot read file: URLs.
       const { readFile } = await import('node:fs/promises');
-      await init({ module_or_path: await readFile(wasmUrl) });
+      exports = await init({ module_or_path: await readFile(wasmUrl) });
     } else {
-      await init({ module_or_path: wasmUrl });
+      exports = await init({ module_or_path: wasmUrl });
     }
   })();
   return loading;
+}
+
+/** Bytes of the WebAssembly memory on this thread (0 before the module loads). */
+export function wasmMemoryBytes() {
+  return exports?.memory.buffer.byteLength ?? 0;
 }

@@ -1,51 +1,24 @@
 // The npm package in headless Chromium (Debian's, driven by playwright-core): a page joins
 // a relay over WebSocket and over webrtc-direct, loads the pinset from the relay's snapshot,
-// sees a pin added live, runs the follower in a Web Worker, and gets WrongSecretError for a
-// wrong secret on both transports.
+// sees a pin added live, runs the follower in a Web Worker, resumes from IndexedDB after a
+// reload, and gets WrongSecretError for a wrong secret on both transports.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
 import { rawCid } from '../support/cid.mjs';
+import { launchChromium, serveNpm } from './page.mjs';
 
 const PINS = 2_000;
-const npmDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../npm');
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
-const types = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html' };
 let relay;
 let server;
 let origin;
 let browser;
 let page;
 let addresses;
-
-/** Serves npm/ (the package's src/ and dist/) and an empty page at /. */
-function serveNpm() {
-  return new Promise((resolve) => {
-    const srv = http.createServer((req, res) => {
-      const url = new URL(req.url, 'http://localhost');
-      const file = url.pathname === '/' ? null : path.join(npmDir, path.normalize(url.pathname));
-      if (file && !file.startsWith(npmDir)) {
-        res.writeHead(403).end();
-        return;
-      }
-      if (!file) {
-        res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>pinfold test</title>');
-        return;
-      }
-      fs.readFile(file, (error, body) => {
-        if (error) res.writeHead(404).end();
-        else res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream' }).end(body);
-      });
-    });
-    srv.listen(0, '127.0.0.1', () => resolve(srv));
-  });
-}
 
 before(async () => {
   relay = await new Peer('browser-relay', {
@@ -61,12 +34,8 @@ before(async () => {
   execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
   await relay.start();
   addresses = { ws: await relay.addressOf('ws'), webrtc: await relay.addressOf('webrtc') };
-  server = await serveNpm();
-  origin = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
-  });
+  ({ server, origin } = await serveNpm());
+  browser = await launchChromium();
   page = await browser.newPage();
   page.on('pageerror', (error) => console.log(`# page error: ${error.message}`));
   await page.goto(origin);
@@ -127,6 +96,37 @@ test('the follower runs in a Web Worker', async () => {
   const result = await joinInPage('worker', 'spawnWorker', [addresses.ws], [relay.id]);
   console.log(`# Worker: joined in ${result.joined.toFixed(0)} ms, ${PINS} pins synced in ${result.synced.toFixed(0)} ms`);
   assert.equal(result.state.pins, PINS);
+});
+
+test('a follower kept in IndexedDB resumes after a reload, with its identity', async () => {
+  const options = { bootstrap: [addresses.ws], secret, trustedPeers: [relay.id], storage: 'indexeddb', storageName: 'pinfold-reload-test' };
+  const tab = await browser.newPage();
+  tab.on('pageerror', (error) => console.log(`# page error: ${error.message}`));
+  await tab.goto(origin);
+  const syncAndClose = () => tab.evaluate(async ({ options, pins }) => {
+    const pinfold = await import('/src/index.js');
+    const started = performance.now();
+    const follower = await pinfold.follow(options);
+    for (;;) {
+      const state = await follower.syncState();
+      if (state.synced && state.pins >= pins) {
+        const first = (await follower.pinsPage(undefined, 1))[0];
+        await follower.close();
+        return { ms: performance.now() - started, peerId: follower.peerId, state, first };
+      }
+      if (performance.now() - started > 60_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }, { options, pins: PINS });
+  const cold = await syncAndClose();
+  await tab.reload();
+  const resumed = await syncAndClose();
+  console.log(`# IndexedDB: cold sync ${cold.ms.toFixed(0)} ms, resumed after a reload in ${resumed.ms.toFixed(0)} ms (${resumed.state.pins} pins)`);
+  assert.equal(resumed.peerId, cold.peerId, 'the identity is kept');
+  assert.equal(resumed.state.pins, cold.state.pins);
+  assert.equal(resumed.state.merged, 0, 'nothing was fetched again');
+  assert.deepEqual(resumed.first, cold.first);
+  await tab.close();
 });
 
 test('each follower sees a pin added through the REST API', async () => {

@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::follower::{self, Command, Follower, Settings, Sink, StartError, SyncState};
+use crate::idb::{IdbError, IdbStore};
+use crate::store::FollowerStore;
+use libp2p::identity::Keypair;
+use pinfold_core::crdt::MemoryStore;
 
 /// The options `start` takes (the npm package's `follow` options, as JSON).
 #[derive(Deserialize)]
@@ -33,7 +37,22 @@ struct Options {
     trusted_peers: Option<Vec<String>>,
     #[serde(default)]
     connect_timeout_ms: Option<u64>,
+    /// `"memory"` (the default) or `"indexeddb"`.
+    #[serde(default)]
+    storage: Option<String>,
+    /// The IndexedDB database's name; default `pinfold-<cluster>`.
+    #[serde(default)]
+    storage_name: Option<String>,
 }
+
+/// Where the replica lives, as the options say.
+enum Storage {
+    Memory,
+    IndexedDb(String),
+}
+
+/// The IndexedDB record of the follower's identity, so that it keeps its peer id.
+const IDENTITY_KEY: &str = "identity";
 
 /// The default bound on the first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -53,6 +72,23 @@ fn closed() -> JsValue {
 }
 
 impl Options {
+    fn storage(&self) -> Result<Storage, JsValue> {
+        match self.storage.as_deref() {
+            None | Some("memory") => Ok(Storage::Memory),
+            Some("indexeddb") => Ok(Storage::IndexedDb(
+                self.storage_name.clone().unwrap_or_else(|| {
+                    format!(
+                        "pinfold-{}",
+                        self.cluster.as_deref().unwrap_or(DEFAULT_CLUSTER_NAME)
+                    )
+                }),
+            )),
+            Some(other) => Err(invalid(format!(
+                "storage: {other:?} is not \"memory\" or \"indexeddb\""
+            ))),
+        }
+    }
+
     fn settings(self) -> Result<Settings, JsValue> {
         let secret = match self.secret.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -200,11 +236,14 @@ impl FollowerHandle {
     ) -> Result<FollowerHandle, JsValue> {
         console_error_panic_hook::set_once();
         let options: Options = serde_json::from_str(&options).map_err(invalid)?;
+        let storage = options.storage()?;
         let settings = options.settings()?;
         let connect_timeout = settings.connect_timeout;
-        let key = libp2p::identity::Keypair::generate_ed25519();
+        let (key, store) = open_storage(storage)
+            .await
+            .map_err(|e| js_error("STORAGE", &e.to_string()))?;
         let (started_tx, started) = oneshot::channel();
-        let follower = Follower::new(key, settings, JsSink(on_event), started_tx)
+        let follower = Follower::new(key, settings, store, JsSink(on_event), started_tx)
             .await
             .map_err(|e| js_error(e.code(), &e.to_string()))?;
         let peer_id = follower.local_peer_id().to_base58();
@@ -230,7 +269,7 @@ impl FollowerHandle {
     /// pin of `after`.
     pub fn pins(&self, after: Option<String>, limit: u32) -> Result<js_sys::Promise, JsValue> {
         let after = after.as_deref().map(parse_cid).transpose()?;
-        Ok(self.ask(move |reply| Command::Pins {
+        Ok(self.ask_fallible("STORAGE", move |reply| Command::Pins {
             after,
             limit: limit as usize,
             reply,
@@ -240,25 +279,14 @@ impl FollowerHandle {
     /// The pin of `cid` (JSON), or `null`.
     pub fn get(&self, cid: String) -> Result<js_sys::Promise, JsValue> {
         let cid = parse_cid(&cid)?;
-        Ok(self.ask(move |reply| Command::Get { cid, reply }))
+        Ok(self.ask_fallible("STORAGE", move |reply| Command::Get { cid, reply }))
     }
 
     /// The statuses of `cid` on the peers the follower is connected to (ipfs-cluster's
     /// `GlobalPinInfo` JSON).
     pub fn status(&self, cid: String) -> Result<js_sys::Promise, JsValue> {
         let cid = parse_cid(&cid)?;
-        let mut commands = self.commands.clone();
-        Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let (reply, answer) = oneshot::channel();
-            commands
-                .send(Command::Status { cid, reply })
-                .await
-                .map_err(|_| closed())?;
-            match answer.await.map_err(|_| closed())? {
-                Ok(info) => Ok(json(&info)),
-                Err(error) => Err(js_error("NO_STATUS", &error)),
-            }
-        }))
+        Ok(self.ask_fallible("NO_STATUS", move |reply| Command::Status { cid, reply }))
     }
 
     /// The cluster peers seen (JSON array).
@@ -289,12 +317,61 @@ impl FollowerHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command + 'static,
     ) -> js_sys::Promise {
-        let mut commands = self.commands.clone();
+        let commands = self.commands.clone();
+        wasm_bindgen_futures::future_to_promise(
+            async move { Ok(json(&request(commands, make).await?)) },
+        )
+    }
+
+    /// Like [`FollowerHandle::ask`] for commands that may fail: a failure rejects with an
+    /// error of `code`.
+    fn ask_fallible<T: Serialize + 'static>(
+        &self,
+        code: &'static str,
+        make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command + 'static,
+    ) -> js_sys::Promise {
+        let commands = self.commands.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let (reply, answer) = oneshot::channel();
-            commands.send(make(reply)).await.map_err(|_| closed())?;
-            Ok(json(&answer.await.map_err(|_| closed())?))
+            match request(commands, make).await? {
+                Ok(value) => Ok(json(&value)),
+                Err(error) => Err(js_error(code, &error)),
+            }
         })
+    }
+}
+
+/// Sends the command `make` builds and waits for its answer.
+async fn request<T>(
+    mut commands: mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, JsValue> {
+    let (reply, answer) = oneshot::channel();
+    commands.send(make(reply)).await.map_err(|_| closed())?;
+    answer.await.map_err(|_| closed())
+}
+
+/// The store, and the identity: kept in IndexedDB with the replica, new each time in memory.
+async fn open_storage(storage: Storage) -> Result<(Keypair, FollowerStore), IdbError> {
+    match storage {
+        Storage::Memory => Ok((
+            Keypair::generate_ed25519(),
+            FollowerStore::Memory(MemoryStore::new()),
+        )),
+        Storage::IndexedDb(name) => {
+            let store = IdbStore::open(&name).await?;
+            let kept = store.meta(IDENTITY_KEY).await?;
+            let key = match kept.map(|bytes| Keypair::from_protobuf_encoding(&bytes)) {
+                Some(Ok(key)) => key,
+                Some(Err(e)) => return Err(IdbError::Corrupt(format!("identity: {e}"))),
+                None => {
+                    let key = Keypair::generate_ed25519();
+                    let bytes = key.to_protobuf_encoding().expect("ed25519 keys encode");
+                    store.set_meta(IDENTITY_KEY, &bytes).await?;
+                    key
+                }
+            };
+            Ok((key, FollowerStore::IndexedDb(store)))
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! reported through [`Sink`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::convert::Infallible;
 use std::time::Duration;
 
 use cid::Cid;
@@ -23,7 +22,7 @@ use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::codec::status::{SnapshotOffer, StatusRequest, StatusResponse};
 use pinfold_core::crdt::{
-    self, MemoryStore, Output, PinEvent, Progress, Replica, ReplicaError, Trust,
+    self, Output, PinEvent, Progress, Replica, ReplicaError, Store as _, Trust,
 };
 use pinfold_core::monitor::{self, Monitor, PingInfo};
 use pinfold_core::net::pnet_guard::WrongSecret;
@@ -32,6 +31,8 @@ use pinfold_core::pin::Pin;
 use pinfold_core::tracker::{GlobalPinInfo, PinInfo};
 use serde::Serialize;
 
+use crate::idb::IdbError;
+use crate::store::FollowerStore;
 use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent};
 use crate::websocket::websocket_url;
 
@@ -80,6 +81,8 @@ pub enum StartError {
     TimedOut(Duration),
     #[error("{0}")]
     Invalid(String),
+    #[error("could not open the follower's storage: {0}")]
+    Storage(String),
 }
 
 impl StartError {
@@ -89,6 +92,7 @@ impl StartError {
             StartError::WrongSecret { .. } => "WRONG_SECRET",
             StartError::Unreachable(_) | StartError::TimedOut(_) => "UNREACHABLE",
             StartError::Invalid(_) => "INVALID_OPTIONS",
+            StartError::Storage(_) => "STORAGE",
         }
     }
 }
@@ -98,11 +102,11 @@ pub enum Command {
     Pins {
         after: Option<Cid>,
         limit: usize,
-        reply: oneshot::Sender<Vec<Pin>>,
+        reply: oneshot::Sender<Result<Vec<Pin>, String>>,
     },
     Get {
         cid: Cid,
-        reply: oneshot::Sender<Option<Pin>>,
+        reply: oneshot::Sender<Result<Option<Pin>, String>>,
     },
     Status {
         cid: Cid,
@@ -197,7 +201,7 @@ struct Gathering {
 /// A running follower's state; see the module's documentation.
 pub struct Follower<E: Sink> {
     swarm: Swarm<Gated>,
-    replica: Replica<MemoryStore>,
+    replica: Replica<FollowerStore>,
     monitor: Monitor,
     local: PeerId,
     trust: Trust,
@@ -233,6 +237,7 @@ impl<E: Sink> Follower<E> {
     pub async fn new(
         key: libp2p::identity::Keypair,
         settings: Settings,
+        store: FollowerStore,
         sink: E,
         started: oneshot::Sender<Result<(), StartError>>,
     ) -> Result<Self, StartError> {
@@ -260,9 +265,13 @@ impl<E: Sink> Follower<E> {
             seed: u64::from_le_bytes(local.to_bytes()[2..10].try_into().expect("8 bytes")),
             ..crdt::Config::default()
         };
-        let replica = Replica::open(MemoryStore::new(), config)
+        let replica = Replica::open(store, config)
             .await
-            .map_err(|e| StartError::Invalid(e.to_string()))?;
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        let pins = count_pins(&replica)
+            .await
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        let replica_was_empty = replica.heads().is_empty() && replica.progress().pending == 0;
         let mut follower = Self {
             swarm,
             replica,
@@ -281,14 +290,19 @@ impl<E: Sink> Follower<E> {
             redial_backoff: REDIAL_MIN_MS,
             peer_dials: HashMap::new(),
             peerset: BTreeSet::new(),
-            pins: 0,
+            pins,
             reported: SyncState::default(),
             status_requests: HashMap::new(),
             gatherings: HashMap::new(),
             next_gathering: 0,
-            snapshot: SnapshotPhase::Waiting {
-                held: Vec::new(),
-                until: js_sys::Date::now() + SNAPSHOT_WAIT_MS,
+            // A replica resumed from storage already has its pinset: it walks from there.
+            snapshot: if replica_was_empty {
+                SnapshotPhase::Waiting {
+                    held: Vec::new(),
+                    until: js_sys::Date::now() + SNAPSHOT_WAIT_MS,
+                }
+            } else {
+                SnapshotPhase::Done
             },
             loaded_snapshot: None,
         };
@@ -326,7 +340,7 @@ impl<E: Sink> Follower<E> {
     }
 
     /// Reports a failed replica operation; the follower goes on with the next event.
-    fn check(&self, result: Result<(), ReplicaError<Infallible>>) {
+    fn check(&self, result: Result<(), ReplicaError<IdbError>>) {
         if let Err(error) = result {
             self.sink.error(&error.to_string());
         }
@@ -597,14 +611,15 @@ impl<E: Sink> Follower<E> {
                 self.check(result);
             }
             BehaviourEvent::Bitswap(bitswap::Event::Wanted { peer, wants }) => {
-                let (blocks, presences) = bitswap::answer_from(self.replica.store(), wants)
-                    .await
-                    .unwrap_or_else(|never| match never {});
-                self.swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .bitswap
-                    .respond(peer, blocks, presences);
+                match bitswap::answer_from(self.replica.store(), wants).await {
+                    Ok((blocks, presences)) => self
+                        .swarm
+                        .behaviour_mut()
+                        .inner_mut()
+                        .bitswap
+                        .respond(peer, blocks, presences),
+                    Err(error) => self.sink.error(&error.to_string()),
+                }
             }
             BehaviourEvent::Status(event) => self.on_status(event).await,
             _ => {}
@@ -817,20 +832,12 @@ impl<E: Sink> Follower<E> {
                 limit,
                 reply,
             } => {
-                let pins = self
-                    .replica
-                    .pins(after.as_ref(), limit.min(MAX_PAGE))
-                    .await
-                    .unwrap_or_else(|e| unreachable!("the memory store never fails: {e}"));
-                let _ = reply.send(pins);
+                let pins = self.replica.pins(after.as_ref(), limit.min(MAX_PAGE)).await;
+                let _ = reply.send(pins.map_err(|e| e.to_string()));
             }
             Command::Get { cid, reply } => {
-                let pin = self
-                    .replica
-                    .pin(&cid)
-                    .await
-                    .unwrap_or_else(|e| unreachable!("the memory store never fails: {e}"));
-                let _ = reply.send(pin);
+                let pin = self.replica.pin(&cid).await;
+                let _ = reply.send(pin.map_err(|e| e.to_string()));
             }
             Command::Status { cid, reply } => self.ask_statuses(cid, reply),
             Command::Peers { reply } => {
@@ -903,6 +910,24 @@ impl<E: Sink> Follower<E> {
                 }
             })
             .collect()
+    }
+}
+
+/// The live pins of a replica opened from storage (0 for a new one).
+async fn count_pins(replica: &Replica<FollowerStore>) -> Result<u64, IdbError> {
+    const PAGE: usize = 20_000;
+    let mut count = 0;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = replica.store().scan(after.as_deref(), PAGE).await?;
+        count += page
+            .iter()
+            .filter(|(_, state)| !state.live.is_empty())
+            .count() as u64;
+        match page.last() {
+            Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),
+            _ => return Ok(count),
+        }
     }
 }
 

@@ -9,6 +9,10 @@ pub mod api;
 #[cfg(target_arch = "wasm32")]
 mod follower;
 #[cfg(target_arch = "wasm32")]
+mod idb;
+#[cfg(target_arch = "wasm32")]
+mod store;
+#[cfg(target_arch = "wasm32")]
 mod swarm;
 #[cfg(target_arch = "wasm32")]
 pub mod websocket;

@@ -4,7 +4,7 @@
 //! merges what it can through its [`Store`] and queues [`Output`]s: broadcasts to publish,
 //! blocks to fetch, and value changes. It opens no socket, starts no task and reads no clock.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use cid::Cid;
 use libp2p_identity::PeerId;
@@ -1070,8 +1070,14 @@ impl<S: Store> Replica<S> {
             let chunk = SnapshotChunk::decode(&bytes).expect("held chunks decode");
             let mut tx = Transaction::default();
             let mut events = Vec::new();
-            for (key, versions) in chunk.entries {
-                let mut state = self.key_state(&key).await?.unwrap_or_default();
+            let keys: Vec<&[u8]> = chunk.entries.iter().map(|(k, _)| k.as_bytes()).collect();
+            let states = self
+                .store
+                .key_states(&keys)
+                .await
+                .map_err(ReplicaError::Store)?;
+            for ((key, versions), state) in chunk.entries.into_iter().zip(states) {
+                let mut state = state.unwrap_or_default();
                 let before = state.value().map(|v| v.value.clone());
                 for version in versions {
                     state.apply_element(version);
@@ -1274,20 +1280,29 @@ impl<S: Store> Replica<S> {
         tx: &mut Transaction,
         events: &mut Vec<Output>,
     ) -> Result<(), S::Error> {
-        let mut touched: BTreeMap<&str, (Option<Vec<u8>>, KeyState)> = BTreeMap::new();
         let ops = delta
             .tombstones
             .iter()
             .map(|t| (t, true))
             .chain(delta.elements.iter().map(|e| (e, false)));
+        let keys: BTreeSet<&str> = ops.clone().map(|(e, _)| e.key.as_str()).collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let states = self
+            .store
+            .key_states(&keys.iter().map(|k| k.as_bytes()).collect::<Vec<_>>())
+            .await
+            .map_err(ReplicaError::Store)?;
+        let mut touched: BTreeMap<&str, (Option<Vec<u8>>, KeyState)> = keys
+            .into_iter()
+            .zip(states)
+            .map(|(key, state)| {
+                let state = state.unwrap_or_default();
+                (key, (state.value().map(|v| v.value.clone()), state))
+            })
+            .collect();
         for (element, is_tombstone) in ops {
             let key = element.key.as_str();
-            if !touched.contains_key(key) {
-                let state = self.key_state(key).await?.unwrap_or_default();
-                let before = state.value().map(|v| v.value.clone());
-                touched.insert(key, (before, state));
-            }
-            let (_, state) = touched.get_mut(key).expect("inserted above");
+            let (_, state) = touched.get_mut(key).expect("read above");
             if is_tombstone {
                 match BlockId::from_element_id(&element.id) {
                     Ok(block) => state.apply_tombstone(block),

@@ -161,6 +161,15 @@ pub trait Store {
     async fn load(&self) -> Result<Persisted, Self::Error>;
     /// The state of one key, `None` if the key was never written.
     async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, Self::Error>;
+    /// The states of several keys, in their order: what a merge reads first. A store with
+    /// costly round trips (IndexedDB) answers them all at once.
+    async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, Self::Error> {
+        let mut states = Vec::with_capacity(keys.len());
+        for key in keys {
+            states.push(self.key_state(key).await?);
+        }
+        Ok(states)
+    }
     /// Whether a block's delta has been merged.
     async fn is_processed(&self, block: &BlockId) -> Result<bool, Self::Error>;
     /// A stored block's bytes.

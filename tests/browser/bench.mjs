@@ -1,0 +1,83 @@
+// Benchmarks of the browser follower (run by scripts/bench-follower, figures printed), on
+// loopback, in headless Chromium:
+//   1. cold sync of PINFOLD_BENCH_PINS pins (100000) over WebSocket from a relay that
+//      offers a snapshot, and from one that does not (the DAG walk), in pins/s;
+//   2. the page's JS heap and the WebAssembly memory once synced, per 100k pins;
+//   3. the .wasm's size raw, gzip -9 and brotli.
+// The relays' pinsets are imported (`state import`: deltas of 1000 pins).
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { execFileSync } from 'node:child_process';
+import { Peer, pinfoldBin, runDir, stopAll } from '../cluster/harness.mjs';
+import { rawCid } from '../support/cid.mjs';
+import { launchChromium, npmDir, serveNpm } from './page.mjs';
+
+const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
+const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+const mib = (bytes) => (bytes / 1024 / 1024).toFixed(1);
+
+function importedRelay(name, env) {
+  const lines = [];
+  for (let i = 0; i < pins; i++) {
+    lines.push(JSON.stringify({ cid: rawCid(`bench pin ${i}`), name: `bench-${i}`, replication_factor_min: -1, replication_factor_max: -1 }));
+  }
+  const file = path.join(runDir, 'bench.ndjson');
+  fs.writeFileSync(file, lines.join('\n'));
+  return (async () => {
+    const relay = await new Peer(name, { listen: ['tcp', 'ws'], env: { CLUSTER_ROLE: 'relay', ...env } }).init(secret);
+    execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+    await relay.start();
+    return relay;
+  })();
+}
+
+async function coldSync(browser, origin, relay) {
+  const page = await browser.newPage();
+  await page.goto(origin);
+  const cdp = await page.context().newCDPSession(page);
+  const address = await relay.addressOf('ws');
+  const result = await page.evaluate(async ({ address, secret, trusted, pins }) => {
+    const pinfold = await import('/src/index.js');
+    await pinfold.ready();
+    const started = performance.now();
+    const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted] });
+    for (;;) {
+      const state = await follower.syncState();
+      if (state.synced && state.pins >= pins) {
+        window.follower = follower;
+        return { ms: performance.now() - started, snapshot: state.snapshot !== null, wasmBytes: (await pinfold.memoryUsage()).wasmBytes };
+      }
+      if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }, { address, secret, trusted: relay.id, pins });
+  await cdp.send('HeapProfiler.collectGarbage');
+  const { usedSize } = await cdp.send('Runtime.getHeapUsage');
+  await page.close();
+  return { ...result, jsHeap: usedSize };
+}
+
+const { server, origin } = await serveNpm();
+const browser = await launchChromium();
+try {
+  const withSnapshot = await importedRelay('bench-snapshot', { CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s' });
+  // The relay makes its snapshot on its first tick once synced; give it that tick.
+  await new Promise((r) => setTimeout(r, 3000));
+  const a = await coldSync(browser, origin, withSnapshot);
+  await withSnapshot.stop();
+  const withoutSnapshot = await importedRelay('bench-dag', { CLUSTER_CRDT_SNAPSHOTEVERY: '0' });
+  const b = await coldSync(browser, origin, withoutSnapshot);
+  const per100k = (bytes) => mib((bytes * 100_000) / pins);
+  console.log(`cold sync of ${pins} pins, from the relay's snapshot: ${(a.ms / 1000).toFixed(2)} s, ${Math.round(pins / (a.ms / 1000))} pins/s (snapshot used: ${a.snapshot})`);
+  console.log(`cold sync of ${pins} pins, walking the DAG:         ${(b.ms / 1000).toFixed(2)} s, ${Math.round(pins / (b.ms / 1000))} pins/s (snapshot used: ${b.snapshot})`);
+  console.log(`once synced (snapshot run): JS heap ${mib(a.jsHeap)} MiB (${per100k(a.jsHeap)} per 100k pins), WebAssembly memory ${mib(a.wasmBytes)} MiB (${per100k(a.wasmBytes)} per 100k pins)`);
+  const wasm = fs.readFileSync(path.join(npmDir, 'dist/pinfold_wasm_bg.wasm'));
+  const gzip = zlib.gzipSync(wasm, { level: 9 }).length;
+  const brotli = zlib.brotliCompressSync(wasm, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+  console.log(`.wasm: ${wasm.length} bytes raw, ${gzip} gzip -9, ${brotli} brotli`);
+} finally {
+  await browser.close();
+  server.close();
+  await stopAll();
+}

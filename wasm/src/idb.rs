@@ -1,0 +1,397 @@
+//! The follower's replica in IndexedDB, so that a reload resumes the sync instead of
+//! starting over: one object store per table of the core's [`Store`] (blocks, processed
+//! markers, key states, heads, pending walks), binary keys, and one readwrite transaction
+//! per [`Transaction`], so that a closed tab keeps all of a merged delta or none of it.
+//! A `meta` store keeps what the follower itself needs across reloads (its identity).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use cid::Cid;
+use futures::channel::oneshot;
+use js_sys::{Array, Uint8Array};
+use pinfold_core::crdt::{
+    BlockId, KeyState, PendingBlock, Persisted, RecordDecodeError, Store, Transaction,
+};
+use wasm_bindgen::prelude::*;
+use web_sys::{IdbDatabase, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransactionMode};
+
+use crate::websocket::js_message;
+
+const VERSION: u32 = 1;
+const BLOCKS: &str = "blocks";
+const PROCESSED: &str = "processed";
+const KEYS: &str = "keys";
+const HEADS: &str = "heads";
+const PENDING: &str = "pending";
+const META: &str = "meta";
+const ALL: [&str; 6] = [BLOCKS, PROCESSED, KEYS, HEADS, PENDING, META];
+
+/// Why IndexedDB failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdbError {
+    #[error("IndexedDB is not available here (private browsing, or not a browser); use storage: \"memory\"")]
+    Unavailable,
+    #[error("IndexedDB failed: {0}")]
+    Failed(String),
+    #[error(
+        "IndexedDB holds a record pinfold cannot read ({0}); clear the site's data to start over"
+    )]
+    Corrupt(String),
+    #[error(
+        "the database {0:?} is open in another tab with an older pinfold; close it and reload"
+    )]
+    Blocked(String),
+}
+
+impl From<RecordDecodeError> for IdbError {
+    fn from(error: RecordDecodeError) -> Self {
+        IdbError::Corrupt(error.to_string())
+    }
+}
+
+fn failed(value: JsValue) -> IdbError {
+    IdbError::Failed(js_message(&value))
+}
+
+fn bytes(value: &[u8]) -> JsValue {
+    Uint8Array::from(value).buffer().into()
+}
+
+fn to_vec(value: &JsValue) -> Vec<u8> {
+    Uint8Array::new(value).to_vec()
+}
+
+/// The result of `request`. The handlers are set when this is called, not when the
+/// future is first polled, so that requests issued together can be awaited one by one
+/// without missing an event.
+fn done(request: IdbRequest) -> impl std::future::Future<Output = Result<JsValue, IdbError>> {
+    let (tx, rx) = oneshot::channel();
+    let tx = Rc::new(RefCell::new(Some(tx)));
+    let on_success = Closure::once({
+        let tx = tx.clone();
+        move || {
+            if let Some(tx) = tx.borrow_mut().take() {
+                let _ = tx.send(true);
+            }
+        }
+    });
+    let on_error = Closure::once(move || {
+        if let Some(tx) = tx.borrow_mut().take() {
+            let _ = tx.send(false);
+        }
+    });
+    request.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
+    request.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    async move {
+        let ok = rx.await.unwrap_or(false);
+        request.set_onsuccess(None);
+        request.set_onerror(None);
+        drop((on_success, on_error));
+        if ok {
+            request.result().map_err(failed)
+        } else {
+            let error = request.error().ok().flatten().map(|e| e.message());
+            Err(IdbError::Failed(
+                error.unwrap_or_else(|| "request failed".into()),
+            ))
+        }
+    }
+}
+
+/// A replica's tables in one IndexedDB database.
+pub struct IdbStore {
+    db: IdbDatabase,
+}
+
+impl IdbStore {
+    /// Opens (or creates) the database `name`.
+    pub async fn open(name: &str) -> Result<Self, IdbError> {
+        let factory = js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into())
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+            .ok_or(IdbError::Unavailable)?
+            .unchecked_into::<web_sys::IdbFactory>();
+        let request = factory.open_with_u32(name, VERSION).map_err(failed)?;
+        let on_upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new({
+            let request = request.clone();
+            move |_| {
+                let Ok(db) = request.result() else { return };
+                let db: IdbDatabase = db.unchecked_into();
+                for store in ALL {
+                    if !db.object_store_names().contains(store) {
+                        let _ = db.create_object_store(store);
+                    }
+                }
+            }
+        });
+        request.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+        let blocked = Rc::new(RefCell::new(false));
+        let on_blocked = Closure::<dyn FnMut()>::new({
+            let blocked = blocked.clone();
+            move || *blocked.borrow_mut() = true
+        });
+        request.set_onblocked(Some(on_blocked.as_ref().unchecked_ref()));
+        let result = done(request.clone().unchecked_into()).await;
+        request.set_onupgradeneeded(None);
+        request.set_onblocked(None);
+        if *blocked.borrow() && result.is_err() {
+            return Err(IdbError::Blocked(name.to_owned()));
+        }
+        Ok(Self {
+            db: result?.unchecked_into(),
+        })
+    }
+
+    fn store(&self, name: &str, mode: IdbTransactionMode) -> Result<IdbObjectStore, IdbError> {
+        self.db
+            .transaction_with_str_and_mode(name, mode)
+            .and_then(|tx| tx.object_store(name))
+            .map_err(failed)
+    }
+
+    async fn get(&self, table: &str, key: &[u8]) -> Result<Option<JsValue>, IdbError> {
+        let store = self.store(table, IdbTransactionMode::Readonly)?;
+        let value = done(store.get(&bytes(key)).map_err(failed)?).await?;
+        Ok((!value.is_undefined()).then_some(value))
+    }
+
+    /// Up to `limit` keys and values of `table` after `after`, in key order.
+    async fn page(
+        &self,
+        table: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+        with_values: bool,
+    ) -> Result<(Vec<Vec<u8>>, Vec<JsValue>), IdbError> {
+        let store = self.store(table, IdbTransactionMode::Readonly)?;
+        let range = match after {
+            Some(after) => {
+                IdbKeyRange::lower_bound_with_open(&bytes(after), true).map_err(failed)?
+            }
+            None => IdbKeyRange::lower_bound(&Uint8Array::new_with_length(0).buffer())
+                .map_err(failed)?,
+        };
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let keys = done(
+            store
+                .get_all_keys_with_key_and_limit(&range, limit)
+                .map_err(failed)?,
+        );
+        let values = with_values
+            .then(|| store.get_all_with_key_and_limit(&range, limit))
+            .transpose()
+            .map_err(failed)?
+            .map(done);
+        let keys: Array = keys.await?.unchecked_into();
+        let values = match values {
+            Some(values) => values.await?.unchecked_into::<Array>().to_vec(),
+            None => Vec::new(),
+        };
+        Ok((keys.iter().map(|k| to_vec(&k)).collect(), values))
+    }
+
+    /// A value the follower keeps for itself under `key`.
+    pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, IdbError> {
+        Ok(self.get(META, key.as_bytes()).await?.map(|v| to_vec(&v)))
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), IdbError> {
+        let tx = self
+            .db
+            .transaction_with_str_and_mode(META, IdbTransactionMode::Readwrite)
+            .map_err(failed)?;
+        let store = tx.object_store(META).map_err(failed)?;
+        done(
+            store
+                .put_with_key(&bytes(value), &bytes(key.as_bytes()))
+                .map_err(failed)?,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Drop for IdbStore {
+    fn drop(&mut self) {
+        self.db.close();
+    }
+}
+
+fn decode_cid(bytes: &[u8]) -> Result<Cid, IdbError> {
+    Cid::try_from(bytes).map_err(|e| IdbError::Corrupt(format!("head: {e}")))
+}
+
+fn block_id(bytes: &[u8]) -> Result<BlockId, IdbError> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| IdbError::Corrupt("a block id is not 32 bytes".into()))?;
+    Ok(BlockId(array))
+}
+
+impl Store for IdbStore {
+    type Error = IdbError;
+
+    async fn load(&self) -> Result<Persisted, IdbError> {
+        let (head_keys, heights) = self.page(HEADS, None, usize::MAX, true).await?;
+        let heads = head_keys
+            .iter()
+            .zip(heights)
+            .map(|(cid, height)| Ok((decode_cid(cid)?, height.as_f64().unwrap_or(0.0) as u64)))
+            .collect::<Result<_, IdbError>>()?;
+        let (_, pending) = self.page(PENDING, None, usize::MAX, true).await?;
+        let pending = pending
+            .iter()
+            .map(|p| PendingBlock::decode(&to_vec(p)).map_err(IdbError::from))
+            .collect::<Result<_, _>>()?;
+        Ok(Persisted { heads, pending })
+    }
+
+    async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, IdbError> {
+        match self.get(KEYS, key).await? {
+            Some(state) => Ok(Some(KeyState::decode(&to_vec(&state))?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
+        let requests = keys
+            .iter()
+            .map(|key| store.get(&bytes(key)).map(done))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        let mut states = Vec::with_capacity(keys.len());
+        for request in requests {
+            let value = request.await?;
+            states.push(match value.is_undefined() {
+                true => None,
+                false => Some(KeyState::decode(&to_vec(&value))?),
+            });
+        }
+        Ok(states)
+    }
+
+    async fn is_processed(&self, block: &BlockId) -> Result<bool, IdbError> {
+        Ok(self.get(PROCESSED, &block.0).await?.is_some())
+    }
+
+    async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, IdbError> {
+        Ok(self.get(BLOCKS, &block.0).await?.map(|b| to_vec(&b)))
+    }
+
+    async fn processed_after(
+        &self,
+        after: Option<&BlockId>,
+        limit: usize,
+    ) -> Result<Vec<BlockId>, IdbError> {
+        let (ids, _) = self
+            .page(PROCESSED, after.map(|a| &a.0[..]), limit, false)
+            .await?;
+        ids.iter().map(|id| block_id(id)).collect()
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, KeyState)>, IdbError> {
+        let (keys, states) = self.page(KEYS, after, limit, true).await?;
+        keys.into_iter()
+            .zip(states)
+            .map(|(key, state)| Ok((key, KeyState::decode(&to_vec(&state))?)))
+            .collect()
+    }
+
+    async fn commit(&mut self, tx: Transaction) -> Result<(), IdbError> {
+        let names = Array::of5(
+            &BLOCKS.into(),
+            &PROCESSED.into(),
+            &KEYS.into(),
+            &HEADS.into(),
+            &PENDING.into(),
+        );
+        let write = self
+            .db
+            .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
+            .map_err(failed)?;
+        let store = |name| write.object_store(name).map_err(failed);
+        let (blocks, processed, keys, heads, pending) = (
+            store(BLOCKS)?,
+            store(PROCESSED)?,
+            store(KEYS)?,
+            store(HEADS)?,
+            store(PENDING)?,
+        );
+        // Every request is issued before the first wait: the transaction commits once they
+        // are all done, and nothing else can interleave.
+        let mut requests = Vec::new();
+        for (id, bytes_) in &tx.blocks {
+            requests.push(blocks.put_with_key(&bytes(bytes_), &bytes(&id.0)));
+        }
+        for id in &tx.blocks_removed {
+            requests.push(blocks.delete(&bytes(&id.0)));
+        }
+        for id in &tx.processed {
+            requests.push(processed.put_with_key(&JsValue::TRUE, &bytes(&id.0)));
+        }
+        for (key, state) in &tx.keys {
+            requests.push(keys.put_with_key(&bytes(&state.encode()), &bytes(key)));
+        }
+        for cid in &tx.heads_removed {
+            requests.push(heads.delete(&bytes(&cid.to_bytes())));
+        }
+        for (cid, height) in &tx.heads_added {
+            requests
+                .push(heads.put_with_key(&JsValue::from(*height as f64), &bytes(&cid.to_bytes())));
+        }
+        for id in &tx.pending_removed {
+            requests.push(pending.delete(&bytes(&id.0)));
+        }
+        for block in &tx.pending_added {
+            if let Ok(id) = BlockId::from_cid(&block.cid) {
+                requests.push(pending.put_with_key(&bytes(&block.encode()), &bytes(&id.0)));
+            }
+        }
+        let requests = requests
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        let (sender, finished) = oneshot::channel();
+        let sender = Rc::new(RefCell::new(Some(sender)));
+        let on_complete = Closure::once({
+            let sender = sender.clone();
+            move || {
+                if let Some(s) = sender.borrow_mut().take() {
+                    let _ = s.send(None);
+                }
+            }
+        });
+        let on_abort = Closure::once({
+            let write = write.clone();
+            move || {
+                let reason = write
+                    .error()
+                    .map(|e| e.message())
+                    .unwrap_or_else(|| "aborted".into());
+                if let Some(s) = sender.borrow_mut().take() {
+                    let _ = s.send(Some(reason));
+                }
+            }
+        });
+        write.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
+        write.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
+        drop(requests);
+        let outcome = finished.await;
+        write.set_oncomplete(None);
+        write.set_onabort(None);
+        match outcome {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => Err(IdbError::Failed(format!("a write was aborted: {reason}"))),
+            Err(_) => Err(IdbError::Failed("a write never finished".into())),
+        }
+    }
+}
