@@ -22,6 +22,8 @@ export class InvalidOptionsError extends PinfoldError {}
 export class ClosedError extends PinfoldError {}
 /** IndexedDB could not be opened, read or written; the message says why. */
 export class StorageError extends PinfoldError {}
+/** Pinset data came from a peer that is not trusted and was ignored (an `error` event). */
+export class UntrustedDataError extends PinfoldError {}
 
 const errorClasses = {
   WRONG_SECRET: WrongSecretError,
@@ -30,6 +32,7 @@ const errorClasses = {
   INVALID_CID: InvalidOptionsError,
   CLOSED: ClosedError,
   STORAGE: StorageError,
+  UNTRUSTED_DATA: UntrustedDataError,
 };
 
 /** The error class of `error`'s code (errors crossing from WebAssembly or a Worker). */
@@ -64,8 +67,9 @@ const EVENTS = ['pin', 'unpin', 'peer', 'sync', 'error'];
 export class FollowerBase {
   #listeners = new Map(EVENTS.map((type) => [type, new Set()]));
 
-  /** @internal Calls the listeners of `type` with `value`. */
+  /** @internal Calls the listeners of `type` with `value` (for `error`, a typed error). */
   emit(type, value) {
+    if (type === 'error' && !(value instanceof Error)) value = typed(Object.assign(new Error(value.message), { code: value.code }));
     for (const listener of this.#listeners.get(type) ?? []) {
       try {
         listener(value);
@@ -82,8 +86,8 @@ export class FollowerBase {
 
   /**
    * Listens to `pin` (a pin was added or changed), `unpin` ({cid}), `peer` ({id, joined}),
-   * `sync` (the sync state, when it changes) or `error` ({message}). Returns a function
-   * that stops listening.
+   * `sync` (the sync state, when it changes) or `error` (a PinfoldError: UntrustedDataError,
+   * StorageError, WrongSecretError, or code SNAPSHOT). Returns a function that stops listening.
    */
   on(type, listener) {
     const listeners = this.#listeners.get(type);

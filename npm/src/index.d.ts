@@ -136,7 +136,8 @@ export interface FollowerEvents {
   unpin: { cid: string };
   peer: { id: string; joined: boolean };
   sync: SyncState;
-  error: { message: string };
+  /** UntrustedDataError, StorageError, WrongSecretError, or a PinfoldError with code "SNAPSHOT". */
+  error: PinfoldError;
 }
 
 /** What every follower offers, on this thread (`Follower`) or in a Worker (`WorkerFollower`). */
@@ -182,7 +183,7 @@ export function spawnWorker(options: FollowOptions): Promise<WorkerFollower>;
 
 /** Every error the follower throws; `code` says which kind. */
 export class PinfoldError extends Error {
-  readonly code: 'WRONG_SECRET' | 'UNREACHABLE' | 'INVALID_OPTIONS' | 'INVALID_CID' | 'CLOSED' | 'NO_STATUS' | 'STORAGE' | string;
+  readonly code: 'WRONG_SECRET' | 'UNREACHABLE' | 'INVALID_OPTIONS' | 'INVALID_CID' | 'CLOSED' | 'NO_STATUS' | 'STORAGE' | 'SNAPSHOT' | 'UNTRUSTED_DATA' | string;
 }
 /** The bootstrap peer refused the private-network handshake: the secret differs. */
 export class WrongSecretError extends PinfoldError {}
@@ -194,3 +195,5 @@ export class InvalidOptionsError extends PinfoldError {}
 export class ClosedError extends PinfoldError {}
 /** IndexedDB could not be opened, read or written. */
 export class StorageError extends PinfoldError {}
+/** Pinset data came from a peer that is not trusted and was ignored (an `error` event). */
+export class UntrustedDataError extends PinfoldError {}

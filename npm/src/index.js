@@ -15,6 +15,7 @@ export {
   InvalidOptionsError,
   ClosedError,
   StorageError,
+  UntrustedDataError,
 } from './follower.js';
 export { spawnWorker, WorkerFollower } from './spawn.js';
 

@@ -19,11 +19,11 @@ export function serve(port) {
     events = [];
     port.postMessage({ events: batch });
   };
+  const errorOf = (error) => ({ name: error?.name, code: error?.code, message: String(error?.message ?? error) });
   const queue = (type) => (value) => {
-    events.push([type, value]);
+    events.push([type, type === 'error' ? errorOf(value) : value]);
     timer ??= setTimeout(flush, EVENT_BATCH_MS);
   };
-  const errorOf = (error) => ({ name: error?.name, code: error?.code, message: String(error?.message ?? error) });
   const methods = {
     pinsPage: (after, limit) => follower.pinsPage(after, limit),
     get: (cid) => follower.get(cid),

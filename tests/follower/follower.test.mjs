@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
 import { rawCid } from '../support/cid.mjs';
 import { freePort } from '../support/net.mjs';
-import { follow, spawnWorker, WrongSecretError, UnreachableError, InvalidOptionsError } from '../../npm/src/index.js';
+import { follow, spawnWorker, WrongSecretError, UnreachableError, InvalidOptionsError, UntrustedDataError } from '../../npm/src/index.js';
 
 const PINS = Number(process.env.PINFOLD_FOLLOWER_PINS ?? 10_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
@@ -196,6 +196,19 @@ test('an unreachable bootstrap address and bad options fail with typed errors', 
   await assert.rejects(follow({ bootstrap: ['not an address'], secret }), InvalidOptionsError);
   await assert.rejects(follow({ bootstrap: [wsAddress.replace(/\/p2p\/.*/, '')], secret }), /trustedPeers/);
   await assert.rejects(follow({ bootstrap: [wsAddress], secret: 'abcd' }), /secret/);
+  // Heads from a peer it does not trust are ignored, and said so once per peer.
+  const picky = await follow({ bootstrap: [wsAddress], secret, trustedPeers: [full.id] });
+  try {
+    const error = await waitFor('an untrusted-data error', () => new Promise((resolve) => {
+      const off = picky.on('error', (e) => { off(); resolve(e); });
+      setTimeout(() => resolve(null), 5000);
+    }), 20_000);
+    assert.ok(error instanceof UntrustedDataError, String(error));
+    assert.equal(error.code, 'UNTRUSTED_DATA');
+    assert.ok(error.message.includes(relay.id), error.message);
+  } finally {
+    await picky.close();
+  }
   const controller = new AbortController();
   controller.abort(new Error('changed my mind'));
   await assert.rejects(follow({ bootstrap: [wsAddress], secret, signal: controller.signal }), /changed my mind/);

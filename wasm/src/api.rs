@@ -19,7 +19,7 @@ use pinfold_core::pin::Pin;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::follower::{self, Command, Follower, Settings, Sink, StartError, SyncState};
+use crate::follower::{self, Command, Follower, Problem, Settings, Sink, StartError, SyncState};
 use crate::idb::{IdbError, IdbStore};
 use crate::store::FollowerStore;
 use libp2p::identity::Keypair;
@@ -153,7 +153,7 @@ impl Options {
 }
 
 /// Reports to the page's `onEvent(type, json)`: `pin` (the pin), `unpin` (`{cid}`),
-/// `peer` (`{id, joined}`) and `sync` (the sync state).
+/// `peer` (`{id, joined}`), `sync` (the sync state) and `error` (`{code, message}`).
 struct JsSink(js_sys::Function);
 
 impl JsSink {
@@ -172,6 +172,7 @@ struct CidEvent {
 
 #[derive(Serialize)]
 struct ErrorEvent<'a> {
+    code: &'static str,
     message: &'a str,
 }
 
@@ -209,8 +210,14 @@ impl Sink for JsSink {
         self.emit("sync", state);
     }
 
-    fn error(&self, message: &str) {
-        self.emit("error", &ErrorEvent { message });
+    fn error(&self, problem: Problem, message: &str) {
+        self.emit(
+            "error",
+            &ErrorEvent {
+                code: problem.code(),
+                message,
+            },
+        );
     }
 }
 

@@ -164,14 +164,39 @@ pub struct Head {
     pub height: u64,
 }
 
+/// The kinds of trouble a running follower reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Its store failed.
+    Storage,
+    /// A snapshot could not be loaded (the DAG is walked instead).
+    Snapshot,
+    /// A connection failed the secret proof.
+    WrongSecret,
+    /// Pinset heads came from a peer that is not trusted, and were ignored.
+    UntrustedData,
+}
+
+impl Problem {
+    /// The stable code the JavaScript errors carry.
+    pub fn code(self) -> &'static str {
+        match self {
+            Problem::Storage => "STORAGE",
+            Problem::Snapshot => "SNAPSHOT",
+            Problem::WrongSecret => "WRONG_SECRET",
+            Problem::UntrustedData => "UNTRUSTED_DATA",
+        }
+    }
+}
+
 /// What the follower reports as it runs.
 pub trait Sink {
     fn pin(&self, pin: &Pin);
     fn unpin(&self, cid: &Cid);
     fn peer(&self, peer: &PeerId, joined: bool);
     fn sync(&self, state: &SyncState);
-    /// Something failed that the follower cannot fix itself (its store failed).
-    fn error(&self, message: &str);
+    /// Something the user should know went wrong; `code` is one of [`Problem`]'s.
+    fn error(&self, problem: Problem, message: &str);
 }
 
 /// The start of a sync: a replica that has merged nothing first asks a trusted peer for a
@@ -229,6 +254,8 @@ pub struct Follower<E: Sink> {
     next_gathering: u64,
     snapshot: SnapshotPhase,
     loaded_snapshot: Option<SnapshotOffer>,
+    /// Authors of ignored heads, each reported once.
+    untrusted_authors: BTreeSet<PeerId>,
 }
 
 impl<E: Sink> Follower<E> {
@@ -305,6 +332,7 @@ impl<E: Sink> Follower<E> {
                 SnapshotPhase::Done
             },
             loaded_snapshot: None,
+            untrusted_authors: BTreeSet::new(),
         };
         follower.dial_bootstrap();
         Ok(follower)
@@ -342,7 +370,7 @@ impl<E: Sink> Follower<E> {
     /// Reports a failed replica operation; the follower goes on with the next event.
     fn check(&self, result: Result<(), ReplicaError<IdbError>>) {
         if let Err(error) = result {
-            self.sink.error(&error.to_string());
+            self.sink.error(Problem::Storage, &error.to_string());
         }
     }
 
@@ -502,8 +530,10 @@ impl<E: Sink> Follower<E> {
                         address: format!("{peer} ({reason})"),
                     });
                 } else {
-                    self.sink
-                        .error(&format!("closed the connection to {peer}: {reason}"));
+                    self.sink.error(
+                        Problem::WrongSecret,
+                        &format!("closed the connection to {peer}: {reason}"),
+                    );
                 }
             }
             _ => {}
@@ -566,6 +596,18 @@ impl<E: Sink> Follower<E> {
                     return;
                 };
                 if message.topic == self.heads_topic.hash() {
+                    if !self.trust.trusts(&author) {
+                        if self.untrusted_authors.insert(author) {
+                            self.sink.error(
+                                Problem::UntrustedData,
+                                &format!(
+                                    "ignored the pinset heads of {author}, which is not a trusted peer; \
+                                     add it to trustedPeers to follow its writes"
+                                ),
+                            );
+                        }
+                        return;
+                    }
                     if let SnapshotPhase::Waiting { held, .. }
                     | SnapshotPhase::Asking { held, .. } = &mut self.snapshot
                     {
@@ -618,7 +660,7 @@ impl<E: Sink> Follower<E> {
                         .inner_mut()
                         .bitswap
                         .respond(peer, blocks, presences),
-                    Err(error) => self.sink.error(&error.to_string()),
+                    Err(error) => self.sink.error(Problem::Storage, &error.to_string()),
                 }
             }
             BehaviourEvent::Status(event) => self.on_status(event).await,
@@ -704,10 +746,10 @@ impl<E: Sink> Follower<E> {
                 .await
             {
                 Ok(()) => self.loaded_snapshot = Some(offer),
-                Err(error) => self.sink.error(&format!(
-                    "could not load the snapshot {}: {error}",
-                    offer.root
-                )),
+                Err(error) => self.sink.error(
+                    Problem::Snapshot,
+                    &format!("could not load the snapshot {}: {error}", offer.root),
+                ),
             }
         }
         for (author, data) in held {
