@@ -3,18 +3,21 @@
 //   1. cold sync of PINFOLD_BENCH_PINS pins (100000) over WebSocket from a relay that
 //      offers a snapshot, and from one that does not (the DAG walk), in pins/s;
 //   2. the page's JS heap and the WebAssembly memory once synced, per 100k pins;
-//   3. the .wasm's size raw, gzip -9 and brotli.
+//   3. with storage in IndexedDB: the cold sync, and the resume after a reload (up to
+//      PINFOLD_BENCH_RELOAD_PINS pins, 100000: past that the IndexedDB part is skipped);
+//   4. the .wasm's size raw, gzip -9 and brotli.
 // The relays' pinsets are imported (`state import`: deltas of 1000 pins).
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { execFileSync } from 'node:child_process';
-import { Peer, pinfoldBin, runDir, stopAll } from '../cluster/harness.mjs';
+import { Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
 import { rawCid } from '../support/cid.mjs';
 import { launchChromium, npmDir, serveNpm } from './page.mjs';
 
 const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+const reloadPins = Number(process.env.PINFOLD_BENCH_RELOAD_PINS ?? 100_000);
 const mib = (bytes) => (bytes / 1024 / 1024).toFixed(1);
 
 function importedRelay(name, env) {
@@ -58,13 +61,44 @@ async function coldSync(browser, origin, relay) {
   return { ...result, jsHeap: usedSize };
 }
 
+/** Syncs into IndexedDB, reloads the page, and times the resume to a synced state. */
+async function reloadResume(browser, origin, relay) {
+  const page = await browser.newPage();
+  await page.goto(origin);
+  const options = { bootstrap: [await relay.addressOf('ws')], secret, trustedPeers: [relay.id], storage: 'indexeddb', storageName: 'pinfold-bench' };
+  const syncAndClose = () => page.evaluate(async ({ options, pins }) => {
+    const pinfold = await import('/src/index.js');
+    await pinfold.ready();
+    const started = performance.now();
+    const follower = await pinfold.follow(options);
+    for (;;) {
+      const state = await follower.syncState();
+      if (state.synced && state.pins >= pins) {
+        const ms = performance.now() - started;
+        await follower.close();
+        return { ms, merged: state.merged };
+      }
+      if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }, { options, pins });
+  const cold = await syncAndClose();
+  await page.reload();
+  const resumed = await syncAndClose();
+  await page.close();
+  return { cold, resumed };
+}
+
 const { server, origin } = await serveNpm();
 const browser = await launchChromium();
 try {
   const withSnapshot = await importedRelay('bench-snapshot', { CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s' });
-  // The relay makes its snapshot on its first tick once synced; give it that tick.
-  await new Promise((r) => setTimeout(r, 3000));
+  // The relay makes its snapshot on its first tick once synced: wait for it, so that the
+  // sync below measures loading it, not making it.
+  const made = await waitFor('the relay\'s snapshot', () => /made a pinset snapshot.*elapsed_ms=(\d+)/.exec(fs.readFileSync(withSnapshot.log, 'utf8')), 600_000);
+  console.log(`the relay made its snapshot of ${pins} pins in ${made[1]} ms`);
   const a = await coldSync(browser, origin, withSnapshot);
+  const reload = pins <= reloadPins ? await reloadResume(browser, origin, withSnapshot) : null;
   await withSnapshot.stop();
   const withoutSnapshot = await importedRelay('bench-dag', { CLUSTER_CRDT_SNAPSHOTEVERY: '0' });
   const b = await coldSync(browser, origin, withoutSnapshot);
@@ -72,6 +106,11 @@ try {
   console.log(`cold sync of ${pins} pins, from the relay's snapshot: ${(a.ms / 1000).toFixed(2)} s, ${Math.round(pins / (a.ms / 1000))} pins/s (snapshot used: ${a.snapshot})`);
   console.log(`cold sync of ${pins} pins, walking the DAG:         ${(b.ms / 1000).toFixed(2)} s, ${Math.round(pins / (b.ms / 1000))} pins/s (snapshot used: ${b.snapshot})`);
   console.log(`once synced (snapshot run): JS heap ${mib(a.jsHeap)} MiB (${per100k(a.jsHeap)} per 100k pins), WebAssembly memory ${mib(a.wasmBytes)} MiB (${per100k(a.wasmBytes)} per 100k pins)`);
+  if (reload) {
+    console.log(`IndexedDB: cold sync of ${pins} pins ${(reload.cold.ms / 1000).toFixed(2)} s (${Math.round(pins / (reload.cold.ms / 1000))} pins/s); after a reload, synced again in ${reload.resumed.ms.toFixed(0)} ms (deltas fetched again: ${reload.resumed.merged})`);
+  } else {
+    console.log(`IndexedDB: skipped (${pins} pins > PINFOLD_BENCH_RELOAD_PINS=${reloadPins})`);
+  }
   const wasm = fs.readFileSync(path.join(npmDir, 'dist/pinfold_wasm_bg.wasm'));
   const gzip = zlib.gzipSync(wasm, { level: 9 }).length;
   const brotli = zlib.brotliCompressSync(wasm, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
