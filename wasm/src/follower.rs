@@ -295,7 +295,9 @@ impl<E: Sink> Follower<E> {
         let replica = Replica::open(store, config)
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?;
-        let pins = count_pins(&replica)
+        let pins = replica
+            .store()
+            .live_keys()
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?;
         let replica_was_empty = replica.heads().is_empty() && replica.progress().pending == 0;
@@ -952,24 +954,6 @@ impl<E: Sink> Follower<E> {
                 }
             })
             .collect()
-    }
-}
-
-/// The live pins of a replica opened from storage (0 for a new one).
-async fn count_pins(replica: &Replica<FollowerStore>) -> Result<u64, IdbError> {
-    const PAGE: usize = 20_000;
-    let mut count = 0;
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = replica.store().scan(after.as_deref(), PAGE).await?;
-        count += page
-            .iter()
-            .filter(|(_, state)| !state.live.is_empty())
-            .count() as u64;
-        match page.last() {
-            Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),
-            _ => return Ok(count),
-        }
     }
 }
 

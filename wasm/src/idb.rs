@@ -11,7 +11,8 @@ use cid::Cid;
 use futures::channel::oneshot;
 use js_sys::{Array, Uint8Array};
 use pinfold_core::crdt::{
-    BlockId, KeyState, PendingBlock, Persisted, RecordDecodeError, Store, Transaction,
+    count_live_keys, BlockId, KeyState, PendingBlock, Persisted, RecordDecodeError, Store,
+    Transaction,
 };
 use wasm_bindgen::prelude::*;
 use web_sys::{IdbDatabase, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransactionMode};
@@ -99,9 +100,14 @@ fn done(request: IdbRequest) -> impl std::future::Future<Output = Result<JsValue
     }
 }
 
+/// The `meta` record of the number of keys with a value.
+const LIVE_KEYS: &str = "live_keys";
+
 /// A replica's tables in one IndexedDB database.
 pub struct IdbStore {
     db: IdbDatabase,
+    /// Keys with a value, as the `meta` store records it with every commit.
+    live_keys: u64,
 }
 
 impl IdbStore {
@@ -138,9 +144,24 @@ impl IdbStore {
         if *blocked.borrow() && result.is_err() {
             return Err(IdbError::Blocked(name.to_owned()));
         }
-        Ok(Self {
+        let mut store = Self {
             db: result?.unchecked_into(),
-        })
+            live_keys: 0,
+        };
+        store.live_keys = match store.meta(LIVE_KEYS).await? {
+            Some(bytes) => u64::from_le_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| IdbError::Corrupt("the live key count".into()))?,
+            ),
+            // A database written before the count was kept: count once.
+            None => {
+                let counted = count_live_keys(&store).await?;
+                store.set_meta(LIVE_KEYS, &counted.to_le_bytes()).await?;
+                counted
+            }
+        };
+        Ok(store)
     }
 
     fn store(&self, name: &str, mode: IdbTransactionMode) -> Result<IdbObjectStore, IdbError> {
@@ -275,6 +296,10 @@ impl Store for IdbStore {
         Ok(states)
     }
 
+    async fn live_keys(&self) -> Result<u64, IdbError> {
+        Ok(self.live_keys)
+    }
+
     async fn is_processed(&self, block: &BlockId) -> Result<bool, IdbError> {
         Ok(self.get(PROCESSED, &block.0).await?.is_some())
     }
@@ -307,13 +332,7 @@ impl Store for IdbStore {
     }
 
     async fn commit(&mut self, tx: Transaction) -> Result<(), IdbError> {
-        let names = Array::of5(
-            &BLOCKS.into(),
-            &PROCESSED.into(),
-            &KEYS.into(),
-            &HEADS.into(),
-            &PENDING.into(),
-        );
+        let names: Array = ALL.iter().map(|name| JsValue::from(*name)).collect();
         let write = self
             .db
             .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
@@ -356,6 +375,14 @@ impl Store for IdbStore {
                 requests.push(pending.put_with_key(&bytes(&block.encode()), &bytes(&id.0)));
             }
         }
+        let live_keys = self.live_keys.saturating_add_signed(tx.live_keys);
+        if tx.live_keys != 0 {
+            let meta = write.object_store(META).map_err(failed)?;
+            requests.push(meta.put_with_key(
+                &bytes(&live_keys.to_le_bytes()),
+                &bytes(LIVE_KEYS.as_bytes()),
+            ));
+        }
         let requests = requests
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
@@ -389,7 +416,10 @@ impl Store for IdbStore {
         write.set_oncomplete(None);
         write.set_onabort(None);
         match outcome {
-            Ok(None) => Ok(()),
+            Ok(None) => {
+                self.live_keys = live_keys;
+                Ok(())
+            }
             Ok(Some(reason)) => Err(IdbError::Failed(format!("a write was aborted: {reason}"))),
             Err(_) => Err(IdbError::Failed("a write never finished".into())),
         }

@@ -61,4 +61,8 @@ impl Store for FollowerStore {
     async fn commit(&mut self, tx: Transaction) -> Result<(), IdbError> {
         each!(self, s => s.commit(tx))
     }
+
+    async fn live_keys(&self) -> Result<u64, IdbError> {
+        each!(self, s => s.live_keys())
+    }
 }

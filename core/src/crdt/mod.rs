@@ -22,4 +22,6 @@ pub use config::{BatchConfig, Config, Trust, MAX_DELTA_BYTES};
 pub use pins::{PinEntryError, PinEvent};
 pub use replica::{Output, Progress, Replica, ReplicaError, Stats, MAX_PRIORITY};
 pub use set::{BlockId, KeyState, RecordDecodeError, Version};
-pub use store::{BlockKind, MemoryStore, PendingBlock, Persisted, Store, Transaction};
+pub use store::{
+    count_live_keys, BlockKind, MemoryStore, PendingBlock, Persisted, Store, Transaction,
+};

@@ -1083,6 +1083,7 @@ impl<S: Store> Replica<S> {
                     state.apply_element(version);
                 }
                 if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
+                    tx.live_keys += i64::from(before.is_none());
                     events.push(Output::Put {
                         key: key.clone(),
                         value: after.value.clone(),
@@ -1321,15 +1322,19 @@ impl<S: Store> Replica<S> {
             let after = state.value().map(|v| &v.value);
             match (before, after) {
                 (before, Some(after)) if before.as_ref() != Some(after) => {
+                    tx.live_keys += i64::from(before.is_none());
                     events.push(Output::Put {
                         key: key.to_owned(),
                         value: after.clone(),
                         added: before.is_none(),
                     })
                 }
-                (Some(_), None) => events.push(Output::Delete {
-                    key: key.to_owned(),
-                }),
+                (Some(_), None) => {
+                    tx.live_keys -= 1;
+                    events.push(Output::Delete {
+                        key: key.to_owned(),
+                    })
+                }
                 _ => {}
             }
             tx.keys.push((key.as_bytes().to_vec(), state));

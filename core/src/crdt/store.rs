@@ -136,6 +136,8 @@ pub struct Transaction {
     pub heads_added: Vec<(Cid, u64)>,
     pub pending_removed: Vec<BlockId>,
     pub pending_added: Vec<PendingBlock>,
+    /// How the number of keys with a value changes (for stores that keep the count).
+    pub live_keys: i64,
 }
 
 impl Transaction {
@@ -189,6 +191,26 @@ pub trait Store {
     ) -> Result<Vec<(Vec<u8>, KeyState)>, Self::Error>;
     /// Applies a transaction atomically.
     async fn commit(&mut self, tx: Transaction) -> Result<(), Self::Error>;
+    /// How many keys have a value. The default counts them page by page; a store that
+    /// keeps [`Transaction::live_keys`] answers at once.
+    async fn live_keys(&self) -> Result<u64, Self::Error> {
+        count_live_keys(self).await
+    }
+}
+
+/// Counts the keys of `store` with a value, page by page (what [`Store::live_keys`] does
+/// unless a store keeps the count).
+pub async fn count_live_keys<S: Store + ?Sized>(store: &S) -> Result<u64, S::Error> {
+    const PAGE: usize = 10_000;
+    let (mut count, mut after) = (0, None::<Vec<u8>>);
+    loop {
+        let page = store.scan(after.as_deref(), PAGE).await?;
+        count += page.iter().filter(|(_, s)| !s.live.is_empty()).count() as u64;
+        match page.last() {
+            Some((key, _)) if page.len() == PAGE => after = Some(key.clone()),
+            _ => return Ok(count),
+        }
+    }
 }
 
 /// A store in memory: for tests, benchmarks and followers that keep nothing.
