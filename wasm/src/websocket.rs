@@ -34,8 +34,6 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// Why a WebSocket dial or connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0} is not a WebSocket address")]
-    NotWebSocket(Multiaddr),
     #[error("there is no WebSocket in this JavaScript runtime (Node needs version 22 or later)")]
     Unsupported,
     #[error("could not open a WebSocket to {url}: {reason}")]
