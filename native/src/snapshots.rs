@@ -107,10 +107,12 @@ impl Snapshots {
     }
 
     fn due(&self, replica: &Replica<RedbStore>) -> bool {
-        if self.policy.every == 0 || !replica.is_synced() || replica.heads().is_empty() {
+        // Checked on every tick: read the progress once, without copying the heads.
+        let progress = replica.progress();
+        if self.policy.every == 0 || progress.pending > 0 || progress.heads == 0 {
             return false;
         }
-        let height = replica.progress().height;
+        let height = progress.height;
         let grown = match self.latest {
             Some(offer) => height >= offer.height.saturating_add(self.policy.every),
             None => height >= self.policy.every,

@@ -72,16 +72,18 @@ fn closed() -> JsValue {
 }
 
 impl Options {
+    /// `crdt.cluster_name`: the option, or ipfs-cluster's default.
+    fn cluster_name(&self) -> &str {
+        self.cluster.as_deref().unwrap_or(DEFAULT_CLUSTER_NAME)
+    }
+
     fn storage(&self) -> Result<Storage, JsValue> {
         match self.storage.as_deref() {
             None | Some("memory") => Ok(Storage::Memory),
             Some("indexeddb") => Ok(Storage::IndexedDb(
-                self.storage_name.clone().unwrap_or_else(|| {
-                    format!(
-                        "pinfold-{}",
-                        self.cluster.as_deref().unwrap_or(DEFAULT_CLUSTER_NAME)
-                    )
-                }),
+                self.storage_name
+                    .clone()
+                    .unwrap_or_else(|| format!("pinfold-{}", self.cluster_name())),
             )),
             Some(other) => Err(invalid(format!(
                 "storage: {other:?} is not \"memory\" or \"indexeddb\""
@@ -90,6 +92,7 @@ impl Options {
     }
 
     fn settings(self) -> Result<Settings, JsValue> {
+        let cluster_name = self.cluster_name().to_owned();
         let secret = match self.secret.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) if text.starts_with("/key/") => Some(
@@ -138,9 +141,7 @@ impl Options {
             }
         };
         Ok(Settings {
-            cluster_name: self
-                .cluster
-                .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_owned()),
+            cluster_name,
             secret,
             bootstrap,
             trust,
