@@ -21,7 +21,7 @@ use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsS
 use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
-use pinfold_core::codec::status::{Connections, StatusRequest, StatusResponse};
+use pinfold_core::codec::status::{Connections, StatusRequest, StatusResponse, StatusSummary};
 use pinfold_core::crdt::{self, BatchConfig, Output, PinEvent, Replica};
 use pinfold_core::informer::{self, DiskMetric, RepoStat};
 use pinfold_core::monitor::{self, Monitor};
@@ -151,6 +151,12 @@ pub enum Command {
         filter: StatusFilter,
         reply: oneshot::Sender<(Vec<PinInfo>, Option<Cid>)>,
     },
+    /// This peer's statuses of a page of pins after `after`, counted (with the next cursor).
+    StatusCounts {
+        after: Option<Cid>,
+        daemon: Arc<DaemonPins>,
+        reply: oneshot::Sender<(StatusSummary, Option<Cid>)>,
+    },
     /// The other peers' views of these CIDs (at most
     /// [`pinfold_core::codec::status::MAX_CIDS`]), after each recovered them if `recover`;
     /// a peer that does not answer gets a `cluster_error` view of each.
@@ -244,6 +250,11 @@ enum Background {
     AnswerSnapshot {
         channel: request_response::ResponseChannel<StatusResponse>,
     },
+    /// Another peer's summary request, counted (or why it could not be).
+    AnswerSummary {
+        summary: Result<StatusSummary, String>,
+        channel: request_response::ResponseChannel<StatusResponse>,
+    },
 }
 
 /// How old a daemon pin list may be to answer another peer's status request.
@@ -322,6 +333,8 @@ pub struct Peer {
     heads_topic: IdentTopic,
     metrics_topic: IdentTopic,
     commands: mpsc::Receiver<Command>,
+    /// Its own commands, for background work that reads the pinset page by page.
+    commands_tx: mpsc::Sender<Command>,
     background_tx: mpsc::Sender<Background>,
     background: mpsc::Receiver<Background>,
     cancels: HashMap<OpId, oneshot::Sender<()>>,
@@ -492,6 +505,7 @@ impl Peer {
             heads_topic,
             metrics_topic,
             commands,
+            commands_tx: handle.commands.clone(),
             background_tx,
             background,
             cancels: HashMap::new(),
@@ -1033,6 +1047,14 @@ impl Peer {
                 let status = &mut self.swarm.behaviour_mut().inner_mut().status;
                 let _ = status.send_response(channel, response);
             }
+            Background::AnswerSummary { summary, channel } => {
+                let response = match summary {
+                    Ok(summary) => StatusResponse::Summary(summary),
+                    Err(error) => StatusResponse::Error(error),
+                };
+                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
+                let _ = status.send_response(channel, response);
+            }
             Background::AnswerConnections {
                 ipfs_peers,
                 channel,
@@ -1394,6 +1416,7 @@ impl Peer {
             } => {
                 let report = self.background_tx.clone();
                 let ipfs = self.ipfs.clone();
+                let commands = self.commands_tx.clone();
                 tokio::spawn(async move {
                     let answer = match request {
                         StatusRequest::Statuses { cids, recover } => {
@@ -1422,6 +1445,10 @@ impl Peer {
                             }
                         }
                         StatusRequest::Snapshot => Background::AnswerSnapshot { channel },
+                        StatusRequest::Summary => Background::AnswerSummary {
+                            summary: summarize(&commands, ipfs.as_ref()).await,
+                            channel,
+                        },
                     };
                     let _ = report.send(answer).await;
                 });
@@ -1516,6 +1543,26 @@ impl Peer {
                     None => Vec::new(),
                 };
                 let _ = reply.send((infos, next));
+            }
+            Command::StatusCounts {
+                after,
+                daemon,
+                reply,
+            } => {
+                let page = self.replica.pins(after.as_ref(), PAGE).await?;
+                let next = (page.len() == PAGE)
+                    .then(|| page.last().map(|p| p.cid))
+                    .flatten();
+                let mut summary = StatusSummary::default();
+                match self.tracker.as_ref() {
+                    Some(tracker) => tracker
+                        .statuses(page, &daemon, StatusFilter::ALL)
+                        .for_each(|info| summary.count(info.short.status)),
+                    None => page
+                        .iter()
+                        .for_each(|_| summary.count(TrackerStatus::Remote)),
+                }
+                let _ = reply.send((summary, next));
             }
             Command::PeerStatuses {
                 cids,
@@ -1841,6 +1888,42 @@ impl Peer {
 
 /// Calls `each` with every page of the stored pinset, in key order; returns how many pins
 /// there were.
+/// This peer's statuses of the whole pinset, counted a page per command so that the event
+/// loop goes on between pages. A relay pins nothing: its pins are all `remote`.
+async fn summarize(
+    commands: &mpsc::Sender<Command>,
+    ipfs: Option<&Ipfs>,
+) -> Result<StatusSummary, String> {
+    let daemon = match ipfs {
+        Some(ipfs) => ipfs
+            .recent_recursive_pins(STATUS_PINS_MAX_AGE)
+            .await
+            .map_err(|e| format!("could not list the IPFS daemon's pins: {e}"))?,
+        None => Arc::new(DaemonPins::new()),
+    };
+    let (mut summary, mut after) = (StatusSummary::default(), None);
+    loop {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::StatusCounts {
+            after,
+            daemon: daemon.clone(),
+            reply,
+        };
+        commands
+            .send(command)
+            .await
+            .map_err(|_| "the peer is shutting down".to_owned())?;
+        let (page, next) = answer
+            .await
+            .map_err(|_| "the peer is shutting down".to_owned())?;
+        summary.add(&page);
+        match next {
+            Some(cid) => after = Some(cid),
+            None => return Ok(summary),
+        }
+    }
+}
+
 pub async fn for_each_page(
     replica: &Replica<RedbStore>,
     mut each: impl FnMut(&[Pin]) -> anyhow::Result<()>,

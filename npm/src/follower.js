@@ -157,6 +157,14 @@ export class Follower extends FollowerBase {
     return JSON.parse(await call(() => this.#live().status(cid), signal));
   }
 
+  /**
+   * Each connected cluster peer's statuses of the whole pinset, counted:
+   * `[{ peer, peername, pins, statuses: { pinned: n, ... } }]`, or `{ peer, peername, error }`.
+   */
+  async summaries({ signal } = {}) {
+    return JSON.parse(await call(() => this.#live().summaries(), signal));
+  }
+
   /** The cluster peers seen through their `ping` metrics. */
   async peers({ signal } = {}) {
     return JSON.parse(await call(() => this.#live().peers(), signal));

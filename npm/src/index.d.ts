@@ -97,6 +97,17 @@ export interface GlobalPinInfo {
   peer_map: Record<string, PinInfoShort>;
 }
 
+/** One connected peer's statuses of the whole pinset, counted; `error` when it gave none. */
+export interface PeerSummary {
+  peer: string;
+  peername: string;
+  /** Pins in the peer's pinset (absent with `error`). */
+  pins?: number;
+  /** How many of them stand in each status (statuses with no pin are left out). */
+  statuses?: Partial<Record<PinInfoShort['status'] | 'sharded', number>>;
+  error?: string;
+}
+
 /** A cluster peer as the follower sees it through its `ping` metrics. */
 export interface PeerView {
   id: string;
@@ -154,6 +165,8 @@ export abstract class FollowerBase {
   get(cid: string, options?: CallOptions): Promise<Pin | null>;
   /** The statuses of `cid` on the cluster peers the follower is connected to. */
   status(cid: string, options?: CallOptions): Promise<GlobalPinInfo>;
+  /** Each connected cluster peer's statuses of the whole pinset, counted (one request per peer). */
+  summaries(options?: CallOptions): Promise<PeerSummary[]>;
   peers(options?: CallOptions): Promise<PeerView[]>;
   /** The latest live metric called `name` of each peer. */
   metrics(name: string, options?: CallOptions): Promise<Metric[]>;

@@ -88,6 +88,10 @@ export class WorkerFollower extends FollowerBase {
     return this.#call('status', [cid], signal);
   }
 
+  summaries({ signal } = {}) {
+    return this.#call('summaries', [], signal);
+  }
+
   peers({ signal } = {}) {
     return this.#call('peers', [], signal);
   }

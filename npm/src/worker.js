@@ -28,6 +28,7 @@ export function serve(port) {
     pinsPage: (after, limit) => follower.pinsPage(after, limit),
     get: (cid) => follower.get(cid),
     status: (cid) => follower.status(cid),
+    summaries: () => follower.summaries(),
     peers: () => follower.peers(),
     metrics: (name) => follower.metrics(name),
     syncState: () => follower.syncState(),

@@ -107,6 +107,19 @@ test(`loads ${PINS} pins from the relay's snapshot, then follows adds and remova
   assert.equal(await follower.get(cid), null);
 });
 
+test("summaries count each connected peer's statuses of the whole pinset", async () => {
+  const summaries = await waitFor('a summary of the whole pinset from both peers', async () => {
+    const all = await follower.summaries();
+    return all.length === 2 && all.every((s) => s.pins === PINS) && all;
+  }, 30_000);
+  const byPeer = Object.fromEntries(summaries.map((s) => [s.peer, s]));
+  // Everything is allocated to the relay, which pins nothing: remote on both.
+  assert.deepEqual(byPeer[relay.id].statuses, { remote: PINS });
+  assert.deepEqual(byPeer[full.id].statuses, { remote: PINS });
+  const names = Object.fromEntries((await follower.peers()).map((p) => [p.id, p.name]));
+  assert.equal(byPeer[full.id].peername, names[full.id]);
+});
+
 test('peers and metrics come from the monitor', async () => {
   const peers = await waitFor('both peers in the follower\'s view', async () => {
     const list = await follower.peers();

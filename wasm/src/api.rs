@@ -297,6 +297,11 @@ impl FollowerHandle {
         Ok(self.ask_fallible("NO_STATUS", move |reply| Command::Status { cid, reply }))
     }
 
+    /// Each connected peer's statuses of the whole pinset, counted (JSON array).
+    pub fn summaries(&self) -> js_sys::Promise {
+        self.ask_fallible("NO_STATUS", |reply| Command::Summaries { reply })
+    }
+
     /// The cluster peers seen (JSON array).
     pub fn peers(&self) -> js_sys::Promise {
         self.ask(|reply| Command::Peers { reply })

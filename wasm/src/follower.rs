@@ -20,7 +20,7 @@ use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::secret::ClusterSecret;
-use pinfold_core::codec::status::{SnapshotOffer, StatusRequest, StatusResponse};
+use pinfold_core::codec::status::{SnapshotOffer, StatusRequest, StatusResponse, StatusSummary};
 use pinfold_core::crdt::{
     self, Output, PinEvent, Progress, Replica, ReplicaError, Store as _, Trust,
 };
@@ -122,6 +122,20 @@ pub enum Command {
     SyncState {
         reply: oneshot::Sender<SyncState>,
     },
+    Summaries {
+        reply: oneshot::Sender<Result<Vec<PeerSummary>, String>>,
+    },
+}
+
+/// One connected peer's statuses of the whole pinset, counted, or why it gave none.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerSummary {
+    pub peer: String,
+    pub peername: String,
+    #[serde(flatten)]
+    pub summary: Option<StatusSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A cluster peer as the follower sees it, from its `ping` metrics.
@@ -217,10 +231,24 @@ enum SnapshotPhase {
     Done,
 }
 
+/// Answers awaited from the connected peers for one call.
 struct Gathering {
     awaiting: usize,
-    infos: Vec<PinInfo>,
-    reply: oneshot::Sender<Result<GlobalPinInfo, String>>,
+    answers: Answers,
+}
+
+enum Answers {
+    /// Views of one CID.
+    Statuses {
+        cid: Cid,
+        infos: Vec<PinInfo>,
+        reply: oneshot::Sender<Result<GlobalPinInfo, String>>,
+    },
+    /// Counts of each peer's statuses.
+    Summaries {
+        summaries: Vec<PeerSummary>,
+        reply: oneshot::Sender<Result<Vec<PeerSummary>, String>>,
+    },
 }
 
 /// A running follower's state; see the module's documentation.
@@ -250,7 +278,7 @@ pub struct Follower<E: Sink> {
     pins: u64,
     reported: SyncState,
     status_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
-    gatherings: HashMap<u64, (Cid, Gathering)>,
+    gatherings: HashMap<u64, Gathering>,
     next_gathering: u64,
     snapshot: SnapshotPhase,
     loaded_snapshot: Option<SnapshotOffer>,
@@ -829,41 +857,72 @@ impl<E: Sink> Follower<E> {
             return;
         };
         let peer_name = self.peer_name(&peer);
-        let Some((cid, gathering)) = self.gatherings.get_mut(&id) else {
+        let Some(gathering) = self.gatherings.get_mut(&id) else {
             return;
         };
-        match answer {
-            Ok(StatusResponse::Statuses(theirs)) => {
-                gathering.infos.extend(
+        let answer = match answer {
+            Ok(StatusResponse::Error(error)) | Err(error) => Err(error),
+            Ok(response) => Ok(response),
+        };
+        match (&mut gathering.answers, answer) {
+            (Answers::Statuses { cid, infos, .. }, Ok(StatusResponse::Statuses(theirs))) => {
+                let cid = *cid;
+                infos.extend(
                     theirs
                         .into_iter()
-                        .filter(|i| i.peer == peer && i.cid == *cid),
+                        .filter(|i| i.peer == peer && i.cid == cid),
                 );
             }
-            Ok(StatusResponse::Error(error)) | Err(error) => gathering.infos.push(
-                PinInfo::unanswered(*cid, peer, peer_name, error, now_nanos()),
-            ),
-            Ok(_) => gathering.infos.push(PinInfo::unanswered(
-                *cid,
-                peer,
-                peer_name,
-                "the peer answered another question".into(),
-                now_nanos(),
-            )),
+            (Answers::Statuses { cid, infos, .. }, other) => {
+                let error = other
+                    .err()
+                    .unwrap_or_else(|| "the peer answered another question".into());
+                infos.push(PinInfo::unanswered(
+                    *cid,
+                    peer,
+                    peer_name,
+                    error,
+                    now_nanos(),
+                ));
+            }
+            (Answers::Summaries { summaries, .. }, answer) => {
+                let (summary, error) = match answer {
+                    Ok(StatusResponse::Summary(summary)) => (Some(summary), None),
+                    Ok(_) => (None, Some("the peer answered another question".into())),
+                    Err(error) => (None, Some(error)),
+                };
+                summaries.push(PeerSummary {
+                    peer: peer.to_base58(),
+                    peername: peer_name,
+                    summary,
+                    error,
+                });
+            }
         }
         gathering.awaiting -= 1;
-        if gathering.awaiting == 0 {
-            let (_, done) = self.gatherings.remove(&id).expect("present");
-            let mut infos = done.infos.into_iter();
-            let answer = match infos.next() {
-                Some(first) => {
-                    let mut global = GlobalPinInfo::new(first);
-                    infos.for_each(|info| global.add(info));
-                    Ok(global)
-                }
-                None => Err("no peer answered".to_owned()),
-            };
-            let _ = done.reply.send(answer);
+        if gathering.awaiting > 0 {
+            return;
+        }
+        match self.gatherings.remove(&id).expect("present").answers {
+            Answers::Statuses { infos, reply, .. } => {
+                let mut infos = infos.into_iter();
+                let answer = match infos.next() {
+                    Some(first) => {
+                        let mut global = GlobalPinInfo::new(first);
+                        infos.for_each(|info| global.add(info));
+                        Ok(global)
+                    }
+                    None => Err("no peer answered".to_owned()),
+                };
+                let _ = reply.send(answer);
+            }
+            Answers::Summaries {
+                mut summaries,
+                reply,
+            } => {
+                summaries.sort_by(|a, b| a.peername.cmp(&b.peername).then(a.peer.cmp(&b.peer)));
+                let _ = reply.send(Ok(summaries));
+            }
         }
     }
 
@@ -883,7 +942,25 @@ impl<E: Sink> Follower<E> {
                 let pin = self.replica.pin(&cid).await;
                 let _ = reply.send(pin.map_err(|e| e.to_string()));
             }
-            Command::Status { cid, reply } => self.ask_statuses(cid, reply),
+            Command::Status { cid, reply } => {
+                let request = StatusRequest::Statuses {
+                    cids: vec![cid],
+                    recover: false,
+                };
+                let answers = Answers::Statuses {
+                    cid,
+                    infos: Vec::new(),
+                    reply,
+                };
+                self.ask_peers(request, answers);
+            }
+            Command::Summaries { reply } => {
+                let answers = Answers::Summaries {
+                    summaries: Vec::new(),
+                    reply,
+                };
+                self.ask_peers(StatusRequest::Summary, answers);
+            }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers());
             }
@@ -896,40 +973,35 @@ impl<E: Sink> Follower<E> {
         }
     }
 
-    /// Asks every connected peer for its status of `cid`.
-    fn ask_statuses(&mut self, cid: Cid, reply: oneshot::Sender<Result<GlobalPinInfo, String>>) {
+    /// Asks every connected peer `request`; `answers` gathers what they say and replies
+    /// once all have answered or failed.
+    fn ask_peers(&mut self, request: StatusRequest, answers: Answers) {
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         if peers.is_empty() {
-            let _ = reply.send(Err(
-                "not connected to any cluster peer; statuses come from the peers".into(),
-            ));
+            let error = "not connected to any cluster peer; statuses come from the peers";
+            match answers {
+                Answers::Statuses { reply, .. } => drop(reply.send(Err(error.into()))),
+                Answers::Summaries { reply, .. } => drop(reply.send(Err(error.into()))),
+            }
             return;
         }
         let id = self.next_gathering;
         self.next_gathering += 1;
         for peer in &peers {
-            let request = StatusRequest::Statuses {
-                cids: vec![cid],
-                recover: false,
-            };
             let sent = self
                 .swarm
                 .behaviour_mut()
                 .inner_mut()
                 .status
-                .send_request(peer, request);
+                .send_request(peer, request.clone());
             self.status_requests.insert(sent, (id, *peer));
         }
         self.gatherings.insert(
             id,
-            (
-                cid,
-                Gathering {
-                    awaiting: peers.len(),
-                    infos: Vec::new(),
-                    reply,
-                },
-            ),
+            Gathering {
+                awaiting: peers.len(),
+                answers,
+            },
         );
     }
 

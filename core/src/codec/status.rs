@@ -3,21 +3,26 @@
 //! peers, and browsers, ask over this protocol): its statuses of the CIDs named (after
 //! re-queueing those in error, when asked to recover them), or its connections, for the
 //! cluster's connectivity graph, or its latest compaction snapshot, which a new replica
-//! loads instead of walking the whole DAG.
+//! loads instead of walking the whole DAG, or a summary: how many of its pins stand in each
+//! status (what a dashboard shows without asking for a million statuses).
 //!
 //! One request and one response per stream, each a varint-length-prefixed JSON document.
 //! Requests: `{"cids": ["<cid>", ...]}` (at most [`MAX_CIDS`]), with `"recover": true` to
-//! recover them first, `{"connections": true}` or `{"snapshot": true}`. Responses:
+//! recover them first, `{"connections": true}`, `{"snapshot": true}` or `{"summary": true}`.
+//! Responses:
 //! `{"statuses": [<PinInfo>, ...]}` with one of ipfs-cluster's `PinInfo` JSON objects per CID
 //! asked, `{"connections": {"cluster_peers": [...], "ipfs_id": "...", "ipfs_peers": [...]}}`,
-//! `{"snapshot": {"root": "<cid>", "height": <n>, "keys": <n>}}`, or `{"error": "<why>"}`
+//! `{"snapshot": {"root": "<cid>", "height": <n>, "keys": <n>}}`,
+//! `{"summary": {"pins": <n>, "statuses": {"pinned": <n>, ...}}}`, or `{"error": "<why>"}`
 //! (also when a peer has no snapshot to offer).
+
+use std::collections::BTreeMap;
 
 use cid::Cid;
 use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize};
 
-use crate::tracker::PinInfo;
+use crate::tracker::{PinInfo, TrackerStatus};
 
 /// The protocol id.
 pub const PROTOCOL: &str = "/pinfold/status/1.0.0";
@@ -40,6 +45,33 @@ pub enum StatusRequest {
     Connections,
     /// The peer's latest snapshot.
     Snapshot,
+    /// How many of the peer's pins stand in each status.
+    Summary,
+}
+
+/// A peer's statuses of the whole pinset, counted: `pins` pins, of which `statuses[s]`
+/// stand in status `s` (statuses with no pin are left out).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusSummary {
+    pub pins: u64,
+    pub statuses: BTreeMap<TrackerStatus, u64>,
+}
+
+impl StatusSummary {
+    /// Counts one more pin, in `status`.
+    pub fn count(&mut self, status: TrackerStatus) {
+        self.pins += 1;
+        *self.statuses.entry(status).or_default() += 1;
+    }
+
+    /// Adds the counts of `other` (another page of the same pinset).
+    pub fn add(&mut self, other: &StatusSummary) {
+        self.pins += other.pins;
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
+        }
+    }
 }
 
 /// A snapshot a peer offers: its root (fetch it and its chunks like delta blocks), the
@@ -84,6 +116,7 @@ pub enum StatusResponse {
     Statuses(Vec<PinInfo>),
     Connections(Connections),
     Snapshot(SnapshotOffer),
+    Summary(StatusSummary),
     Error(String),
 }
 
@@ -115,6 +148,8 @@ struct RequestJson {
     connections: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     snapshot: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    summary: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -136,6 +171,8 @@ struct ResponseJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     snapshot: Option<SnapshotOffer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    summary: Option<StatusSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -146,6 +183,7 @@ impl StatusRequest {
             recover: false,
             connections: false,
             snapshot: false,
+            summary: false,
         };
         let json = match self {
             StatusRequest::Statuses { cids, recover } => RequestJson {
@@ -161,6 +199,10 @@ impl StatusRequest {
                 snapshot: true,
                 ..none
             },
+            StatusRequest::Summary => RequestJson {
+                summary: true,
+                ..none
+            },
         };
         serde_json::to_vec(&json).expect("strings serialize")
     }
@@ -168,13 +210,16 @@ impl StatusRequest {
     pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
         let json: RequestJson =
             serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
+        let asked = (json.connections, json.snapshot, json.summary);
         let cids =
-            match (json.cids, json.connections, json.snapshot, json.recover) {
-                (None, true, false, false) => return Ok(StatusRequest::Connections),
-                (None, false, true, false) => return Ok(StatusRequest::Snapshot),
-                (Some(cids), false, false, _) => cids,
+            match (json.cids, asked, json.recover) {
+                (None, (true, false, false), false) => return Ok(StatusRequest::Connections),
+                (None, (false, true, false), false) => return Ok(StatusRequest::Snapshot),
+                (None, (false, false, true), false) => return Ok(StatusRequest::Summary),
+                (Some(cids), (false, false, false), _) => cids,
                 _ => return Err(StatusCodecError::Json(
-                    "a status request asks for one of CIDs' statuses, connections or the snapshot"
+                    "a status request asks for one of CIDs' statuses, connections, the snapshot \
+                     or a summary"
                         .into(),
                 )),
             };
@@ -219,6 +264,7 @@ impl StatusResponse {
             statuses: None,
             connections: None,
             snapshot: None,
+            summary: None,
             error: None,
         };
         match self {
@@ -239,6 +285,7 @@ impl StatusResponse {
                 })
             }
             StatusResponse::Snapshot(offer) => json.snapshot = Some(*offer),
+            StatusResponse::Summary(summary) => json.summary = Some(summary.clone()),
             StatusResponse::Error(error) => json.error = Some(error.clone()),
         }
         serde_json::to_vec(&json).map_err(|e| StatusCodecError::Json(e.to_string()))
@@ -247,21 +294,31 @@ impl StatusResponse {
     pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
         let json: ResponseJson =
             serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
-        match (json.statuses, json.connections, json.snapshot, json.error) {
-            (Some(infos), None, None, None) => Ok(StatusResponse::Statuses(infos)),
-            (None, None, Some(offer), None) => Ok(StatusResponse::Snapshot(offer)),
-            (None, Some(connections), None, None) => Ok(StatusResponse::Connections(Connections {
-                cluster_peers: peers_from_json(connections.cluster_peers)?,
-                ipfs_id: connections
-                    .ipfs_id
-                    .map(|id| peers_from_json(vec![id]))
-                    .transpose()?
-                    .and_then(|mut ids| ids.pop()),
-                ipfs_peers: peers_from_json(connections.ipfs_peers)?,
-            })),
-            (None, None, None, Some(error)) => Ok(StatusResponse::Error(error)),
+        match (
+            json.statuses,
+            json.connections,
+            json.snapshot,
+            json.summary,
+            json.error,
+        ) {
+            (Some(infos), None, None, None, None) => Ok(StatusResponse::Statuses(infos)),
+            (None, None, Some(offer), None, None) => Ok(StatusResponse::Snapshot(offer)),
+            (None, None, None, Some(summary), None) => Ok(StatusResponse::Summary(summary)),
+            (None, Some(connections), None, None, None) => {
+                Ok(StatusResponse::Connections(Connections {
+                    cluster_peers: peers_from_json(connections.cluster_peers)?,
+                    ipfs_id: connections
+                        .ipfs_id
+                        .map(|id| peers_from_json(vec![id]))
+                        .transpose()?
+                        .and_then(|mut ids| ids.pop()),
+                    ipfs_peers: peers_from_json(connections.ipfs_peers)?,
+                }))
+            }
+            (None, None, None, None, Some(error)) => Ok(StatusResponse::Error(error)),
             _ => Err(StatusCodecError::Json(
-                "a status response holds one of statuses, connections, a snapshot or an error"
+                "a status response holds one of statuses, connections, a snapshot, a summary or \
+                 an error"
                     .into(),
             )),
         }
@@ -324,6 +381,10 @@ mod tests {
             with_ipfs in any::<bool>(),
             snapshot in (any::<[u8; 8]>(), any::<u64>(), any::<u64>()),
         ) {
+            let entries_summary: BTreeMap<TrackerStatus, u64> = entries
+                .iter()
+                .map(|(_, status, _, attempts)| (TrackerStatus::ALL[*status], u64::from(*attempts)))
+                .collect();
             let infos: Vec<PinInfo> = entries
                 .into_iter()
                 .map(|(seed, status, error, attempts)| {
@@ -342,6 +403,10 @@ mod tests {
                     root: dag_pb_cid(&snapshot.0),
                     height: snapshot.1,
                     keys: snapshot.2,
+                }),
+                StatusResponse::Summary(StatusSummary {
+                    pins: snapshot.1,
+                    statuses: entries_summary,
                 }),
                 StatusResponse::Error(error),
             ] {
@@ -378,6 +443,15 @@ mod tests {
         );
         assert_eq!(text(StatusRequest::Connections), r#"{"connections":true}"#);
         assert_eq!(text(StatusRequest::Snapshot), r#"{"snapshot":true}"#);
+        assert_eq!(text(StatusRequest::Summary), r#"{"summary":true}"#);
+        let summary = StatusResponse::Summary(StatusSummary {
+            pins: 5,
+            statuses: [(TrackerStatus::Pinned, 3), (TrackerStatus::PinError, 2)].into(),
+        });
+        assert_eq!(
+            String::from_utf8(summary.encode().unwrap()).unwrap(),
+            r#"{"summary":{"pins":5,"statuses":{"pin_error":2,"pinned":3}}}"#
+        );
         let offer = StatusResponse::Snapshot(SnapshotOffer {
             root: cid,
             height: 7,
@@ -409,6 +483,14 @@ mod tests {
             StatusRequest::decode(&read("seed-snapshot")),
             Ok(StatusRequest::Snapshot)
         );
+        assert_eq!(
+            StatusRequest::decode(&read("seed-summary")),
+            Ok(StatusRequest::Summary)
+        );
+        assert!(matches!(
+            StatusResponse::decode(&read("seed-summary-response")),
+            Ok(StatusResponse::Summary(s)) if s.pins == 5 && s.statuses[&TrackerStatus::Pinned] == 3
+        ));
         assert!(matches!(
             StatusResponse::decode(&read("seed-snapshot-response")),
             Ok(StatusResponse::Snapshot(offer)) if offer.height == 7 && offer.keys == 3
@@ -450,6 +532,14 @@ mod tests {
         ));
         assert!(matches!(
             StatusRequest::decode(br#"{"cids":[],"connections":true}"#),
+            Err(StatusCodecError::Json(_))
+        ));
+        assert!(matches!(
+            StatusRequest::decode(br#"{"summary":true,"snapshot":true}"#),
+            Err(StatusCodecError::Json(_))
+        ));
+        assert!(matches!(
+            StatusResponse::decode(br#"{"summary":{"pins":1}}"#),
             Err(StatusCodecError::Json(_))
         ));
         assert!(matches!(
