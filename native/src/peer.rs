@@ -1535,9 +1535,7 @@ impl Peer {
                 reply,
             } => {
                 let page = self.replica.pins(after.as_ref(), PAGE).await?;
-                let next = (page.len() == PAGE)
-                    .then(|| page.last().map(|p| p.cid))
-                    .flatten();
+                let next = next_cursor(&page);
                 let infos = match self.tracker.as_ref() {
                     Some(tracker) => tracker.statuses(page, &daemon, filter).collect(),
                     None => Vec::new(),
@@ -1550,9 +1548,7 @@ impl Peer {
                 reply,
             } => {
                 let page = self.replica.pins(after.as_ref(), PAGE).await?;
-                let next = (page.len() == PAGE)
-                    .then(|| page.last().map(|p| p.cid))
-                    .flatten();
+                let next = next_cursor(&page);
                 let mut summary = StatusSummary::default();
                 match self.tracker.as_ref() {
                     Some(tracker) => tracker
@@ -1933,11 +1929,18 @@ pub async fn for_each_page(
         let page = replica.pins(after.as_ref(), PAGE).await?;
         each(&page)?;
         count += page.len();
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = Some(last.cid),
-            _ => return Ok(count),
+        match next_cursor(&page) {
+            Some(next) => after = Some(next),
+            None => return Ok(count),
         }
     }
+}
+
+/// Where the page after a full `PAGE` of pins starts; `None` after the last page.
+fn next_cursor(page: &[Pin]) -> Option<Cid> {
+    page.last()
+        .filter(|_| page.len() == PAGE)
+        .map(|pin| pin.cid)
 }
 
 /// Addresses worth keeping for a redial: not relay circuits or unspecified addresses.

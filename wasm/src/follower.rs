@@ -231,6 +231,9 @@ enum SnapshotPhase {
     Done,
 }
 
+/// What a peer's answer of the wrong kind is recorded as.
+const OTHER_ANSWER: &str = "the peer answered another question";
+
 /// Answers awaited from the connected peers for one call.
 struct Gathering {
     awaiting: usize,
@@ -874,9 +877,7 @@ impl<E: Sink> Follower<E> {
                 );
             }
             (Answers::Statuses { cid, infos, .. }, other) => {
-                let error = other
-                    .err()
-                    .unwrap_or_else(|| "the peer answered another question".into());
+                let error = other.err().unwrap_or_else(|| OTHER_ANSWER.into());
                 infos.push(PinInfo::unanswered(
                     *cid,
                     peer,
@@ -888,7 +889,7 @@ impl<E: Sink> Follower<E> {
             (Answers::Summaries { summaries, .. }, answer) => {
                 let (summary, error) = match answer {
                     Ok(StatusResponse::Summary(summary)) => (Some(summary), None),
-                    Ok(_) => (None, Some("the peer answered another question".into())),
+                    Ok(_) => (None, Some(OTHER_ANSWER.into())),
                     Err(error) => (None, Some(error)),
                 };
                 summaries.push(PeerSummary {
