@@ -173,6 +173,10 @@ pub struct PingInfo {
     /// bootstrapper can connect to each other; pinfold's addition, which Go peers ignore.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cluster_addresses: Vec<String>,
+    /// The peer's role (`full`, `relay` or `follower`), for dashboards; pinfold's
+    /// addition, absent from Go peers' pings.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub role: String,
 }
 
 impl PingInfo {
@@ -184,7 +188,7 @@ impl PingInfo {
 
 /// The `ping` metric a peer publishes every `interval_ms`, valid for twice that (Go's
 /// `sendPingMetric`), with the JSON value `{"peer_name","ipfs_id","ipfs_addresses"}` and,
-/// when there are any, `"cluster_addresses"`.
+/// when set, `"cluster_addresses"` and `"role"`.
 pub fn ping_metric(local: &PeerId, info: &PingInfo, interval_ms: u64, now: i64) -> Metric {
     let value = serde_json::to_string(info).expect("strings always serialize");
     Metric {

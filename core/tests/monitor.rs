@@ -36,11 +36,13 @@ fn ping_lives_twice_its_interval_and_carries_the_peer_in_json() {
     assert_eq!(value.as_object().unwrap().len(), 3);
     let info = PingInfo {
         cluster_addresses: vec!["/ip4/10.0.0.1/tcp/9096/p2p/12D3KooW".to_owned()],
+        role: "relay".to_owned(),
         ..PingInfo::default()
     };
     let with = ping_metric(&peer(1), &info, DEFAULT_PING_INTERVAL_MS, 0);
     let value: serde_json::Value = serde_json::from_str(&with.value).unwrap();
     assert_eq!(value["cluster_addresses"][0], info.cluster_addresses[0]);
+    assert_eq!(value["role"], "relay");
     assert_eq!(PingInfo::of(&with), Some(info));
     // A Go peer's ping reads too, without the addresses.
     assert_eq!(PingInfo::of(&m).unwrap().peer_name, "peer-1");

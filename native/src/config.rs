@@ -71,6 +71,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Full => "full",
+            Role::Relay => "relay",
+            Role::Follower => "follower",
+        }
+    }
+
     pub fn pins(self) -> bool {
         self != Role::Relay
     }

@@ -925,6 +925,7 @@ impl Peer {
                 ipfs_id,
                 ipfs_addresses: addresses,
                 cluster_addresses,
+                role: self.config.cluster.role.as_str().to_owned(),
             },
             self.config.cluster.monitor_ping_interval.millis(),
             now_nanos(),

@@ -96,6 +96,13 @@ export class FollowerBase {
     return () => listeners.delete(listener);
   }
 
+  /** The statuses of `cid` on the cluster peers the follower is connected to. */
+  async status(cid, { signal } = {}) {
+    const [info] = await this.statuses([cid], { signal });
+    if (!info) throw new PinfoldError(`no connected peer reported a status of ${cid}`, 'NO_STATUS');
+    return info;
+  }
+
   /** Every pin of the pinset, in state order, fetched `pageSize` at a time. */
   async *pins({ signal, pageSize = 1000 } = {}) {
     let after;
@@ -152,9 +159,9 @@ export class Follower extends FollowerBase {
     return JSON.parse(json);
   }
 
-  /** The statuses of `cid` on the cluster peers the follower is connected to. */
-  async status(cid, { signal } = {}) {
-    return JSON.parse(await call(() => this.#live().status(cid), signal));
+  /** The statuses of up to 1000 `cids` on the connected cluster peers, one request per peer. */
+  async statuses(cids, { signal } = {}) {
+    return JSON.parse(await call(() => this.#live().statuses(cids), signal));
   }
 
   /**

@@ -120,6 +120,8 @@ export interface PeerView {
   connected: boolean;
   /** Whether its head broadcasts are followed. */
   trusted: boolean;
+  /** "full", "relay" or "follower", as its ping says; "" for Go ipfs-cluster peers. */
+  role: 'full' | 'relay' | 'follower' | '';
   /** When its latest ping arrived (Unix milliseconds). */
   last_seen: number;
 }
@@ -163,8 +165,10 @@ export abstract class FollowerBase {
   pinsPage(after: string | undefined, limit: number, options?: CallOptions): Promise<Pin[]>;
   /** The pin of `cid`, or null. */
   get(cid: string, options?: CallOptions): Promise<Pin | null>;
-  /** The statuses of `cid` on the cluster peers the follower is connected to. */
+  /** The statuses of `cid` on the cluster peers the follower is connected to; NO_STATUS when none reported one. */
   status(cid: string, options?: CallOptions): Promise<GlobalPinInfo>;
+  /** The statuses of up to 1000 `cids` (one request per connected peer), in the order asked; a CID no peer reported on is left out. */
+  statuses(cids: string[], options?: CallOptions): Promise<GlobalPinInfo[]>;
   /** Each connected cluster peer's statuses of the whole pinset, counted (one request per peer). */
   summaries(options?: CallOptions): Promise<PeerSummary[]>;
   peers(options?: CallOptions): Promise<PeerView[]>;

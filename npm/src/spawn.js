@@ -84,8 +84,8 @@ export class WorkerFollower extends FollowerBase {
     return this.#call('get', [cid], signal);
   }
 
-  status(cid, { signal } = {}) {
-    return this.#call('status', [cid], signal);
+  statuses(cids, { signal } = {}) {
+    return this.#call('statuses', [cids], signal);
   }
 
   summaries({ signal } = {}) {

@@ -120,6 +120,19 @@ test("summaries count each connected peer's statuses of the whole pinset", async
   assert.equal(byPeer[full.id].peername, names[full.id]);
 });
 
+test('statuses of many CIDs come in one request per peer, in the order asked', async () => {
+  const cids = [900, 3, 9_999, 42].map((i) => rawCid(`follower pin ${i}`));
+  const infos = await follower.statuses(cids);
+  assert.deepEqual(infos.map((info) => info.cid), cids);
+  for (const info of infos) {
+    assert.match(info.name, /^bulk-\d+$/);
+    assert.equal(info.peer_map[relay.id].status, 'remote');
+    assert.equal(info.peer_map[full.id].status, 'remote');
+  }
+  const tooMany = Array.from({ length: 1001 }, () => cids[0]);
+  await assert.rejects(follower.statuses(tooMany), (error) => error instanceof InvalidOptionsError && /at most 1000/.test(error.message));
+});
+
 test('peers and metrics come from the monitor', async () => {
   const peers = await waitFor('both peers in the follower\'s view', async () => {
     const list = await follower.peers();
@@ -154,6 +167,7 @@ test('runs in a worker thread behind a proxy with the same API', async () => {
     assert.equal(seen.get(cid).name, 'in-worker');
     assert.equal((await proxied.get(cid)).name, 'in-worker');
     assert.ok((await proxied.peers()).some((p) => p.id === relay.id && p.connected));
+    assert.equal((await proxied.status(cid)).peer_map[relay.id].status, 'remote');
     await assert.rejects(proxied.get('not a cid'), InvalidOptionsError);
     assert.equal((await full.post(`/pins/${cid}`, 'DELETE')).status, 200);
   } finally {

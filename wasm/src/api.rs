@@ -14,6 +14,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::codec::pubsub::DEFAULT_CLUSTER_NAME;
 use pinfold_core::codec::secret::ClusterSecret;
+use pinfold_core::codec::status::MAX_CIDS;
 use pinfold_core::crdt::Trust;
 use pinfold_core::pin::Pin;
 use serde::{Deserialize, Serialize};
@@ -290,11 +291,24 @@ impl FollowerHandle {
         Ok(self.ask_fallible("STORAGE", move |reply| Command::Get { cid, reply }))
     }
 
-    /// The statuses of `cid` on the peers the follower is connected to (ipfs-cluster's
-    /// `GlobalPinInfo` JSON).
-    pub fn status(&self, cid: String) -> Result<js_sys::Promise, JsValue> {
-        let cid = parse_cid(&cid)?;
-        Ok(self.ask_fallible("NO_STATUS", move |reply| Command::Status { cid, reply }))
+    /// The statuses of up to 1000 `cids` on the peers the follower is connected to, in one
+    /// request per peer (a JSON array of ipfs-cluster's `GlobalPinInfo`, in the order
+    /// asked; a CID no peer reported on is left out).
+    pub fn statuses(&self, cids: Vec<String>) -> Result<js_sys::Promise, JsValue> {
+        if cids.len() > MAX_CIDS {
+            return Err(js_error(
+                "INVALID_OPTIONS",
+                &format!(
+                    "{} CIDs asked at once; ask at most {MAX_CIDS} per call",
+                    cids.len()
+                ),
+            ));
+        }
+        let cids = cids
+            .iter()
+            .map(|cid| parse_cid(cid))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.ask_fallible("NO_STATUS", move |reply| Command::Statuses { cids, reply }))
     }
 
     /// Each connected peer's statuses of the whole pinset, counted (JSON array).

@@ -6,7 +6,7 @@
 //! from the page (each answered on its own channel) and a 250 ms tick. What changes is
 //! reported through [`Sink`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use cid::Cid;
@@ -108,9 +108,11 @@ pub enum Command {
         cid: Cid,
         reply: oneshot::Sender<Result<Option<Pin>, String>>,
     },
-    Status {
-        cid: Cid,
-        reply: oneshot::Sender<Result<GlobalPinInfo, String>>,
+    /// The statuses of up to [`MAX_CIDS`](pinfold_core::codec::status::MAX_CIDS) CIDs, in the order asked; a CID no peer
+    /// reported on is left out.
+    Statuses {
+        cids: Vec<Cid>,
+        reply: oneshot::Sender<Result<Vec<GlobalPinInfo>, String>>,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerView>>,
@@ -150,6 +152,8 @@ pub struct PeerView {
     pub connected: bool,
     /// Whether its head broadcasts are followed.
     pub trusted: bool,
+    /// `full`, `relay` or `follower`, as its ping says (empty for Go peers).
+    pub role: String,
     /// When its latest `ping` arrived (Unix milliseconds).
     pub last_seen: u64,
 }
@@ -241,11 +245,11 @@ struct Gathering {
 }
 
 enum Answers {
-    /// Views of one CID.
+    /// Views of some CIDs.
     Statuses {
-        cid: Cid,
+        cids: Vec<Cid>,
         infos: Vec<PinInfo>,
-        reply: oneshot::Sender<Result<GlobalPinInfo, String>>,
+        reply: oneshot::Sender<Result<Vec<GlobalPinInfo>, String>>,
     },
     /// Counts of each peer's statuses.
     Summaries {
@@ -868,23 +872,20 @@ impl<E: Sink> Follower<E> {
             Ok(response) => Ok(response),
         };
         match (&mut gathering.answers, answer) {
-            (Answers::Statuses { cid, infos, .. }, Ok(StatusResponse::Statuses(theirs))) => {
-                let cid = *cid;
+            (Answers::Statuses { cids, infos, .. }, Ok(StatusResponse::Statuses(theirs))) => {
+                let asked: BTreeSet<&Cid> = cids.iter().collect();
                 infos.extend(
                     theirs
                         .into_iter()
-                        .filter(|i| i.peer == peer && i.cid == cid),
+                        .filter(|i| i.peer == peer && asked.contains(&i.cid)),
                 );
             }
-            (Answers::Statuses { cid, infos, .. }, other) => {
+            (Answers::Statuses { cids, infos, .. }, other) => {
                 let error = other.err().unwrap_or_else(|| OTHER_ANSWER.into());
-                infos.push(PinInfo::unanswered(
-                    *cid,
-                    peer,
-                    peer_name,
-                    error,
-                    now_nanos(),
-                ));
+                let now = now_nanos();
+                infos.extend(cids.iter().map(|cid| {
+                    PinInfo::unanswered(*cid, peer, peer_name.clone(), error.clone(), now)
+                }));
             }
             (Answers::Summaries { summaries, .. }, answer) => {
                 let (summary, error) = match answer {
@@ -905,17 +906,8 @@ impl<E: Sink> Follower<E> {
             return;
         }
         match self.gatherings.remove(&id).expect("present").answers {
-            Answers::Statuses { infos, reply, .. } => {
-                let mut infos = infos.into_iter();
-                let answer = match infos.next() {
-                    Some(first) => {
-                        let mut global = GlobalPinInfo::new(first);
-                        infos.for_each(|info| global.add(info));
-                        Ok(global)
-                    }
-                    None => Err("no peer answered".to_owned()),
-                };
-                let _ = reply.send(answer);
+            Answers::Statuses { cids, infos, reply } => {
+                let _ = reply.send(Ok(per_cid(&cids, infos)));
             }
             Answers::Summaries {
                 mut summaries,
@@ -943,13 +935,13 @@ impl<E: Sink> Follower<E> {
                 let pin = self.replica.pin(&cid).await;
                 let _ = reply.send(pin.map_err(|e| e.to_string()));
             }
-            Command::Status { cid, reply } => {
+            Command::Statuses { cids, reply } => {
                 let request = StatusRequest::Statuses {
-                    cids: vec![cid],
+                    cids: cids.clone(),
                     recover: false,
                 };
                 let answers = Answers::Statuses {
-                    cid,
+                    cids,
                     infos: Vec::new(),
                     reply,
                 };
@@ -1023,11 +1015,27 @@ impl<E: Sink> Follower<E> {
                     alive: alive.contains(&ping.peer),
                     connected: self.swarm.is_connected(&ping.peer),
                     trusted: self.trust.trusts(&ping.peer),
+                    role: info.role,
                     last_seen: (ping.received_at / 1_000_000).max(0) as u64,
                 }
             })
             .collect()
     }
+}
+
+/// Each CID's peer views gathered into one `GlobalPinInfo`, in the order of `cids`; a CID
+/// with no view is left out.
+fn per_cid(cids: &[Cid], infos: Vec<PinInfo>) -> Vec<GlobalPinInfo> {
+    let mut by_cid: BTreeMap<Cid, GlobalPinInfo> = BTreeMap::new();
+    for info in infos {
+        match by_cid.get_mut(&info.cid) {
+            Some(global) => global.add(info),
+            None => {
+                by_cid.insert(info.cid, GlobalPinInfo::new(info));
+            }
+        }
+    }
+    cids.iter().filter_map(|cid| by_cid.remove(cid)).collect()
 }
 
 /// An error and its causes, on one line.
