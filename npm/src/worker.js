@@ -27,7 +27,7 @@ export function serve(port) {
   const methods = {
     pinsPage: (after, limit) => follower.pinsPage(after, limit),
     get: (cid) => follower.get(cid),
-    status: (cid) => follower.status(cid),
+    statuses: (cids) => follower.statuses(cids),
     summaries: () => follower.summaries(),
     peers: () => follower.peers(),
     metrics: (name) => follower.metrics(name),
@@ -57,13 +57,14 @@ export function serve(port) {
   };
 }
 
-if (globalThis.process?.versions?.node) {
+// A Web Worker first: Deno's Workers are Web Workers that also have a Node-like `process`.
+if (typeof globalThis.WorkerGlobalScope !== 'undefined' && globalThis instanceof globalThis.WorkerGlobalScope) {
+  const handle = serve(globalThis);
+  globalThis.addEventListener('message', (event) => handle(event.data));
+} else if (globalThis.process?.versions?.node) {
   const { parentPort } = await import('node:worker_threads');
   if (parentPort) {
     const handle = serve(parentPort);
     parentPort.on('message', handle);
   }
-} else if (typeof globalThis.WorkerGlobalScope !== 'undefined' && globalThis instanceof globalThis.WorkerGlobalScope) {
-  const handle = serve(globalThis);
-  globalThis.addEventListener('message', (event) => handle(event.data));
 }
