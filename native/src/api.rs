@@ -111,6 +111,7 @@ pub fn socket_addr(address: &Multiaddr) -> Result<SocketAddr, String> {
 /// The API's routes over a peer, behind `credentials` (open when there are none), with the
 /// CORS policy of `config`, and the follower template when it serves one.
 pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig) -> Router {
+    let peer_for_dashboard = peer.clone();
     let token = Router::new()
         .route("/token", post(crate::auth::token))
         .with_state(credentials.clone());
@@ -150,7 +151,62 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig
             crate::auth::require,
         ))
         .merge(template)
+        .merge(dashboard(peer_for_dashboard, config))
         .layer(cors(&config.api.restapi))
+}
+
+/// Where the dashboard is served.
+pub const DASHBOARD_PATH: &str = "/ui/";
+
+/// The built dashboard at `/ui/` and what it needs to join this peer's swarm at
+/// `/ui/connect.json`, both without credentials; empty when `dashboard_dir` is unset.
+fn dashboard(peer: PeerHandle, config: &ServiceConfig) -> Router {
+    let Some(dir) = &config.api.restapi.dashboard_dir else {
+        return Router::new();
+    };
+    let files = tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
+    Router::new()
+        .route(
+            "/ui",
+            get(|| async { axum::response::Redirect::permanent(DASHBOARD_PATH) }),
+        )
+        .route("/ui/connect.json", get(dashboard_connect))
+        .nest_service("/ui/", files)
+        .with_state((peer, Arc::new(config.clone())))
+}
+
+/// The dashboard's connection defaults: this peer's addresses a browser can dial
+/// (WebSocket and webrtc-direct), the cluster name and whom to trust. Never the secret.
+async fn dashboard_connect(
+    State((peer, config)): State<(PeerHandle, Arc<ServiceConfig>)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let info = peer.ask(|reply| Command::Info { reply }).await?;
+    let browser_dialable = |address: &Multiaddr| {
+        address
+            .iter()
+            .any(|p| matches!(p, Protocol::Ws(_) | Protocol::WebRTCDirect))
+    };
+    let bootstrap: Vec<String> = info
+        .addresses
+        .iter()
+        .filter(|a| browser_dialable(a))
+        .map(|a| a.to_string())
+        .collect();
+    let configured = &config.consensus.crdt.trusted_peers;
+    let trusted: Vec<String> = if configured.iter().any(|p| p == "*") {
+        vec!["*".to_owned()]
+    } else {
+        let mut peers = configured.clone();
+        peers.push(info.id.to_string());
+        peers
+    };
+    Ok(Json(json!({
+        "cluster": config.consensus.crdt.cluster_name,
+        "peer": info.id.to_string(),
+        "peername": info.peername,
+        "bootstrap": bootstrap,
+        "trusted_peers": trusted,
+    })))
 }
 
 /// The configuration a `pinfold follow` follower runs with: this cluster's, made a

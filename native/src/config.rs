@@ -349,6 +349,10 @@ pub struct RestApiSection {
     /// Relative paths are read from the peer's folder.
     pub ssl_cert_file: Option<PathBuf>,
     pub ssl_key_file: Option<PathBuf>,
+    /// The built web dashboard (`web/dist`, made by `scripts/build-web`), served at `/ui/`
+    /// without credentials: it holds no cluster data, it joins the swarm from the browser.
+    /// A relative path is read from the peer's folder; `null` serves no dashboard.
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl Default for RestApiSection {
@@ -371,6 +375,7 @@ impl Default for RestApiSection {
             serve_follow_template: false,
             ssl_cert_file: None,
             ssl_key_file: None,
+            dashboard_dir: None,
         }
     }
 }
@@ -713,6 +718,10 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_RESTAPI_SERVEFOLLOWTEMPLATE", |c, v| {
         c.api.restapi.serve_follow_template = boolean(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_RESTAPI_DASHBOARDDIR", |c, v| {
+        c.api.restapi.dashboard_dir = optional_path(v);
         Ok(())
     }),
     ("CLUSTER_RESTAPI_SSLCERTFILE", |c, v| {

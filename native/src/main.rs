@@ -370,6 +370,21 @@ fn tls_config(
     }
 }
 
+/// The dashboard folder of `api.restapi.dashboard_dir` (relative to `folder`), checked to
+/// hold a built dashboard.
+fn dashboard_dir(folder: &std::path::Path, dir: &Option<PathBuf>) -> Result<Option<PathBuf>> {
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let dir = folder.join(dir);
+    anyhow::ensure!(
+        dir.join("index.html").is_file(),
+        "api.restapi.dashboard_dir: {} holds no index.html; build the dashboard with scripts/build-web (it writes web/dist)",
+        dir.display()
+    );
+    Ok(Some(dir))
+}
+
 /// Runs a peer from `folder` (its identity, pinset and peerstore) with `config` until
 /// SIGINT or SIGTERM.
 fn run_peer(
@@ -380,7 +395,8 @@ fn run_peer(
     let key = load_identity(&folder.join(IDENTITY_FILE))?;
     let api_address = config.api.restapi.http_listen_multiaddress.clone();
     let restapi = config.api.restapi.clone();
-    let api_config = config.clone();
+    let mut api_config = config.clone();
+    api_config.api.restapi.dashboard_dir = dashboard_dir(folder, &restapi.dashboard_dir)?;
     let tls = tls_config(
         folder,
         &restapi.ssl_cert_file,
@@ -422,6 +438,12 @@ fn run_peer(
             .with_context(|| format!("could not listen for the REST API on {socket}"))?;
         let bound = listener.local_addr()?;
         tracing::info!(address = %bound, scheme, "REST API listening");
+        if api_config.api.restapi.dashboard_dir.is_some() {
+            tracing::info!(
+                "dashboard at {scheme}://{bound}{}",
+                pinfold_native::api::DASHBOARD_PATH
+            );
+        }
         let address_file = folder.join(pinfold_native::follow::API_ADDRESS_FILE);
         std::fs::write(&address_file, bound.to_string())
             .with_context(|| format!("could not write {}", address_file.display()))?;

@@ -199,3 +199,27 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
         .failure()
         .stderr(predicate::str::contains("line 2 is not a pin"));
 }
+
+#[test]
+fn a_dashboard_folder_without_a_build_is_refused_with_what_to_do() {
+    let (dir, empty) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    pinfold()
+        .args(["service", "--config"])
+        .arg(dir.path())
+        .args(["init", "--peername", "p"])
+        .assert()
+        .success();
+    pinfold()
+        .args(["service", "--config"])
+        .arg(dir.path())
+        .arg("daemon")
+        .env("CLUSTER_RESTAPI_DASHBOARDDIR", empty.path())
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("api.restapi.dashboard_dir")
+                .and(predicate::str::contains("holds no index.html"))
+                .and(predicate::str::contains("scripts/build-web")),
+        );
+}

@@ -1,0 +1,16 @@
+// The dashboard builds into dist/ with relative asset URLs, so that the same build works
+// wherever it is served: at a native peer's /ui/, from any static host, or from a file
+// server in the tests. The follower runs in a module Worker.
+import { defineConfig } from 'vite';
+
+export default defineConfig({
+  base: './',
+  build: {
+    target: 'es2022',
+    outDir: 'dist',
+    emptyOutDir: true,
+    assetsInlineLimit: 0,
+    chunkSizeWarningLimit: 2048,
+  },
+  worker: { format: 'es' },
+});
