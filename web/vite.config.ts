@@ -3,6 +3,9 @@
 // server in the tests. The follower runs in a module Worker.
 import { defineConfig } from 'vite';
 
+// The npm package imports these only when it runs in Node: browsers never load them.
+const nodeOnly = [/^node:/];
+
 export default defineConfig({
   base: './',
   build: {
@@ -11,6 +14,7 @@ export default defineConfig({
     emptyOutDir: true,
     assetsInlineLimit: 0,
     chunkSizeWarningLimit: 2048,
+    rollupOptions: { external: nodeOnly },
   },
-  worker: { format: 'es' },
+  worker: { format: 'es', rollupOptions: { external: nodeOnly } },
 });

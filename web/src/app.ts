@@ -30,6 +30,8 @@ const MAX_SPACER = 8_000_000;
 /** Rows fetched around the screen, so that scrolling rarely waits for the Worker. */
 const OVERSCAN = 40;
 const SEARCH_DEBOUNCE_MS = 120;
+/** ipfs-cluster's default REST API address. */
+const DEFAULT_REST_API = 'http://127.0.0.1:9094';
 
 const shortId = (id: string) => (id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : id);
 const ago = (ms: number) => {
@@ -67,7 +69,6 @@ export class App {
   constructor(root: HTMLElement) {
     this.#root = root;
     root.replaceChildren();
-    this.#rest.base = location.protocol.startsWith('http') ? location.origin : 'http://127.0.0.1:9094';
     window.addEventListener('keydown', (event: KeyboardEvent) => {
       if (event.key === 'Escape' && this.#detail) this.#closeDetail();
     });
@@ -81,6 +82,8 @@ export class App {
       .then((r) => (r.ok && r.headers.get('content-type')?.includes('json') ? (r.json() as Promise<ServedDefaults>) : undefined))
       .catch(() => undefined);
     this.#servedByPeer = served !== undefined;
+    // A peer that serves the page is also the REST API to operate through.
+    this.#rest.base = served ? location.origin : DEFAULT_REST_API;
     const fragment = fromFragment(location.hash);
     const remembered = recall(localStorage);
     this.#form = { ...EMPTY_FORM, ...(served ? fromServed(served) : {}), ...remembered, ...fragment };
@@ -312,15 +315,30 @@ export class App {
   #connectedView(): TemplateResult {
     const tabs = { overview: 'Overview', peers: 'Peers', pins: 'Pins', activity: 'Activity', operate: 'Operate' };
     return html`
-      <nav class="tabs" role="tablist" aria-label="Views">
+      <nav class="tabs" role="tablist" aria-label="Views" @keydown=${(e: KeyboardEvent) => this.#tabKey(e)}>
         ${TABS.map((tab) => html`<button role="tab" id="tab-${tab}" aria-selected=${this.#tab === tab} aria-controls="panel"
-          @click=${() => { this.#tab = tab; this.#render(); }}>${tabs[tab]}</button>`)}
+          tabindex=${this.#tab === tab ? 0 : -1} @click=${() => this.#selectTab(tab)}>${tabs[tab]}</button>`)}
       </nav>
       <main id="panel" role="tabpanel" aria-labelledby="tab-${this.#tab}">
         ${this.#overview?.problems.length ? html`<div class="problems" role="status">${this.#overview.problems.map((p) => html`<p>${p}</p>`)}</div>` : nothing}
         ${{ overview: () => this.#overviewTab(), peers: () => this.#peersTab(), pins: () => this.#pinsTab(),
             activity: () => this.#activityTab(), operate: () => this.#operateTab() }[this.#tab]()}
       </main>`;
+  }
+
+  #selectTab(tab: Tab): void {
+    this.#tab = tab;
+    this.#render();
+  }
+
+  /** Arrow keys, Home and End move between tabs, as in the WAI-ARIA tabs pattern. */
+  #tabKey(event: KeyboardEvent): void {
+    const at = TABS.indexOf(this.#tab);
+    const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: TABS.length - 1 }[event.key];
+    if (to === undefined) return;
+    event.preventDefault();
+    this.#selectTab(TABS[(to + TABS.length) % TABS.length]);
+    this.#root.querySelector<HTMLElement>(`#tab-${this.#tab}`)?.focus();
   }
 
   #overviewTab(): TemplateResult {

@@ -22,7 +22,7 @@ export const formatCount = (n: number) => n.toLocaleString('en');
 
 /** Pins over time, from [time, pins] samples. */
 export function pinsOverTime(history: [number, number][]): TemplateResult {
-  if (history.length < 2) return html`<p class="muted">Pins over time appear after a few samples (one every 5 s).</p>`;
+  if (history.length < 2) return html`<p class="muted">Pins over time appear once the dashboard is in sync (a sample every 5 s).</p>`;
   const [t0, t1] = [history[0][0], history[history.length - 1][0]];
   const counts = history.map(([, n]) => n);
   const [low, high] = [Math.min(...counts), Math.max(...counts)];

@@ -193,7 +193,8 @@ async function tick() {
     live = true;
     note('sync', `synced: ${index.size.toLocaleString('en')} pins${sync.snapshot ? ', from a snapshot' : ''}`);
   }
-  if (now - historyAt >= HISTORY_EVERY_MS) {
+  // Samples start once caught up, so that the chart shows the cluster's changes, not the sync.
+  if (live && now - historyAt >= HISTORY_EVERY_MS) {
     historyAt = now;
     history.push([now, index.size]);
     if (history.length > HISTORY_LENGTH) history.shift();

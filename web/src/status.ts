@@ -32,9 +32,9 @@ export function statusOf(code: number): Status | undefined {
   return code === UNKNOWN ? undefined : STATUSES[code - 1];
 }
 
-/** How a status reads in the UI. */
+/** How a status reads in the UI ("checking" while no peer has been asked yet). */
 export function statusLabel(status: string | undefined): string {
-  return status === undefined ? 'unknown' : status.replaceAll('_', ' ');
+  return status === undefined ? 'checking' : status.replaceAll('_', ' ');
 }
 
 /** The kind of badge a status gets: ok, busy, error or quiet. */
