@@ -374,7 +374,7 @@ export class App {
       <section class="charts">
         <div class="card"><h2>Pins over time</h2>${pinsOverTime(o.history)}</div>
         <div class="card"><h2>Statuses on each peer</h2>
-          ${statusBars(o.summaries.filter((s) => s.statuses).map((s) => ({ label: s.peername || shortId(s.peer), statuses: s.statuses! })))}</div>
+          ${statusBars(o.summaries.filter((s) => s.statuses).map((s) => ({ label: s.peername || names.get(s.peer) || shortId(s.peer), statuses: s.statuses! })))}</div>
         <div class="card"><h2>Free space per peer</h2>
           ${freeSpaceBars((o.metrics.freespace ?? []).map((m) => ({ label: names.get(m.peer) || shortId(m.peer), bytes: Number(m.value) })))}</div>
       </section>
