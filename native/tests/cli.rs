@@ -9,6 +9,16 @@ fn pinfold() -> Command {
     cmd
 }
 
+/// `pinfold service --config <dir> init --peername p`, which must succeed.
+fn init_peer(dir: &std::path::Path) {
+    pinfold()
+        .args(["service", "--config"])
+        .arg(dir)
+        .args(["init", "--peername", "p"])
+        .assert()
+        .success();
+}
+
 #[test]
 fn prints_version_and_help() {
     pinfold()
@@ -96,12 +106,7 @@ fn bad_secrets_are_explained() {
 fn state_export_and_import_move_pins_between_stopped_peers() {
     let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for dir in [&from, &to] {
-        pinfold()
-            .args(["service", "--config"])
-            .arg(dir.path())
-            .args(["init", "--peername", "p"])
-            .assert()
-            .success();
+        init_peer(dir.path());
     }
     // Pins in ipfs-cluster's JSON, as `ipfs-cluster-service state export` writes them.
     let pins = concat!(
@@ -203,12 +208,7 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
 #[test]
 fn a_dashboard_folder_without_a_build_is_refused_with_what_to_do() {
     let (dir, empty) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    pinfold()
-        .args(["service", "--config"])
-        .arg(dir.path())
-        .args(["init", "--peername", "p"])
-        .assert()
-        .success();
+    init_peer(dir.path());
     pinfold()
         .args(["service", "--config"])
         .arg(dir.path())
