@@ -20,6 +20,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const webDist = path.resolve(here, '../../web/dist');
 const artifacts = path.resolve(here, '../artifacts/dashboard');
 const PINS = 3_000;
+const CREDENTIALS = 'operator:dashboard-test';
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 let relay;
 let full;
@@ -61,8 +62,10 @@ async function search(text) {
 
 before(async () => {
   assert.ok(fs.existsSync(path.join(webDist, 'index.html')), 'web/dist is built (scripts/build-web)');
+  // Its REST API takes basic auth; the dashboard and connect.json are served without.
   relay = await new Peer('dashboard-relay', {
     listen: ['tcp', 'ws'],
+    credentials: CREDENTIALS,
     env: {
       CLUSTER_ROLE: 'relay',
       CLUSTER_RESTAPI_DASHBOARDDIR: webDist,
@@ -96,7 +99,8 @@ after(async () => {
   await stopAll();
 });
 
-test('the relay serves the dashboard and what it needs to join, never the secret', async () => {
+test('the relay serves the dashboard and what it needs to join, never the secret, without credentials', async () => {
+  assert.equal((await fetch(`${relay.api}/pins`)).status, 401, 'the REST API itself takes credentials');
   const res = await fetch(`${relay.api}/ui/connect.json`);
   assert.equal(res.status, 200);
   const defaults = await res.json();
@@ -150,7 +154,7 @@ test('the pin table finds a pin by name and shows its per-peer status', async ()
 
 test('a pin added with pinfold ctl shows up live, pinned by the full peer', async () => {
   const cid = await ipfs.addContent('dashboard live pin');
-  execFileSync(pinfoldBin, ['ctl', '--host', relay.api, 'pin', 'add', cid, '--name', 'live-from-ctl', '--replication', '-1'], { stdio: 'ignore' });
+  execFileSync(pinfoldBin, ['ctl', '--host', relay.api, '--basic-auth', CREDENTIALS, 'pin', 'add', cid, '--name', 'live-from-ctl', '--replication', '-1'], { stdio: 'ignore' });
   await openTab('activity');
   await textOf('#feed', /live-from-ctl/, 15_000);
   await openTab('overview');
@@ -168,9 +172,14 @@ test('a pin added with pinfold ctl shows up live, pinned by the full peer', asyn
   await page.keyboard.press('Escape');
 });
 
-test('the operator view pins through the REST API of the peer that serves it', async () => {
+test('the operator view pins through the REST API of the peer that serves it, with its credentials', async () => {
   const cid = rawCid('pinned from the dashboard');
   await openTab('operate');
+  await page.click('#rest-check');
+  await textOf('#operate-message', /refused the credentials/);
+  await page.fill('#rest-basic', CREDENTIALS);
+  await page.click('#rest-check');
+  await textOf('#operate-message', /The API answers: peer dashboard-relay/);
   await page.fill('#op-cid', cid);
   await page.fill('#op-name', 'from-the-ui');
   await page.click('form button[type=submit]');

@@ -198,13 +198,19 @@ export class App {
     const start = Math.max(0, firstIndex - OVERSCAN);
     const end = firstIndex + count + OVERSCAN;
     this.#asked = { start, end };
-    this.#client.rows(start, end - start).then(({ rows, total }) => {
-      if (this.#asked.start !== start) return;
-      this.#total = total;
-      this.#rows.clear();
-      rows.forEach((row, i) => this.#rows.set(start + i, row));
-      this.#render();
-    });
+    this.#client.rows(start, end - start).then(
+      ({ rows, total }) => {
+        if (this.#asked.start !== start) return;
+        this.#total = total;
+        this.#rows.clear();
+        rows.forEach((row, i) => this.#rows.set(start + i, row));
+        this.#render();
+      },
+      // Disconnected meanwhile: the next render asks again, if there is anything to ask.
+      () => {
+        this.#asked = { start: -1, end: -1 };
+      },
+    );
   }
 
   #onScroll = () => {
@@ -232,12 +238,13 @@ export class App {
     this.#render();
   }
 
-  async #operate(what: string, action: (api: RestApi) => Promise<unknown>): Promise<void> {
+  /** Runs `action` on the REST API and reports how it went (`done` says what came back). */
+  async #operate<T>(what: string, action: (api: RestApi) => Promise<T>, done?: (answer: T) => string): Promise<void> {
     this.#restMessage = { ok: true, text: `${what}…` };
     this.#render();
     try {
-      await action(new RestApi(this.#rest));
-      this.#restMessage = { ok: true, text: `${what}: done. The change reaches this dashboard through the swarm.` };
+      const answer = await action(new RestApi(this.#rest));
+      this.#restMessage = { ok: true, text: done?.(answer) ?? `${what}: done. The change reaches this dashboard through the swarm.` };
     } catch (error) {
       this.#restMessage = { ok: false, text: (error as Error).message };
     }
@@ -494,7 +501,8 @@ export class App {
         <label>Basic auth <span class="muted">(user:password)</span><input id="rest-basic" type="password" autocomplete="off" .value=${this.#rest.basic} @input=${access('basic')} /></label>
         <label>or bearer token <input id="rest-token" type="password" autocomplete="off" .value=${this.#rest.token} @input=${access('token')} /></label>
       </div>
-      <button @click=${() => this.#operate('Checking the API', (api) => api.id())}>Check access</button>
+      <button id="rest-check" @click=${() => this.#operate('Checking the API', (api) => api.id(),
+        (peer) => `The API answers: peer ${peer.peername || '(unnamed)'} (${peer.id}).`)}>Check access</button>
     </section>
     <section class="card">
       <h2>Add a pin</h2>

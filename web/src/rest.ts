@@ -71,7 +71,9 @@ export class RestApi {
     else if (this.access.basic) headers.authorization = `Basic ${btoa(this.access.basic)}`;
     let response: Response;
     try {
-      response = await fetch(`${this.access.base}${route}`, { method, headers, signal: AbortSignal.timeout(30_000) });
+      // Credentials only from this page's fields: with the browser's own ("omit"), a 401
+      // would open its login prompt instead of reaching this code.
+      response = await fetch(`${this.access.base}${route}`, { method, headers, credentials: 'omit', signal: AbortSignal.timeout(30_000) });
     } catch (error) {
       throw new RestError(
         `Could not reach the REST API at ${this.access.base} (${(error as Error).message}). Is the peer running? If this `
