@@ -490,7 +490,6 @@ export class App {
     const access = (key: keyof RestAccess) => (event: Event) => {
       this.#rest = { ...this.#rest, [key]: (event.target as HTMLInputElement).value };
     };
-    const request: PinRequest = { cid: '', name: '', replicationMin: '', replicationMax: '' };
     const value = (id: string) => this.#root.querySelector<HTMLInputElement>(`#${id}`)?.value ?? '';
     return html`<section class="card">
       <h2>Operate through a trusted peer's REST API</h2>
@@ -508,7 +507,7 @@ export class App {
       <h2>Add a pin</h2>
       <form class="grid2" @submit=${(e: Event) => {
         e.preventDefault();
-        const pin = { ...request, cid: value('op-cid'), name: value('op-name'), replicationMin: value('op-rmin'), replicationMax: value('op-rmax') };
+        const pin: PinRequest = { cid: value('op-cid'), name: value('op-name'), replicationMin: value('op-rmin'), replicationMax: value('op-rmax') };
         this.#operate(`Pinning ${pin.cid}`, (api) => api.pin(pin));
       }}>
         <label>CID <input id="op-cid" required placeholder="bafy…" /></label>

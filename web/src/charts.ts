@@ -1,6 +1,6 @@
 // Small SVG charts: pins over time, each peer's statuses, free space per peer. Each has a
 // text alternative for screen readers.
-import { html, svg, nothing, type TemplateResult } from 'lit';
+import { html, svg, type TemplateResult } from 'lit';
 import { STATUSES, statusLabel, statusTone } from './status.ts';
 
 const WIDTH = 320;
@@ -63,7 +63,7 @@ export function statusBars(rows: { label: string; statuses: Partial<Record<strin
 }
 
 /** Free space per peer, as bars scaled to the largest. */
-export function freeSpaceBars(rows: { label: string; bytes: number }[]): TemplateResult | typeof nothing {
+export function freeSpaceBars(rows: { label: string; bytes: number }[]): TemplateResult {
   if (rows.length === 0) return html`<p class="muted">No peer reports free space (relays and followers without an IPFS daemon do not).</p>`;
   const most = Math.max(...rows.map((r) => r.bytes), 1);
   return html`<div class="bars" role="list">
