@@ -1420,21 +1420,12 @@ impl Peer {
                 let commands = self.commands_tx.clone();
                 tokio::spawn(async move {
                     let answer = match request {
-                        StatusRequest::Statuses { cids, recover } => {
-                            let daemon = match ipfs {
-                                Some(ipfs) => ipfs
-                                    .recent_recursive_pins(STATUS_PINS_MAX_AGE)
-                                    .await
-                                    .map_err(|e| e.to_string()),
-                                None => Ok(Arc::new(DaemonPins::new())),
-                            };
-                            Background::AnswerStatus {
-                                cids,
-                                recover,
-                                daemon,
-                                channel,
-                            }
-                        }
+                        StatusRequest::Statuses { cids, recover } => Background::AnswerStatus {
+                            cids,
+                            recover,
+                            daemon: recent_daemon_pins(ipfs.as_ref()).await,
+                            channel,
+                        },
                         StatusRequest::Connections => {
                             let ipfs_peers = match ipfs {
                                 Some(ipfs) => ipfs.swarm_peers().await.map_err(|e| e.to_string()),
@@ -1883,21 +1874,27 @@ impl Peer {
     }
 }
 
-/// Calls `each` with every page of the stored pinset, in key order; returns how many pins
-/// there were.
+/// The daemon's recursive pins, at most `STATUS_PINS_MAX_AGE` old, for answering other
+/// peers' status requests; none for a peer without a daemon (a relay).
+async fn recent_daemon_pins(ipfs: Option<&Ipfs>) -> Result<Arc<DaemonPins>, String> {
+    match ipfs {
+        Some(ipfs) => ipfs
+            .recent_recursive_pins(STATUS_PINS_MAX_AGE)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Ok(Arc::new(DaemonPins::new())),
+    }
+}
+
 /// This peer's statuses of the whole pinset, counted a page per command so that the event
 /// loop goes on between pages. A relay pins nothing: its pins are all `remote`.
 async fn summarize(
     commands: &mpsc::Sender<Command>,
     ipfs: Option<&Ipfs>,
 ) -> Result<StatusSummary, String> {
-    let daemon = match ipfs {
-        Some(ipfs) => ipfs
-            .recent_recursive_pins(STATUS_PINS_MAX_AGE)
-            .await
-            .map_err(|e| format!("could not list the IPFS daemon's pins: {e}"))?,
-        None => Arc::new(DaemonPins::new()),
-    };
+    let daemon = recent_daemon_pins(ipfs)
+        .await
+        .map_err(|e| format!("could not list the IPFS daemon's pins: {e}"))?;
     let (mut summary, mut after) = (StatusSummary::default(), None);
     loop {
         let (reply, answer) = oneshot::channel();
@@ -1921,6 +1918,8 @@ async fn summarize(
     }
 }
 
+/// Calls `each` with every page of the stored pinset, in key order; returns how many pins
+/// there were.
 pub async fn for_each_page(
     replica: &Replica<RedbStore>,
     mut each: impl FnMut(&[Pin]) -> anyhow::Result<()>,

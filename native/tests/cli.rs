@@ -9,11 +9,16 @@ fn pinfold() -> Command {
     cmd
 }
 
+/// `pinfold service --config <dir>`, to which the test adds the subcommand.
+fn service(dir: &std::path::Path) -> Command {
+    let mut cmd = pinfold();
+    cmd.args(["service", "--config"]).arg(dir);
+    cmd
+}
+
 /// `pinfold service --config <dir> init --peername p`, which must succeed.
 fn init_peer(dir: &std::path::Path) {
-    pinfold()
-        .args(["service", "--config"])
-        .arg(dir)
+    service(dir)
         .args(["init", "--peername", "p"])
         .assert()
         .success();
@@ -115,17 +120,13 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
         r#"{"cid":"QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR","name":"two"}"#,
         "\n"
     );
-    pinfold()
-        .args(["service", "--config"])
-        .arg(from.path())
+    service(from.path())
         .args(["state", "import"])
         .write_stdin(pins)
         .assert()
         .success()
         .stderr(predicate::str::contains("imported 2 pins"));
-    let export = pinfold()
-        .args(["service", "--config"])
-        .arg(from.path())
+    let export = service(from.path())
         .args(["state", "export"])
         .output()
         .unwrap();
@@ -141,9 +142,7 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
     assert_eq!(one["metadata"]["team"], "ops");
 
     // The import is one delta: one head at height 1, one block, two keys.
-    let info = pinfold()
-        .args(["service", "--config"])
-        .arg(from.path())
+    let info = service(from.path())
         .args(["state", "crdt", "info", "--json"])
         .output()
         .unwrap();
@@ -155,9 +154,7 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
     assert_eq!(info["keys"], 2, "{info}");
     assert_eq!(info["pending"], 0, "{info}");
     assert!(info["snapshot"].is_null(), "{info}");
-    pinfold()
-        .args(["service", "--config"])
-        .arg(from.path())
+    service(from.path())
         .args(["state", "crdt", "info"])
         .assert()
         .success()
@@ -169,33 +166,25 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
 
     // The export imports into another peer unchanged.
     let file = from.path().join("export.ndjson");
-    pinfold()
-        .args(["service", "--config"])
-        .arg(from.path())
+    service(from.path())
         .args(["state", "export", "--file"])
         .arg(&file)
         .assert()
         .success()
         .stderr(predicate::str::contains("exported 2 pins"));
-    pinfold()
-        .args(["service", "--config"])
-        .arg(to.path())
+    service(to.path())
         .args(["state", "import"])
         .arg(&file)
         .assert()
         .success();
-    let again = pinfold()
-        .args(["service", "--config"])
-        .arg(to.path())
+    let again = service(to.path())
         .args(["state", "export"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(again.stdout).unwrap().lines().count(), 2);
 
     // A bad line names itself and writes nothing.
-    pinfold()
-        .args(["service", "--config"])
-        .arg(to.path())
+    service(to.path())
         .args(["state", "import"])
         .write_stdin(
             "{\"cid\":\"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi\"}\nnot json\n",
@@ -209,9 +198,7 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
 fn a_dashboard_folder_without_a_build_is_refused_with_what_to_do() {
     let (dir, empty) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     init_peer(dir.path());
-    pinfold()
-        .args(["service", "--config"])
-        .arg(dir.path())
+    service(dir.path())
         .arg("daemon")
         .env("CLUSTER_RESTAPI_DASHBOARDDIR", empty.path())
         .timeout(std::time::Duration::from_secs(30))

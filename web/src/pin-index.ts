@@ -5,7 +5,7 @@
 // Pins live in slots; a removed pin's slot is left empty until a compaction. Sorted orders
 // are cached per sort key and rebuilt only when the index changed; a search that narrows
 // the previous one (the same query plus more text) filters the previous result only.
-import { UNKNOWN, statusCode, statusOf, type Status } from './status.ts';
+import { STATUSES, UNKNOWN, statusCode, statusOf, type Status } from './status.ts';
 
 /** The fields of a pin (ipfs-cluster's pin JSON) the index keeps. */
 export interface PinFields {
@@ -76,6 +76,8 @@ export class PinIndex {
   #statuses = new Uint8Array(1024);
   #pinnedOn = new Uint16Array(1024);
   #empty = 0;
+  /** Live pins by status code (index 0: not known yet), kept as pins and statuses change. */
+  #perStatus = new Array<number>(STATUSES.length + 1).fill(0);
   #orders = new Map<SortKey, { version: number; statusVersion: number; order: Uint32Array }>();
   #last: View | undefined;
   /** Bumped whenever a pin is added, changed or removed. */
@@ -103,6 +105,7 @@ export class PinIndex {
       this.#cids.push(pin.cid);
       this.#statuses[slot] = UNKNOWN;
       this.#pinnedOn[slot] = 0;
+      this.#perStatus[UNKNOWN]++;
     }
     const meta = metaText(pin.metadata);
     this.#names[slot] = pin.name;
@@ -119,6 +122,7 @@ export class PinIndex {
     const slot = this.#slotOf.get(cid);
     if (slot === undefined) return false;
     this.#slotOf.delete(cid);
+    this.#perStatus[this.#statuses[slot]]--;
     this.#cids[slot] = '';
     this.#names[slot] = '';
     this.#metas[slot] = '';
@@ -134,6 +138,8 @@ export class PinIndex {
     const slot = this.#slotOf.get(cid);
     if (slot === undefined) return;
     if (this.#statuses[slot] !== code || this.#pinnedOn[slot] !== pinnedOn) {
+      this.#perStatus[this.#statuses[slot]]--;
+      this.#perStatus[code]++;
       this.#statuses[slot] = code;
       this.#pinnedOn[slot] = Math.min(pinnedOn, 0xffff);
       this.statusVersion++;
@@ -158,13 +164,10 @@ export class PinIndex {
   /** How many pins stand in each cluster status, and how many are not known yet. */
   statusCounts(): { counts: Partial<Record<Status, number>>; unknown: number } {
     const counts: Partial<Record<Status, number>> = {};
-    let unknown = 0;
-    for (const slot of this.#slotOf.values()) {
-      const status = statusOf(this.#statuses[slot]);
-      if (status === undefined) unknown++;
-      else counts[status] = (counts[status] ?? 0) + 1;
-    }
-    return { counts, unknown };
+    STATUSES.forEach((status, i) => {
+      if (this.#perStatus[i + 1] > 0) counts[status] = this.#perStatus[i + 1];
+    });
+    return { counts, unknown: this.#perStatus[UNKNOWN] };
   }
 
   /** The pins that match `query`, in its order. */

@@ -91,6 +91,7 @@ test('removals leave the views, and compaction keeps every live pin findable', (
   for (let i = 0; i < n; i += 2) assert.ok(index.remove(pin(i).cid));
   assert.equal(index.remove(pin(0).cid), false);
   assert.equal(index.size, n / 2);
+  assert.deepEqual(index.statusCounts(), { counts: { pinned: 1 }, unknown: n / 2 - 1 });
   const rows = index.rows(index.view(query()), 0, n);
   assert.deepEqual(rows.map((r) => r.cid), Array.from({ length: n / 2 }, (_, i) => pin(2 * i + 1).cid));
   assert.equal(rows.at(-1)?.status, 'pinned');
@@ -109,9 +110,12 @@ test('an update changes the row, not the count; a view goes stale on changes', (
   assert.equal(index.size, 1);
   assert.ok(!index.current(view));
   assert.equal(index.rows(index.view(query({ text: 'renamed' })), 0, 1)[0].name, 'renamed');
+  assert.deepEqual(index.statusCounts(), { counts: {}, unknown: 1 });
   const statusView = index.view(query({ sort: 'status' }));
   index.setStatus(pin(1).cid, statusCode('pinning'), 0);
   assert.ok(!index.current(statusView));
+  index.setStatus(pin(1).cid, statusCode('pinned'), 1);
+  assert.deepEqual(index.statusCounts(), { counts: { pinned: 1 }, unknown: 0 });
 });
 
 test("the cluster's status of a pin is the one that most needs attention", () => {
