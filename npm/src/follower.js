@@ -182,6 +182,11 @@ export class Follower extends FollowerBase {
     return JSON.parse(await call(() => this.#live().metrics(name), signal));
   }
 
+  /** The names of the metrics received from the peers ("ping", "freespace", "tag:group", ...). */
+  async metricNames({ signal } = {}) {
+    return JSON.parse(await call(() => this.#live().metricNames(), signal));
+  }
+
   /** Heads, height and progress of the sync. */
   async syncState({ signal } = {}) {
     return JSON.parse(await call(() => this.#live().syncState(), signal));

@@ -174,6 +174,8 @@ export abstract class FollowerBase {
   peers(options?: CallOptions): Promise<PeerView[]>;
   /** The latest live metric called `name` of each peer. */
   metrics(name: string, options?: CallOptions): Promise<Metric[]>;
+  /** The names of the metrics received from the peers ("ping", "freespace", "tag:group", ...). */
+  metricNames(options?: CallOptions): Promise<string[]>;
   syncState(options?: CallOptions): Promise<SyncState>;
   /** Leaves the swarm; later calls throw ClosedError. */
   close(): Promise<void>;

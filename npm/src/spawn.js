@@ -100,6 +100,10 @@ export class WorkerFollower extends FollowerBase {
     return this.#call('metrics', [name], signal);
   }
 
+  metricNames({ signal } = {}) {
+    return this.#call('metricNames', [], signal);
+  }
+
   syncState({ signal } = {}) {
     return this.#call('syncState', [], signal);
   }

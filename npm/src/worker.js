@@ -31,6 +31,7 @@ export function serve(port) {
     summaries: () => follower.summaries(),
     peers: () => follower.peers(),
     metrics: (name) => follower.metrics(name),
+    metricNames: () => follower.metricNames(),
     syncState: () => follower.syncState(),
     close: async () => {
       await follower.close();

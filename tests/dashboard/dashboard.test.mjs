@@ -87,6 +87,11 @@ before(async () => {
   ipfs = await new Ipfs('dashboard-ipfs').start();
   // Its WebSocket listener lets the page connect to it too, and so ask it for statuses.
   full = await new Peer('dashboard-full', { ipfs, listen: ['tcp', 'ws'], env: { CLUSTER_CRDT_TRUSTEDPEERS: relay.id } }).init(secret);
+  // A second tag besides the default group, for the Peers tab to show.
+  const configFile = path.join(full.dir, 'service.json');
+  const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+  config.informer.tags.tags.region = 'lab';
+  fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
   await full.start(['--bootstrap', relay.address]);
   await waitFor('the relay and the full peer to see each other', async () => (await relay.list('/peers')).length === 2);
   browser = await launchChromium();
@@ -129,6 +134,8 @@ test('a link with the secret joins and shows the peers and the pins', async () =
   assert.match(peers, /trusted/);
   // The full peer's free space metric, from its IPFS daemon's repo/stat.
   await textOf('#peers-table', /dashboard-full[\s\S]*\d (B|[KMGTP]iB)[\s\S]*dashboard-relay/, 60_000);
+  // Its tags, from every tag:<name> metric.
+  await textOf('#peers-table', /dashboard-full[\s\S]*group=default[\s\S]*region=lab[\s\S]*dashboard-relay/, 60_000);
   await shoot('peers');
 });
 

@@ -146,6 +146,10 @@ test('peers and metrics come from the monitor', async () => {
   assert.deepEqual(pings.map((m) => m.peer).sort(), [relay.id, full.id].sort());
   const freespace = await waitFor('a freespace metric', async () => (await follower.metrics('freespace')).find((m) => m.peer === full.id));
   assert.ok(Number(freespace.value) > 0);
+  await waitFor('the names of the ping, freespace and tag:group metrics', async () => {
+    const names = await follower.metricNames();
+    return ['ping', 'freespace', 'tag:group'].every((name) => names.includes(name));
+  });
 });
 
 test('runs in a worker thread behind a proxy with the same API', async () => {

@@ -326,6 +326,12 @@ impl FollowerHandle {
         self.ask(move |reply| Command::Metrics { name, reply })
     }
 
+    /// The names of the metrics received (JSON array), for example `tag:group`.
+    #[wasm_bindgen(js_name = metricNames)]
+    pub fn metric_names(&self) -> js_sys::Promise {
+        self.ask(|reply| Command::MetricNames { reply })
+    }
+
     /// Heads, height and progress of the sync (JSON).
     #[wasm_bindgen(js_name = syncState)]
     pub fn sync_state(&self) -> js_sys::Promise {

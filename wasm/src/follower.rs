@@ -121,6 +121,10 @@ pub enum Command {
         name: String,
         reply: oneshot::Sender<Vec<Metric>>,
     },
+    /// The names of the metrics received (`ping`, `freespace`, `tag:group`, ...).
+    MetricNames {
+        reply: oneshot::Sender<Vec<String>>,
+    },
     SyncState {
         reply: oneshot::Sender<SyncState>,
     },
@@ -959,6 +963,9 @@ impl<E: Sink> Follower<E> {
             }
             Command::Metrics { name, reply } => {
                 let _ = reply.send(self.monitor.latest_metrics(&name, now_nanos()));
+            }
+            Command::MetricNames { reply } => {
+                let _ = reply.send(self.monitor.metric_names().map(str::to_owned).collect());
             }
             Command::SyncState { reply } => {
                 let _ = reply.send(self.sync_state());

@@ -402,15 +402,23 @@ export class App {
     if (!o) return html`<p class="muted">Waiting for the first pings…</p>`;
     const metric = (name: string, peer: string) => o.metrics[name]?.find((m) => m.peer === peer)?.value;
     const summary = (peer: string) => o.summaries.find((s) => s.peer === peer);
+    /** The peer's tags as `name=value`, from its `tag:<name>` metrics (the informer's tags). */
+    const tagNames = Object.keys(o.metrics).filter((name) => name.startsWith('tag:')).sort();
+    const tags = (peer: string) =>
+      tagNames.flatMap((name) => {
+        const value = metric(name, peer);
+        return value ? [`${name.slice('tag:'.length)}=${value}`] : [];
+      });
     const roles = (p: PeerView) => [p.role || 'peer', ...(p.trusted ? ['trusted'] : [])];
     const peers = [...o.peers].sort((a, b) => Number(b.alive) - Number(a.alive) || a.name.localeCompare(b.name));
     return html`<section class="card">
       <h2>Peers <span class="muted">(${peers.filter((p) => p.alive).length} alive of ${peers.length}; from their ping metrics)</span></h2>
       <div class="table-scroll"><table class="peers" id="peers-table">
         <thead><tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">State</th><th scope="col">Free space</th>
-          <th scope="col">Pin queue</th><th scope="col">Group</th><th scope="col">Statuses</th><th scope="col">Addresses</th></tr></thead>
+          <th scope="col">Pin queue</th><th scope="col">Tags</th><th scope="col">Statuses</th><th scope="col">Addresses</th></tr></thead>
         <tbody>${peers.map((p) => {
           const free = metric('freespace', p.id);
+          const peerTags = tags(p.id);
           const s = summary(p.id);
           return html`<tr class=${p.alive ? '' : 'silent'}>
             <th scope="row"><span class="peer-name">${p.name || '(unnamed)'}</span><br /><span class="mono muted" title=${p.id}>${shortId(p.id)}</span></th>
@@ -419,7 +427,7 @@ export class App {
               ${p.connected ? html`<span class="tag">connected</span>` : nothing}<br /><span class="muted">seen ${ago(p.last_seen)}</span></td>
             <td>${free === undefined ? '–' : formatBytes(Number(free))}</td>
             <td>${metric('pinqueue', p.id) ?? '–'}</td>
-            <td>${metric('tag:group', p.id) || '–'}</td>
+            <td class="tags">${peerTags.length ? peerTags.map((t) => html`<span class="tag">${t}</span> `) : '–'}</td>
             <td>${s?.statuses ? Object.entries(s.statuses).map(([k, n]) => html`${badge(k)} ${formatCount(n ?? 0)} `) : s?.error ? html`<span class="muted">${s.error}</span>` : '–'}</td>
             <td class="mono small">${p.addresses.map((a) => html`<div>${a}</div>`)}</td>
           </tr>`;

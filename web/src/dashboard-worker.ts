@@ -18,7 +18,8 @@ const STATUS_PASS_PAUSE_MS = 30_000;
 const STATUS_RETRY_MS = 5000;
 /** Statuses of the rows on screen are asked again after this long. */
 const VISIBLE_STATUS_MS = 5000;
-const METRICS = ['freespace', 'pinqueue', 'tag:group'];
+/** Metrics shown besides the tags (every `tag:<name>` metric received). */
+const METRICS = ['freespace', 'pinqueue'];
 /** Ticks the index's count may differ from the synced pinset's before it is read again. */
 const RELOAD_AFTER_TICKS = 3;
 
@@ -173,8 +174,9 @@ async function tick() {
   try {
     sync = await follower.syncState();
     peers = await follower.peers();
-    const lists = await Promise.all(METRICS.map((name) => follower!.metrics(name)));
-    metrics = Object.fromEntries(METRICS.map((name, i) => [name, lists[i]]));
+    const names = [...METRICS, ...(await follower.metricNames()).filter((name) => name.startsWith('tag:'))];
+    const lists = await Promise.all(names.map((name) => follower!.metrics(name)));
+    metrics = Object.fromEntries(names.map((name, i) => [name, lists[i]]));
     if (now - summariesAt >= SUMMARY_EVERY_MS) {
       summariesAt = now;
       refreshSummaries();

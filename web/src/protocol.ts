@@ -62,7 +62,7 @@ export interface Overview {
   /** Whether the index caught up with the synced pinset (from then on, changes are live). */
   caughtUp: boolean;
   peers: PeerView[];
-  /** The latest live metrics by name: freespace, pinqueue, tag:group. */
+  /** The latest live metrics by name: freespace, pinqueue and every tag:<name>. */
   metrics: Record<string, Metric[]>;
   /** Each connected peer's status counts, refreshed every few seconds. */
   summaries: PeerSummary[];
