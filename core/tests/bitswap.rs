@@ -171,3 +171,58 @@ async fn the_wantlist_is_bounded() {
     assert_eq!(error.wanted, 2);
     assert!(error.to_string().contains("wait for some to arrive"));
 }
+
+/// A dag-pb node whose Data holds `size` bytes derived from `n`.
+fn large_block(n: u64, size: usize) -> (Cid, Vec<u8>) {
+    let mut bytes = vec![0x0a];
+    let mut length = size as u64;
+    while length >= 0x80 {
+        bytes.push((length as u8) | 0x80);
+        length >>= 7;
+    }
+    bytes.push(length as u8);
+    bytes.extend((0..size).map(|i| (n as usize + i) as u8));
+    (dag_pb_cid(&bytes), bytes)
+}
+
+#[tokio::test]
+async fn a_batch_of_wants_is_one_message_and_its_blocks_fit_the_queue() {
+    // 100 blocks of 512 KiB asked one by one would be answered with 100 messages, past
+    // the 64 a connection queues; asked together, they come back in a few full messages.
+    let mut a = bitswap_swarm();
+    let mut b = bitswap_swarm();
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let blocks: Vec<(Cid, Vec<u8>)> = (0..100).map(|n| large_block(n, 512 * 1024)).collect();
+    let cids: Vec<Cid> = blocks.iter().map(|(cid, _)| *cid).collect();
+    assert_eq!(a.behaviour_mut().want_all(&cids), Vec::<Cid>::new());
+
+    let Either::Right(Event::Wanted { peer, wants }) = next_event(&mut a, &mut b).await else {
+        panic!("b should be asked first");
+    };
+    assert_eq!(wants.iter().map(|w| w.cid).collect::<Vec<_>>(), cids);
+    b.behaviour_mut().respond(peer, blocks, Vec::new());
+
+    let mut received = 0;
+    while received < cids.len() {
+        if let Either::Left(Event::Block { .. }) = next_event(&mut a, &mut b).await {
+            received += 1;
+        }
+    }
+    assert_eq!(a.behaviour().wanted(), 0);
+    assert_eq!(b.behaviour().stats().dropped_messages, 0);
+}
+
+#[tokio::test]
+async fn wants_past_the_limit_are_refused_and_the_rest_kept() {
+    let mut a = Swarm::new_ephemeral_tokio(|_| {
+        Bitswap::new(Config {
+            max_wants: 3,
+            ..Config::default()
+        })
+    });
+    let cids: Vec<Cid> = (0..5).map(|n| block(n).0).collect();
+    assert_eq!(a.behaviour_mut().want_all(&cids), cids[3..].to_vec());
+    assert_eq!(a.behaviour().wanted(), 3);
+    assert_eq!(a.behaviour().stats().refused_wants, 2);
+}

@@ -684,20 +684,13 @@ impl Peer {
                     Output::Broadcast(bytes) => {
                         self.publish(self.heads_topic.clone(), bytes.clone())
                     }
-                    Output::Fetch(cids) => {
-                        for cid in cids {
-                            if self
-                                .swarm
-                                .behaviour_mut()
-                                .inner_mut()
-                                .bitswap
-                                .want(*cid)
-                                .is_err()
-                            {
-                                unavailable.push(*cid);
-                            }
-                        }
-                    }
+                    Output::Fetch(cids) => unavailable.extend(
+                        self.swarm
+                            .behaviour_mut()
+                            .inner_mut()
+                            .bitswap
+                            .want_all(cids),
+                    ),
                     Output::Put { .. } | Output::Delete { .. } => self.on_pinset_change(&output),
                 }
             }

@@ -441,10 +441,13 @@ impl<E: Sink> Follower<E> {
                 match &output {
                     // A follower's heads are the trusted peers' own: it never announces.
                     Output::Broadcast(_) => {}
-                    Output::Fetch(cids) => {
-                        let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
-                        unavailable.extend(cids.iter().filter(|cid| bitswap.want(**cid).is_err()));
-                    }
+                    Output::Fetch(cids) => unavailable.extend(
+                        self.swarm
+                            .behaviour_mut()
+                            .inner_mut()
+                            .bitswap
+                            .want_all(cids),
+                    ),
                     Output::Put { .. } | Output::Delete { .. } => self.on_pinset_change(&output),
                 }
             }

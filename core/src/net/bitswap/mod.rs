@@ -154,22 +154,42 @@ impl Bitswap {
 
     /// Asks every connected bitswap peer for `cid`. Wanting a CID again re-asks them all.
     pub fn want(&mut self, cid: Cid) -> Result<(), TooManyWants> {
-        if !self.wants.contains_key(&cid) && self.wants.len() >= self.config.max_wants {
-            self.stats.refused_wants += 1;
-            return Err(TooManyWants {
+        match self.want_all(&[cid]).as_slice() {
+            [] => Ok(()),
+            _ => Err(TooManyWants {
                 wanted: self.wants.len(),
-            });
+            }),
         }
+    }
+
+    /// Asks every connected bitswap peer for all of `cids` in one message each, so that a
+    /// peer answers with as few messages as the blocks fill; returns the CIDs refused
+    /// because the wantlist is full. Wanting a CID again re-asks them all.
+    pub fn want_all(&mut self, cids: &[Cid]) -> Vec<Cid> {
         let peers: Vec<PeerId> = self.bitswap_peers().collect();
-        let want = self.wants.entry(cid).or_default();
-        want.dont_have.clear();
-        want.asked = peers.iter().copied().collect();
-        let message = wants_message(&[cid], false, false);
-        for peer in peers {
-            self.send(peer, &message);
+        let mut accepted = Vec::with_capacity(cids.len());
+        let mut refused = Vec::new();
+        for cid in cids {
+            if !self.wants.contains_key(cid) && self.wants.len() >= self.config.max_wants {
+                self.stats.refused_wants += 1;
+                refused.push(*cid);
+                continue;
+            }
+            let want = self.wants.entry(*cid).or_default();
+            want.dont_have.clear();
+            want.asked = peers.iter().copied().collect();
+            accepted.push(*cid);
         }
-        self.resolve_if_unavailable(cid);
-        Ok(())
+        for batch in accepted.chunks(self.config.max_wants_per_message) {
+            let message = wants_message(batch, false, false);
+            for peer in &peers {
+                self.send(*peer, &message);
+            }
+        }
+        for cid in accepted {
+            self.resolve_if_unavailable(cid);
+        }
+        refused
     }
 
     /// Withdraws a want.
