@@ -326,6 +326,9 @@ fn snapshots_load_only_when_trusted_and_empty_and_resume_after_a_cut() {
     let root = ready(writer.create_snapshot()).unwrap().unwrap();
     let serve_from_writer = |r: &mut Replica<MemoryStore>, rounds: usize| {
         for _ in 0..rounds {
+            while r.has_work() {
+                ready(r.work(1)).unwrap();
+            }
             let mut wanted = Vec::new();
             while let Some(output) = r.poll_output() {
                 if let Output::Fetch(cids) = output {
@@ -371,6 +374,54 @@ fn snapshots_load_only_when_trusted_and_empty_and_resume_after_a_cut() {
     assert!(r.is_synced());
     assert_eq!(r.heads(), writer.heads());
     assert_eq!(values(&r), values(&writer));
+}
+
+/// Once every chunk is in, a snapshot merges one chunk per `work` call, so that the caller
+/// can serve other events in between; the heads come with the last chunk.
+#[test]
+fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
+    let small = Config {
+        snapshot_chunk_bytes: 16 * 1024,
+        ..Config::default()
+    };
+    let store = support::writer_with_pins(3_000, 100).into_store();
+    let mut writer = ready(Replica::open(store, small)).unwrap();
+    let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    let mut r = replica(Config::default());
+    ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
+    loop {
+        let mut wanted = Vec::new();
+        while let Some(output) = r.poll_output() {
+            if let Output::Fetch(cids) = output {
+                wanted.extend(cids);
+            }
+        }
+        if wanted.is_empty() {
+            break;
+        }
+        for cid in wanted {
+            ready(r.receive_block(&cid, block(writer.store(), &cid), 1)).unwrap();
+        }
+    }
+    assert!(r.has_work());
+    assert!(values(&r).is_empty(), "nothing merges before work");
+    let mut calls = 0;
+    let mut seen = 0;
+    while r.has_work() {
+        assert!(r.heads().is_empty(), "the heads come with the last chunk");
+        ready(r.work(1)).unwrap();
+        calls += 1;
+        let now = values(&r).len();
+        assert!(now > seen, "each call merges a chunk's pins");
+        seen = now;
+    }
+    assert!(calls > 2, "{calls} chunks");
+    assert_eq!(r.stats().snapshot_chunks, calls);
+    assert_eq!(r.heads(), writer.heads());
+    assert_eq!(values(&r), values(&writer));
+    assert!(r.is_synced());
+    ready(r.work(1)).unwrap();
+    assert_eq!(r.stats().snapshot_chunks, calls, "work without work to do does nothing");
 }
 
 /// A state of more chunks than one node links goes through index nodes, and loads the same.

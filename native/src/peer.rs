@@ -656,6 +656,10 @@ impl Peer {
                 _ = expiry.tick() => self.unpin_expired().await?,
                 _ = connect_swarms.tick() => self.connect_swarms(),
                 _ = report.tick(), if self.metrics.is_some() => self.refresh_metrics(),
+                // A loading snapshot merges one chunk per turn, between the other events.
+                _ = tokio::task::yield_now(), if self.replica.has_work() => {
+                    self.replica.work(now_ms()).await?;
+                }
                 _ = &mut shutdown => break,
             }
             self.drain_replica().await?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use cid::Cid;
 use futures::channel::{mpsc, oneshot};
+use futures::future::{Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt};
 use futures_timer::Delay;
 use libp2p::gossipsub::{self, IdentTopic};
@@ -388,7 +389,13 @@ impl<E: Sink> Follower<E> {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, connect_timeout: Duration) {
         let mut tick = Delay::new(TICK);
         let mut start_deadline = Delay::new(connect_timeout).fuse();
+        let mut turn = Fuse::terminated();
         loop {
+            // A loading snapshot merges one chunk per turn; each turn first yields to the
+            // JavaScript event loop, so that the page and the network go on meanwhile.
+            if self.replica.has_work() && turn.is_terminated() {
+                turn = Delay::new(Duration::ZERO).fuse();
+            }
             futures::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 command = commands.next() => match command {
@@ -400,6 +407,10 @@ impl<E: Sink> Follower<E> {
                     self.on_tick().await;
                 }
                 _ = start_deadline => self.fail_start(StartError::TimedOut(connect_timeout)),
+                _ = turn => {
+                    let result = self.replica.work(now_ms()).await;
+                    self.check(result);
+                }
             }
             self.drain_replica().await;
             if self.refused {

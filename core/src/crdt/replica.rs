@@ -207,7 +207,7 @@ pub struct Replica<S: Store> {
     /// Pending snapshot blocks: while a snapshot loads, delta walks wait in `deferred`.
     snapshot_pending: usize,
     /// Snapshot chunks received and checked, in arrival order.
-    held_chunks: Vec<BlockId>,
+    held_chunks: VecDeque<BlockId>,
     deferred: Vec<BlockId>,
     batch: Batch,
     seen_heads: HashSet<Cid>,
@@ -233,7 +233,7 @@ impl<S: Store> Replica<S> {
             in_flight: 0,
             parked: 0,
             snapshot_pending: 0,
-            held_chunks: Vec::new(),
+            held_chunks: VecDeque::new(),
             deferred: Vec::new(),
             batch: Batch::default(),
             seen_heads: HashSet::new(),
@@ -1047,77 +1047,83 @@ impl<S: Store> Replica<S> {
             FetchState::Queued | FetchState::Held => {}
         }
         pending.state = FetchState::Held;
-        self.held_chunks.push(id);
-        if self.held_chunks.len() == self.snapshot_pending {
-            self.merge_held_chunks().await?;
-        }
+        self.held_chunks.push_back(id);
         Ok(())
     }
 
-    /// Merges every held chunk, one transaction each; the last one adopts the snapshot's
-    /// heads. A restart part-way finds the rest still pending and their blocks stored.
-    async fn merge_held_chunks(&mut self) -> Result<(), S::Error> {
-        let held = std::mem::take(&mut self.held_chunks);
-        let count = held.len();
-        for (n, id) in held.into_iter().enumerate() {
-            let root = self.pending[&id].block.root;
-            let bytes = self
+    /// Whether merge work waits for [`Replica::work`]: every chunk of the snapshot being
+    /// loaded has arrived. The caller calls `work` until this is false, yielding to its
+    /// other tasks in between, so that a large snapshot never stalls it for long.
+    pub fn has_work(&self) -> bool {
+        !self.held_chunks.is_empty() && self.held_chunks.len() == self.snapshot_pending
+    }
+
+    /// Merges one held snapshot chunk, in one transaction (nothing when
+    /// [`Replica::has_work`] is false). The last chunk adopts the snapshot's heads, and the
+    /// delta walks that waited for it resume. A restart part-way finds the rest still
+    /// pending and their blocks stored.
+    pub async fn work(&mut self, now: u64) -> Result<(), S::Error> {
+        if !self.has_work() {
+            return Ok(());
+        }
+        let id = self.held_chunks.pop_front().expect("has_work checked");
+        let root = self.pending[&id].block.root;
+        let bytes = self
+            .store
+            .block(&id)
+            .await
+            .map_err(ReplicaError::Store)?
+            .expect("held chunks are stored");
+        let chunk = SnapshotChunk::decode(&bytes).expect("held chunks decode");
+        let mut tx = Transaction::default();
+        let mut events = Vec::new();
+        let keys: Vec<&[u8]> = chunk.entries.iter().map(|(k, _)| k.as_bytes()).collect();
+        let states = self
+            .store
+            .key_states(&keys)
+            .await
+            .map_err(ReplicaError::Store)?;
+        for ((key, versions), state) in chunk.entries.into_iter().zip(states) {
+            let mut state = state.unwrap_or_default();
+            let before = state.value().map(|v| v.value.clone());
+            for version in versions {
+                state.apply_element(version);
+            }
+            if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
+                tx.live_keys += i64::from(before.is_none());
+                events.push(Output::Put {
+                    key: key.clone(),
+                    value: after.value.clone(),
+                    added: before.is_none(),
+                });
+            }
+            tx.keys.push((key.into_bytes(), state));
+        }
+        tx.processed = chunk.processed;
+        tx.pending_removed.push(id);
+        let last = self.held_chunks.is_empty();
+        if last {
+            let root_id = BlockId::from_cid(&root).expect("checked when loading");
+            let header = self
                 .store
-                .block(&id)
+                .block(&root_id)
                 .await
                 .map_err(ReplicaError::Store)?
-                .expect("held chunks are stored");
-            let chunk = SnapshotChunk::decode(&bytes).expect("held chunks decode");
-            let mut tx = Transaction::default();
-            let mut events = Vec::new();
-            let keys: Vec<&[u8]> = chunk.entries.iter().map(|(k, _)| k.as_bytes()).collect();
-            let states = self
-                .store
-                .key_states(&keys)
-                .await
-                .map_err(ReplicaError::Store)?;
-            for ((key, versions), state) in chunk.entries.into_iter().zip(states) {
-                let mut state = state.unwrap_or_default();
-                let before = state.value().map(|v| v.value.clone());
-                for version in versions {
-                    state.apply_element(version);
-                }
-                if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
-                    tx.live_keys += i64::from(before.is_none());
-                    events.push(Output::Put {
-                        key: key.clone(),
-                        value: after.value.clone(),
-                        added: before.is_none(),
-                    });
-                }
-                tx.keys.push((key.into_bytes(), state));
-            }
-            tx.processed = chunk.processed;
-            tx.pending_removed.push(id);
-            let last = n + 1 == count;
-            if last {
-                let root_id = BlockId::from_cid(&root).expect("checked when loading");
-                let header = self
-                    .store
-                    .block(&root_id)
-                    .await
-                    .map_err(ReplicaError::Store)?
-                    .and_then(|b| SnapshotHeader::decode(&b).ok())
-                    .expect("the root is stored before its chunks are fetched");
-                tx.heads_added.clone_from(&header.heads);
-                self.heads = header
-                    .heads
-                    .into_iter()
-                    .map(|(c, h)| (c.to_bytes(), (c, h)))
-                    .collect();
-            }
-            self.store.commit(tx).await.map_err(ReplicaError::Store)?;
-            self.stats.snapshot_chunks += 1;
-            self.stats.snapshots_loaded += u64::from(last);
-            self.settle(&id);
-            self.outputs.extend(events);
+                .and_then(|b| SnapshotHeader::decode(&b).ok())
+                .expect("the root is stored before its chunks are fetched");
+            tx.heads_added.clone_from(&header.heads);
+            self.heads = header
+                .heads
+                .into_iter()
+                .map(|(c, h)| (c.to_bytes(), (c, h)))
+                .collect();
         }
-        Ok(())
+        self.store.commit(tx).await.map_err(ReplicaError::Store)?;
+        self.stats.snapshot_chunks += 1;
+        self.stats.snapshots_loaded += u64::from(last);
+        self.settle(&id);
+        self.outputs.extend(events);
+        self.pump(now).await
     }
 
     /// Drops every pending block of the snapshot being loaded, which merged nothing yet,

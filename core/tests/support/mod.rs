@@ -141,6 +141,9 @@ impl Sim {
 
     /// Routes replica `r`'s outputs into the network.
     pub fn drain(&mut self, r: usize) {
+        while self.replicas[r].has_work() {
+            ready(self.replicas[r].work(self.now)).unwrap();
+        }
         while let Some(output) = self.replicas[r].poll_output() {
             match output {
                 Output::Broadcast(data) => {
@@ -312,6 +315,9 @@ pub fn answer_fetches<S: Store, T: Store>(follower: &mut Replica<S>, source: &T)
     let mut wanted = Vec::new();
     let mut others = Vec::new();
     loop {
+        while follower.has_work() {
+            ready(follower.work(0)).unwrap();
+        }
         while let Some(output) = follower.poll_output() {
             match output {
                 Output::Fetch(cids) => wanted.extend(cids),
