@@ -421,7 +421,11 @@ fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
     assert_eq!(values(&r), values(&writer));
     assert!(r.is_synced());
     ready(r.work(1)).unwrap();
-    assert_eq!(r.stats().snapshot_chunks, calls, "work without work to do does nothing");
+    assert_eq!(
+        r.stats().snapshot_chunks,
+        calls,
+        "work without work to do does nothing"
+    );
 }
 
 /// A state of more chunks than one node links goes through index nodes, and loads the same.

@@ -520,13 +520,19 @@ impl Default for PinqueueSection {
     }
 }
 
-/// Circuit relay v2 limits (pinfold's own section).
+/// Circuit relay v2 limits (pinfold's own section). Only members of the private network
+/// reach the relay, so circuits are long-lived and carry any amount of data by default,
+/// unlike a public relay's few kilobytes for hole punching.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelaySection {
     pub enabled: bool,
     pub max_reservations: usize,
     pub max_circuits: usize,
+    /// A circuit is closed after this long (the client may open another).
+    pub max_circuit_duration: GoDuration,
+    /// A circuit is closed after carrying this many bytes; 0 for no limit.
+    pub max_circuit_bytes: u64,
 }
 
 impl Default for RelaySection {
@@ -535,6 +541,8 @@ impl Default for RelaySection {
             enabled: true,
             max_reservations: 128,
             max_circuits: 16,
+            max_circuit_duration: secs(3600),
+            max_circuit_bytes: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod circuits;
 pub mod config;
 pub mod ctl;
 pub mod follow;

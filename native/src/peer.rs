@@ -16,7 +16,7 @@ use libp2p::metrics::Recorder as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, relay, Multiaddr, PeerId, Swarm};
 use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsSet};
 use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::codec::metric::Metric;
@@ -34,6 +34,7 @@ use pinfold_core::tracker::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::circuits::CircuitListens;
 use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CERTIFICATE_FILE};
 use crate::ipfs::{Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
 use crate::metrics::PeerMetrics;
@@ -344,6 +345,7 @@ pub struct Peer {
     /// Connections this peer dialed, so that a failed secret proof on one reads as a failed
     /// dial.
     dialed: HashSet<ConnectionId>,
+    circuits: CircuitListens,
     metrics: Option<PeerMetrics>,
     /// The latest alerts (metrics that expired), newest first, at most [`MAX_ALERTS`].
     alerts: VecDeque<monitor::Alert>,
@@ -385,16 +387,25 @@ impl Peer {
                 .0
                 .max(Duration::from_secs(1)),
             max_connections: config.cluster.max_connections,
-            relay: config
-                .relay
-                .enabled
-                .then_some((config.relay.max_reservations, config.relay.max_circuits)),
+            relay: config.relay.enabled.then_some(swarm::RelayLimits {
+                max_reservations: config.relay.max_reservations,
+                max_circuits: config.relay.max_circuits,
+                max_circuit_duration: config.relay.max_circuit_duration.0,
+                max_circuit_bytes: config.relay.max_circuit_bytes,
+            }),
         };
         let mut swarm = swarm::build(key, &settings)?;
-        for address in &config.cluster.listen_multiaddress {
+        let (circuits, direct) = CircuitListens::split(&config.cluster.listen_multiaddress)
+            .map_err(anyhow::Error::msg)?;
+        for address in direct {
             swarm
                 .listen_on(address.clone())
                 .with_context(|| format!("could not listen on {address}"))?;
+        }
+        for (relay, address) in circuits.relays() {
+            if let Err(error) = swarm.dial(address.clone()) {
+                tracing::warn!(%relay, %address, %error, "could not dial the relay to listen through");
+            }
         }
         for address in &config.cluster.announce_multiaddress {
             swarm.add_external_address(address.clone());
@@ -512,6 +523,7 @@ impl Peer {
             peerstore,
             redial: HashMap::new(),
             dialed: HashSet::new(),
+            circuits,
             status_requests: HashMap::new(),
             gatherings: HashMap::new(),
             next_gathering: 0,
@@ -1135,7 +1147,7 @@ impl Peer {
                 if self.config.cluster.announce_multiaddress.is_empty() {
                     self.swarm.add_external_address(address.clone());
                 }
-                tracing::info!(address = %address.with(Protocol::P2p(self.local)), "listening");
+                tracing::info!(address = %address.with_p2p(self.local).unwrap_or_else(|a| a), "listening");
             }
             SwarmEvent::ExpiredListenAddr { address, .. }
                 if self.config.cluster.announce_multiaddress.is_empty() =>
@@ -1154,6 +1166,23 @@ impl Peer {
                 }
                 if let Some(entry) = self.redial.get_mut(&peer_id) {
                     entry.1 = REDIAL_MIN;
+                }
+                self.circuits.on_connected(peer_id, &mut self.swarm);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(address) = self.circuits.on_listener_closed(listener_id) {
+                    match reason {
+                        Ok(()) => {
+                            tracing::info!(%address, "the relay reservation ended; listening again when the relay is back")
+                        }
+                        Err(error) => {
+                            tracing::warn!(%address, %error, "the relay refused or lost the reservation; listening again when the relay is back")
+                        }
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -1258,6 +1287,13 @@ impl Peer {
             }
             BehaviourEvent::Bitswap(event) => self.on_bitswap(event).await?,
             BehaviourEvent::Status(event) => self.on_status(event),
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal: false,
+                ..
+            }) => {
+                tracing::info!(relay = %relay_peer_id, "reserved a slot on a relay: peers reach this one through it")
+            }
             _ => {}
         }
         Ok(())

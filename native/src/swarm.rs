@@ -1,30 +1,29 @@
-//! The native peer's libp2p swarm: TCP and WebSocket listeners inside the cluster's private
-//! network (pnet, wire compatible with go-libp2p), Noise and yamux; a webrtc-direct listener
-//! for browsers, where pnet cannot apply, behind the secret gate; identify, ping,
-//! gossipsub with strict signing and ipfs-cluster's message id, bitswap, the status
-//! exchange, a bounded circuit relay v2 server, and connection limits.
+//! The native peer's libp2p swarm: TCP and WebSocket listeners and relayed circuits inside
+//! the cluster's private network (pnet, wire compatible with go-libp2p), Noise and yamux; a
+//! webrtc-direct listener for browsers, where pnet cannot apply, behind the secret gate;
+//! identify, ping, gossipsub with strict signing and ipfs-cluster's message id, bitswap,
+//! the status exchange, a bounded circuit relay v2 server and a relay client (listen
+//! addresses ending in `/p2p-circuit` take a reservation on that relay), and connection
+//! limits.
 
 use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::{Boxed, OrTransport};
-use libp2p::core::upgrade::Version;
 use libp2p::futures::future::Either;
 use libp2p::identity::Keypair;
-use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, gossipsub, identify, noise, ping, relay, tcp, websocket, yamux, PeerId,
-    Swarm, Transport,
+    connection_limits, gossipsub, identify, noise, ping, relay, tcp, websocket, Swarm, Transport,
 };
 use libp2p_webrtc::tokio::Certificate;
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
-use pinfold_core::net::pnet_guard::PnetGuard;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL};
+use pinfold_core::net::secure::{secure, Muxed};
 use pinfold_core::net::status;
 
 /// The message a dialer shows when the handshake fails the way a wrong secret makes it.
@@ -44,7 +43,19 @@ pub struct SwarmSettings {
     pub dial_timeout: Duration,
     pub max_connections: u32,
     /// Relay limits; `None` disables the relay server.
-    pub relay: Option<(usize, usize)>,
+    pub relay: Option<RelayLimits>,
+}
+
+/// What the circuit relay v2 server allows. Every client is a member of the private
+/// network, so there is no rate limit per peer or address, as public relays have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayLimits {
+    pub max_reservations: usize,
+    pub max_circuits: usize,
+    /// A circuit is closed after this long (the client may open another).
+    pub max_circuit_duration: Duration,
+    /// A circuit is closed after carrying this many bytes; 0 for no limit.
+    pub max_circuit_bytes: u64,
 }
 
 /// The behaviours of a native peer: all of them behind the secret gate, so that a WebRTC
@@ -64,66 +75,33 @@ pub struct Behaviour {
     pub bitswap: Bitswap,
     pub status: status::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
+    pub relay_client: relay::client::Behaviour,
 }
 
-/// An authenticated, multiplexed connection.
-pub type Muxed = (PeerId, StreamMuxerBox);
-
-/// TCP and WebSocket-over-TCP, each inside pnet when there is a secret, then Noise and
-/// yamux; and webrtc-direct (DTLS, then Noise inside) when it has a certificate.
-pub fn transport(key: &Keypair, settings: &SwarmSettings) -> std::io::Result<Boxed<Muxed>> {
+/// TCP, WebSocket-over-TCP and relayed circuits, each inside pnet when there is a secret,
+/// then Noise and yamux; and webrtc-direct (DTLS, then Noise inside) when it has a
+/// certificate.
+pub fn transport(
+    key: &Keypair,
+    settings: &SwarmSettings,
+    circuits: relay::client::Transport,
+) -> std::io::Result<Boxed<Muxed>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
     let tcp_config = || tcp::Config::default().nodelay(true);
-    let psk = settings
-        .secret
-        .as_ref()
-        .map(|s| PreSharedKey::new(*s.as_bytes()));
-    fn secure<T>(
-        base: T,
-        psk: Option<PreSharedKey>,
-        noise: noise::Config,
-        timeout: Duration,
-    ) -> Boxed<Muxed>
-    where
-        T: Transport + Send + Unpin + 'static,
-        T::Output: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
-        T::Error: Send + Sync + 'static,
-        T::Dial: Send + 'static,
-        T::ListenerUpgrade: Send + 'static,
-    {
-        let noise = move || noise.clone();
-        match psk {
-            Some(psk) => base
-                .and_then(move |socket, _| async move {
-                    PnetConfig::new(psk)
-                        .handshake(socket)
-                        .await
-                        .map(PnetGuard::new)
-                })
-                .upgrade(Version::V1Lazy)
-                .authenticate(noise())
-                .multiplex(yamux::Config::default())
-                .timeout(timeout)
-                .boxed(),
-            None => base
-                .upgrade(Version::V1Lazy)
-                .authenticate(noise())
-                .multiplex(yamux::Config::default())
-                .timeout(timeout)
-                .boxed(),
-        }
-    }
+    let secret = settings.secret.as_ref();
+    let timeout = settings.dial_timeout;
     let ws = websocket::Config::new(tcp::tokio::Transport::new(tcp_config()));
-    let ws = secure(ws, psk, noise.clone(), settings.dial_timeout);
+    let ws = secure(ws, secret, noise.clone(), timeout);
     let tcp = secure(
         tcp::tokio::Transport::new(tcp_config()),
-        psk,
-        noise,
-        settings.dial_timeout,
+        secret,
+        noise.clone(),
+        timeout,
     );
-    let streams = OrTransport::new(ws, tcp)
+    let circuits = secure(circuits, secret, noise, timeout);
+    let streams = OrTransport::new(OrTransport::new(ws, tcp), circuits)
         .map(|either, _| match either {
-            Either::Left(out) | Either::Right(out) => out,
+            Either::Left(Either::Left(out) | Either::Right(out)) | Either::Right(out) => out,
         })
         .boxed();
     let Some(certificate) = settings.webrtc.clone() else {
@@ -165,7 +143,8 @@ pub fn load_or_create_certificate(path: &std::path::Path) -> anyhow::Result<Cert
 /// Builds the swarm; it listens nowhere until told to.
 pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gated>> {
     let peer = key.public().to_peer_id();
-    let transport = transport(&key, settings)?;
+    let (circuits, relay_client) = relay::client::new(peer);
+    let transport = transport(&key, settings, circuits)?;
     let behaviour = Behaviour {
         limits: connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
@@ -181,16 +160,21 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
         gossipsub: pubsub::gossipsub(&key).map_err(anyhow::Error::msg)?,
         bitswap: Bitswap::new(bitswap::Config::default()),
         status: status::behaviour(),
-        relay: Toggle::from(settings.relay.map(|(max_reservations, max_circuits)| {
+        relay: Toggle::from(settings.relay.map(|limits| {
             relay::Behaviour::new(
                 peer,
                 relay::Config {
-                    max_reservations,
-                    max_circuits,
+                    max_reservations: limits.max_reservations,
+                    max_circuits: limits.max_circuits,
+                    max_circuit_duration: limits.max_circuit_duration,
+                    max_circuit_bytes: limits.max_circuit_bytes,
+                    reservation_rate_limiters: Vec::new(),
+                    circuit_src_rate_limiters: Vec::new(),
                     ..Default::default()
                 },
             )
         })),
+        relay_client,
     };
     let gate = PskGate::new(
         peer,

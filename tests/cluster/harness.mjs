@@ -88,7 +88,8 @@ export class Ipfs {
 }
 
 /**
- * A pinfold peer process with its own folder; `listen` names its transports, and
+ * A pinfold peer process with its own folder; `listen` names its transports (or gives
+ * whole multiaddrs, such as a relay's address ending in /p2p-circuit), and
  * `credentials` ('user:password') turns on the REST API's basic auth, which the helpers
  * then send; `ca` (a PEM certificate) says the REST API speaks HTTPS with that certificate
  * (the test sets the key and certificate files in `env`).
@@ -130,7 +131,7 @@ export class Peer {
         tcp: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
         webrtc: `/ip4/127.0.0.1/udp/${this.webrtcPort}/webrtc-direct`,
         ws: `/ip4/127.0.0.1/tcp/${this.wsPort}/ws`,
-      })[t]).join(','),
+      })[t] ?? t).join(','),
       CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
       CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.pinningPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',

@@ -244,3 +244,33 @@ test('an unreachable bootstrap address and bad options fail with typed errors', 
   controller.abort(new Error('changed my mind'));
   await assert.rejects(follow({ bootstrap: [wsAddress], secret, signal: controller.signal }), /changed my mind/);
 });
+
+test('reaches a peer that only listens through the relay, over a circuit inside the private network', async () => {
+  // The hidden peer has no WebSocket listener: its only address a follower can use is a
+  // circuit through the relay, on which it holds a reservation.
+  const hidden = await new Peer('hidden', { listen: ['tcp', `${relay.address}/p2p-circuit`], env: { CLUSTER_CRDT_TRUSTEDPEERS: relay.id } }).init(secret);
+  await hidden.start(['--bootstrap', relay.address]);
+  await waitFor('the hidden peer to reserve a slot on the relay', () => /reserved a slot on a relay/.test(fs.readFileSync(hidden.log, 'utf8')), 30_000);
+  const circuit = `${wsAddress}/p2p-circuit/p2p/${hidden.id}`;
+  const started = performance.now();
+  const viaRelay = await follow({ bootstrap: [circuit], secret, trustedPeers: [relay.id] });
+  try {
+    console.log(`# joined through the relay's circuit in ${(performance.now() - started).toFixed(0)} ms`);
+    const cid = rawCid('follower pin 5');
+    const info = await waitFor('the hidden peer to answer a status over the circuit', async () => {
+      const [one] = await viaRelay.statuses([cid]);
+      return one.peer_map[hidden.id]?.status === 'remote' && one;
+    }, 60_000);
+    assert.equal(info.name, 'bulk-5');
+    await waitFor('the pinset to sync', async () => (await viaRelay.syncState()).pins >= PINS, 60_000);
+    // The same circuit with another secret: pnet inside the circuit refuses it.
+    const wrong = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+    await assert.rejects(
+      follow({ bootstrap: [circuit], secret: wrong, trustedPeers: [relay.id] }),
+      (error) => error instanceof WrongSecretError,
+    );
+  } finally {
+    await viaRelay.close();
+    await hidden.stop();
+  }
+});

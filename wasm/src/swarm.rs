@@ -1,24 +1,25 @@
-//! The follower's libp2p swarm: WebSocket inside the cluster's private network (pnet,
-//! checked by the core's guard so that a wrong secret fails at once), Noise and yamux, and
-//! webrtc-direct to native peers (where a browser has `RTCPeerConnection`); identify, ping,
-//! gossipsub as ipfs-cluster runs it, bitswap and the status exchange, all behind the
-//! secret gate, which makes WebRTC links prove the secret before anything else runs.
+//! The follower's libp2p swarm: WebSocket and relayed circuits inside the cluster's private
+//! network (pnet, checked by the core's guard so that a wrong secret fails at once), Noise
+//! and yamux, and webrtc-direct to native peers (where a browser has `RTCPeerConnection`);
+//! identify, ping, gossipsub as ipfs-cluster runs it, bitswap, the status exchange and a
+//! relay client (a bootstrap address `<relay>/p2p-circuit/p2p/<peer>` reaches a peer
+//! through that relay), all behind the secret gate, which makes WebRTC links prove the
+//! secret before anything else runs.
 
 use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::{Boxed, OrTransport};
-use libp2p::core::upgrade::Version;
+use libp2p::futures::future::Either;
 use libp2p::identity::Keypair;
-use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, noise, ping, yamux, PeerId, Swarm, Transport};
+use libp2p::{gossipsub, identify, noise, ping, relay, Swarm, Transport};
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
-use pinfold_core::net::pnet_guard::PnetGuard;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL};
+use pinfold_core::net::secure::{secure, Muxed};
 use pinfold_core::net::status;
 
 use crate::websocket;
@@ -39,36 +40,24 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub bitswap: Bitswap,
     pub status: status::Behaviour,
+    pub relay_client: relay::client::Behaviour,
 }
 
-/// WebSocket inside pnet (when there is a secret), then Noise and yamux; or webrtc-direct.
+/// WebSocket or a relayed circuit, inside pnet (when there is a secret), then Noise and
+/// yamux; or webrtc-direct.
 fn transport(
     key: &Keypair,
     secret: Option<&ClusterSecret>,
-) -> std::io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
+    circuits: relay::client::Transport,
+) -> std::io::Result<Boxed<Muxed>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
-    let base = websocket::Transport.map_err(std::io::Error::other);
-    let websocket = match secret.map(|s| PreSharedKey::new(*s.as_bytes())) {
-        Some(psk) => base
-            .and_then(move |socket, _| async move {
-                PnetConfig::new(psk)
-                    .handshake(socket)
-                    .await
-                    .map(PnetGuard::new)
-                    .map_err(std::io::Error::other)
-            })
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(DIAL_TIMEOUT)
-            .boxed(),
-        None => base
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(DIAL_TIMEOUT)
-            .boxed(),
-    };
+    let websocket = secure(
+        websocket::Transport.map_err(std::io::Error::other),
+        secret,
+        noise.clone(),
+        DIAL_TIMEOUT,
+    );
+    let circuits = secure(circuits, secret, noise, DIAL_TIMEOUT);
     let webrtc = TransportTimeout::new(
         libp2p::webrtc_websys::Transport::new(libp2p::webrtc_websys::Config::new(key))
             .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
@@ -77,16 +66,21 @@ fn transport(
     )
     .map_err(std::io::Error::other)
     .boxed();
-    Ok(OrTransport::new(websocket, webrtc)
-        .map(|either, _| either.into_inner())
-        .map_err(|either| either.into_inner())
-        .boxed())
+    Ok(
+        OrTransport::new(OrTransport::new(websocket, circuits), webrtc)
+            .map(|either, _| match either {
+                Either::Left(Either::Left(out) | Either::Right(out)) | Either::Right(out) => out,
+            })
+            .map_err(|error| error.map_left(|inner| inner.into_inner()).into_inner())
+            .boxed(),
+    )
 }
 
 /// Builds the swarm of a follower with identity `key`.
 pub fn build(key: Keypair, secret: Option<&ClusterSecret>) -> Result<Swarm<Gated>, String> {
     let peer = key.public().to_peer_id();
-    let transport = transport(&key, secret).map_err(|e| e.to_string())?;
+    let (circuits, relay_client) = relay::client::new(peer);
+    let transport = transport(&key, secret, circuits).map_err(|e| e.to_string())?;
     let behaviour = Behaviour {
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
@@ -96,6 +90,7 @@ pub fn build(key: Keypair, secret: Option<&ClusterSecret>) -> Result<Swarm<Gated
         gossipsub: pubsub::gossipsub(&key)?,
         bitswap: Bitswap::new(bitswap::Config::default()),
         status: status::behaviour(),
+        relay_client,
     };
     let gate = PskGate::new(
         peer,

@@ -6,4 +6,5 @@ pub mod frame;
 pub mod pnet_guard;
 pub mod psk_gate;
 pub mod pubsub;
+pub mod secure;
 pub mod status;

@@ -1,4 +1,4 @@
-//! The secret gate: connections that pnet cannot wrap (WebRTC, relayed circuits) must prove
+//! The secret gate: connections that pnet cannot wrap (WebRTC) must prove
 //! the cluster secret with `/pinfold/psk-auth/1.0.0` (see [`crate::codec::psk_auth`])
 //! before the protocols of the wrapped behaviour run on them.
 //!
@@ -48,15 +48,13 @@ pub enum Rejection {
 /// Which connections must prove the secret, by their addresses.
 pub type Coverage = fn(&Multiaddr) -> bool;
 
-/// Connections over WebRTC (direct or browser to browser) and relayed circuits: the
-/// transports pnet cannot wrap.
+/// Connections over WebRTC (direct or browser to browser): the transports pnet cannot
+/// wrap. Relayed circuits are not among them: they run inside pnet end to end (see
+/// [`crate::net::secure`]). A WebRTC connection set up through a relay is WebRTC.
 pub fn outside_pnet(address: &Multiaddr) -> bool {
-    address.iter().any(|p| {
-        matches!(
-            p,
-            Protocol::WebRTC | Protocol::WebRTCDirect | Protocol::P2pCircuit
-        )
-    })
+    address
+        .iter()
+        .any(|p| matches!(p, Protocol::WebRTC | Protocol::WebRTCDirect))
 }
 
 /// How the gate works.

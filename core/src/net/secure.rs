@@ -1,0 +1,58 @@
+//! The upgrade every stream transport of the cluster swarm goes through, natively and in
+//! the browser: pnet with the cluster secret (when there is one), checked by
+//! [`PnetGuard`], then Noise and yamux, all within a time bound. TCP, WebSocket and relayed
+//! circuits share it, as in go-libp2p, whose upgrader puts every connection of a private
+//! network inside pnet, circuits included.
+
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncWrite};
+use libp2p_core::muxing::StreamMuxerBox;
+use libp2p_core::transport::Boxed;
+use libp2p_core::upgrade::Version;
+use libp2p_core::Transport;
+use libp2p_identity::PeerId;
+use libp2p_pnet::{PnetConfig, PreSharedKey};
+
+use crate::codec::secret::ClusterSecret;
+use crate::net::pnet_guard::PnetGuard;
+
+/// An authenticated, multiplexed connection.
+pub type Muxed = (PeerId, StreamMuxerBox);
+
+/// `base`'s connections inside pnet when `secret` is set, then Noise and yamux; dialing
+/// and upgrading one connection fails after `timeout`.
+pub fn secure<T>(
+    base: T,
+    secret: Option<&ClusterSecret>,
+    noise: libp2p_noise::Config,
+    timeout: Duration,
+) -> Boxed<Muxed>
+where
+    T: Transport + Send + Unpin + 'static,
+    T::Output: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+{
+    match secret.map(|s| PreSharedKey::new(*s.as_bytes())) {
+        Some(psk) => base
+            .and_then(move |socket, _| async move {
+                PnetConfig::new(psk)
+                    .handshake(socket)
+                    .await
+                    .map(PnetGuard::new)
+            })
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(libp2p_yamux::Config::default())
+            .timeout(timeout)
+            .boxed(),
+        None => base
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(libp2p_yamux::Config::default())
+            .timeout(timeout)
+            .boxed(),
+    }
+}
