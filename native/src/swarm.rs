@@ -91,19 +91,15 @@ pub fn transport(
     let secret = settings.secret.as_ref();
     let timeout = settings.dial_timeout;
     let ws = websocket::Config::new(tcp::tokio::Transport::new(tcp_config()));
-    let ws = secure(ws, secret, noise.clone(), timeout);
-    let tcp = secure(
-        tcp::tokio::Transport::new(tcp_config()),
-        secret,
-        noise.clone(),
-        timeout,
-    );
-    let circuits = secure(circuits, secret, noise, timeout);
-    let streams = OrTransport::new(OrTransport::new(ws, tcp), circuits)
-        .map(|either, _| match either {
-            Either::Left(Either::Left(out) | Either::Right(out)) | Either::Right(out) => out,
-        })
-        .boxed();
+    let tcp = tcp::tokio::Transport::new(tcp_config());
+    // One upgrade for every stream transport.
+    let streams =
+        OrTransport::new(OrTransport::new(ws, tcp), circuits).map_err(|error| match error {
+            either::Either::Left(either::Either::Left(error)) => std::io::Error::other(error),
+            either::Either::Left(either::Either::Right(error)) => error,
+            either::Either::Right(error) => std::io::Error::other(error),
+        });
+    let streams = secure(streams, secret, noise, timeout);
     let Some(certificate) = settings.webrtc.clone() else {
         return Ok(streams);
     };

@@ -11,7 +11,6 @@ use std::time::Duration;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::{Boxed, OrTransport};
-use libp2p::futures::future::Either;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{gossipsub, identify, noise, ping, relay, Swarm, Transport};
@@ -51,13 +50,13 @@ fn transport(
     circuits: relay::client::Transport,
 ) -> std::io::Result<Boxed<Muxed>> {
     let noise = noise::Config::new(key).map_err(std::io::Error::other)?;
-    let websocket = secure(
+    // One upgrade for both stream transports, so that the .wasm holds one copy of it.
+    let streams = OrTransport::new(
         websocket::Transport.map_err(std::io::Error::other),
-        secret,
-        noise.clone(),
-        DIAL_TIMEOUT,
-    );
-    let circuits = secure(circuits, secret, noise, DIAL_TIMEOUT);
+        circuits.map_err(std::io::Error::other),
+    )
+    .map_err(|error| error.into_inner());
+    let streams = secure(streams, secret, noise, DIAL_TIMEOUT);
     let webrtc = TransportTimeout::new(
         libp2p::webrtc_websys::Transport::new(libp2p::webrtc_websys::Config::new(key))
             .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
@@ -66,14 +65,10 @@ fn transport(
     )
     .map_err(std::io::Error::other)
     .boxed();
-    Ok(
-        OrTransport::new(OrTransport::new(websocket, circuits), webrtc)
-            .map(|either, _| match either {
-                Either::Left(Either::Left(out) | Either::Right(out)) | Either::Right(out) => out,
-            })
-            .map_err(|error| error.map_left(|inner| inner.into_inner()).into_inner())
-            .boxed(),
-    )
+    Ok(OrTransport::new(streams, webrtc)
+        .map(|either, _| either.into_inner())
+        .map_err(|error| error.into_inner())
+        .boxed())
 }
 
 /// Builds the swarm of a follower with identity `key`.
