@@ -925,7 +925,7 @@ impl Peer {
             .external_addresses()
             .filter(|a| is_dialable(a))
             .take(MAX_ANNOUNCED_ADDRESSES)
-            .map(|a| a.clone().with(Protocol::P2p(self.local)).to_string())
+            .map(|a| with_peer_id(a, self.local).to_string())
             .collect();
         let metric = monitor::ping_metric(
             &self.local,
@@ -1147,7 +1147,7 @@ impl Peer {
                 if self.config.cluster.announce_multiaddress.is_empty() {
                     self.swarm.add_external_address(address.clone());
                 }
-                tracing::info!(address = %address.with_p2p(self.local).unwrap_or_else(|a| a), "listening");
+                tracing::info!(address = %with_peer_id(&address, self.local), "listening");
             }
             SwarmEvent::ExpiredListenAddr { address, .. }
                 if self.config.cluster.announce_multiaddress.is_empty() =>
@@ -1631,7 +1631,7 @@ impl Peer {
                     addresses: self
                         .swarm
                         .listeners()
-                        .map(|a| a.clone().with(Protocol::P2p(self.local)))
+                        .map(|a| with_peer_id(a, self.local))
                         .collect(),
                     cluster_peers: self.monitor.peerset(&self.local, now_nanos()),
                     ipfs: self.ipfs_id.clone(),
@@ -1974,6 +1974,11 @@ fn next_cursor(page: &[Pin]) -> Option<Cid> {
     page.last()
         .filter(|_| page.len() == PAGE)
         .map(|pin| pin.cid)
+}
+
+/// `address` ending in `/p2p/<peer>`; circuit addresses through a relay already do.
+fn with_peer_id(address: &Multiaddr, peer: PeerId) -> Multiaddr {
+    address.clone().with_p2p(peer).unwrap_or_else(|other| other)
 }
 
 /// Addresses worth keeping for a redial: not relay circuits or unspecified addresses.

@@ -251,7 +251,10 @@ test('reaches a peer that only listens through the relay, over a circuit inside 
   const hidden = await new Peer('hidden', { listen: ['tcp', `${relay.address}/p2p-circuit`], env: { CLUSTER_CRDT_TRUSTEDPEERS: relay.id } }).init(secret);
   await hidden.start(['--bootstrap', relay.address]);
   await waitFor('the hidden peer to reserve a slot on the relay', () => /reserved a slot on a relay/.test(fs.readFileSync(hidden.log, 'utf8')), 30_000);
+  // `/id` lists the circuit addresses, the relay's WebSocket one among them.
   const circuit = `${wsAddress}/p2p-circuit/p2p/${hidden.id}`;
+  const listed = await waitFor('the circuit address in /id', async () => JSON.parse((await hidden.get('/id')).body).addresses.includes(circuit), 10_000);
+  assert.ok(listed);
   const started = performance.now();
   const viaRelay = await follow({ bootstrap: [circuit], secret, trustedPeers: [relay.id] });
   try {
