@@ -864,7 +864,7 @@ const ADD_OPTIONS_WITHOUT_EFFECT: [&str; 6] = [
 /// Adds the files of a multipart body through this peer's IPFS daemon, streaming one
 /// ipfs-cluster `AddedOutput` per file and directory, then pins the root in the cluster
 /// with the pin options of the query (unless `no-pin`); the root comes last, with its
-/// allocations.
+/// allocations. With `format=car` the body is a CAR file with one root, imported whole.
 async fn add(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
@@ -891,14 +891,15 @@ async fn add(
             "nocopy needs the daemon's filestore, which pinfold does not use: add without it",
         ));
     }
-    match query.get("format").map(String::as_str) {
-        None | Some("") | Some("unixfs") => {}
+    let car = match query.get("format").map(String::as_str) {
+        None | Some("") | Some("unixfs") => false,
+        Some("car") => true,
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "format {other:?} is not supported: use unixfs"
+                "format {other:?} is not supported: use unixfs or car"
             )))
         }
-    }
+    };
     let mut daemon_query: Vec<(&str, String)> = ADD_OPTIONS_FOR_DAEMON
         .iter()
         .filter_map(|key| query.get(*key).map(|v| (*key, v.clone())))
@@ -931,14 +932,30 @@ async fn add(
         .ipfs
         .clone()
         .ok_or_else(|| ApiError::bad_request("this peer has no IPFS daemon to add files to"))?;
-    let upload = reqwest::Body::wrap_stream(body.into_data_stream());
-    let added = ipfs
-        .add(upload, content_type, &daemon_query)
-        .await
-        .map_err(|e| match e {
-            crate::ipfs::IpfsError::Daemon(message) => ApiError::bad_request(message),
-            other => ApiError::bad_gateway(other.to_string()),
-        })?;
+    let refused = |e| match e {
+        crate::ipfs::IpfsError::Daemon(message) => ApiError::bad_request(message),
+        other => ApiError::bad_gateway(other.to_string()),
+    };
+    let added = if car {
+        let root = import_car(&ipfs, body, content_type)
+            .await
+            .map_err(|e| match e {
+                CarError::Ipfs(e) => refused(e),
+                CarError::Refused(message) => ApiError::bad_request(message),
+            })?;
+        let only = crate::ipfs::Added {
+            name: String::new(),
+            cid: root,
+            size: 0,
+        };
+        stream::iter([Ok(only)]).boxed()
+    } else {
+        let upload = reqwest::Body::wrap_stream(body.into_data_stream());
+        ipfs.add(upload, content_type, &daemon_query)
+            .await
+            .map_err(refused)?
+            .boxed()
+    };
     let output = |added: &crate::ipfs::Added, allocations: &[PeerId]| {
         line(&json!({
             "name": added.name,
@@ -991,6 +1008,54 @@ async fn add(
         },
     );
     Ok(stream_lines(lines))
+}
+
+/// How much of a CAR upload is kept to read its header: the multipart part's headers, then
+/// the CAR header, which names the roots and comes first.
+const CAR_HEAD_BYTES: usize = 64 * 1024;
+
+enum CarError {
+    Ipfs(crate::ipfs::IpfsError),
+    Refused(String),
+}
+
+/// Streams a CAR upload (multipart, the file first) into the daemon, keeping its first
+/// bytes to read the root from the header: the root the cluster pins, which must be the
+/// only one, as ipfs-cluster requires (the daemon names roots only when it pins them).
+async fn import_car(
+    ipfs: &crate::ipfs::Ipfs,
+    body: Body,
+    content_type: String,
+) -> Result<Cid, CarError> {
+    let head = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = head.clone();
+    let upload = body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            let mut head = kept.lock().expect("never poisoned");
+            let room = CAR_HEAD_BYTES.saturating_sub(head.len());
+            head.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        }
+        chunk
+    });
+    ipfs.import_car(reqwest::Body::wrap_stream(upload), content_type)
+        .await
+        .map_err(CarError::Ipfs)?;
+    let head = head.lock().expect("never poisoned");
+    // The file's bytes start after the first part's headers.
+    let file = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| &head[at + 4..])
+        .ok_or_else(|| CarError::Refused("the upload has no file part".into()))?;
+    let roots = crate::car::roots(file).map_err(|e| CarError::Refused(e.to_string()))?;
+    match roots.as_slice() {
+        [root] => Ok(*root),
+        other => Err(CarError::Refused(format!(
+            "the CAR file names {} roots: it needs exactly one, the DAG to pin \
+             (its blocks are in the daemon, unpinned)",
+            other.len()
+        ))),
+    }
 }
 
 async fn unpin(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {

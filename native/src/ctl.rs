@@ -211,6 +211,10 @@ pub struct AddArgs {
     /// DAG layout: balanced or trickle.
     #[arg(long)]
     layout: Option<String>,
+    /// What the files are: unixfs (files to chunk), or car (a CAR file with one root, whose
+    /// DAG is imported as it is).
+    #[arg(long)]
+    format: Option<String>,
     #[command(flatten)]
     pin: PinOptions,
 }
@@ -999,6 +1003,7 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     pairs.extend(add.chunker.map(|c| ("chunker".to_owned(), c)));
     pairs.extend(add.hash.map(|h| ("hash".to_owned(), h)));
     pairs.extend(add.layout.map(|l| ("layout".to_owned(), l)));
+    pairs.extend(add.format.map(|f| ("format".to_owned(), f)));
     let url = format!("{}/add{}", api.base, query(&pairs));
     let request = api.upload.post(&url).multipart(form);
     let terminal = std::io::stderr().is_terminal();

@@ -643,6 +643,27 @@ impl IpfsClient {
         }))
     }
 
+    /// Imports the blocks of the CAR file in a multipart body (`dag/import`), leaving its
+    /// roots unpinned.
+    pub async fn import_car(
+        &self,
+        body: reqwest::Body,
+        content_type: String,
+    ) -> Result<(), IpfsError> {
+        let query = [("pin-roots", "false".to_owned())];
+        let response = self
+            .post_body("dag/import", &query, None, Some((body, content_type)))
+            .await?;
+        // Errors after the blocks started to arrive come as lines of their own.
+        let mut lines = std::pin::pin!(lines("dag/import", response));
+        while let Some(line) = lines.next().await {
+            if let Ok(error) = serde_json::from_slice::<ErrorBody>(&line?) {
+                return Err(IpfsError::Daemon(error.message));
+            }
+        }
+        Ok(())
+    }
+
     /// The CID an `/ipfs`, `/ipns` or `/ipld` path ends at (`resolve`, recursively).
     pub async fn resolve(&self, path: &str) -> Result<Cid, IpfsError> {
         #[derive(Deserialize)]

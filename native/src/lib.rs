@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod car;
 pub mod circuits;
 pub mod config;
 pub mod ctl;

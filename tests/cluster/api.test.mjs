@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Ipfs, Peer, httpsGet, pinfoldBin, runDir, sleep, stopAll, waitFor } from './harness.mjs';
 import { assertShape, shapes } from './shapes.mjs';
-import { rawCid } from '../support/cid.mjs';
+import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const peers = [];
@@ -137,7 +137,7 @@ test('bad input gets ipfs-cluster\'s error shape and says what is wrong', async 
     ['/pins/recover?local=maybe', 'POST', 400, /not true or false/],
     ['/add', 'POST', 400, /multipart\/form-data/],
     ['/add?shard=true', 'POST', 400, /sharding is not supported/],
-    ['/add?format=car', 'POST', 400, /format "car" is not supported: use unixfs/],
+    ['/add?format=tar', 'POST', 400, /format "tar" is not supported: use unixfs or car/],
   ];
   for (const [route, method, status, message] of cases) {
     assertError(await request(p1(), route, { method }), status, message, `${method} ${route}`);
@@ -209,6 +209,58 @@ test('/add hands the files to the daemon and pins the root with the pin options'
   const loose = lines((await request(p2(), '/add?no-pin=true', { method: 'POST', body: unpinned })).body);
   assert.equal(loose.length, 1);
   assert.equal(await p2().allocation(loose[0].cid), null, 'no-pin adds without pinning');
+});
+
+/** A CARv1 file: a dag-cbor header naming `roots`, then each [cid, bytes] block. */
+function carFile(roots, blocks) {
+  const varint = (n) => {
+    const out = [];
+    for (; n >= 0x80; n >>>= 7) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return Buffer.from(out);
+  };
+  // {"roots": [tag 42 (0x00 + cid)...], "version": 1}, keys in dag-cbor's order.
+  const links = roots.map((cid) => Buffer.concat([Buffer.from([0xd8, 0x2a, 0x58, cid.length + 1, 0x00]), cid]));
+  const header = Buffer.concat([Buffer.from([0xa2, 0x65]), Buffer.from('roots'), Buffer.from([0x80 + roots.length]), ...links, Buffer.from([0x67]), Buffer.from('version'), Buffer.from([0x01])]);
+  return Buffer.concat([varint(header.length), header, ...blocks.flatMap(([cid, bytes]) => [varint(cid.length + bytes.length), cid, bytes])]);
+}
+
+test('/add?format=car imports a CAR file with one root and pins that root', async () => {
+  // A dag-pb directory linking one raw leaf, as two blocks of a CAR file.
+  const leafBytes = Buffer.from(`a leaf from a CAR file ${Date.now()}`);
+  const leaf = cidBytes(0x55, leafBytes);
+  const name = Buffer.from('leaf');
+  const link = Buffer.concat([Buffer.from([0x0a, leaf.length]), leaf, Buffer.from([0x12, name.length]), name, Buffer.from([0x18, leafBytes.length])]);
+  const directory = Buffer.concat([Buffer.from([0x12, link.length]), link, Buffer.from([0x0a, 0x02, 0x08, 0x01])]);
+  const root = cidBytes(0x70, directory);
+  const upload = (bytes, query) => {
+    const form = new FormData();
+    form.append('file', new Blob([bytes]), 'tree.car');
+    return request(p2(), `/add?format=car&${query}`, { method: 'POST', body: form });
+  };
+
+  const res = await upload(carFile([root], [[root, directory], [leaf, leafBytes]]), 'name=from-car&replication=2');
+  assert.equal(res.status, 200, res.body);
+  const outputs = lines(res.body);
+  assert.equal(outputs.length, 1, res.body);
+  assertShape(outputs[0], shapes.added, '/add?format=car output');
+  assert.equal(outputs[0].cid, cidText(root));
+  assert.equal(outputs[0].allocations.length, 2, res.body);
+  const pin = await waitFor('the CAR root pinned in the cluster', () => p3().allocation(cidText(root)));
+  assert.equal(pin.name, 'from-car');
+  for (const peer of peers.filter((p) => outputs[0].allocations.includes(p.id))) {
+    await waitFor(`${peer.name}'s daemon to pin the CAR's DAG`, () => peer.ipfs.isPinned(cidText(root)));
+  }
+
+  const file = path.join(runDir, 'tree.car');
+  fs.writeFileSync(file, carFile([root], [[root, directory], [leaf, leafBytes]]));
+  const viaCtl = ctl(p1(), 'add', '--format', 'car', '-q', '--name', 'car-by-ctl', file);
+  assert.equal(viaCtl.code, 0, viaCtl.err);
+  assert.equal(viaCtl.out.trim(), cidText(root));
+  await waitFor('the new name of the CAR root', async () => (await p3().allocation(cidText(root)))?.name === 'car-by-ctl');
+
+  const twoRoots = await upload(carFile([root, leaf], [[root, directory], [leaf, leafBytes]]), 'name=two');
+  assertError(twoRoots, 400, /the CAR file names 2 roots: it needs exactly one/, 'a CAR file with two roots');
 });
 
 test('pinfold ctl add uploads a directory, pins its root and can wait for it', async () => {

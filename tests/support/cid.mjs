@@ -20,8 +20,17 @@ function base32(bytes) {
   return out;
 }
 
+/** The binary CIDv1 (sha2-256) of `block` with multicodec `codec` (0x55 raw, 0x70 dag-pb). */
+export function cidBytes(codec, block) {
+  return Buffer.concat([Buffer.from([0x01, codec, 0x12, 0x20]), createHash('sha256').update(block).digest()]);
+}
+
+/** A binary CID's text form (multibase `b`). */
+export function cidText(bytes) {
+  return 'b' + base32(bytes);
+}
+
 /** The CIDv1 (raw codec, sha2-256) of a block holding `content`. */
 export function rawCid(content) {
-  const digest = createHash('sha256').update(content).digest();
-  return 'b' + base32(Buffer.concat([Buffer.from([0x01, 0x55, 0x12, 0x20]), digest]));
+  return cidText(cidBytes(0x55, content));
 }

@@ -1,0 +1,277 @@
+//! The roots a CAR file names, read from its header (CARv1, or the CARv1 inside a CARv2):
+//! an unsigned LEB128 length, then a dag-cbor map `{"roots": [CID...], "version": 1}`.
+
+use cid::Cid;
+
+/// Why a CAR header could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a CAR file: {0}")]
+pub struct NotCar(String);
+
+fn not_car(what: impl Into<String>) -> NotCar {
+    NotCar(what.into())
+}
+
+/// CARv2's pragma: the CARv1 header `{"version": 2}` with no roots.
+const CARV2_PRAGMA: &[u8] = &[
+    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02,
+];
+
+/// The roots named by the CAR file that starts with `bytes` (its first kilobytes are
+/// enough: the header comes first).
+pub fn roots(bytes: &[u8]) -> Result<Vec<Cid>, NotCar> {
+    if let Some(rest) = bytes.strip_prefix(CARV2_PRAGMA) {
+        // 16 bytes of characteristics, then the data offset (u64, little endian).
+        let offset = rest
+            .get(16..24)
+            .ok_or_else(|| not_car("the CARv2 header is cut short"))?;
+        let offset = u64::from_le_bytes(offset.try_into().expect("8 bytes"));
+        let inner = usize::try_from(offset)
+            .ok()
+            .and_then(|o| bytes.get(o..))
+            .ok_or_else(|| {
+                not_car(format!(
+                    "the CARv2 data starts at byte {offset}, past what was read"
+                ))
+            })?;
+        return v1_roots(inner);
+    }
+    v1_roots(bytes)
+}
+
+fn v1_roots(bytes: &[u8]) -> Result<Vec<Cid>, NotCar> {
+    let mut reader = Reader { bytes, at: 0 };
+    let length = reader.varint()?;
+    let header = usize::try_from(length)
+        .ok()
+        .and_then(|n| bytes.get(reader.at..reader.at.checked_add(n)?))
+        .ok_or_else(|| {
+            not_car(format!(
+                "a header of {length} bytes is longer than the file"
+            ))
+        })?;
+    let mut reader = Reader {
+        bytes: header,
+        at: 0,
+    };
+    let entries = reader.expect(MAP, "the header is not a map")?;
+    let (mut roots, mut version) = (None, None);
+    for _ in 0..entries {
+        match reader.text()? {
+            "roots" => {
+                let count = reader.expect(ARRAY, "roots is not a list")?;
+                let mut cids = Vec::new();
+                for _ in 0..count {
+                    cids.push(reader.link()?);
+                }
+                roots = Some(cids);
+            }
+            "version" => version = Some(reader.expect(UNSIGNED, "version is not a number")?),
+            _ => reader.skip()?,
+        }
+    }
+    match version {
+        Some(1) => roots.ok_or_else(|| not_car("the header names no roots")),
+        Some(other) => Err(not_car(format!("version {other} is not 1"))),
+        None => Err(not_car("the header has no version")),
+    }
+}
+
+const UNSIGNED: u8 = 0;
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
+const TAG: u8 = 6;
+/// dag-cbor's tag for a CID (its bytes follow a 0x00 prefix).
+const CID_TAG: u64 = 42;
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], NotCar> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len());
+        let taken = end
+            .map(|end| &self.bytes[self.at..end])
+            .ok_or_else(|| not_car("the header is cut short"))?;
+        self.at += n;
+        Ok(taken)
+    }
+
+    fn varint(&mut self) -> Result<u64, NotCar> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(not_car("the header length is not a varint"))
+    }
+
+    /// A CBOR item's major type and argument (definite lengths only, as dag-cbor has).
+    fn head(&mut self) -> Result<(u8, u64), NotCar> {
+        let first = self.take(1)?[0];
+        let argument = match first & 0x1f {
+            n @ 0..=23 => u64::from(n),
+            24 => u64::from(self.take(1)?[0]),
+            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().expect("2"))),
+            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().expect("4"))),
+            27 => u64::from_be_bytes(self.take(8)?.try_into().expect("8")),
+            _ => return Err(not_car("the header is not dag-cbor (indefinite length)")),
+        };
+        Ok((first >> 5, argument))
+    }
+
+    fn expect(&mut self, major: u8, otherwise: &str) -> Result<u64, NotCar> {
+        match self.head()? {
+            (found, argument) if found == major => Ok(argument),
+            _ => Err(not_car(otherwise)),
+        }
+    }
+
+    fn length(&mut self, major: u8, otherwise: &str) -> Result<&'a [u8], NotCar> {
+        let length = self.expect(major, otherwise)?;
+        let length = usize::try_from(length).map_err(|_| not_car("the header is cut short"))?;
+        self.take(length)
+    }
+
+    fn text(&mut self) -> Result<&'a str, NotCar> {
+        let bytes = self.length(TEXT, "a key of the header is not text")?;
+        std::str::from_utf8(bytes).map_err(|_| not_car("a key of the header is not UTF-8"))
+    }
+
+    fn link(&mut self) -> Result<Cid, NotCar> {
+        if self.expect(TAG, "a root is not a CID")? != CID_TAG {
+            return Err(not_car("a root is not a CID"));
+        }
+        match self.length(BYTES, "a root is not a CID")? {
+            [0x00, cid @ ..] => {
+                Cid::try_from(cid).map_err(|e| not_car(format!("a root is not a CID: {e}")))
+            }
+            _ => Err(not_car("a root is not a CID")),
+        }
+    }
+
+    /// Skips one item of any type.
+    fn skip(&mut self) -> Result<(), NotCar> {
+        let (major, argument) = self.head()?;
+        let count = |n: u64| usize::try_from(n).map_err(|_| not_car("the header is cut short"));
+        match major {
+            BYTES | TEXT => {
+                self.take(count(argument)?)?;
+            }
+            ARRAY => {
+                for _ in 0..argument {
+                    self.skip()?;
+                }
+            }
+            MAP => {
+                for _ in 0..argument {
+                    self.skip()?;
+                    self.skip()?;
+                }
+            }
+            TAG => self.skip()?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cid(n: u8) -> Cid {
+        let digest = pinfold_core::codec::dagpb::sha2_256_multihash(&[n]);
+        Cid::new_v1(0x55, digest)
+    }
+
+    /// A CARv1 header as go-car writes it, with `extra` entries before the version.
+    fn header(roots: &[Cid], extra: &[u8], entries: u8) -> Vec<u8> {
+        let mut cbor = vec![0xa0 + entries, 0x65];
+        cbor.extend_from_slice(b"roots");
+        cbor.push(0x80 + roots.len() as u8);
+        for root in roots {
+            let bytes = root.to_bytes();
+            cbor.extend_from_slice(&[0xd8, 0x2a, 0x58, bytes.len() as u8 + 1, 0x00]);
+            cbor.extend_from_slice(&bytes);
+        }
+        cbor.extend_from_slice(extra);
+        cbor.push(0x67);
+        cbor.extend_from_slice(b"version");
+        cbor.push(0x01);
+        let mut car = vec![cbor.len() as u8];
+        car.extend(cbor);
+        car.extend_from_slice(b"blocks follow");
+        car
+    }
+
+    #[test]
+    fn reads_the_roots_of_a_carv1_header() {
+        assert_eq!(roots(&header(&[cid(1)], &[], 2)), Ok(vec![cid(1)]));
+        assert_eq!(
+            roots(&header(&[cid(1), cid(2)], &[], 2)),
+            Ok(vec![cid(1), cid(2)])
+        );
+        assert_eq!(roots(&header(&[], &[], 2)), Ok(vec![]));
+        // Unknown keys are skipped, whatever they hold.
+        let extra = [
+            0x64, b'n', b'o', b't', b'e', 0x82, 0x01, 0xa1, 0x61, b'k', 0x41, 0xff,
+        ];
+        assert_eq!(roots(&header(&[cid(3)], &extra, 3)), Ok(vec![cid(3)]));
+    }
+
+    #[test]
+    fn reads_the_roots_inside_a_carv2() {
+        let inner = header(&[cid(4)], &[], 2);
+        let mut car = CARV2_PRAGMA.to_vec();
+        car.extend_from_slice(&[0; 16]);
+        let offset = (CARV2_PRAGMA.len() + 40) as u64;
+        car.extend_from_slice(&offset.to_le_bytes());
+        car.extend_from_slice(&(inner.len() as u64).to_le_bytes());
+        car.extend_from_slice(&0u64.to_le_bytes());
+        car.extend(inner);
+        assert_eq!(roots(&car), Ok(vec![cid(4)]));
+    }
+
+    #[test]
+    fn what_is_not_a_car_header_is_refused_with_the_reason() {
+        let mut wrong_version = header(&[cid(1)], &[], 2);
+        let at = wrong_version.len() - b"blocks follow".len() - 1;
+        wrong_version[at] = 0x02;
+        assert_eq!(
+            roots(&wrong_version).unwrap_err().to_string(),
+            "not a CAR file: version 2 is not 1"
+        );
+        assert!(roots(b"hello world").is_err());
+        assert!(roots(&[]).is_err());
+        let full = header(&[cid(1)], &[], 2);
+        assert!(roots(&full[..20])
+            .unwrap_err()
+            .to_string()
+            .contains("longer than the file"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_roots_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = roots(&bytes);
+        }
+
+        #[test]
+        fn any_cut_of_a_header_gives_roots_or_an_error(cut in 0usize..90) {
+            let full = header(&[cid(1), cid(2)], &[], 2);
+            let _ = roots(&full[..cut.min(full.len())]);
+        }
+    }
+}
