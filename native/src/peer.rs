@@ -691,32 +691,14 @@ impl Peer {
 
     /// Carries out the replica's outputs: broadcasts, fetches and pinset changes.
     async fn drain_replica(&mut self) -> anyhow::Result<()> {
-        loop {
-            let mut unavailable = Vec::new();
-            let mut any = false;
-            while let Some(output) = self.replica.poll_output() {
-                any = true;
-                match &output {
-                    Output::Broadcast(bytes) => {
-                        self.publish(self.heads_topic.clone(), bytes.clone())
-                    }
-                    Output::Fetch(cids) => unavailable.extend(
-                        self.swarm
-                            .behaviour_mut()
-                            .inner_mut()
-                            .bitswap
-                            .want_all(cids),
-                    ),
-                    Output::Put { .. } | Output::Delete { .. } => self.on_pinset_change(&output),
-                }
-            }
-            for cid in &unavailable {
-                self.replica.block_unavailable(cid, now_ms()).await?;
-            }
-            if !any && unavailable.is_empty() {
-                return Ok(());
+        let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
+        for output in bitswap.drain_replica(&mut self.replica, now_ms()).await? {
+            match &output {
+                Output::Broadcast(bytes) => self.publish(self.heads_topic.clone(), bytes.clone()),
+                _ => self.on_pinset_change(&output),
             }
         }
+        Ok(())
     }
 
     fn on_pinset_change(&mut self, output: &Output) {

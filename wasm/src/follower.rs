@@ -444,31 +444,14 @@ impl<E: Sink> Follower<E> {
     // ----- the pinset -----------------------------------------------------------------
 
     async fn drain_replica(&mut self) {
-        loop {
-            let mut unavailable = Vec::new();
-            let mut any = false;
-            while let Some(output) = self.replica.poll_output() {
-                any = true;
-                match &output {
-                    // A follower's heads are the trusted peers' own: it never announces.
-                    Output::Broadcast(_) => {}
-                    Output::Fetch(cids) => unavailable.extend(
-                        self.swarm
-                            .behaviour_mut()
-                            .inner_mut()
-                            .bitswap
-                            .want_all(cids),
-                    ),
-                    Output::Put { .. } | Output::Delete { .. } => self.on_pinset_change(&output),
-                }
-            }
-            for cid in &unavailable {
-                let result = self.replica.block_unavailable(cid, now_ms()).await;
-                self.check(result);
-            }
-            if !any && unavailable.is_empty() {
-                return;
-            }
+        let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
+        match bitswap.drain_replica(&mut self.replica, now_ms()).await {
+            // A follower's heads are the trusted peers' own: it never announces them.
+            Ok(outputs) => outputs
+                .iter()
+                .filter(|output| !matches!(output, Output::Broadcast(_)))
+                .for_each(|output| self.on_pinset_change(output)),
+            Err(error) => self.check(Err(error)),
         }
     }
 
