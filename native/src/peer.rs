@@ -902,10 +902,12 @@ impl Peer {
             .as_ref()
             .map(|id| id.addresses.iter().map(|a| a.to_string()).collect())
             .unwrap_or_default();
+        // Circuit addresses too: followers reach peers through relays (native peers dial
+        // only the others, see `learn_addresses`).
         let cluster_addresses: Vec<String> = self
             .swarm
             .external_addresses()
-            .filter(|a| is_dialable(a))
+            .filter(|a| !is_unspecified(a))
             .take(MAX_ANNOUNCED_ADDRESSES)
             .map(|a| with_peer_id(a, self.local).to_string())
             .collect();
@@ -1965,9 +1967,13 @@ fn with_peer_id(address: &Multiaddr, peer: PeerId) -> Multiaddr {
 
 /// Addresses worth keeping for a redial: not relay circuits or unspecified addresses.
 fn is_dialable(address: &Multiaddr) -> bool {
-    !address.iter().any(|p| {
-        matches!(p, Protocol::P2pCircuit)
-            || matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
+    !address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) && !is_unspecified(address)
+}
+
+/// An address on 0.0.0.0 or ::, which nobody can dial.
+fn is_unspecified(address: &Multiaddr) -> bool {
+    address.iter().any(|p| {
+        matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
             || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
     })
 }

@@ -266,6 +266,14 @@ test('reaches a peer that only listens through the relay, over a circuit inside 
     }, 60_000);
     assert.equal(info.name, 'bulk-5');
     await waitFor('the pinset to sync', async () => (await viaRelay.syncState()).pins >= PINS, 60_000);
+    // A follower that joined the relay alone learns the circuit from the hidden peer's
+    // ping and connects through it by itself.
+    await waitFor('the first follower to reach the hidden peer through the relay', async () => {
+      const peers = await follower.peers();
+      return peers.find((p) => p.id === hidden.id)?.connected;
+    }, 30_000);
+    const [seen] = await follower.statuses([cid]);
+    assert.equal(seen.peer_map[hidden.id]?.status, 'remote');
     // The same circuit with another secret: pnet inside the circuit refuses it.
     const wrong = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
     await assert.rejects(

@@ -36,6 +36,7 @@ use crate::idb::IdbError;
 use crate::store::FollowerStore;
 use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent};
 use crate::websocket::websocket_url;
+use libp2p::multiaddr::Protocol;
 
 const TICK: Duration = Duration::from_millis(250);
 /// Commands queued from the page before callers wait.
@@ -706,8 +707,9 @@ impl<E: Sink> Follower<E> {
         }
     }
 
-    /// Connects to cluster peers whose `ping` names a WebSocket address, so that their
-    /// statuses can be asked and their blocks fetched.
+    /// Connects to cluster peers whose `ping` names a WebSocket address (or else a circuit
+    /// through a relay that has one), so that their statuses can be asked and their blocks
+    /// fetched.
     fn learn_addresses(&mut self, ping: &Metric) {
         let peer = ping.peer;
         if peer == self.local || self.swarm.is_connected(&peer) {
@@ -725,12 +727,14 @@ impl<E: Sink> Follower<E> {
         let Some(info) = PingInfo::of(ping) else {
             return;
         };
-        let addresses: Vec<Multiaddr> = info
+        let (direct, circuits): (Vec<Multiaddr>, Vec<Multiaddr>) = info
             .cluster_addresses
             .iter()
             .filter_map(|a| a.parse().ok())
-            .filter(|a| websocket_url(a).is_some())
-            .collect();
+            .filter(reachable)
+            .partition(|a: &Multiaddr| !a.iter().any(|p| p == Protocol::P2pCircuit));
+        // A relay is a detour: only for peers that name no address of their own.
+        let addresses = if direct.is_empty() { circuits } else { direct };
         if addresses.is_empty() {
             return;
         }
@@ -1025,6 +1029,16 @@ impl<E: Sink> Follower<E> {
             })
             .collect()
     }
+}
+
+/// Whether the follower can dial `address`: a WebSocket address, or a circuit through a
+/// relay it reaches over WebSocket.
+fn reachable(address: &Multiaddr) -> bool {
+    let relay: Multiaddr = address
+        .iter()
+        .take_while(|p| *p != Protocol::P2pCircuit)
+        .collect();
+    websocket_url(&relay).is_some()
 }
 
 /// Each CID's peer views gathered into one `GlobalPinInfo`, in the order of `cids`; a CID
