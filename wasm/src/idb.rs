@@ -15,7 +15,9 @@ use pinfold_core::crdt::{
     Transaction,
 };
 use wasm_bindgen::prelude::*;
-use web_sys::{IdbDatabase, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransactionMode};
+use web_sys::{
+    IdbDatabase, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction, IdbTransactionMode,
+};
 
 use crate::websocket::js_message;
 
@@ -61,6 +63,44 @@ fn bytes(value: &[u8]) -> JsValue {
 
 fn to_vec(value: &JsValue) -> Vec<u8> {
     Uint8Array::new(value).to_vec()
+}
+
+/// Waits until every request of `transaction` has finished (their results can be read
+/// then); a failed request aborts it, and the error carries the reason. One pair of
+/// callbacks for the whole transaction, where [`done`] costs a pair per request.
+async fn completed(transaction: &IdbTransaction) -> Result<(), IdbError> {
+    let (sender, finished) = oneshot::channel();
+    let sender = Rc::new(RefCell::new(Some(sender)));
+    let on_complete = Closure::once({
+        let sender = sender.clone();
+        move || {
+            if let Some(s) = sender.borrow_mut().take() {
+                let _ = s.send(None);
+            }
+        }
+    });
+    let on_abort = Closure::once({
+        let transaction = transaction.clone();
+        move || {
+            let reason = transaction
+                .error()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "aborted".into());
+            if let Some(s) = sender.borrow_mut().take() {
+                let _ = s.send(Some(reason));
+            }
+        }
+    });
+    transaction.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
+    transaction.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
+    let outcome = finished.await;
+    transaction.set_oncomplete(None);
+    transaction.set_onabort(None);
+    match outcome {
+        Ok(None) => Ok(()),
+        Ok(Some(reason)) => Err(IdbError::Failed(format!("aborted: {reason}"))),
+        Err(_) => Err(IdbError::Failed("never finished".into())),
+    }
 }
 
 /// The result of `request`. The handlers are set when this is called, not when the
@@ -282,12 +322,15 @@ impl Store for IdbStore {
         let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
         let requests = keys
             .iter()
-            .map(|key| store.get(&bytes(key)).map(done))
+            .map(|key| store.get(&bytes(key)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
+        completed(&store.transaction())
+            .await
+            .map_err(|e| IdbError::Failed(format!("a read failed: {e}")))?;
         let mut states = Vec::with_capacity(keys.len());
         for request in requests {
-            let value = request.await?;
+            let value = request.result().map_err(failed)?;
             states.push(match value.is_undefined() {
                 true => None,
                 false => Some(KeyState::decode(&to_vec(&value))?),
@@ -387,41 +430,11 @@ impl Store for IdbStore {
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
-        let (sender, finished) = oneshot::channel();
-        let sender = Rc::new(RefCell::new(Some(sender)));
-        let on_complete = Closure::once({
-            let sender = sender.clone();
-            move || {
-                if let Some(s) = sender.borrow_mut().take() {
-                    let _ = s.send(None);
-                }
-            }
-        });
-        let on_abort = Closure::once({
-            let write = write.clone();
-            move || {
-                let reason = write
-                    .error()
-                    .map(|e| e.message())
-                    .unwrap_or_else(|| "aborted".into());
-                if let Some(s) = sender.borrow_mut().take() {
-                    let _ = s.send(Some(reason));
-                }
-            }
-        });
-        write.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
-        write.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
         drop(requests);
-        let outcome = finished.await;
-        write.set_oncomplete(None);
-        write.set_onabort(None);
-        match outcome {
-            Ok(None) => {
-                self.live_keys = live_keys;
-                Ok(())
-            }
-            Ok(Some(reason)) => Err(IdbError::Failed(format!("a write was aborted: {reason}"))),
-            Err(_) => Err(IdbError::Failed("a write never finished".into())),
-        }
+        completed(&write)
+            .await
+            .map_err(|e| IdbError::Failed(format!("a write was {e}")))?;
+        self.live_keys = live_keys;
+        Ok(())
     }
 }
