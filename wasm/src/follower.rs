@@ -15,6 +15,7 @@ use futures::future::{Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt};
 use futures_timer::Delay;
 use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
@@ -36,7 +37,6 @@ use crate::idb::IdbError;
 use crate::store::FollowerStore;
 use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent};
 use crate::websocket::websocket_url;
-use libp2p::multiaddr::Protocol;
 
 const TICK: Duration = Duration::from_millis(250);
 /// Commands queued from the page before callers wait.
