@@ -1,7 +1,8 @@
 // The npm package in headless Chromium (Debian's, driven by playwright-core): a page joins
 // a relay over WebSocket and over webrtc-direct, loads the pinset from the relay's snapshot,
 // sees a pin added live, runs the follower in a Web Worker, resumes from IndexedDB after a
-// reload, and gets WrongSecretError for a wrong secret on both transports.
+// reload, gets WrongSecretError for a wrong secret on both transports, and reaches a peer
+// through a relay circuit.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -151,4 +152,24 @@ test('a wrong secret is refused with WrongSecretError on WebSocket and webrtc-di
     assert.match(outcome.message, /wrong cluster secret/);
   }
   await waitFor('the relay to log the refused WebRTC proof', () => /did not prove the cluster secret/.test(fs.readFileSync(relay.log, 'utf8')), 10_000);
+});
+
+test('a page reaches a peer through a relay circuit', async () => {
+  // The hidden peer has no listener a browser can dial: only a reservation on the relay.
+  const hidden = await new Peer('browser-hidden', { listen: ['tcp', `${relay.address}/p2p-circuit`], env: { CLUSTER_CRDT_TRUSTEDPEERS: relay.id } }).init(secret);
+  await hidden.start(['--bootstrap', relay.address]);
+  try {
+    const circuit = await waitFor('the circuit address in /id', async () =>
+      JSON.parse((await hidden.get('/id')).body).addresses.find((a) => a.includes('/ws/') && a.includes('/p2p-circuit/')), 30_000);
+    const result = await joinInPage('circuit', 'follow', [circuit], [relay.id]);
+    console.log(`# relay circuit: joined in ${result.joined.toFixed(0)} ms, ${PINS} pins synced in ${result.synced.toFixed(0)} ms`);
+    const cid = rawCid('browser pin 9');
+    await waitFor('the hidden peer to answer a status over the circuit', () => page.evaluate(async ({ cid, hidden }) => {
+      const [info] = await window.followers.circuit.follower.statuses([cid]);
+      return info?.peer_map[hidden]?.status === 'remote';
+    }, { cid, hidden: hidden.id }), 60_000);
+    await page.evaluate(() => window.followers.circuit.follower.close());
+  } finally {
+    await hidden.stop();
+  }
 });
