@@ -1087,6 +1087,20 @@ mod tests {
     }
 
     #[test]
+    fn relay_circuits_are_long_and_uncapped_unless_configured() {
+        let defaults = ServiceConfig::default().relay;
+        assert_eq!(defaults.max_circuit_duration.millis(), 3_600_000);
+        assert_eq!(defaults.max_circuit_bytes, 0);
+        let config: ServiceConfig = serde_json::from_str(
+            r#"{"relay":{"max_circuit_duration":"2m","max_circuit_bytes":131072}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.relay.max_circuit_duration.millis(), 120_000);
+        assert_eq!(config.relay.max_circuit_bytes, 131_072);
+        assert_eq!(config.relay.max_reservations, defaults.max_reservations);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_with_their_name() {
         let error =
             serde_json::from_str::<ServiceConfig>(r#"{"cluster":{"secert":"x"}}"#).unwrap_err();
