@@ -932,17 +932,8 @@ async fn add(
         .ipfs
         .clone()
         .ok_or_else(|| ApiError::bad_request("this peer has no IPFS daemon to add files to"))?;
-    let refused = |e| match e {
-        crate::ipfs::IpfsError::Daemon(message) => ApiError::bad_request(message),
-        other => ApiError::bad_gateway(other.to_string()),
-    };
     let added = if car {
-        let root = import_car(&ipfs, body, content_type)
-            .await
-            .map_err(|e| match e {
-                CarError::Ipfs(e) => refused(e),
-                CarError::Refused(message) => ApiError::bad_request(message),
-            })?;
+        let root = import_car(&ipfs, body, content_type).await?;
         let only = crate::ipfs::Added {
             name: String::new(),
             cid: root,
@@ -953,7 +944,7 @@ async fn add(
         let upload = reqwest::Body::wrap_stream(body.into_data_stream());
         ipfs.add(upload, content_type, &daemon_query)
             .await
-            .map_err(refused)?
+            .map_err(daemon_error)?
             .boxed()
     };
     let output = |added: &crate::ipfs::Added, allocations: &[PeerId]| {
@@ -1014,19 +1005,19 @@ async fn add(
 /// the CAR header, which names the roots and comes first.
 const CAR_HEAD_BYTES: usize = 64 * 1024;
 
-enum CarError {
-    Ipfs(crate::ipfs::IpfsError),
-    Refused(String),
+/// What the daemon refused is the client's to mend (400); a daemon that failed otherwise
+/// is a bad gateway (502).
+fn daemon_error(error: crate::ipfs::IpfsError) -> ApiError {
+    match error {
+        crate::ipfs::IpfsError::Daemon(message) => ApiError::bad_request(message),
+        other => ApiError::bad_gateway(other.to_string()),
+    }
 }
 
 /// Streams a CAR upload (multipart, the file first) into the daemon, keeping its first
 /// bytes to read the root from the header: the root the cluster pins, which must be the
 /// only one, as ipfs-cluster requires (the daemon names roots only when it pins them).
-async fn import_car(
-    ipfs: &crate::ipfs::Ipfs,
-    body: Body,
-    content_type: String,
-) -> Result<Cid, CarError> {
+async fn import_car(ipfs: &crate::ipfs::Ipfs, body: Body, content_type: String) -> ApiResult<Cid> {
     let head = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = head.clone();
     let upload = body.into_data_stream().map(move |chunk| {
@@ -1039,18 +1030,18 @@ async fn import_car(
     });
     ipfs.import_car(reqwest::Body::wrap_stream(upload), content_type)
         .await
-        .map_err(CarError::Ipfs)?;
+        .map_err(daemon_error)?;
     let head = head.lock().expect("never poisoned");
     // The file's bytes start after the first part's headers.
     let file = head
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|at| &head[at + 4..])
-        .ok_or_else(|| CarError::Refused("the upload has no file part".into()))?;
-    let roots = crate::car::roots(file).map_err(|e| CarError::Refused(e.to_string()))?;
+        .ok_or_else(|| ApiError::bad_request("the upload has no file part"))?;
+    let roots = crate::car::roots(file).map_err(|e| ApiError::bad_request(e.to_string()))?;
     match roots.as_slice() {
         [root] => Ok(*root),
-        other => Err(CarError::Refused(format!(
+        other => Err(ApiError::bad_request(format!(
             "the CAR file names {} roots: it needs exactly one, the DAG to pin \
              (its blocks are in the daemon, unpinned)",
             other.len()
