@@ -1,0 +1,47 @@
+// Benchmark of the npm package's follower in Node 22 (run by scripts/bench-follower, figures
+// printed): the cold sync of PINFOLD_BENCH_PINS pins (100000) from a release relay's
+// snapshot over WebSocket on loopback, and the longest the follower left a call unanswered
+// meanwhile (syncState() asked every 20 ms), which shows whether loading stalls the caller.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
+import { rawCid } from '../support/cid.mjs';
+import { follow } from '../../npm/src/index.js';
+
+const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
+const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+const lines = [];
+for (let i = 0; i < pins; i++) {
+  lines.push(JSON.stringify({ cid: rawCid(`bench pin ${i}`), name: `bench-${i}`, replication_factor_min: -1, replication_factor_max: -1 }));
+}
+const file = path.join(runDir, 'bench.ndjson');
+fs.writeFileSync(file, lines.join('\n'));
+const relay = await new Peer('node-bench', {
+  listen: ['tcp', 'ws'],
+  env: { CLUSTER_ROLE: 'relay', CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s' },
+}).init(secret);
+execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+try {
+  await relay.start();
+  await waitFor('the relay\'s snapshot', () => /made a pinset snapshot/.test(fs.readFileSync(relay.log, 'utf8')), 600_000);
+  const started = performance.now();
+  const follower = await follow({ bootstrap: [await relay.addressOf('ws')], secret, trustedPeers: [relay.id] });
+  let longest = 0;
+  for (let last = performance.now(); ;) {
+    const state = await follower.syncState();
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    if (state.synced && state.pins >= pins) {
+      const ms = now - started;
+      console.log(`Node: cold sync of ${pins} pins from the relay's snapshot: ${(ms / 1000).toFixed(2)} s, ${Math.round(pins / (ms / 1000))} pins/s (snapshot used: ${state.snapshot !== null}); longest unanswered syncState(): ${longest.toFixed(0)} ms`);
+      break;
+    }
+    if (now - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
+    await new Promise((r) => setTimeout(r, 20));
+    last = performance.now();
+  }
+  await follower.close();
+} finally {
+  await stopAll();
+}
