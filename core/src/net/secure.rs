@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures::future::Either;
 use futures::{AsyncRead, AsyncWrite};
 use libp2p_core::muxing::StreamMuxerBox;
 use libp2p_core::transport::Boxed;
@@ -35,24 +36,21 @@ where
     T::Dial: Send + 'static,
     T::ListenerUpgrade: Send + 'static,
 {
-    match secret.map(|s| PreSharedKey::new(*s.as_bytes())) {
-        Some(psk) => base
-            .and_then(move |socket, _| async move {
-                PnetConfig::new(psk)
-                    .handshake(socket)
-                    .await
-                    .map(PnetGuard::new)
-            })
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(libp2p_yamux::Config::default())
-            .timeout(timeout)
-            .boxed(),
-        None => base
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(libp2p_yamux::Config::default())
-            .timeout(timeout)
-            .boxed(),
-    }
+    // One chain whatever the secret, so that Noise, yamux and multistream-select are built
+    // once over a stream that is pnet or plain (a size matter in the .wasm).
+    let psk = secret.map(|s| PreSharedKey::new(*s.as_bytes()));
+    base.and_then(move |socket, _| async move {
+        match psk {
+            Some(psk) => PnetConfig::new(psk)
+                .handshake(socket)
+                .await
+                .map(|private| Either::Left(PnetGuard::new(private))),
+            None => Ok(Either::Right(socket)),
+        }
+    })
+    .upgrade(Version::V1Lazy)
+    .authenticate(noise)
+    .multiplex(libp2p_yamux::Config::default())
+    .timeout(timeout)
+    .boxed()
 }
