@@ -134,6 +134,9 @@ async fn fetch(url: &str) -> Result<ServiceConfig> {
         .await
         .with_context(|| format!("could not fetch the cluster's configuration from {url}"))?;
     let status = response.status();
+    if !status.is_success() && url.contains("/ipns/") {
+        bail!("{url} answered {status}: the gateway could not resolve or fetch that name (a DNSLink name needs a TXT record `dnslink=/ipfs/<CID of the template>` at _dnslink.<name>)");
+    }
     if !status.is_success() {
         bail!("{url} answered {status}: is it the cluster's follow template? (ask the cluster's operators for its URL)");
     }

@@ -3,7 +3,8 @@
 // (expiry, path pins, /add, cids=, recover, pin update, the connectivity graph, peer
 // removal, CORS), their JSON shapes, bad input, `pinfold ctl` driving them, in scripts and
 // in a terminal, the Pinning Services API with its bearer tokens, HTTPS, and `pinfold
-// follow` running a follower from the template a peer serves.
+// follow` running a follower from the template a peer serves, or from a DNSLink name read
+// through an IPFS gateway.
 // Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +15,7 @@ import path from 'node:path';
 import { Ipfs, Peer, httpsGet, pinfoldBin, runDir, sleep, stopAll, waitFor } from './harness.mjs';
 import { assertShape, shapes } from './shapes.mjs';
 import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
+import { startDns } from '../support/dns.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const peers = [];
@@ -509,6 +511,38 @@ test('DELETE /peers/{id} (ctl peers rm) re-allocates a stopped peer\'s pins', as
   await waitFor('p2 to see the new allocation', async () => (await p2().allocation(cid))?.allocations[0] === holder.id);
 });
 
+/** `pinfold follow --dir dir ARGS`: its exit code, standard output and error. */
+function follow(dir, ...args) {
+  try {
+    return { code: 0, out: execFileSync(pinfoldBin, ['follow', '--dir', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+  } catch (error) {
+    return { code: error.status, out: error.stdout, err: error.stderr };
+  }
+}
+
+/** Starts `pinfold follow NAME run` in `dir`, pinning on `ipfs`; `stop()` ends it. */
+function runFollower(dir, name, ipfs) {
+  const log = fs.openSync(path.join(runDir, `follower-${name}.log`), 'a');
+  const child = spawn(pinfoldBin, ['follow', '--dir', dir, name, 'run'], {
+    env: {
+      ...process.env,
+      CLUSTER_IPFSHTTP_NODEMULTIADDRESS: ipfs.multiaddr,
+      CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
+      CLUSTER_STATELESS_RETRYBASEDELAY: '1s',
+    },
+    stdio: ['ignore', log, log],
+  });
+  fs.closeSync(log);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(15_000)]);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
 test('pinfold follow runs a follower from the template a trusted peer serves', async () => {
   const template = await p1().get('/follow/template.json');
   assert.equal(template.status, 200, template.body);
@@ -520,65 +554,86 @@ test('pinfold follow runs a follower from the template a trusted peer serves', a
   assert.equal((await p2().get('/follow/template.json')).status, 404, 'served only where it is turned on');
 
   const dir = path.join(runDir, 'follow');
-  const follow = (...args) => {
-    try {
-      return { code: 0, out: execFileSync(pinfoldBin, ['follow', '--dir', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
-    } catch (error) {
-      return { code: error.status, out: error.stdout, err: error.stderr };
-    }
-  };
   const url = `${p1().api}/follow/template.json`;
   const early = await p1().ipfs.addContent('before the follower');
   assert.equal((await p1().post(`/pins/${early}?name=early`)).status, 200);
 
-  const init = follow('team', 'init', url);
+  const init = follow(dir, 'team', 'init', url);
   assert.equal(init.code, 0, init.err);
   assert.match(init.out, /team followed from .*template\.json/);
-  assert.match(follow().out, /^team \| .*template\.json \| stopped$/m);
-  assert.match(follow('team', 'list').err, /the follower of team is not running: start it with `pinfold follow team run`/);
+  assert.match(follow(dir).out, /^team \| .*template\.json \| stopped$/m);
+  assert.match(follow(dir, 'team', 'list').err, /the follower of team is not running: start it with `pinfold follow team run`/);
 
   const ipfs = await new Ipfs('api-follower').start();
-  const log = fs.openSync(path.join(runDir, 'follower.log'), 'a');
-  const child = spawn(pinfoldBin, ['follow', '--dir', dir, 'team', 'run'], {
-    env: {
-      ...process.env,
-      CLUSTER_IPFSHTTP_NODEMULTIADDRESS: ipfs.multiaddr,
-      CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
-      CLUSTER_STATELESS_RETRYBASEDELAY: '1s',
-    },
-    stdio: ['ignore', log, log],
-  });
-  fs.closeSync(log);
-  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const follower = runFollower(dir, 'team', ipfs);
   try {
-    await waitFor('the follower to run', () => /running: yes/.test(follow('team', 'info').out));
+    await waitFor('the follower to run', () => /running: yes/.test(follow(dir, 'team', 'info').out));
     await waitFor('the follower to pin the pin made before it came', () => ipfs.isPinned(early), 60_000);
     const late = await p1().ipfs.addContent('after the follower');
     assert.equal((await p1().post(`/pins/${late}?name=late`)).status, 200);
     await waitFor('the follower to pin a new pin', () => ipfs.isPinned(late), 60_000);
     const listed = await waitFor('follow list to show both pinned', () => {
-      const { out } = follow('team', 'list');
+      const { out } = follow(dir, 'team', 'list');
       return [early, late].every((cid) => new RegExp(`^${cid} \\| \\w+ \\| PINNED$`, 'm').test(out)) && out;
     });
     assert.match(listed, new RegExp(`^${early} \\| early \\| PINNED$`, 'm'));
-    const info = follow('team', 'info').out;
+    const info = follow(dir, 'team', 'info').out;
     assert.match(info, /configuration from: .*template\.json/);
     assert.match(info, /pinset: height \d+, 1 heads, synced/);
     assert.match(info, /cluster peers seen: [34]/);
-    assert.match(follow().out, /^team \| .* \| running \(http:\/\/127\.0\.0\.1:\d+\)$/m);
+    assert.match(follow(dir).out, /^team \| .* \| running \(http:\/\/127\.0\.0\.1:\d+\)$/m);
     // A follower reads; it never writes.
     const api = `http://${fs.readFileSync(path.join(dir, 'team', 'api-address'), 'utf8').trim()}`;
     const write = await fetch(`${api}/pins/${late}`, { method: 'POST' });
     assert.equal(write.status, 403);
     assert.match(await write.text(), /this peer is a follower \(cluster\.role\) and does not write to the pinset/);
   } finally {
-    child.kill('SIGTERM');
-    await Promise.race([exited, sleep(15_000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await follower.stop();
   }
-  assert.match(follow('team', 'info').out, /running: no/);
+  assert.match(follow(dir, 'team', 'info').out, /running: no/);
   assert.ok(!fs.existsSync(path.join(dir, 'team', 'api-address')), 'the address file goes with the follower');
   for (const cid of [early]) await p1().post(`/pins/${cid}`, 'DELETE');
+});
+
+test('pinfold follow reads a DNSLink name through an IPFS gateway', async () => {
+  const records = new Map();
+  const dns = await startDns(records);
+  try {
+    const ipfs = await new Ipfs('dnslink-follower', { gateway: true, dns: dns.address }).start();
+    const template = (await p1().get('/follow/template.json')).body;
+    const form = new FormData();
+    form.append('file', new Blob([template]));
+    const added = await ipfs.rpc('add?cid-version=1', { body: form });
+    assert.equal(added.status, 200, added.body);
+    const cid = JSON.parse(added.body.trim().split('\n').at(-1)).Hash;
+    records.set('_dnslink.team.cluster.test', [`dnslink=/ipfs/${cid}`]);
+
+    const dir = path.join(runDir, 'follow-dnslink');
+    const source = `${ipfs.gateway}/ipns/team.cluster.test`;
+    const init = follow(dir, 'team', 'init', 'team.cluster.test', '--gateway', ipfs.gateway);
+    assert.equal(init.code, 0, init.err);
+    assert.ok(follow(dir).out.split('\n').includes(`team | ${source} | stopped`), follow(dir).out);
+    const follower = runFollower(dir, 'team', ipfs);
+    try {
+      const info = await waitFor('the follower to run and sync', () => {
+        const { out } = follow(dir, 'team', 'info');
+        return /running: yes/.test(out) && /, synced/.test(out) && out;
+      });
+      assert.ok(info.includes(`configuration from: ${source}`), info);
+      const kept = JSON.parse(fs.readFileSync(path.join(dir, 'team', 'template.json'), 'utf8'));
+      assert.equal(kept.cluster.secret, secret);
+    } finally {
+      await follower.stop();
+    }
+
+    // A name with no DNSLink record: the gateway cannot resolve it, and the error says why.
+    assert.equal(follow(dir, 'lost', 'init', 'lost.cluster.test', '--gateway', ipfs.gateway).code, 0);
+    const lost = follow(dir, 'lost', 'run');
+    assert.notEqual(lost.code, 0);
+    assert.match(lost.err, /ipns\/lost\.cluster\.test answered 5\d\d.*could not resolve or fetch that name.*dnslink=\/ipfs\//);
+  } finally {
+    await dns.close();
+  }
 });
 
 test('with ssl_cert_file and ssl_key_file the REST and Pinning Services APIs speak HTTPS only', async () => {

@@ -41,19 +41,30 @@ export async function waitFor(what, check, ms = 30_000) {
 
 /** A real test IPFS daemon on loopback. */
 export class Ipfs {
-  constructor(name) {
+  /**
+   * `gateway` gives the daemon an HTTP gateway on a known port (`this.gateway`); `dns`
+   * (host:port) is the DNS server it resolves DNSLink names through.
+   */
+  constructor(name, { gateway = false, dns } = {}) {
     this.name = `${name}-${process.pid}`;
+    this.withGateway = gateway;
+    this.dns = dns;
   }
 
   async start() {
     this.apiPort ??= await freePort();
     this.swarmPort ??= await freePort();
+    if (this.withGateway) this.gatewayPort ??= await freePort();
+    const env = { ...process.env, PINFOLD_RUN_DIR: runDir };
+    if (this.gatewayPort) env.PINFOLD_IPFS_GATEWAY_PORT = String(this.gatewayPort);
+    if (this.dns) env.PINFOLD_IPFS_DNS = this.dns;
     execFileSync(path.join(scripts, 'start-ipfs'), [this.name, String(this.apiPort), String(this.swarmPort)], {
       stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, PINFOLD_RUN_DIR: runDir },
+      env,
     });
     ipfsNames.add(this.name);
     this.api = `http://127.0.0.1:${this.apiPort}/api/v0`;
+    if (this.gatewayPort) this.gateway = `http://127.0.0.1:${this.gatewayPort}`;
     this.multiaddr = `/ip4/127.0.0.1/tcp/${this.apiPort}`;
     return this;
   }
