@@ -140,6 +140,12 @@ fn done(request: IdbRequest) -> impl std::future::Future<Output = Result<JsValue
     }
 }
 
+/// Reads of at least this many keys try one key range first ([`IdbStore::key_states`]):
+/// a snapshot chunk's keys are sorted and close together.
+const RANGE_READ_MIN: usize = 16;
+/// A range read gives up when its range holds this many times more keys than asked for.
+const RANGE_READ_SPREAD: usize = 2;
+
 /// The `meta` record of the number of keys with a value.
 const LIVE_KEYS: &str = "live_keys";
 
@@ -225,22 +231,31 @@ impl IdbStore {
         limit: usize,
         with_values: bool,
     ) -> Result<(Vec<Vec<u8>>, Vec<JsValue>), IdbError> {
-        let store = self.store(table, IdbTransactionMode::Readonly)?;
         let range = match after {
-            Some(after) => {
-                IdbKeyRange::lower_bound_with_open(&bytes(after), true).map_err(failed)?
-            }
-            None => IdbKeyRange::lower_bound(&Uint8Array::new_with_length(0).buffer())
-                .map_err(failed)?,
-        };
+            Some(after) => IdbKeyRange::lower_bound_with_open(&bytes(after), true),
+            None => IdbKeyRange::lower_bound(&Uint8Array::new_with_length(0).buffer()),
+        }
+        .map_err(failed)?;
+        self.range(table, &range, limit, with_values).await
+    }
+
+    /// Up to `limit` keys and values of `table` within `range`, in key order.
+    async fn range(
+        &self,
+        table: &str,
+        range: &IdbKeyRange,
+        limit: usize,
+        with_values: bool,
+    ) -> Result<(Vec<Vec<u8>>, Vec<JsValue>), IdbError> {
+        let store = self.store(table, IdbTransactionMode::Readonly)?;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let keys = done(
             store
-                .get_all_keys_with_key_and_limit(&range, limit)
+                .get_all_keys_with_key_and_limit(range, limit)
                 .map_err(failed)?,
         );
         let values = with_values
-            .then(|| store.get_all_with_key_and_limit(&range, limit))
+            .then(|| store.get_all_with_key_and_limit(range, limit))
             .transpose()
             .map_err(failed)?
             .map(done);
@@ -250,6 +265,34 @@ impl IdbStore {
             None => Vec::new(),
         };
         Ok((keys.iter().map(|k| to_vec(&k)).collect(), values))
+    }
+
+    /// The states of `keys`, read as the range from the least of them to the greatest:
+    /// two requests where reading key by key takes one per key. `None` when that range
+    /// holds many more keys than asked for (keys far apart), where key by key is cheaper.
+    async fn key_states_in_range(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Option<Vec<Option<KeyState>>>, IdbError> {
+        let (Some(least), Some(greatest)) = (keys.iter().min(), keys.iter().max()) else {
+            return Ok(Some(Vec::new()));
+        };
+        let range = IdbKeyRange::bound(&bytes(least), &bytes(greatest)).map_err(failed)?;
+        let limit = keys.len().saturating_mul(RANGE_READ_SPREAD);
+        let (found, states) = self.range(KEYS, &range, limit, true).await?;
+        if found.len() >= limit {
+            return Ok(None);
+        }
+        // IndexedDB orders binary keys byte by byte, as slices compare.
+        keys.iter()
+            .map(
+                |key| match found.binary_search_by(|f| f.as_slice().cmp(key)) {
+                    Ok(at) => Ok(Some(KeyState::decode(&to_vec(&states[at]))?)),
+                    Err(_) => Ok(None),
+                },
+            )
+            .collect::<Result<_, IdbError>>()
+            .map(Some)
     }
 
     /// A value the follower keeps for itself under `key`.
@@ -318,6 +361,11 @@ impl Store for IdbStore {
     async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        if keys.len() >= RANGE_READ_MIN {
+            if let Some(states) = self.key_states_in_range(keys).await? {
+                return Ok(states);
+            }
         }
         let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
         let requests = keys
@@ -436,5 +484,88 @@ impl Store for IdbStore {
             .map_err(|e| IdbError::Failed(format!("a write was {e}")))?;
         self.live_keys = live_keys;
         Ok(())
+    }
+}
+
+/// IndexedDB exists in browsers only: these run in the headless Chromium tier.
+#[cfg(all(test, feature = "browser-tests"))]
+mod tests {
+    use pinfold_core::crdt::Version;
+    use wasm_bindgen_test::*;
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    fn key(n: u32) -> Vec<u8> {
+        format!("/pins/{n:05}").into_bytes()
+    }
+
+    fn state(n: u32) -> KeyState {
+        KeyState {
+            live: vec![Version {
+                block: BlockId([n as u8; 32]),
+                priority: u64::from(n),
+                value: n.to_be_bytes().to_vec(),
+            }],
+            tombstones: Vec::new(),
+        }
+    }
+
+    /// A fresh store holding the even keys from 0 to 398.
+    async fn store_of_even_keys(name: &str) -> IdbStore {
+        let mut store = IdbStore::open(&format!("{name}-{}", js_sys::Math::random()))
+            .await
+            .unwrap();
+        let tx = Transaction {
+            keys: (0..200).map(|n| (key(2 * n), state(2 * n))).collect(),
+            live_keys: 200,
+            ..Transaction::default()
+        };
+        store.commit(tx).await.unwrap();
+        store
+    }
+
+    /// `key_states` of `numbers` against reading each key on its own.
+    async fn check(store: &IdbStore, numbers: &[u32]) {
+        let keys: Vec<Vec<u8>> = numbers.iter().map(|&n| key(n)).collect();
+        let asked: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let states = store.key_states(&asked).await.unwrap();
+        assert_eq!(states.len(), numbers.len());
+        for (&n, got) in numbers.iter().zip(states) {
+            assert_eq!(got, store.key_state(&key(n)).await.unwrap(), "key {n}");
+            assert_eq!(got, (n % 2 == 0 && n < 400).then(|| state(n)), "key {n}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    async fn key_states_of_close_keys_in_any_order_and_of_absent_ones() {
+        let store = store_of_even_keys("range-close").await;
+        // A run of stored and absent keys, as a snapshot chunk asks for them.
+        check(&store, &(100..160).collect::<Vec<_>>()).await;
+        // The same, out of order and with repeats.
+        let mut shuffled: Vec<u32> = (100..160).rev().collect();
+        shuffled.extend([120, 121, 100]);
+        check(&store, &shuffled).await;
+        // Past every stored key, and below all of them.
+        check(&store, &(500..540).collect::<Vec<_>>()).await;
+        check(
+            &store,
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+        )
+        .await;
+    }
+
+    #[wasm_bindgen_test]
+    async fn key_states_of_keys_far_apart_are_read_one_by_one() {
+        let store = store_of_even_keys("range-far").await;
+        // Sixteen keys spread over the whole store: the range would hold 200.
+        let spread: Vec<u32> = (0..16).map(|n| n * 26).collect();
+        let keys: Vec<Vec<u8>> = spread.iter().map(|&n| key(n)).collect();
+        let asked: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        assert!(store.key_states_in_range(&asked).await.unwrap().is_none());
+        check(&store, &spread).await;
+        // A few keys: read one by one, whatever their spread.
+        check(&store, &[4, 398, 7]).await;
     }
 }
