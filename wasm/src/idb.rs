@@ -65,19 +65,32 @@ fn to_vec(value: &JsValue) -> Vec<u8> {
     Uint8Array::new(value).to_vec()
 }
 
+/// A one-shot channel whose sender two callbacks share: the first to fire answers, and
+/// the other finds nothing left to send.
+#[derive(Clone)]
+struct FirstAnswer<T>(Rc<RefCell<Option<oneshot::Sender<T>>>>);
+
+impl<T> FirstAnswer<T> {
+    fn new() -> (Self, oneshot::Receiver<T>) {
+        let (sender, receiver) = oneshot::channel();
+        (Self(Rc::new(RefCell::new(Some(sender)))), receiver)
+    }
+
+    fn send(&self, value: T) {
+        if let Some(sender) = self.0.borrow_mut().take() {
+            let _ = sender.send(value);
+        }
+    }
+}
+
 /// Waits until every request of `transaction` has finished (their results can be read
 /// then); a failed request aborts it, and the error carries the reason. One pair of
 /// callbacks for the whole transaction, where [`done`] costs a pair per request.
 async fn completed(transaction: &IdbTransaction) -> Result<(), IdbError> {
-    let (sender, finished) = oneshot::channel();
-    let sender = Rc::new(RefCell::new(Some(sender)));
+    let (answer, finished) = FirstAnswer::new();
     let on_complete = Closure::once({
-        let sender = sender.clone();
-        move || {
-            if let Some(s) = sender.borrow_mut().take() {
-                let _ = s.send(None);
-            }
-        }
+        let answer = answer.clone();
+        move || answer.send(None)
     });
     let on_abort = Closure::once({
         let transaction = transaction.clone();
@@ -86,9 +99,7 @@ async fn completed(transaction: &IdbTransaction) -> Result<(), IdbError> {
                 .error()
                 .map(|e| e.message())
                 .unwrap_or_else(|| "aborted".into());
-            if let Some(s) = sender.borrow_mut().take() {
-                let _ = s.send(Some(reason));
-            }
+            answer.send(Some(reason));
         }
     });
     transaction.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
@@ -107,21 +118,12 @@ async fn completed(transaction: &IdbTransaction) -> Result<(), IdbError> {
 /// future is first polled, so that requests issued together can be awaited one by one
 /// without missing an event.
 fn done(request: IdbRequest) -> impl std::future::Future<Output = Result<JsValue, IdbError>> {
-    let (tx, rx) = oneshot::channel();
-    let tx = Rc::new(RefCell::new(Some(tx)));
+    let (answer, rx) = FirstAnswer::new();
     let on_success = Closure::once({
-        let tx = tx.clone();
-        move || {
-            if let Some(tx) = tx.borrow_mut().take() {
-                let _ = tx.send(true);
-            }
-        }
+        let answer = answer.clone();
+        move || answer.send(true)
     });
-    let on_error = Closure::once(move || {
-        if let Some(tx) = tx.borrow_mut().take() {
-            let _ = tx.send(false);
-        }
-    });
+    let on_error = Closure::once(move || answer.send(false));
     request.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
     request.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     async move {
