@@ -626,11 +626,13 @@ test('pinfold follow reads a DNSLink name through an IPFS gateway', async () => 
       await follower.stop();
     }
 
-    // A name with no DNSLink record: the gateway cannot resolve it, and the error says why.
+    // A name with no DNSLink record: `run` fails and names the URL. js-ipfs's gateway
+    // sometimes answers 500 (then the error says what record DNSLink needs) and sometimes
+    // not within the 30 s fetch bound.
     assert.equal(follow(dir, 'lost', 'init', 'lost.cluster.test', '--gateway', ipfs.gateway).code, 0);
     const lost = follow(dir, 'lost', 'run');
     assert.notEqual(lost.code, 0);
-    assert.match(lost.err, /ipns\/lost\.cluster\.test answered 5\d\d.*could not resolve or fetch that name.*dnslink=\/ipfs\//);
+    assert.match(lost.err, /ipns\/lost\.cluster\.test (answered 5\d\d.*could not resolve or fetch that name.*dnslink=\/ipfs\/|.*timed out)/);
   } finally {
     await dns.close();
   }
