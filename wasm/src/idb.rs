@@ -3,16 +3,23 @@
 //! markers, key states, heads, pending walks), binary keys, and one readwrite transaction
 //! per [`Transaction`], so that a closed tab keeps all of a merged delta or none of it.
 //! A `meta` store keeps what the follower itself needs across reloads (its identity).
+//!
+//! IndexedDB costs most per record written. A commit of many keys in order into a key
+//! range that holds none yet (each chunk of a snapshot loaded into a fresh follower) writes
+//! them as pages of [`PAGE_KEYS`] keys instead of one record per key. A key's record, when
+//! it has one, is newer than any page holding it: later writes to a paged key are records.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::rc::Rc;
 
 use cid::Cid;
 use futures::channel::oneshot;
 use js_sys::{Array, Uint8Array};
 use pinfold_core::crdt::{
-    count_live_keys, BlockId, KeyState, PendingBlock, Persisted, RecordDecodeError, Store,
-    Transaction,
+    count_live_keys, decode_key_page, encode_key_page, BlockId, KeyState, PendingBlock, Persisted,
+    RecordDecodeError, Store, Transaction,
 };
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -21,14 +28,22 @@ use web_sys::{
 
 use crate::websocket::js_message;
 
-const VERSION: u32 = 1;
+/// Version 2 added the `pages` store.
+const VERSION: u32 = 2;
 const BLOCKS: &str = "blocks";
 const PROCESSED: &str = "processed";
 const KEYS: &str = "keys";
+/// Pages of key states, each under the key `[first key, last key]`.
+const PAGES: &str = "pages";
 const HEADS: &str = "heads";
 const PENDING: &str = "pending";
 const META: &str = "meta";
-const ALL: [&str; 6] = [BLOCKS, PROCESSED, KEYS, HEADS, PENDING, META];
+const ALL: [&str; 7] = [BLOCKS, PROCESSED, KEYS, PAGES, HEADS, PENDING, META];
+
+/// Commits of at least this many keys may write pages.
+const PAGE_MIN: usize = 64;
+/// Keys per page: a page is read whole to find one key in it.
+pub const PAGE_KEYS: usize = 64;
 
 /// Why IndexedDB failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +78,29 @@ fn bytes(value: &[u8]) -> JsValue {
 
 fn to_vec(value: &JsValue) -> Vec<u8> {
     Uint8Array::new(value).to_vec()
+}
+
+/// The IndexedDB key of the page of keys `first` to `last`.
+fn page_key(first: &[u8], last: &[u8]) -> JsValue {
+    Array::of2(&bytes(first), &bytes(last)).into()
+}
+
+type Entries = Vec<(Vec<u8>, KeyState)>;
+
+/// `records` and `paged`, each in key order, as one run in key order; a key in both keeps
+/// its record, which is newer than its page.
+fn merge_by_key(records: Entries, paged: Entries) -> Entries {
+    let mut merged = Vec::with_capacity(records.len() + paged.len());
+    let mut paged = paged.into_iter().peekable();
+    for record in records {
+        while let Some(entry) = paged.next_if(|(key, _)| *key < record.0) {
+            merged.push(entry);
+        }
+        paged.next_if(|(key, _)| *key == record.0);
+        merged.push(record);
+    }
+    merged.extend(paged);
+    merged
 }
 
 /// A one-shot channel whose sender two callbacks share: the first to fire answers, and
@@ -156,6 +194,10 @@ pub struct IdbStore {
     db: IdbDatabase,
     /// Keys with a value, as the `meta` store records it with every commit.
     live_keys: u64,
+    /// The stored pages: first key to last key. Pages never overlap.
+    pages: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Commits of at least this many keys may write pages.
+    page_min: usize,
 }
 
 impl IdbStore {
@@ -195,7 +237,10 @@ impl IdbStore {
         let mut store = Self {
             db: result?.unchecked_into(),
             live_keys: 0,
+            pages: BTreeMap::new(),
+            page_min: PAGE_MIN,
         };
+        store.pages = store.page_bounds().await?;
         store.live_keys = match store.meta(LIVE_KEYS).await? {
             Some(bytes) => u64::from_le_bytes(
                 bytes
@@ -297,6 +342,133 @@ impl IdbStore {
             .map(Some)
     }
 
+    /// The key range of every stored page.
+    async fn page_bounds(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, IdbError> {
+        let store = self.store(PAGES, IdbTransactionMode::Readonly)?;
+        let keys: Array = done(store.get_all_keys().map_err(failed)?)
+            .await?
+            .unchecked_into();
+        let mut bounds = BTreeMap::new();
+        for key in keys.iter() {
+            match key.dyn_into::<Array>() {
+                Ok(key) if key.length() == 2 => {
+                    bounds.insert(to_vec(&key.get(0)), to_vec(&key.get(1)));
+                }
+                _ => return Err(IdbError::Corrupt("a page key".into())),
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// The first key of the page whose range holds `key`.
+    fn page_of(&self, key: &[u8]) -> Option<&[u8]> {
+        self.pages
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+            .filter(|(_, last)| key <= last.as_slice())
+            .map(|(first, _)| first.as_slice())
+    }
+
+    /// The entries of the pages that start at `firsts`, read in one transaction.
+    async fn read_pages(&self, firsts: &[&[u8]]) -> Result<Vec<Entries>, IdbError> {
+        let store = self.store(PAGES, IdbTransactionMode::Readonly)?;
+        let requests = firsts
+            .iter()
+            .map(|first| store.get(&page_key(first, &self.pages[*first])))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        completed(&store.transaction())
+            .await
+            .map_err(|e| IdbError::Failed(format!("a read failed: {e}")))?;
+        requests
+            .into_iter()
+            .map(|request| {
+                let page = request.result().map_err(failed)?;
+                if page.is_undefined() {
+                    return Err(IdbError::Corrupt("a listed page is missing".into()));
+                }
+                Ok(decode_key_page(&to_vec(&page))?)
+            })
+            .collect()
+    }
+
+    /// Up to `limit` paged entries after `after`, in key order.
+    async fn paged_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Entries, IdbError> {
+        let is_after = |key: &[u8]| after.is_none_or(|after| key > after);
+        let mut pages = self
+            .pages
+            .iter()
+            .filter(|(_, last)| is_after(last))
+            .map(|(first, _)| first.as_slice());
+        let mut entries = Vec::new();
+        while entries.len() < limit {
+            let batch: Vec<&[u8]> = pages
+                .by_ref()
+                .take((limit - entries.len()) / PAGE_KEYS + 1)
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            for page in self.read_pages(&batch).await? {
+                entries.extend(page.into_iter().filter(|(key, _)| is_after(key)));
+            }
+        }
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    /// Whether `keys` go in as pages: enough of them, in increasing order, into a range
+    /// that no page and no key's record holds yet.
+    async fn pageable(&self, keys: &[(Vec<u8>, KeyState)]) -> Result<bool, IdbError> {
+        let (Some((first, _)), Some((last, _))) = (keys.first(), keys.last()) else {
+            return Ok(false);
+        };
+        if keys.len() < self.page_min || !keys.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            return Ok(false);
+        }
+        // Pages do not overlap: the last one starting at or below `last` is the only one
+        // that can reach into the range.
+        let overlaps = self
+            .pages
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(last.as_slice())))
+            .next_back()
+            .is_some_and(|(_, page_last)| page_last >= first);
+        if overlaps {
+            return Ok(false);
+        }
+        let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
+        let range = IdbKeyRange::bound(&bytes(first), &bytes(last)).map_err(failed)?;
+        let records = done(store.count_with_key(&range).map_err(failed)?).await?;
+        Ok(records.as_f64() == Some(0.0))
+    }
+
+    /// The states of `keys` that have a record, read as in [`Store::key_states`].
+    async fn record_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
+        if keys.len() >= RANGE_READ_MIN {
+            if let Some(states) = self.key_states_in_range(keys).await? {
+                return Ok(states);
+            }
+        }
+        let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
+        let requests = keys
+            .iter()
+            .map(|key| store.get(&bytes(key)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        completed(&store.transaction())
+            .await
+            .map_err(|e| IdbError::Failed(format!("a read failed: {e}")))?;
+        let mut states = Vec::with_capacity(keys.len());
+        for request in requests {
+            let value = request.result().map_err(failed)?;
+            states.push(match value.is_undefined() {
+                true => None,
+                false => Some(KeyState::decode(&to_vec(&value))?),
+            });
+        }
+        Ok(states)
+    }
+
     /// A value the follower keeps for itself under `key`.
     pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, IdbError> {
         Ok(self.get(META, key.as_bytes()).await?.map(|v| to_vec(&v)))
@@ -354,37 +526,33 @@ impl Store for IdbStore {
     }
 
     async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, IdbError> {
-        match self.get(KEYS, key).await? {
-            Some(state) => Ok(Some(KeyState::decode(&to_vec(&state))?)),
-            None => Ok(None),
-        }
+        Ok(self.key_states(&[key]).await?.pop().flatten())
     }
 
+    /// A key's record when it has one, else its page's entry.
     async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        if keys.len() >= RANGE_READ_MIN {
-            if let Some(states) = self.key_states_in_range(keys).await? {
-                return Ok(states);
+        let mut states = self.record_states(keys).await?;
+        let mut wanted: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+        for (at, key) in keys.iter().enumerate() {
+            if let (None, Some(first)) = (&states[at], self.page_of(key)) {
+                wanted.entry(first).or_default().push(at);
             }
         }
-        let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
-        let requests = keys
-            .iter()
-            .map(|key| store.get(&bytes(key)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
-        completed(&store.transaction())
-            .await
-            .map_err(|e| IdbError::Failed(format!("a read failed: {e}")))?;
-        let mut states = Vec::with_capacity(keys.len());
-        for request in requests {
-            let value = request.result().map_err(failed)?;
-            states.push(match value.is_undefined() {
-                true => None,
-                false => Some(KeyState::decode(&to_vec(&value))?),
-            });
+        if wanted.is_empty() {
+            return Ok(states);
+        }
+        let firsts: Vec<&[u8]> = wanted.keys().copied().collect();
+        let pages = self.read_pages(&firsts).await?;
+        for (entries, ats) in pages.into_iter().zip(wanted.values()) {
+            for &at in ats {
+                if let Ok(found) = entries.binary_search_by(|(key, _)| key.as_slice().cmp(keys[at]))
+                {
+                    states[at] = Some(entries[found].1.clone());
+                }
+            }
         }
         Ok(states)
     }
@@ -417,24 +585,47 @@ impl Store for IdbStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, KeyState)>, IdbError> {
-        let (keys, states) = self.page(KEYS, after, limit, true).await?;
-        keys.into_iter()
-            .zip(states)
-            .map(|(key, state)| Ok((key, KeyState::decode(&to_vec(&state))?)))
-            .collect()
+        let mut entries = Vec::new();
+        let mut cursor = after.map(<[u8]>::to_vec);
+        while entries.len() < limit {
+            let wanted = limit - entries.len();
+            let (keys, states) = self.page(KEYS, cursor.as_deref(), wanted, true).await?;
+            let records = keys
+                .into_iter()
+                .zip(states)
+                .map(|(key, state)| Ok((key, KeyState::decode(&to_vec(&state))?)))
+                .collect::<Result<Entries, IdbError>>()?;
+            let paged = self.paged_after(cursor.as_deref(), wanted).await?;
+            let exhausted = records.len() < wanted && paged.len() < wanted;
+            // Each side holds its first `wanted` keys, so the first `wanted` of both
+            // together are the store's (fewer where a key is on both sides).
+            let mut merged = merge_by_key(records, paged);
+            merged.truncate(wanted);
+            let Some((last, _)) = merged.last() else {
+                break;
+            };
+            cursor = Some(last.clone());
+            entries.extend(merged);
+            if exhausted {
+                break;
+            }
+        }
+        Ok(entries)
     }
 
     async fn commit(&mut self, tx: Transaction) -> Result<(), IdbError> {
         let names: Array = ALL.iter().map(|name| JsValue::from(*name)).collect();
+        let paged = self.pageable(&tx.keys).await?;
         let write = self
             .db
             .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
             .map_err(failed)?;
         let store = |name| write.object_store(name).map_err(failed);
-        let (blocks, processed, keys, heads, pending) = (
+        let (blocks, processed, keys, pages, heads, pending) = (
             store(BLOCKS)?,
             store(PROCESSED)?,
             store(KEYS)?,
+            store(PAGES)?,
             store(HEADS)?,
             store(PENDING)?,
         );
@@ -450,8 +641,17 @@ impl Store for IdbStore {
         for id in &tx.processed {
             requests.push(processed.put_with_key(&JsValue::TRUE, &bytes(&id.0)));
         }
-        for (key, state) in &tx.keys {
-            requests.push(keys.put_with_key(&bytes(&state.encode()), &bytes(key)));
+        if paged {
+            for page in tx.keys.chunks(PAGE_KEYS) {
+                let (first, last) = (&page[0].0, &page[page.len() - 1].0);
+                requests.push(
+                    pages.put_with_key(&bytes(&encode_key_page(page)), &page_key(first, last)),
+                );
+            }
+        } else {
+            for (key, state) in &tx.keys {
+                requests.push(keys.put_with_key(&bytes(&state.encode()), &bytes(key)));
+            }
         }
         for cid in &tx.heads_removed {
             requests.push(heads.delete(&bytes(&cid.to_bytes())));
@@ -485,6 +685,12 @@ impl Store for IdbStore {
             .await
             .map_err(|e| IdbError::Failed(format!("a write was {e}")))?;
         self.live_keys = live_keys;
+        if paged {
+            for page in tx.keys.chunks(PAGE_KEYS) {
+                self.pages
+                    .insert(page[0].0.clone(), page[page.len() - 1].0.clone());
+            }
+        }
         Ok(())
     }
 }
@@ -514,11 +720,12 @@ mod tests {
         }
     }
 
-    /// A fresh store holding the even keys from 0 to 398.
+    /// A fresh store holding the even keys from 0 to 398, as one record per key.
     async fn store_of_even_keys(name: &str) -> IdbStore {
         let mut store = IdbStore::open(&format!("{name}-{}", js_sys::Math::random()))
             .await
             .unwrap();
+        store.page_min = usize::MAX;
         let tx = Transaction {
             keys: (0..200).map(|n| (key(2 * n), state(2 * n))).collect(),
             live_keys: 200,
@@ -569,5 +776,147 @@ mod tests {
         check(&store, &spread).await;
         // A few keys: read one by one, whatever their spread.
         check(&store, &[4, 398, 7]).await;
+    }
+
+    fn tombstoned(n: u32) -> KeyState {
+        KeyState {
+            live: Vec::new(),
+            tombstones: vec![BlockId([n as u8; 32])],
+        }
+    }
+
+    fn keys_tx(entries: impl IntoIterator<Item = (u32, KeyState)>) -> Transaction {
+        Transaction {
+            keys: entries
+                .into_iter()
+                .map(|(n, state)| (key(n), state))
+                .collect(),
+            ..Transaction::default()
+        }
+    }
+
+    /// Every entry, read `limit` at a time.
+    async fn scan_all(store: &IdbStore, limit: usize) -> Vec<(Vec<u8>, KeyState)> {
+        let mut all: Vec<(Vec<u8>, KeyState)> = Vec::new();
+        loop {
+            let after = all.last().map(|(key, _)| key.clone());
+            let page = store.scan(after.as_deref(), limit).await.unwrap();
+            assert!(page.len() <= limit);
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    }
+
+    /// What `a` and `b` answer for keys 0 to 5199, read together, one by one and scanned.
+    async fn assert_same(a: &IdbStore, b: &IdbStore) {
+        let keys: Vec<Vec<u8>> = (0..5200).rev().map(key).collect();
+        let asked: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            a.key_states(&asked).await.unwrap(),
+            b.key_states(&asked).await.unwrap()
+        );
+        for n in [
+            0, 1, 3, 6, 30, 31, 450, 897, 898, 899, 2000, 5000, 5099, 5100,
+        ] {
+            assert_eq!(
+                a.key_state(&key(n)).await.unwrap(),
+                b.key_state(&key(n)).await.unwrap(),
+                "key {n}"
+            );
+        }
+        let whole = scan_all(b, 100_000).await;
+        assert_eq!(scan_all(a, 100_000).await, whole);
+        assert_eq!(scan_all(a, 7).await, whole);
+        assert_eq!(scan_all(a, PAGE_KEYS).await, whole);
+    }
+
+    async fn commit_both(a: &mut IdbStore, b: &mut IdbStore, tx: Transaction) {
+        a.commit(tx.clone()).await.unwrap();
+        b.commit(tx).await.unwrap();
+    }
+
+    #[wasm_bindgen_test]
+    async fn paged_keys_read_as_records_would() {
+        let name = format!("paged-{}", js_sys::Math::random());
+        let mut paged = IdbStore::open(&name).await.unwrap();
+        let mut plain = IdbStore::open(&format!("plain-{}", js_sys::Math::random()))
+            .await
+            .unwrap();
+        plain.page_min = usize::MAX;
+
+        // A snapshot chunk into a fresh store: 300 keys in order, as five pages.
+        commit_both(
+            &mut paged,
+            &mut plain,
+            keys_tx((0..300).map(|n| (3 * n, state(3 * n)))),
+        )
+        .await;
+        assert_eq!(paged.pages.len(), 300usize.div_ceil(PAGE_KEYS));
+        assert!(paged
+            .page(KEYS, None, 10, false)
+            .await
+            .unwrap()
+            .0
+            .is_empty());
+        assert_same(&paged, &plain).await;
+
+        // A delta: paged keys changed and removed, and new keys between pages' keys.
+        let delta = [
+            (3, state(4)),
+            (30, state(31)),
+            (897, state(1)),
+            (6, tombstoned(6)),
+        ]
+        .into_iter()
+        .chain([1, 31, 898, 2000].map(|n| (n, state(n))));
+        commit_both(&mut paged, &mut plain, keys_tx(delta)).await;
+        assert_same(&paged, &plain).await;
+
+        // Keys in order into a range that pages hold: written as records.
+        commit_both(
+            &mut paged,
+            &mut plain,
+            keys_tx((400..500).map(|n| (n, state(n + 1)))),
+        )
+        .await;
+        assert_eq!(paged.pages.len(), 5);
+        assert_same(&paged, &plain).await;
+
+        // Keys in order past every key: pages again.
+        commit_both(
+            &mut paged,
+            &mut plain,
+            keys_tx((5000..5100).map(|n| (n, state(n)))),
+        )
+        .await;
+        assert_eq!(paged.pages.len(), 7);
+        assert_same(&paged, &plain).await;
+
+        // Reopened, the store finds its pages again.
+        drop(paged);
+        let reopened = IdbStore::open(&name).await.unwrap();
+        assert_eq!(reopened.pages.len(), 7);
+        assert_same(&reopened, &plain).await;
+    }
+
+    #[wasm_bindgen_test]
+    async fn keys_out_of_order_or_few_are_records() {
+        let mut store = IdbStore::open(&format!("records-{}", js_sys::Math::random()))
+            .await
+            .unwrap();
+        store
+            .commit(keys_tx((0..100).rev().map(|n| (n, state(n)))))
+            .await
+            .unwrap();
+        store
+            .commit(keys_tx(
+                (200..200 + PAGE_MIN as u32 - 1).map(|n| (n, state(n))),
+            ))
+            .await
+            .unwrap();
+        assert!(store.pages.is_empty());
+        assert_eq!(scan_all(&store, 1000).await.len(), 100 + PAGE_MIN - 1);
     }
 }

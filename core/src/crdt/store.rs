@@ -112,6 +112,43 @@ impl PendingBlock {
     }
 }
 
+/// Writes a run of keys and their states as one record, for a store that pays per record
+/// (IndexedDB) and takes a snapshot chunk's keys in pages: the number of entries, then
+/// each key and its [`KeyState::encode`]d state, both prefixed by their length. `entries`
+/// are written in the order given.
+pub fn encode_key_page(entries: &[(Vec<u8>, KeyState)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_varint(entries.len() as u64, &mut out);
+    for (key, state) in entries {
+        let state = state.encode();
+        for bytes in [key, &state] {
+            encode_varint(bytes.len() as u64, &mut out);
+            out.extend_from_slice(bytes);
+        }
+    }
+    out
+}
+
+/// Reads back what [`encode_key_page`] wrote.
+pub fn decode_key_page(mut bytes: &[u8]) -> Result<Vec<(Vec<u8>, KeyState)>, RecordDecodeError> {
+    let buf = &mut bytes;
+    let count = read_count(buf)?;
+    let mut entries = Vec::with_capacity(count.min(4096));
+    for _ in 0..count {
+        let len = read_count(buf)?;
+        let (key, rest) = buf.split_at(len);
+        *buf = rest;
+        let len = read_count(buf)?;
+        let (state, rest) = buf.split_at(len);
+        *buf = rest;
+        entries.push((key.to_vec(), KeyState::decode(state)?));
+    }
+    if !buf.is_empty() {
+        return Err(RecordDecodeError::new("trailing bytes"));
+    }
+    Ok(entries)
+}
+
 /// What a replica finds in its store when it opens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Persisted {
@@ -421,6 +458,7 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::codec::dagpb::tests::arb_cid;
+    use crate::crdt::Version;
     use proptest::prelude::*;
 
     fn arb_pending() -> impl Strategy<Value = PendingBlock> {
@@ -435,7 +473,60 @@ mod tests {
         )
     }
 
+    /// A valid state, built through the set's own operations.
+    fn arb_key_state() -> impl Strategy<Value = KeyState> {
+        let version = (
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(block, priority, value)| Version {
+                block: BlockId(block),
+                priority,
+                value,
+            });
+        (
+            proptest::collection::vec(version, 0..3),
+            proptest::collection::vec(any::<[u8; 32]>().prop_map(BlockId), 0..3),
+        )
+            .prop_map(|(live, tombstones)| {
+                let mut state = KeyState::default();
+                tombstones
+                    .into_iter()
+                    .for_each(|t| state.apply_tombstone(t));
+                live.into_iter().for_each(|v| state.apply_element(v));
+                state
+            })
+    }
+
+    fn arb_key_page() -> impl Strategy<Value = Vec<(Vec<u8>, KeyState)>> {
+        proptest::collection::vec(
+            (
+                proptest::collection::vec(any::<u8>(), 0..50),
+                arb_key_state(),
+            ),
+            0..20,
+        )
+    }
+
     proptest! {
+        #[test]
+        fn key_pages_round_trip(page in arb_key_page()) {
+            prop_assert_eq!(decode_key_page(&encode_key_page(&page)), Ok(page));
+        }
+
+        #[test]
+        fn key_page_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_key_page(&bytes);
+        }
+
+        #[test]
+        fn truncated_key_pages_are_rejected(page in arb_key_page(), cut in 1usize..8) {
+            let bytes = encode_key_page(&page);
+            let cut = cut.min(bytes.len());
+            prop_assert!(decode_key_page(&bytes[..bytes.len() - cut]).is_err());
+        }
+
         #[test]
         fn pending_blocks_round_trip(pending in arb_pending()) {
             prop_assert_eq!(PendingBlock::decode(&pending.encode()), Ok(pending));
