@@ -271,7 +271,7 @@ impl IdbStore {
     }
 
     /// Up to `limit` keys and values of `table` after `after`, in key order.
-    async fn page(
+    async fn read_after(
         &self,
         table: &str,
         after: Option<&[u8]>,
@@ -511,13 +511,13 @@ impl Store for IdbStore {
     type Error = IdbError;
 
     async fn load(&self) -> Result<Persisted, IdbError> {
-        let (head_keys, heights) = self.page(HEADS, None, usize::MAX, true).await?;
+        let (head_keys, heights) = self.read_after(HEADS, None, usize::MAX, true).await?;
         let heads = head_keys
             .iter()
             .zip(heights)
             .map(|(cid, height)| Ok((decode_cid(cid)?, height.as_f64().unwrap_or(0.0) as u64)))
             .collect::<Result<_, IdbError>>()?;
-        let (_, pending) = self.page(PENDING, None, usize::MAX, true).await?;
+        let (_, pending) = self.read_after(PENDING, None, usize::MAX, true).await?;
         let pending = pending
             .iter()
             .map(|p| PendingBlock::decode(&to_vec(p)).map_err(IdbError::from))
@@ -575,7 +575,7 @@ impl Store for IdbStore {
         limit: usize,
     ) -> Result<Vec<BlockId>, IdbError> {
         let (ids, _) = self
-            .page(PROCESSED, after.map(|a| &a.0[..]), limit, false)
+            .read_after(PROCESSED, after.map(|a| &a.0[..]), limit, false)
             .await?;
         ids.iter().map(|id| block_id(id)).collect()
     }
@@ -589,7 +589,9 @@ impl Store for IdbStore {
         let mut cursor = after.map(<[u8]>::to_vec);
         while entries.len() < limit {
             let wanted = limit - entries.len();
-            let (keys, states) = self.page(KEYS, cursor.as_deref(), wanted, true).await?;
+            let (keys, states) = self
+                .read_after(KEYS, cursor.as_deref(), wanted, true)
+                .await?;
             let records = keys
                 .into_iter()
                 .zip(states)
@@ -855,7 +857,7 @@ mod tests {
         .await;
         assert_eq!(paged.pages.len(), 300usize.div_ceil(PAGE_KEYS));
         assert!(paged
-            .page(KEYS, None, 10, false)
+            .read_after(KEYS, None, 10, false)
             .await
             .unwrap()
             .0
