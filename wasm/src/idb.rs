@@ -6,8 +6,9 @@
 //!
 //! IndexedDB costs most per record written. A commit of many keys in order into a key
 //! range that holds none yet (each chunk of a snapshot loaded into a fresh follower) writes
-//! them as pages of [`PAGE_KEYS`] keys instead of one record per key. A key's record, when
-//! it has one, is newer than any page holding it: later writes to a paged key are records.
+//! them as pages of [`PAGE_KEYS`] keys instead of one record per key, and where they lie as
+//! one [`PageRun`]. A key's record, when it has one, is newer than any page holding it:
+//! later writes to a paged key are records.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -18,8 +19,8 @@ use cid::Cid;
 use futures::channel::oneshot;
 use js_sys::{Array, Uint8Array};
 use pinfold_core::crdt::{
-    count_live_keys, decode_key_page, encode_key_page, BlockId, KeyState, PendingBlock, Persisted,
-    RecordDecodeError, Store, Transaction,
+    count_live_keys, decode_key_page, encode_key_page, BlockId, KeyState, PageRun, PendingBlock,
+    Persisted, RecordDecodeError, Store, Transaction,
 };
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -28,17 +29,19 @@ use web_sys::{
 
 use crate::websocket::js_message;
 
-/// Version 2 added the `pages` store.
+/// Version 2 added the `pages` and `page_runs` stores.
 const VERSION: u32 = 2;
 const BLOCKS: &str = "blocks";
 const PROCESSED: &str = "processed";
 const KEYS: &str = "keys";
-/// Pages of key states, each under the key `[first key, last key]`.
+/// Pages of key states, each under its first key.
 const PAGES: &str = "pages";
+/// Where each commit's pages lie, under the first key of the run.
+const RUNS: &str = "page_runs";
 const HEADS: &str = "heads";
 const PENDING: &str = "pending";
 const META: &str = "meta";
-const ALL: [&str; 7] = [BLOCKS, PROCESSED, KEYS, PAGES, HEADS, PENDING, META];
+const ALL: [&str; 8] = [BLOCKS, PROCESSED, KEYS, PAGES, RUNS, HEADS, PENDING, META];
 
 /// Commits of at least this many keys may write pages.
 const PAGE_MIN: usize = 64;
@@ -78,11 +81,6 @@ fn bytes(value: &[u8]) -> JsValue {
 
 fn to_vec(value: &JsValue) -> Vec<u8> {
     Uint8Array::new(value).to_vec()
-}
-
-/// The IndexedDB key of the page of keys `first` to `last`.
-fn page_key(first: &[u8], last: &[u8]) -> JsValue {
-    Array::of2(&bytes(first), &bytes(last)).into()
 }
 
 type Entries = Vec<(Vec<u8>, KeyState)>;
@@ -194,8 +192,8 @@ pub struct IdbStore {
     db: IdbDatabase,
     /// Keys with a value, as the `meta` store records it with every commit.
     live_keys: u64,
-    /// The stored pages: first key to last key. Pages never overlap.
-    pages: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The stored runs of pages, by their first key. Runs never overlap.
+    runs: BTreeMap<Vec<u8>, PageRun>,
     /// Commits of at least this many keys may write pages.
     page_min: usize,
 }
@@ -237,10 +235,10 @@ impl IdbStore {
         let mut store = Self {
             db: result?.unchecked_into(),
             live_keys: 0,
-            pages: BTreeMap::new(),
+            runs: BTreeMap::new(),
             page_min: PAGE_MIN,
         };
-        store.pages = store.page_bounds().await?;
+        store.runs = store.page_runs().await?;
         store.live_keys = match store.meta(LIVE_KEYS).await? {
             Some(bytes) => u64::from_le_bytes(
                 bytes
@@ -342,31 +340,27 @@ impl IdbStore {
             .map(Some)
     }
 
-    /// The key range of every stored page.
-    async fn page_bounds(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, IdbError> {
-        let store = self.store(PAGES, IdbTransactionMode::Readonly)?;
-        let keys: Array = done(store.get_all_keys().map_err(failed)?)
-            .await?
-            .unchecked_into();
-        let mut bounds = BTreeMap::new();
-        for key in keys.iter() {
-            match key.dyn_into::<Array>() {
-                Ok(key) if key.length() == 2 => {
-                    bounds.insert(to_vec(&key.get(0)), to_vec(&key.get(1)));
-                }
-                _ => return Err(IdbError::Corrupt("a page key".into())),
-            }
+    /// Every stored run of pages.
+    async fn page_runs(&self) -> Result<BTreeMap<Vec<u8>, PageRun>, IdbError> {
+        let (_, values) = self.read_after(RUNS, None, usize::MAX, true).await?;
+        let mut runs = BTreeMap::new();
+        for value in values {
+            let run = PageRun::decode(&to_vec(&value))?;
+            let first = run.firsts.first().cloned();
+            runs.insert(
+                first.ok_or(IdbError::Corrupt("an empty page run".into()))?,
+                run,
+            );
         }
-        Ok(bounds)
+        Ok(runs)
     }
 
     /// The first key of the page whose range holds `key`.
     fn page_of(&self, key: &[u8]) -> Option<&[u8]> {
-        self.pages
+        self.runs
             .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
             .next_back()
-            .filter(|(_, last)| key <= last.as_slice())
-            .map(|(first, _)| first.as_slice())
+            .and_then(|(_, run)| run.page_of(key))
     }
 
     /// The entries of the pages that start at `firsts`, read in one transaction.
@@ -374,7 +368,7 @@ impl IdbStore {
         let store = self.store(PAGES, IdbTransactionMode::Readonly)?;
         let requests = firsts
             .iter()
-            .map(|first| store.get(&page_key(first, &self.pages[*first])))
+            .map(|first| store.get(&bytes(first)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
         completed(&store.transaction())
@@ -395,10 +389,16 @@ impl IdbStore {
     /// Up to `limit` paged entries after `after`, in key order.
     async fn paged_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Entries, IdbError> {
         let is_after = |key: &[u8]| after.is_none_or(|after| key > after);
+        // A page's keys come before the next page's first key; the run's last ends the last.
         let mut pages = self
-            .pages
-            .iter()
-            .filter(|(_, last)| is_after(last))
+            .runs
+            .values()
+            .filter(|run| is_after(&run.last))
+            .flat_map(|run| {
+                let ends = run.firsts.iter().skip(1).chain([&run.last]);
+                run.firsts.iter().zip(ends)
+            })
+            .filter(|(_, end)| is_after(end))
             .map(|(first, _)| first.as_slice());
         let mut entries = Vec::new();
         while entries.len() < limit {
@@ -426,13 +426,13 @@ impl IdbStore {
         if keys.len() < self.page_min || !keys.windows(2).all(|pair| pair[0].0 < pair[1].0) {
             return Ok(false);
         }
-        // Pages do not overlap: the last one starting at or below `last` is the only one
+        // Runs do not overlap: the last one starting at or below `last` is the only one
         // that can reach into the range.
         let overlaps = self
-            .pages
+            .runs
             .range::<[u8], _>((Bound::Unbounded, Bound::Included(last.as_slice())))
             .next_back()
-            .is_some_and(|(_, page_last)| page_last >= first);
+            .is_some_and(|(_, run)| run.last >= *first);
         if overlaps {
             return Ok(false);
         }
@@ -617,17 +617,23 @@ impl Store for IdbStore {
 
     async fn commit(&mut self, tx: Transaction) -> Result<(), IdbError> {
         let names: Array = ALL.iter().map(|name| JsValue::from(*name)).collect();
-        let paged = self.pageable(&tx.keys).await?;
+        let run = self.pageable(&tx.keys).await?.then(|| PageRun {
+            firsts: tx
+                .keys
+                .chunks(PAGE_KEYS)
+                .map(|page| page[0].0.clone())
+                .collect(),
+            last: tx.keys[tx.keys.len() - 1].0.clone(),
+        });
         let write = self
             .db
             .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
             .map_err(failed)?;
         let store = |name| write.object_store(name).map_err(failed);
-        let (blocks, processed, keys, pages, heads, pending) = (
+        let (blocks, processed, keys, heads, pending) = (
             store(BLOCKS)?,
             store(PROCESSED)?,
             store(KEYS)?,
-            store(PAGES)?,
             store(HEADS)?,
             store(PENDING)?,
         );
@@ -643,13 +649,13 @@ impl Store for IdbStore {
         for id in &tx.processed {
             requests.push(processed.put_with_key(&JsValue::TRUE, &bytes(&id.0)));
         }
-        if paged {
+        if let Some(run) = &run {
+            let pages = store(PAGES)?;
             for page in tx.keys.chunks(PAGE_KEYS) {
-                let (first, last) = (&page[0].0, &page[page.len() - 1].0);
-                requests.push(
-                    pages.put_with_key(&bytes(&encode_key_page(page)), &page_key(first, last)),
-                );
+                requests
+                    .push(pages.put_with_key(&bytes(&encode_key_page(page)), &bytes(&page[0].0)));
             }
+            requests.push(store(RUNS)?.put_with_key(&bytes(&run.encode()), &bytes(&run.firsts[0])));
         } else {
             for (key, state) in &tx.keys {
                 requests.push(keys.put_with_key(&bytes(&state.encode()), &bytes(key)));
@@ -687,11 +693,8 @@ impl Store for IdbStore {
             .await
             .map_err(|e| IdbError::Failed(format!("a write was {e}")))?;
         self.live_keys = live_keys;
-        if paged {
-            for page in tx.keys.chunks(PAGE_KEYS) {
-                self.pages
-                    .insert(page[0].0.clone(), page[page.len() - 1].0.clone());
-            }
+        if let Some(run) = run {
+            self.runs.insert(run.firsts[0].clone(), run);
         }
         Ok(())
     }
@@ -834,6 +837,10 @@ mod tests {
         assert_eq!(scan_all(a, PAGE_KEYS).await, whole);
     }
 
+    fn pages(store: &IdbStore) -> usize {
+        store.runs.values().map(|run| run.firsts.len()).sum()
+    }
+
     async fn commit_both(a: &mut IdbStore, b: &mut IdbStore, tx: Transaction) {
         a.commit(tx.clone()).await.unwrap();
         b.commit(tx).await.unwrap();
@@ -855,7 +862,7 @@ mod tests {
             keys_tx((0..300).map(|n| (3 * n, state(3 * n)))),
         )
         .await;
-        assert_eq!(paged.pages.len(), 300usize.div_ceil(PAGE_KEYS));
+        assert_eq!(pages(&paged), 300usize.div_ceil(PAGE_KEYS));
         assert!(paged
             .read_after(KEYS, None, 10, false)
             .await
@@ -883,7 +890,7 @@ mod tests {
             keys_tx((400..500).map(|n| (n, state(n + 1)))),
         )
         .await;
-        assert_eq!(paged.pages.len(), 5);
+        assert_eq!(pages(&paged), 5);
         assert_same(&paged, &plain).await;
 
         // Keys in order past every key: pages again.
@@ -893,13 +900,13 @@ mod tests {
             keys_tx((5000..5100).map(|n| (n, state(n)))),
         )
         .await;
-        assert_eq!(paged.pages.len(), 7);
+        assert_eq!(pages(&paged), 7);
         assert_same(&paged, &plain).await;
 
         // Reopened, the store finds its pages again.
         drop(paged);
         let reopened = IdbStore::open(&name).await.unwrap();
-        assert_eq!(reopened.pages.len(), 7);
+        assert_eq!(pages(&reopened), 7);
         assert_same(&reopened, &plain).await;
     }
 
@@ -918,7 +925,7 @@ mod tests {
             ))
             .await
             .unwrap();
-        assert!(store.pages.is_empty());
+        assert_eq!(pages(&store), 0);
         assert_eq!(scan_all(&store, 1000).await.len(), 100 + PAGE_MIN - 1);
     }
 }

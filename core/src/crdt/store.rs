@@ -120,11 +120,8 @@ pub fn encode_key_page(entries: &[(Vec<u8>, KeyState)]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_varint(entries.len() as u64, &mut out);
     for (key, state) in entries {
-        let state = state.encode();
-        for bytes in [key, &state] {
-            encode_varint(bytes.len() as u64, &mut out);
-            out.extend_from_slice(bytes);
-        }
+        write_bytes(key, &mut out);
+        write_bytes(&state.encode(), &mut out);
     }
     out
 }
@@ -135,18 +132,71 @@ pub fn decode_key_page(mut bytes: &[u8]) -> Result<Vec<(Vec<u8>, KeyState)>, Rec
     let count = read_count(buf)?;
     let mut entries = Vec::with_capacity(count.min(4096));
     for _ in 0..count {
-        let len = read_count(buf)?;
-        let (key, rest) = buf.split_at(len);
-        *buf = rest;
-        let len = read_count(buf)?;
-        let (state, rest) = buf.split_at(len);
-        *buf = rest;
-        entries.push((key.to_vec(), KeyState::decode(state)?));
+        let key = read_bytes(buf)?.to_vec();
+        entries.push((key, KeyState::decode(read_bytes(buf)?)?));
     }
-    if !buf.is_empty() {
-        return Err(RecordDecodeError::new("trailing bytes"));
-    }
+    finished(buf)?;
     Ok(entries)
+}
+
+/// Where the pages one commit wrote lie: each page's first key, in order, and the last
+/// key of the last page. A page holds the keys from its first up to the next page's first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRun {
+    pub firsts: Vec<Vec<u8>>,
+    pub last: Vec<u8>,
+}
+
+impl PageRun {
+    /// The number of pages, each first key and the last key, each prefixed by its length.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_varint(self.firsts.len() as u64, &mut out);
+        for key in self.firsts.iter().chain([&self.last]) {
+            write_bytes(key, &mut out);
+        }
+        out
+    }
+
+    /// Reads back what [`PageRun::encode`] wrote.
+    pub fn decode(mut bytes: &[u8]) -> Result<Self, RecordDecodeError> {
+        let buf = &mut bytes;
+        let count = read_count(buf)?;
+        let firsts = (0..count)
+            .map(|_| read_bytes(buf).map(<[u8]>::to_vec))
+            .collect::<Result<_, _>>()?;
+        let last = read_bytes(buf)?.to_vec();
+        finished(buf)?;
+        Ok(Self { firsts, last })
+    }
+
+    /// The first key of the page that holds `key`, if the run's range holds it.
+    pub fn page_of(&self, key: &[u8]) -> Option<&[u8]> {
+        if key > self.last.as_slice() {
+            return None;
+        }
+        let after = self.firsts.partition_point(|first| first.as_slice() <= key);
+        after.checked_sub(1).map(|at| self.firsts[at].as_slice())
+    }
+}
+
+fn write_bytes(bytes: &[u8], out: &mut Vec<u8>) {
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+fn read_bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], RecordDecodeError> {
+    let len = read_count(buf)?;
+    let (bytes, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(bytes)
+}
+
+fn finished(buf: &[u8]) -> Result<(), RecordDecodeError> {
+    match buf.is_empty() {
+        true => Ok(()),
+        false => Err(RecordDecodeError::new("trailing bytes")),
+    }
 }
 
 /// What a replica finds in its store when it opens.
@@ -509,6 +559,22 @@ mod tests {
         )
     }
 
+    #[test]
+    fn a_key_is_in_the_page_from_its_first_to_the_next_first() {
+        let run = PageRun {
+            firsts: vec![b"b".to_vec(), b"d".to_vec(), b"f".to_vec()],
+            last: b"g".to_vec(),
+        };
+        let page = |key: &[u8]| run.page_of(key).map(<[u8]>::to_vec);
+        assert_eq!(page(b"a"), None);
+        assert_eq!(page(b"b"), Some(b"b".to_vec()));
+        assert_eq!(page(b"c"), Some(b"b".to_vec()));
+        assert_eq!(page(b"d"), Some(b"d".to_vec()));
+        assert_eq!(page(b"ff"), Some(b"f".to_vec()));
+        assert_eq!(page(b"g"), Some(b"f".to_vec()));
+        assert_eq!(page(b"ga"), None);
+    }
+
     proptest! {
         #[test]
         fn key_pages_round_trip(page in arb_key_page()) {
@@ -525,6 +591,17 @@ mod tests {
             let bytes = encode_key_page(&page);
             let cut = cut.min(bytes.len());
             prop_assert!(decode_key_page(&bytes[..bytes.len() - cut]).is_err());
+        }
+
+        #[test]
+        fn page_runs_round_trip(firsts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..20), last in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let run = PageRun { firsts, last };
+            prop_assert_eq!(PageRun::decode(&run.encode()), Ok(run));
+        }
+
+        #[test]
+        fn page_run_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = PageRun::decode(&bytes);
         }
 
         #[test]
