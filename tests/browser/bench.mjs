@@ -3,8 +3,9 @@
 //   1. cold sync of PINFOLD_BENCH_PINS pins (100000) over WebSocket from a relay that
 //      offers a snapshot, and from one that does not (the DAG walk), in pins/s;
 //   2. the page's JS heap and the WebAssembly memory once synced, per 100k pins;
-//   3. with storage in IndexedDB: the cold sync, and the resume after a reload (up to
-//      PINFOLD_BENCH_RELOAD_PINS pins, 100000: past that the IndexedDB part is skipped);
+//   3. with storage in IndexedDB: the cold sync from the snapshot and through the DAG, and
+//      the resume after a reload (up to PINFOLD_BENCH_RELOAD_PINS pins, 100000: past that
+//      the IndexedDB part is skipped);
 //   4. the .wasm's size raw, gzip -9 and brotli.
 // The relays' pinsets are imported (`state import`: deltas of 1000 pins).
 import fs from 'node:fs';
@@ -35,16 +36,17 @@ function importedRelay(name, env) {
   })();
 }
 
-async function coldSync(browser, origin, relay) {
+/** `storage`: extra options of `follow()` (memory when none). */
+async function coldSync(browser, origin, relay, storage = {}) {
   const page = await browser.newPage();
   await page.goto(origin);
   const cdp = await page.context().newCDPSession(page);
   const address = await relay.addressOf('ws');
-  const result = await page.evaluate(async ({ address, secret, trusted, pins }) => {
+  const result = await page.evaluate(async ({ address, secret, trusted, pins, storage }) => {
     const pinfold = await import('/src/index.js');
     await pinfold.ready();
     const started = performance.now();
-    const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted] });
+    const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted], ...storage });
     for (;;) {
       const state = await follower.syncState();
       if (state.synced && state.pins >= pins) {
@@ -54,7 +56,7 @@ async function coldSync(browser, origin, relay) {
       if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-  }, { address, secret, trusted: relay.id, pins });
+  }, { address, secret, trusted: relay.id, pins, storage });
   await cdp.send('HeapProfiler.collectGarbage');
   const { usedSize } = await cdp.send('Runtime.getHeapUsage');
   await page.close();
@@ -102,12 +104,14 @@ try {
   await withSnapshot.stop();
   const withoutSnapshot = await importedRelay('bench-dag', { CLUSTER_CRDT_SNAPSHOTEVERY: '0' });
   const b = await coldSync(browser, origin, withoutSnapshot);
+  const dagIntoIdb = reload ? await coldSync(browser, origin, withoutSnapshot, { storage: 'indexeddb', storageName: 'pinfold-bench-dag' }) : null;
   const per100k = (bytes) => mib((bytes * 100_000) / pins);
   console.log(`cold sync of ${pins} pins, from the relay's snapshot: ${(a.ms / 1000).toFixed(2)} s, ${Math.round(pins / (a.ms / 1000))} pins/s (snapshot used: ${a.snapshot})`);
   console.log(`cold sync of ${pins} pins, walking the DAG:         ${(b.ms / 1000).toFixed(2)} s, ${Math.round(pins / (b.ms / 1000))} pins/s (snapshot used: ${b.snapshot})`);
   console.log(`once synced (snapshot run): JS heap ${mib(a.jsHeap)} MiB (${per100k(a.jsHeap)} per 100k pins), WebAssembly memory ${mib(a.wasmBytes)} MiB (${per100k(a.wasmBytes)} per 100k pins)`);
   if (reload) {
     console.log(`IndexedDB: cold sync of ${pins} pins ${(reload.cold.ms / 1000).toFixed(2)} s (${Math.round(pins / (reload.cold.ms / 1000))} pins/s); after a reload, synced again in ${reload.resumed.ms.toFixed(0)} ms (deltas fetched again: ${reload.resumed.merged})`);
+    console.log(`IndexedDB: cold sync of ${pins} pins walking the DAG ${(dagIntoIdb.ms / 1000).toFixed(2)} s (${Math.round(pins / (dagIntoIdb.ms / 1000))} pins/s; snapshot used: ${dagIntoIdb.snapshot})`);
   } else {
     console.log(`IndexedDB: skipped (${pins} pins > PINFOLD_BENCH_RELOAD_PINS=${reloadPins})`);
   }
