@@ -268,6 +268,24 @@ impl IdbStore {
         Ok((!value.is_undefined()).then_some(value))
     }
 
+    /// The values of `keys` in `table` (undefined where a key has none), read in one
+    /// transaction.
+    async fn get_many(&self, table: &str, keys: &[&[u8]]) -> Result<Vec<JsValue>, IdbError> {
+        let store = self.store(table, IdbTransactionMode::Readonly)?;
+        let requests = keys
+            .iter()
+            .map(|key| store.get(&bytes(key)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        completed(&store.transaction())
+            .await
+            .map_err(|e| IdbError::Failed(format!("a read failed: {e}")))?;
+        requests
+            .into_iter()
+            .map(|request| request.result().map_err(failed))
+            .collect()
+    }
+
     /// Up to `limit` keys and values of `table` after `after`, in key order.
     async fn read_after(
         &self,
@@ -365,19 +383,10 @@ impl IdbStore {
 
     /// The entries of the pages that start at `firsts`, read in one transaction.
     async fn read_pages(&self, firsts: &[&[u8]]) -> Result<Vec<Entries>, IdbError> {
-        let store = self.store(PAGES, IdbTransactionMode::Readonly)?;
-        let requests = firsts
-            .iter()
-            .map(|first| store.get(&bytes(first)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
-        completed(&store.transaction())
-            .await
-            .map_err(|e| IdbError::Failed(format!("a read failed: {e}")))?;
-        requests
+        self.get_many(PAGES, firsts)
+            .await?
             .into_iter()
-            .map(|request| {
-                let page = request.result().map_err(failed)?;
+            .map(|page| {
                 if page.is_undefined() {
                     return Err(IdbError::Corrupt("a listed page is missing".into()));
                 }
@@ -449,24 +458,14 @@ impl IdbStore {
                 return Ok(states);
             }
         }
-        let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
-        let requests = keys
-            .iter()
-            .map(|key| store.get(&bytes(key)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
-        completed(&store.transaction())
-            .await
-            .map_err(|e| IdbError::Failed(format!("a read failed: {e}")))?;
-        let mut states = Vec::with_capacity(keys.len());
-        for request in requests {
-            let value = request.result().map_err(failed)?;
-            states.push(match value.is_undefined() {
-                true => None,
-                false => Some(KeyState::decode(&to_vec(&value))?),
-            });
-        }
-        Ok(states)
+        self.get_many(KEYS, keys)
+            .await?
+            .into_iter()
+            .map(|value| match value.is_undefined() {
+                true => Ok(None),
+                false => Ok(Some(KeyState::decode(&to_vec(&value))?)),
+            })
+            .collect()
     }
 
     /// A value the follower keeps for itself under `key`.

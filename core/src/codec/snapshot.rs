@@ -335,12 +335,12 @@ fn encode_node(links: Vec<PbLink>, data: Vec<u8>) -> (Cid, Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::codec::dagpb::tests::arb_cid;
     use proptest::prelude::*;
 
-    fn arb_version() -> impl Strategy<Value = Version> {
+    pub(crate) fn arb_version() -> impl Strategy<Value = Version> {
         (
             any::<[u8; 32]>(),
             any::<u64>(),

@@ -508,7 +508,7 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::codec::dagpb::tests::arb_cid;
-    use crate::crdt::Version;
+    use crate::codec::snapshot::tests::arb_version;
     use proptest::prelude::*;
 
     fn arb_pending() -> impl Strategy<Value = PendingBlock> {
@@ -525,18 +525,8 @@ mod tests {
 
     /// A valid state, built through the set's own operations.
     fn arb_key_state() -> impl Strategy<Value = KeyState> {
-        let version = (
-            any::<[u8; 32]>(),
-            any::<u64>(),
-            proptest::collection::vec(any::<u8>(), 0..40),
-        )
-            .prop_map(|(block, priority, value)| Version {
-                block: BlockId(block),
-                priority,
-                value,
-            });
         (
-            proptest::collection::vec(version, 0..3),
+            proptest::collection::vec(arb_version(), 0..3),
             proptest::collection::vec(any::<[u8; 32]>().prop_map(BlockId), 0..3),
         )
             .prop_map(|(live, tombstones)| {
