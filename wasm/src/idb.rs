@@ -927,4 +927,52 @@ mod tests {
         assert_eq!(pages(&store), 0);
         assert_eq!(scan_all(&store, 1000).await.len(), 100 + PAGE_MIN - 1);
     }
+
+    /// A database as version 1 left it: the tables without pages, a key record, no count.
+    async fn version_1_database(name: &str) {
+        let factory: web_sys::IdbFactory =
+            js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into())
+                .unwrap()
+                .unchecked_into();
+        let request = factory.open_with_u32(name, 1).unwrap();
+        let on_upgrade = Closure::<dyn FnMut(web_sys::IdbVersionChangeEvent)>::new({
+            let request = request.clone();
+            move |_| {
+                let db: IdbDatabase = request.result().unwrap().unchecked_into();
+                for table in [BLOCKS, PROCESSED, KEYS, HEADS, PENDING, META] {
+                    db.create_object_store(table).unwrap();
+                }
+            }
+        });
+        request.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+        let db: IdbDatabase = done(request.clone().unchecked_into())
+            .await
+            .unwrap()
+            .unchecked_into();
+        let write = db
+            .transaction_with_str_and_mode(KEYS, IdbTransactionMode::Readwrite)
+            .unwrap();
+        let keys = write.object_store(KEYS).unwrap();
+        keys.put_with_key(&bytes(&state(7).encode()), &bytes(&key(7)))
+            .unwrap();
+        completed(&write).await.unwrap();
+        db.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_version_1_database_keeps_its_records_and_takes_pages() {
+        let name = format!("v1-{}", js_sys::Math::random());
+        version_1_database(&name).await;
+        let mut store = IdbStore::open(&name).await.unwrap();
+        assert_eq!(store.live_keys, 1);
+        assert_eq!(store.key_state(&key(7)).await.unwrap(), Some(state(7)));
+        store
+            .commit(keys_tx((100..200).map(|n| (n, state(n)))))
+            .await
+            .unwrap();
+        assert_eq!(pages(&store), 2);
+        let all = scan_all(&store, 1000).await;
+        assert_eq!(all.len(), 101);
+        assert_eq!(all[0], (key(7), state(7)));
+    }
 }
