@@ -11,7 +11,8 @@
 //! later writes to a paged key are records.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Bound;
 use std::rc::Rc;
 
@@ -45,6 +46,8 @@ const ALL: [&str; 8] = [BLOCKS, PROCESSED, KEYS, PAGES, RUNS, HEADS, PENDING, ME
 
 /// Commits of at least this many keys may write pages.
 const PAGE_MIN: usize = 64;
+/// Most keys [`IdbStore::written`] follows (8 bytes each); past that it is dropped.
+const MAX_WRITTEN: usize = 4_000_000;
 /// Keys per page: a page is read whole to find one key in it.
 pub const PAGE_KEYS: usize = 64;
 
@@ -196,6 +199,16 @@ pub struct IdbStore {
     runs: BTreeMap<Vec<u8>, PageRun>,
     /// Commits of at least this many keys may write pages.
     page_min: usize,
+    /// Hashes of the keys written since the store was opened empty (a cold sync), so that
+    /// a key not among them is known to have no state without reading it; `None` when the
+    /// store held keys when opened.
+    written: Option<HashSet<u64>>,
+}
+
+fn key_hash(key: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl IdbStore {
@@ -237,8 +250,12 @@ impl IdbStore {
             live_keys: 0,
             runs: BTreeMap::new(),
             page_min: PAGE_MIN,
+            written: None,
         };
         store.runs = store.page_runs().await?;
+        if store.runs.is_empty() && store.read_after(KEYS, None, 1, false).await?.0.is_empty() {
+            store.written = Some(HashSet::new());
+        }
         store.live_keys = match store.meta(LIVE_KEYS).await? {
             Some(bytes) => u64::from_le_bytes(
                 bytes
@@ -451,6 +468,31 @@ impl IdbStore {
         Ok(records.as_f64() == Some(0.0))
     }
 
+    /// The states of `keys` in the store: a key's record, else its page's entry.
+    async fn stored_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
+        let mut states = self.record_states(keys).await?;
+        let mut wanted: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+        for (at, key) in keys.iter().enumerate() {
+            if let (None, Some(first)) = (&states[at], self.page_of(key)) {
+                wanted.entry(first).or_default().push(at);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(states);
+        }
+        let firsts: Vec<&[u8]> = wanted.keys().copied().collect();
+        let pages = self.read_pages(&firsts).await?;
+        for (entries, ats) in pages.into_iter().zip(wanted.values()) {
+            for &at in ats {
+                if let Ok(found) = entries.binary_search_by(|(key, _)| key.as_slice().cmp(keys[at]))
+                {
+                    states[at] = Some(entries[found].1.clone());
+                }
+            }
+        }
+        Ok(states)
+    }
+
     /// The states of `keys` that have a record, read as in [`Store::key_states`].
     async fn record_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
         if keys.len() >= RANGE_READ_MIN {
@@ -528,30 +570,27 @@ impl Store for IdbStore {
         Ok(self.key_states(&[key]).await?.pop().flatten())
     }
 
-    /// A key's record when it has one, else its page's entry.
+    /// A key's record when it has one, else its page's entry; nothing is read for keys
+    /// never written since the store was opened empty.
     async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut states = self.record_states(keys).await?;
-        let mut wanted: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
-        for (at, key) in keys.iter().enumerate() {
-            if let (None, Some(first)) = (&states[at], self.page_of(key)) {
-                wanted.entry(first).or_default().push(at);
-            }
-        }
-        if wanted.is_empty() {
+        let may_have_state = |key: &[u8]| {
+            self.written
+                .as_ref()
+                .is_none_or(|written| written.contains(&key_hash(key)))
+        };
+        let asked: Vec<usize> = (0..keys.len())
+            .filter(|&at| may_have_state(keys[at]))
+            .collect();
+        let mut states = vec![None; keys.len()];
+        if asked.is_empty() {
             return Ok(states);
         }
-        let firsts: Vec<&[u8]> = wanted.keys().copied().collect();
-        let pages = self.read_pages(&firsts).await?;
-        for (entries, ats) in pages.into_iter().zip(wanted.values()) {
-            for &at in ats {
-                if let Ok(found) = entries.binary_search_by(|(key, _)| key.as_slice().cmp(keys[at]))
-                {
-                    states[at] = Some(entries[found].1.clone());
-                }
-            }
+        let asked_keys: Vec<&[u8]> = asked.iter().map(|&at| keys[at]).collect();
+        for (at, state) in asked
+            .into_iter()
+            .zip(self.stored_states(&asked_keys).await?)
+        {
+            states[at] = state;
         }
         Ok(states)
     }
@@ -694,6 +733,12 @@ impl Store for IdbStore {
         self.live_keys = live_keys;
         if let Some(run) = run {
             self.runs.insert(run.firsts[0].clone(), run);
+        }
+        if let Some(written) = &mut self.written {
+            written.extend(tx.keys.iter().map(|(key, _)| key_hash(key)));
+            if written.len() > MAX_WRITTEN {
+                self.written = None;
+            }
         }
         Ok(())
     }
@@ -862,6 +907,10 @@ mod tests {
         )
         .await;
         assert_eq!(pages(&paged), 300usize.div_ceil(PAGE_KEYS));
+        assert!(
+            paged.written.is_some(),
+            "opened empty: knows the keys written"
+        );
         assert!(paged
             .read_after(KEYS, None, 10, false)
             .await
@@ -906,6 +955,7 @@ mod tests {
         drop(paged);
         let reopened = IdbStore::open(&name).await.unwrap();
         assert_eq!(pages(&reopened), 7);
+        assert!(reopened.written.is_none(), "opened with keys: reads them");
         assert_same(&reopened, &plain).await;
     }
 
