@@ -7,8 +7,14 @@
 //! IndexedDB costs most per record written. A commit of many keys in order into a key
 //! range that holds none yet (each chunk of a snapshot loaded into a fresh follower) writes
 //! them as pages of [`PAGE_KEYS`] keys instead of one record per key, and where they lie as
-//! one [`PageRun`]. A key's record, when it has one, is newer than any page holding it:
+//! [`PageRun`]s. A key's record, when it has one, is newer than any page holding it:
 //! later writes to a paged key are records.
+//!
+//! A store opened empty (a cold sync) writes no records: each commit's keys go into the
+//! `log` store as one record and stay in memory, newer than any page, until nothing is
+//! left pending (the walk is done) or [`COLD_KEYS`] keys are held; then they are merged
+//! into the pages ([`PageMerge`]) and the log is cleared. A store opened with a log (a
+//! reload in the middle of a cold sync) merges it first.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -20,8 +26,9 @@ use cid::Cid;
 use futures::channel::oneshot;
 use js_sys::{Array, Uint8Array};
 use pinfold_core::crdt::{
-    count_live_keys, decode_key_page, encode_key_page, BlockId, KeyState, PageRun, PendingBlock,
-    Persisted, RecordDecodeError, Store, Transaction,
+    count_live_keys, decode_key_page, encode_key_page, merge_by_key, page_of, run_at, BlockId,
+    KeyState, PageMerge, PageRun, PageWrites, PendingBlock, Persisted, RecordDecodeError, Runs,
+    Store, Transaction,
 };
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -30,8 +37,8 @@ use web_sys::{
 
 use crate::websocket::js_message;
 
-/// Version 2 added the `pages` and `page_runs` stores.
-const VERSION: u32 = 2;
+/// Version 2 added the `pages` and `page_runs` stores, version 3 the `log` store.
+const VERSION: u32 = 3;
 const BLOCKS: &str = "blocks";
 const PROCESSED: &str = "processed";
 const KEYS: &str = "keys";
@@ -42,12 +49,20 @@ const RUNS: &str = "page_runs";
 const HEADS: &str = "heads";
 const PENDING: &str = "pending";
 const META: &str = "meta";
-const ALL: [&str; 8] = [BLOCKS, PROCESSED, KEYS, PAGES, RUNS, HEADS, PENDING, META];
+/// A cold sync's commits of keys, by sequence number, until they are merged into pages.
+const LOG: &str = "log";
+const ALL: [&str; 9] = [
+    BLOCKS, PROCESSED, KEYS, PAGES, RUNS, HEADS, PENDING, META, LOG,
+];
 
 /// Commits of at least this many keys may write pages.
 const PAGE_MIN: usize = 64;
 /// Most keys [`IdbStore::written`] follows (8 bytes each); past that it is dropped.
 const MAX_WRITTEN: usize = 4_000_000;
+/// A cold sync merges its logged keys into pages once it holds this many in memory.
+pub const COLD_KEYS: usize = 250_000;
+/// A merge into pages reads and writes the pages of this many logged keys at a time.
+const MERGE_SLICE: usize = 16_384;
 /// Keys per page: a page is read whole to find one key in it.
 pub const PAGE_KEYS: usize = 64;
 
@@ -87,22 +102,6 @@ fn to_vec(value: &JsValue) -> Vec<u8> {
 }
 
 type Entries = Vec<(Vec<u8>, KeyState)>;
-
-/// `records` and `paged`, each in key order, as one run in key order; a key in both keeps
-/// its record, which is newer than its page.
-fn merge_by_key(records: Entries, paged: Entries) -> Entries {
-    let mut merged = Vec::with_capacity(records.len() + paged.len());
-    let mut paged = paged.into_iter().peekable();
-    for record in records {
-        while let Some(entry) = paged.next_if(|(key, _)| *key < record.0) {
-            merged.push(entry);
-        }
-        paged.next_if(|(key, _)| *key == record.0);
-        merged.push(record);
-    }
-    merged.extend(paged);
-    merged
-}
 
 /// A one-shot channel whose sender two callbacks share: the first to fire answers, and
 /// the other finds nothing left to send.
@@ -196,13 +195,36 @@ pub struct IdbStore {
     /// Keys with a value, as the `meta` store records it with every commit.
     live_keys: u64,
     /// The stored runs of pages, by their first key. Runs never overlap.
-    runs: BTreeMap<Vec<u8>, PageRun>,
+    runs: Runs,
     /// Commits of at least this many keys may write pages.
     page_min: usize,
+    /// A merge of logged keys into pages takes this many keys per transaction.
+    merge_slice: usize,
     /// Hashes of the keys written since the store was opened empty (a cold sync), so that
     /// a key not among them is known to have no state without reading it; `None` when the
     /// store held keys when opened.
     written: Option<HashSet<u64>>,
+    /// In a cold sync, the logged keys' states, newer than any page; `None` otherwise
+    /// (then the store writes records).
+    cold: Option<ColdLog>,
+}
+
+/// The keys a cold sync logged and has not merged into pages yet.
+#[derive(Default)]
+struct ColdLog {
+    entries: BTreeMap<Vec<u8>, KeyState>,
+    /// The next log record's number.
+    next: u64,
+}
+
+/// How a commit writes its keys.
+enum KeyWrites {
+    /// One record per key.
+    Records(Entries),
+    /// Pages and their runs.
+    Pages(PageWrites<KeyState>),
+    /// One `log` record; the keys stay in memory.
+    Logged(Entries),
 }
 
 fn key_hash(key: &[u8]) -> u64 {
@@ -250,11 +272,15 @@ impl IdbStore {
             live_keys: 0,
             runs: BTreeMap::new(),
             page_min: PAGE_MIN,
+            merge_slice: MERGE_SLICE,
             written: None,
+            cold: None,
         };
         store.runs = store.page_runs().await?;
+        store.merge_log().await?;
         if store.runs.is_empty() && store.read_after(KEYS, None, 1, false).await?.0.is_empty() {
             store.written = Some(HashSet::new());
+            store.cold = Some(ColdLog::default());
         }
         store.live_keys = match store.meta(LIVE_KEYS).await? {
             Some(bytes) => u64::from_le_bytes(
@@ -390,14 +416,6 @@ impl IdbStore {
         Ok(runs)
     }
 
-    /// The first key of the page whose range holds `key`.
-    fn page_of(&self, key: &[u8]) -> Option<&[u8]> {
-        self.runs
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-            .and_then(|(_, run)| run.page_of(key))
-    }
-
     /// The entries of the pages that start at `firsts`, read in one transaction.
     async fn read_pages(&self, firsts: &[&[u8]]) -> Result<Vec<Entries>, IdbError> {
         self.get_many(PAGES, firsts)
@@ -444,7 +462,7 @@ impl IdbStore {
     }
 
     /// Whether `keys` go in as pages: enough of them, in increasing order, into a range
-    /// that no page and no key's record holds yet.
+    /// that no page, no key's record and no logged key holds yet.
     async fn pageable(&self, keys: &[(Vec<u8>, KeyState)]) -> Result<bool, IdbError> {
         let (Some((first, _)), Some((last, _))) = (keys.first(), keys.last()) else {
             return Ok(false);
@@ -454,12 +472,14 @@ impl IdbStore {
         }
         // Runs do not overlap: the last one starting at or below `last` is the only one
         // that can reach into the range.
-        let overlaps = self
-            .runs
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(last.as_slice())))
-            .next_back()
-            .is_some_and(|(_, run)| run.last >= *first);
-        if overlaps {
+        let overlaps = run_at(&self.runs, last).is_some_and(|(_, run)| run.last >= *first);
+        let logged = self.cold.as_ref().is_some_and(|cold| {
+            cold.entries
+                .range::<[u8], _>((Bound::Included(&first[..]), Bound::Included(&last[..])))
+                .next()
+                .is_some()
+        });
+        if overlaps || logged {
             return Ok(false);
         }
         let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
@@ -468,12 +488,16 @@ impl IdbStore {
         Ok(records.as_f64() == Some(0.0))
     }
 
-    /// The states of `keys` in the store: a key's record, else its page's entry.
+    /// The states of `keys` in the store: a key's record, else its page's entry. A cold
+    /// sync writes no records, so it reads none.
     async fn stored_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
-        let mut states = self.record_states(keys).await?;
+        let mut states = match self.cold {
+            Some(_) => vec![None; keys.len()],
+            None => self.record_states(keys).await?,
+        };
         let mut wanted: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
         for (at, key) in keys.iter().enumerate() {
-            if let (None, Some(first)) = (&states[at], self.page_of(key)) {
+            if let (None, Some(first)) = (&states[at], page_of(&self.runs, key)) {
                 wanted.entry(first).or_default().push(at);
             }
         }
@@ -508,6 +532,102 @@ impl IdbStore {
                 false => Ok(Some(KeyState::decode(&to_vec(&value))?)),
             })
             .collect()
+    }
+
+    /// How `keys` are written: as pages when [`IdbStore::pageable`], else logged in a cold
+    /// sync, else as records.
+    async fn key_writes(&self, keys: Entries) -> Result<KeyWrites, IdbError> {
+        if self.pageable(&keys).await? {
+            return Ok(KeyWrites::Pages(self.merge_pages(keys).await?));
+        }
+        Ok(match self.cold {
+            Some(_) if !keys.is_empty() => KeyWrites::Logged(keys),
+            _ => KeyWrites::Records(keys),
+        })
+    }
+
+    /// The pages and runs that hold `entries` (in increasing key order) merged into the
+    /// stored pages.
+    async fn merge_pages(&self, entries: Entries) -> Result<PageWrites<KeyState>, IdbError> {
+        let merge = PageMerge::plan(&self.runs, entries);
+        let firsts: Vec<&[u8]> = merge.pages_to_read().collect();
+        let read = self.read_pages(&firsts).await?;
+        Ok(merge.apply(&self.runs, read, PAGE_KEYS))
+    }
+
+    /// Merges the logged keys into the pages, `merge_slice` keys per transaction. The
+    /// last one clears the log: a reload before it merges the whole log again, to the
+    /// same pages.
+    async fn merge_cold(&mut self) -> Result<(), IdbError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let Some(cold) = &self.cold else {
+                return Ok(());
+            };
+            let lower = match &after {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let slice: Entries = cold
+                .entries
+                .range::<[u8], _>((lower, Bound::Unbounded))
+                .take(self.merge_slice)
+                .map(|(key, state)| (key.clone(), state.clone()))
+                .collect();
+            let last_slice = slice.len() < self.merge_slice;
+            after = slice.last().map(|(key, _)| key.clone());
+            let writes = self.merge_pages(slice).await?;
+            let names: Array = [PAGES, RUNS, LOG].into_iter().map(JsValue::from).collect();
+            let write = self
+                .db
+                .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
+                .map_err(failed)?;
+            let requests = page_requests(&write, &writes)?;
+            let clear = last_slice
+                .then(|| write.object_store(LOG).and_then(|log| log.clear()))
+                .transpose()
+                .map_err(failed)?;
+            drop((requests, clear));
+            completed(&write)
+                .await
+                .map_err(|e| IdbError::Failed(format!("merging the log was {e}")))?;
+            self.add_runs(writes.runs);
+            if last_slice {
+                if let Some(cold) = &mut self.cold {
+                    cold.entries.clear();
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Merges the log that a cold sync cut short by a reload left.
+    async fn merge_log(&mut self) -> Result<(), IdbError> {
+        let (_, records) = self.read_after(LOG, None, usize::MAX, true).await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut cold = ColdLog::default();
+        for record in records {
+            cold.entries.extend(decode_key_page(&to_vec(&record))?);
+        }
+        self.cold = Some(cold);
+        let merged = self.merge_cold().await;
+        self.cold = None;
+        merged
+    }
+
+    fn add_runs(&mut self, runs: Vec<PageRun>) {
+        for run in runs {
+            self.runs.insert(run.firsts[0].clone(), run);
+        }
+    }
+
+    /// The number of blocks still pending.
+    async fn pending(&self) -> Result<f64, IdbError> {
+        let store = self.store(PENDING, IdbTransactionMode::Readonly)?;
+        let count = done(store.count().map_err(failed)?).await?;
+        Ok(count.as_f64().unwrap_or(0.0))
     }
 
     /// A value the follower keeps for itself under `key`.
@@ -570,18 +690,20 @@ impl Store for IdbStore {
         Ok(self.key_states(&[key]).await?.pop().flatten())
     }
 
-    /// A key's record when it has one, else its page's entry; nothing is read for keys
-    /// never written since the store was opened empty.
+    /// A key's logged state, else its record, else its page's entry; nothing is read for
+    /// keys never written since the store was opened empty.
     async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
+        let logged = |key: &[u8]| self.cold.as_ref().and_then(|cold| cold.entries.get(key));
         let may_have_state = |key: &[u8]| {
             self.written
                 .as_ref()
                 .is_none_or(|written| written.contains(&key_hash(key)))
         };
         let asked: Vec<usize> = (0..keys.len())
-            .filter(|&at| may_have_state(keys[at]))
+            .filter(|&at| logged(keys[at]).is_none() && may_have_state(keys[at]))
             .collect();
-        let mut states = vec![None; keys.len()];
+        let mut states: Vec<Option<KeyState>> =
+            keys.iter().map(|key| logged(key).cloned()).collect();
         if asked.is_empty() {
             return Ok(states);
         }
@@ -636,10 +758,21 @@ impl Store for IdbStore {
                 .map(|(key, state)| Ok((key, KeyState::decode(&to_vec(&state))?)))
                 .collect::<Result<Entries, IdbError>>()?;
             let paged = self.paged_after(cursor.as_deref(), wanted).await?;
-            let exhausted = records.len() < wanted && paged.len() < wanted;
-            // Each side holds its first `wanted` keys, so the first `wanted` of both
-            // together are the store's (fewer where a key is on both sides).
-            let mut merged = merge_by_key(records, paged);
+            let lower = match &cursor {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let logged: Entries = self
+                .cold
+                .iter()
+                .flat_map(|cold| cold.entries.range::<[u8], _>((lower, Bound::Unbounded)))
+                .take(wanted)
+                .map(|(key, state)| (key.clone(), state.clone()))
+                .collect();
+            let exhausted = records.len() < wanted && paged.len() < wanted && logged.len() < wanted;
+            // Each side holds its first `wanted` keys, so the first `wanted` of all of them
+            // together are the store's (fewer where a key is on several sides).
+            let mut merged = merge_by_key(logged, merge_by_key(records, paged));
             merged.truncate(wanted);
             let Some((last, _)) = merged.last() else {
                 break;
@@ -653,25 +786,21 @@ impl Store for IdbStore {
         Ok(entries)
     }
 
-    async fn commit(&mut self, tx: Transaction) -> Result<(), IdbError> {
+    async fn commit(&mut self, mut tx: Transaction) -> Result<(), IdbError> {
         let names: Array = ALL.iter().map(|name| JsValue::from(*name)).collect();
-        let run = self.pageable(&tx.keys).await?.then(|| PageRun {
-            firsts: tx
-                .keys
-                .chunks(PAGE_KEYS)
-                .map(|page| page[0].0.clone())
-                .collect(),
-            last: tx.keys[tx.keys.len() - 1].0.clone(),
-        });
+        let hashes: Vec<u64> = match self.written {
+            Some(_) => tx.keys.iter().map(|(key, _)| key_hash(key)).collect(),
+            None => Vec::new(),
+        };
+        let keys = self.key_writes(std::mem::take(&mut tx.keys)).await?;
         let write = self
             .db
             .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
             .map_err(failed)?;
         let store = |name| write.object_store(name).map_err(failed);
-        let (blocks, processed, keys, heads, pending) = (
+        let (blocks, processed, heads, pending) = (
             store(BLOCKS)?,
             store(PROCESSED)?,
-            store(KEYS)?,
             store(HEADS)?,
             store(PENDING)?,
         );
@@ -687,16 +816,22 @@ impl Store for IdbStore {
         for id in &tx.processed {
             requests.push(processed.put_with_key(&JsValue::TRUE, &bytes(&id.0)));
         }
-        if let Some(run) = &run {
-            let pages = store(PAGES)?;
-            for page in tx.keys.chunks(PAGE_KEYS) {
-                requests
-                    .push(pages.put_with_key(&bytes(&encode_key_page(page)), &bytes(&page[0].0)));
+        match &keys {
+            KeyWrites::Records(entries) => {
+                let records = store(KEYS)?;
+                for (key, state) in entries {
+                    requests.push(records.put_with_key(&bytes(&state.encode()), &bytes(key)));
+                }
             }
-            requests.push(store(RUNS)?.put_with_key(&bytes(&run.encode()), &bytes(&run.firsts[0])));
-        } else {
-            for (key, state) in &tx.keys {
-                requests.push(keys.put_with_key(&bytes(&state.encode()), &bytes(key)));
+            KeyWrites::Pages(writes) => {
+                requests.extend(page_requests(&write, writes)?.into_iter().map(Ok))
+            }
+            KeyWrites::Logged(entries) => {
+                let next = self.cold.as_ref().map_or(0, |cold| cold.next);
+                requests.push(store(LOG)?.put_with_key(
+                    &bytes(&encode_key_page(entries)),
+                    &bytes(&next.to_be_bytes()),
+                ));
             }
         }
         for cid in &tx.heads_removed {
@@ -731,17 +866,55 @@ impl Store for IdbStore {
             .await
             .map_err(|e| IdbError::Failed(format!("a write was {e}")))?;
         self.live_keys = live_keys;
-        if let Some(run) = run {
-            self.runs.insert(run.firsts[0].clone(), run);
+        match keys {
+            KeyWrites::Pages(writes) => self.add_runs(writes.runs),
+            KeyWrites::Logged(entries) => {
+                if let Some(cold) = &mut self.cold {
+                    cold.entries.extend(entries);
+                    cold.next += 1;
+                }
+            }
+            KeyWrites::Records(_) => {}
         }
         if let Some(written) = &mut self.written {
-            written.extend(tx.keys.iter().map(|(key, _)| key_hash(key)));
+            written.extend(hashes);
             if written.len() > MAX_WRITTEN {
+                // Past this many keys the store reads them all again, and writes records.
                 self.written = None;
+                self.merge_cold().await?;
+                self.cold = None;
+            }
+        }
+        // The log is merged once the walk is done, or once it holds enough keys.
+        if let Some(cold) = &self.cold {
+            if !cold.entries.is_empty()
+                && (cold.entries.len() >= COLD_KEYS || self.pending().await? == 0.0)
+            {
+                self.merge_cold().await?;
             }
         }
         Ok(())
     }
+}
+
+/// The puts of a merge's pages and runs, in `write`.
+fn page_requests(
+    write: &IdbTransaction,
+    writes: &PageWrites<KeyState>,
+) -> Result<Vec<IdbRequest>, IdbError> {
+    let (pages, runs) = (
+        write.object_store(PAGES).map_err(failed)?,
+        write.object_store(RUNS).map_err(failed)?,
+    );
+    let pages = writes
+        .pages
+        .iter()
+        .map(|page| pages.put_with_key(&bytes(&encode_key_page(page)), &bytes(&page[0].0)));
+    let runs = writes
+        .runs
+        .iter()
+        .map(|run| runs.put_with_key(&bytes(&run.encode()), &bytes(&run.firsts[0])));
+    pages.chain(runs).collect::<Result<_, _>>().map_err(failed)
 }
 
 /// IndexedDB exists in browsers only: these run in the headless Chromium tier.
@@ -775,6 +948,7 @@ mod tests {
             .await
             .unwrap();
         store.page_min = usize::MAX;
+        store.cold = None;
         let tx = Transaction {
             keys: (0..200).map(|n| (key(2 * n), state(2 * n))).collect(),
             live_keys: 200,
@@ -898,6 +1072,9 @@ mod tests {
             .await
             .unwrap();
         plain.page_min = usize::MAX;
+        plain.cold = None;
+        // Records where pages cannot go, as a warm store writes them.
+        paged.cold = None;
 
         // A snapshot chunk into a fresh store: 300 keys in order, as five pages.
         commit_both(
@@ -964,6 +1141,7 @@ mod tests {
         let mut store = IdbStore::open(&format!("records-{}", js_sys::Math::random()))
             .await
             .unwrap();
+        store.cold = None;
         store
             .commit(keys_tx((0..100).rev().map(|n| (n, state(n)))))
             .await
@@ -976,6 +1154,120 @@ mod tests {
             .unwrap();
         assert_eq!(pages(&store), 0);
         assert_eq!(scan_all(&store, 1000).await.len(), 100 + PAGE_MIN - 1);
+    }
+
+    /// A transaction that leaves `block` pending, or (`merged`) no longer pending.
+    fn walk_tx(
+        entries: impl IntoIterator<Item = (u32, KeyState)>,
+        block: u8,
+        merged: bool,
+    ) -> Transaction {
+        let id = BlockId([block; 32]);
+        let cid = id.to_cid();
+        let mut tx = keys_tx(entries);
+        match merged {
+            true => tx.pending_removed = vec![id],
+            false => {
+                tx.pending_added = vec![PendingBlock {
+                    kind: pinfold_core::crdt::BlockKind::Delta,
+                    cid,
+                    root: cid,
+                    root_priority: 0,
+                    parent_priority: u64::MAX,
+                }]
+            }
+        }
+        tx
+    }
+
+    async fn logged(store: &IdbStore) -> usize {
+        store
+            .read_after(LOG, None, 1000, false)
+            .await
+            .unwrap()
+            .0
+            .len()
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_cold_sync_logs_keys_and_merges_them_into_pages() {
+        let name = format!("cold-{}", js_sys::Math::random());
+        let mut cold = IdbStore::open(&name).await.unwrap();
+        cold.merge_slice = 50;
+        let mut plain = IdbStore::open(&format!("plain-{}", js_sys::Math::random()))
+            .await
+            .unwrap();
+        plain.page_min = usize::MAX;
+        plain.cold = None;
+        assert!(cold.cold.is_some(), "opened empty: a cold sync");
+
+        // Deltas while a block is pending: logged, read from memory.
+        commit_both(
+            &mut cold,
+            &mut plain,
+            walk_tx((0..300).rev().map(|n| (3 * n, state(3 * n))), 1, false),
+        )
+        .await;
+        let delta = [
+            (3, state(4)),
+            (6, tombstoned(6)),
+            (1, state(1)),
+            (2000, state(2000)),
+        ];
+        commit_both(&mut cold, &mut plain, keys_tx(delta)).await;
+        assert_eq!((pages(&cold), logged(&cold).await), (0, 2));
+        assert!(cold
+            .read_after(KEYS, None, 1, false)
+            .await
+            .unwrap()
+            .0
+            .is_empty());
+        assert_same(&cold, &plain).await;
+
+        // Nothing left pending: merged into pages, in slices, and the log is cleared.
+        commit_both(
+            &mut cold,
+            &mut plain,
+            walk_tx([(5, state(5)), (897, state(1))], 1, true),
+        )
+        .await;
+        assert_eq!(logged(&cold).await, 0);
+        assert!(pages(&cold) >= 303 / PAGE_KEYS);
+        assert!(cold
+            .read_after(KEYS, None, 1, false)
+            .await
+            .unwrap()
+            .0
+            .is_empty());
+        assert_same(&cold, &plain).await;
+
+        // More deltas: logged over the pages, then merged into them (between their keys
+        // and past the last one).
+        let later = (0..400).map(|n| (5100 - 7 * n, state(n)));
+        commit_both(&mut cold, &mut plain, walk_tx(later, 2, false)).await;
+        assert_same(&cold, &plain).await;
+        commit_both(
+            &mut cold,
+            &mut plain,
+            walk_tx([(0, tombstoned(0))], 2, true),
+        )
+        .await;
+        assert_eq!(logged(&cold).await, 0);
+        assert_same(&cold, &plain).await;
+
+        // A reload in the middle of a walk: the log is merged when the store opens.
+        commit_both(
+            &mut cold,
+            &mut plain,
+            walk_tx((0..100).map(|n| (2 * n + 1, state(n))), 3, false),
+        )
+        .await;
+        assert_eq!(logged(&cold).await, 1);
+        drop(cold);
+        let reopened = IdbStore::open(&name).await.unwrap();
+        assert!(reopened.cold.is_none() && reopened.written.is_none());
+        assert_eq!(logged(&reopened).await, 0);
+        assert_same(&reopened, &plain).await;
     }
 
     /// A database as version 1 left it: the tables without pages, a key record, no count.
