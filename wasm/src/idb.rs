@@ -10,11 +10,11 @@
 //! [`PageRun`]s. A key's record, when it has one, is newer than any page holding it:
 //! later writes to a paged key are records.
 //!
-//! A store opened empty (a cold sync) writes no records: each commit's keys go into the
-//! `log` store as one record and stay in memory, newer than any page, until nothing is
-//! left pending (the walk is done) or [`COLD_KEYS`] keys are held; then they are merged
-//! into the pages ([`PageMerge`]) and the log is cleared. A store opened with a log (a
-//! reload in the middle of a cold sync) merges it first.
+//! A store that holds no key records (every store this version created) writes none:
+//! each commit's keys go into the `log` store as one record and stay in memory, newer than
+//! any page, until nothing is left pending (the walk is done) or [`LOG_KEYS`] keys are
+//! held; then they are merged into the pages ([`PageMerge`]) and the log is cleared. A
+//! store opened with a log (a reload in the middle of a walk) reads it back into memory.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -49,7 +49,7 @@ const RUNS: &str = "page_runs";
 const HEADS: &str = "heads";
 const PENDING: &str = "pending";
 const META: &str = "meta";
-/// A cold sync's commits of keys, by sequence number, until they are merged into pages.
+/// Commits of keys, by sequence number, until they are merged into pages.
 const LOG: &str = "log";
 const ALL: [&str; 9] = [
     BLOCKS, PROCESSED, KEYS, PAGES, RUNS, HEADS, PENDING, META, LOG,
@@ -59,8 +59,8 @@ const ALL: [&str; 9] = [
 const PAGE_MIN: usize = 64;
 /// Most keys [`IdbStore::written`] follows (8 bytes each); past that it is dropped.
 const MAX_WRITTEN: usize = 4_000_000;
-/// A cold sync merges its logged keys into pages once it holds this many in memory.
-pub const COLD_KEYS: usize = 250_000;
+/// A store merges its logged keys into pages once it holds this many in memory.
+pub const LOG_KEYS: usize = 250_000;
 /// A merge into pages reads and writes the pages of this many logged keys at a time.
 const MERGE_SLICE: usize = 16_384;
 /// Keys per page: a page is read whole to find one key in it.
@@ -204,14 +204,14 @@ pub struct IdbStore {
     /// a key not among them is known to have no state without reading it; `None` when the
     /// store held keys when opened.
     written: Option<HashSet<u64>>,
-    /// In a cold sync, the logged keys' states, newer than any page; `None` otherwise
-    /// (then the store writes records).
-    cold: Option<ColdLog>,
+    /// The logged keys' states, newer than any page; `None` in a store that holds key
+    /// records (it goes on writing records).
+    log: Option<KeyLog>,
 }
 
-/// The keys a cold sync logged and has not merged into pages yet.
+/// The keys logged and not merged into pages yet.
 #[derive(Default)]
-struct ColdLog {
+struct KeyLog {
     entries: BTreeMap<Vec<u8>, KeyState>,
     /// The next log record's number.
     next: u64,
@@ -274,13 +274,22 @@ impl IdbStore {
             page_min: PAGE_MIN,
             merge_slice: MERGE_SLICE,
             written: None,
-            cold: None,
+            log: None,
         };
         store.runs = store.page_runs().await?;
-        store.merge_log().await?;
-        if store.runs.is_empty() && store.read_after(KEYS, None, 1, false).await?.0.is_empty() {
-            store.written = Some(HashSet::new());
-            store.cold = Some(ColdLog::default());
+        let log = store.read_log().await?;
+        let has_records = !store.read_after(KEYS, None, 1, false).await?.0.is_empty();
+        match (has_records, log) {
+            (true, log) if !log.entries.is_empty() => {
+                return Err(IdbError::Corrupt("a log beside key records".into()))
+            }
+            (true, _) => {}
+            (false, log) => {
+                if store.runs.is_empty() && log.entries.is_empty() {
+                    store.written = Some(HashSet::new());
+                }
+                store.log = Some(log);
+            }
         }
         store.live_keys = match store.meta(LIVE_KEYS).await? {
             Some(bytes) => u64::from_le_bytes(
@@ -473,8 +482,8 @@ impl IdbStore {
         // Runs do not overlap: the last one starting at or below `last` is the only one
         // that can reach into the range.
         let overlaps = run_at(&self.runs, last).is_some_and(|(_, run)| run.last >= *first);
-        let logged = self.cold.as_ref().is_some_and(|cold| {
-            cold.entries
+        let logged = self.log.as_ref().is_some_and(|log| {
+            log.entries
                 .range::<[u8], _>((Bound::Included(&first[..]), Bound::Included(&last[..])))
                 .next()
                 .is_some()
@@ -488,10 +497,10 @@ impl IdbStore {
         Ok(records.as_f64() == Some(0.0))
     }
 
-    /// The states of `keys` in the store: a key's record, else its page's entry. A cold
-    /// sync writes no records, so it reads none.
+    /// The states of `keys` in the store: a key's record, else its page's entry. A store
+    /// that logs holds no records, so it reads none.
     async fn stored_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
-        let mut states = match self.cold {
+        let mut states = match self.log {
             Some(_) => vec![None; keys.len()],
             None => self.record_states(keys).await?,
         };
@@ -534,13 +543,13 @@ impl IdbStore {
             .collect()
     }
 
-    /// How `keys` are written: as pages when [`IdbStore::pageable`], else logged in a cold
-    /// sync, else as records.
+    /// How `keys` are written: as pages when [`IdbStore::pageable`], else logged in a
+    /// store that logs, else as records.
     async fn key_writes(&self, keys: Entries) -> Result<KeyWrites, IdbError> {
         if self.pageable(&keys).await? {
             return Ok(KeyWrites::Pages(self.merge_pages(keys).await?));
         }
-        Ok(match self.cold {
+        Ok(match self.log {
             Some(_) if !keys.is_empty() => KeyWrites::Logged(keys),
             _ => KeyWrites::Records(keys),
         })
@@ -558,17 +567,17 @@ impl IdbStore {
     /// Merges the logged keys into the pages, `merge_slice` keys per transaction. The
     /// last one clears the log: a reload before it merges the whole log again, to the
     /// same pages.
-    async fn merge_cold(&mut self) -> Result<(), IdbError> {
+    async fn merge_log(&mut self) -> Result<(), IdbError> {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let Some(cold) = &self.cold else {
+            let Some(log) = &self.log else {
                 return Ok(());
             };
             let lower = match &after {
                 Some(key) => Bound::Excluded(key.as_slice()),
                 None => Bound::Unbounded,
             };
-            let slice: Entries = cold
+            let slice: Entries = log
                 .entries
                 .range::<[u8], _>((lower, Bound::Unbounded))
                 .take(self.merge_slice)
@@ -593,28 +602,29 @@ impl IdbStore {
                 .map_err(|e| IdbError::Failed(format!("merging the log was {e}")))?;
             self.add_runs(writes.runs);
             if last_slice {
-                if let Some(cold) = &mut self.cold {
-                    cold.entries.clear();
+                if let Some(log) = &mut self.log {
+                    log.entries.clear();
                 }
                 return Ok(());
             }
         }
     }
 
-    /// Merges the log that a cold sync cut short by a reload left.
-    async fn merge_log(&mut self) -> Result<(), IdbError> {
-        let (_, records) = self.read_after(LOG, None, usize::MAX, true).await?;
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut cold = ColdLog::default();
+    /// The log as the store holds it: what a walk cut short by a reload logged.
+    async fn read_log(&self) -> Result<KeyLog, IdbError> {
+        let (numbers, records) = self.read_after(LOG, None, usize::MAX, true).await?;
+        let mut log = KeyLog::default();
         for record in records {
-            cold.entries.extend(decode_key_page(&to_vec(&record))?);
+            log.entries.extend(decode_key_page(&to_vec(&record))?);
         }
-        self.cold = Some(cold);
-        let merged = self.merge_cold().await;
-        self.cold = None;
-        merged
+        if let Some(last) = numbers.last() {
+            let last: [u8; 8] = last
+                .as_slice()
+                .try_into()
+                .map_err(|_| IdbError::Corrupt("a log record's number".into()))?;
+            log.next = u64::from_be_bytes(last) + 1;
+        }
+        Ok(log)
     }
 
     fn add_runs(&mut self, runs: Vec<PageRun>) {
@@ -693,7 +703,7 @@ impl Store for IdbStore {
     /// A key's logged state, else its record, else its page's entry; nothing is read for
     /// keys never written since the store was opened empty.
     async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
-        let logged = |key: &[u8]| self.cold.as_ref().and_then(|cold| cold.entries.get(key));
+        let logged = |key: &[u8]| self.log.as_ref().and_then(|log| log.entries.get(key));
         let may_have_state = |key: &[u8]| {
             self.written
                 .as_ref()
@@ -763,9 +773,9 @@ impl Store for IdbStore {
                 None => Bound::Unbounded,
             };
             let logged: Entries = self
-                .cold
+                .log
                 .iter()
-                .flat_map(|cold| cold.entries.range::<[u8], _>((lower, Bound::Unbounded)))
+                .flat_map(|log| log.entries.range::<[u8], _>((lower, Bound::Unbounded)))
                 .take(wanted)
                 .map(|(key, state)| (key.clone(), state.clone()))
                 .collect();
@@ -827,7 +837,7 @@ impl Store for IdbStore {
                 requests.extend(page_requests(&write, writes)?.into_iter().map(Ok))
             }
             KeyWrites::Logged(entries) => {
-                let next = self.cold.as_ref().map_or(0, |cold| cold.next);
+                let next = self.log.as_ref().map_or(0, |log| log.next);
                 requests.push(store(LOG)?.put_with_key(
                     &bytes(&encode_key_page(entries)),
                     &bytes(&next.to_be_bytes()),
@@ -869,9 +879,9 @@ impl Store for IdbStore {
         match keys {
             KeyWrites::Pages(writes) => self.add_runs(writes.runs),
             KeyWrites::Logged(entries) => {
-                if let Some(cold) = &mut self.cold {
-                    cold.entries.extend(entries);
-                    cold.next += 1;
+                if let Some(log) = &mut self.log {
+                    log.entries.extend(entries);
+                    log.next += 1;
                 }
             }
             KeyWrites::Records(_) => {}
@@ -879,18 +889,15 @@ impl Store for IdbStore {
         if let Some(written) = &mut self.written {
             written.extend(hashes);
             if written.len() > MAX_WRITTEN {
-                // Past this many keys the store reads them all again, and writes records.
                 self.written = None;
-                self.merge_cold().await?;
-                self.cold = None;
             }
         }
         // The log is merged once the walk is done, or once it holds enough keys.
-        if let Some(cold) = &self.cold {
-            if !cold.entries.is_empty()
-                && (cold.entries.len() >= COLD_KEYS || self.pending().await? == 0.0)
+        if let Some(log) = &self.log {
+            if !log.entries.is_empty()
+                && (log.entries.len() >= LOG_KEYS || self.pending().await? == 0.0)
             {
-                self.merge_cold().await?;
+                self.merge_log().await?;
             }
         }
         Ok(())
@@ -948,7 +955,7 @@ mod tests {
             .await
             .unwrap();
         store.page_min = usize::MAX;
-        store.cold = None;
+        store.log = None;
         let tx = Transaction {
             keys: (0..200).map(|n| (key(2 * n), state(2 * n))).collect(),
             live_keys: 200,
@@ -1072,9 +1079,9 @@ mod tests {
             .await
             .unwrap();
         plain.page_min = usize::MAX;
-        plain.cold = None;
+        plain.log = None;
         // Records where pages cannot go, as a warm store writes them.
-        paged.cold = None;
+        paged.log = None;
 
         // A snapshot chunk into a fresh store: 300 keys in order, as five pages.
         commit_both(
@@ -1136,7 +1143,7 @@ mod tests {
         let mut store = IdbStore::open(&format!("records-{}", js_sys::Math::random()))
             .await
             .unwrap();
-        store.cold = None;
+        store.log = None;
         store
             .commit(keys_tx((0..100).rev().map(|n| (n, state(n)))))
             .await
@@ -1186,20 +1193,20 @@ mod tests {
     }
 
     #[wasm_bindgen_test]
-    async fn a_cold_sync_logs_keys_and_merges_them_into_pages() {
-        let name = format!("cold-{}", js_sys::Math::random());
-        let mut cold = IdbStore::open(&name).await.unwrap();
-        cold.merge_slice = 50;
+    async fn logged_keys_read_as_records_would_and_merge_into_pages() {
+        let name = format!("logged-{}", js_sys::Math::random());
+        let mut logging = IdbStore::open(&name).await.unwrap();
+        logging.merge_slice = 50;
         let mut plain = IdbStore::open(&format!("plain-{}", js_sys::Math::random()))
             .await
             .unwrap();
         plain.page_min = usize::MAX;
-        plain.cold = None;
-        assert!(cold.cold.is_some(), "opened empty: a cold sync");
+        plain.log = None;
+        assert!(logging.log.is_some() && logging.written.is_some());
 
         // Deltas while a block is pending: logged, read from memory.
         commit_both(
-            &mut cold,
+            &mut logging,
             &mut plain,
             walk_tx((0..300).rev().map(|n| (3 * n, state(3 * n))), 1, false),
         )
@@ -1210,49 +1217,71 @@ mod tests {
             (1, state(1)),
             (2000, state(2000)),
         ];
-        commit_both(&mut cold, &mut plain, keys_tx(delta)).await;
-        assert_eq!((pages(&cold), records(&cold, LOG).await), (0, 2));
-        assert_eq!(records(&cold, KEYS).await, 0);
-        assert_same(&cold, &plain).await;
+        commit_both(&mut logging, &mut plain, keys_tx(delta)).await;
+        assert_eq!((pages(&logging), records(&logging, LOG).await), (0, 2));
+        assert_eq!(records(&logging, KEYS).await, 0);
+        assert_same(&logging, &plain).await;
 
         // Nothing left pending: merged into pages, in slices, and the log is cleared.
         commit_both(
-            &mut cold,
+            &mut logging,
             &mut plain,
             walk_tx([(5, state(5)), (897, state(1))], 1, true),
         )
         .await;
-        assert_eq!(records(&cold, LOG).await, 0);
-        assert!(pages(&cold) >= 303 / PAGE_KEYS);
-        assert_eq!(records(&cold, KEYS).await, 0);
-        assert_same(&cold, &plain).await;
+        assert_eq!(records(&logging, LOG).await, 0);
+        assert!(pages(&logging) >= 303 / PAGE_KEYS);
+        assert_eq!(records(&logging, KEYS).await, 0);
+        assert_same(&logging, &plain).await;
 
         // More deltas: logged over the pages, then merged into them (between their keys
         // and past the last one).
         let later = (0..400).map(|n| (5100 - 7 * n, state(n)));
-        commit_both(&mut cold, &mut plain, walk_tx(later, 2, false)).await;
-        assert_same(&cold, &plain).await;
+        commit_both(&mut logging, &mut plain, walk_tx(later, 2, false)).await;
+        assert_same(&logging, &plain).await;
         commit_both(
-            &mut cold,
+            &mut logging,
             &mut plain,
             walk_tx([(0, tombstoned(0))], 2, true),
         )
         .await;
-        assert_eq!(records(&cold, LOG).await, 0);
-        assert_same(&cold, &plain).await;
+        assert_eq!(records(&logging, LOG).await, 0);
+        assert_same(&logging, &plain).await;
 
-        // A reload in the middle of a walk: the log is merged when the store opens.
+        // A reload in the middle of a walk: the log is read back, logging goes on where
+        // it was, and the log is merged once the walk is done.
         commit_both(
-            &mut cold,
+            &mut logging,
             &mut plain,
             walk_tx((0..100).map(|n| (2 * n + 1, state(n))), 3, false),
         )
         .await;
-        assert_eq!(records(&cold, LOG).await, 1);
-        drop(cold);
-        let reopened = IdbStore::open(&name).await.unwrap();
-        assert!(reopened.cold.is_none() && reopened.written.is_none());
+        assert_eq!(records(&logging, LOG).await, 1);
+        drop(logging);
+        let mut reopened = IdbStore::open(&name).await.unwrap();
+        reopened.merge_slice = 50;
+        assert!(reopened.written.is_none(), "opened with keys: reads them");
+        assert_eq!(
+            reopened.log.as_ref().map(|log| log.entries.len()),
+            Some(100)
+        );
+        assert_same(&reopened, &plain).await;
+        // Logged after the reload: numbered after the first record, so that a second
+        // reload reads it back after that one (its newer states win).
+        commit_both(
+            &mut reopened,
+            &mut plain,
+            walk_tx((0..50).map(|n| (2 * n + 1, state(n + 7))), 3, false),
+        )
+        .await;
+        assert_eq!(records(&reopened, LOG).await, 2);
+        drop(reopened);
+        let mut reopened = IdbStore::open(&name).await.unwrap();
+        reopened.merge_slice = 50;
+        assert_same(&reopened, &plain).await;
+        commit_both(&mut reopened, &mut plain, walk_tx([], 3, true)).await;
         assert_eq!(records(&reopened, LOG).await, 0);
+        assert_eq!(records(&reopened, KEYS).await, 0);
         assert_same(&reopened, &plain).await;
     }
 
