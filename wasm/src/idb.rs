@@ -207,6 +207,8 @@ pub struct IdbStore {
     /// The logged keys' states, newer than any page; `None` in a store that holds key
     /// records (it goes on writing records).
     log: Option<KeyLog>,
+    /// The blocks pending, as the `pending` store holds them: a walk is done when none is.
+    pending: HashSet<BlockId>,
 }
 
 /// The keys logged and not merged into pages yet.
@@ -275,8 +277,14 @@ impl IdbStore {
             merge_slice: MERGE_SLICE,
             written: None,
             log: None,
+            pending: HashSet::new(),
         };
         store.runs = store.page_runs().await?;
+        let (pending, _) = store.read_after(PENDING, None, usize::MAX, false).await?;
+        store.pending = pending
+            .iter()
+            .map(|id| block_id(id))
+            .collect::<Result<_, _>>()?;
         let log = store.read_log().await?;
         let has_records = !store.read_after(KEYS, None, 1, false).await?.0.is_empty();
         match (has_records, log) {
@@ -633,13 +641,6 @@ impl IdbStore {
         }
     }
 
-    /// The number of blocks still pending.
-    async fn pending(&self) -> Result<f64, IdbError> {
-        let store = self.store(PENDING, IdbTransactionMode::Readonly)?;
-        let count = done(store.count().map_err(failed)?).await?;
-        Ok(count.as_f64().unwrap_or(0.0))
-    }
-
     /// A value the follower keeps for itself under `key`.
     pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, IdbError> {
         Ok(self.get(META, key.as_bytes()).await?.map(|v| to_vec(&v)))
@@ -876,6 +877,14 @@ impl Store for IdbStore {
             .await
             .map_err(|e| IdbError::Failed(format!("a write was {e}")))?;
         self.live_keys = live_keys;
+        for id in &tx.pending_removed {
+            self.pending.remove(id);
+        }
+        self.pending.extend(
+            tx.pending_added
+                .iter()
+                .filter_map(|block| BlockId::from_cid(&block.cid).ok()),
+        );
         match keys {
             KeyWrites::Pages(writes) => self.add_runs(writes.runs),
             KeyWrites::Logged(entries) => {
@@ -894,8 +903,7 @@ impl Store for IdbStore {
         }
         // The log is merged once the walk is done, or once it holds enough keys.
         if let Some(log) = &self.log {
-            if !log.entries.is_empty()
-                && (log.entries.len() >= LOG_KEYS || self.pending().await? == 0.0)
+            if !log.entries.is_empty() && (log.entries.len() >= LOG_KEYS || self.pending.is_empty())
             {
                 self.merge_log().await?;
             }
@@ -1266,12 +1274,13 @@ mod tests {
             Some(100)
         );
         assert_same(&reopened, &plain).await;
-        // Logged after the reload: numbered after the first record, so that a second
-        // reload reads it back after that one (its newer states win).
+        // Logged after the reload (the block is still pending): numbered after the first
+        // record, so that a second reload reads it back after that one (its newer states
+        // win).
         commit_both(
             &mut reopened,
             &mut plain,
-            walk_tx((0..50).map(|n| (2 * n + 1, state(n + 7))), 3, false),
+            keys_tx((0..50).map(|n| (2 * n + 1, state(n + 7)))),
         )
         .await;
         assert_eq!(records(&reopened, LOG).await, 2);
