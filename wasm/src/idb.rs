@@ -14,7 +14,9 @@
 //! each commit's keys go into the `log` store as one record and stay in memory, newer than
 //! any page, until nothing is left pending (the walk is done) or [`LOG_KEYS`] keys are
 //! held; then they are merged into the pages ([`PageMerge`]) and the log is cleared. A
-//! store opened with a log (a reload in the middle of a walk) reads it back into memory.
+//! delta that comes with nothing pending and nothing logged (once synced) goes into the
+//! pages at once. A store opened with a log (a reload in the middle of a walk) reads it
+//! back into memory.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -551,16 +553,25 @@ impl IdbStore {
             .collect()
     }
 
-    /// How `keys` are written: as pages when [`IdbStore::pageable`], else logged in a
-    /// store that logs, else as records.
-    async fn key_writes(&self, keys: Entries) -> Result<KeyWrites, IdbError> {
+    /// How `keys` are written: as pages when [`IdbStore::pageable`]; in a store that
+    /// logs, merged into the pages at once when the log is empty and the commit ends the
+    /// walk (`walk_done`: a delta that arrives once synced), else logged; else as records.
+    async fn key_writes(&self, keys: Entries, walk_done: bool) -> Result<KeyWrites, IdbError> {
         if self.pageable(&keys).await? {
             return Ok(KeyWrites::Pages(self.merge_pages(keys).await?));
         }
-        Ok(match self.log {
-            Some(_) if !keys.is_empty() => KeyWrites::Logged(keys),
-            _ => KeyWrites::Records(keys),
-        })
+        match &self.log {
+            Some(log) if walk_done && log.entries.is_empty() && !keys.is_empty() => {
+                // In key order; the last of a key's states wins, as in the log.
+                let mut sorted = BTreeMap::new();
+                sorted.extend(keys);
+                Ok(KeyWrites::Pages(
+                    self.merge_pages(sorted.into_iter().collect()).await?,
+                ))
+            }
+            Some(_) if !keys.is_empty() => Ok(KeyWrites::Logged(keys)),
+            _ => Ok(KeyWrites::Records(keys)),
+        }
     }
 
     /// The pages and runs that hold `entries` (in increasing key order) merged into the
@@ -803,7 +814,14 @@ impl Store for IdbStore {
             Some(_) => tx.keys.iter().map(|(key, _)| key_hash(key)).collect(),
             None => Vec::new(),
         };
-        let keys = self.key_writes(std::mem::take(&mut tx.keys)).await?;
+        let walk_done = tx.pending_added.is_empty()
+            && self
+                .pending
+                .iter()
+                .all(|id| tx.pending_removed.contains(id));
+        let keys = self
+            .key_writes(std::mem::take(&mut tx.keys), walk_done)
+            .await?;
         let write = self
             .db
             .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)
@@ -1291,6 +1309,26 @@ mod tests {
         commit_both(&mut reopened, &mut plain, walk_tx([], 3, true)).await;
         assert_eq!(records(&reopened, LOG).await, 0);
         assert_eq!(records(&reopened, KEYS).await, 0);
+        assert_same(&reopened, &plain).await;
+
+        // A delta once synced (nothing pending, nothing logged) goes into the pages at
+        // once; of a key written twice, the later state stays.
+        let synced = [
+            (7, state(70)),
+            (3, tombstoned(3)),
+            (7, state(71)),
+            (7000, state(1)),
+        ];
+        let numbered = reopened.log.as_ref().map(|log| log.next);
+        commit_both(&mut reopened, &mut plain, keys_tx(synced)).await;
+        assert_eq!(
+            reopened.log.as_ref().map(|log| log.next),
+            numbered,
+            "not logged"
+        );
+        assert_eq!(records(&reopened, LOG).await, 0);
+        assert_eq!(records(&reopened, KEYS).await, 0);
+        assert_eq!(reopened.key_state(&key(7)).await.unwrap(), Some(state(71)));
         assert_same(&reopened, &plain).await;
     }
 
