@@ -62,7 +62,7 @@ const PAGE_MIN: usize = 64;
 /// Most keys [`IdbStore::written`] follows (8 bytes each); past that it is dropped.
 const MAX_WRITTEN: usize = 4_000_000;
 /// A store merges its logged keys into pages once it holds this many in memory.
-pub const LOG_KEYS: usize = 250_000;
+const LOG_KEYS: usize = 250_000;
 /// A merge into pages reads and writes the pages of this many logged keys at a time.
 const MERGE_SLICE: usize = 16_384;
 /// Keys per page: a page is read whole to find one key in it.
@@ -219,6 +219,18 @@ struct KeyLog {
     entries: BTreeMap<Vec<u8>, KeyState>,
     /// The next log record's number.
     next: u64,
+}
+
+impl KeyLog {
+    /// Up to `limit` logged entries after `after`, in key order.
+    fn after(&self, after: Option<&[u8]>, limit: usize) -> Entries {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.entries
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(key, state)| (key.clone(), state.clone()))
+            .collect()
+    }
 }
 
 /// How a commit writes its keys.
@@ -501,18 +513,20 @@ impl IdbStore {
         if overlaps || logged {
             return Ok(false);
         }
+        if !self.may_hold_records() {
+            return Ok(true);
+        }
         let store = self.store(KEYS, IdbTransactionMode::Readonly)?;
         let range = IdbKeyRange::bound(&bytes(first), &bytes(last)).map_err(failed)?;
         let records = done(store.count_with_key(&range).map_err(failed)?).await?;
         Ok(records.as_f64() == Some(0.0))
     }
 
-    /// The states of `keys` in the store: a key's record, else its page's entry. A store
-    /// that logs holds no records, so it reads none.
+    /// The states of `keys` in the store: a key's record, else its page's entry.
     async fn stored_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
-        let mut states = match self.log {
-            Some(_) => vec![None; keys.len()],
-            None => self.record_states(keys).await?,
+        let mut states = match self.may_hold_records() {
+            true => self.record_states(keys).await?,
+            false => vec![None; keys.len()],
         };
         let mut wanted: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
         for (at, key) in keys.iter().enumerate() {
@@ -592,16 +606,7 @@ impl IdbStore {
             let Some(log) = &self.log else {
                 return Ok(());
             };
-            let lower = match &after {
-                Some(key) => Bound::Excluded(key.as_slice()),
-                None => Bound::Unbounded,
-            };
-            let slice: Entries = log
-                .entries
-                .range::<[u8], _>((lower, Bound::Unbounded))
-                .take(self.merge_slice)
-                .map(|(key, state)| (key.clone(), state.clone()))
-                .collect();
+            let slice = log.after(after.as_deref(), self.merge_slice);
             let last_slice = slice.len() < self.merge_slice;
             after = slice.last().map(|(key, _)| key.clone());
             let writes = self.merge_pages(slice).await?;
@@ -650,6 +655,23 @@ impl IdbStore {
         for run in runs {
             self.runs.insert(run.firsts[0].clone(), run);
         }
+    }
+
+    /// Whether the store may hold key records: one that logs holds none, so it reads none.
+    fn may_hold_records(&self) -> bool {
+        self.log.is_none()
+    }
+
+    /// Up to `limit` key records after `after`, in key order.
+    async fn records_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Entries, IdbError> {
+        if !self.may_hold_records() {
+            return Ok(Vec::new());
+        }
+        let (keys, states) = self.read_after(KEYS, after, limit, true).await?;
+        keys.into_iter()
+            .zip(states)
+            .map(|(key, state)| Ok((key, KeyState::decode(&to_vec(&state))?)))
+            .collect()
     }
 
     /// A value the follower keeps for itself under `key`.
@@ -771,26 +793,12 @@ impl Store for IdbStore {
         let mut cursor = after.map(<[u8]>::to_vec);
         while entries.len() < limit {
             let wanted = limit - entries.len();
-            let (keys, states) = self
-                .read_after(KEYS, cursor.as_deref(), wanted, true)
-                .await?;
-            let records = keys
-                .into_iter()
-                .zip(states)
-                .map(|(key, state)| Ok((key, KeyState::decode(&to_vec(&state))?)))
-                .collect::<Result<Entries, IdbError>>()?;
+            let records = self.records_after(cursor.as_deref(), wanted).await?;
             let paged = self.paged_after(cursor.as_deref(), wanted).await?;
-            let lower = match &cursor {
-                Some(key) => Bound::Excluded(key.as_slice()),
-                None => Bound::Unbounded,
-            };
-            let logged: Entries = self
+            let logged = self
                 .log
-                .iter()
-                .flat_map(|log| log.entries.range::<[u8], _>((lower, Bound::Unbounded)))
-                .take(wanted)
-                .map(|(key, state)| (key.clone(), state.clone()))
-                .collect();
+                .as_ref()
+                .map_or_else(Vec::new, |log| log.after(cursor.as_deref(), wanted));
             let exhausted = records.len() < wanted && paged.len() < wanted && logged.len() < wanted;
             // Each side holds its first `wanted` keys, so the first `wanted` of all of them
             // together are the store's (fewer where a key is on several sides).
@@ -975,13 +983,19 @@ mod tests {
         }
     }
 
-    /// A fresh store holding the even keys from 0 to 398, as one record per key.
-    async fn store_of_even_keys(name: &str) -> IdbStore {
+    /// A fresh store that writes one record per key, never pages nor a log.
+    async fn records_only(name: &str) -> IdbStore {
         let mut store = IdbStore::open(&format!("{name}-{}", js_sys::Math::random()))
             .await
             .unwrap();
         store.page_min = usize::MAX;
         store.log = None;
+        store
+    }
+
+    /// A fresh store holding the even keys from 0 to 398, as one record per key.
+    async fn store_of_even_keys(name: &str) -> IdbStore {
+        let mut store = records_only(name).await;
         let tx = Transaction {
             keys: (0..200).map(|n| (key(2 * n), state(2 * n))).collect(),
             live_keys: 200,
@@ -1101,11 +1115,7 @@ mod tests {
     async fn paged_keys_read_as_records_would() {
         let name = format!("paged-{}", js_sys::Math::random());
         let mut paged = IdbStore::open(&name).await.unwrap();
-        let mut plain = IdbStore::open(&format!("plain-{}", js_sys::Math::random()))
-            .await
-            .unwrap();
-        plain.page_min = usize::MAX;
-        plain.log = None;
+        let mut plain = records_only("plain").await;
         // Records where pages cannot go, as a warm store writes them.
         paged.log = None;
 
@@ -1223,11 +1233,7 @@ mod tests {
         let name = format!("logged-{}", js_sys::Math::random());
         let mut logging = IdbStore::open(&name).await.unwrap();
         logging.merge_slice = 50;
-        let mut plain = IdbStore::open(&format!("plain-{}", js_sys::Math::random()))
-            .await
-            .unwrap();
-        plain.page_min = usize::MAX;
-        plain.log = None;
+        let mut plain = records_only("plain").await;
         assert!(logging.log.is_some() && logging.written.is_some());
 
         // Deltas while a block is pending: logged, read from memory.
