@@ -17,8 +17,7 @@ pub const DEFAULT_PINQUEUE_BUCKET: u64 = 100_000;
 /// The `pinqueue` metric's name.
 pub const PINQUEUE_METRIC: &str = "pinqueue";
 
-/// The IPFS daemon's answer to `repo/stat?size-only=true`. Kubo sends numbers; js-ipfs
-/// sends them as strings; both are read.
+/// The IPFS daemon's answer to `repo/stat?size-only=true` (numbers; strings are read too).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct RepoStat {
     #[serde(rename = "RepoSize", deserialize_with = "number_or_string")]
@@ -27,7 +26,8 @@ pub struct RepoStat {
     pub storage_max: u64,
 }
 
-/// Reads a count the daemon may send as a number (Kubo) or as a string (js-ipfs).
+/// Reads a count the daemon sends as a number (Kubo's `repo/stat`) or as a string (Kubo's
+/// `add` sizes).
 pub fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -829,3 +829,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A listing with pins and unpins recorded after it answers as a model map does, and
+    /// counts as one; a clone taken on the way does not see later records.
+    #[test]
+    fn recorded_changes_override_the_listing(
+        listed in prop::collection::btree_set(0u64..40, 0..30),
+        changes in prop::collection::vec((0u64..40, any::<bool>()), 0..60),
+    ) {
+        let mut daemon = DaemonPins::new();
+        let mut model: BTreeMap<u64, IpfsPinType> = BTreeMap::new();
+        for n in &listed {
+            daemon.insert(&cid(*n), IpfsPinType::Recursive);
+            model.insert(*n, IpfsPinType::Recursive);
+        }
+        let before = daemon.clone();
+        for (n, pinned) in &changes {
+            if *pinned {
+                daemon.record(&cid(*n), Some(IpfsPinType::Direct));
+                model.insert(*n, IpfsPinType::Direct);
+            } else {
+                daemon.record(&cid(*n), None);
+                model.remove(n);
+            }
+        }
+        for n in 0..40 {
+            prop_assert_eq!(daemon.get(&cid(n)), model.get(&n).copied());
+            // CIDv1 of the same content answers the same.
+            prop_assert_eq!(daemon.get(&Cid::new_v1(0x55, *cid(n).hash())), model.get(&n).copied());
+            prop_assert_eq!(before.get(&cid(n)), listed.contains(&n).then_some(IpfsPinType::Recursive));
+        }
+        prop_assert_eq!(daemon.len(), model.len());
+        prop_assert_eq!(before.len(), listed.len());
+    }
+}

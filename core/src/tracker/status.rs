@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use cid::Cid;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -262,10 +263,13 @@ impl IpfsPinType {
 const MAX_MULTIHASH_BYTES: usize = 80;
 
 /// The IPFS daemon's pin list, keyed by multihash so that CIDv0 and CIDv1 of the same
-/// content match, as the daemon's pinner matches them.
-#[derive(Default)]
+/// content match, as the daemon's pinner matches them: a listing, plus the pins and unpins
+/// [recorded](Self::record) since it was read. Clones share the listing and copy only the
+/// changes, so a listing kept current with each completed operation is cheap to hand out.
+#[derive(Clone, Default)]
 pub struct DaemonPins {
-    by_hash: HashMap<Box<[u8]>, IpfsPinType>,
+    listed: Arc<HashMap<Box<[u8]>, IpfsPinType>>,
+    changed: HashMap<Box<[u8]>, Option<IpfsPinType>>,
 }
 
 impl DaemonPins {
@@ -275,29 +279,56 @@ impl DaemonPins {
 
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            by_hash: HashMap::with_capacity(capacity),
+            listed: Arc::new(HashMap::with_capacity(capacity)),
+            changed: HashMap::new(),
         }
+    }
+
+    fn key(cid: &Cid) -> Box<[u8]> {
+        cid.hash().to_bytes().into_boxed_slice()
     }
 
     /// Records a pin from the daemon's list; the latest type read for a content wins.
     pub fn insert(&mut self, cid: &Cid, pin_type: IpfsPinType) {
-        self.by_hash
-            .insert(cid.hash().to_bytes().into_boxed_slice(), pin_type);
+        let key = Self::key(cid);
+        self.changed.remove(&key);
+        Arc::make_mut(&mut self.listed).insert(key, pin_type);
+    }
+
+    /// Records a pin (`Some`) or an unpin (`None`) completed after the listing was read; it
+    /// overrides what the listing says of that content.
+    pub fn record(&mut self, cid: &Cid, pin_type: Option<IpfsPinType>) {
+        self.changed.insert(Self::key(cid), pin_type);
+    }
+
+    /// Changes recorded since the listing.
+    pub fn changes(&self) -> usize {
+        self.changed.len()
     }
 
     /// How the daemon pins `cid`'s content, if it does.
     pub fn get(&self, cid: &Cid) -> Option<IpfsPinType> {
         let mut key = [0u8; MAX_MULTIHASH_BYTES];
         let len = cid.hash().write(&mut key[..]).ok()?;
-        self.by_hash.get(&key[..len]).copied()
+        match self.changed.get(&key[..len]) {
+            Some(changed) => *changed,
+            None => self.listed.get(&key[..len]).copied(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        let listed = self.listed.len();
+        self.changed.iter().fold(listed, |len, (key, now)| {
+            match (self.listed.contains_key(key), now) {
+                (false, Some(_)) => len + 1,
+                (true, None) => len - 1,
+                _ => len,
+            }
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.len() == 0
     }
 }
 
