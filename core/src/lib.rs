@@ -18,4 +18,5 @@ pub mod informer;
 pub mod monitor;
 pub mod net;
 pub mod pin;
+pub mod repo_gc;
 pub mod tracker;

@@ -24,6 +24,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::pin::UnixTime;
 use pinfold_core::pin::{Pin, PinMode};
+use pinfold_core::repo_gc::GlobalRepoGc;
 use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
@@ -140,6 +141,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig
         .route("/allocations/{cid}", get(allocation))
         .route("/health", get(health))
         .route("/health/graph", get(graph))
+        .route("/ipfs/gc", post(repo_gc))
         .route("/health/alerts", get(alerts))
         .route("/monitor/metrics", get(metric_names))
         .route("/monitor/metrics/{name}", get(metrics))
@@ -1098,6 +1100,31 @@ async fn crdt_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
 /// Liveness: the API answers.
 async fn health() -> StatusCode {
     StatusCode::NO_CONTENT
+}
+
+/// ipfs-cluster's `POST /ipfs/gc`: a garbage collection of every peer's IPFS daemon's
+/// repository (only this peer's with `local=true`), at once, as a `GlobalRepoGC`. A peer that
+/// fails or does not answer is listed with its error.
+async fn repo_gc(
+    State(peer): State<PeerHandle>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<GlobalRepoGc>> {
+    only_parameters(&query, &["local"])?;
+    let local = local_only(&query)?;
+    let info = peer.ask(|reply| Command::Info { reply }).await?;
+    let own = crate::peer::repo_gc(peer.ipfs.as_ref(), peer.local, info.peername);
+    let (own, others) = if local {
+        (own.await, Vec::new())
+    } else {
+        let others = peer.ask(|reply| Command::PeersRepoGc { reply });
+        let (own, others) = tokio::join!(own, others);
+        (own, others?)
+    };
+    let mut global = GlobalRepoGc::default();
+    for gc in others.into_iter().chain([own]) {
+        global.add(gc);
+    }
+    Ok(Json(global))
 }
 
 /// ipfs-cluster's connectivity graph: which cluster peers each peer is connected to, which

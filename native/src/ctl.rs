@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
 use libp2p::Multiaddr;
+use pinfold_core::repo_gc::GlobalRepoGc;
 use serde_json::Value;
 
 /// Output encodings.
@@ -87,6 +88,19 @@ pub enum CtlCommand {
     /// Metrics and health.
     #[command(subcommand)]
     Health(HealthCommand),
+    /// Operations on the peers' IPFS daemons.
+    #[command(subcommand)]
+    Ipfs(IpfsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IpfsCommand {
+    /// Collect the garbage of every peer's IPFS daemon repository (`ipfs repo gc`), or only
+    /// this peer's with `--local`, and list the blocks each removed.
+    Gc {
+        #[arg(long)]
+        local: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -646,6 +660,43 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             }
         }
         CtlCommand::Add(add) => return run_add(&api, add, json, out).await,
+        CtlCommand::Ipfs(IpfsCommand::Gc { local }) => {
+            let url = format!(
+                "{}/ipfs/gc{}",
+                api.base,
+                if local { "?local=true" } else { "" }
+            );
+            let started = Instant::now();
+            // A collection takes as long as the largest repository needs: no overall timeout.
+            let waiting = std::io::stderr().is_terminal().then(|| {
+                tokio::spawn(async move {
+                    loop {
+                        eprint!(
+                            "\r\x1b[2Kcollecting garbage on {} ({}s)",
+                            if local {
+                                "this peer's IPFS daemon"
+                            } else {
+                                "every peer's IPFS daemon"
+                            },
+                            started.elapsed().as_secs()
+                        );
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                })
+            });
+            let answer = api.send(api.upload.post(&url), &url).await;
+            if let Some(task) = waiting {
+                task.abort();
+                eprintln!();
+            }
+            let body = answer?.text().await.context("the answer was cut short")?;
+            let gc: GlobalRepoGc = serde_json::from_str(&body)
+                .with_context(|| format!("{url}: the answer is not a GlobalRepoGC"))?;
+            if json {
+                return print_json(out, &serde_json::to_value(&gc)?);
+            }
+            write!(out, "{}", gc.to_text())?;
+        }
         CtlCommand::Health(HealthCommand::Metrics { name: None }) => {
             let names = api.json(Method::GET, "/monitor/metrics").await?;
             if json {

@@ -14,7 +14,9 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::informer::RepoStat;
+use pinfold_core::net::status::REPO_GC_TIMEOUT;
 use pinfold_core::pin::Pin;
+use pinfold_core::repo_gc::GcKey;
 use pinfold_core::tracker::{DaemonPins, IpfsPinType};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -31,8 +33,6 @@ pub const MAX_ORIGINS: usize = 10;
 pub const RECENT_PINS_MAX_AGE: Duration = Duration::from_secs(10);
 /// Completed operations recorded on a listing before it is dropped and read again.
 const MAX_RECORDED_CHANGES: usize = 200_000;
-/// Longest wait for a repository garbage collection, as ipfs-cluster's.
-pub const REPO_GC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a call to the daemon failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,13 +106,6 @@ struct RecentPins {
     /// Operations completed while a listing is being read: recorded on it once read, as
     /// the daemon may have streamed those pins before or after they changed.
     while_listing: Option<Vec<(Cid, Option<IpfsPinType>)>>,
-}
-
-/// One line of a repository garbage collection: a block removed, or an error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GcLine {
-    pub key: Option<Cid>,
-    pub error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -599,7 +592,10 @@ impl IpfsClient {
             other => other.map(drop),
         };
         match result {
-            Ok(()) => self.completed(&pin.cid, Some(IpfsPinType::Recursive)),
+            Ok(()) => {
+                tracing::debug!(cid = %pin.cid, %from, "pinned with pin/update");
+                self.completed(&pin.cid, Some(IpfsPinType::Recursive));
+            }
             Err(_) => {
                 self.pin_add_errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -690,7 +686,7 @@ impl IpfsClient {
 
     /// Collects the repository's garbage (`repo/gc?stream-errors=true`): the blocks it
     /// removed, and the errors it met on the way, line by line.
-    pub async fn repo_gc(&self) -> Result<Vec<GcLine>, IpfsError> {
+    pub async fn repo_gc(&self) -> Result<Vec<GcKey>, IpfsError> {
         #[derive(Deserialize)]
         struct Line {
             #[serde(rename = "Key", default)]
@@ -723,9 +719,9 @@ impl IpfsClient {
                 })?),
                 None => None,
             };
-            removed.push(GcLine {
+            removed.push(GcKey {
                 key,
-                error: line.error.filter(|e| !e.is_empty()),
+                error: line.error.unwrap_or_default(),
             });
         }
         Ok(removed)

@@ -21,13 +21,16 @@ use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsS
 use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
-use pinfold_core::codec::status::{Connections, StatusRequest, StatusResponse, StatusSummary};
+use pinfold_core::codec::status::{
+    Connections, StatusRequest, StatusResponse, StatusSummary, REPO_GC_PROTOCOL,
+};
 use pinfold_core::crdt::{self, BatchConfig, Output, PinEvent, Replica};
 use pinfold_core::informer::{self, DiskMetric, RepoStat};
 use pinfold_core::monitor::{self, Monitor};
 use pinfold_core::net::pnet_guard::WrongSecret;
 use pinfold_core::net::{bitswap, status};
 use pinfold_core::pin::Pin;
+use pinfold_core::repo_gc::RepoGc;
 use pinfold_core::tracker::{
     DaemonPins, IpfsPinType, OpId, OperationKind, PeerIdentity, PinInfo, PinInfoShort, PinTracker,
     StatusFilter, TrackerAction, TrackerConfig, TrackerStatus,
@@ -166,6 +169,11 @@ pub enum Command {
         recover: bool,
         reply: oneshot::Sender<Vec<PinInfo>>,
     },
+    /// Every other peer's garbage collection of its IPFS daemon's repository (or why it
+    /// gave none); this peer's is the caller's to run.
+    PeersRepoGc {
+        reply: oneshot::Sender<Vec<RepoGc>>,
+    },
     /// Every peer's connections: this peer's cluster connections (its daemon's are the
     /// caller's to ask), then each other peer's answer or why it gave none.
     Connections {
@@ -256,6 +264,19 @@ enum Background {
         summary: Result<StatusSummary, String>,
         channel: request_response::ResponseChannel<StatusResponse>,
     },
+    /// Another peer's garbage collection request, carried out on the daemon (or why not).
+    AnswerRepoGc {
+        gc: Result<RepoGc, String>,
+        channel: request_response::ResponseChannel<StatusResponse>,
+    },
+}
+
+/// The two request-response exchanges a gathering's requests go over: quick questions, and
+/// repository garbage collections (which may take hours).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Exchange {
+    Status,
+    RepoGc,
 }
 
 /// Answers being gathered from the other peers: those so far and how many are awaited.
@@ -276,6 +297,11 @@ enum Answers {
         links: Vec<(PeerId, Result<Connections, String>)>,
         reply: oneshot::Sender<Vec<(PeerId, Result<Connections, String>)>>,
     },
+    /// Each peer's garbage collection.
+    RepoGc {
+        results: Vec<RepoGc>,
+        reply: oneshot::Sender<Vec<RepoGc>>,
+    },
 }
 
 impl Answers {
@@ -286,6 +312,9 @@ impl Answers {
             }
             Answers::Connections { links, reply } => {
                 let _ = reply.send(links);
+            }
+            Answers::RepoGc { results, reply } => {
+                let _ = reply.send(results);
             }
         }
     }
@@ -346,8 +375,8 @@ pub struct Peer {
     metrics: Option<PeerMetrics>,
     /// The latest alerts (metrics that expired), newest first, at most [`MAX_ALERTS`].
     alerts: VecDeque<monitor::Alert>,
-    /// Status requests sent, by the gathering they belong to.
-    status_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
+    /// Requests sent to other peers, by the gathering they belong to.
+    status_requests: HashMap<(Exchange, OutboundRequestId), (u64, PeerId)>,
     gatherings: HashMap<u64, Gathering>,
     next_gathering: u64,
     /// Peers whose heads were announced to since they subscribed.
@@ -1038,6 +1067,16 @@ impl Peer {
                 let status = &mut self.swarm.behaviour_mut().inner_mut().status;
                 let _ = status.send_response(channel, response);
             }
+            // A response channel answers the request it came with, whichever exchange's
+            // behaviour sends it.
+            Background::AnswerRepoGc { gc, channel } => {
+                let response = match gc {
+                    Ok(gc) => StatusResponse::RepoGc(gc),
+                    Err(error) => StatusResponse::Error(error),
+                };
+                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
+                let _ = status.send_response(channel, response);
+            }
             Background::AnswerSummary { summary, channel } => {
                 let response = match summary {
                     Ok(summary) => StatusResponse::Summary(summary),
@@ -1267,7 +1306,8 @@ impl Peer {
                     .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
             }
             BehaviourEvent::Bitswap(event) => self.on_bitswap(event).await?,
-            BehaviourEvent::Status(event) => self.on_status(event),
+            BehaviourEvent::Status(event) => self.on_status(Exchange::Status, event),
+            BehaviourEvent::RepoGc(event) => self.on_status(Exchange::RepoGc, event),
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
                 renewal: false,
@@ -1330,14 +1370,17 @@ impl Peer {
         }
         let id = self.next_gathering;
         self.next_gathering += 1;
+        let exchange = match request {
+            StatusRequest::RepoGc => Exchange::RepoGc,
+            _ => Exchange::Status,
+        };
         for peer in &peers {
-            let sent = self
-                .swarm
-                .behaviour_mut()
-                .inner_mut()
-                .status
-                .send_request(peer, request.clone());
-            self.status_requests.insert(sent, (id, *peer));
+            let behaviour = self.swarm.behaviour_mut().inner_mut();
+            let sent = match exchange {
+                Exchange::Status => behaviour.status.send_request(peer, request.clone()),
+                Exchange::RepoGc => behaviour.repo_gc.send_request(peer, request.clone()),
+            };
+            self.status_requests.insert((exchange, sent), (id, *peer));
         }
         self.gatherings.insert(
             id,
@@ -1349,8 +1392,13 @@ impl Peer {
     }
 
     /// Takes one peer's answer (or its failure) into its gathering.
-    fn gathered(&mut self, request: OutboundRequestId, answer: Result<StatusResponse, String>) {
-        let Some((id, peer)) = self.status_requests.remove(&request) else {
+    fn gathered(
+        &mut self,
+        exchange: Exchange,
+        request: OutboundRequestId,
+        answer: Result<StatusResponse, String>,
+    ) {
+        let Some((id, peer)) = self.status_requests.remove(&(exchange, request)) else {
             return;
         };
         let peer_name = self.peer_name(&peer);
@@ -1367,6 +1415,10 @@ impl Peer {
             }
             (Answers::Connections { links, .. }, Ok(StatusResponse::Connections(theirs))) => {
                 links.push((peer, Ok(theirs)))
+            }
+            (Answers::RepoGc { results, .. }, Ok(StatusResponse::RepoGc(mut theirs))) => {
+                theirs.peer = peer;
+                results.push(theirs)
             }
             (answers, answer) => {
                 let error = match answer {
@@ -1386,6 +1438,9 @@ impl Peer {
                         }
                     }
                     Answers::Connections { links, .. } => links.push((peer, Err(error))),
+                    Answers::RepoGc { results, .. } => {
+                        results.push(RepoGc::failed(peer, peer_name, error))
+                    }
                 }
             }
         }
@@ -1420,7 +1475,9 @@ impl Peer {
             .unwrap_or_default()
     }
 
-    fn on_status(&mut self, event: status::Event) {
+    /// A request or answer of either exchange. Garbage collections are answered over
+    /// [`Exchange::RepoGc`] only, whose timeout allows for them.
+    fn on_status(&mut self, exchange: Exchange, event: status::Event) {
         match event {
             request_response::Event::Message {
                 message:
@@ -1432,8 +1489,20 @@ impl Peer {
                 let report = self.background_tx.clone();
                 let ipfs = self.ipfs.clone();
                 let commands = self.commands_tx.clone();
+                let (local, peername) = (self.local, self.config.cluster.peername.clone());
                 tokio::spawn(async move {
                     let answer = match request {
+                        StatusRequest::RepoGc => Background::AnswerRepoGc {
+                            gc: match exchange {
+                                Exchange::RepoGc => {
+                                    Ok(repo_gc(ipfs.as_ref(), local, peername).await)
+                                }
+                                Exchange::Status => Err(format!(
+                                    "ask for a garbage collection over {REPO_GC_PROTOCOL}"
+                                )),
+                            },
+                            channel,
+                        },
                         StatusRequest::Statuses { cids, recover } => Background::AnswerStatus {
                             cids,
                             recover,
@@ -1467,7 +1536,7 @@ impl Peer {
                     },
                 ..
             } => {
-                self.gathered(request_id, Ok(response));
+                self.gathered(exchange, request_id, Ok(response));
             }
             request_response::Event::OutboundFailure {
                 request_id, error, ..
@@ -1478,7 +1547,7 @@ impl Peer {
                     }
                     other => format!("the peer did not answer the status request: {other}"),
                 };
-                self.gathered(request_id, Err(error));
+                self.gathered(exchange, request_id, Err(error));
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "could not answer a status request");
@@ -1578,6 +1647,13 @@ impl Peer {
                 Answers::Statuses {
                     cids,
                     infos: Vec::new(),
+                    reply,
+                },
+            ),
+            Command::PeersRepoGc { reply } => self.ask_peers(
+                StatusRequest::RepoGc,
+                Answers::RepoGc {
+                    results: Vec::new(),
                     reply,
                 },
             ),
@@ -1897,6 +1973,22 @@ async fn recent_daemon_pins(ipfs: Option<&Ipfs>) -> Result<Arc<DaemonPins>, Stri
             .await
             .map_err(|e| e.to_string()),
         None => Ok(Arc::new(DaemonPins::new())),
+    }
+}
+
+/// A garbage collection of this peer's daemon's repository, as its answer reads; a peer
+/// without a daemon (a relay) has nothing to collect and says so.
+pub(crate) async fn repo_gc(ipfs: Option<&Ipfs>, peer: PeerId, peername: String) -> RepoGc {
+    match ipfs {
+        Some(ipfs) => match ipfs.repo_gc().await {
+            Ok(keys) => RepoGc::collected(peer, peername, keys),
+            Err(error) => RepoGc::failed(peer, peername, error.to_string()),
+        },
+        None => RepoGc::failed(
+            peer,
+            peername,
+            "this peer has no IPFS daemon (its role pins nothing)".into(),
+        ),
     }
 }
 

@@ -74,6 +74,7 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub bitswap: Bitswap,
     pub status: status::Behaviour,
+    pub repo_gc: status::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
     pub relay_client: relay::client::Behaviour,
 }
@@ -156,6 +157,7 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
         gossipsub: pubsub::gossipsub(&key).map_err(anyhow::Error::msg)?,
         bitswap: Bitswap::new(bitswap::Config::default()),
         status: status::behaviour(),
+        repo_gc: status::repo_gc_behaviour(),
         relay: Toggle::from(settings.relay.map(|limits| {
             relay::Behaviour::new(
                 peer,

@@ -9,13 +9,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Ipfs, Peer, httpsGet, pinfoldBin, runDir, sleep, stopAll, waitFor } from './harness.mjs';
 import { assertShape, shapes } from './shapes.mjs';
 import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
 import { startDoh } from '../support/dns.mjs';
+import { carFile } from '../support/car.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const peers = [];
@@ -59,7 +60,10 @@ function assertError({ status, body }, expected, message, what) {
 
 before(async () => {
   for (const name of ['p1', 'p2', 'p3']) {
-    const ipfs = await new Ipfs(`api-${name}`).start();
+    // p1's Kubo routes through the DHT (with no peer but the test's daemons): with no
+    // routing at all, Kubo drops the IPNS records it publishes, and the /ipns path test
+    // resolves one.
+    const ipfs = await new Ipfs(`api-${name}`, { routing: name === 'p1' ? 'dht' : undefined }).start();
     const peer = new Peer(`api-${name}`, {
       ipfs,
       env: {
@@ -175,14 +179,17 @@ test('path pins resolve /ipfs and /ipns paths through the daemon', async () => {
   assert.equal(pin.name, 'by-path');
   await waitFor('the path pin on p2', () => p2().allocation(file.Hash));
   assertError(await request(p1(), `/pins/ipfs/${dir.Hash}/missing.txt`, { method: 'POST' }), 400, /could not resolve \/ipfs\//, 'a missing path');
-  // An /ipns path: p1's daemon publishes the file under its own key (offline), and the pin
-  // is of the CID the name resolves to.
+  // An /ipns path: p1's daemon publishes the file under its own key, and the pin is of the
+  // CID the name resolves to.
   const published = await p1().ipfs.rpc(`name/publish?arg=/ipfs/${file.Hash}&allow-offline=true&resolve=false`);
   assert.equal(published.status, 200, published.body);
   const byName = await p1().post(`/pins/ipns/${JSON.parse(published.body).Name}?name=by-ipns`);
   assert.equal(byName.status, 200, byName.body);
   assert.equal(JSON.parse(byName.body).cid, file.Hash);
   assert.equal(JSON.parse(byName.body).name, 'by-ipns');
+  // Removed through p2 once p2 holds the renamed pin: a removal takes away only the
+  // writes its peer has seen (the pinset is an add-wins set).
+  await waitFor('the renamed pin on p2', async () => (await p2().allocation(file.Hash))?.name === 'by-ipns');
   const ctlRm = ctl(p2(), 'pin', 'rm', `/ipfs/${dir.Hash}/a.txt`);
   assert.equal(ctlRm.code, 0, ctlRm.err);
   await waitFor('the path unpin everywhere', async () => (await Promise.all(peers.map((p) => p.allocation(file.Hash)))).every((a) => a === null));
@@ -212,20 +219,6 @@ test('/add hands the files to the daemon and pins the root with the pin options'
   assert.equal(loose.length, 1);
   assert.equal(await p2().allocation(loose[0].cid), null, 'no-pin adds without pinning');
 });
-
-/** A CARv1 file: a dag-cbor header naming `roots`, then each [cid, bytes] block. */
-function carFile(roots, blocks) {
-  const varint = (n) => {
-    const out = [];
-    for (; n >= 0x80; n >>>= 7) out.push((n & 0x7f) | 0x80);
-    out.push(n);
-    return Buffer.from(out);
-  };
-  // {"roots": [tag 42 (0x00 + cid)...], "version": 1}, keys in dag-cbor's order.
-  const links = roots.map((cid) => Buffer.concat([Buffer.from([0xd8, 0x2a, 0x58, cid.length + 1, 0x00]), cid]));
-  const header = Buffer.concat([Buffer.from([0xa2, 0x65]), Buffer.from('roots'), Buffer.from([0x80 + roots.length]), ...links, Buffer.from([0x67]), Buffer.from('version'), Buffer.from([0x01])]);
-  return Buffer.concat([varint(header.length), header, ...blocks.flatMap(([cid, bytes]) => [varint(cid.length + bytes.length), cid, bytes])]);
-}
 
 test('/add?format=car imports a CAR file with one root and pins that root', async () => {
   // A dag-pb directory linking one raw leaf, as two blocks of a CAR file.
@@ -360,6 +353,11 @@ test('pin update pins the new CID with the options and allocations of the old on
   assert.equal(updated.metadata.team, 'ops');
   assert.equal(updated.pin_update, from);
   assert.ok(await p1().allocation(from), 'the old pin stays');
+  // The allocated peer's Kubo, which pins the old CID, moves its pin with pin/update.
+  const holder = peers.find((p) => p.id === old.allocations[0]);
+  await waitFor(`${holder.name}'s Kubo to pin the updated CID`, () => holder.ipfs.isPinned(to));
+  assert.ok(await holder.ipfs.isPinned(from), 'pin/update keeps the old pin (unpin=false)');
+  assert.match(fs.readFileSync(holder.log, 'utf8'), new RegExp(`pinned with pin/update.*from=${from}.*cid=${to}|pinned with pin/update.*cid=${to}.*from=${from}`));
   await waitFor('p2 to know the updated pin', () => p2().allocation(to));
   const viaCtl = ctl(p2(), '--enc', 'json', 'pin', 'update', to, next, '--name', 'newer');
   assert.equal(viaCtl.code, 0, viaCtl.err);
@@ -367,6 +365,52 @@ test('pin update pins the new CID with the options and allocations of the old on
   assert.equal(pin.name, 'newer');
   assert.deepEqual(pin.allocations, old.allocations);
   for (const cid of [from, to, next]) await p1().post(`/pins/${cid}`, 'DELETE');
+});
+
+test('POST /ipfs/gc and ctl ipfs gc collect every peer\'s Kubo garbage, or one peer\'s with local', async () => {
+  const block = async (peer, label) => {
+    const form = new FormData();
+    form.append('file', new Blob([`${label} ${Date.now()} ${Math.random()}`]));
+    const put = await peer.ipfs.rpc('block/put?cid-codec=raw', { body: form });
+    assert.equal(put.status, 200, put.body);
+    return JSON.parse(put.body).Key;
+  };
+  const present = async (peer, cid) => (await peer.ipfs.rpc(`block/stat?arg=${cid}&offline=true`)).status === 200;
+  const loose = await Promise.all(peers.map((p) => block(p, 'garbage')));
+  const kept = await block(p3(), 'pinned in the cluster');
+  assert.equal((await p1().post(`/pins/${kept}?replication=-1`)).status, 200);
+  await waitFor('the kept pin on every Kubo', async () => (await Promise.all(peers.map((p) => p.ipfs.isPinned(kept)))).every(Boolean));
+
+  const res = await request(p1(), '/ipfs/gc', { method: 'POST' });
+  assert.equal(res.status, 200, res.body);
+  const gc = JSON.parse(res.body);
+  assert.deepEqual(Object.keys(gc.peer_map).sort(), peers.map((p) => p.id).sort());
+  peers.forEach((peer, n) => {
+    const entry = gc.peer_map[peer.id];
+    assert.equal(entry.peer, peer.id);
+    assert.equal(entry.peername, peer.name);
+    assert.equal(entry.error, undefined, JSON.stringify(entry));
+    const keys = entry.keys.map((k) => k.key);
+    assert.ok(keys.includes(loose[n]), `${peer.name} removed its loose block`);
+    assert.ok(!keys.includes(kept), `${peer.name} kept the pinned block`);
+  });
+  for (const [n, peer] of peers.entries()) {
+    assert.equal(await present(peer, loose[n]), false, `${peer.name}'s loose block is gone`);
+    assert.equal(await present(peer, kept), true, `${peer.name} keeps the pinned block`);
+  }
+
+  const mine = await block(p2(), 'garbage of p2');
+  const theirs = await block(p3(), 'garbage of p3');
+  const local = ctl(p2(), 'ipfs', 'gc', '--local');
+  assert.equal(local.code, 0, local.err);
+  assert.match(local.out, new RegExp(`^${p2().name} *\n  > CIDs:\n(    - \S+\n)*    - ${mine}\n`, 'm'));
+  assert.ok(!local.out.includes(p1().name), local.out);
+  assert.equal(await present(p3(), theirs), true, '--local leaves the other peers alone');
+  const json = ctl(p1(), '--enc', 'json', 'ipfs', 'gc');
+  assert.equal(json.code, 0, json.err);
+  assert.ok(JSON.parse(json.out).peer_map[p3().id].keys.some((k) => k.key === theirs), json.out);
+  assertError(await request(p1(), '/ipfs/gc?local=maybe', { method: 'POST' }), 400, /local/, 'a bad local');
+  await p1().post(`/pins/${kept}`, 'DELETE');
 });
 
 test('/health/graph shows every peer\'s links; ctl health graph writes a dot file', async () => {
@@ -421,6 +465,12 @@ test('the Pinning Services API maps its pins and statuses onto the cluster\'s', 
   assert.equal(added.body.info.warning1, 'CID used for requestID. Conflicts possible');
   assert.ok(!Number.isNaN(Date.parse(added.body.created)));
 
+  // Pinned on every peer first: the content is on p1's daemon, so p1 may report it pinned
+  // before the others have even heard of it, and their queued statuses come after.
+  await waitFor('the pin to be pinned on every peer', async () => {
+    const info = JSON.parse((await p1().get(`/pins/${cid}`)).body);
+    return peers.every((p) => info.peer_map[p.id]?.status === 'pinned');
+  });
   const pinned = await waitFor('the pin to be pinned', async () => {
     const got = await svc(p1(), `/pins/${cid}`);
     return got.body.status === 'pinned' && got.body;
@@ -518,6 +568,15 @@ function follow(dir, ...args) {
   } catch (error) {
     return { code: error.status, out: error.stdout, err: error.stderr };
   }
+}
+
+/** `follow` as a child process this process does not wait on: `{ code, out, err }`. */
+function followAsync(dir, ...args) {
+  return new Promise((resolve) => {
+    execFile(pinfoldBin, ['follow', '--dir', dir, ...args], { encoding: 'utf8', timeout: 120_000 }, (error, out, err) => {
+      resolve({ code: error ? error.code : 0, out, err });
+    });
+  });
 }
 
 /** Starts `pinfold follow NAME run` in `dir`, pinning on `ipfs`; `stop()` ends it. */
@@ -629,7 +688,8 @@ test('pinfold follow reads a DNSLink name through an IPFS gateway', async () => 
     // A name with no DNSLink record: Kubo's gateway answers 500 at once, and `run` fails
     // naming the URL and the record DNSLink needs.
     assert.equal(follow(dir, 'lost', 'init', 'lost.cluster.test', '--gateway', ipfs.gateway).code, 0);
-    const lost = follow(dir, 'lost', 'run');
+    // Run it without blocking this process: the DoH server Kubo asks lives here.
+    const lost = await followAsync(dir, 'lost', 'run');
     assert.notEqual(lost.code, 0);
     assert.match(lost.err, /ipns\/lost\.cluster\.test answered 500.*could not resolve or fetch that name.*dnslink=\/ipfs\//s);
   } finally {

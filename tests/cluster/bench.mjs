@@ -1,18 +1,24 @@
 // End-to-end cluster benchmarks on loopback (run by scripts/bench-cluster, figures printed):
 //   1. pins/s ingested at one peer through the REST API, and until visible at another peer;
 //   2. time for a new peer to join and sync the whole pinset, and resident memory per pin;
-//   3. time from `pin add` to pinned on the allocated daemon, against pinning the same kind
-//      of content on the daemon directly.
-// Environment: PINFOLD_BENCH_PINS (default 100000), PINFOLD_BENCH_CONCURRENCY (32),
-// PINFOLD_BENCH_LATENCY_SAMPLES (10; 0 skips part 3).
+//   3. time from `pin add` to pinned on the allocated peer's Kubo, against `pin/add` of the
+//      same kind of content on that Kubo directly;
+//   4. sustained pinning: small blocks already in each peer's Kubo, pinned through a 3-peer
+//      cluster with replication 2, until every allocated Kubo lists them, against Kubo's own
+//      `pin/add` rate for the same blocks on one daemon (32 clients, one CID per request).
+// Environment: PINFOLD_BENCH_PINS (default 100000; 0 skips parts 1-2),
+// PINFOLD_BENCH_CONCURRENCY (32), PINFOLD_BENCH_LATENCY_SAMPLES (20; 0 skips part 3),
+// PINFOLD_BENCH_SUSTAINED_PINS (100000; 0 skips part 4).
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
-import { rawCid } from '../support/cid.mjs';
+import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
+import { carFile } from '../support/car.mjs';
 
 const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
 const concurrency = Number(process.env.PINFOLD_BENCH_CONCURRENCY ?? 32);
-const samples = Number(process.env.PINFOLD_BENCH_LATENCY_SAMPLES ?? 10);
+const samples = Number(process.env.PINFOLD_BENCH_LATENCY_SAMPLES ?? 20);
+const sustained = Number(process.env.PINFOLD_BENCH_SUSTAINED_PINS ?? 100_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 
 /** A CIDv1 (raw, sha2-256) of the i-th synthetic block. */
@@ -27,19 +33,39 @@ async function sameState(a, b) {
   return x.synced && y.synced && x.heads.length > 0 && JSON.stringify([...x.heads].sort()) === JSON.stringify([...y.heads].sort());
 }
 
-async function ingest(writer) {
+/** POSTs `url(i)` for i in 0..count from `concurrency` clients; returns the milliseconds taken. */
+async function postAll(count, url) {
   let next = 0;
   const started = Date.now();
   async function worker() {
-    while (next < pins) {
+    while (next < count) {
       const i = next++;
-      const res = await fetch(`${writer.api}/pins/${syntheticCid(i)}`, { method: 'POST', signal: AbortSignal.timeout(60_000) });
-      if (res.status !== 200) throw new Error(`pin ${i}: ${res.status} ${await res.text()}`);
+      const res = await fetch(url(i), { method: 'POST', signal: AbortSignal.timeout(60_000) });
+      if (res.status !== 200) throw new Error(`request ${i}: ${res.status} ${await res.text()}`);
       await res.arrayBuffer();
     }
   }
   await Promise.all(Array.from({ length: concurrency }, worker));
   return Date.now() - started;
+}
+
+const ingest = (writer) => postAll(pins, (i) => `${writer.api}/pins/${syntheticCid(i)}`);
+
+/** Polls `check` every 5 ms (at most `ms`): the waits measured here need finer steps than waitFor's. */
+async function waitClosely(what, check, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** How many recursive pins a Kubo lists. */
+async function recursivePins(ipfs) {
+  const res = await fetch(`${ipfs.api}/pin/ls?stream=true&type=recursive`, { method: 'POST', signal: AbortSignal.timeout(120_000) });
+  const text = await res.text();
+  return text.split('\n').filter(Boolean).length;
 }
 
 async function pinsetBench() {
@@ -83,26 +109,69 @@ async function latencyBench() {
   const direct = [];
   for (let i = 0; i < samples; i++) {
     const viaCluster = await a.ipfs.addContent(`latency cluster ${i}`);
-    let t0 = Date.now();
+    let t0 = performance.now();
     const res = await a.post(`/pins/${viaCluster}?replication=1&user-allocations=${b.id}`);
     if (res.status !== 200) throw new Error(res.body);
-    await waitFor('pinned on b', () => b.ipfs.isPinned(viaCluster), 60_000);
-    cluster.push(Date.now() - t0);
+    await waitClosely('pinned on b', () => b.ipfs.isPinned(viaCluster));
+    cluster.push(performance.now() - t0);
 
     const viaDaemon = await a.ipfs.addContent(`latency direct ${i}`);
-    t0 = Date.now();
+    t0 = performance.now();
     const add = await b.ipfs.rpc(`pin/add?arg=${viaDaemon}&recursive=true`);
     if (add.status !== 200) throw new Error(add.body);
-    direct.push(Date.now() - t0);
+    direct.push(performance.now() - t0);
   }
   const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-  console.log(`latency: pin add -> pinned on the allocated daemon, median of ${samples}: ${median(cluster)} ms (min ${Math.min(...cluster)}, max ${Math.max(...cluster)})`);
-  console.log(`latency: pin/add on that daemon directly, median of ${samples}: ${median(direct)} ms (min ${Math.min(...direct)}, max ${Math.max(...direct)})`);
+  const ms = (x) => x.toFixed(1);
+  console.log(`latency: pin add -> pinned on the allocated Kubo, median of ${samples}: ${ms(median(cluster))} ms (min ${ms(Math.min(...cluster))}, max ${ms(Math.max(...cluster))})`);
+  console.log(`latency: pin/add on that Kubo directly, median of ${samples}: ${ms(median(direct))} ms (min ${ms(Math.min(...direct))}, max ${ms(Math.max(...direct))})`);
+  console.log(`latency: the cluster takes ${(median(cluster) / median(direct)).toFixed(2)} times the direct time`);
+  for (const peer of [b, a]) await peer.stop();
+}
+
+async function sustainedBench() {
+  const blocks = Array.from({ length: sustained }, (_, i) => {
+    const bytes = Buffer.from(`pinfold sustained ${process.pid} ${i}`);
+    return [cidBytes(0x55, bytes), bytes];
+  });
+  const cids = blocks.map(([cid]) => cid);
+  const car = carFile([cids[0]], blocks);
+  const daemons = await Promise.all(['sus-a', 'sus-b', 'sus-c', 'sus-direct'].map((name) => new Ipfs(name).start()));
+  await Promise.all(daemons.map(async (ipfs) => {
+    const form = new FormData();
+    form.append('file', new Blob([car]));
+    const res = await fetch(`${ipfs.api}/dag/import?pin-roots=false`, { method: 'POST', body: form, signal: AbortSignal.timeout(30 * 60_000) });
+    if (res.status !== 200) throw new Error(`dag/import: ${res.status} ${await res.text()}`);
+  }));
+  const direct = daemons.pop();
+  const directMs = await postAll(sustained, (i) => `${direct.api}/pin/add?arg=${cidText(cids[i])}`);
+  console.log(`sustained: Kubo alone pinned ${sustained} blocks in ${seconds(directMs)} s (${Math.round(sustained / directMs * 1000)} pins/s, ${concurrency} clients)`);
+
+  const env = { CLUSTER_REPLICATIONFACTORMIN: '2', CLUSTER_REPLICATIONFACTORMAX: '2' };
+  const [first, ...rest] = daemons.map((ipfs, n) => new Peer(`sus-${n}`, { ipfs, env }));
+  await (await first.init(secret)).start();
+  for (const peer of rest) await (await peer.init(secret)).start(['--bootstrap', first.address]);
+  for (const peer of [first, ...rest]) {
+    await waitFor(`${peer.name} to see 3 freespace metrics`, async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 3);
+  }
+  const started = Date.now();
+  const ingestMs = await postAll(sustained, (i) => `${first.api}/pins/${cidText(cids[i])}`);
+  let peak = 0;
+  await waitFor('every allocated Kubo to list its pins', async () => {
+    for (const peer of [first, ...rest]) peak = Math.max(peak, rssBytes(peer));
+    const counts = await Promise.all(daemons.map(recursivePins));
+    return counts.reduce((x, y) => x + y, 0) >= 2 * sustained;
+  }, 60 * 60_000);
+  const pinnedMs = Date.now() - started;
+  console.log(`sustained: the cluster acknowledged ${sustained} pins in ${seconds(ingestMs)} s; every allocated Kubo listed them after ${seconds(pinnedMs)} s: ${Math.round(sustained / pinnedMs * 1000)} pins/s, ${Math.round(2 * sustained / pinnedMs * 1000)} Kubo pins/s over 3 daemons (replication 2)`);
+  console.log(`sustained: largest peer resident memory on the way ${(peak / 2 ** 20).toFixed(1)} MiB`);
+  for (const peer of [first, ...rest]) await peer.stop();
 }
 
 try {
-  await pinsetBench();
+  if (pins > 0) await pinsetBench();
   if (samples > 0) await latencyBench();
+  if (sustained > 0) await sustainedBench();
 } finally {
   await stopAll();
 }

@@ -44,12 +44,13 @@ export class Ipfs {
   /**
    * `gateway` gives the daemon an HTTP gateway on a known port (`this.gateway`); `doh`
    * (`{ url, ca }`, from tests/support/dns.mjs) is the DNS-over-HTTPS server it resolves
-   * DNSLink names through.
+   * DNSLink names through; `routing` sets Kubo's Routing.Type (`none` by default).
    */
-  constructor(name, { gateway = false, doh } = {}) {
+  constructor(name, { gateway = false, doh, routing } = {}) {
     this.name = `${name}-${process.pid}`;
     this.withGateway = gateway;
     this.doh = doh;
+    this.routing = routing;
   }
 
   async start() {
@@ -59,6 +60,7 @@ export class Ipfs {
     const env = { ...process.env, PINFOLD_RUN_DIR: runDir };
     if (this.gatewayPort) env.PINFOLD_IPFS_GATEWAY_PORT = String(this.gatewayPort);
     if (this.doh) Object.assign(env, { PINFOLD_IPFS_DOH: this.doh.url, PINFOLD_IPFS_DOH_CA: this.doh.ca });
+    if (this.routing) env.PINFOLD_IPFS_ROUTING = this.routing;
     execFileSync(path.join(scripts, 'start-ipfs'), [this.name, String(this.apiPort), String(this.swarmPort)], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env,

@@ -4,16 +4,20 @@
 //! re-queueing those in error, when asked to recover them), or its connections, for the
 //! cluster's connectivity graph, or its latest compaction snapshot, which a new replica
 //! loads instead of walking the whole DAG, or a summary: how many of its pins stand in each
-//! status (what a dashboard shows without asking for a million statuses).
+//! status (what a dashboard shows without asking for a million statuses), or a garbage
+//! collection of its IPFS daemon's repository (asked over [`REPO_GC_PROTOCOL`], whose
+//! answers may take as long as a collection does).
 //!
 //! One request and one response per stream, each a varint-length-prefixed JSON document.
 //! Requests: `{"cids": ["<cid>", ...]}` (at most [`MAX_CIDS`]), with `"recover": true` to
-//! recover them first, `{"connections": true}`, `{"snapshot": true}` or `{"summary": true}`.
+//! recover them first, `{"connections": true}`, `{"snapshot": true}`, `{"summary": true}` or
+//! `{"repo_gc": true}`.
 //! Responses:
 //! `{"statuses": [<PinInfo>, ...]}` with one of ipfs-cluster's `PinInfo` JSON objects per CID
 //! asked, `{"connections": {"cluster_peers": [...], "ipfs_id": "...", "ipfs_peers": [...]}}`,
 //! `{"snapshot": {"root": "<cid>", "height": <n>, "keys": <n>}}`,
-//! `{"summary": {"pins": <n>, "statuses": {"pinned": <n>, ...}}}`, or `{"error": "<why>"}`
+//! `{"summary": {"pins": <n>, "statuses": {"pinned": <n>, ...}}}`, `{"repo_gc": <RepoGC>}`
+//! (ipfs-cluster's JSON, see [`crate::repo_gc`]), or `{"error": "<why>"}`
 //! (also when a peer has no snapshot to offer).
 
 use std::collections::BTreeMap;
@@ -22,10 +26,14 @@ use cid::Cid;
 use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize};
 
+use crate::repo_gc::RepoGc;
 use crate::tracker::{PinInfo, TrackerStatus};
 
 /// The protocol id.
 pub const PROTOCOL: &str = "/pinfold/status/1.0.0";
+
+/// The same messages, for the requests that wait on a repository garbage collection.
+pub const REPO_GC_PROTOCOL: &str = "/pinfold/repo-gc/1.0.0";
 
 /// CIDs one request may name.
 pub const MAX_CIDS: usize = 1000;
@@ -47,6 +55,8 @@ pub enum StatusRequest {
     Snapshot,
     /// How many of the peer's pins stand in each status.
     Summary,
+    /// A garbage collection of the peer's IPFS daemon's repository.
+    RepoGc,
 }
 
 /// A peer's statuses of the whole pinset, counted: `pins` pins, of which `statuses[s]`
@@ -117,6 +127,7 @@ pub enum StatusResponse {
     Connections(Connections),
     Snapshot(SnapshotOffer),
     Summary(StatusSummary),
+    RepoGc(RepoGc),
     Error(String),
 }
 
@@ -150,6 +161,8 @@ struct RequestJson {
     snapshot: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     summary: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    repo_gc: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,6 +186,8 @@ struct ResponseJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     summary: Option<StatusSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    repo_gc: Option<RepoGc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -184,6 +199,7 @@ impl StatusRequest {
             connections: false,
             snapshot: false,
             summary: false,
+            repo_gc: false,
         };
         let json = match self {
             StatusRequest::Statuses { cids, recover } => RequestJson {
@@ -203,6 +219,10 @@ impl StatusRequest {
                 summary: true,
                 ..none
             },
+            StatusRequest::RepoGc => RequestJson {
+                repo_gc: true,
+                ..none
+            },
         };
         serde_json::to_vec(&json).expect("strings serialize")
     }
@@ -210,19 +230,21 @@ impl StatusRequest {
     pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
         let json: RequestJson =
             serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
-        let asked = (json.connections, json.snapshot, json.summary);
-        let cids =
-            match (json.cids, asked, json.recover) {
-                (None, (true, false, false), false) => return Ok(StatusRequest::Connections),
-                (None, (false, true, false), false) => return Ok(StatusRequest::Snapshot),
-                (None, (false, false, true), false) => return Ok(StatusRequest::Summary),
-                (Some(cids), (false, false, false), _) => cids,
-                _ => return Err(StatusCodecError::Json(
-                    "a status request asks for one of CIDs' statuses, connections, the snapshot \
-                     or a summary"
+        let asked = (json.connections, json.snapshot, json.summary, json.repo_gc);
+        let cids = match (json.cids, asked, json.recover) {
+            (None, (true, false, false, false), false) => return Ok(StatusRequest::Connections),
+            (None, (false, true, false, false), false) => return Ok(StatusRequest::Snapshot),
+            (None, (false, false, true, false), false) => return Ok(StatusRequest::Summary),
+            (None, (false, false, false, true), false) => return Ok(StatusRequest::RepoGc),
+            (Some(cids), (false, false, false, false), _) => cids,
+            _ => {
+                return Err(StatusCodecError::Json(
+                    "a status request asks for one of CIDs' statuses, connections, the snapshot, \
+                     a summary or a repository garbage collection"
                         .into(),
-                )),
-            };
+                ))
+            }
+        };
         if cids.len() > MAX_CIDS {
             return Err(StatusCodecError::TooManyCids(cids.len()));
         }
@@ -265,6 +287,7 @@ impl StatusResponse {
             connections: None,
             snapshot: None,
             summary: None,
+            repo_gc: None,
             error: None,
         };
         match self {
@@ -286,6 +309,7 @@ impl StatusResponse {
             }
             StatusResponse::Snapshot(offer) => json.snapshot = Some(*offer),
             StatusResponse::Summary(summary) => json.summary = Some(summary.clone()),
+            StatusResponse::RepoGc(gc) => json.repo_gc = Some(gc.clone()),
             StatusResponse::Error(error) => json.error = Some(error.clone()),
         }
         serde_json::to_vec(&json).map_err(|e| StatusCodecError::Json(e.to_string()))
@@ -299,12 +323,14 @@ impl StatusResponse {
             json.connections,
             json.snapshot,
             json.summary,
+            json.repo_gc,
             json.error,
         ) {
-            (Some(infos), None, None, None, None) => Ok(StatusResponse::Statuses(infos)),
-            (None, None, Some(offer), None, None) => Ok(StatusResponse::Snapshot(offer)),
-            (None, None, None, Some(summary), None) => Ok(StatusResponse::Summary(summary)),
-            (None, Some(connections), None, None, None) => {
+            (Some(infos), None, None, None, None, None) => Ok(StatusResponse::Statuses(infos)),
+            (None, None, Some(offer), None, None, None) => Ok(StatusResponse::Snapshot(offer)),
+            (None, None, None, Some(summary), None, None) => Ok(StatusResponse::Summary(summary)),
+            (None, None, None, None, Some(gc), None) => Ok(StatusResponse::RepoGc(gc)),
+            (None, Some(connections), None, None, None, None) => {
                 Ok(StatusResponse::Connections(Connections {
                     cluster_peers: peers_from_json(connections.cluster_peers)?,
                     ipfs_id: connections
@@ -315,10 +341,10 @@ impl StatusResponse {
                     ipfs_peers: peers_from_json(connections.ipfs_peers)?,
                 }))
             }
-            (None, None, None, None, Some(error)) => Ok(StatusResponse::Error(error)),
+            (None, None, None, None, None, Some(error)) => Ok(StatusResponse::Error(error)),
             _ => Err(StatusCodecError::Json(
-                "a status response holds one of statuses, connections, a snapshot, a summary or \
-                 an error"
+                "a status response holds one of statuses, connections, a snapshot, a summary, a \
+                 repository garbage collection or an error"
                     .into(),
             )),
         }
@@ -380,6 +406,7 @@ mod tests {
             links in proptest::collection::vec(any::<u8>(), 0..30),
             with_ipfs in any::<bool>(),
             snapshot in (any::<[u8; 8]>(), any::<u64>(), any::<u64>()),
+            removed in proptest::collection::vec((any::<[u8; 8]>(), ".{0,20}"), 0..20),
         ) {
             let entries_summary: BTreeMap<TrackerStatus, u64> = entries
                 .iter()
@@ -407,6 +434,19 @@ mod tests {
                 StatusResponse::Summary(StatusSummary {
                     pins: snapshot.1,
                     statuses: entries_summary,
+                }),
+                StatusResponse::RepoGc(RepoGc {
+                    peer: peer(4),
+                    peername: "p4".into(),
+                    keys: removed
+                        .iter()
+                        .map(|(seed, error)| crate::repo_gc::GcKey {
+                            key: (seed[0] % 4 != 0).then(|| dag_pb_cid(seed)),
+                            error: error.clone(),
+                        })
+                        .collect(),
+                    error: error.clone(),
+                    keys_not_listed: snapshot.2,
                 }),
                 StatusResponse::Error(error),
             ] {
@@ -444,6 +484,7 @@ mod tests {
         assert_eq!(text(StatusRequest::Connections), r#"{"connections":true}"#);
         assert_eq!(text(StatusRequest::Snapshot), r#"{"snapshot":true}"#);
         assert_eq!(text(StatusRequest::Summary), r#"{"summary":true}"#);
+        assert_eq!(text(StatusRequest::RepoGc), r#"{"repo_gc":true}"#);
         let summary = StatusResponse::Summary(StatusSummary {
             pins: 5,
             statuses: [(TrackerStatus::Pinned, 3), (TrackerStatus::PinError, 2)].into(),

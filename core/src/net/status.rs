@@ -11,10 +11,15 @@ use libp2p_swarm::StreamProtocol;
 use super::frame::{read_frame, write_frame, FrameError};
 use crate::codec::status::{
     StatusRequest, StatusResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL,
+    REPO_GC_PROTOCOL,
 };
 
 /// Time a peer has to answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time a peer has to answer over [`REPO_GC_PROTOCOL`]: as long as ipfs-cluster waits for a
+/// daemon's garbage collection.
+pub const REPO_GC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Requests in flight per connection, each way.
 pub const MAX_CONCURRENT_STREAMS: usize = 32;
@@ -27,14 +32,23 @@ pub type Event = request_response::Event<StatusRequest, StatusResponse>;
 
 /// A behaviour that asks and answers, with pinfold's timeout and stream limit.
 pub fn behaviour() -> Behaviour {
+    with_protocol(PROTOCOL, REQUEST_TIMEOUT)
+}
+
+/// The behaviour for repository garbage collections, which may take hours (native peers).
+pub fn repo_gc_behaviour() -> Behaviour {
+    with_protocol(REPO_GC_PROTOCOL, REPO_GC_TIMEOUT)
+}
+
+fn with_protocol(protocol: &'static str, timeout: Duration) -> Behaviour {
     request_response::Behaviour::with_codec(
         StatusCodec,
         [(
-            StreamProtocol::new(PROTOCOL),
+            StreamProtocol::new(protocol),
             request_response::ProtocolSupport::Full,
         )],
         request_response::Config::default()
-            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_request_timeout(timeout)
             .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
     )
 }
