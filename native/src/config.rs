@@ -671,8 +671,16 @@ const OVERRIDES: &[Override] = &[
         c.ipfs_connector.ipfshttp.pin_timeout = GoDuration::parse(v)?;
         Ok(())
     }),
+    ("CLUSTER_IPFSHTTP_IPFSREQUESTTIMEOUT", |c, v| {
+        c.ipfs_connector.ipfshttp.ipfs_request_timeout = GoDuration::parse(v)?;
+        Ok(())
+    }),
     ("CLUSTER_STATELESS_RETRYBASEDELAY", |c, v| {
         c.pin_tracker.stateless.retry_base_delay = GoDuration::parse(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_STATELESS_RETRYMAXDELAY", |c, v| {
+        c.pin_tracker.stateless.retry_max_delay = GoDuration::parse(v)?;
         Ok(())
     }),
     ("CLUSTER_STATELESS_CONCURRENTPINS", |c, v| {

@@ -1,9 +1,10 @@
 //! The IPFS connector: the Kubo HTTP RPC calls ipfs-cluster's `ipfshttp` connector makes.
 //!
 //! Requests run at most [`MAX_CONCURRENT_REQUESTS`] at a time. After a failure to reach
-//! the daemon, further requests wait a back-off that doubles with each consecutive failure
-//! (up to [`MAX_FAILURE_BACKOFF`]) and resets on the first success, so a daemon that is
-//! down is not hammered, and [`IpfsClient::health`] says it is down and since when.
+//! the daemon, pin and unpin operations wait a back-off that doubles with each consecutive
+//! failure (up to [`MAX_FAILURE_BACKOFF`]) and resets on the first success, so a daemon
+//! that is down is not hammered by retries, while reads (statuses, `id`) still fail at
+//! once; [`IpfsClient::health`] says it is down and since when.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -346,11 +347,6 @@ impl IpfsClient {
         timeout: Option<Duration>,
         body: Option<(reqwest::Body, String)>,
     ) -> Result<reqwest::Response, IpfsError> {
-        let failures = self.failures.load(Ordering::Relaxed);
-        if failures > 0 {
-            let backoff = Duration::from_millis(100u64 << failures.min(7)).min(MAX_FAILURE_BACKOFF);
-            tokio::time::sleep(backoff).await;
-        }
         let _permit = self.limit.acquire().await.expect("never closed");
         let mut request = self.http.post(format!("{}/{call}", self.base)).query(query);
         if let Some(timeout) = timeout {
@@ -383,6 +379,15 @@ impl IpfsClient {
             .map(|b| b.message)
             .unwrap_or_else(|_| format!("{call}: HTTP {status}: {}", text.trim()));
         Err(IpfsError::Daemon(message))
+    }
+
+    /// The wait an operation takes after consecutive failures to reach the daemon.
+    async fn failure_backoff(&self) {
+        let failures = self.failures.load(Ordering::Relaxed);
+        if failures > 0 {
+            let backoff = Duration::from_millis(100u64 << failures.min(7)).min(MAX_FAILURE_BACKOFF);
+            tokio::time::sleep(backoff).await;
+        }
     }
 
     async fn json<T: for<'de> Deserialize<'de>>(
@@ -529,6 +534,7 @@ impl IpfsClient {
     /// origins, then `pin/add` with progress, aborted when progress stalls for the pin
     /// timeout.
     pub async fn pin(&self, pin: &Pin) -> Result<(), IpfsError> {
+        self.failure_backoff().await;
         let (pin_type, recursive) = if pin.max_depth == 0 {
             ("direct", false)
         } else {
@@ -667,6 +673,7 @@ impl IpfsClient {
 
     /// Unpins `cid`; "not pinned" is success (`pin/rm`).
     pub async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
+        self.failure_backoff().await;
         match self
             .post(
                 "pin/rm",

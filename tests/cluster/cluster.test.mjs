@@ -1,5 +1,5 @@
-// A real cluster on loopback: three full peers and a follower, each with its own test IPFS
-// daemon, pinning through the Kubo RPC API. Checks replication, unpinning, the follower,
+// A real cluster on loopback: three full peers and a follower, each with its own Kubo,
+// pinning through the Kubo RPC API. Checks replication, unpinning, the follower,
 // a SIGKILL and restart, a wrong secret (over TCP and over webrtc-direct), peers reached only
 // over webrtc-direct or WebSocket, an untrusted writer, the Prometheus endpoint, and an IPFS
 // daemon restart.
