@@ -14,12 +14,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MAX_LISTED_KEYS: usize = 50_000;
 
 /// One line of a daemon's garbage collection (ipfs-cluster's `IPFSRepoGC`): a block removed,
-/// or an error met on the way.
+/// or an error met on the way (then `key` is `null`, as Go writes an undefined CID).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcKey {
     #[serde(
         default,
-        skip_serializing_if = "Option::is_none",
         serialize_with = "cid_text",
         deserialize_with = "cid_from_text"
     )]
@@ -160,7 +159,7 @@ mod tests {
     const CID: &str = "bafkreibbfyspl7l7zop6yxrvsanmmtu3e4nebj2r64jpp2m5yhvykd7tji";
 
     /// The JSON is ipfs-cluster's `GlobalRepoGC`, `RepoGC` and `IPFSRepoGC` (api/types.go):
-    /// CIDs as strings, empty errors left out.
+    /// CIDs as strings (`null` for an error line's), empty errors left out.
     #[test]
     fn golden_json() {
         let mut global = GlobalRepoGc::default();
@@ -181,7 +180,7 @@ mod tests {
         let text = serde_json::to_string(&global).unwrap();
         let (p1, p2) = (peer(1).to_base58(), peer(2).to_base58());
         let first = format!(
-            r#""{p1}":{{"peer":"{p1}","peername":"a","keys":[{{"key":"{CID}"}},{{"error":"could not remove"}}]}}"#
+            r#""{p1}":{{"peer":"{p1}","peername":"a","keys":[{{"key":"{CID}"}},{{"key":null,"error":"could not remove"}}]}}"#
         );
         let second =
             format!(r#""{p2}":{{"peer":"{p2}","peername":"","keys":[],"error":"unreachable"}}"#);

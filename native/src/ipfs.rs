@@ -236,6 +236,15 @@ pub fn api_url(address: &Multiaddr) -> Result<String, String> {
     }
 }
 
+/// The daemon's pin type `pin` asks for: `direct` for depth 0, else `recursive`.
+pub fn pin_type_name(pin: &Pin) -> &'static str {
+    if pin.max_depth == 0 {
+        "direct"
+    } else {
+        "recursive"
+    }
+}
+
 fn pin_type_of(text: &str) -> Option<IpfsPinType> {
     match text {
         "recursive" => Some(IpfsPinType::Recursive),
@@ -535,16 +544,14 @@ impl IpfsClient {
     /// timeout.
     pub async fn pin(&self, pin: &Pin) -> Result<(), IpfsError> {
         self.failure_backoff().await;
-        let (pin_type, recursive) = if pin.max_depth == 0 {
-            ("direct", false)
-        } else {
-            ("recursive", true)
-        };
+        let pin_type = pin_type_name(pin);
+        let recursive = pin_type == "recursive";
         if self.pin_ls(&pin.cid, pin_type).await?.is_some() {
             return Ok(());
         }
         if let Some(from) = pin.pin_update.filter(|from| *from != pin.cid && recursive) {
-            if self.pin_ls(&from, "recursive").await?.is_some() {
+            // As in ipfs-cluster, a failed check falls back to a plain pin.
+            if let Ok(Some(_)) = self.pin_ls(&from, "recursive").await {
                 return self.pin_update(&from, pin).await;
             }
         }
@@ -580,23 +587,20 @@ impl IpfsClient {
     }
 
     /// `pin/update` from `from` (pinned recursively) to `pin`, keeping `from` pinned: the
-    /// daemon fetches only the blocks that differ. It reports no progress, so the pin
-    /// timeout bounds the whole update.
+    /// daemon fetches only the blocks that differ. It reports no progress, so no stall can
+    /// be seen: as in ipfs-cluster, the pin timeout does not apply, and the update is bounded
+    /// as an unpin is (`unpin_timeout`).
     async fn pin_update(&self, from: &Cid, pin: &Pin) -> Result<(), IpfsError> {
         let query = [
             ("arg", from.to_string()),
             ("arg", pin.cid.to_string()),
             ("unpin", "false".to_owned()),
         ];
-        let stall = self.config.pin_stall_timeout;
         self.pin_adds.fetch_add(1, Ordering::Relaxed);
-        let result = match self.post("pin/update", &query, Some(stall)).await {
-            Err(IpfsError::Timeout { .. }) => Err(IpfsError::Stalled {
-                cid: pin.cid,
-                stall,
-            }),
-            other => other.map(drop),
-        };
+        let result = self
+            .post("pin/update", &query, Some(self.config.unpin_timeout))
+            .await
+            .map(drop);
         match result {
             Ok(()) => {
                 tracing::debug!(cid = %pin.cid, %from, "pinned with pin/update");
@@ -671,9 +675,23 @@ impl IpfsClient {
         }
     }
 
-    /// Unpins `cid`; "not pinned" is success (`pin/rm`).
-    pub async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
+    /// Unpins `cid` when the daemon pins it as one of `pin_types` (`recursive`, `direct`);
+    /// "not pinned" is success. As ipfs-cluster does, it asks `pin/ls` of those types first
+    /// (`type=all` would make the daemon walk every recursive pin) and sends `pin/rm` only
+    /// for a pin it holds: every pin allocated elsewhere is unpinned here, and `pin/rm`
+    /// waits on the lock `pin/add` holds.
+    pub async fn unpin(&self, cid: &Cid, pin_types: &[&str]) -> Result<(), IpfsError> {
         self.failure_backoff().await;
+        let mut pinned = false;
+        for pin_type in pin_types {
+            if self.pin_ls(cid, pin_type).await?.is_some() {
+                pinned = true;
+                break;
+            }
+        }
+        if !pinned {
+            return Ok(());
+        }
         match self
             .post(
                 "pin/rm",

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::circuits::CircuitListens;
 use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CERTIFICATE_FILE};
-use crate::ipfs::{Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
+use crate::ipfs::{pin_type_name, Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
 use crate::metrics::PeerMetrics;
 use crate::peerstore::Peerstore;
 use crate::snapshots::{SnapshotPolicy, Snapshots};
@@ -793,8 +793,13 @@ impl Peer {
                         let work = async {
                             match dispatch.kind {
                                 OperationKind::Pin => ipfs.pin(&dispatch.pin).await,
-                                OperationKind::Unpin | OperationKind::Remote => {
-                                    ipfs.unpin(&cid).await
+                                // A pin allocated elsewhere is unpinned as the type it
+                                // has; a pin that left the pinset as either.
+                                OperationKind::Remote => {
+                                    ipfs.unpin(&cid, &[pin_type_name(&dispatch.pin)]).await
+                                }
+                                OperationKind::Unpin => {
+                                    ipfs.unpin(&cid, &["recursive", "direct"]).await
                                 }
                             }
                         };

@@ -146,6 +146,30 @@ test('a pin\'s status lists every peer; ?local=true only the asked one', async (
   assert.match(JSON.parse(bad.body).message, /unknown query parameter "locall"/);
 });
 
+test('a status never lags a pin or unpin its peer completed', async () => {
+  const [holder, asked] = [full[1], full[2]];
+  // A cluster-wide status first, so that the holder keeps a fresh listing of its daemon's
+  // pins for the next requests.
+  await asked.get(`/pins/${await full[0].ipfs.addContent('warm the listing')}`);
+  const viewOfHolder = async (cid) => JSON.parse((await asked.get(`/pins/${cid}`)).body).peer_map[holder.id]?.status;
+  const watch = async (cid, wanted, forbidden) => {
+    const deadline = Date.now() + 2_000;
+    while (Date.now() < deadline) {
+      const status = await viewOfHolder(cid);
+      assert.notEqual(status, forbidden, `${asked.name} saw ${holder.name}'s ${cid} as ${forbidden}`);
+      if (status === wanted) return;
+    }
+    assert.fail(`${holder.name}'s ${cid} never read ${wanted}`);
+  };
+  const cid = await full[0].ipfs.addContent('fresh status');
+  assert.equal((await full[0].post(`/pins/${cid}?replication=1&user-allocations=${holder.id}`)).status, 200);
+  await waitFor(`${cid} pinned on ${holder.name}'s daemon`, () => holder.ipfs.isPinned(cid));
+  await watch(cid, 'pinned', 'unexpectedly_unpinned');
+  assert.equal((await full[0].post(`/pins/${cid}`, 'DELETE')).status, 200);
+  await waitFor(`${cid} unpinned on ${holder.name}'s daemon`, async () => !(await holder.ipfs.isPinned(cid)));
+  await watch(cid, 'unpinned', 'pinned');
+});
+
 test('pinfold ctl pins, waits, lists and unpins as ipfs-cluster-ctl does', async () => {
   const ctl = (...args) => {
     try {

@@ -105,12 +105,13 @@ export class Ipfs {
  * A pinfold peer process with its own folder; `listen` names its transports (or gives
  * whole multiaddrs, such as a relay's address ending in /p2p-circuit), and
  * `credentials` ('user:password') turns on the REST API's basic auth, which the helpers
- * then send; `ca` (a PEM certificate) says the REST API speaks HTTPS with that certificate
+ * then send; `logLevel` is the daemon's `--log-level` (debug for pinfold's own modules); `ca` (a PEM certificate) says the REST API speaks HTTPS with that certificate
  * (the test sets the key and certificate files in `env`).
  */
 export class Peer {
-  constructor(name, { ipfs, env = {}, listen = ['tcp'], credentials, ca } = {}) {
+  constructor(name, { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug' } = {}) {
     this.ca = ca;
+    this.logLevel = logLevel;
     this.name = name;
     this.ipfs = ipfs;
     this.transports = listen;
@@ -161,7 +162,7 @@ export class Peer {
   /** Starts the daemon and waits for its REST API. */
   async start(args = []) {
     const out = fs.openSync(this.log, 'a');
-    this.child = spawn(pinfoldBin, ['service', '--config', this.dir, 'daemon', '--log-level', 'info,pinfold_native=debug', ...args], {
+    this.child = spawn(pinfoldBin, ['service', '--config', this.dir, 'daemon', '--log-level', this.logLevel, ...args], {
       env: this.env(),
       stdio: ['ignore', out, out],
     });

@@ -1,5 +1,6 @@
-// A pinning peer against its Kubo's failures: Kubo down when the peer starts, killed with
-// SIGKILL in the middle of a pin, answering 500 with a reason, and hanging (SIGSTOP). Each
+// A pinning peer against its Kubo's failures: Kubo down when the peer starts, a pin that makes
+// no progress, Kubo killed with SIGKILL in the middle of a pin, answering 500 with a reason,
+// and hanging (SIGSTOP). Each
 // gives a log line and a status that say what happened, and every pin that Kubo can pin
 // ends pinned once Kubo is back. A second Kubo holds the content (the pins' origin).
 // Run: node --test tests/cluster/ (scripts/test does), after scripts/setup and a build.
@@ -88,6 +89,19 @@ test('Kubo down when the peer starts: the peer says so, and pins once Kubo is up
   await waitFor('Kubo to pin it once up', () => kubo.isPinned(cid), 60_000);
   await waitFor('the status to read pinned', async () => (await status(cid)).status === 'pinned', 30_000);
   assert.match(log(), /IPFS daemon is reachable again/);
+});
+
+test('a pin whose blocks no peer has stalls out after pin_timeout, and pins once they appear', async () => {
+  const bytes = `stalled ${randomBytes(8).toString('hex')}`;
+  const cid = rawCid(bytes);
+  await pin(cid);
+  const failed = await waitFor('the stalled pin to be aborted', async () => {
+    const s = await status(cid);
+    return s.status === 'pin_error' && s;
+  });
+  assert.match(failed.error, new RegExp(`pinning ${cid} made no progress for 3s; aborted`));
+  assert.equal(await onSource(bytes), cid);
+  await waitFor('Kubo to pin it once the source has it', () => kubo.isPinned(cid), 60_000);
 });
 
 test('Kubo killed in the middle of a pin: the pin fails, then ends pinned after a restart', async () => {
