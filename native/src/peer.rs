@@ -1057,38 +1057,22 @@ impl Peer {
                     })
                     .collect();
                 let infos = self.statuses_of(answers, recover).await?;
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .status
-                    .send_response(channel, StatusResponse::Statuses(infos));
+                self.respond(channel, StatusResponse::Statuses(infos));
             }
             Background::AnswerSnapshot { channel } => {
                 let response = match self.snapshots.latest() {
                     Some(offer) => StatusResponse::Snapshot(offer),
                     None => StatusResponse::Error("no snapshot yet".into()),
                 };
-                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
-                let _ = status.send_response(channel, response);
+                self.respond(channel, response);
             }
-            // A response channel answers the request it came with, whichever exchange's
-            // behaviour sends it.
             Background::AnswerRepoGc { gc, channel } => {
-                let response = match gc {
-                    Ok(gc) => StatusResponse::RepoGc(gc),
-                    Err(error) => StatusResponse::Error(error),
-                };
-                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
-                let _ = status.send_response(channel, response);
+                let response = gc.map_or_else(StatusResponse::Error, StatusResponse::RepoGc);
+                self.respond(channel, response);
             }
             Background::AnswerSummary { summary, channel } => {
-                let response = match summary {
-                    Ok(summary) => StatusResponse::Summary(summary),
-                    Err(error) => StatusResponse::Error(error),
-                };
-                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
-                let _ = status.send_response(channel, response);
+                let response = summary.map_or_else(StatusResponse::Error, StatusResponse::Summary);
+                self.respond(channel, response);
             }
             Background::AnswerConnections {
                 ipfs_peers,
@@ -1102,15 +1086,21 @@ impl Peer {
                     }),
                     Err(error) => StatusResponse::Error(error),
                 };
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .status
-                    .send_response(channel, response);
+                self.respond(channel, response);
             }
         }
         Ok(())
+    }
+
+    /// Answers a request of either exchange: a response channel answers the request it came
+    /// with, whichever exchange's behaviour sends it.
+    fn respond(
+        &mut self,
+        channel: request_response::ResponseChannel<StatusResponse>,
+        response: StatusResponse,
+    ) {
+        let status = &mut self.swarm.behaviour_mut().inner_mut().status;
+        let _ = status.send_response(channel, response);
     }
 
     async fn on_tick(&mut self) -> anyhow::Result<()> {
