@@ -2,17 +2,22 @@
 //! peers that share the secret prove it and then exchange blocks; a wrong secret, a peer
 //! without the gate, a listener that never answers and a dialer that never asks are
 //! disconnected before any bitswap message crosses; uncovered connections run bitswap at once.
+//! A listener whose transport loses the dialer's first stream (as libp2p-webrtc can) still
+//! gets the proof.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cid::Cid;
 use futures::future::{select, Either};
 use futures::FutureExt;
-use libp2p_core::transport::PortUse;
+use libp2p_core::muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent};
+use libp2p_core::transport::{MemoryTransport, PortUse};
+use libp2p_core::upgrade::Version;
 use libp2p_core::upgrade::{DeniedUpgrade, ReadyUpgrade};
-use libp2p_core::{Endpoint, Multiaddr};
+use libp2p_core::{Endpoint, Multiaddr, Transport};
 use libp2p_identity::{Keypair, PeerId};
 use libp2p_swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use libp2p_swarm::{
@@ -84,13 +89,34 @@ async fn peers_sharing_the_secret_prove_it_then_exchange_blocks() {
     let mut a = gated([1; 32], everything);
     let mut b = gated([1; 32], everything);
     b.listen().with_memory_addr_external().await;
+    prove_then_exchange_a_block(&mut a, &mut b).await;
+}
+
+#[tokio::test]
+async fn the_proof_survives_a_listener_losing_the_first_stream() {
+    let mut a = gated([1; 32], everything);
+    let mut b = losing_first_inbound_stream([1; 32]);
+    b.listen_on("/memory/0".parse().unwrap()).unwrap();
+    let address = b
+        .wait(|event| match event {
+            SwarmEvent::NewListenAddr { address, .. } => Some(address),
+            _ => None,
+        })
+        .await;
+    b.add_external_address(address);
+    prove_then_exchange_a_block(&mut a, &mut b).await;
+}
+
+/// Connects `a` to `b` (which share the secret), checks both report the proof, and that a
+/// block `a` wants crosses only after it.
+async fn prove_then_exchange_a_block(a: &mut Swarm<Gated>, b: &mut Swarm<Gated>) {
     let (cid, data) = block();
     a.behaviour_mut().inner_mut().want(cid).unwrap();
-    a.connect(&mut b).await;
+    a.connect(b).await;
 
     let mut proven = (false, false);
     loop {
-        match next(&mut a, &mut b, Duration::from_secs(10))
+        match next(a, b, Duration::from_secs(10))
             .await
             .expect("no event in 10 s")
         {
@@ -126,6 +152,89 @@ async fn peers_sharing_the_secret_prove_it_then_exchange_blocks() {
             }
             _ => {}
         }
+    }
+}
+
+/// A gated swarm on the memory transport whose muxer keeps the first stream the remote
+/// opens without ever reading or answering it.
+fn losing_first_inbound_stream(secret: [u8; 32]) -> Swarm<Gated> {
+    let key = Keypair::generate_ed25519();
+    let local = key.public().to_peer_id();
+    let transport = MemoryTransport::default()
+        .upgrade(Version::V1)
+        .authenticate(libp2p_plaintext::Config::new(&key))
+        .multiplex(libp2p_yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(LosesFirstInbound::new(muxer))))
+        .boxed();
+    let config = Config {
+        covers: everything,
+        timeout: Duration::from_secs(2),
+        ..Config::new(Some(ClusterSecret::from_bytes(secret)))
+    };
+    let behaviour = PskGate::new(
+        local,
+        config,
+        Bitswap::new(bitswap::Config::default()),
+        Box::new(rand::rngs::OsRng),
+    );
+    Swarm::new(
+        transport,
+        behaviour,
+        local,
+        libp2p_swarm::Config::with_tokio_executor(),
+    )
+}
+
+/// Holds the first inbound stream unread, as a transport that lost it.
+struct LosesFirstInbound<M: StreamMuxer> {
+    inner: M,
+    lost: Option<M::Substream>,
+}
+
+impl<M: StreamMuxer> LosesFirstInbound<M> {
+    fn new(inner: M) -> Self {
+        Self { inner, lost: None }
+    }
+}
+
+impl<M> StreamMuxer for LosesFirstInbound<M>
+where
+    M: StreamMuxer + Unpin,
+    M::Substream: Unpin,
+{
+    type Substream = M::Substream;
+    type Error = M::Error;
+
+    fn poll_inbound(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        let this = self.get_mut();
+        loop {
+            let stream = std::task::ready!(Pin::new(&mut this.inner).poll_inbound(cx))?;
+            if this.lost.is_some() {
+                return Poll::Ready(Ok(stream));
+            }
+            this.lost = Some(stream);
+        }
+    }
+
+    fn poll_outbound(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Self::Substream, Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_outbound(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll(cx)
     }
 }
 

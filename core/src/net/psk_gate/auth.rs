@@ -1,15 +1,21 @@
 //! One connection's side of `/pinfold/psk-auth/1.0.0`. On a connection that must prove the
-//! secret, the connection's dialer opens the one proof stream and the listener waits for it;
+//! secret, the connection's dialer opens the proof stream and the listener waits for it;
 //! both then run the three messages of [`crate::codec::psk_auth`] and report a verdict.
 //!
-//! Only the dialer opens a stream because some transports lose streams the listener opens
-//! before the dialer has finished setting the connection up (libp2p-webrtc does).
+//! Only the dialer opens streams because some transports lose streams the listener opens
+//! before the dialer has finished setting the connection up (libp2p-webrtc does). The
+//! reverse happens too, more rarely: libp2p-webrtc's listener starts accepting data
+//! channels only after its side of the Noise handshake, so a browser's first stream can
+//! vanish unanswered. The dialer therefore opens another proof stream when none has been
+//! negotiated after a fifth of the timeout, up to [`MAX_PROOF_STREAMS`]; the listener runs
+//! each proof stream it gets, and the first exchange that succeeds decides.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures::stream::FuturesUnordered;
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use futures_timer::Delay;
 use libp2p_core::upgrade::ReadyUpgrade;
 use libp2p_core::Endpoint;
@@ -29,6 +35,9 @@ use crate::codec::secret::ClusterSecret;
 
 use super::Rejection;
 
+/// Proof streams one connection runs at most, on either side.
+pub const MAX_PROOF_STREAMS: usize = 3;
+
 /// The outcome of the proof, reported once.
 #[derive(Debug)]
 pub enum Verdict {
@@ -47,23 +56,47 @@ pub struct Parties {
 
 type Exchange = BoxFuture<'static, Result<Verdict, std::io::Error>>;
 
+/// The proof of a connection that must give one, until its verdict.
+struct Proof {
+    role: Endpoint,
+    deadline: Delay,
+    timeout: Duration,
+    /// The dialer's timer for opening another stream.
+    retry: Delay,
+    /// Proof streams opened (dialer) or accepted (listener).
+    streams: usize,
+    /// Streams the dialer asked for that are not negotiated yet.
+    negotiating: usize,
+    exchanges: FuturesUnordered<Exchange>,
+    /// Why the last stream failed, reported if no other succeeds.
+    failure: Option<Rejection>,
+}
+
+impl Proof {
+    fn retry_interval(&self) -> Duration {
+        self.timeout / 5
+    }
+
+    /// Whether no stream is running or can still come, so the last failure decides.
+    fn exhausted(&self) -> bool {
+        self.exchanges.is_empty()
+            && match self.role {
+                Endpoint::Listener => self.failure.is_some(),
+                Endpoint::Dialer => self.negotiating == 0 && self.streams >= MAX_PROOF_STREAMS,
+            }
+    }
+}
+
 enum State {
     /// The connection need not prove anything (it is inside pnet).
     Exempt,
-    /// The dialer is to open the proof stream.
-    Open,
-    /// The dialer asked for its stream.
-    Opening,
-    /// The listener waits for the dialer's stream.
-    Listening,
-    Exchanging(Exchange),
+    Proving(Box<Proof>),
     Decided,
 }
 
 pub struct AuthHandler {
     parties: Parties,
     state: State,
-    deadline: Option<(Delay, Duration)>,
     verdict: Option<Verdict>,
 }
 
@@ -71,23 +104,46 @@ impl AuthHandler {
     /// `deadline` is `Some` when the connection must prove the secret within that time;
     /// `role` is this side's role on the connection.
     pub fn new(parties: Parties, role: Endpoint, deadline: Option<Duration>) -> Self {
-        let state = match (deadline, role) {
-            (None, _) => State::Exempt,
-            (Some(_), Endpoint::Dialer) => State::Open,
-            (Some(_), Endpoint::Listener) => State::Listening,
+        let state = match deadline {
+            None => State::Exempt,
+            Some(timeout) => State::Proving(Box::new(Proof {
+                role,
+                deadline: Delay::new(timeout),
+                timeout,
+                retry: Delay::new(timeout / 5),
+                streams: 0,
+                negotiating: 0,
+                exchanges: FuturesUnordered::new(),
+                failure: None,
+            })),
         };
         Self {
             parties,
             state,
-            deadline: deadline.map(|d| (Delay::new(d), d)),
             verdict: None,
         }
     }
 
     fn decide(&mut self, verdict: Verdict) {
         self.state = State::Decided;
-        self.deadline = None;
         self.verdict = Some(verdict);
+    }
+
+    fn proof(&mut self) -> Option<&mut Proof> {
+        match &mut self.state {
+            State::Proving(proof) => Some(proof),
+            State::Exempt | State::Decided => None,
+        }
+    }
+
+    /// Records a failed stream; decides when nothing else can still succeed.
+    fn stream_failed(&mut self, reason: Rejection) {
+        let Some(proof) = self.proof() else { return };
+        proof.failure = Some(reason);
+        if proof.exhausted() {
+            let reason = proof.failure.take().expect("just set");
+            self.decide(Verdict::Rejected(reason));
+        }
     }
 }
 
@@ -143,7 +199,7 @@ impl ConnectionHandler for AuthHandler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        !matches!(self.state, State::Exempt | State::Decided)
+        matches!(self.state, State::Proving(_))
     }
 
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
@@ -154,28 +210,39 @@ impl ConnectionHandler for AuthHandler {
         &mut self,
         event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
     ) {
+        let parties = self.parties.clone();
         match event {
-            // Only the first proof stream of a listener that waits for one is read; any
-            // other is dropped, which the remote sees as a failed proof.
+            // A listener runs up to MAX_PROOF_STREAMS proof streams; any other is dropped,
+            // which the remote sees as a failed stream.
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
                 protocol: stream,
                 ..
-            }) if matches!(self.state, State::Listening) => {
-                self.state = State::Exchanging(as_listener(stream, self.parties.clone()).boxed());
+            }) => {
+                if let Some(proof) = self.proof() {
+                    if proof.role == Endpoint::Listener && proof.streams < MAX_PROOF_STREAMS {
+                        proof.streams += 1;
+                        proof.exchanges.push(as_listener(stream, parties).boxed());
+                    }
+                }
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: stream,
                 ..
-            }) if matches!(self.state, State::Opening) => {
-                self.state = State::Exchanging(as_dialer(stream, self.parties.clone()).boxed());
+            }) => {
+                if let Some(proof) = self.proof() {
+                    proof.negotiating -= 1;
+                    proof.exchanges.push(as_dialer(stream, parties).boxed());
+                }
             }
-            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. })
-                if matches!(self.state, State::Opening) =>
-            {
-                self.decide(Verdict::Rejected(match error {
-                    StreamUpgradeError::NegotiationFailed => Rejection::NotPinfold,
-                    other => Rejection::Stream(other.to_string()),
-                }));
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                let Some(proof) = self.proof() else { return };
+                proof.negotiating -= 1;
+                match error {
+                    StreamUpgradeError::NegotiationFailed => {
+                        self.decide(Verdict::Rejected(Rejection::NotPinfold))
+                    }
+                    other => self.stream_failed(Rejection::Stream(other.to_string())),
+                }
             }
             _ => {}
         }
@@ -185,27 +252,42 @@ impl ConnectionHandler for AuthHandler {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Verdict>> {
-        if let Some((delay, limit)) = &mut self.deadline {
-            if delay.poll_unpin(cx).is_ready() {
-                let limit = *limit;
+        if let Some(proof) = self.proof() {
+            if proof.deadline.poll_unpin(cx).is_ready() {
+                let limit = proof.timeout;
                 self.decide(Verdict::Rejected(Rejection::TimedOut(limit)));
             }
         }
-        if let State::Exchanging(exchange) = &mut self.state {
-            if let Poll::Ready(outcome) = exchange.poll_unpin(cx) {
-                self.decide(outcome.unwrap_or_else(|error| {
-                    Verdict::Rejected(Rejection::Stream(error.to_string()))
-                }));
+        while let Some(proof) = self.proof() {
+            let Poll::Ready(Some(outcome)) = proof.exchanges.poll_next_unpin(cx) else {
+                break;
+            };
+            match outcome {
+                // A wrong answer is final: the remote does not hold the secret.
+                Ok(verdict) => self.decide(verdict),
+                Err(error) => self.stream_failed(Rejection::Stream(error.to_string())),
             }
         }
         if let Some(verdict) = self.verdict.take() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(verdict));
         }
-        if matches!(self.state, State::Open) {
-            self.state = State::Opening;
-            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(protocol(), ()),
-            });
+        if let Some(proof) = self.proof() {
+            if proof.role == Endpoint::Dialer && proof.streams < MAX_PROOF_STREAMS {
+                let first = proof.streams == 0;
+                let unanswered =
+                    proof.exchanges.is_empty() && proof.retry.poll_unpin(cx).is_ready();
+                if first || unanswered {
+                    if !first {
+                        let interval = proof.retry_interval();
+                        proof.retry.reset(interval);
+                    }
+                    proof.streams += 1;
+                    proof.negotiating += 1;
+                    return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                        protocol: SubstreamProtocol::new(protocol(), ()),
+                    });
+                }
+            }
         }
         Poll::Pending
     }
@@ -217,7 +299,7 @@ impl ConnectionHandler for AuthHandler {
             return Poll::Ready(Some(verdict));
         }
         Poll::Ready(match self.state {
-            State::Open | State::Opening | State::Listening | State::Exchanging(_) => {
+            State::Proving(_) => {
                 self.state = State::Decided;
                 Some(Verdict::Rejected(Rejection::Stream(
                     "the connection closed before the proof".into(),
