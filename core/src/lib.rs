@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub mod informer;
 pub mod monitor;
 pub mod net;
+pub mod node;
 pub mod pin;
 pub mod repo_gc;
 pub mod tracker;

@@ -1,8 +1,10 @@
-//! The running peer: one task that owns the swarm, the replica on its redb file, the
-//! monitor and the pin tracker, and moves events between them. Everything else (the REST
-//! API, IPFS calls) runs in other tasks and talks to it through bounded channels.
+//! The running peer: one task that drives the cluster [`Node`] (which owns the replica on
+//! its redb file, the monitor, the pin tracker and every cluster decision) with the swarm,
+//! the IPFS daemon and the API. It feeds the node what happens, with the time, and carries
+//! out the node's effects. Everything else (the REST API, IPFS calls) runs in other tasks
+//! and talks to it through bounded channels.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,23 +19,27 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, relay, Multiaddr, PeerId, Swarm};
-use pinfold_core::allocator::{self, AllocationRequest, AllocatorConfig, MetricsSet};
-use pinfold_core::codec::delta::encode_broadcast;
+use pinfold_core::allocator::AllocatorConfig;
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::status::{
     Connections, StatusRequest, StatusResponse, StatusSummary, REPO_GC_PROTOCOL,
 };
-use pinfold_core::crdt::{self, BatchConfig, Output, PinEvent, Replica};
-use pinfold_core::informer::{self, DiskMetric, RepoStat};
-use pinfold_core::monitor::{self, Monitor};
+use pinfold_core::crdt::{self, BatchConfig, Replica};
+use pinfold_core::informer::{DiskMetric, RepoStat};
+use pinfold_core::monitor;
 use pinfold_core::net::pnet_guard::WrongSecret;
-use pinfold_core::net::{bitswap, status};
+use pinfold_core::net::{bitswap, psk_gate, status};
+use pinfold_core::node::{
+    self, Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, IpfsIdentity, Node,
+    NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId, SnapshotPolicy, Topic,
+};
+pub use pinfold_core::node::{DaemonAnswer, PAGE};
 use pinfold_core::pin::Pin;
 use pinfold_core::repo_gc::RepoGc;
 use pinfold_core::tracker::{
-    DaemonPins, IpfsPinType, OpId, OperationKind, PeerIdentity, PinInfo, PinInfoShort, PinTracker,
-    StatusFilter, TrackerAction, TrackerConfig, TrackerStatus,
+    DaemonPins, OpId, OperationKind, PeerIdentity, PinInfo, PinTracker, StatusFilter,
+    TrackerConfig, TrackerStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,17 +48,12 @@ use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CER
 use crate::ipfs::{pin_type_name, Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
 use crate::metrics::PeerMetrics;
 use crate::peerstore::Peerstore;
-use crate::snapshots::{SnapshotPolicy, Snapshots};
+use crate::snapshots::SnapshotRecord;
 use crate::store::RedbStore;
 use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent, SwarmSettings, WRONG_SECRET};
-use pinfold_core::net::psk_gate;
 
 /// Commands the API tasks may queue at once.
 pub const COMMAND_QUEUE: usize = 256;
-/// Pins read from the store per status page.
-pub const PAGE: usize = 1000;
-// A page of pins is asked of other peers in one status request.
-const _: () = assert!(PAGE <= pinfold_core::codec::status::MAX_CIDS);
 
 /// Unix time in milliseconds (the replica's clock).
 pub fn now_ms() -> u64 {
@@ -83,6 +84,17 @@ pub enum CommandError {
     BadRequest(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<node::CommandError> for CommandError {
+    fn from(error: node::CommandError) -> Self {
+        match error {
+            node::CommandError::ReadOnly => CommandError::ReadOnly,
+            node::CommandError::NotFound(cid) => CommandError::NotFound(cid),
+            node::CommandError::BadRequest(reason) => CommandError::BadRequest(reason),
+            node::CommandError::Store(reason) => CommandError::Internal(reason),
+        }
+    }
 }
 
 /// What the peer says about itself (`/id`).
@@ -117,9 +129,6 @@ pub struct SyncInfo {
     pub merged: u64,
     pub synced: bool,
 }
-
-/// How the IPFS daemon pins a CID, or why it could not tell.
-pub type DaemonAnswer = Result<Option<IpfsPinType>, String>;
 
 /// Requests from the API to the peer task; each carries its reply channel.
 pub enum Command {
@@ -255,10 +264,6 @@ enum Background {
         ipfs_peers: Result<Vec<PeerId>, String>,
         channel: request_response::ResponseChannel<StatusResponse>,
     },
-    /// Another peer asked for the latest snapshot.
-    AnswerSnapshot {
-        channel: request_response::ResponseChannel<StatusResponse>,
-    },
     /// Another peer's summary request, counted (or why it could not be).
     AnswerSummary {
         summary: Result<StatusSummary, String>,
@@ -279,59 +284,18 @@ enum Exchange {
     RepoGc,
 }
 
-/// Answers being gathered from the other peers: those so far and how many are awaited.
-struct Gathering {
-    awaiting: usize,
-    answers: Answers,
+/// A reply awaited from a gathering.
+enum Reply {
+    Statuses(oneshot::Sender<Vec<PinInfo>>),
+    Connections(oneshot::Sender<Vec<(PeerId, Result<Connections, String>)>>),
+    RepoGc(oneshot::Sender<Vec<RepoGc>>),
 }
 
-enum Answers {
-    /// Views of `cids`.
-    Statuses {
-        cids: Vec<Cid>,
-        infos: Vec<PinInfo>,
-        reply: oneshot::Sender<Vec<PinInfo>>,
-    },
-    /// Each peer's connections.
-    Connections {
-        links: Vec<(PeerId, Result<Connections, String>)>,
-        reply: oneshot::Sender<Vec<(PeerId, Result<Connections, String>)>>,
-    },
-    /// Each peer's garbage collection.
-    RepoGc {
-        results: Vec<RepoGc>,
-        reply: oneshot::Sender<Vec<RepoGc>>,
-    },
-}
-
-impl Answers {
-    fn reply(self) {
-        match self {
-            Answers::Statuses { infos, reply, .. } => {
-                let _ = reply.send(infos);
-            }
-            Answers::Connections { links, reply } => {
-                let _ = reply.send(links);
-            }
-            Answers::RepoGc { results, reply } => {
-                let _ = reply.send(results);
-            }
-        }
-    }
-}
-
-/// Alerts kept for `/health/alerts` (ipfs-cluster's alert channel holds as many).
-pub const MAX_ALERTS: usize = 256;
-
-/// Swarm addresses a `ping` announces, and that are taken from one.
-const MAX_ANNOUNCED_ADDRESSES: usize = 8;
+/// The turn of the event loop.
+const TICK: Duration = Duration::from_millis(250);
 
 /// Bound on background reports waiting.
 const BACKGROUND_QUEUE: usize = 1024;
-
-/// Re-dials a known peer that dropped after this long at first, doubling to the maximum.
-const REDIAL_MIN: Duration = Duration::from_secs(1);
-const REDIAL_MAX: Duration = Duration::from_secs(60);
 
 /// Everything needed to start a peer.
 pub struct PeerOptions {
@@ -346,17 +310,11 @@ pub struct PeerOptions {
 
 /// The peer task's state.
 pub struct Peer {
+    dir: PathBuf,
     config: ServiceConfig,
-    local: PeerId,
-    role: Role,
     swarm: Swarm<Gated>,
-    replica: Replica<RedbStore>,
-    tracker: Option<PinTracker>,
-    monitor: Monitor,
+    node: Node<RedbStore>,
     ipfs: Option<Ipfs>,
-    ipfs_id: Option<IpfsId>,
-    allocator: AllocatorConfig,
-    trust: crdt::Trust,
     heads_topic: IdentTopic,
     metrics_topic: IdentTopic,
     commands: mpsc::Receiver<Command>,
@@ -366,23 +324,14 @@ pub struct Peer {
     background: mpsc::Receiver<Background>,
     cancels: HashMap<OpId, oneshot::Sender<()>>,
     peerstore: Peerstore,
-    /// Peers to keep connected: when they drop, redial at (time, back-off).
-    redial: HashMap<PeerId, (tokio::time::Instant, Duration)>,
     /// Connections this peer dialed, so that a failed secret proof on one reads as a failed
     /// dial.
     dialed: HashSet<ConnectionId>,
     circuits: CircuitListens,
     metrics: Option<PeerMetrics>,
-    /// The latest alerts (metrics that expired), newest first, at most [`MAX_ALERTS`].
-    alerts: VecDeque<monitor::Alert>,
-    /// Requests sent to other peers, by the gathering they belong to.
-    status_requests: HashMap<(Exchange, OutboundRequestId), (u64, PeerId)>,
-    gatherings: HashMap<u64, Gathering>,
-    next_gathering: u64,
-    /// Peers whose heads were announced to since they subscribed.
-    head_subscribers: HashSet<PeerId>,
-    heads_announce_due: bool,
-    snapshots: Snapshots,
+    /// The node's requests in flight, by the exchange and id the swarm gave them.
+    requests: HashMap<(Exchange, OutboundRequestId), RequestId>,
+    replies: HashMap<GatheringId, Reply>,
 }
 
 impl Peer {
@@ -438,16 +387,13 @@ impl Peer {
         }
         let heads_topic = IdentTopic::new(crdt_topic(&config.consensus.crdt.cluster_name));
         let metrics_topic = IdentTopic::new(METRICS_TOPIC);
-        swarm
-            .behaviour_mut()
-            .inner_mut()
-            .gossipsub
-            .subscribe(&heads_topic)?;
-        swarm
-            .behaviour_mut()
-            .inner_mut()
-            .gossipsub
-            .subscribe(&metrics_topic)?;
+        for topic in [&heads_topic, &metrics_topic] {
+            swarm
+                .behaviour_mut()
+                .inner_mut()
+                .gossipsub
+                .subscribe(topic)?;
+        }
 
         let store = RedbStore::open(&dir.join(PINSET_FILE))?;
         let trust = config.trust()?;
@@ -470,15 +416,6 @@ impl Peer {
             ..crdt::Config::default()
         };
         let replica = Replica::open(store, crdt_config).await?;
-        let snapshots = Snapshots::open(
-            &dir,
-            SnapshotPolicy {
-                every: config.consensus.crdt.snapshot_every,
-                min_interval: config.consensus.crdt.snapshot_min_interval.0,
-            },
-            &replica,
-        )
-        .await?;
 
         let ipfs = if role.pins() {
             let h = &config.ipfs_connector.ipfshttp;
@@ -512,33 +449,33 @@ impl Peer {
         } else {
             None
         };
+        let snapshot = SnapshotRecord::read(&dir)?.and_then(|r| r.root.parse::<Cid>().ok());
+        let node = Node::new(
+            node_config(&config, local, trust),
+            replica,
+            tracker,
+            snapshot,
+            now_ms(),
+        )
+        .await?;
+        if snapshot.is_some() && node.latest_snapshot().is_none() {
+            tracing::warn!("the recorded snapshot is not in the store: a new one will be made");
+        }
 
         let peerstore = Peerstore::load(&dir.join(PEERSTORE_FILE))?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (background_tx, background) = mpsc::channel(BACKGROUND_QUEUE);
-        let allocator = AllocatorConfig {
-            allocate_by: config.allocator.balanced.allocate_by.clone(),
-            replication_factor_min: config.cluster.replication_factor_min,
-            replication_factor_max: config.cluster.replication_factor_max,
-            ..AllocatorConfig::default()
-        };
         let handle = PeerHandle {
             commands: commands_tx,
             ipfs: ipfs.clone(),
             local,
         };
         let mut peer = Self {
+            dir,
             config,
-            local,
-            role,
             swarm,
-            replica,
-            tracker,
-            monitor: Monitor::new(),
+            node,
             ipfs,
-            ipfs_id: None,
-            allocator,
-            trust,
             heads_topic,
             metrics_topic,
             commands,
@@ -547,42 +484,31 @@ impl Peer {
             background,
             cancels: HashMap::new(),
             peerstore,
-            redial: HashMap::new(),
             dialed: HashSet::new(),
             circuits,
-            status_requests: HashMap::new(),
-            gatherings: HashMap::new(),
-            next_gathering: 0,
             metrics,
-            alerts: VecDeque::new(),
-            head_subscribers: HashSet::new(),
-            heads_announce_due: false,
-            snapshots,
+            requests: HashMap::new(),
+            replies: HashMap::new(),
         };
-        peer.count_pins().await?;
+        if let Some(metrics) = &peer.metrics {
+            metrics.pins.set(peer.node.pin_count() as i64);
+        }
         let mut dial: Vec<Multiaddr> = peer.config.cluster.peer_addresses.clone();
         dial.extend(bootstrap);
         dial.extend(peer.peerstore.addresses());
+        let now = now_nanos();
         for address in dial {
-            peer.dial(address);
+            if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+                peer.node.dial(address, now);
+            } else {
+                tracing::warn!(%address, "cannot dial an address without /p2p/<peer id>");
+            }
         }
         Ok((peer, handle))
     }
 
     pub fn local_peer_id(&self) -> PeerId {
-        self.local
-    }
-
-    /// Sets `ipfscluster_pins` from the stored pinset; pin events keep it current after.
-    async fn count_pins(&mut self) -> anyhow::Result<()> {
-        let Some(metrics) = self.metrics.clone() else {
-            return Ok(());
-        };
-        let started = std::time::Instant::now();
-        let count = for_each_page(&self.replica, |_| Ok(())).await?;
-        metrics.pins.set(count as i64);
-        tracing::info!(pins = count, elapsed = ?started.elapsed(), "counted the pinset for the metrics");
-        Ok(())
+        self.node.local()
     }
 
     /// Refreshes the metrics that are read rather than counted.
@@ -590,7 +516,7 @@ impl Peer {
         let Some(metrics) = &self.metrics else {
             return;
         };
-        if let Some(tracker) = &self.tracker {
+        if let Some(tracker) = self.node.tracker() {
             metrics.pin_queued.set(tracker.pin_queue_size() as i64);
             for (gauge, status) in [
                 (&metrics.pinning, TrackerStatus::Pinning),
@@ -608,34 +534,15 @@ impl Peer {
                 metrics.ipfs_pins.set(count);
             }
         }
-        let now = now_nanos();
         metrics
             .peers
-            .set(self.monitor.peerset(&self.local, now).len() as i64);
-        let progress = self.replica.progress();
+            .set(self.node.peerset(now_nanos()).len() as i64);
+        let progress = self.node.replica().progress();
         metrics.crdt_heads.set(progress.heads as i64);
         metrics.crdt_height.set(progress.height as i64);
         metrics.crdt_pending_blocks.set(progress.pending as i64);
         metrics.crdt_merged_deltas.set(progress.merged as i64);
         metrics.refresh_resident_memory();
-    }
-
-    fn dial(&mut self, address: Multiaddr) {
-        let Some(Protocol::P2p(peer)) = address.iter().last() else {
-            tracing::warn!(%address, "cannot dial an address without /p2p/<peer id>");
-            return;
-        };
-        if peer == self.local {
-            return;
-        }
-        self.swarm.add_peer_address(peer, address.clone());
-        self.peerstore.add(peer, address.clone());
-        self.redial
-            .entry(peer)
-            .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
-        if let Err(error) = self.swarm.dial(address.clone()) {
-            tracing::debug!(%address, %error, "dial failed");
-        }
     }
 
     /// Runs until `shutdown` resolves, then commits pending writes and saves the peerstore.
@@ -644,35 +551,8 @@ impl Peer {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ping = tokio::time::interval(self.config.cluster.monitor_ping_interval.0);
-        let informer_period =
-            (self.config.informer.disk.metric_ttl.0 / 2).max(Duration::from_millis(100));
-        let mut informers = tokio::time::interval(informer_period);
-        let mut recover = tokio::time::interval(
-            self.config
-                .cluster
-                .pin_recover_interval
-                .0
-                .max(Duration::from_secs(1)),
-        );
-        let mut expiry = tokio::time::interval(
-            self.config
-                .cluster
-                .state_sync_interval
-                .0
-                .max(Duration::from_secs(1)),
-        );
-        let connect_period = self
-            .config
-            .ipfs_connector
-            .ipfshttp
-            .connect_swarms_delay
-            .0
-            .max(Duration::from_secs(1));
-        let mut connect_swarms =
-            tokio::time::interval_at(tokio::time::Instant::now() + connect_period, connect_period);
         let mut report = tokio::time::interval(
             self.config
                 .observations
@@ -681,31 +561,27 @@ impl Peer {
                 .0
                 .max(Duration::from_millis(100)),
         );
-        self.refresh_ipfs_id();
+        if self.ipfs.is_some() {
+            self.carry_out(DaemonTask::ReadId);
+        }
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await?,
                 Some(command) = self.commands.recv() => self.on_command(command).await?,
                 Some(report) = self.background.recv() => self.on_background(report).await?,
                 _ = tick.tick() => self.on_tick().await?,
-                _ = ping.tick() => self.publish_ping(),
-                _ = informers.tick() => self.read_informers(),
-                _ = recover.tick() => self.start_recover(),
-                _ = expiry.tick() => self.unpin_expired().await?,
-                _ = connect_swarms.tick() => self.connect_swarms(),
                 _ = report.tick(), if self.metrics.is_some() => self.refresh_metrics(),
                 // A loading snapshot merges one chunk per turn, between the other events.
-                _ = tokio::task::yield_now(), if self.replica.has_work() => {
-                    self.replica.work(now_ms()).await?;
+                _ = tokio::task::yield_now(), if self.node.has_work() => {
+                    self.node.work(now_nanos()).await?;
                 }
                 _ = &mut shutdown => break,
             }
-            self.drain_replica().await?;
-            self.drive_tracker();
+            self.apply_effects().await?;
         }
         tracing::info!("shutting down: committing pending writes");
-        self.replica.commit(now_ms()).await?;
-        self.drain_replica().await?;
+        self.node.commit(now_nanos()).await?;
+        self.apply_effects().await?;
         for cancel in self.cancels.drain().map(|(_, c)| c) {
             let _ = cancel.send(());
         }
@@ -713,53 +589,120 @@ impl Peer {
         Ok(())
     }
 
-    // ----- the pinset -----------------------------------------------------------------
+    async fn on_tick(&mut self) -> anyhow::Result<()> {
+        let external = self.swarm.external_addresses().cloned().collect();
+        self.node.set_external_addresses(external);
+        self.node.tick(now_nanos()).await?;
+        if let Err(error) = self.peerstore.save() {
+            tracing::warn!(%error, "could not save the peerstore");
+        }
+        Ok(())
+    }
 
-    /// Carries out the replica's outputs: broadcasts, fetches and pinset changes.
-    async fn drain_replica(&mut self) -> anyhow::Result<()> {
-        let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
-        for output in bitswap.drain_replica(&mut self.replica, now_ms()).await? {
-            match &output {
-                Output::Broadcast(bytes) => self.publish(self.heads_topic.clone(), bytes.clone()),
-                _ => self.on_pinset_change(&output),
+    // ----- the node's effects -----------------------------------------------------------
+
+    /// Carries out the node's effects until it has none left.
+    async fn apply_effects(&mut self) -> anyhow::Result<()> {
+        while let Some(effect) = self.node.poll_effect() {
+            match effect {
+                Effect::Publish { topic, data } => self.publish(topic, data),
+                Effect::Fetch(cids) => {
+                    let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
+                    for cid in bitswap.want_all(&cids) {
+                        self.node.on_block_unavailable(cid, now_nanos()).await?;
+                    }
+                }
+                Effect::AnswerWants {
+                    peer,
+                    blocks,
+                    presences,
+                } => self
+                    .swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .bitswap
+                    .respond(peer, blocks, presences),
+                Effect::Dial { peer, addresses } => {
+                    let dial = match peer {
+                        Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                            .addresses(addresses)
+                            .build(),
+                        None => match addresses.into_iter().next() {
+                            Some(address) => address.into(),
+                            None => continue,
+                        },
+                    };
+                    if let Err(error) = self.swarm.dial(dial) {
+                        tracing::debug!(?peer, %error, "dial failed");
+                    }
+                }
+                Effect::AddressLearned { peer, address } => {
+                    self.swarm.add_peer_address(peer, address.clone());
+                    self.peerstore.add(peer, address);
+                }
+                Effect::Request { id, peer, request } => {
+                    let behaviour = self.swarm.behaviour_mut().inner_mut();
+                    let (exchange, sent) = match request {
+                        StatusRequest::RepoGc => (
+                            Exchange::RepoGc,
+                            behaviour.repo_gc.send_request(&peer, request),
+                        ),
+                        other => (
+                            Exchange::Status,
+                            behaviour.status.send_request(&peer, other),
+                        ),
+                    };
+                    self.requests.insert((exchange, sent), id);
+                }
+                Effect::Gathered { id, gathered } => self.reply(id, gathered),
+                Effect::Pinset(change) => {
+                    if let Some(metrics) = &self.metrics {
+                        match change {
+                            PinsetChange::Pinned { added: true, .. } => metrics.pins.inc(),
+                            PinsetChange::Unpinned(_) => metrics.pins.dec(),
+                            PinsetChange::Pinned { .. } => 0,
+                        };
+                    }
+                }
+                Effect::StartOperation(dispatch) => self.start_operation(*dispatch),
+                Effect::CancelOperation(id) => {
+                    if let Some(cancel) = self.cancels.remove(&id) {
+                        let _ = cancel.send(());
+                    }
+                }
+                Effect::Daemon(task) => self.carry_out(task),
+                Effect::Peer { peer, joined } => {
+                    tracing::debug!(%peer, joined, "the peerset changed");
+                }
+                Effect::Sync(_) => {}
+                Effect::Problem { message, .. } => tracing::warn!("{message}"),
+                Effect::Alert(alert) => {
+                    tracing::info!(peer = %alert.metric.peer, metric = %alert.metric.name, "metric expired: peer may be down");
+                }
+                Effect::SnapshotMade(made) => {
+                    let offer = made.offer;
+                    let record = SnapshotRecord {
+                        root: offer.root.to_string(),
+                        height: offer.height,
+                        keys: offer.keys,
+                        created_ms: now_ms(),
+                    };
+                    if let Err(error) = record.write(&self.dir) {
+                        tracing::warn!("could not record the pinset snapshot: {error:#}");
+                    }
+                    tracing::info!(root = %offer.root, height = offer.height, keys = offer.keys,
+                        removed_blocks = made.removed_blocks, "made a pinset snapshot");
+                }
             }
         }
         Ok(())
     }
 
-    fn on_pinset_change(&mut self, output: &Output) {
-        if let Some(metrics) = &self.metrics {
-            match output {
-                Output::Put { added: true, .. } => {
-                    metrics.pins.inc();
-                }
-                Output::Delete { .. } => {
-                    metrics.pins.dec();
-                }
-                _ => {}
-            }
-        }
-        let Some(event) = PinEvent::from_output(output) else {
-            return;
+    fn publish(&mut self, topic: Topic, data: Vec<u8>) {
+        let topic = match topic {
+            Topic::Heads => self.heads_topic.clone(),
+            Topic::Metrics => self.metrics_topic.clone(),
         };
-        let Some(tracker) = self.tracker.as_mut() else {
-            return;
-        };
-        let now = now_nanos();
-        let result = match event {
-            Ok(PinEvent::Pinned(pin)) => tracker.track(*pin, now),
-            Ok(PinEvent::Unpinned(cid)) => tracker.untrack(cid, now),
-            Err(error) => {
-                tracing::warn!(%error, "ignoring a pinset entry that is not a pin");
-                Ok(())
-            }
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "could not queue a pin operation");
-        }
-    }
-
-    fn publish(&mut self, topic: IdentTopic, data: Vec<u8>) {
         match self
             .swarm
             .behaviour_mut()
@@ -775,271 +718,124 @@ impl Peer {
         }
     }
 
-    // ----- pinning --------------------------------------------------------------------
+    fn reply(&mut self, id: GatheringId, gathered: Gathered) {
+        match (self.replies.remove(&id), gathered) {
+            (Some(Reply::Statuses(reply)), Gathered::Statuses(infos)) => {
+                let _ = reply.send(infos);
+            }
+            (Some(Reply::Connections(reply)), Gathered::Connections(links)) => {
+                let _ = reply.send(links);
+            }
+            (Some(Reply::RepoGc(reply)), Gathered::RepoGc(results)) => {
+                let _ = reply.send(results);
+            }
+            _ => {}
+        }
+    }
 
-    fn drive_tracker(&mut self) {
-        let (Some(tracker), Some(ipfs)) = (self.tracker.as_mut(), self.ipfs.as_ref()) else {
+    // ----- the IPFS daemon ----------------------------------------------------------------
+
+    /// Runs a pin operation on the daemon in its own task; it reports back when done.
+    fn start_operation(&mut self, dispatch: pinfold_core::tracker::Dispatch) {
+        let Some(ipfs) = self.ipfs.clone() else {
             return;
         };
-        for action in tracker.poll(now_nanos()) {
-            match action {
-                TrackerAction::Start(dispatch) => {
-                    let (cancel, cancelled) = oneshot::channel::<()>();
-                    self.cancels.insert(dispatch.id, cancel);
-                    let ipfs = ipfs.clone();
-                    let report = self.background_tx.clone();
-                    tokio::spawn(async move {
-                        let cid = dispatch.pin.cid;
-                        let work = async {
-                            match dispatch.kind {
-                                OperationKind::Pin => ipfs.pin(&dispatch.pin).await,
-                                // A pin allocated elsewhere is unpinned as the type it
-                                // has; a pin that left the pinset as either.
-                                OperationKind::Remote => {
-                                    ipfs.unpin(&cid, &[pin_type_name(&dispatch.pin)]).await
-                                }
-                                OperationKind::Unpin => {
-                                    ipfs.unpin(&cid, &["recursive", "direct"]).await
-                                }
-                            }
-                        };
-                        let result = tokio::select! {
-                            result = work => result.map_err(|e| e.to_string()),
-                            _ = cancelled => Err("operation cancelled".to_owned()),
-                        };
-                        if let Err(error) = &result {
-                            tracing::warn!(%cid, kind = ?dispatch.kind, %error, "IPFS operation failed; it is retried");
-                        } else {
-                            tracing::debug!(%cid, kind = ?dispatch.kind, "IPFS operation done");
-                        }
-                        let _ = report
-                            .send(Background::OpDone {
-                                cid,
-                                id: dispatch.id,
-                                result,
-                            })
-                            .await;
-                    });
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        self.cancels.insert(dispatch.id, cancel);
+        let report = self.background_tx.clone();
+        tokio::spawn(async move {
+            let cid = dispatch.pin.cid;
+            let work = async {
+                match dispatch.kind {
+                    OperationKind::Pin => ipfs.pin(&dispatch.pin).await,
+                    // A pin allocated elsewhere is unpinned as the type it has; a pin
+                    // that left the pinset as either.
+                    OperationKind::Remote => {
+                        ipfs.unpin(&cid, &[pin_type_name(&dispatch.pin)]).await
+                    }
+                    OperationKind::Unpin => ipfs.unpin(&cid, &["recursive", "direct"]).await,
                 }
-                TrackerAction::Cancel { id, .. } => {
-                    if let Some(cancel) = self.cancels.remove(&id) {
-                        let _ = cancel.send(());
+            };
+            let result = tokio::select! {
+                result = work => result.map_err(|e| e.to_string()),
+                _ = cancelled => Err("operation cancelled".to_owned()),
+            };
+            if let Err(error) = &result {
+                tracing::warn!(%cid, kind = ?dispatch.kind, %error, "IPFS operation failed; it is retried");
+            } else {
+                tracing::debug!(%cid, kind = ?dispatch.kind, "IPFS operation done");
+            }
+            let _ = report
+                .send(Background::OpDone {
+                    cid,
+                    id: dispatch.id,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// Does the node's work on the daemon in a task of its own.
+    fn carry_out(&mut self, task: DaemonTask) {
+        let Some(ipfs) = self.ipfs.clone() else {
+            return;
+        };
+        let report = self.background_tx.clone();
+        tokio::spawn(async move {
+            match task {
+                DaemonTask::ReadId => {
+                    if let Ok(id) = ipfs.id().await {
+                        let _ = report.send(Background::IpfsId(id)).await;
+                    }
+                }
+                DaemonTask::ReadRepoStat => {
+                    let stat = ipfs.repo_stat().await.ok();
+                    let _ = report.send(Background::RepoStat(stat)).await;
+                }
+                DaemonTask::ListPinsForRecover => match ipfs.pin_ls_all("recursive").await {
+                    Ok(pins) => {
+                        let _ = report.send(Background::Recover(pins)).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "recover sweep skipped: could not list the daemon's pins")
+                    }
+                },
+                // ipfs-cluster's ConnectSwarms: pins find their content without a DHT.
+                DaemonTask::ConnectSwarms(addresses) => {
+                    for address in addresses {
+                        if let Err(error) = ipfs.swarm_connect(&address).await {
+                            tracing::debug!(%address, %error, "could not connect the IPFS daemon to a peer's daemon");
+                        }
                     }
                 }
             }
-        }
-    }
-
-    /// Fetches the daemon's pin list, then re-queues pins in error or missing.
-    fn start_recover(&mut self) {
-        let Some(ipfs) = self.ipfs.clone() else {
-            return;
-        };
-        let report = self.background_tx.clone();
-        tokio::spawn(async move {
-            match ipfs.pin_ls_all("recursive").await {
-                Ok(pins) => {
-                    let _ = report.send(Background::Recover(pins)).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "recover sweep skipped: could not list the daemon's pins")
-                }
-            }
         });
-    }
-
-    async fn recover_all(&mut self, daemon: DaemonPins) -> anyhow::Result<()> {
-        let now = now_nanos();
-        let Some(tracker) = self.tracker.as_mut() else {
-            return Ok(());
-        };
-        let mut queued = 0usize;
-        for_each_page(&self.replica, |page| {
-            let infos: Vec<(Cid, TrackerStatus)> = tracker
-                .statuses(page.iter().cloned(), &daemon, StatusFilter::ERROR)
-                .map(|info| (info.cid, info.short.status))
-                .collect();
-            for (cid, status) in infos {
-                let pin = page.iter().find(|p| p.cid == cid).cloned();
-                if tracker.recover(cid, status, pin, now)? {
-                    queued += 1;
-                }
-            }
-            Ok(())
-        })
-        .await?;
-        if queued > 0 {
-            tracing::info!(
-                queued,
-                "recover: re-queued pins in error or missing on the daemon"
-            );
-        }
-        Ok(())
-    }
-
-    /// Connects our IPFS daemon to the other peers' daemons (from their `ping` metrics),
-    /// so that pins find their content without a DHT: ipfs-cluster's `ConnectSwarms`.
-    fn connect_swarms(&mut self) {
-        let Some(ipfs) = self.ipfs.clone() else {
-            return;
-        };
-        let own = self.ipfs_id.as_ref().map(|id| id.peer.to_string());
-        let addresses: Vec<Multiaddr> = self
-            .pings()
-            .filter(|(peer, ping)| *peer != self.local && Some(&ping.ipfs_id) != own.as_ref())
-            .flat_map(|(_, ping)| ping.ipfs_addresses)
-            .filter_map(|a| a.parse().ok())
-            .collect();
-        if addresses.is_empty() {
-            return;
-        }
-        tokio::spawn(async move {
-            for address in addresses {
-                if let Err(error) = ipfs.swarm_connect(&address).await {
-                    tracing::debug!(%address, %error, "could not connect the IPFS daemon to a peer's daemon");
-                }
-            }
-        });
-    }
-
-    // ----- metrics --------------------------------------------------------------------
-
-    fn refresh_ipfs_id(&self) {
-        let Some(ipfs) = self.ipfs.clone() else {
-            return;
-        };
-        let report = self.background_tx.clone();
-        tokio::spawn(async move {
-            if let Ok(id) = ipfs.id().await {
-                let _ = report.send(Background::IpfsId(id)).await;
-            }
-        });
-    }
-
-    fn publish_metric(&mut self, metric: Metric) {
-        let bytes = metric.to_msgpack();
-        self.monitor.receive(metric, now_nanos());
-        self.publish(self.metrics_topic.clone(), bytes);
-    }
-
-    fn publish_ping(&mut self) {
-        let ipfs_id = self
-            .ipfs_id
-            .as_ref()
-            .map(|id| id.peer.to_string())
-            .unwrap_or_default();
-        let addresses: Vec<String> = self
-            .ipfs_id
-            .as_ref()
-            .map(|id| id.addresses.iter().map(|a| a.to_string()).collect())
-            .unwrap_or_default();
-        // Circuit addresses too: followers reach peers through relays (native peers dial
-        // only the others, see `learn_addresses`).
-        let cluster_addresses: Vec<String> = self
-            .swarm
-            .external_addresses()
-            .filter(|a| !is_unspecified(a))
-            .take(MAX_ANNOUNCED_ADDRESSES)
-            .map(|a| with_peer_id(a, self.local).to_string())
-            .collect();
-        let metric = monitor::ping_metric(
-            &self.local,
-            &monitor::PingInfo {
-                peer_name: self.config.cluster.peername.clone(),
-                ipfs_id,
-                ipfs_addresses: addresses,
-                cluster_addresses,
-                role: self.config.cluster.role.as_str().to_owned(),
-            },
-            self.config.cluster.monitor_ping_interval.millis(),
-            now_nanos(),
-        );
-        self.publish_metric(metric);
-    }
-
-    /// Asks the daemon for its repository figures; the informers publish when they come.
-    fn read_informers(&mut self) {
-        let Some(ipfs) = self.ipfs.clone() else {
-            return;
-        };
-        if self.ipfs_id.is_none() {
-            self.refresh_ipfs_id();
-        }
-        let report = self.background_tx.clone();
-        tokio::spawn(async move {
-            let stat = ipfs.repo_stat().await.ok();
-            let _ = report.send(Background::RepoStat(stat)).await;
-        });
-    }
-
-    /// Publishes the informers' metrics: disk (invalid when the daemon did not answer),
-    /// tags and pin queue. A relay publishes none: it is never allocated pins.
-    fn publish_informers(&mut self, stat: Option<RepoStat>) {
-        let Some(tracker) = self.tracker.as_ref() else {
-            return;
-        };
-        let now = now_nanos();
-        let informers = &self.config.informer;
-        let kind = if informers.disk.metric_type == "reposize" {
-            DiskMetric::RepoSize
-        } else {
-            DiskMetric::FreeSpace
-        };
-        let disk = informer::disk_metric(
-            kind,
-            stat.as_ref(),
-            &self.local,
-            informers.disk.metric_ttl.millis(),
-            now,
-        );
-        if let (Some(recorded), true) = (&self.metrics, disk.valid) {
-            recorded.informer_disk.set(disk.weight);
-        }
-        let mut metrics = vec![disk];
-        metrics.extend(informer::tag_metrics(
-            &informers.tags.tags,
-            &self.local,
-            informers.tags.metric_ttl.millis(),
-            now,
-        ));
-        metrics.push(informer::pinqueue_metric(
-            Some(tracker.pin_queue_size()),
-            informers.pinqueue.weight_bucket_size,
-            &self.local,
-            informers.pinqueue.metric_ttl.millis(),
-            now,
-        ));
-        for metric in metrics {
-            self.publish_metric(metric);
-        }
-    }
-
-    fn live_metrics(&self, now: i64) -> MetricsSet {
-        self.allocator
-            .allocate_by
-            .iter()
-            .map(|name| (name.clone(), self.monitor.latest_metrics(name, now)))
-            .collect()
     }
 
     // ----- events ---------------------------------------------------------------------
 
     async fn on_background(&mut self, report: Background) -> anyhow::Result<()> {
+        let now = now_nanos();
         match report {
             Background::OpDone { cid, id, result } => {
                 self.cancels.remove(&id);
-                if let Some(tracker) = self.tracker.as_mut() {
-                    tracker.complete(&cid, id, result, now_nanos());
+                self.node.operation_done(cid, id, result, now);
+            }
+            Background::RepoStat(stat) => {
+                let disk = self.node.publish_informers(stat, now);
+                if let (Some(recorded), Some(disk)) = (&self.metrics, disk) {
+                    if disk.valid {
+                        recorded.informer_disk.set(disk.weight);
+                    }
                 }
             }
-            Background::RepoStat(stat) => self.publish_informers(stat),
-            Background::IpfsId(id) => {
-                if let Some(tracker) = self.tracker.as_mut() {
-                    tracker.set_ipfs(Some(id.peer), id.addresses.clone());
-                }
-                self.ipfs_id = Some(id);
+            Background::IpfsId(id) => self.node.set_ipfs(IpfsIdentity {
+                peer: Some(id.peer),
+                addresses: id.addresses,
+            }),
+            Background::Recover(daemon) => {
+                self.node.recover_all(&daemon, now).await?;
             }
-            Background::Recover(daemon) => self.recover_all(daemon).await?,
             Background::AnswerStatus {
                 cids,
                 recover,
@@ -1056,15 +852,8 @@ impl Peer {
                         (cid, answer)
                     })
                     .collect();
-                let infos = self.statuses_of(answers, recover).await?;
+                let infos = self.node.statuses_of(answers, recover, now).await?;
                 self.respond(channel, StatusResponse::Statuses(infos));
-            }
-            Background::AnswerSnapshot { channel } => {
-                let response = match self.snapshots.latest() {
-                    Some(offer) => StatusResponse::Snapshot(offer),
-                    None => StatusResponse::Error("no snapshot yet".into()),
-                };
-                self.respond(channel, response);
             }
             Background::AnswerRepoGc { gc, channel } => {
                 let response = gc.map_or_else(StatusResponse::Error, StatusResponse::RepoGc);
@@ -1079,11 +868,9 @@ impl Peer {
                 channel,
             } => {
                 let response = match ipfs_peers {
-                    Ok(ipfs_peers) => StatusResponse::Connections(Connections {
-                        cluster_peers: self.connected_cluster_peers(),
-                        ipfs_id: self.ipfs_id.as_ref().map(|id| id.peer),
-                        ipfs_peers,
-                    }),
+                    Ok(ipfs_peers) => {
+                        StatusResponse::Connections(self.node.connections(ipfs_peers, now))
+                    }
                     Err(error) => StatusResponse::Error(error),
                 };
                 self.respond(channel, response);
@@ -1103,58 +890,12 @@ impl Peer {
         let _ = status.send_response(channel, response);
     }
 
-    async fn on_tick(&mut self) -> anyhow::Result<()> {
-        let now = now_ms();
-        self.replica.tick(now).await?;
-        if self.role.writes() {
-            if let Err(error) = self.snapshots.refresh(&mut self.replica, now).await {
-                tracing::warn!("could not make a pinset snapshot: {error:#}");
-            }
-        }
-        if let Err(error) = self.peerstore.save() {
-            tracing::warn!(%error, "could not save the peerstore");
-        }
-        for alert in self.monitor.check(now_nanos()) {
-            tracing::info!(peer = %alert.metric.peer, metric = %alert.metric.name, "metric expired: peer may be down");
-            self.alerts.push_front(alert);
-            self.alerts.truncate(MAX_ALERTS);
-        }
-        if self.heads_announce_due {
-            self.heads_announce_due = false;
-            let heads: Vec<Cid> = self.replica.heads().into_iter().map(|(c, _)| c).collect();
-            if !heads.is_empty() {
-                self.publish(self.heads_topic.clone(), encode_broadcast(&heads));
-            }
-        }
-        let due: Vec<PeerId> = self
-            .redial
-            .iter()
-            .filter(|(peer, (at, _))| {
-                *at <= tokio::time::Instant::now() && !self.swarm.is_connected(peer)
-            })
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in due {
-            if let Some((at, backoff)) = self.redial.get_mut(&peer) {
-                *at = tokio::time::Instant::now() + *backoff;
-                *backoff = (*backoff * 2).min(REDIAL_MAX);
-            }
-            // The swarm keeps no addresses of peers it never reached: name them.
-            let addresses = self.peerstore.addresses_of(&peer);
-            let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                .addresses(addresses)
-                .build();
-            if let Err(error) = self.swarm.dial(dial) {
-                tracing::debug!(%peer, %error, "redial failed");
-            }
-        }
-        Ok(())
-    }
-
     async fn on_swarm_event(&mut self, event: SwarmEvent<GatedEvent>) -> anyhow::Result<()> {
         if let Some(metrics) = &self.metrics {
             metrics.libp2p.record(&event);
         }
+        let local = self.node.local();
+        let now = now_nanos();
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 // Relay reservations carry the external addresses: without any, clients
@@ -1162,7 +903,7 @@ impl Peer {
                 if self.config.cluster.announce_multiaddress.is_empty() {
                     self.swarm.add_external_address(address.clone());
                 }
-                tracing::info!(address = %with_peer_id(&address, self.local), "listening");
+                tracing::info!(address = %with_peer_id(&address, local), "listening");
             }
             SwarmEvent::ExpiredListenAddr { address, .. }
                 if self.config.cluster.announce_multiaddress.is_empty() =>
@@ -1179,9 +920,7 @@ impl Peer {
                 if endpoint.is_dialer() {
                     self.dialed.insert(connection_id);
                 }
-                if let Some(entry) = self.redial.get_mut(&peer_id) {
-                    entry.1 = REDIAL_MIN;
-                }
+                self.node.on_connected(peer_id, now);
                 self.circuits.on_connected(peer_id, &mut self.swarm);
             }
             SwarmEvent::ListenerClosed {
@@ -1207,13 +946,9 @@ impl Peer {
                 ..
             } => {
                 self.dialed.remove(&connection_id);
-                if num_established > 0 {
-                    return Ok(());
-                }
-                tracing::debug!(peer = %peer_id, "disconnected");
-                self.head_subscribers.remove(&peer_id);
-                if let Some(entry) = self.redial.get_mut(&peer_id) {
-                    entry.0 = tokio::time::Instant::now() + entry.1;
+                if num_established == 0 {
+                    tracing::debug!(peer = %peer_id, "disconnected");
+                    self.node.on_disconnected(peer_id, now);
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -1259,50 +994,37 @@ impl Peer {
                 _ => {}
             }
         }
+        let now = now_nanos();
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
                 let Some(author) = message.source else {
                     return Ok(());
                 };
-                if message.topic == self.heads_topic.hash() {
-                    self.replica
-                        .receive_broadcast(&author, &message.data, now_ms())
+                if let Some(topic) = self.topic(&message.topic) {
+                    self.node
+                        .on_gossip(topic, author, message.data, now)
                         .await?;
-                } else if message.topic == self.metrics_topic.hash() {
-                    match Metric::from_msgpack(&message.data) {
-                        Ok(metric) if metric.peer == author => {
-                            if metric.name == monitor::PING_METRIC {
-                                self.learn_addresses(&metric);
-                            }
-                            self.monitor.receive(metric, now_nanos())
-                        }
-                        Ok(_) => tracing::debug!(%author, "dropped a metric about another peer"),
-                        Err(error) => {
-                            tracing::debug!(%author, %error, "dropped a malformed metric")
-                        }
-                    }
                 }
             }
-            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
-                if topic == self.heads_topic.hash() && self.head_subscribers.insert(peer_id) =>
-            {
-                // A peer that just joined learns our heads now, not at the next rebroadcast.
-                self.heads_announce_due = true;
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
+                if let Some(topic) = self.topic(&topic) {
+                    self.node.on_subscribed(peer_id, topic);
+                }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for address in info.listen_addrs {
-                    if is_dialable(&address) {
-                        self.swarm.add_peer_address(peer_id, address.clone());
-                        self.peerstore.add(peer_id, address);
-                    }
-                }
-                self.redial
-                    .entry(peer_id)
-                    .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
+                self.node.on_identified(peer_id, info.listen_addrs, now);
             }
-            BehaviourEvent::Bitswap(event) => self.on_bitswap(event).await?,
-            BehaviourEvent::Status(event) => self.on_status(Exchange::Status, event),
-            BehaviourEvent::RepoGc(event) => self.on_status(Exchange::RepoGc, event),
+            BehaviourEvent::Bitswap(bitswap::Event::Block { cid, data, .. }) => {
+                self.node.on_block(cid, data, now).await?;
+            }
+            BehaviourEvent::Bitswap(bitswap::Event::Unavailable { cid }) => {
+                self.node.on_block_unavailable(cid, now).await?;
+            }
+            BehaviourEvent::Bitswap(bitswap::Event::Wanted { peer, wants }) => {
+                self.node.on_wanted(peer, wants).await?;
+            }
+            BehaviourEvent::Status(event) => self.on_status(Exchange::Status, event).await?,
+            BehaviourEvent::RepoGc(event) => self.on_status(Exchange::RepoGc, event).await?,
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
                 renewal: false,
@@ -1315,165 +1037,20 @@ impl Peer {
         Ok(())
     }
 
-    /// Takes the swarm addresses of a peer's `ping` and keeps that peer connected: peers
-    /// that met through one bootstrapper connect to each other, as the status exchange
-    /// needs.
-    fn learn_addresses(&mut self, ping: &Metric) {
-        if ping.peer == self.local || self.swarm.is_connected(&ping.peer) {
-            return;
+    fn topic(&self, hash: &gossipsub::TopicHash) -> Option<Topic> {
+        if *hash == self.heads_topic.hash() {
+            Some(Topic::Heads)
+        } else if *hash == self.metrics_topic.hash() {
+            Some(Topic::Metrics)
+        } else {
+            None
         }
-        let Some(info) = monitor::PingInfo::of(ping) else {
-            return;
-        };
-        let addresses = info
-            .cluster_addresses
-            .iter()
-            .take(MAX_ANNOUNCED_ADDRESSES)
-            .filter_map(|a| a.parse::<Multiaddr>().ok())
-            .filter(|a| is_dialable(a) && a.iter().last() == Some(Protocol::P2p(ping.peer)));
-        let mut any = false;
-        for address in addresses {
-            self.swarm.add_peer_address(ping.peer, address.clone());
-            self.peerstore.add(ping.peer, address);
-            any = true;
-        }
-        if any {
-            self.redial
-                .entry(ping.peer)
-                .or_insert((tokio::time::Instant::now(), REDIAL_MIN));
-        }
-    }
-
-    // ----- cluster-wide statuses -----------------------------------------------------------
-
-    /// The other live peers of the peerset.
-    fn other_peers(&self) -> Vec<PeerId> {
-        self.monitor
-            .peerset(&self.local, now_nanos())
-            .into_iter()
-            .filter(|p| *p != self.local)
-            .collect()
-    }
-
-    /// Sends `request` to every other peer of the peerset and gathers their answers into
-    /// `answers`, which reply once every peer answered or failed.
-    fn ask_peers(&mut self, request: StatusRequest, answers: Answers) {
-        let peers = self.other_peers();
-        if peers.is_empty() {
-            answers.reply();
-            return;
-        }
-        let id = self.next_gathering;
-        self.next_gathering += 1;
-        let exchange = match request {
-            StatusRequest::RepoGc => Exchange::RepoGc,
-            _ => Exchange::Status,
-        };
-        for peer in &peers {
-            let behaviour = self.swarm.behaviour_mut().inner_mut();
-            let sent = match exchange {
-                Exchange::Status => behaviour.status.send_request(peer, request.clone()),
-                Exchange::RepoGc => behaviour.repo_gc.send_request(peer, request.clone()),
-            };
-            self.status_requests.insert((exchange, sent), (id, *peer));
-        }
-        self.gatherings.insert(
-            id,
-            Gathering {
-                awaiting: peers.len(),
-                answers,
-            },
-        );
-    }
-
-    /// Takes one peer's answer (or its failure) into its gathering.
-    fn gathered(
-        &mut self,
-        exchange: Exchange,
-        request: OutboundRequestId,
-        answer: Result<StatusResponse, String>,
-    ) {
-        let Some((id, peer)) = self.status_requests.remove(&(exchange, request)) else {
-            return;
-        };
-        let peer_name = self.peer_name(&peer);
-        let Some(gathering) = self.gatherings.get_mut(&id) else {
-            return;
-        };
-        let answer = answer.and_then(|response| match response {
-            StatusResponse::Error(error) => Err(error),
-            other => Ok(other),
-        });
-        match (&mut gathering.answers, answer) {
-            (Answers::Statuses { infos, .. }, Ok(StatusResponse::Statuses(theirs))) => {
-                infos.extend(theirs.into_iter().filter(|i| i.peer == peer))
-            }
-            (Answers::Connections { links, .. }, Ok(StatusResponse::Connections(theirs))) => {
-                links.push((peer, Ok(theirs)))
-            }
-            (Answers::RepoGc { results, .. }, Ok(StatusResponse::RepoGc(mut theirs))) => {
-                theirs.peer = peer;
-                results.push(theirs)
-            }
-            (answers, answer) => {
-                let error = match answer {
-                    Err(error) => error,
-                    Ok(_) => "the peer answered another question".to_owned(),
-                };
-                match answers {
-                    Answers::Statuses { cids, infos, .. } => {
-                        for cid in cids.iter() {
-                            infos.push(PinInfo::unanswered(
-                                *cid,
-                                peer,
-                                peer_name.clone(),
-                                error.clone(),
-                                now_nanos(),
-                            ));
-                        }
-                    }
-                    Answers::Connections { links, .. } => links.push((peer, Err(error))),
-                    Answers::RepoGc { results, .. } => {
-                        results.push(RepoGc::failed(peer, peer_name, error))
-                    }
-                }
-            }
-        }
-        gathering.awaiting -= 1;
-        if gathering.awaiting == 0 {
-            let done = self.gatherings.remove(&id).expect("present");
-            done.answers.reply();
-        }
-    }
-
-    /// The cluster peers this peer is connected to.
-    fn connected_cluster_peers(&self) -> Vec<PeerId> {
-        self.other_peers()
-            .into_iter()
-            .filter(|p| self.swarm.is_connected(p))
-            .collect()
-    }
-
-    /// The live `ping` metrics of the peerset, read.
-    fn pings(&self) -> impl Iterator<Item = (PeerId, monitor::PingInfo)> {
-        self.monitor
-            .latest_metrics(monitor::PING_METRIC, now_nanos())
-            .into_iter()
-            .map(|m| (m.peer, monitor::PingInfo::of(&m).unwrap_or_default()))
-    }
-
-    /// A peer's name from its ping metric.
-    fn peer_name(&self, peer: &PeerId) -> String {
-        self.pings()
-            .find(|(p, _)| p == peer)
-            .map(|(_, ping)| ping.peer_name)
-            .unwrap_or_default()
     }
 
     /// A request or answer of either exchange. Garbage collections are answered over
     /// [`Exchange::RepoGc`] only, whose timeout allows for them.
-    fn on_status(&mut self, exchange: Exchange, event: status::Event) {
-        match event {
+    async fn on_status(&mut self, exchange: Exchange, event: status::Event) -> anyhow::Result<()> {
+        let (request_id, answer) = match event {
             request_response::Event::Message {
                 message:
                     request_response::Message::Request {
@@ -1481,47 +1058,13 @@ impl Peer {
                     },
                 ..
             } => {
-                let report = self.background_tx.clone();
-                let ipfs = self.ipfs.clone();
-                let commands = self.commands_tx.clone();
-                let (local, peername) = (self.local, self.config.cluster.peername.clone());
-                tokio::spawn(async move {
-                    let answer = match request {
-                        StatusRequest::RepoGc => Background::AnswerRepoGc {
-                            gc: match exchange {
-                                Exchange::RepoGc => {
-                                    Ok(repo_gc(ipfs.as_ref(), local, peername).await)
-                                }
-                                Exchange::Status => Err(format!(
-                                    "ask for a garbage collection over {REPO_GC_PROTOCOL}"
-                                )),
-                            },
-                            channel,
-                        },
-                        StatusRequest::Statuses { cids, recover } => Background::AnswerStatus {
-                            cids,
-                            recover,
-                            daemon: recent_daemon_pins(ipfs.as_ref()).await,
-                            channel,
-                        },
-                        StatusRequest::Connections => {
-                            let ipfs_peers = match ipfs {
-                                Some(ipfs) => ipfs.swarm_peers().await.map_err(|e| e.to_string()),
-                                None => Ok(Vec::new()),
-                            };
-                            Background::AnswerConnections {
-                                ipfs_peers,
-                                channel,
-                            }
-                        }
-                        StatusRequest::Snapshot => Background::AnswerSnapshot { channel },
-                        StatusRequest::Summary => Background::AnswerSummary {
-                            summary: summarize(&commands, ipfs.as_ref()).await,
-                            channel,
-                        },
-                    };
-                    let _ = report.send(answer).await;
-                });
+                match self.node.on_request(request) {
+                    Answer::Now(response) => self.respond(channel, response),
+                    Answer::FromDaemon(request) => {
+                        self.answer_from_daemon(exchange, request, channel)
+                    }
+                }
+                return Ok(());
             }
             request_response::Event::Message {
                 message:
@@ -1530,9 +1073,7 @@ impl Peer {
                         response,
                     },
                 ..
-            } => {
-                self.gathered(exchange, request_id, Ok(response));
-            }
+            } => (request_id, Ok(response)),
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
@@ -1542,61 +1083,96 @@ impl Peer {
                     }
                     other => format!("the peer did not answer the status request: {other}"),
                 };
-                self.gathered(exchange, request_id, Err(error));
+                (request_id, Err(error))
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "could not answer a status request");
+                return Ok(());
             }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    async fn on_bitswap(&mut self, event: bitswap::Event) -> anyhow::Result<()> {
-        match event {
-            bitswap::Event::Block { cid, data, .. } => {
-                self.replica.receive_block(&cid, data, now_ms()).await?;
-            }
-            bitswap::Event::Unavailable { cid } => {
-                self.replica.block_unavailable(&cid, now_ms()).await?;
-            }
-            bitswap::Event::Wanted { peer, wants } => {
-                let (blocks, presences) = bitswap::answer_from(self.replica.store(), wants).await?;
-                self.swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .bitswap
-                    .respond(peer, blocks, presences);
-            }
+            request_response::Event::ResponseSent { .. } => return Ok(()),
+        };
+        if let Some(id) = self.requests.remove(&(exchange, request_id)) {
+            self.node.on_response(id, answer, now_nanos()).await?;
         }
         Ok(())
     }
 
+    /// Answers a request that needs the IPFS daemon, in a task of its own.
+    fn answer_from_daemon(
+        &mut self,
+        exchange: Exchange,
+        request: StatusRequest,
+        channel: request_response::ResponseChannel<StatusResponse>,
+    ) {
+        let report = self.background_tx.clone();
+        let ipfs = self.ipfs.clone();
+        let commands = self.commands_tx.clone();
+        let (local, peername) = (self.node.local(), self.config.cluster.peername.clone());
+        tokio::spawn(async move {
+            let answer = match request {
+                StatusRequest::RepoGc => Background::AnswerRepoGc {
+                    gc: match exchange {
+                        Exchange::RepoGc => Ok(repo_gc(ipfs.as_ref(), local, peername).await),
+                        Exchange::Status => Err(format!(
+                            "ask for a garbage collection over {REPO_GC_PROTOCOL}"
+                        )),
+                    },
+                    channel,
+                },
+                StatusRequest::Statuses { cids, recover } => Background::AnswerStatus {
+                    cids,
+                    recover,
+                    daemon: recent_daemon_pins(ipfs.as_ref()).await,
+                    channel,
+                },
+                StatusRequest::Connections => {
+                    let ipfs_peers = match ipfs {
+                        Some(ipfs) => ipfs.swarm_peers().await.map_err(|e| e.to_string()),
+                        None => Ok(Vec::new()),
+                    };
+                    Background::AnswerConnections {
+                        ipfs_peers,
+                        channel,
+                    }
+                }
+                StatusRequest::Summary => Background::AnswerSummary {
+                    summary: summarize(&commands, ipfs.as_ref()).await,
+                    channel,
+                },
+                // The node answers these itself.
+                StatusRequest::Snapshot => return,
+            };
+            let _ = report.send(answer).await;
+        });
+    }
+
     async fn on_command(&mut self, command: Command) -> anyhow::Result<()> {
+        let now = now_nanos();
         match command {
             Command::AddPin { pin, reply } => {
-                let result = self.add_pin(*pin).await;
-                let _ = reply.send(result);
+                let result = self.node.add_pin(*pin, now).await;
+                let _ = reply.send(result.map_err(Into::into));
             }
             Command::RemovePin { cid, reply } => {
-                let result = self.remove_pin(cid).await;
-                let _ = reply.send(result);
+                let result = self.node.remove_pin(cid, now).await;
+                let _ = reply.send(result.map_err(Into::into));
             }
             Command::GetPin { cid, reply } => {
-                let _ = reply.send(self.replica.pin(&cid).await?);
+                let _ = reply.send(self.node.pin(&cid).await?);
             }
             Command::Pins {
                 after,
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.replica.pins(after.as_ref(), limit).await?);
+                let _ = reply.send(self.node.pins(after.as_ref(), limit).await?);
             }
             Command::Status {
                 cids,
                 recover,
                 reply,
             } => {
-                let _ = reply.send(self.statuses_of(cids, recover).await?);
+                let _ = reply.send(self.node.statuses_of(cids, recover, now).await?);
             }
             Command::Statuses {
                 after,
@@ -1604,358 +1180,159 @@ impl Peer {
                 filter,
                 reply,
             } => {
-                let page = self.replica.pins(after.as_ref(), PAGE).await?;
-                let next = next_cursor(&page);
-                let infos = match self.tracker.as_ref() {
-                    Some(tracker) => tracker.statuses(page, &daemon, filter).collect(),
-                    None => Vec::new(),
-                };
-                let _ = reply.send((infos, next));
+                let page = self
+                    .node
+                    .status_page(after.as_ref(), &daemon, filter)
+                    .await?;
+                let _ = reply.send(page);
             }
             Command::StatusCounts {
                 after,
                 daemon,
                 reply,
             } => {
-                let page = self.replica.pins(after.as_ref(), PAGE).await?;
-                let next = next_cursor(&page);
-                let mut summary = StatusSummary::default();
-                match self.tracker.as_ref() {
-                    Some(tracker) => tracker
-                        .statuses(page, &daemon, StatusFilter::ALL)
-                        .for_each(|info| summary.count(info.short.status)),
-                    None => page
-                        .iter()
-                        .for_each(|_| summary.count(TrackerStatus::Remote)),
-                }
-                let _ = reply.send((summary, next));
+                let _ = reply.send(self.node.count_page(after.as_ref(), &daemon).await?);
             }
             Command::PeerStatuses {
                 cids,
                 recover,
                 reply,
-            } => self.ask_peers(
-                StatusRequest::Statuses {
-                    cids: cids.clone(),
-                    recover,
-                },
-                Answers::Statuses {
-                    cids,
-                    infos: Vec::new(),
-                    reply,
-                },
-            ),
-            Command::PeersRepoGc { reply } => self.ask_peers(
-                StatusRequest::RepoGc,
-                Answers::RepoGc {
-                    results: Vec::new(),
-                    reply,
-                },
-            ),
+            } => {
+                let question = Question::Statuses { cids, recover };
+                let id = self.node.ask_peers(question, None, now);
+                self.replies.insert(id, Reply::Statuses(reply));
+            }
+            Command::PeersRepoGc { reply } => {
+                let id = self.node.ask_peers(Question::RepoGc, None, now);
+                self.replies.insert(id, Reply::RepoGc(reply));
+            }
             Command::Connections { reply } => {
-                let own = Connections {
-                    cluster_peers: self.connected_cluster_peers(),
-                    ipfs_id: self.ipfs_id.as_ref().map(|id| id.peer),
-                    ipfs_peers: Vec::new(),
-                };
-                self.ask_peers(
-                    StatusRequest::Connections,
-                    Answers::Connections {
-                        links: vec![(self.local, Ok(own))],
-                        reply,
-                    },
-                )
+                let own = self.node.connections(Vec::new(), now);
+                let local = Gathered::Connections(vec![(self.node.local(), Ok(own))]);
+                let id = self.node.ask_peers(Question::Connections, Some(local), now);
+                self.replies.insert(id, Reply::Connections(reply));
             }
             Command::RemovePeer { peer, reply } => {
-                let _ = reply.send(self.remove_peer(peer).await);
+                let result = self.node.remove_peer(peer, now).await;
+                let _ = reply.send(result.map_err(Into::into));
             }
             Command::Alerts { reply } => {
-                let _ = reply.send(self.alerts.iter().cloned().collect());
+                let _ = reply.send(self.node.alerts().cloned().collect());
             }
             Command::Info { reply } => {
                 let ipfs_error = match self.ipfs.as_ref().map(|i| i.health()) {
                     Some(Health::Down { error, .. }) => Some(error),
                     _ => None,
                 };
+                let local = self.node.local();
+                let ipfs = self.node.ipfs();
                 let _ = reply.send(PeerInfo {
-                    id: self.local,
+                    id: local,
                     peername: self.config.cluster.peername.clone(),
                     addresses: self
                         .swarm
                         .listeners()
-                        .map(|a| with_peer_id(a, self.local))
+                        .map(|a| with_peer_id(a, local))
                         .collect(),
-                    cluster_peers: self.monitor.peerset(&self.local, now_nanos()),
-                    ipfs: self.ipfs_id.clone(),
+                    cluster_peers: self.node.peerset(now),
+                    ipfs: ipfs.peer.map(|peer| IpfsId {
+                        peer,
+                        addresses: ipfs.addresses.clone(),
+                    }),
                     ipfs_error,
-                    role: self.role,
+                    role: self.config.cluster.role,
                 });
             }
             Command::Peers { reply } => {
+                let trust = &self.node.config().trust;
                 let peers = self
-                    .pings()
-                    .map(|(id, ping)| PeerSummary {
-                        id,
-                        trusted: self.trust.trusts(&id),
-                        ipfs_addresses: ping
-                            .ipfs_addresses
-                            .iter()
-                            .filter_map(|a| a.parse().ok())
-                            .collect(),
-                        name: ping.peer_name,
+                    .node
+                    .monitor()
+                    .latest_metrics(monitor::PING_METRIC, now)
+                    .into_iter()
+                    .map(|ping| {
+                        let info = monitor::PingInfo::of(&ping).unwrap_or_default();
+                        PeerSummary {
+                            id: ping.peer,
+                            trusted: trust.trusts(&ping.peer),
+                            ipfs_addresses: info
+                                .ipfs_addresses
+                                .iter()
+                                .filter_map(|a| a.parse().ok())
+                                .collect(),
+                            name: info.peer_name,
+                        }
                     })
                     .collect();
                 let _ = reply.send(peers);
             }
             Command::Sync { reply } => {
-                let progress = self.replica.progress();
+                let state = self.node.sync_state();
                 let _ = reply.send(SyncInfo {
-                    heads: self
-                        .replica
-                        .heads()
-                        .iter()
-                        .map(|(c, _)| c.to_string())
-                        .collect(),
-                    height: progress.height,
-                    pending: progress.pending,
-                    merged: progress.merged,
-                    synced: self.replica.is_synced(),
+                    heads: state.heads.into_iter().map(|h| h.cid).collect(),
+                    height: state.height,
+                    pending: state.pending,
+                    merged: state.merged,
+                    synced: state.synced,
                 });
             }
             Command::Metrics { name, reply } => {
-                let now = now_nanos();
-                let names: Vec<String> = if name.is_empty() {
-                    self.monitor.metric_names().map(String::from).collect()
-                } else {
-                    vec![name]
-                };
-                let metrics = names
-                    .iter()
-                    .flat_map(|n| self.monitor.latest_metrics(n, now))
-                    .collect();
-                let _ = reply.send(metrics);
+                let _ = reply.send(self.node.metrics(&name, now));
             }
         }
         Ok(())
     }
+}
 
-    /// This peer's status of `cid`. A relay pins nothing: a pin is `remote` there.
-    async fn status(&mut self, cid: Cid, daemon: DaemonAnswer) -> anyhow::Result<PinInfo> {
-        let pin = self.replica.pin(&cid).await?;
-        let now = now_nanos();
-        Ok(match self.tracker.as_ref() {
-            Some(tracker) => tracker.status(cid, pin.as_ref(), daemon, now),
-            None => {
-                let status = if pin.is_some() {
-                    TrackerStatus::Remote
-                } else {
-                    TrackerStatus::Unpinned
-                };
-                let pin = pin.unwrap_or_else(|| Pin::new(cid, pinfold_core::pin::UnixTime(0)));
-                PinInfo::of_pin(
-                    &pin,
-                    self.local,
-                    PinInfoShort {
-                        peer_name: self.config.cluster.peername.clone(),
-                        status,
-                        timestamp: Some(now),
-                        ..PinInfoShort::default()
-                    },
-                )
-            }
-        })
-    }
-
-    /// This peer's statuses of `cids`, given the daemon's answer for each; with `recover`,
-    /// each pin in error here is re-queued first and its status after is given.
-    async fn statuses_of(
-        &mut self,
-        cids: Vec<(Cid, DaemonAnswer)>,
-        recover: bool,
-    ) -> anyhow::Result<Vec<PinInfo>> {
-        let mut infos = Vec::with_capacity(cids.len());
-        for (cid, daemon) in cids {
-            if recover {
-                let info = self.status(cid, daemon.clone()).await?;
-                let pin = self.replica.pin(&cid).await?;
-                if let Some(tracker) = self.tracker.as_mut() {
-                    tracker.recover(cid, info.short.status, pin, now_nanos())?;
-                }
-            }
-            infos.push(self.status(cid, daemon).await?);
-        }
-        Ok(infos)
-    }
-
-    /// Pins `pin` in the cluster. With `pin_update`, the pin takes the options and the
-    /// allocations of the pin it updates (its own name and expiry win when set), as
-    /// ipfs-cluster's pin update does; the old pin stays.
-    async fn add_pin(&mut self, pin: Pin) -> Result<Pin, CommandError> {
-        let mut pin = pin;
-        if let Some(from) = pin.pin_update.filter(|from| *from != pin.cid) {
-            let existing = self
-                .replica
-                .pin(&from)
-                .await
-                .map_err(|e| CommandError::Internal(e.to_string()))?
-                .ok_or(CommandError::NotFound(from))?;
-            pin = Pin {
-                cid: pin.cid,
-                timestamp: pin.timestamp,
-                pin_update: Some(from),
-                name: if pin.name.is_empty() {
-                    existing.name.clone()
-                } else {
-                    pin.name
-                },
-                expire_at: pin.expire_at.or(existing.expire_at),
-                ..existing
-            };
-        }
-        self.allocate_and_pin(pin, &[]).await
-    }
-
-    /// Allocates `pin` (keeping its current allocations where it can, never to a peer of
-    /// `blacklist`) and writes it to the pinset.
-    async fn allocate_and_pin(
-        &mut self,
-        mut pin: Pin,
-        blacklist: &[PeerId],
-    ) -> Result<Pin, CommandError> {
-        if !self.role.writes() {
-            return Err(CommandError::ReadOnly);
-        }
-        if !self.trust.trusts(&self.local) {
-            tracing::warn!("this peer is not in crdt.trusted_peers: other peers ignore its writes");
-        }
-        let (min, max) = allocator::replication_factors(
-            pin.replication_factor_min,
-            pin.replication_factor_max,
-            &self.allocator,
-        )
-        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
-        pin.replication_factor_min = min;
-        pin.replication_factor_max = max;
-        let existing = self
-            .replica
-            .pin(&pin.cid)
-            .await
-            .map_err(|e| CommandError::Internal(e.to_string()))?;
-        let current: Vec<PeerId> = match existing {
-            Some(existing) => existing.allocations,
-            None => std::mem::take(&mut pin.allocations),
-        }
-        .into_iter()
-        .filter(|p| !blacklist.contains(p))
-        .collect();
-        let now = now_nanos();
-        let metrics = self.live_metrics(now);
-        let trust = self.trust.clone();
-        pin.allocations = allocator::allocate(
-            &AllocationRequest {
-                cid: &pin.cid,
-                replication_min: min,
-                replication_max: max,
-                current: &current,
-                priority: &pin.user_allocations,
-                blacklist,
+/// The node's configuration from the peer's.
+fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> NodeConfig {
+    let cluster = &config.cluster;
+    let informers = &config.informer;
+    let at_least = |d: Duration, min: Duration| d.max(min).as_millis() as u64;
+    NodeConfig {
+        local,
+        peername: cluster.peername.clone(),
+        role: match cluster.role {
+            Role::Full => NodeRole::Full,
+            Role::Relay => NodeRole::Relay,
+            Role::Follower => NodeRole::Follower,
+        },
+        trust,
+        allocator: AllocatorConfig {
+            allocate_by: config.allocator.balanced.allocate_by.clone(),
+            replication_factor_min: cluster.replication_factor_min,
+            replication_factor_max: cluster.replication_factor_max,
+            ..AllocatorConfig::default()
+        },
+        periods: Periods {
+            ping: cluster.monitor_ping_interval.millis(),
+            informers: at_least(informers.disk.metric_ttl.0 / 2, Duration::from_millis(100)),
+            recover: at_least(cluster.pin_recover_interval.0, Duration::from_secs(1)),
+            expiry: at_least(cluster.state_sync_interval.0, Duration::from_secs(1)),
+            connect_swarms: at_least(
+                config.ipfs_connector.ipfshttp.connect_swarms_delay.0,
+                Duration::from_secs(1),
+            ),
+        },
+        informers: Some(InformerSettings {
+            disk: if informers.disk.metric_type == "reposize" {
+                DiskMetric::RepoSize
+            } else {
+                DiskMetric::FreeSpace
             },
-            &metrics,
-            |peer| trust.trusts(peer),
-            &self.allocator,
-        )
-        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
-        self.replica
-            .add_pin(&pin, now_ms())
-            .await
-            .map_err(|e| CommandError::Internal(e.to_string()))?;
-        tracing::info!(cid = %pin.cid, allocations = ?pin.allocations, "pinned in the cluster");
-        Ok(pin)
-    }
-
-    /// Re-allocates every pin allocated to `peer` and forgets its metrics.
-    async fn remove_peer(&mut self, peer: PeerId) -> Result<usize, CommandError> {
-        if !self.role.writes() {
-            return Err(CommandError::ReadOnly);
-        }
-        if peer == self.local {
-            return Err(CommandError::BadRequest(
-                "a peer cannot remove itself; ask another peer of the cluster".into(),
-            ));
-        }
-        let mut allocated = Vec::new();
-        for_each_page(&self.replica, |page| {
-            allocated.extend(
-                page.iter()
-                    .filter(|p| p.allocations.contains(&peer))
-                    .cloned(),
-            );
-            Ok(())
-        })
-        .await
-        .map_err(|e| CommandError::Internal(e.to_string()))?;
-        self.monitor.remove_peer(&peer);
-        let moved = allocated.len();
-        for pin in allocated {
-            let cid = pin.cid;
-            if let Err(error) = self.allocate_and_pin(pin, &[peer]).await {
-                tracing::warn!(%cid, %error, "could not re-allocate a pin of a removed peer");
-            }
-        }
-        tracing::info!(%peer, moved, "peer removed: its pins were re-allocated");
-        Ok(moved)
-    }
-
-    /// Unpins the pins whose `expire_at` has passed, where this peer is the closest trusted
-    /// live peer to the CID (so that one peer does it). Followers and relays leave it to
-    /// the trusted peers.
-    async fn unpin_expired(&mut self) -> anyhow::Result<()> {
-        if !self.role.writes() || !self.trust.trusts(&self.local) {
-            return Ok(());
-        }
-        let now = pinfold_core::pin::UnixTime(now_ms() / 1000);
-        let others: Vec<PeerId> = self
-            .other_peers()
-            .into_iter()
-            .filter(|p| self.trust.trusts(p))
-            .collect();
-        let local = self.local;
-        let mut expired = Vec::new();
-        for_each_page(&self.replica, |page| {
-            expired.extend(
-                page.iter()
-                    .filter(|p| p.expire_at.is_some_and(|at| at <= now))
-                    .filter(|p| allocator::is_closest(&p.cid, &local, &others))
-                    .map(|p| p.cid),
-            );
-            Ok(())
-        })
-        .await?;
-        for cid in expired {
-            tracing::info!(%cid, "the pin expired: unpinning it from the cluster");
-            if let Err(error) = self.remove_pin(cid).await {
-                tracing::warn!(%cid, %error, "could not unpin an expired pin");
-            }
-        }
-        Ok(())
-    }
-
-    async fn remove_pin(&mut self, cid: Cid) -> Result<Pin, CommandError> {
-        if !self.role.writes() {
-            return Err(CommandError::ReadOnly);
-        }
-        let pin = self
-            .replica
-            .pin(&cid)
-            .await
-            .map_err(|e| CommandError::Internal(e.to_string()))?
-            .ok_or(CommandError::NotFound(cid))?;
-        self.replica
-            .remove_pin(&cid, now_ms())
-            .await
-            .map_err(|e| CommandError::Internal(e.to_string()))?;
-        tracing::info!(%cid, "unpinned from the cluster");
-        Ok(pin)
+            disk_ttl_ms: informers.disk.metric_ttl.millis(),
+            tags: informers.tags.tags.clone(),
+            tags_ttl_ms: informers.tags.metric_ttl.millis(),
+            pinqueue_bucket: informers.pinqueue.weight_bucket_size,
+            pinqueue_ttl_ms: informers.pinqueue.metric_ttl.millis(),
+        }),
+        snapshots: SnapshotPolicy {
+            every: config.consensus.crdt.snapshot_every,
+            min_interval_ms: config.consensus.crdt.snapshot_min_interval.millis(),
+        },
+        bootstrap_from_snapshot: false,
+        max_connections: usize::MAX,
+        dialable: is_dialable,
     }
 }
 
@@ -2019,31 +1396,6 @@ async fn summarize(
     }
 }
 
-/// Calls `each` with every page of the stored pinset, in key order; returns how many pins
-/// there were.
-pub async fn for_each_page(
-    replica: &Replica<RedbStore>,
-    mut each: impl FnMut(&[Pin]) -> anyhow::Result<()>,
-) -> anyhow::Result<usize> {
-    let (mut count, mut after) = (0usize, None);
-    loop {
-        let page = replica.pins(after.as_ref(), PAGE).await?;
-        each(&page)?;
-        count += page.len();
-        match next_cursor(&page) {
-            Some(next) => after = Some(next),
-            None => return Ok(count),
-        }
-    }
-}
-
-/// Where the page after a full `PAGE` of pins starts; `None` after the last page.
-fn next_cursor(page: &[Pin]) -> Option<Cid> {
-    page.last()
-        .filter(|_| page.len() == PAGE)
-        .map(|pin| pin.cid)
-}
-
 /// `address` ending in `/p2p/<peer>`; circuit addresses through a relay already do.
 fn with_peer_id(address: &Multiaddr, peer: PeerId) -> Multiaddr {
     address.clone().with_p2p(peer).unwrap_or_else(|other| other)
@@ -2051,15 +1403,7 @@ fn with_peer_id(address: &Multiaddr, peer: PeerId) -> Multiaddr {
 
 /// Addresses worth keeping for a redial: not relay circuits or unspecified addresses.
 fn is_dialable(address: &Multiaddr) -> bool {
-    !address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) && !is_unspecified(address)
-}
-
-/// An address on 0.0.0.0 or ::, which nobody can dial.
-fn is_unspecified(address: &Multiaddr) -> bool {
-    address.iter().any(|p| {
-        matches!(p, Protocol::Ip4(ip) if ip.is_unspecified())
-            || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
-    })
+    !address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) && !node::is_unspecified(address)
 }
 
 /// A handshake that fails inside pnet or Noise: what a different secret produces.

@@ -11,9 +11,10 @@ use pinfold_core::crdt::{self, BatchConfig, Replica};
 use pinfold_core::pin::Pin;
 
 use crate::config::{CONFIG_FILE, PINSET_FILE};
-use crate::peer::{for_each_page, now_ms};
+use crate::peer::now_ms;
 use crate::snapshots::SnapshotRecord;
 use crate::store::RedbStore;
+use pinfold_core::node::for_each_page;
 
 /// Pins per delta written by an import.
 const IMPORT_BATCH: usize = 1000;
@@ -47,7 +48,7 @@ pub async fn export(dir: &Path, out: &mut impl Write) -> anyhow::Result<usize> {
             serde_json::to_writer(&mut *out, pin)?;
             writeln!(out)?;
         }
-        Ok(())
+        Ok::<_, anyhow::Error>(())
     })
     .await?;
     out.flush()?;

@@ -20,11 +20,12 @@ use pinfold_core::pin::Pin;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::follower::{self, Command, Follower, Problem, Settings, Sink, StartError, SyncState};
+use crate::follower::{self, Command, Follower, Problem, Settings, Sink, StartError};
 use crate::idb::{IdbError, IdbStore};
 use crate::store::FollowerStore;
 use libp2p::identity::Keypair;
 use pinfold_core::crdt::MemoryStore;
+use pinfold_core::node::SyncState;
 
 /// The options `start` takes (the npm package's `follow` options, as JSON).
 #[derive(Deserialize)]
@@ -291,8 +292,8 @@ impl FollowerHandle {
         Ok(self.ask_fallible("STORAGE", move |reply| Command::Get { cid, reply }))
     }
 
-    /// The statuses of up to 1000 `cids` on the peers the follower is connected to, in one
-    /// request per peer (a JSON array of ipfs-cluster's `GlobalPinInfo`, in the order
+    /// The statuses of up to 1000 `cids` on every live cluster peer, in one request per
+    /// peer (a JSON array of ipfs-cluster's `GlobalPinInfo`, in the order
     /// asked; a CID no peer reported on is left out).
     pub fn statuses(&self, cids: Vec<String>) -> Result<js_sys::Promise, JsValue> {
         if cids.len() > MAX_CIDS {
@@ -311,7 +312,7 @@ impl FollowerHandle {
         Ok(self.ask_fallible("NO_STATUS", move |reply| Command::Statuses { cids, reply }))
     }
 
-    /// Each connected peer's statuses of the whole pinset, counted (JSON array).
+    /// Each live cluster peer's statuses of the whole pinset, counted (JSON array).
     pub fn summaries(&self) -> js_sys::Promise {
         self.ask_fallible("NO_STATUS", |reply| Command::Summaries { reply })
     }

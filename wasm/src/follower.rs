@@ -1,12 +1,12 @@
-//! The light follower: a replica of the cluster's pinset that follows trusted peers'
-//! heads, fetches their deltas, and keeps the monitor's view of peers and metrics. It
-//! never writes to the pinset and pins nothing.
+//! The light follower: a [`Node`] in the light role (see [`NodeRole::Light`]) driven on
+//! the JavaScript thread. It follows the trusted peers' heads, fetches their deltas, keeps
+//! the monitor's view of peers and metrics, never writes to the pinset and pins nothing.
 //!
-//! [`Follower::run`] is one event loop on the JavaScript thread: swarm events, commands
-//! from the page (each answered on its own channel) and a 250 ms tick. What changes is
-//! reported through [`Sink`].
+//! [`Follower::run`] is one event loop: swarm events, commands from the page (each
+//! answered on its own channel) and a 250 ms tick go to the node, and the node's effects
+//! come back out to the swarm and the page ([`Sink`]). The cluster logic is the node's.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cid::Cid;
@@ -19,18 +19,20 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use pinfold_core::allocator::AllocatorConfig;
 use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::secret::ClusterSecret;
-use pinfold_core::codec::status::{SnapshotOffer, StatusRequest, StatusResponse, StatusSummary};
-use pinfold_core::crdt::{
-    self, Output, PinEvent, Progress, Replica, ReplicaError, Store as _, Trust,
-};
-use pinfold_core::monitor::{self, Monitor, PingInfo};
+use pinfold_core::codec::status::StatusSummary;
+use pinfold_core::crdt::{self, Replica, ReplicaError, Trust};
 use pinfold_core::net::pnet_guard::WrongSecret;
 use pinfold_core::net::{bitswap, psk_gate};
+use pinfold_core::node::{
+    self, Answer, Effect, Gathered, GatheringId, Node, NodeConfig, NodeRole, Periods, Question,
+    RequestId, SnapshotPolicy, SyncState, Topic,
+};
 use pinfold_core::pin::Pin;
-use pinfold_core::tracker::{GlobalPinInfo, PinInfo};
+use pinfold_core::tracker::GlobalPinInfo;
 use serde::Serialize;
 
 use crate::idb::IdbError;
@@ -45,18 +47,8 @@ pub const COMMAND_QUEUE: usize = 64;
 pub const MAX_PAGE: usize = 10_000;
 /// Most cluster peers the follower connects to besides its bootstrap peers.
 const MAX_PEER_CONNECTIONS: usize = 16;
-/// How long head broadcasts wait while a trusted peer is asked for its snapshot.
-const SNAPSHOT_WAIT_MS: f64 = 5_000.0;
-/// Head broadcasts held meanwhile (later ones replace the oldest).
-const MAX_HELD_BROADCASTS: usize = 64;
-const REDIAL_MIN_MS: f64 = 1_000.0;
-const REDIAL_MAX_MS: f64 = 30_000.0;
 
-/// Milliseconds since the Unix epoch, from JavaScript's clock.
-pub fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
-}
-
+/// Unix nanoseconds, from JavaScript's clock.
 fn now_nanos() -> i64 {
     (js_sys::Date::now() * 1e6) as i64
 }
@@ -164,30 +156,6 @@ pub struct PeerView {
     pub last_seen: u64,
 }
 
-/// Where the follower's sync stands.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SyncState {
-    pub heads: Vec<Head>,
-    pub height: u64,
-    /// Delta blocks known and not yet merged, and requested and not yet received.
-    pub pending: usize,
-    pub in_flight: usize,
-    /// Deltas merged since the follower started.
-    pub merged: u64,
-    pub pins: u64,
-    /// Whether it has heads and nothing left to fetch.
-    pub synced: bool,
-    pub connected_peers: usize,
-    /// The snapshot the pinset was loaded from, if any.
-    pub snapshot: Option<SnapshotOffer>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Head {
-    pub cid: String,
-    pub height: u64,
-}
-
 /// The kinds of trouble a running follower reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Problem {
@@ -213,6 +181,15 @@ impl Problem {
     }
 }
 
+impl From<node::Problem> for Problem {
+    fn from(problem: node::Problem) -> Self {
+        match problem {
+            node::Problem::Snapshot => Problem::Snapshot,
+            node::Problem::UntrustedData => Problem::UntrustedData,
+        }
+    }
+}
+
 /// What the follower reports as it runs.
 pub trait Sink {
     fn pin(&self, pin: &Pin);
@@ -223,43 +200,13 @@ pub trait Sink {
     fn error(&self, problem: Problem, message: &str);
 }
 
-/// The start of a sync: a replica that has merged nothing first asks a trusted peer for a
-/// snapshot, holding head broadcasts until it knows whether it loads one.
-enum SnapshotPhase {
-    /// Until a trusted peer is connected, or `until`.
-    Waiting {
-        held: Vec<(PeerId, Vec<u8>)>,
-        until: f64,
-    },
-    /// Asked `peer` with `request`, until `until`.
-    Asking {
-        request: OutboundRequestId,
-        peer: PeerId,
-        held: Vec<(PeerId, Vec<u8>)>,
-        until: f64,
-    },
-    Done,
-}
-
-/// What a peer's answer of the wrong kind is recorded as.
-const OTHER_ANSWER: &str = "the peer answered another question";
-
-/// Answers awaited from the connected peers for one call.
-struct Gathering {
-    awaiting: usize,
-    answers: Answers,
-}
-
-enum Answers {
-    /// Views of some CIDs.
+/// A reply awaited from a gathering.
+enum Reply {
     Statuses {
         cids: Vec<Cid>,
-        infos: Vec<PinInfo>,
         reply: oneshot::Sender<Result<Vec<GlobalPinInfo>, String>>,
     },
-    /// Counts of each peer's statuses.
     Summaries {
-        summaries: Vec<PeerSummary>,
         reply: oneshot::Sender<Result<Vec<PeerSummary>, String>>,
     },
 }
@@ -267,10 +214,7 @@ enum Answers {
 /// A running follower's state; see the module's documentation.
 pub struct Follower<E: Sink> {
     swarm: Swarm<Gated>,
-    replica: Replica<FollowerStore>,
-    monitor: Monitor,
-    local: PeerId,
-    trust: Trust,
+    node: Node<FollowerStore>,
     /// Whether there is a secret, so that the gate covers WebRTC links.
     gated: bool,
     heads_topic: IdentTopic,
@@ -283,20 +227,8 @@ pub struct Follower<E: Sink> {
     start_failures: Vec<StartError>,
     /// `start` was answered with an error: nobody holds this follower.
     refused: bool,
-    redial_at: f64,
-    redial_backoff: f64,
-    /// Last dial to each peer learned from its `ping` (milliseconds).
-    peer_dials: HashMap<PeerId, f64>,
-    peerset: BTreeSet<PeerId>,
-    pins: u64,
-    reported: SyncState,
-    status_requests: HashMap<OutboundRequestId, (u64, PeerId)>,
-    gatherings: HashMap<u64, Gathering>,
-    next_gathering: u64,
-    snapshot: SnapshotPhase,
-    loaded_snapshot: Option<SnapshotOffer>,
-    /// Authors of ignored heads, each reported once.
-    untrusted_authors: BTreeSet<PeerId>,
+    requests: HashMap<OutboundRequestId, RequestId>,
+    replies: HashMap<GatheringId, Reply>,
 }
 
 impl<E: Sink> Follower<E> {
@@ -327,62 +259,55 @@ impl<E: Sink> Follower<E> {
                 .subscribe(topic)
                 .map_err(|e| StartError::Invalid(e.to_string()))?;
         }
-        let config = crdt::Config {
+        let replica_config = crdt::Config {
             trust: settings.trust.clone(),
             fetch_timeout_ms: 30_000,
             seed: u64::from_le_bytes(local.to_bytes()[2..10].try_into().expect("8 bytes")),
             ..crdt::Config::default()
         };
-        let replica = Replica::open(store, config)
+        let replica = Replica::open(store, replica_config)
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?;
-        let pins = replica
-            .store()
-            .live_keys()
+        let config = NodeConfig {
+            local,
+            peername: String::new(),
+            role: NodeRole::Light,
+            trust: settings.trust,
+            allocator: AllocatorConfig::default(),
+            periods: Periods::default(),
+            informers: None,
+            snapshots: SnapshotPolicy::NEVER,
+            bootstrap_from_snapshot: true,
+            max_connections: MAX_PEER_CONNECTIONS,
+            dialable: reachable,
+        };
+        let now = now_nanos();
+        let node = Node::new(config, replica, None, None, (now / 1_000_000) as u64)
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?;
-        let replica_was_empty = replica.heads().is_empty() && replica.progress().pending == 0;
         let mut follower = Self {
             swarm,
-            replica,
-            monitor: Monitor::new(),
-            local,
+            node,
             gated: settings.secret.is_some(),
-            trust: settings.trust,
             heads_topic,
             metrics_topic,
-            bootstrap: settings.bootstrap,
+            bootstrap: settings.bootstrap.clone(),
             sink,
             started: Some(started),
             start_failures: Vec::new(),
             refused: false,
-            redial_at: js_sys::Date::now() + REDIAL_MIN_MS,
-            redial_backoff: REDIAL_MIN_MS,
-            peer_dials: HashMap::new(),
-            peerset: BTreeSet::new(),
-            pins,
-            reported: SyncState::default(),
-            status_requests: HashMap::new(),
-            gatherings: HashMap::new(),
-            next_gathering: 0,
-            // A replica resumed from storage already has its pinset: it walks from there.
-            snapshot: if replica_was_empty {
-                SnapshotPhase::Waiting {
-                    held: Vec::new(),
-                    until: js_sys::Date::now() + SNAPSHOT_WAIT_MS,
-                }
-            } else {
-                SnapshotPhase::Done
-            },
-            loaded_snapshot: None,
-            untrusted_authors: BTreeSet::new(),
+            requests: HashMap::new(),
+            replies: HashMap::new(),
         };
-        follower.dial_bootstrap();
+        for address in settings.bootstrap {
+            follower.node.dial(address, now);
+        }
+        follower.apply_effects().await;
         Ok(follower)
     }
 
     pub fn local_peer_id(&self) -> PeerId {
-        self.local
+        self.node.local()
     }
 
     /// Runs until the command channel closes (the page closed the follower), or until
@@ -394,7 +319,7 @@ impl<E: Sink> Follower<E> {
         loop {
             // A loading snapshot merges one chunk per turn; each turn first yields to the
             // JavaScript event loop, so that the page and the network go on meanwhile.
-            if self.replica.has_work() && turn.is_terminated() {
+            if self.node.has_work() && turn.is_terminated() {
                 turn = Delay::new(Duration::ZERO).fuse();
             }
             futures::select! {
@@ -405,23 +330,24 @@ impl<E: Sink> Follower<E> {
                 },
                 _ = (&mut tick).fuse() => {
                     tick.reset(TICK);
-                    self.on_tick().await;
+                    let result = self.node.tick(now_nanos()).await;
+                    self.check(result);
                 }
                 _ = start_deadline => self.fail_start(StartError::TimedOut(connect_timeout)),
                 _ = turn => {
-                    let result = self.replica.work(now_ms()).await;
+                    let result = self.node.work(now_nanos()).await;
                     self.check(result);
                 }
             }
-            self.drain_replica().await;
+            self.apply_effects().await;
             if self.refused {
                 return;
             }
         }
     }
 
-    /// Reports a failed replica operation; the follower goes on with the next event.
-    fn check(&self, result: Result<(), ReplicaError<IdbError>>) {
+    /// Reports a failed store operation; the follower goes on with the next event.
+    fn check<T>(&self, result: Result<T, ReplicaError<IdbError>>) {
         if let Err(error) = result {
             self.sink.error(Problem::Storage, &error.to_string());
         }
@@ -434,114 +360,119 @@ impl<E: Sink> Follower<E> {
         }
     }
 
-    fn dial_bootstrap(&mut self) {
-        for address in self.bootstrap.clone() {
-            if let Err(error) = self.swarm.dial(address.clone()) {
-                self.on_dial_error(&error);
-            }
-        }
-    }
+    // ----- the node's effects -------------------------------------------------------------
 
-    // ----- the pinset -----------------------------------------------------------------
-
-    async fn drain_replica(&mut self) {
-        let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
-        match bitswap.drain_replica(&mut self.replica, now_ms()).await {
-            // A follower's heads are the trusted peers' own: it never announces them.
-            Ok(outputs) => outputs
-                .iter()
-                .filter(|output| !matches!(output, Output::Broadcast(_)))
-                .for_each(|output| self.on_pinset_change(output)),
-            Err(error) => self.check(Err(error)),
-        }
-    }
-
-    fn on_pinset_change(&mut self, output: &Output) {
-        match PinEvent::from_output(output) {
-            Some(Ok(PinEvent::Pinned(pin))) => {
-                if matches!(output, Output::Put { added: true, .. }) {
-                    self.pins += 1;
+    /// Carries out the node's effects until it has none left.
+    async fn apply_effects(&mut self) {
+        while let Some(effect) = self.node.poll_effect() {
+            match effect {
+                Effect::Publish { topic, data } => {
+                    let topic = match topic {
+                        Topic::Heads => self.heads_topic.clone(),
+                        Topic::Metrics => self.metrics_topic.clone(),
+                    };
+                    // With nobody subscribed yet, the next publication carries it.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .inner_mut()
+                        .gossipsub
+                        .publish(topic, data);
                 }
-                self.sink.pin(&pin);
+                Effect::Fetch(cids) => {
+                    let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
+                    for cid in bitswap.want_all(&cids) {
+                        let result = self.node.on_block_unavailable(cid, now_nanos()).await;
+                        self.check(result);
+                    }
+                }
+                Effect::AnswerWants {
+                    peer,
+                    blocks,
+                    presences,
+                } => self
+                    .swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .bitswap
+                    .respond(peer, blocks, presences),
+                Effect::Dial { peer, addresses } => self.dial(peer, addresses),
+                Effect::AddressLearned { peer, address } => {
+                    self.swarm.add_peer_address(peer, address);
+                }
+                Effect::Request { id, peer, request } => {
+                    let sent = self
+                        .swarm
+                        .behaviour_mut()
+                        .inner_mut()
+                        .status
+                        .send_request(&peer, request);
+                    self.requests.insert(sent, id);
+                }
+                Effect::Gathered { id, gathered } => self.reply(id, gathered),
+                Effect::Pinset(node::PinsetChange::Pinned { pin, .. }) => self.sink.pin(&pin),
+                Effect::Pinset(node::PinsetChange::Unpinned(cid)) => self.sink.unpin(&cid),
+                Effect::Peer { peer, joined } => self.sink.peer(&peer, joined),
+                Effect::Sync(state) => self.sink.sync(&state),
+                Effect::Problem { problem, message } => self.sink.error(problem.into(), &message),
+                // A light node pins nothing, publishes no metrics and makes no snapshots.
+                Effect::StartOperation(_)
+                | Effect::CancelOperation(_)
+                | Effect::Daemon(_)
+                | Effect::Alert(_)
+                | Effect::SnapshotMade(_) => {}
             }
-            Some(Ok(PinEvent::Unpinned(cid))) => {
-                self.pins = self.pins.saturating_sub(1);
-                self.sink.unpin(&cid);
-            }
-            // Entries that are not pins are left out, as Go's state listing does.
-            Some(Err(_)) | None => {}
         }
     }
 
-    fn sync_state(&self) -> SyncState {
-        let Progress {
-            pending,
-            in_flight,
-            merged,
-            height,
-            ..
-        } = self.replica.progress();
-        let heads = self.replica.heads();
-        SyncState {
-            synced: !heads.is_empty() && pending == 0,
-            heads: heads
-                .into_iter()
-                .map(|(cid, height)| Head {
-                    cid: cid.to_string(),
-                    height,
-                })
-                .collect(),
-            height,
-            pending,
-            in_flight,
-            merged,
-            pins: self.pins,
-            connected_peers: self.swarm.connected_peers().count(),
-            snapshot: self.loaded_snapshot,
+    fn dial(&mut self, peer: Option<PeerId>, addresses: Vec<Multiaddr>) {
+        let result = match peer {
+            Some(peer) => self.swarm.dial(
+                libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(addresses)
+                    .build(),
+            ),
+            None => match addresses.into_iter().next() {
+                Some(address) => self.swarm.dial(address),
+                None => return,
+            },
+        };
+        if let Err(error) = result {
+            self.on_dial_error(&error);
         }
     }
 
-    // ----- time -----------------------------------------------------------------------
-
-    async fn on_tick(&mut self) {
-        let result = self.replica.tick(now_ms()).await;
-        self.check(result);
-        if let SnapshotPhase::Waiting { until, .. } | SnapshotPhase::Asking { until, .. } =
-            self.snapshot
-        {
-            if js_sys::Date::now() >= until {
-                self.end_snapshot_phase(None).await;
+    fn reply(&mut self, id: GatheringId, gathered: Gathered) {
+        match (self.replies.remove(&id), gathered) {
+            (Some(Reply::Statuses { cids, reply }), Gathered::Statuses(infos)) => {
+                let _ = reply.send(Ok(GlobalPinInfo::group(&cids, infos)));
             }
-        }
-        let now = now_nanos();
-        self.monitor.check(now);
-        let peerset: BTreeSet<PeerId> =
-            self.monitor.peerset(&self.local, now).into_iter().collect();
-        for peer in peerset.difference(&self.peerset) {
-            self.sink.peer(peer, true);
-        }
-        for peer in self.peerset.difference(&peerset) {
-            self.sink.peer(peer, false);
-        }
-        self.peerset = peerset;
-        let state = self.sync_state();
-        if state != self.reported {
-            self.sink.sync(&state);
-            self.reported = state;
-        }
-        if self.started.is_none()
-            && self.swarm.connected_peers().next().is_none()
-            && js_sys::Date::now() >= self.redial_at
-        {
-            self.redial_at = js_sys::Date::now() + self.redial_backoff;
-            self.redial_backoff = (self.redial_backoff * 2.0).min(REDIAL_MAX_MS);
-            self.dial_bootstrap();
+            (Some(Reply::Summaries { reply }), Gathered::Summaries(lines)) => {
+                let summaries = lines
+                    .into_iter()
+                    .map(|line| {
+                        let (summary, error) = match line.summary {
+                            Ok(summary) => (Some(summary), None),
+                            Err(error) => (None, Some(error)),
+                        };
+                        PeerSummary {
+                            peer: line.peer.to_base58(),
+                            peername: line.peername,
+                            summary,
+                            error,
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(Ok(summaries));
+            }
+            _ => {}
         }
     }
 
     // ----- the network ----------------------------------------------------------------
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<GatedEvent>) {
+        let now = now_nanos();
         match event {
             // A link the secret gate covers is usable once it proved the secret.
             SwarmEvent::ConnectionEstablished {
@@ -553,12 +484,10 @@ impl<E: Sink> Follower<E> {
                 self.on_usable_connection(peer)
             }
             SwarmEvent::ConnectionClosed {
-                num_established: 0, ..
-            } => {
-                self.redial_at = self
-                    .redial_at
-                    .min(js_sys::Date::now() + self.redial_backoff);
-            }
+                peer_id,
+                num_established: 0,
+                ..
+            } => self.node.on_disconnected(peer_id, now),
             SwarmEvent::OutgoingConnectionError { error, .. } => self.on_dial_error(&error),
             SwarmEvent::Behaviour(psk_gate::Event::Inner(event)) => {
                 self.on_behaviour_event(event).await
@@ -580,11 +509,10 @@ impl<E: Sink> Follower<E> {
     }
 
     fn on_usable_connection(&mut self, peer: PeerId) {
-        self.redial_backoff = REDIAL_MIN_MS;
         if let Some(started) = self.started.take() {
             let _ = started.send(Ok(()));
         }
-        self.ask_snapshot(peer);
+        self.node.on_connected(peer, now_nanos());
     }
 
     fn on_dial_error(&mut self, error: &DialError) {
@@ -629,212 +557,61 @@ impl<E: Sink> Follower<E> {
     }
 
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        let now = now_nanos();
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
                 let Some(author) = message.source else {
                     return;
                 };
-                if message.topic == self.heads_topic.hash() {
-                    if !self.trust.trusts(&author) {
-                        if self.untrusted_authors.insert(author) {
-                            self.sink.error(
-                                Problem::UntrustedData,
-                                &format!(
-                                    "ignored the pinset heads of {author}, which is not a trusted peer; \
-                                     add it to trustedPeers to follow its writes"
-                                ),
-                            );
-                        }
-                        return;
-                    }
-                    if let SnapshotPhase::Waiting { held, .. }
-                    | SnapshotPhase::Asking { held, .. } = &mut self.snapshot
-                    {
-                        if held.len() == MAX_HELD_BROADCASTS {
-                            held.remove(0);
-                        }
-                        held.push((author, message.data));
-                        return;
-                    }
-                    let result = self
-                        .replica
-                        .receive_broadcast(&author, &message.data, now_ms())
-                        .await;
-                    self.check(result);
+                let topic = if message.topic == self.heads_topic.hash() {
+                    Topic::Heads
                 } else if message.topic == self.metrics_topic.hash() {
-                    match Metric::from_msgpack(&message.data) {
-                        Ok(metric) if metric.peer == author => {
-                            if metric.name == monitor::PING_METRIC {
-                                self.learn_addresses(&metric);
-                            }
-                            self.monitor.receive(metric, now_nanos());
-                        }
-                        // Metrics about another peer, or malformed, are dropped.
-                        Ok(_) | Err(_) => {}
-                    }
-                }
+                    Topic::Metrics
+                } else {
+                    return;
+                };
+                let result = self.node.on_gossip(topic, author, message.data, now).await;
+                self.check(result);
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for address in info
-                    .listen_addrs
-                    .into_iter()
-                    .filter(|a| websocket_url(a).is_some())
-                {
-                    self.swarm.add_peer_address(peer_id, address);
-                }
+                self.node.on_identified(peer_id, info.listen_addrs, now);
             }
             BehaviourEvent::Bitswap(bitswap::Event::Block { cid, data, .. }) => {
-                let result = self.replica.receive_block(&cid, data, now_ms()).await;
+                let result = self.node.on_block(cid, data, now).await;
                 self.check(result);
             }
             BehaviourEvent::Bitswap(bitswap::Event::Unavailable { cid }) => {
-                let result = self.replica.block_unavailable(&cid, now_ms()).await;
+                let result = self.node.on_block_unavailable(cid, now).await;
                 self.check(result);
             }
             BehaviourEvent::Bitswap(bitswap::Event::Wanted { peer, wants }) => {
-                match bitswap::answer_from(self.replica.store(), wants).await {
-                    Ok((blocks, presences)) => self
-                        .swarm
-                        .behaviour_mut()
-                        .inner_mut()
-                        .bitswap
-                        .respond(peer, blocks, presences),
-                    Err(error) => self.sink.error(Problem::Storage, &error.to_string()),
-                }
+                let result = self.node.on_wanted(peer, wants).await;
+                self.check(result);
             }
             BehaviourEvent::Status(event) => self.on_status(event).await,
             _ => {}
         }
     }
 
-    /// Connects to cluster peers whose `ping` names a WebSocket address (or else a circuit
-    /// through a relay that has one), so that their statuses can be asked and their blocks
-    /// fetched.
-    fn learn_addresses(&mut self, ping: &Metric) {
-        let peer = ping.peer;
-        if peer == self.local || self.swarm.is_connected(&peer) {
-            return;
-        }
-        let now = js_sys::Date::now();
-        if self.swarm.connected_peers().count() >= MAX_PEER_CONNECTIONS
-            || self
-                .peer_dials
-                .get(&peer)
-                .is_some_and(|at| now - at < REDIAL_MAX_MS)
-        {
-            return;
-        }
-        let Some(info) = PingInfo::of(ping) else {
-            return;
-        };
-        let (direct, circuits): (Vec<Multiaddr>, Vec<Multiaddr>) = info
-            .cluster_addresses
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .filter(reachable)
-            .partition(|a: &Multiaddr| !a.iter().any(|p| p == Protocol::P2pCircuit));
-        // A relay is a detour: only for peers that name no address of their own.
-        let addresses = if direct.is_empty() { circuits } else { direct };
-        if addresses.is_empty() {
-            return;
-        }
-        self.peer_dials.insert(peer, now);
-        let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-            .addresses(addresses)
-            .build();
-        // A failed dial is tried again with the peer's next ping.
-        let _ = self.swarm.dial(dial);
-    }
-
-    /// Asks `peer` for its snapshot if it is trusted and nothing has been asked yet.
-    fn ask_snapshot(&mut self, peer: PeerId) {
-        let SnapshotPhase::Waiting { held, .. } = &mut self.snapshot else {
-            return;
-        };
-        if !self.trust.trusts(&peer) {
-            return;
-        }
-        let held = std::mem::take(held);
-        let request = self
-            .swarm
-            .behaviour_mut()
-            .inner_mut()
-            .status
-            .send_request(&peer, StatusRequest::Snapshot);
-        self.snapshot = SnapshotPhase::Asking {
-            request,
-            peer,
-            held,
-            until: js_sys::Date::now() + SNAPSHOT_WAIT_MS,
-        };
-    }
-
-    fn is_snapshot_request(&self, id: OutboundRequestId) -> bool {
-        matches!(self.snapshot, SnapshotPhase::Asking { request, .. } if request == id)
-    }
-
-    /// Loads `offer` (from the peer asked), then takes the held head broadcasts: walks
-    /// from above the snapshot, or through the whole DAG without one.
-    async fn end_snapshot_phase(&mut self, offer: Option<SnapshotOffer>) {
-        let (held, asked) = match std::mem::replace(&mut self.snapshot, SnapshotPhase::Done) {
-            SnapshotPhase::Waiting { held, .. } => (held, None),
-            SnapshotPhase::Asking { held, peer, .. } => (held, Some(peer)),
-            SnapshotPhase::Done => return,
-        };
-        if let (Some(offer), Some(peer)) = (offer, asked) {
-            match self
-                .replica
-                .load_snapshot(&peer, &offer.root, now_ms())
-                .await
-            {
-                Ok(()) => self.loaded_snapshot = Some(offer),
-                Err(error) => self.sink.error(
-                    Problem::Snapshot,
-                    &format!("could not load the snapshot {}: {error}", offer.root),
-                ),
-            }
-        }
-        for (author, data) in held {
-            let result = self
-                .replica
-                .receive_broadcast(&author, &data, now_ms())
-                .await;
-            self.check(result);
-        }
-    }
-
     async fn on_status(&mut self, event: pinfold_core::net::status::Event) {
-        match event {
+        let now = now_nanos();
+        let (request, answer) = match event {
             request_response::Event::Message {
-                message: request_response::Message::Request { channel, .. },
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
                 ..
             } => {
-                let answer = StatusResponse::Error("a light follower tracks no pins".into());
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .status
-                    .send_response(channel, answer);
-            }
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } if self.is_snapshot_request(request_id) => {
-                let offer = match response {
-                    StatusResponse::Snapshot(offer) => Some(offer),
-                    _ => None,
+                let response = match self.node.on_request(request) {
+                    Answer::Now(response) => response,
+                    Answer::FromDaemon(_) => pinfold_core::codec::status::StatusResponse::Error(
+                        "a light follower has no IPFS daemon".into(),
+                    ),
                 };
-                self.end_snapshot_phase(offer).await;
-            }
-            request_response::Event::OutboundFailure { request_id, .. }
-                if self.is_snapshot_request(request_id) =>
-            {
-                self.end_snapshot_phase(None).await;
+                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
+                let _ = status.send_response(channel, response);
+                return;
             }
             request_response::Event::Message {
                 message:
@@ -843,189 +620,85 @@ impl<E: Sink> Follower<E> {
                         response,
                     },
                 ..
-            } => self.gathered(request_id, Ok(response)),
+            } => (request_id, Ok(response)),
             request_response::Event::OutboundFailure {
                 request_id, error, ..
-            } => self.gathered(
+            } => (
                 request_id,
                 Err(format!(
                     "the peer did not answer the status request: {error}"
                 )),
             ),
-            _ => {}
-        }
-    }
-
-    fn peer_name(&self, peer: &PeerId) -> String {
-        self.monitor
-            .peer_latest(monitor::PING_METRIC, peer)
-            .and_then(PingInfo::of)
-            .map(|info| info.peer_name)
-            .unwrap_or_default()
-    }
-
-    fn gathered(&mut self, request: OutboundRequestId, answer: Result<StatusResponse, String>) {
-        let Some((id, peer)) = self.status_requests.remove(&request) else {
-            return;
+            _ => return,
         };
-        let peer_name = self.peer_name(&peer);
-        let Some(gathering) = self.gatherings.get_mut(&id) else {
-            return;
-        };
-        let answer = match answer {
-            Ok(StatusResponse::Error(error)) | Err(error) => Err(error),
-            Ok(response) => Ok(response),
-        };
-        match (&mut gathering.answers, answer) {
-            (Answers::Statuses { cids, infos, .. }, Ok(StatusResponse::Statuses(theirs))) => {
-                let asked: BTreeSet<&Cid> = cids.iter().collect();
-                infos.extend(
-                    theirs
-                        .into_iter()
-                        .filter(|i| i.peer == peer && asked.contains(&i.cid)),
-                );
-            }
-            (Answers::Statuses { cids, infos, .. }, other) => {
-                let error = other.err().unwrap_or_else(|| OTHER_ANSWER.into());
-                let now = now_nanos();
-                infos.extend(cids.iter().map(|cid| {
-                    PinInfo::unanswered(*cid, peer, peer_name.clone(), error.clone(), now)
-                }));
-            }
-            (Answers::Summaries { summaries, .. }, answer) => {
-                let (summary, error) = match answer {
-                    Ok(StatusResponse::Summary(summary)) => (Some(summary), None),
-                    Ok(_) => (None, Some(OTHER_ANSWER.into())),
-                    Err(error) => (None, Some(error)),
-                };
-                summaries.push(PeerSummary {
-                    peer: peer.to_base58(),
-                    peername: peer_name,
-                    summary,
-                    error,
-                });
-            }
-        }
-        gathering.awaiting -= 1;
-        if gathering.awaiting > 0 {
-            return;
-        }
-        match self.gatherings.remove(&id).expect("present").answers {
-            Answers::Statuses { cids, infos, reply } => {
-                let _ = reply.send(Ok(per_cid(&cids, infos)));
-            }
-            Answers::Summaries {
-                mut summaries,
-                reply,
-            } => {
-                summaries.sort_by(|a, b| a.peername.cmp(&b.peername).then(a.peer.cmp(&b.peer)));
-                let _ = reply.send(Ok(summaries));
-            }
+        if let Some(id) = self.requests.remove(&request) {
+            let result = self.node.on_response(id, answer, now).await;
+            self.check(result);
         }
     }
 
     // ----- commands -------------------------------------------------------------------
 
     async fn on_command(&mut self, command: Command) {
+        let now = now_nanos();
         match command {
             Command::Pins {
                 after,
                 limit,
                 reply,
             } => {
-                let pins = self.replica.pins(after.as_ref(), limit.min(MAX_PAGE)).await;
+                let pins = self.node.pins(after.as_ref(), limit.min(MAX_PAGE)).await;
                 let _ = reply.send(pins.map_err(|e| e.to_string()));
             }
             Command::Get { cid, reply } => {
-                let pin = self.replica.pin(&cid).await;
+                let pin = self.node.pin(&cid).await;
                 let _ = reply.send(pin.map_err(|e| e.to_string()));
             }
             Command::Statuses { cids, reply } => {
-                let request = StatusRequest::Statuses {
+                let question = Question::Statuses {
                     cids: cids.clone(),
                     recover: false,
                 };
-                let answers = Answers::Statuses {
-                    cids,
-                    infos: Vec::new(),
-                    reply,
-                };
-                self.ask_peers(request, answers);
+                let id = self.node.ask_peers(question, None, now);
+                self.replies.insert(id, Reply::Statuses { cids, reply });
             }
             Command::Summaries { reply } => {
-                let answers = Answers::Summaries {
-                    summaries: Vec::new(),
-                    reply,
-                };
-                self.ask_peers(StatusRequest::Summary, answers);
+                let id = self.node.ask_peers(Question::Summaries, None, now);
+                self.replies.insert(id, Reply::Summaries { reply });
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers());
             }
             Command::Metrics { name, reply } => {
-                let _ = reply.send(self.monitor.latest_metrics(&name, now_nanos()));
+                let _ = reply.send(self.node.monitor().latest_metrics(&name, now));
             }
             Command::MetricNames { reply } => {
-                let _ = reply.send(self.monitor.metric_names().map(str::to_owned).collect());
+                let names = self.node.monitor().metric_names().map(str::to_owned);
+                let _ = reply.send(names.collect());
             }
             Command::SyncState { reply } => {
-                let _ = reply.send(self.sync_state());
+                let _ = reply.send(self.node.sync_state());
             }
         }
-    }
-
-    /// Asks every connected peer `request`; `answers` gathers what they say and replies
-    /// once all have answered or failed.
-    fn ask_peers(&mut self, request: StatusRequest, answers: Answers) {
-        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        if peers.is_empty() {
-            let error = "not connected to any cluster peer; statuses come from the peers";
-            match answers {
-                Answers::Statuses { reply, .. } => drop(reply.send(Err(error.into()))),
-                Answers::Summaries { reply, .. } => drop(reply.send(Err(error.into()))),
-            }
-            return;
-        }
-        let id = self.next_gathering;
-        self.next_gathering += 1;
-        for peer in &peers {
-            let sent = self
-                .swarm
-                .behaviour_mut()
-                .inner_mut()
-                .status
-                .send_request(peer, request.clone());
-            self.status_requests.insert(sent, (id, *peer));
-        }
-        self.gatherings.insert(
-            id,
-            Gathering {
-                awaiting: peers.len(),
-                answers,
-            },
-        );
     }
 
     fn peers(&self) -> Vec<PeerView> {
-        let now = now_nanos();
-        let alive: BTreeSet<PeerId> = self.monitor.peerset(&self.local, now).into_iter().collect();
-        self.monitor
-            .latest_metrics(monitor::PING_METRIC, i64::MIN)
+        let alive = self.node.peerset(now_nanos());
+        let local = self.node.local();
+        self.node
+            .pings()
             .into_iter()
-            .filter(|ping| ping.peer != self.local)
-            .map(|ping| {
-                let info = PingInfo::of(&ping).unwrap_or_default();
-                PeerView {
-                    id: ping.peer.to_base58(),
-                    name: info.peer_name,
-                    addresses: info.cluster_addresses,
-                    ipfs_id: info.ipfs_id,
-                    alive: alive.contains(&ping.peer),
-                    connected: self.swarm.is_connected(&ping.peer),
-                    trusted: self.trust.trusts(&ping.peer),
-                    role: info.role,
-                    last_seen: (ping.received_at / 1_000_000).max(0) as u64,
-                }
+            .filter(|(ping, _)| ping.peer != local)
+            .map(|(ping, info)| PeerView {
+                id: ping.peer.to_base58(),
+                name: info.peer_name,
+                addresses: info.cluster_addresses,
+                ipfs_id: info.ipfs_id,
+                alive: alive.contains(&ping.peer),
+                connected: self.swarm.is_connected(&ping.peer),
+                trusted: self.node.config().trust.trusts(&ping.peer),
+                role: info.role,
+                last_seen: (ping.received_at / 1_000_000).max(0) as u64,
             })
             .collect()
     }
@@ -1039,21 +712,6 @@ fn reachable(address: &Multiaddr) -> bool {
         .take_while(|p| *p != Protocol::P2pCircuit)
         .collect();
     websocket_url(&relay).is_some()
-}
-
-/// Each CID's peer views gathered into one `GlobalPinInfo`, in the order of `cids`; a CID
-/// with no view is left out.
-fn per_cid(cids: &[Cid], infos: Vec<PinInfo>) -> Vec<GlobalPinInfo> {
-    let mut by_cid: BTreeMap<Cid, GlobalPinInfo> = BTreeMap::new();
-    for info in infos {
-        match by_cid.get_mut(&info.cid) {
-            Some(global) => global.add(info),
-            None => {
-                by_cid.insert(info.cid, GlobalPinInfo::new(info));
-            }
-        }
-    }
-    cids.iter().filter_map(|cid| by_cid.remove(cid)).collect()
 }
 
 /// An error and its causes, on one line.

@@ -115,6 +115,21 @@ impl GlobalPinInfo {
         global
     }
 
+    /// Each CID's views gathered into one global view, in the order of `cids`; a CID with
+    /// no view is left out.
+    pub fn group(cids: &[Cid], infos: impl IntoIterator<Item = PinInfo>) -> Vec<Self> {
+        let mut by_cid: BTreeMap<Cid, GlobalPinInfo> = BTreeMap::new();
+        for info in infos {
+            match by_cid.get_mut(&info.cid) {
+                Some(global) => global.add(info),
+                None => {
+                    by_cid.insert(info.cid, GlobalPinInfo::new(info));
+                }
+            }
+        }
+        cids.iter().filter_map(|cid| by_cid.remove(cid)).collect()
+    }
+
     /// Adds (or replaces) one peer's view. The pin's fields come from the latest view of
     /// a peer that knows the pin: one that could not answer (`cluster_error`) or has not
     /// heard of it yet (`unpinned`) knows nothing of its name or options.

@@ -1,0 +1,406 @@
+//! The node's pinset commands and the cluster decisions behind them: pinning with an
+//! allocation, pin updates, removing a peer (its pins re-allocated), expired pins, the
+//! recover sweep, and this peer's statuses page by page.
+
+use cid::Cid;
+use libp2p_identity::PeerId;
+
+use crate::allocator::{self, AllocationRequest};
+use crate::codec::status::StatusSummary;
+use crate::crdt::{Replica, ReplicaError, Store};
+use crate::pin::{Pin, UnixTime};
+use crate::tracker::{
+    DaemonPins, IpfsPinType, OpId, PinInfo, PinInfoShort, StatusFilter, TrackerStatus,
+};
+
+use super::{ms, Node};
+
+/// Pins read from the store per page.
+pub const PAGE: usize = 1000;
+// A page of pins is asked of other peers in one status request.
+const _: () = assert!(PAGE <= crate::codec::status::MAX_CIDS);
+
+/// Why a pinset command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error(
+        "this peer is a follower (cluster.role) and does not write to the pinset; send writes to a full peer"
+    )]
+    ReadOnly,
+    #[error("{0} is not pinned in the cluster")]
+    NotFound(Cid),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the pinset store failed: {0}")]
+    Store(String),
+}
+
+impl<E: std::error::Error + 'static> From<ReplicaError<E>> for CommandError {
+    fn from(error: ReplicaError<E>) -> Self {
+        CommandError::Store(error.to_string())
+    }
+}
+
+/// How the IPFS daemon pins a CID, or why it could not tell.
+pub type DaemonAnswer = Result<Option<IpfsPinType>, String>;
+
+/// Where the page after a full [`PAGE`] of pins starts; `None` after the last page.
+pub fn next_cursor(page: &[Pin]) -> Option<Cid> {
+    page.last()
+        .filter(|_| page.len() == PAGE)
+        .map(|pin| pin.cid)
+}
+
+/// Calls `each` with every page of `replica`'s pinset, in key order; returns how many
+/// pins there were.
+pub async fn for_each_page<S: Store, E>(
+    replica: &Replica<S>,
+    mut each: impl FnMut(&[Pin]) -> Result<(), E>,
+) -> Result<usize, E>
+where
+    E: From<ReplicaError<S::Error>>,
+{
+    let (mut count, mut after) = (0usize, None);
+    loop {
+        let page = replica.pins(after.as_ref(), PAGE).await?;
+        each(&page)?;
+        count += page.len();
+        match next_cursor(&page) {
+            Some(next) => after = Some(next),
+            None => return Ok(count),
+        }
+    }
+}
+
+type StoreResult<T, S> = std::result::Result<T, ReplicaError<<S as Store>::Error>>;
+
+impl<S: Store> Node<S> {
+    /// A page of at most `limit` pins after `after`, in key order.
+    pub async fn pins(&self, after: Option<&Cid>, limit: usize) -> StoreResult<Vec<Pin>, S> {
+        self.replica.pins(after, limit).await
+    }
+
+    pub async fn pin(&self, cid: &Cid) -> StoreResult<Option<Pin>, S> {
+        self.replica.pin(cid).await
+    }
+
+    /// Calls `each` with every page of the pinset (see [`for_each_page`]).
+    pub async fn for_each_page<E>(
+        &self,
+        each: impl FnMut(&[Pin]) -> Result<(), E>,
+    ) -> Result<usize, E>
+    where
+        E: From<ReplicaError<S::Error>>,
+    {
+        for_each_page(&self.replica, each).await
+    }
+
+    /// Pins `pin` in the cluster. With `pin_update`, the pin takes the options and the
+    /// allocations of the pin it updates (its own name and expiry win when set), as
+    /// ipfs-cluster's pin update does; the old pin stays.
+    pub async fn add_pin(&mut self, pin: Pin, now: i64) -> Result<Pin, CommandError> {
+        let mut pin = pin;
+        if let Some(from) = pin.pin_update.filter(|from| *from != pin.cid) {
+            let existing = self
+                .replica
+                .pin(&from)
+                .await?
+                .ok_or(CommandError::NotFound(from))?;
+            pin = Pin {
+                cid: pin.cid,
+                timestamp: pin.timestamp,
+                pin_update: Some(from),
+                name: if pin.name.is_empty() {
+                    existing.name.clone()
+                } else {
+                    pin.name
+                },
+                expire_at: pin.expire_at.or(existing.expire_at),
+                ..existing
+            };
+        }
+        self.allocate_and_pin(pin, &[], now).await
+    }
+
+    /// Allocates `pin` (keeping its current allocations where it can, never to a peer of
+    /// `blacklist`) and writes it to the pinset.
+    async fn allocate_and_pin(
+        &mut self,
+        mut pin: Pin,
+        blacklist: &[PeerId],
+        now: i64,
+    ) -> Result<Pin, CommandError> {
+        if !self.config.role.writes() {
+            return Err(CommandError::ReadOnly);
+        }
+        if !self.config.trust.trusts(&self.config.local) {
+            tracing::warn!("this peer is not in crdt.trusted_peers: other peers ignore its writes");
+        }
+        let (min, max) = allocator::replication_factors(
+            pin.replication_factor_min,
+            pin.replication_factor_max,
+            &self.config.allocator,
+        )
+        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
+        pin.replication_factor_min = min;
+        pin.replication_factor_max = max;
+        let current: Vec<PeerId> = match self.replica.pin(&pin.cid).await? {
+            Some(existing) => existing.allocations,
+            None => std::mem::take(&mut pin.allocations),
+        }
+        .into_iter()
+        .filter(|p| !blacklist.contains(p))
+        .collect();
+        let metrics = self.live_metrics(now);
+        let trust = &self.config.trust;
+        pin.allocations = allocator::allocate(
+            &AllocationRequest {
+                cid: &pin.cid,
+                replication_min: min,
+                replication_max: max,
+                current: &current,
+                priority: &pin.user_allocations,
+                blacklist,
+            },
+            &metrics,
+            |peer| trust.trusts(peer),
+            &self.config.allocator,
+        )
+        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
+        self.replica.add_pin(&pin, ms(now)).await?;
+        tracing::info!(cid = %pin.cid, allocations = ?pin.allocations, "pinned in the cluster");
+        self.drain(now);
+        Ok(pin)
+    }
+
+    /// Unpins `cid` from the cluster.
+    pub async fn remove_pin(&mut self, cid: Cid, now: i64) -> Result<Pin, CommandError> {
+        if !self.config.role.writes() {
+            return Err(CommandError::ReadOnly);
+        }
+        let pin = self
+            .replica
+            .pin(&cid)
+            .await?
+            .ok_or(CommandError::NotFound(cid))?;
+        self.replica.remove_pin(&cid, ms(now)).await?;
+        tracing::info!(%cid, "unpinned from the cluster");
+        self.drain(now);
+        Ok(pin)
+    }
+
+    /// Forgets `peer`: re-allocates the pins allocated to it to other peers and drops its
+    /// metrics, so that it leaves the peerset until it pings again (ipfs-cluster's peer
+    /// removal under CRDT consensus). Returns how many pins moved.
+    pub async fn remove_peer(&mut self, peer: PeerId, now: i64) -> Result<usize, CommandError> {
+        if !self.config.role.writes() {
+            return Err(CommandError::ReadOnly);
+        }
+        if peer == self.config.local {
+            return Err(CommandError::BadRequest(
+                "a peer cannot remove itself; ask another peer of the cluster".into(),
+            ));
+        }
+        let mut allocated = Vec::new();
+        self.for_each_page(|page| {
+            allocated.extend(
+                page.iter()
+                    .filter(|p| p.allocations.contains(&peer))
+                    .cloned(),
+            );
+            Ok::<_, CommandError>(())
+        })
+        .await?;
+        self.monitor.remove_peer(&peer);
+        let moved = allocated.len();
+        for pin in allocated {
+            let cid = pin.cid;
+            if let Err(error) = self.allocate_and_pin(pin, &[peer], now).await {
+                tracing::warn!(%cid, %error, "could not re-allocate a pin of a removed peer");
+            }
+        }
+        tracing::info!(%peer, moved, "peer removed: its pins were re-allocated");
+        Ok(moved)
+    }
+
+    /// Unpins the pins whose `expire_at` has passed, where this peer is the closest trusted
+    /// live peer to the CID (so that one peer does it). Peers that do not write, or are
+    /// not trusted, leave it to the trusted peers.
+    pub(super) async fn unpin_expired(&mut self, now: i64) -> StoreResult<(), S> {
+        if !self.config.role.writes() || !self.config.trust.trusts(&self.config.local) {
+            return Ok(());
+        }
+        let expiry = UnixTime(ms(now) / 1000);
+        let others: Vec<PeerId> = self
+            .other_peers(now)
+            .into_iter()
+            .filter(|p| self.config.trust.trusts(p))
+            .collect();
+        let local = self.config.local;
+        let mut expired = Vec::new();
+        self.for_each_page(|page| {
+            expired.extend(
+                page.iter()
+                    .filter(|p| p.expire_at.is_some_and(|at| at <= expiry))
+                    .filter(|p| allocator::is_closest(&p.cid, &local, &others))
+                    .map(|p| p.cid),
+            );
+            Ok::<_, ReplicaError<S::Error>>(())
+        })
+        .await?;
+        for cid in expired {
+            tracing::info!(%cid, "the pin expired: unpinning it from the cluster");
+            match self.remove_pin(cid, now).await {
+                Ok(_) | Err(CommandError::NotFound(_)) => {}
+                Err(error) => tracing::warn!(%cid, %error, "could not unpin an expired pin"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The recover sweep: given the daemon's recursive pins, re-queues the pins in error
+    /// or missing on the daemon. Returns how many were queued.
+    pub async fn recover_all(&mut self, daemon: &DaemonPins, now: i64) -> StoreResult<usize, S> {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return Ok(0);
+        };
+        let (mut queued, mut after) = (0usize, None);
+        loop {
+            let page = self.replica.pins(after.as_ref(), PAGE).await?;
+            let errors: Vec<(Cid, TrackerStatus)> = tracker
+                .statuses(page.iter().cloned(), daemon, StatusFilter::ERROR)
+                .map(|info| (info.cid, info.short.status))
+                .collect();
+            for (cid, status) in errors {
+                let pin = page.iter().find(|p| p.cid == cid).cloned();
+                match tracker.recover(cid, status, pin, now) {
+                    Ok(true) => queued += 1,
+                    Ok(false) => {}
+                    Err(error) => tracing::error!(%cid, %error, "could not re-queue a pin"),
+                }
+            }
+            match next_cursor(&page) {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        if queued > 0 {
+            tracing::info!(
+                queued,
+                "recover: re-queued pins in error or missing on the daemon"
+            );
+        }
+        self.drain(now);
+        Ok(queued)
+    }
+
+    /// An operation the driver ran on the daemon finished.
+    pub fn operation_done(&mut self, cid: Cid, id: OpId, result: Result<(), String>, now: i64) {
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.complete(&cid, id, result, now);
+        }
+        self.drain(now);
+    }
+
+    /// This peer's status of `cid`. A peer that pins nothing (a relay) has every pin
+    /// `remote`.
+    pub async fn status(
+        &self,
+        cid: Cid,
+        daemon: DaemonAnswer,
+        now: i64,
+    ) -> StoreResult<PinInfo, S> {
+        let pin = self.replica.pin(&cid).await?;
+        Ok(match self.tracker.as_ref() {
+            Some(tracker) => tracker.status(cid, pin.as_ref(), daemon, now),
+            None => {
+                let status = if pin.is_some() {
+                    TrackerStatus::Remote
+                } else {
+                    TrackerStatus::Unpinned
+                };
+                let pin = pin.unwrap_or_else(|| Pin::new(cid, UnixTime(0)));
+                PinInfo::of_pin(
+                    &pin,
+                    self.config.local,
+                    PinInfoShort {
+                        peer_name: self.config.peername.clone(),
+                        status,
+                        timestamp: Some(now),
+                        ..PinInfoShort::default()
+                    },
+                )
+            }
+        })
+    }
+
+    /// This peer's statuses of `cids`, given the daemon's answer for each; with `recover`,
+    /// each pin in error here is re-queued first and its status after is given.
+    pub async fn statuses_of(
+        &mut self,
+        cids: Vec<(Cid, DaemonAnswer)>,
+        recover: bool,
+        now: i64,
+    ) -> StoreResult<Vec<PinInfo>, S> {
+        let mut infos = Vec::with_capacity(cids.len());
+        for (cid, daemon) in cids {
+            if recover {
+                let info = self.status(cid, daemon.clone(), now).await?;
+                let pin = self.replica.pin(&cid).await?;
+                if let Some(tracker) = self.tracker.as_mut() {
+                    if let Err(error) = tracker.recover(cid, info.short.status, pin, now) {
+                        tracing::error!(%cid, %error, "could not re-queue a pin");
+                    }
+                }
+            }
+            infos.push(self.status(cid, daemon, now).await?);
+        }
+        self.drain(now);
+        Ok(infos)
+    }
+
+    /// This peer's statuses of the page of pins after `after` that pass `filter`, and
+    /// where the next page starts.
+    pub async fn status_page(
+        &self,
+        after: Option<&Cid>,
+        daemon: &DaemonPins,
+        filter: StatusFilter,
+    ) -> StoreResult<(Vec<PinInfo>, Option<Cid>), S> {
+        let page = self.replica.pins(after, PAGE).await?;
+        let next = next_cursor(&page);
+        let infos = match self.tracker.as_ref() {
+            Some(tracker) => tracker.statuses(page, daemon, filter).collect(),
+            None => Vec::new(),
+        };
+        Ok((infos, next))
+    }
+
+    /// This peer's statuses of the page of pins after `after`, counted, and where the next
+    /// page starts. A peer that pins nothing counts its pins `remote`.
+    pub async fn count_page(
+        &self,
+        after: Option<&Cid>,
+        daemon: &DaemonPins,
+    ) -> StoreResult<(StatusSummary, Option<Cid>), S> {
+        let page = self.replica.pins(after, PAGE).await?;
+        let next = next_cursor(&page);
+        let mut summary = StatusSummary::default();
+        match self.tracker.as_ref() {
+            Some(tracker) => tracker
+                .statuses(page, daemon, StatusFilter::ALL)
+                .for_each(|info| summary.count(info.short.status)),
+            None => page
+                .iter()
+                .for_each(|_| summary.count(TrackerStatus::Remote)),
+        }
+        Ok((summary, next))
+    }
+
+    /// Commits pending writes (at shutdown).
+    pub async fn commit(&mut self, now: i64) -> StoreResult<(), S> {
+        self.replica.commit(ms(now)).await?;
+        self.drain(now);
+        Ok(())
+    }
+}
