@@ -1,0 +1,412 @@
+//! The cluster node in a deterministic simulated network: full peers on memory stores and
+//! light followers, their effects carried out by the simulator as a driver would (gossip
+//! to every reachable node, bitswap from any reachable store, requests answered with an
+//! empty IPFS daemon, pin operations that succeed at once), with partitions.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+
+use cid::Cid;
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+use pinfold_core::allocator::AllocatorConfig;
+use pinfold_core::codec::dagpb::dag_pb_cid;
+use pinfold_core::codec::status::{StatusRequest, StatusResponse};
+use pinfold_core::crdt::{self, BlockId, MemoryStore, Replica, Store as _, Trust};
+use pinfold_core::informer::{DiskMetric, RepoStat};
+use pinfold_core::node::{
+    Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, Node, NodeConfig,
+    NodeRole, Periods, Question, SnapshotPolicy, PAGE,
+};
+use pinfold_core::pin::{Pin, UnixTime};
+use pinfold_core::tracker::{
+    DaemonPins, IpfsPinType, OperationKind, PeerIdentity, PinTracker, TrackerConfig, TrackerStatus,
+};
+use support::{peer, ready};
+
+const TICK_NANOS: i64 = 250_000_000;
+
+fn any_address(_: &Multiaddr) -> bool {
+    true
+}
+
+struct Sim {
+    nodes: Vec<Node<MemoryStore>>,
+    /// Each node's IPFS daemon: what its pin operations left pinned.
+    daemons: Vec<DaemonPins>,
+    /// Partition group of each node; nothing crosses groups.
+    groups: Vec<usize>,
+    gathered: HashMap<(usize, GatheringId), Gathered>,
+    now: i64,
+}
+
+impl Sim {
+    fn new(roles: &[NodeRole], snapshots: SnapshotPolicy) -> Self {
+        let peers: Vec<PeerId> = (0..roles.len() as u64).map(peer).collect();
+        let writers = roles
+            .iter()
+            .zip(&peers)
+            .filter(|(role, _)| role.writes())
+            .map(|(_, p)| *p)
+            .collect();
+        let trust = Trust::Peers(writers);
+        let now = 1_700_000_000_000_000_000;
+        let nodes = roles
+            .iter()
+            .enumerate()
+            .map(|(n, role)| {
+                let local = peers[n];
+                let replica = ready(Replica::open(
+                    MemoryStore::new(),
+                    crdt::Config {
+                        trust: trust.clone(),
+                        seed: n as u64,
+                        ..crdt::Config::default()
+                    },
+                ))
+                .unwrap();
+                let tracker = role.pins().then(|| {
+                    PinTracker::new(
+                        TrackerConfig::default(),
+                        PeerIdentity::new(local, format!("peer{n}")),
+                    )
+                    .unwrap()
+                });
+                let config = NodeConfig {
+                    local,
+                    peername: format!("peer{n}"),
+                    role: *role,
+                    trust: trust.clone(),
+                    allocator: AllocatorConfig::default(),
+                    periods: Periods {
+                        ping: 10_000,
+                        ..Periods::default()
+                    },
+                    informers: role.pins().then(|| InformerSettings {
+                        disk: DiskMetric::FreeSpace,
+                        disk_ttl_ms: 30_000,
+                        tags: BTreeMap::from([("group".to_owned(), "default".to_owned())]),
+                        tags_ttl_ms: 30_000,
+                        pinqueue_bucket: 100_000,
+                        pinqueue_ttl_ms: 30_000,
+                    }),
+                    snapshots,
+                    bootstrap_from_snapshot: *role == NodeRole::Light,
+                    max_connections: 16,
+                    dialable: any_address,
+                };
+                ready(Node::new(
+                    config,
+                    replica,
+                    tracker,
+                    None,
+                    (now / 1_000_000) as u64,
+                ))
+                .unwrap()
+            })
+            .collect();
+        Sim {
+            daemons: vec![DaemonPins::new(); roles.len()],
+            nodes,
+            groups: vec![0; roles.len()],
+            gathered: HashMap::new(),
+            now,
+        }
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        a != b && self.groups[a] == self.groups[b]
+    }
+
+    fn index_of(&self, peer: &PeerId) -> usize {
+        self.nodes.iter().position(|n| n.local() == *peer).unwrap()
+    }
+
+    /// Connects every pair of reachable nodes.
+    fn connect_all(&mut self) {
+        for a in 0..self.nodes.len() {
+            for b in 0..self.nodes.len() {
+                if self.reachable(a, b) {
+                    let peer = self.nodes[b].local();
+                    self.nodes[a].on_connected(peer, self.now);
+                }
+            }
+        }
+        self.settle();
+    }
+
+    /// Carries out every node's effects until none is left.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut any = false;
+            for n in 0..self.nodes.len() {
+                while let Some(effect) = self.nodes[n].poll_effect() {
+                    any = true;
+                    self.apply(n, effect);
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("effects never settled");
+    }
+
+    fn apply(&mut self, from: usize, effect: Effect) {
+        let now = self.now;
+        match effect {
+            Effect::Publish { topic, data } => {
+                let author = self.nodes[from].local();
+                for to in 0..self.nodes.len() {
+                    if self.reachable(from, to) {
+                        ready(self.nodes[to].on_gossip(topic, author, data.clone(), now)).unwrap();
+                    }
+                }
+            }
+            Effect::Fetch(cids) => {
+                for cid in cids {
+                    let id = BlockId::from_cid(&cid).unwrap();
+                    let found = (0..self.nodes.len())
+                        .filter(|&to| self.reachable(from, to))
+                        .find_map(|to| ready(self.nodes[to].replica().store().block(&id)).unwrap());
+                    match found {
+                        Some(bytes) => ready(self.nodes[from].on_block(cid, bytes, now)).unwrap(),
+                        None => ready(self.nodes[from].on_block_unavailable(cid, now)).unwrap(),
+                    }
+                }
+            }
+            Effect::Request { id, peer, request } => {
+                let to = self.index_of(&peer);
+                let answer = if self.reachable(from, to) {
+                    Ok(self.answer(to, request))
+                } else {
+                    Err("the peer is unreachable".to_owned())
+                };
+                ready(self.nodes[from].on_response(id, answer, now)).unwrap();
+            }
+            Effect::Gathered { id, gathered } => {
+                self.gathered.insert((from, id), gathered);
+            }
+            Effect::StartOperation(dispatch) => {
+                let cid = dispatch.pin.cid;
+                let pinned = matches!(dispatch.kind, OperationKind::Pin);
+                self.daemons[from].record(&cid, pinned.then_some(IpfsPinType::Recursive));
+                self.nodes[from].operation_done(cid, dispatch.id, Ok(()), now)
+            }
+            Effect::Daemon(DaemonTask::ReadRepoStat) => {
+                let stat = RepoStat {
+                    repo_size: 1 << 20,
+                    storage_max: 1 << 30,
+                };
+                self.nodes[from].publish_informers(Some(stat), now);
+            }
+            _ => {}
+        }
+    }
+
+    /// How node `to` answers, its driver's part done with an empty daemon.
+    fn answer(&mut self, to: usize, request: StatusRequest) -> StatusResponse {
+        let now = self.now;
+        match self.nodes[to].on_request(request) {
+            Answer::Now(response) => response,
+            Answer::FromDaemon(StatusRequest::Statuses { cids, recover }) => {
+                let daemon = &self.daemons[to];
+                let cids = cids.into_iter().map(|c| (c, Ok(daemon.get(&c)))).collect();
+                StatusResponse::Statuses(
+                    ready(self.nodes[to].statuses_of(cids, recover, now)).unwrap(),
+                )
+            }
+            Answer::FromDaemon(StatusRequest::Summary) => {
+                let (summary, next) =
+                    ready(self.nodes[to].count_page(None, &self.daemons[to])).unwrap();
+                assert!(next.is_none(), "the tests keep under a page of pins");
+                StatusResponse::Summary(summary)
+            }
+            Answer::FromDaemon(StatusRequest::Connections) => {
+                StatusResponse::Connections(self.nodes[to].connections(Vec::new(), now))
+            }
+            Answer::FromDaemon(other) => StatusResponse::Error(format!("{other:?}: no daemon")),
+        }
+    }
+
+    /// Advances the clock by `ticks` ticks, each node ticking once per tick.
+    fn run(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            self.now += TICK_NANOS;
+            for n in 0..self.nodes.len() {
+                ready(self.nodes[n].tick(self.now)).unwrap();
+                // A loading snapshot merges a chunk per turn.
+                while self.nodes[n].has_work() {
+                    ready(self.nodes[n].work(self.now)).unwrap();
+                    self.settle();
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn pins_of(&self, n: usize) -> Vec<Cid> {
+        ready(self.nodes[n].pins(None, PAGE))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.cid)
+            .collect()
+    }
+
+    fn add_pins(&mut self, on: usize, count: usize, label: &str) -> Vec<Cid> {
+        let now = self.now;
+        let cids: Vec<Cid> = (0..count)
+            .map(|i| dag_pb_cid(format!("{label} {i}").as_bytes()))
+            .collect();
+        for cid in &cids {
+            let mut pin = Pin::new(*cid, UnixTime(1));
+            pin.replication_factor_min = -1;
+            pin.replication_factor_max = -1;
+            ready(self.nodes[on].add_pin(pin, now)).unwrap();
+        }
+        self.settle();
+        cids
+    }
+
+    fn ask(&mut self, on: usize, question: Question) -> Gathered {
+        let id = self.nodes[on].ask_peers(question, None, self.now);
+        self.settle();
+        self.gathered
+            .remove(&(on, id))
+            .expect("the question was answered")
+    }
+}
+
+fn sorted(mut cids: Vec<Cid>) -> Vec<Cid> {
+    cids.sort();
+    cids
+}
+
+#[test]
+fn pins_written_on_one_peer_reach_every_peer_and_a_light_follower_which_asks_their_statuses() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Full, Light], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    let cids = sim.add_pins(0, 20, "everywhere");
+    sim.run(8);
+    for n in 0..4 {
+        assert_eq!(sorted(sim.pins_of(n)), sorted(cids.clone()), "node {n}");
+    }
+    let state = sim.nodes[3].sync_state();
+    assert!(state.synced, "{state:?}");
+    assert_eq!(state.pins, 20);
+
+    let Gathered::Statuses(infos) = sim.ask(
+        3,
+        Question::Statuses {
+            cids: cids[..2].to_vec(),
+            recover: false,
+        },
+    ) else {
+        panic!("statuses expected")
+    };
+    // Every full peer pins every pin (replication -1), and has pinned it by now.
+    assert_eq!(infos.len(), 6);
+    assert!(
+        infos
+            .iter()
+            .all(|i| i.short.status == TrackerStatus::Pinned),
+        "{infos:?}"
+    );
+
+    let Gathered::Summaries(lines) = sim.ask(3, Question::Summaries) else {
+        panic!("summaries expected")
+    };
+    let names: Vec<&str> = lines.iter().map(|l| l.peername.as_str()).collect();
+    assert_eq!(names, ["peer0", "peer1", "peer2"]);
+    for line in &lines {
+        assert_eq!(line.summary.as_ref().unwrap().pins, 20);
+    }
+}
+
+#[test]
+fn a_light_follower_starts_from_a_peers_snapshot_then_follows_new_writes() {
+    use NodeRole::*;
+    let policy = SnapshotPolicy {
+        every: 5,
+        min_interval_ms: 0,
+    };
+    let mut sim = Sim::new(&[Full, Light], policy);
+    // The follower comes later: first the peer writes and makes its snapshot.
+    sim.groups = vec![0, 1];
+    sim.run(1);
+    let before = sim.add_pins(0, 30, "before");
+    sim.run(4);
+    assert!(sim.nodes[0].latest_snapshot().is_some(), "no snapshot made");
+
+    sim.groups = vec![0, 0];
+    sim.connect_all();
+    sim.run(8);
+    let state = sim.nodes[1].sync_state();
+    let offer = state.snapshot.expect("loaded from the snapshot");
+    assert!(offer.keys >= 25, "{offer:?}");
+    assert!(state.synced, "{state:?}");
+    assert_eq!(sorted(sim.pins_of(1)), sorted(before.clone()));
+
+    let after = sim.add_pins(0, 3, "after");
+    sim.run(4);
+    let mut all = before;
+    all.extend(after);
+    assert_eq!(sorted(sim.pins_of(1)), sorted(all));
+}
+
+#[test]
+fn a_partitioned_peer_answers_with_an_error_then_catches_up_once_healed() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Full], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    sim.groups = vec![0, 0, 1];
+    let cids = sim.add_pins(0, 5, "split");
+    sim.run(4);
+    assert!(sim.pins_of(2).is_empty());
+
+    let Gathered::Statuses(infos) = sim.ask(
+        0,
+        Question::Statuses {
+            cids: cids[..1].to_vec(),
+            recover: false,
+        },
+    ) else {
+        panic!("statuses expected")
+    };
+    let by_peer: BTreeMap<PeerId, TrackerStatus> =
+        infos.iter().map(|i| (i.peer, i.short.status)).collect();
+    assert_eq!(by_peer[&sim.nodes[1].local()], TrackerStatus::Pinned);
+    assert_eq!(by_peer[&sim.nodes[2].local()], TrackerStatus::ClusterError);
+
+    sim.groups = vec![0, 0, 0];
+    // The heads are rebroadcast within the replica's interval (60 s).
+    sim.run(300);
+    assert_eq!(sorted(sim.pins_of(2)), sorted(cids));
+}
+
+#[test]
+fn a_removed_peers_pins_are_reallocated_to_the_others() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Full], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    let gone = sim.nodes[2].local();
+    let now = sim.now;
+    let mut pin = Pin::new(dag_pb_cid(b"moved"), UnixTime(1));
+    pin.replication_factor_min = 1;
+    pin.replication_factor_max = 1;
+    pin.user_allocations = vec![gone];
+    let pinned = ready(sim.nodes[0].add_pin(pin, now)).unwrap();
+    assert_eq!(pinned.allocations, [gone]);
+    sim.settle();
+    let moved = ready(sim.nodes[0].remove_peer(gone, now)).unwrap();
+    assert_eq!(moved, 1);
+    sim.settle();
+    let after = ready(sim.nodes[0].pin(&pinned.cid)).unwrap().unwrap();
+    assert_eq!(after.allocations.len(), 1);
+    assert_ne!(after.allocations[0], gone);
+}
