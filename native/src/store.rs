@@ -75,7 +75,12 @@ pub struct StoreCounts {
 pub struct RedbStore {
     db: Database,
     view: View,
+    /// Keys with a value, kept in `META` under [`LIVE_KEYS`] and updated by each commit.
+    live_keys: u64,
 }
+
+/// Where the count of keys with a value is kept in `META`.
+const LIVE_KEYS: &str = "live_keys";
 
 /// The tables as of the last commit.
 struct View {
@@ -143,7 +148,40 @@ impl RedbStore {
         }
         setup.commit().map_err(failed)?;
         let view = View::of(&db)?;
-        Ok(Self { db, view })
+        let live_keys = Self::kept_live_keys(&db, &view)?;
+        Ok(Self {
+            db,
+            view,
+            live_keys,
+        })
+    }
+
+    /// The kept count of keys with a value; a store written before the count was kept is
+    /// counted once, and the count recorded.
+    fn kept_live_keys(db: &Database, view: &View) -> Result<u64, StoreError> {
+        let read = db.begin_read().map_err(failed)?;
+        let meta = read.open_table(META).map_err(failed)?;
+        if let Some(kept) = meta.get(LIVE_KEYS).map_err(failed)? {
+            return kept
+                .value()
+                .parse()
+                .map_err(|_| RecordDecodeError::new("live key count").into());
+        }
+        let mut counted = 0u64;
+        for entry in view.keys.iter().map_err(failed)? {
+            let (_, state) = entry.map_err(failed)?;
+            if !KeyState::decode(state.value())?.live.is_empty() {
+                counted += 1;
+            }
+        }
+        let write = db.begin_write().map_err(failed)?;
+        write
+            .open_table(META)
+            .map_err(failed)?
+            .insert(LIVE_KEYS, counted.to_string().as_str())
+            .map_err(failed)?;
+        write.commit().map_err(failed)?;
+        Ok(counted)
     }
 
     /// What the store holds, for inspection.
@@ -157,10 +195,19 @@ impl RedbStore {
         })
     }
 
-    fn apply(&self, tx: Transaction) -> Result<(), StoreError> {
+    /// Applies `tx`; returns the new count of keys with a value.
+    fn apply(&self, tx: Transaction) -> Result<u64, StoreError> {
+        let live_keys = self.live_keys.saturating_add_signed(tx.live_keys);
         let mut write = self.db.begin_write().map_err(failed)?;
         write.set_quick_repair(true);
         {
+            if tx.live_keys != 0 {
+                write
+                    .open_table(META)
+                    .map_err(failed)?
+                    .insert(LIVE_KEYS, live_keys.to_string().as_str())
+                    .map_err(failed)?;
+            }
             let mut blocks = write.open_table(BLOCKS).map_err(failed)?;
             for (id, bytes) in &tx.blocks {
                 if blocks.get(&id.0[..]).map_err(failed)?.is_none() {
@@ -197,7 +244,8 @@ impl RedbStore {
                 }
             }
         }
-        write.commit().map_err(failed)
+        write.commit().map_err(failed)?;
+        Ok(live_keys)
     }
 }
 
@@ -297,15 +345,58 @@ impl Store for RedbStore {
         if tx.is_empty() {
             return Ok(());
         }
-        self.apply(tx)?;
+        self.live_keys = self.apply(tx)?;
         self.view = View::of(&self.db)?;
         Ok(())
+    }
+
+    async fn live_keys(&self) -> Result<u64, StoreError> {
+        Ok(self.live_keys)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pinfold_core::crdt::{count_live_keys, Config, Replica};
+    use pinfold_core::pin::{Pin, UnixTime};
+
+    fn ready<F: std::future::Future>(future: F) -> F::Output {
+        futures::executor::block_on(future)
+    }
+
+    #[test]
+    fn the_live_key_count_is_kept_and_counted_once_for_an_older_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        {
+            let store = RedbStore::open(&path).unwrap();
+            let mut replica = ready(Replica::open(store, Config::default())).unwrap();
+            let cids: Vec<_> = (0..5u8)
+                .map(|i| pinfold_core::codec::dagpb::dag_pb_cid(&[i]))
+                .collect();
+            for cid in &cids {
+                ready(replica.add_pin(&Pin::new(*cid, UnixTime(1)), 0)).unwrap();
+            }
+            ready(replica.remove_pin(&cids[0], 0)).unwrap();
+            ready(replica.commit(0)).unwrap();
+            assert_eq!(ready(replica.store().live_keys()).unwrap(), 4);
+        }
+        assert_eq!(
+            ready(RedbStore::open(&path).unwrap().live_keys()).unwrap(),
+            4
+        );
+        // A store written before the count was kept has none in META.
+        {
+            let db = Database::create(&path).unwrap();
+            let write = db.begin_write().unwrap();
+            write.open_table(META).unwrap().remove(LIVE_KEYS).unwrap();
+            write.commit().unwrap();
+        }
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(ready(store.live_keys()).unwrap(), 4);
+        assert_eq!(ready(count_live_keys(&store)).unwrap(), 4);
+    }
 
     #[test]
     fn refuses_a_file_of_another_format() {

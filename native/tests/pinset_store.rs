@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use cid::Cid;
 use pinfold_core::codec::dagpb::DeltaNode;
 use pinfold_core::codec::delta::encode_broadcast;
-use pinfold_core::crdt::{BlockId, Config, KeyState, MemoryStore, Replica, ReplicaError, Store};
+use pinfold_core::crdt::{
+    count_live_keys, BlockId, Config, KeyState, MemoryStore, Replica, ReplicaError, Store,
+};
 use pinfold_native::store::RedbStore;
 use rand::{Rng, SeedableRng};
 use support::{answer_fetches, peer, pin_entry, ready, writer_with_pins};
@@ -195,6 +197,11 @@ fn run_child(role: &str, path: &Path, kill_after: Option<Duration>) -> (bool, Du
 /// Merged blocks must all be stored unless the replica started from a snapshot, which
 /// names the blocks below it without carrying them.
 fn assert_consistent<S: Store>(store: &S, from_snapshot: bool) {
+    assert_eq!(
+        ready(store.live_keys()).unwrap(),
+        ready(count_live_keys(store)).unwrap(),
+        "the kept count of keys with a value is off"
+    );
     let persisted = ready(store.load()).unwrap();
     for (head, _) in &persisted.heads {
         let id = BlockId::from_cid(head).unwrap();
