@@ -21,3 +21,16 @@ pub mod node;
 pub mod pin;
 pub mod repo_gc;
 pub mod tracker;
+
+/// What the crate's unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use libp2p_identity::PeerId;
+
+    /// The peer of an ed25519 key made from `seed`.
+    pub fn peer(seed: u8) -> PeerId {
+        let key = libp2p_identity::ed25519::SecretKey::try_from_bytes([seed; 32]).unwrap();
+        libp2p_identity::PublicKey::from(libp2p_identity::ed25519::Keypair::from(key).public())
+            .to_peer_id()
+    }
+}

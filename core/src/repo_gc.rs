@@ -149,12 +149,7 @@ fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<GcKey
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer(seed: u8) -> PeerId {
-        let key = libp2p_identity::ed25519::SecretKey::try_from_bytes([seed; 32]).unwrap();
-        libp2p_identity::PublicKey::from(libp2p_identity::ed25519::Keypair::from(key).public())
-            .to_peer_id()
-    }
+    use crate::test_support::peer;
 
     const CID: &str = "bafkreibbfyspl7l7zop6yxrvsanmmtu3e4nebj2r64jpp2m5yhvykd7tji";
 

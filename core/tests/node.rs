@@ -96,14 +96,7 @@ impl Sim {
                     max_connections: 16,
                     dialable: any_address,
                 };
-                ready(Node::new(
-                    config,
-                    replica,
-                    tracker,
-                    None,
-                    (now / 1_000_000) as u64,
-                ))
-                .unwrap()
+                ready(Node::new(config, replica, tracker, None, now)).unwrap()
             })
             .collect();
         Sim {

@@ -63,7 +63,7 @@ impl From<CommandError> for ApiError {
             CommandError::ReadOnly => StatusCode::FORBIDDEN,
             CommandError::NotFound(_) => StatusCode::NOT_FOUND,
             CommandError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            CommandError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CommandError::Store(_) | CommandError::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
             status,

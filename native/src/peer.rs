@@ -34,7 +34,7 @@ use pinfold_core::node::{
     self, Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, IpfsIdentity, Node,
     NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId, SnapshotPolicy, Topic,
 };
-pub use pinfold_core::node::{DaemonAnswer, PAGE};
+pub use pinfold_core::node::{CommandError, DaemonAnswer, PAGE};
 use pinfold_core::pin::Pin;
 use pinfold_core::repo_gc::RepoGc;
 use pinfold_core::tracker::{
@@ -69,32 +69,6 @@ pub fn now_nanos() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-/// Why a command was refused.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CommandError {
-    #[error(
-        "this peer is a follower (cluster.role) and does not write to the pinset; send writes to a full peer"
-    )]
-    ReadOnly,
-    #[error("{0} is not pinned in the cluster")]
-    NotFound(Cid),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<node::CommandError> for CommandError {
-    fn from(error: node::CommandError) -> Self {
-        match error {
-            node::CommandError::ReadOnly => CommandError::ReadOnly,
-            node::CommandError::NotFound(cid) => CommandError::NotFound(cid),
-            node::CommandError::BadRequest(reason) => CommandError::BadRequest(reason),
-            node::CommandError::Store(reason) => CommandError::Internal(reason),
-        }
-    }
 }
 
 /// What the peer says about itself (`/id`).
@@ -234,10 +208,8 @@ impl PeerHandle {
         self.commands
             .send(make(reply))
             .await
-            .map_err(|_| CommandError::Internal("the peer is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| CommandError::Internal("the peer is shutting down".into()))
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)
     }
 }
 
@@ -455,7 +427,7 @@ impl Peer {
             replica,
             tracker,
             snapshot,
-            now_ms(),
+            now_nanos(),
         )
         .await?;
         if snapshot.is_some() && node.latest_snapshot().is_none() {
@@ -561,9 +533,6 @@ impl Peer {
                 .0
                 .max(Duration::from_millis(100)),
         );
-        if self.ipfs.is_some() {
-            self.carry_out(DaemonTask::ReadId);
-        }
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await?,
@@ -607,10 +576,13 @@ impl Peer {
             match effect {
                 Effect::Publish { topic, data } => self.publish(topic, data),
                 Effect::Fetch(cids) => {
-                    let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
-                    for cid in bitswap.want_all(&cids) {
-                        self.node.on_block_unavailable(cid, now_nanos()).await?;
-                    }
+                    let refused = self
+                        .swarm
+                        .behaviour_mut()
+                        .inner_mut()
+                        .bitswap
+                        .want_all(&cids);
+                    self.node.on_fetch_refused(refused, now_nanos()).await?;
                 }
                 Effect::AnswerWants {
                     peer,
@@ -1151,11 +1123,11 @@ impl Peer {
         match command {
             Command::AddPin { pin, reply } => {
                 let result = self.node.add_pin(*pin, now).await;
-                let _ = reply.send(result.map_err(Into::into));
+                let _ = reply.send(result);
             }
             Command::RemovePin { cid, reply } => {
                 let result = self.node.remove_pin(cid, now).await;
-                let _ = reply.send(result.map_err(Into::into));
+                let _ = reply.send(result);
             }
             Command::GetPin { cid, reply } => {
                 let _ = reply.send(self.node.pin(&cid).await?);
@@ -1214,7 +1186,7 @@ impl Peer {
             }
             Command::RemovePeer { peer, reply } => {
                 let result = self.node.remove_peer(peer, now).await;
-                let _ = reply.send(result.map_err(Into::into));
+                let _ = reply.send(result);
             }
             Command::Alerts { reply } => {
                 let _ = reply.send(self.node.alerts().cloned().collect());

@@ -282,7 +282,7 @@ impl<E: Sink> Follower<E> {
             dialable: reachable,
         };
         let now = now_nanos();
-        let node = Node::new(config, replica, None, None, (now / 1_000_000) as u64)
+        let node = Node::new(config, replica, None, None, now)
             .await
             .map_err(|e| StartError::Storage(e.to_string()))?;
         let mut follower = Self {
@@ -380,11 +380,14 @@ impl<E: Sink> Follower<E> {
                         .publish(topic, data);
                 }
                 Effect::Fetch(cids) => {
-                    let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
-                    for cid in bitswap.want_all(&cids) {
-                        let result = self.node.on_block_unavailable(cid, now_nanos()).await;
-                        self.check(result);
-                    }
+                    let refused = self
+                        .swarm
+                        .behaviour_mut()
+                        .inner_mut()
+                        .bitswap
+                        .want_all(&cids);
+                    let result = self.node.on_fetch_refused(refused, now_nanos()).await;
+                    self.check(result);
                 }
                 Effect::AnswerWants {
                     peer,

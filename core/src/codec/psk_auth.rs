@@ -107,13 +107,8 @@ pub fn decode_reply(reply: &[u8; REPLY_BYTES]) -> (Answer, Nonce) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::peer;
     use proptest::prelude::*;
-
-    fn peer(seed: u8) -> PeerId {
-        let key = libp2p_identity::ed25519::SecretKey::try_from_bytes([seed; 32]).unwrap();
-        libp2p_identity::PublicKey::from(libp2p_identity::ed25519::Keypair::from(key).public())
-            .to_peer_id()
-    }
 
     proptest! {
         #[test]

@@ -355,14 +355,9 @@ impl StatusResponse {
 mod tests {
     use super::*;
     use crate::codec::dagpb::dag_pb_cid;
+    use crate::test_support::peer;
     use crate::tracker::{PinInfoShort, TrackerStatus};
     use proptest::prelude::*;
-
-    fn peer(seed: u8) -> libp2p_identity::PeerId {
-        let key = libp2p_identity::ed25519::SecretKey::try_from_bytes([seed; 32]).unwrap();
-        libp2p_identity::PublicKey::from(libp2p_identity::ed25519::Keypair::from(key).public())
-            .to_peer_id()
-    }
 
     fn info(cid: Cid, status: TrackerStatus, error: String, attempts: u32) -> PinInfo {
         PinInfo {

@@ -244,12 +244,8 @@ impl Gatherings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::peer;
     use crate::tracker::TrackerStatus;
-
-    fn peer(n: u8) -> PeerId {
-        let key = libp2p_identity::Keypair::ed25519_from_bytes([n; 32]).unwrap();
-        key.public().to_peer_id()
-    }
 
     #[test]
     fn with_no_peer_to_ask_the_reply_is_the_local_part_at_once() {

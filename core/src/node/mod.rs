@@ -197,7 +197,7 @@ pub enum Effect {
         data: Vec<u8>,
     },
     /// Ask the bitswap peers for these blocks; report those refused (the wantlist is full)
-    /// with [`Node::on_block_unavailable`].
+    /// with [`Node::on_fetch_refused`].
     Fetch(Vec<Cid>),
     AnswerWants {
         peer: PeerId,
@@ -334,8 +334,9 @@ impl<S: Store> Node<S> {
         replica: Replica<S>,
         tracker: Option<PinTracker>,
         snapshot: Option<Cid>,
-        now_ms: u64,
+        now: i64,
     ) -> StoreResult<Self, S> {
+        let now_ms = ms(now);
         let pins = replica
             .store()
             .live_keys()
@@ -779,6 +780,16 @@ impl<S: Store> Node<S> {
     /// No peer has `cid`, or the wantlist had no room for it.
     pub async fn on_block_unavailable(&mut self, cid: Cid, now: i64) -> StoreResult<(), S> {
         self.replica.block_unavailable(&cid, ms(now)).await?;
+        self.drain(now);
+        Ok(())
+    }
+
+    /// Blocks of an [`Effect::Fetch`] that could not be asked for (the wantlist is full):
+    /// each is unavailable for now.
+    pub async fn on_fetch_refused(&mut self, cids: Vec<Cid>, now: i64) -> StoreResult<(), S> {
+        for cid in &cids {
+            self.replica.block_unavailable(cid, ms(now)).await?;
+        }
         self.drain(now);
         Ok(())
     }

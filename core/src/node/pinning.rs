@@ -33,6 +33,9 @@ pub enum CommandError {
     BadRequest(String),
     #[error("the pinset store failed: {0}")]
     Store(String),
+    /// The node's task is gone (the peer is shutting down).
+    #[error("the peer is shutting down")]
+    Stopped,
 }
 
 impl<E: std::error::Error + 'static> From<ReplicaError<E>> for CommandError {

@@ -29,7 +29,7 @@ pub use handler::{Handler, MAX_INBOUND_STREAMS};
 use crate::codec::bitswap::{
     BitswapMessage, Presence, WantEntry, WantType, Wantlist, MAX_MESSAGE_BYTES,
 };
-use crate::crdt::{BlockId, Output, Replica, ReplicaError, Store};
+use crate::crdt::{BlockId, Store};
 
 /// Limits of a [`Bitswap`] behaviour.
 #[derive(Clone, Debug)]
@@ -190,33 +190,6 @@ impl Bitswap {
             self.resolve_if_unavailable(cid);
         }
         refused
-    }
-
-    /// Carries out `replica`'s outputs until it has none left: the blocks it fetches are
-    /// asked of the peers ([`Bitswap::want_all`]), those the wantlist has no room for are
-    /// reported unavailable to it at once, and the other outputs (broadcasts, pinset
-    /// changes) are returned in order for the caller.
-    pub async fn drain_replica<S: Store>(
-        &mut self,
-        replica: &mut Replica<S>,
-        now: u64,
-    ) -> Result<Vec<Output>, ReplicaError<S::Error>> {
-        let mut others = Vec::new();
-        loop {
-            let mut unavailable = Vec::new();
-            while let Some(output) = replica.poll_output() {
-                match output {
-                    Output::Fetch(cids) => unavailable.extend(self.want_all(&cids)),
-                    other => others.push(other),
-                }
-            }
-            if unavailable.is_empty() {
-                return Ok(others);
-            }
-            for cid in &unavailable {
-                replica.block_unavailable(cid, now).await?;
-            }
-        }
     }
 
     /// Withdraws a want.
