@@ -304,6 +304,8 @@ pub struct Peer {
     /// The node's requests in flight, by the exchange and id the swarm gave them.
     requests: HashMap<(Exchange, OutboundRequestId), RequestId>,
     replies: HashMap<GatheringId, Reply>,
+    /// How long the node's last tick took: snapshots are made in ticks, so this times them.
+    last_tick: Duration,
 }
 
 impl Peer {
@@ -461,6 +463,7 @@ impl Peer {
             metrics,
             requests: HashMap::new(),
             replies: HashMap::new(),
+            last_tick: Duration::ZERO,
         };
         if let Some(metrics) = &peer.metrics {
             metrics.pins.set(peer.node.pin_count() as i64);
@@ -561,7 +564,9 @@ impl Peer {
     async fn on_tick(&mut self) -> anyhow::Result<()> {
         let external = self.swarm.external_addresses().cloned().collect();
         self.node.set_external_addresses(external);
+        let started = std::time::Instant::now();
         self.node.tick(now_nanos()).await?;
+        self.last_tick = started.elapsed();
         if let Err(error) = self.peerstore.save() {
             tracing::warn!(%error, "could not save the peerstore");
         }
@@ -663,7 +668,8 @@ impl Peer {
                         tracing::warn!("could not record the pinset snapshot: {error:#}");
                     }
                     tracing::info!(root = %offer.root, height = offer.height, keys = offer.keys,
-                        removed_blocks = made.removed_blocks, "made a pinset snapshot");
+                        removed_blocks = made.removed_blocks,
+                        elapsed_ms = self.last_tick.as_millis() as u64, "made a pinset snapshot");
                 }
             }
         }
