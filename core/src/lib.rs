@@ -6,7 +6,8 @@
 //! It holds the cluster's wire codecs ([`codec`]) and the pin model ([`pin`]), byte-compatible
 //! with Go ipfs-cluster v1.1.6 and go-ds-crdt v0.6.8, the shared pinset ([`crdt`]), and
 //! what decides where pins go and who is alive: the [`allocator`], the [`monitor`] and the
-//! [`informer`]s, and the pin [`tracker`] that says where each pin stands; and the swarm behaviours of [`net`]
+//! [`informer`]s, and the pin [`tracker`] that says where each pin stands; the JSON of the REST API
+//! ([`rest`]); and the swarm behaviours of [`net`]
 //! (bitswap) that native peers and browsers share.
 
 pub mod allocator;
@@ -14,12 +15,14 @@ pub mod codec;
 pub mod crdt;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod go_duration;
 pub mod informer;
 pub mod monitor;
 pub mod net;
 pub mod node;
 pub mod pin;
 pub mod repo_gc;
+pub mod rest;
 pub mod tracker;
 
 /// What the crate's unit tests share.

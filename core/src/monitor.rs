@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use libp2p_identity::PeerId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::codec::metric::Metric;
 
@@ -43,6 +43,27 @@ impl Serialize for Alert {
             triggered_at: crate::tracker::info::nanos_to_json(Some(self.triggered_at)),
         }
         .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Alert {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct AlertJson {
+            #[serde(flatten)]
+            metric: Metric,
+            #[serde(default)]
+            triggered_at: String,
+        }
+        let json = AlertJson::deserialize(deserializer)?;
+        let triggered_at =
+            crate::tracker::info::nanos_from_json("triggered_at", &json.triggered_at)
+                .map_err(serde::de::Error::custom)?
+                .unwrap_or(0);
+        Ok(Alert {
+            metric: json.metric,
+            triggered_at,
+        })
     }
 }
 
@@ -206,4 +227,32 @@ pub fn ping_metric(local: &PeerId, info: &PingInfo, interval_ms: u64, now: i64) 
 /// A time to live in milliseconds as nanoseconds.
 pub fn ttl_nanos(ttl_ms: u64) -> i64 {
     i64::try_from(ttl_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_reads_back_what_it_writes() {
+        let alert = Alert {
+            metric: Metric {
+                name: "ping".into(),
+                peer: crate::test_support::peer(3),
+                value: String::new(),
+                expire: 1_700_000_000_000_000_000,
+                valid: true,
+                weight: 0,
+                partitionable: false,
+                received_at: 1_699_999_990_000_000_000,
+            },
+            triggered_at: 1_700_000_001_500_000_000,
+        };
+        let json = serde_json::to_string(&alert).unwrap();
+        assert!(
+            json.contains(r#""triggered_at":"2023-11-14T22:13:21.5Z""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), alert);
+    }
 }

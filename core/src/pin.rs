@@ -77,6 +77,24 @@ impl PinMode {
     }
 }
 
+/// A mode name that is neither recursive nor direct.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("mode {0:?}: use recursive or direct")]
+pub struct UnknownPinMode(pub String);
+
+/// The API's names; empty is recursive, as in Go.
+impl std::str::FromStr for PinMode {
+    type Err = UnknownPinMode;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "recursive" | "" => Ok(PinMode::Recursive),
+            "direct" => Ok(PinMode::Direct),
+            other => Err(UnknownPinMode(other.to_owned())),
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, written as RFC 3339 in JSON. ipfs-cluster keeps pin
 /// times at one-second precision in its state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -22,14 +22,15 @@ use cid::Cid;
 use futures::stream::{self, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
+use pinfold_core::pin::Pin;
 use pinfold_core::pin::UnixTime;
-use pinfold_core::pin::{Pin, PinMode};
 use pinfold_core::repo_gc::GlobalRepoGc;
+use pinfold_core::rest::{AddedOutput, ConnectGraph, ErrorBody, Id, IpfsId, PinOptions, Version};
 use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
 use crate::auth::Credentials;
-use crate::config::{GoDuration, RestApiSection, ServiceConfig};
+use crate::config::{RestApiSection, ServiceConfig};
 use crate::peer::{Command, CommandError, DaemonAnswer, PeerHandle, PAGE};
 
 /// The RPC protocol version ipfs-cluster v1.1 reports in `/id`.
@@ -76,7 +77,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"code": self.status.as_u16(), "message": self.message})),
+            Json(ErrorBody {
+                code: self.status.as_u16(),
+                message: self.message,
+            }),
         )
             .into_response()
     }
@@ -274,34 +278,37 @@ pub async fn serve(
     crate::tls::serve(listener, app, tls).await
 }
 
-async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<serde_json::Value>> {
+async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<Id>> {
     let info = peer.ask(|reply| Command::Info { reply }).await?;
-    let ipfs = match &info.ipfs {
-        Some(id) => json!({
-            "id": id.peer.to_string(),
-            "addresses": id.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "error": info.ipfs_error.clone().unwrap_or_default(),
-        }),
-        None => {
-            json!({"id": "", "addresses": [], "error": info.ipfs_error.clone().unwrap_or_default()})
-        }
-    };
-    Ok(Json(json!({
-        "id": info.id.to_string(),
-        "addresses": info.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "cluster_peers": info.cluster_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        "cluster_peers_addresses": [],
-        "version": env!("CARGO_PKG_VERSION"),
-        "commit": "",
-        "rpc_protocol_version": RPC_PROTOCOL_VERSION,
-        "error": "",
-        "ipfs": ipfs,
-        "peername": info.peername,
-    })))
+    let strings = |items: &[Multiaddr]| items.iter().map(Multiaddr::to_string).collect();
+    Ok(Json(Id {
+        id: info.id.to_string(),
+        addresses: strings(&info.addresses),
+        cluster_peers: info.cluster_peers.iter().map(PeerId::to_string).collect(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        rpc_protocol_version: RPC_PROTOCOL_VERSION.to_owned(),
+        ipfs: IpfsId {
+            id: info
+                .ipfs
+                .as_ref()
+                .map(|id| id.peer.to_string())
+                .unwrap_or_default(),
+            addresses: info
+                .ipfs
+                .as_ref()
+                .map(|id| strings(&id.addresses))
+                .unwrap_or_default(),
+            error: info.ipfs_error.clone().unwrap_or_default(),
+        },
+        peername: info.peername,
+        ..Id::default()
+    }))
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(json!({ "version": env!("CARGO_PKG_VERSION") }))
+async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 /// ipfs-cluster's trailer for an error that cut a streamed list short.
@@ -385,7 +392,13 @@ async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let peers = peer.ask(|reply| Command::Peers { reply }).await?;
     let lines: Result<Vec<Vec<u8>>, String> = peers
         .iter()
-        .map(|p| line(&json!({"id": p.id.to_string(), "peername": p.name, "error": ""})))
+        .map(|p| {
+            line(&Id {
+                id: p.id.to_string(),
+                peername: p.name.clone(),
+                ..Id::default()
+            })
+        })
         .collect();
     let page = lines.map(|lines| (lines, None));
     Ok(streamed((), move |()| std::future::ready(page.clone())))
@@ -694,97 +707,9 @@ fn pin_from_query(cid: Cid, query: &HashMap<String, String>, also: &[&str]) -> A
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut pin = Pin::new(cid, UnixTime(seconds));
-    let number = |key: &str, text: &str| -> ApiResult<i32> {
-        text.parse().map_err(|_| {
-            ApiError::bad_request(format!("parameter {key}: {text:?} is not a number"))
-        })
-    };
-    if query.contains_key("expire-at") && query.contains_key("expire-in") {
-        return Err(ApiError::bad_request(
-            "give expire-at or expire-in, not both",
-        ));
-    }
-    for (key, value) in query {
-        match key.as_str() {
-            "name" => pin.name = value.clone(),
-            "replication" => {
-                let n = number(key, value)?;
-                pin.replication_factor_min = n;
-                pin.replication_factor_max = n;
-            }
-            "replication-min" => pin.replication_factor_min = number(key, value)?,
-            "replication-max" => pin.replication_factor_max = number(key, value)?,
-            "mode" => {
-                pin.max_depth = match value.as_str() {
-                    "recursive" | "" => PinMode::Recursive.max_depth(),
-                    "direct" => PinMode::Direct.max_depth(),
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "mode {other:?}: use recursive or direct"
-                        )))
-                    }
-                }
-            }
-            "shard-size" => {
-                pin.shard_size = value.parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "parameter shard-size: {value:?} is not a number"
-                    ))
-                })?
-            }
-            "user-allocations" => {
-                pin.user_allocations = value
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(|p| {
-                        p.parse::<PeerId>().map_err(|e| {
-                            ApiError::bad_request(format!("user-allocations {p:?}: {e}"))
-                        })
-                    })
-                    .collect::<ApiResult<_>>()?
-            }
-            "origins" => {
-                pin.origins = value
-                    .split(',')
-                    .filter(|a| !a.is_empty())
-                    .map(|a| {
-                        a.parse::<Multiaddr>()
-                            .map_err(|e| ApiError::bad_request(format!("origins {a:?}: {e}")))
-                    })
-                    .collect::<ApiResult<_>>()?
-            }
-            "expire-at" => {
-                pin.expire_at = UnixTime::parse_rfc3339(value).map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "expire-at {value:?} is not an RFC 3339 time (2030-01-02T15:04:05Z): {e}"
-                    ))
-                })?
-            }
-            "expire-in" => {
-                let after = GoDuration::parse(value)
-                    .map_err(|e| ApiError::bad_request(format!("expire-in {value:?}: {e}")))?;
-                if after.0 < std::time::Duration::from_secs(1) {
-                    return Err(ApiError::bad_request(format!(
-                        "expire-in {value:?} is less than one second"
-                    )));
-                }
-                pin.expire_at = Some(UnixTime(seconds + after.0.as_secs()));
-            }
-            "pin-update" => pin.pin_update = Some(parse_cid(value)?),
-            meta if meta.starts_with("meta-") => {
-                pin.metadata
-                    .insert(meta["meta-".len()..].to_owned(), value.clone());
-            }
-            other if also.contains(&other) => {}
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {other:?}"
-                )))
-            }
-        }
-    }
-    Ok(pin)
+    let options = PinOptions::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())), also)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(options.to_pin(cid, UnixTime(seconds)))
 }
 
 /// Pins `pin` through the peer.
@@ -950,13 +875,13 @@ async fn add(
             .boxed()
     };
     let output = |added: &crate::ipfs::Added, allocations: &[PeerId]| {
-        line(&json!({
-            "name": added.name,
-            "cid": added.cid.to_string(),
-            "bytes": 0,
-            "size": added.size,
-            "allocations": allocations.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        }))
+        line(&AddedOutput {
+            name: added.name.clone(),
+            cid: added.cid.to_string(),
+            bytes: 0,
+            size: added.size,
+            allocations: allocations.iter().map(PeerId::to_string).collect(),
+        })
     };
     // Every entry but the last goes out as it comes; the last is the root, sent once pinned.
     let lines = stream::unfold(
@@ -1170,14 +1095,14 @@ async fn graph(State(peer): State<PeerHandle>) -> ApiResult<Response> {
             ipfs_links.insert(ipfs_id.to_string(), strings(&connections.ipfs_peers));
         }
     }
-    Ok(Json(json!({
-        "cluster_id": peer.local.to_string(),
-        "id_to_peername": names,
-        "ipfs_links": ipfs_links,
-        "cluster_links": cluster_links,
-        "cluster_trust_links": trust,
-        "cluster_to_ipfs": cluster_to_ipfs,
-    }))
+    Ok(Json(ConnectGraph {
+        cluster_id: peer.local.to_string(),
+        id_to_peername: names,
+        ipfs_links,
+        cluster_links,
+        cluster_trust_links: trust,
+        cluster_to_ipfs,
+    })
     .into_response())
 }
 

@@ -13,6 +13,8 @@ use pinfold_core::codec::pubsub::DEFAULT_CLUSTER_NAME;
 use pinfold_core::codec::secret::ClusterSecret;
 use serde::{Deserialize, Serialize};
 
+pub use pinfold_core::go_duration::GoDuration;
+
 /// The configuration file in a peer's folder.
 pub const CONFIG_FILE: &str = "service.json";
 /// The identity file in a peer's folder.
@@ -86,88 +88,6 @@ impl Role {
 
     pub fn writes(self) -> bool {
         self != Role::Follower
-    }
-}
-
-/// A duration written as Go writes them: "15s", "2m", "1h30m", "250ms".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct GoDuration(pub Duration);
-
-impl GoDuration {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text == "0" {
-            return Ok(Self(Duration::ZERO));
-        }
-        let mut total = Duration::ZERO;
-        let mut rest = text;
-        if rest.is_empty() {
-            return Err("empty duration".into());
-        }
-        while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| format!("{text:?} has a number without a unit (s, m, h, ms)"))?;
-            let number: f64 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("{text:?} is not a duration like 15s, 2m or 1h30m"))?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let seconds = match &rest[..unit_len] {
-                "ns" => 1e-9,
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                unit => return Err(format!("{text:?} has an unknown unit {unit:?}")),
-            };
-            total += Duration::from_secs_f64(number * seconds);
-            rest = &rest[unit_len..];
-        }
-        Ok(Self(total))
-    }
-
-    pub fn millis(self) -> u64 {
-        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-impl std::fmt::Display for GoDuration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = self.millis();
-        if ms == 0 {
-            return write!(f, "0s");
-        }
-        if !ms.is_multiple_of(1000) {
-            return write!(f, "{ms}ms");
-        }
-        let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
-        if h > 0 {
-            write!(f, "{h}h")?;
-        }
-        if m > 0 {
-            write!(f, "{m}m")?;
-        }
-        if s > 0 {
-            write!(f, "{s}s")?;
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for GoDuration {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for GoDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        GoDuration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -597,6 +517,10 @@ fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
         .map_err(|_| format!("{text:?} is not a number"))
 }
 
+fn duration(text: &str) -> Result<GoDuration, String> {
+    GoDuration::parse(text).map_err(|e| e.to_string())
+}
+
 /// Go's `strconv.ParseBool` spellings, which ipfs-cluster's environment variables take.
 fn boolean(text: &str) -> Result<bool, String> {
     match text.trim() {
@@ -642,7 +566,7 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_MONITORPINGINTERVAL", |c, v| {
-        c.cluster.monitor_ping_interval = GoDuration::parse(v)?;
+        c.cluster.monitor_ping_interval = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_CRDT_CLUSTERNAME", |c, v| {
@@ -664,23 +588,23 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY", |c, v| {
-        c.ipfs_connector.ipfshttp.connect_swarms_delay = GoDuration::parse(v)?;
+        c.ipfs_connector.ipfshttp.connect_swarms_delay = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_IPFSHTTP_PINTIMEOUT", |c, v| {
-        c.ipfs_connector.ipfshttp.pin_timeout = GoDuration::parse(v)?;
+        c.ipfs_connector.ipfshttp.pin_timeout = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_IPFSHTTP_IPFSREQUESTTIMEOUT", |c, v| {
-        c.ipfs_connector.ipfshttp.ipfs_request_timeout = GoDuration::parse(v)?;
+        c.ipfs_connector.ipfshttp.ipfs_request_timeout = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_STATELESS_RETRYBASEDELAY", |c, v| {
-        c.pin_tracker.stateless.retry_base_delay = GoDuration::parse(v)?;
+        c.pin_tracker.stateless.retry_base_delay = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_STATELESS_RETRYMAXDELAY", |c, v| {
-        c.pin_tracker.stateless.retry_max_delay = GoDuration::parse(v)?;
+        c.pin_tracker.stateless.retry_max_delay = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_STATELESS_CONCURRENTPINS", |c, v| {
@@ -692,11 +616,11 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_CRDT_BATCHING_MAXBATCHAGE", |c, v| {
-        c.consensus.crdt.batching.max_batch_age = GoDuration::parse(v)?;
+        c.consensus.crdt.batching.max_batch_age = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_CRDT_REBROADCASTINTERVAL", |c, v| {
-        c.consensus.crdt.rebroadcast_interval = GoDuration::parse(v)?;
+        c.consensus.crdt.rebroadcast_interval = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_CRDT_SNAPSHOTEVERY", |c, v| {
@@ -704,15 +628,15 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_CRDT_SNAPSHOTMININTERVAL", |c, v| {
-        c.consensus.crdt.snapshot_min_interval = GoDuration::parse(v)?;
+        c.consensus.crdt.snapshot_min_interval = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_PINRECOVERINTERVAL", |c, v| {
-        c.cluster.pin_recover_interval = GoDuration::parse(v)?;
+        c.cluster.pin_recover_interval = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_STATESYNCINTERVAL", |c, v| {
-        c.cluster.state_sync_interval = GoDuration::parse(v)?;
+        c.cluster.state_sync_interval = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_METRICS_ENABLESTATS", |c, v| {
@@ -725,7 +649,7 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_METRICS_REPORTINGINTERVAL", |c, v| {
-        c.observations.metrics.reporting_interval = GoDuration::parse(v)?;
+        c.observations.metrics.reporting_interval = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_RESTAPI_BASICAUTHCREDENTIALS", |c, v| {
@@ -1018,28 +942,6 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_read_and_write_back() {
-        for (text, ms) in [
-            ("15s", 15_000),
-            ("2m", 120_000),
-            ("1h30m", 5_400_000),
-            ("250ms", 250),
-            ("0s", 0),
-            ("1.5s", 1_500),
-        ] {
-            assert_eq!(GoDuration::parse(text).unwrap().millis(), ms, "{text}");
-        }
-        assert_eq!(GoDuration::parse("1h30m").unwrap().to_string(), "1h30m");
-        assert_eq!(GoDuration::parse("1500ms").unwrap().to_string(), "1500ms");
-        assert!(GoDuration::parse("15")
-            .unwrap_err()
-            .contains("without a unit"));
-        assert!(GoDuration::parse("3d")
-            .unwrap_err()
-            .contains("unknown unit"));
-    }
 
     #[test]
     fn the_default_configuration_round_trips_and_validates() {

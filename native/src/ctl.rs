@@ -2,15 +2,21 @@
 //! people (a progress line while `add` uploads and while `--wait` waits, on a terminal
 //! only), `--enc json` for scripts (one JSON value per result, as the API returns it).
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
+use pinfold_core::codec::metric::Metric;
+use pinfold_core::go_duration::GoDuration;
+use pinfold_core::monitor::Alert;
+use pinfold_core::pin::{Pin, PinMode};
 use pinfold_core::repo_gc::GlobalRepoGc;
-use serde_json::Value;
+use pinfold_core::rest::{AddedOutput, ConnectGraph, ErrorBody, Expiry, Id, PinOptions, Version};
+use pinfold_core::tracker::{nanos_to_json, GlobalPinInfo, TrackerStatus};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Output encodings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -133,7 +139,7 @@ pub enum HealthCommand {
 
 /// Pin options `pin add` and `add` share.
 #[derive(clap::Args, Debug, Default)]
-pub struct PinOptions {
+pub struct PinFlags {
     /// Replication factor (min and max).
     #[arg(long, allow_hyphen_values = true)]
     replication: Option<i32>,
@@ -145,14 +151,14 @@ pub struct PinOptions {
     #[arg(short = 'n', long)]
     name: Option<String>,
     /// Peers to allocate first, comma-separated.
-    #[arg(long)]
-    allocations: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    allocations: Vec<PeerId>,
     /// Metadata `key=value` (repeatable).
-    #[arg(long, value_name = "KEY=VALUE")]
-    metadata: Vec<String>,
+    #[arg(long, value_name = "KEY=VALUE", value_parser = metadata_entry)]
+    metadata: Vec<(String, String)>,
     /// Unpin it from the cluster after this long (`1h`, `30m`, `720h`).
     #[arg(long)]
-    expire_in: Option<String>,
+    expire_in: Option<GoDuration>,
     /// Wait until the pin is pinned on its allocations (at least replication-min).
     #[arg(long)]
     wait: bool,
@@ -161,35 +167,27 @@ pub struct PinOptions {
     wait_timeout: u64,
 }
 
-impl PinOptions {
-    /// The API's query options.
-    fn query(&self) -> Result<Vec<(String, String)>> {
-        let mut pairs = Vec::new();
-        let mut push = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
-                pairs.push((key.to_owned(), value));
-            }
-        };
-        push("replication", self.replication.map(|r| r.to_string()));
-        push(
-            "replication-min",
-            self.replication_min.map(|r| r.to_string()),
-        );
-        push(
-            "replication-max",
-            self.replication_max.map(|r| r.to_string()),
-        );
-        push("name", self.name.clone());
-        push("user-allocations", self.allocations.clone());
-        push("expire-in", self.expire_in.clone());
-        for entry in &self.metadata {
-            let Some((key, value)) = entry.split_once('=') else {
-                bail!("--metadata {entry:?}: write it as key=value");
-            };
-            pairs.push((format!("meta-{key}"), value.to_owned()));
+impl PinFlags {
+    /// The pin options the flags give.
+    fn options(&self) -> PinOptions {
+        PinOptions {
+            name: self.name.clone(),
+            replication_min: self.replication.or(self.replication_min),
+            replication_max: self.replication.or(self.replication_max),
+            user_allocations: self.allocations.clone(),
+            expire: self.expire_in.map(Expiry::In),
+            metadata: self.metadata.iter().cloned().collect(),
+            ..PinOptions::default()
         }
-        Ok(pairs)
     }
+}
+
+/// A `--metadata` entry: `key=value`.
+fn metadata_entry(entry: &str) -> std::result::Result<(String, String), String> {
+    entry
+        .split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{entry:?}: write it as key=value"))
 }
 
 /// `add`'s files and options.
@@ -230,7 +228,7 @@ pub struct AddArgs {
     #[arg(long)]
     format: Option<String>,
     #[command(flatten)]
-    pin: PinOptions,
+    pin: PinFlags,
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,12 +239,12 @@ pub enum PinCommand {
         cid: String,
         /// recursive or direct.
         #[arg(long)]
-        mode: Option<String>,
+        mode: Option<PinMode>,
         /// Multiaddresses of peers that hold the content, comma-separated.
-        #[arg(long)]
-        origins: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        origins: Vec<Multiaddr>,
         #[command(flatten)]
-        options: PinOptions,
+        flags: PinFlags,
     },
     /// Unpin a CID (or a path) from the cluster.
     Rm { cid: String },
@@ -259,7 +257,7 @@ pub enum PinCommand {
         name: Option<String>,
         /// Unpin it from the cluster after this long.
         #[arg(long)]
-        expire_in: Option<String>,
+        expire_in: Option<GoDuration>,
         #[arg(short = 'w', long)]
         wait: bool,
         #[arg(long, default_value_t = 0)]
@@ -365,9 +363,8 @@ impl Api {
             return Ok(response);
         }
         let body = response.text().await?;
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(String::from))
+        let message = serde_json::from_str::<ErrorBody>(&body)
+            .map(|e| e.message)
             .unwrap_or(body);
         if status == reqwest::StatusCode::UNAUTHORIZED {
             bail!("{status}: {message} (check --basic-auth)");
@@ -381,26 +378,31 @@ impl Api {
         Ok(response.text().await?)
     }
 
-    async fn json(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+    /// The answer read as a `T`.
+    async fn json<T: DeserializeOwned>(&self, method: reqwest::Method, path: &str) -> Result<T> {
         let body = self.call(method, path).await?;
-        serde_json::from_str(&body).with_context(|| format!("{path}: the answer is not JSON"))
+        serde_json::from_str(&body).with_context(|| format!("{path}: unexpected answer"))
     }
 
     /// A streamed list: one JSON value per line.
-    async fn list(&self, path: &str) -> Result<Vec<Value>> {
+    async fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
         self.list_of(reqwest::Method::GET, path).await
     }
 
-    async fn list_of(&self, method: reqwest::Method, path: &str) -> Result<Vec<Value>> {
+    async fn list_of<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<Vec<T>> {
         let body = self.call(method, path).await?;
         parse_lines(path, &body)
     }
 }
 
-fn parse_lines(path: &str, body: &str) -> Result<Vec<Value>> {
+fn parse_lines<T: DeserializeOwned>(path: &str, body: &str) -> Result<Vec<T>> {
     body.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{path}: a line is not JSON")))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{path}: unexpected line {l}")))
         .collect()
 }
 
@@ -414,72 +416,56 @@ fn query<K: AsRef<str>>(pairs: &[(K, String)]) -> String {
     }
 }
 
-fn print_json(out: &mut impl Write, value: &Value) -> Result<()> {
+fn print_json(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 
 /// ipfs-cluster-ctl's text for a cluster-wide status.
-fn print_status(out: &mut impl Write, info: &Value) -> Result<()> {
-    let name = info["name"].as_str().unwrap_or_default();
-    writeln!(
-        out,
-        "{}{}:",
-        info["cid"].as_str().unwrap_or_default(),
-        if name.is_empty() {
-            String::new()
-        } else {
-            format!(" | {name}")
-        }
-    )?;
-    let peers: BTreeMap<String, Value> = info["peer_map"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    for (id, view) in peers {
-        let peer_name = view["peername"]
-            .as_str()
+fn print_status(out: &mut impl Write, info: &GlobalPinInfo) -> Result<()> {
+    if info.name.is_empty() {
+        writeln!(out, "{}:", info.cid)?;
+    } else {
+        writeln!(out, "{} | {}:", info.cid, info.name)?;
+    }
+    for (id, view) in &info.peer_map {
+        let peer_name = Some(view.peer_name.as_str())
             .filter(|n| !n.is_empty())
-            .unwrap_or(&id);
-        let status = view["status"]
-            .as_str()
-            .unwrap_or("undefined")
-            .to_uppercase();
-        let error = view["error"].as_str().unwrap_or_default();
+            .unwrap_or(id);
         write!(
             out,
-            "    > {peer_name:<16} : {status} | {} | Attempts: {} | Priority: {}",
-            view["timestamp"].as_str().unwrap_or_default(),
-            view["attempt_count"].as_u64().unwrap_or(0),
-            view["priority_pin"].as_bool().unwrap_or(false),
+            "    > {peer_name:<16} : {} | {} | Attempts: {} | Priority: {}",
+            view.status.as_str().to_uppercase(),
+            nanos_to_json(view.timestamp),
+            view.attempt_count,
+            view.priority_pin,
         )?;
-        if !error.is_empty() {
-            write!(out, " | {error}")?;
+        if !view.error.is_empty() {
+            write!(out, " | {}", view.error)?;
         }
         writeln!(out)?;
     }
     Ok(())
 }
 
-fn print_pin(out: &mut impl Write, pin: &Value) -> Result<()> {
-    let allocations = pin["allocations"]
-        .as_array()
-        .filter(|a| !a.is_empty())
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_else(|| "everywhere".into());
+fn print_pin(out: &mut impl Write, pin: &Pin) -> Result<()> {
+    let allocations = if pin.allocations.is_empty() {
+        "everywhere".to_owned()
+    } else {
+        pin.allocations
+            .iter()
+            .map(PeerId::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     writeln!(
         out,
         "{} | {} | PIN | Repl. Factor: {}--{} | Allocations: [{allocations}] | {}",
-        pin["cid"].as_str().unwrap_or_default(),
-        pin["name"].as_str().unwrap_or_default(),
-        pin["replication_factor_min"],
-        pin["replication_factor_max"],
-        pin["mode"].as_str().unwrap_or("recursive"),
+        pin.cid,
+        pin.name,
+        pin.replication_factor_min,
+        pin.replication_factor_max,
+        pin.mode().as_str(),
     )?;
     Ok(())
 }
@@ -487,28 +473,26 @@ fn print_pin(out: &mut impl Write, pin: &Value) -> Result<()> {
 /// How many of a status's peers are pinned, and how many must be: the pin's allocations
 /// (as the write answered them: peers' views may lag), or every peer for a pin allocated
 /// everywhere, at least its replication-min.
-fn pinned_progress(status: &Value, pin: &Value) -> (usize, usize, Option<String>) {
-    let replication_min = pin["replication_factor_min"].as_i64().unwrap_or(-1);
-    let peers = status["peer_map"].as_object().cloned().unwrap_or_default();
-    let allocations: Vec<&str> = pin["allocations"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let counted: Vec<(&String, &Value)> = peers
+fn pinned_progress(status: &GlobalPinInfo, pin: &Pin) -> (usize, usize, Option<String>) {
+    let counted: Vec<_> = status
+        .peer_map
         .iter()
-        .filter(|(id, _)| allocations.is_empty() || allocations.contains(&id.as_str()))
+        .filter(|(id, _)| {
+            pin.allocations.is_empty() || pin.allocations.iter().any(|a| a.to_base58() == **id)
+        })
+        .map(|(_, view)| view)
         .collect();
     let pinned = counted
         .iter()
-        .filter(|(_, v)| v["status"] == "pinned")
+        .filter(|v| v.status == TrackerStatus::Pinned)
         .count();
-    let error = counted.iter().find_map(|(_, v)| {
-        (v["status"] == "pin_error").then(|| v["error"].as_str().unwrap_or_default().to_owned())
-    });
-    let needed = if replication_min > 0 {
-        (replication_min as usize).min(counted.len().max(1))
-    } else {
-        counted.len().max(1)
+    let error = counted
+        .iter()
+        .find(|v| v.status == TrackerStatus::PinError)
+        .map(|v| v.error.clone());
+    let needed = match usize::try_from(pin.replication_factor_min) {
+        Ok(min) if min > 0 => min.min(counted.len().max(1)),
+        _ => counted.len().max(1),
     };
     (pinned, needed, error)
 }
@@ -520,48 +504,40 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
     use reqwest::Method;
     match args.command {
         CtlCommand::Id => {
-            let id = api.json(Method::GET, "/id").await?;
+            let id: Id = api.json(Method::GET, "/id").await?;
             if json {
                 return print_json(out, &id);
             }
             writeln!(
                 out,
                 "{} | {} | Sees {} other peers",
-                id["id"].as_str().unwrap_or_default(),
-                id["peername"].as_str().unwrap_or_default(),
-                id["cluster_peers"]
-                    .as_array()
-                    .map(|p| p.len().saturating_sub(1))
-                    .unwrap_or(0)
+                id.id,
+                id.peername,
+                id.cluster_peers.len().saturating_sub(1)
             )?;
             writeln!(out, "  > Addresses:")?;
-            for address in id["addresses"].as_array().into_iter().flatten() {
-                writeln!(out, "    - {}", address.as_str().unwrap_or_default())?;
+            for address in &id.addresses {
+                writeln!(out, "    - {address}")?;
             }
-            let ipfs = &id["ipfs"];
-            match ipfs["error"].as_str().filter(|e| !e.is_empty()) {
-                Some(error) => writeln!(out, "  > IPFS: ERROR: {error}")?,
-                None => writeln!(out, "  > IPFS: {}", ipfs["id"].as_str().unwrap_or_default())?,
+            if id.ipfs.error.is_empty() {
+                writeln!(out, "  > IPFS: {}", id.ipfs.id)?;
+            } else {
+                writeln!(out, "  > IPFS: ERROR: {}", id.ipfs.error)?;
             }
         }
         CtlCommand::Version => {
-            let version = api.json(Method::GET, "/version").await?;
+            let version: Version = api.json(Method::GET, "/version").await?;
             if json {
                 return print_json(out, &version);
             }
-            writeln!(out, "{}", version["version"].as_str().unwrap_or_default())?;
+            writeln!(out, "{}", version.version)?;
         }
         CtlCommand::Peers(PeersCommand::Ls) => {
-            for peer in api.list("/peers").await? {
+            for peer in api.list::<Id>("/peers").await? {
                 if json {
                     print_json(out, &peer)?;
                 } else {
-                    writeln!(
-                        out,
-                        "{} | {}",
-                        peer["id"].as_str().unwrap_or_default(),
-                        peer["peername"].as_str().unwrap_or_default()
-                    )?;
+                    writeln!(out, "{} | {}", peer.id, peer.peername)?;
                 }
             }
         }
@@ -577,7 +553,7 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             if let Some(filter) = filter {
                 options.push(("filter", filter));
             }
-            let statuses = match cids.as_slice() {
+            let statuses: Vec<GlobalPinInfo> = match cids.as_slice() {
                 [cid] if options.iter().all(|(k, _)| *k != "filter") => vec![
                     api.json(Method::GET, &format!("/pins/{cid}{}", query(&options)))
                         .await?,
@@ -603,7 +579,7 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             } else {
                 Vec::new()
             };
-            let statuses = match cid {
+            let statuses: Vec<GlobalPinInfo> = match cid {
                 Some(cid) => vec![
                     api.json(
                         Method::POST,
@@ -640,7 +616,7 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             file,
             all_ipfs_peers,
         }) => {
-            let graph = api.json(Method::GET, "/health/graph").await?;
+            let graph: ConnectGraph = api.json(Method::GET, "/health/graph").await?;
             if json {
                 return print_json(out, &graph);
             }
@@ -693,54 +669,54 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             let gc: GlobalRepoGc = serde_json::from_str(&body)
                 .with_context(|| format!("{url}: the answer is not a GlobalRepoGC"))?;
             if json {
-                return print_json(out, &serde_json::to_value(&gc)?);
+                return print_json(out, &gc);
             }
             write!(out, "{}", gc.to_text())?;
         }
         CtlCommand::Health(HealthCommand::Metrics { name: None }) => {
-            let names = api.json(Method::GET, "/monitor/metrics").await?;
+            let names: Vec<String> = api.json(Method::GET, "/monitor/metrics").await?;
             if json {
                 return print_json(out, &names);
             }
-            for name in names.as_array().into_iter().flatten() {
-                writeln!(out, "{}", name.as_str().unwrap_or_default())?;
+            for name in names {
+                writeln!(out, "{name}")?;
             }
         }
         CtlCommand::Health(HealthCommand::Metrics { name: Some(name) }) => {
-            let metrics = api
+            let metrics: Vec<Metric> = api
                 .json(Method::GET, &format!("/monitor/metrics/{name}"))
                 .await?;
             if json {
                 return print_json(out, &metrics);
             }
-            for metric in metrics.as_array().into_iter().flatten() {
+            for metric in metrics {
                 writeln!(
                     out,
                     "{} | {} | {} | expires {}",
-                    metric["peer"].as_str().unwrap_or_default(),
-                    metric["name"].as_str().unwrap_or_default(),
-                    metric["value"].as_str().unwrap_or_default(),
-                    metric["expire"]
+                    metric.peer,
+                    metric.name,
+                    metric.value,
+                    nanos_to_json(Some(metric.expire))
                 )?;
             }
         }
         CtlCommand::Health(HealthCommand::Alerts) => {
-            let alerts = api.json(Method::GET, "/health/alerts").await?;
+            let alerts: Vec<Alert> = api.json(Method::GET, "/health/alerts").await?;
             if json {
                 return print_json(out, &alerts);
             }
-            for alert in alerts.as_array().into_iter().flatten() {
+            for alert in alerts {
                 writeln!(
                     out,
                     "{} | {} | expired, alert at {}",
-                    alert["peer"].as_str().unwrap_or_default(),
-                    alert["name"].as_str().unwrap_or_default(),
-                    alert["triggered_at"].as_str().unwrap_or_default()
+                    alert.metric.peer,
+                    alert.metric.name,
+                    nanos_to_json(Some(alert.triggered_at))
                 )?;
             }
         }
         CtlCommand::Pin(PinCommand::Ls { cid }) => {
-            let pins = match cid {
+            let pins: Vec<Pin> = match cid {
                 Some(cid) => vec![
                     api.json(Method::GET, &format!("/allocations/{cid}"))
                         .await?,
@@ -756,33 +732,31 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             }
         }
         CtlCommand::Pin(PinCommand::Rm { cid }) => {
-            let pin = api.json(Method::DELETE, &pin_path(&cid)).await?;
+            let pin: Pin = api.json(Method::DELETE, &pin_path(&cid)).await?;
             if json {
                 print_json(out, &pin)?;
             } else {
-                writeln!(
-                    out,
-                    "{} unpinned from the cluster",
-                    pin["cid"].as_str().unwrap_or(&cid)
-                )?;
+                writeln!(out, "{} unpinned from the cluster", pin.cid)?;
             }
         }
         CtlCommand::Pin(PinCommand::Add {
             cid,
             mode,
             origins,
-            options,
+            flags,
         }) => {
-            let mut pairs = options.query()?;
-            pairs.extend(mode.map(|m| ("mode".to_owned(), m)));
-            pairs.extend(origins.map(|o| ("origins".to_owned(), o)));
+            let options = PinOptions {
+                mode,
+                origins,
+                ..flags.options()
+            };
             let pin = api
                 .json(
                     Method::POST,
-                    &format!("{}{}", pin_path(&cid), query(&pairs)),
+                    &format!("{}{}", pin_path(&cid), query(&options.to_query())),
                 )
                 .await?;
-            finish_pin(&api, &pin, options.wait, options.wait_timeout, json, out).await?;
+            finish_pin(&api, &pin, flags.wait, flags.wait_timeout, json, out).await?;
         }
         CtlCommand::Pin(PinCommand::Update {
             from,
@@ -792,11 +766,20 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
             wait,
             wait_timeout,
         }) => {
-            let mut pairs = vec![("pin-update".to_owned(), from)];
-            pairs.extend(name.map(|n| ("name".to_owned(), n)));
-            pairs.extend(expire_in.map(|e| ("expire-in".to_owned(), e)));
+            let from = from
+                .parse()
+                .with_context(|| format!("{from:?} is not a CID"))?;
+            let options = PinOptions {
+                pin_update: Some(from),
+                name,
+                expire: expire_in.map(Expiry::In),
+                ..PinOptions::default()
+            };
             let pin = api
-                .json(Method::POST, &format!("/pins/{to}{}", query(&pairs)))
+                .json(
+                    Method::POST,
+                    &format!("/pins/{to}{}", query(&options.to_query())),
+                )
                 .await?;
             finish_pin(&api, &pin, wait, wait_timeout, json, out).await?;
         }
@@ -807,7 +790,7 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
 /// Prints a pin just made, or with `wait` its status once pinned.
 async fn finish_pin(
     api: &Api,
-    pin: &Value,
+    pin: &Pin,
     wait: bool,
     wait_timeout: u64,
     json: bool,
@@ -830,56 +813,25 @@ async fn finish_pin(
 
 /// The connectivity graph in Graphviz dot: cluster peers as boxes (trusted ones bold),
 /// their IPFS daemons as ellipses, cluster links solid, daemon links dashed.
-fn dot_graph(graph: &Value, all_ipfs_peers: bool) -> String {
+fn dot_graph(graph: &ConnectGraph, all_ipfs_peers: bool) -> String {
     use std::fmt::Write as _;
-    let names = &graph["id_to_peername"];
-    let daemons: BTreeMap<String, String> = graph["cluster_to_ipfs"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let cluster_daemons: std::collections::BTreeSet<&String> = daemons.values().collect();
+    let cluster_daemons: std::collections::BTreeSet<&String> =
+        graph.cluster_to_ipfs.values().collect();
     let short = |id: &str| {
-        id.chars()
-            .rev()
-            .take(6)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<String>()
+        let start = id.char_indices().rev().nth(5).map_or(0, |(i, _)| i);
+        id[start..].to_owned()
     };
     let mut dot = String::from("digraph cluster {\n  rankdir=LR;\n");
-    let links = |key: &str| -> Vec<(String, Vec<String>)> {
-        graph[key]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        let to = v
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x.as_str().map(String::from))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        (k.clone(), to)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let cluster_links = links("cluster_links");
-    for (peer, _) in &cluster_links {
-        let name = names[peer]
-            .as_str()
+    for peer in graph.cluster_links.keys() {
+        let name = graph
+            .id_to_peername
+            .get(peer)
             .filter(|n| !n.is_empty())
             .unwrap_or(peer);
-        let trusted = graph["cluster_trust_links"][peer]
-            .as_bool()
+        let trusted = graph
+            .cluster_trust_links
+            .get(peer)
+            .copied()
             .unwrap_or(false);
         let _ = writeln!(
             dot,
@@ -888,12 +840,12 @@ fn dot_graph(graph: &Value, all_ipfs_peers: bool) -> String {
             if trusted { " style=bold" } else { "" }
         );
     }
-    for (peer, to) in &cluster_links {
+    for (peer, to) in &graph.cluster_links {
         for other in to {
             let _ = writeln!(dot, "  \"{peer}\" -> \"{other}\";");
         }
     }
-    for (peer, daemon) in &daemons {
+    for (peer, daemon) in &graph.cluster_to_ipfs {
         let _ = writeln!(
             dot,
             "  \"{daemon}\" [label=\"IPFS …{}\" shape=ellipse];",
@@ -904,9 +856,9 @@ fn dot_graph(graph: &Value, all_ipfs_peers: bool) -> String {
             "  \"{peer}\" -> \"{daemon}\" [style=dotted arrowhead=none];"
         );
     }
-    for (daemon, to) in links("ipfs_links") {
+    for (daemon, to) in &graph.ipfs_links {
         for other in to {
-            if all_ipfs_peers || cluster_daemons.contains(&other) {
+            if all_ipfs_peers || cluster_daemons.contains(other) {
                 let _ = writeln!(dot, "  \"{daemon}\" -> \"{other}\" [style=dashed];");
             }
         }
@@ -1038,7 +990,7 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
             ),
         };
     }
-    let mut pairs = add.pin.query()?;
+    let mut pairs = add.pin.options().to_query();
     let mut flag = |key: &str, on: bool| {
         if on {
             pairs.push((key.to_owned(), "true".to_owned()));
@@ -1086,11 +1038,11 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
         task.abort();
         eprintln!();
     }
-    let outputs = parse_lines("/add", &answer?)?;
+    let outputs: Vec<AddedOutput> = parse_lines("/add", &answer?)?;
     let Some(root) = outputs.last() else {
         bail!("the peer added nothing: were the files empty?");
     };
-    let shown: Vec<&Value> = if add.quiet {
+    let shown: Vec<&AddedOutput> = if add.quiet {
         vec![root]
     } else {
         outputs.iter().collect()
@@ -1099,14 +1051,9 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
         if json {
             print_json(out, output)?;
         } else if add.quiet {
-            writeln!(out, "{}", output["cid"].as_str().unwrap_or_default())?;
+            writeln!(out, "{}", output.cid)?;
         } else {
-            writeln!(
-                out,
-                "added {} {}",
-                output["cid"].as_str().unwrap_or_default(),
-                output["name"].as_str().unwrap_or_default()
-            )?;
+            writeln!(out, "added {} {}", output.cid, output.name)?;
         }
     }
     if add.no_pin {
@@ -1114,8 +1061,8 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     }
     // A failure after the upload ends the answer with a trailer this client cannot read,
     // so the pin itself is checked.
-    let cid = root["cid"].as_str().unwrap_or_default();
-    let pin = match api
+    let cid = &root.cid;
+    let pin: Pin = match api
         .json(reqwest::Method::GET, &format!("/allocations/{cid}"))
         .await
     {
@@ -1150,13 +1097,13 @@ fn human_bytes(bytes: u64) -> String {
 
 /// Polls the pin's cluster-wide status until enough allocated peers report it pinned;
 /// shows a progress line on a terminal.
-async fn wait_pinned(api: &Api, pin: &Value, timeout_secs: u64) -> Result<Value> {
-    let cid = pin["cid"].as_str().unwrap_or_default();
+async fn wait_pinned(api: &Api, pin: &Pin, timeout_secs: u64) -> Result<GlobalPinInfo> {
+    let cid = pin.cid;
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let mut last_error: Option<String> = None;
     loop {
-        let status = api
+        let status: GlobalPinInfo = api
             .json(reqwest::Method::GET, &format!("/pins/{cid}"))
             .await?;
         let (pinned, needed, error) = pinned_progress(&status, pin);

@@ -347,6 +347,9 @@ test('/pins/recover and /pins/{cid}/recover re-queue pins in error, cluster-wide
 test('pin update pins the new CID with the options and allocations of the old one', async () => {
   const [from, to, next] = [await p1().ipfs.addContent('update from'), await p1().ipfs.addContent('update to'), await p1().ipfs.addContent('update next')];
   const old = JSON.parse((await p1().post(`/pins/${from}?replication=1&name=old&meta-team=ops`)).body);
+  const holder = peers.find((p) => p.id === old.allocations[0]);
+  // pin/update applies only where the old CID is pinned already; else the daemon pins anew.
+  await waitFor(`${holder.name}'s Kubo to pin the old CID`, () => holder.ipfs.isPinned(from));
   const updated = JSON.parse((await p1().post(`/pins/${to}?pin-update=${from}`)).body);
   assert.deepEqual(updated.allocations, old.allocations);
   assert.equal(updated.name, 'old');
@@ -354,7 +357,6 @@ test('pin update pins the new CID with the options and allocations of the old on
   assert.equal(updated.pin_update, from);
   assert.ok(await p1().allocation(from), 'the old pin stays');
   // The allocated peer's Kubo, which pins the old CID, moves its pin with pin/update.
-  const holder = peers.find((p) => p.id === old.allocations[0]);
   await waitFor(`${holder.name}'s Kubo to pin the updated CID`, () => holder.ipfs.isPinned(to));
   assert.ok(await holder.ipfs.isPinned(from), 'pin/update keeps the old pin (unpin=false)');
   assert.match(fs.readFileSync(holder.log, 'utf8'), new RegExp(`pinned with pin/update.*from=${from}.*cid=${to}|pinned with pin/update.*cid=${to}.*from=${from}`));

@@ -160,7 +160,7 @@ impl GlobalPinInfo {
 
 /// Unix nanoseconds as Go's `time.Time` JSON writes them (RFC 3339, fraction without
 /// trailing zeros), `None` as Go's zero time.
-pub(crate) fn nanos_to_json(nanos: Option<i64>) -> String {
+pub fn nanos_to_json(nanos: Option<i64>) -> String {
     let Some(nanos) = nanos else {
         return GO_ZERO_TIME.to_owned();
     };
@@ -177,7 +177,10 @@ pub(crate) fn nanos_to_json(nanos: Option<i64>) -> String {
     text
 }
 
-fn nanos_from_json(field: &'static str, text: &str) -> Result<Option<i64>, PinJsonError> {
+pub(crate) fn nanos_from_json(
+    field: &'static str,
+    text: &str,
+) -> Result<Option<i64>, PinJsonError> {
     if text.is_empty() {
         return Ok(None);
     }

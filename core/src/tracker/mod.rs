@@ -25,7 +25,7 @@ use cid::Cid;
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 
-pub use info::{GlobalPinInfo, PinInfo, PinInfoShort};
+pub use info::{nanos_to_json, GlobalPinInfo, PinInfo, PinInfoShort};
 pub use status::{DaemonPins, IpfsPinType, StatusFilter, StatusFilterError, TrackerStatus};
 
 use crate::pin::{Pin, PinType, UnixTime};
