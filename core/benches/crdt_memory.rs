@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p pinfold-core --bench crdt_memory` (`PINFOLD_BENCH_PINS`, default 1,000,000).
 
+// The counting allocator below is the one place `unsafe` is allowed: GlobalAlloc is unsafe.
+#![allow(unsafe_code)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -6,9 +6,9 @@ use crate::codec::bitswap::BitswapMessage;
 use crate::codec::dagpb::DeltaNode;
 use crate::codec::delta::{decode_broadcast, encode_broadcast};
 use crate::codec::metric::Metric;
+use crate::codec::peer_request::{PeerRequest, PeerResponse};
 use crate::codec::snapshot::{SnapshotChunk, SnapshotHeader, SnapshotIndex};
 use crate::codec::state_key::{cid_from_state_key, state_key};
-use crate::codec::status::{StatusRequest, StatusResponse};
 use crate::pin::Pin;
 
 /// A delta block fetched from a peer.
@@ -105,14 +105,14 @@ pub type FuzzTarget = fn(&[u8]);
 /// Every target by name, for the corpus replay test and the fuzz crate.
 /// A status request or response from another peer (`/pinfold/status/1.0.0`).
 pub fn status_message(data: &[u8]) {
-    if let Ok(request) = StatusRequest::decode(data) {
-        let again = StatusRequest::decode(&request.encode()).expect("re-encoded request decodes");
+    if let Ok(request) = PeerRequest::decode(data) {
+        let again = PeerRequest::decode(&request.encode()).expect("re-encoded request decodes");
         assert_eq!(again, request);
     }
-    if let Ok(response) = StatusResponse::decode(data) {
+    if let Ok(response) = PeerResponse::decode(data) {
         // Times past year 9999 have no JSON form (as in Go); everything else round-trips.
         if let Ok(bytes) = response.encode() {
-            let again = StatusResponse::decode(&bytes).expect("re-encoded response decodes");
+            let again = PeerResponse::decode(&bytes).expect("re-encoded response decodes");
             assert_eq!(again, response);
         }
     }

@@ -223,9 +223,9 @@ mod tests {
         let gc = RepoGc::collected(peer(1), "a".into(), keys);
         assert_eq!(gc.keys.len(), MAX_LISTED_KEYS);
         assert_eq!(gc.keys_not_listed, 3);
-        let frame = crate::codec::status::StatusResponse::RepoGc(gc)
+        let frame = crate::codec::peer_request::PeerResponse::RepoGc(gc)
             .encode()
             .unwrap();
-        assert!(frame.len() < crate::codec::status::MAX_RESPONSE_BYTES);
+        assert!(frame.len() < crate::codec::peer_request::MAX_RESPONSE_BYTES);
     }
 }

@@ -12,7 +12,7 @@ use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use pinfold_core::allocator::AllocatorConfig;
 use pinfold_core::codec::dagpb::dag_pb_cid;
-use pinfold_core::codec::status::{StatusRequest, StatusResponse};
+use pinfold_core::codec::peer_request::{PeerRequest, PeerResponse};
 use pinfold_core::crdt::{self, BlockId, MemoryStore, Replica, Store as _, Trust};
 use pinfold_core::informer::{DiskMetric, RepoStat};
 use pinfold_core::node::{
@@ -199,27 +199,27 @@ impl Sim {
     }
 
     /// How node `to` answers, its driver's part done with an empty daemon.
-    fn answer(&mut self, to: usize, request: StatusRequest) -> StatusResponse {
+    fn answer(&mut self, to: usize, request: PeerRequest) -> PeerResponse {
         let now = self.now;
         match self.nodes[to].on_request(request) {
             Answer::Now(response) => response,
-            Answer::FromDaemon(StatusRequest::Statuses { cids, recover }) => {
+            Answer::FromDaemon(PeerRequest::Statuses { cids, recover }) => {
                 let daemon = &self.daemons[to];
                 let cids = cids.into_iter().map(|c| (c, Ok(daemon.get(&c)))).collect();
-                StatusResponse::Statuses(
+                PeerResponse::Statuses(
                     ready(self.nodes[to].statuses_of(cids, recover, now)).unwrap(),
                 )
             }
-            Answer::FromDaemon(StatusRequest::Summary) => {
+            Answer::FromDaemon(PeerRequest::Summary) => {
                 let (summary, next) =
                     ready(self.nodes[to].count_page(None, &self.daemons[to])).unwrap();
                 assert!(next.is_none(), "the tests keep under a page of pins");
-                StatusResponse::Summary(summary)
+                PeerResponse::Summary(summary)
             }
-            Answer::FromDaemon(StatusRequest::Connections) => {
-                StatusResponse::Connections(self.nodes[to].connections(Vec::new(), now))
+            Answer::FromDaemon(PeerRequest::Connections) => {
+                PeerResponse::Connections(self.nodes[to].connections(Vec::new(), now))
             }
-            Answer::FromDaemon(other) => StatusResponse::Error(format!("{other:?}: no daemon")),
+            Answer::FromDaemon(other) => PeerResponse::Error(format!("{other:?}: no daemon")),
         }
     }
 

@@ -421,7 +421,7 @@ impl ConnectionHandler for SilentHandler {
 
     fn on_connection_event(
         &mut self,
-        event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
+        event: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol>,
     ) {
         if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
             protocol: stream,
@@ -465,7 +465,7 @@ impl NetworkBehaviour for Silent {
         Ok(SilentHandler(Vec::new()))
     }
 
-    fn on_swarm_event(&mut self, _: FromSwarm) {}
+    fn on_swarm_event(&mut self, _: FromSwarm<'_>) {}
 
     fn on_connection_handler_event(
         &mut self,

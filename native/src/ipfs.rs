@@ -15,7 +15,7 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::informer::RepoStat;
-use pinfold_core::net::status::REPO_GC_TIMEOUT;
+use pinfold_core::net::peer_request::REPO_GC_TIMEOUT;
 use pinfold_core::pin::Pin;
 use pinfold_core::repo_gc::GcKey;
 use pinfold_core::tracker::{DaemonPins, IpfsPinType};

@@ -1,20 +1,21 @@
 //! pinfold's native peer: what the `pinfold` binary runs on, as a library so that tests and
 //! benchmarks drive the same code.
+//!
+//! - [`peer`]: the driver of core's node: the swarm, the IPFS connector's tasks, the
+//!   peerstore, snapshot files and the Prometheus counters it feeds;
+//! - [`api`]: the HTTP APIs the peer serves (REST, Pinning Services), their authentication
+//!   and TLS;
+//! - [`cli`]: the subcommands that are clients (`ctl`, `follow`) or work on a stopped peer
+//!   (`service state`);
+//! - [`ipfs`]: the Kubo RPC client; [`store`]: the durable pinset (redb); [`config`]:
+//!   `service.json`; [`car`]: CAR files for `add --format car`; [`metrics`]: the Prometheus
+//!   endpoint.
 
 pub mod api;
-pub mod auth;
 pub mod car;
-pub mod circuits;
+pub mod cli;
 pub mod config;
-pub mod ctl;
-pub mod follow;
 pub mod ipfs;
 pub mod metrics;
 pub mod peer;
-pub mod peerstore;
-pub mod pinsvc;
-pub mod snapshots;
-pub mod state;
 pub mod store;
-pub mod swarm;
-pub mod tls;

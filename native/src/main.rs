@@ -8,13 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use libp2p::Multiaddr;
 use pinfold_core::codec::pubsub::{crdt_topic, DEFAULT_CLUSTER_NAME};
 use pinfold_core::codec::secret::ClusterSecret;
-use pinfold_native::auth::{Credentials, ErrorShape};
+use pinfold_native::api::auth::{Credentials, ErrorShape};
+use pinfold_native::cli::state;
 use pinfold_native::config::{
     generate_identity, load_identity, ConfigError, ServiceConfig, CONFIG_FILE, IDENTITY_FILE,
 };
 use pinfold_native::metrics::PeerMetrics;
 use pinfold_native::peer::{Peer, PeerOptions};
-use pinfold_native::state;
 
 /// pinfold: an IPFS Cluster for native hosts and the browser, wire compatible with Go
 /// ipfs-cluster's CRDT clusters.
@@ -30,7 +30,7 @@ enum Command {
     /// Run a cluster peer next to an IPFS daemon (ipfs-cluster-service's verbs).
     Service(ServiceArgs),
     /// Operate a cluster through a peer's REST API (ipfs-cluster-ctl's verbs).
-    Ctl(Box<pinfold_native::ctl::CtlArgs>),
+    Ctl(Box<pinfold_native::cli::ctl::CtlArgs>),
     /// Follow clusters as a read-only peer that pins on the local IPFS daemon
     /// (ipfs-cluster-follow's verbs). Without a name, lists the followed clusters.
     Follow(FollowArgs),
@@ -54,7 +54,7 @@ enum Command {
 )]
 struct FollowArgs {
     /// Where followed clusters' folders are.
-    #[arg(long, env = "PINFOLD_FOLLOW_PATH", default_value_os_t = pinfold_native::follow::default_dir())]
+    #[arg(long, env = "PINFOLD_FOLLOW_PATH", default_value_os_t = pinfold_native::cli::follow::default_dir())]
     dir: PathBuf,
     /// The followed cluster's name (its folder under --dir).
     name: Option<String>,
@@ -292,7 +292,7 @@ fn host_name() -> String {
 
 /// `pinfold follow ...`.
 fn follow(args: FollowArgs, out: &mut impl Write) -> Result<()> {
-    use pinfold_native::follow;
+    use pinfold_native::cli::follow;
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -363,7 +363,7 @@ fn tls_config(
 ) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>> {
     match (cert, key) {
         (Some(cert), Some(key)) => Ok(Some(
-            pinfold_native::tls::server_config(&folder.join(cert), &folder.join(key))
+            pinfold_native::api::tls::server_config(&folder.join(cert), &folder.join(key))
                 .with_context(|| format!("{section}.ssl_cert_file/ssl_key_file"))?,
         )),
         _ => Ok(None),
@@ -413,7 +413,7 @@ fn run_peer(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (metrics, prometheus) = if metrics_config.enable_stats {
-            let socket = pinfold_native::api::socket_addr(&metrics_config.prometheus_endpoint)
+            let socket = pinfold_native::api::rest::socket_addr(&metrics_config.prometheus_endpoint)
                 .map_err(|e| anyhow::anyhow!("observations.metrics.prometheus_endpoint: {e}"))?;
             let listener = pinfold_native::metrics::listen(socket).await?;
             let (metrics, registry) = PeerMetrics::new();
@@ -431,7 +431,7 @@ fn run_peer(
         })
         .await?;
         tracing::info!(peer = %peer.local_peer_id(), "pinfold peer started");
-        let socket = pinfold_native::api::socket_addr(&api_address)
+        let socket = pinfold_native::api::rest::socket_addr(&api_address)
             .map_err(|e| anyhow::anyhow!("api.restapi.http_listen_multiaddress: {e}"))?;
         let listener = tokio::net::TcpListener::bind(socket)
             .await
@@ -441,15 +441,15 @@ fn run_peer(
         if api_config.api.restapi.dashboard_dir.is_some() {
             tracing::info!(
                 "dashboard at {scheme}://{bound}{}",
-                pinfold_native::api::DASHBOARD_PATH
+                pinfold_native::api::rest::DASHBOARD_PATH
             );
         }
-        let address_file = folder.join(pinfold_native::follow::API_ADDRESS_FILE);
+        let address_file = folder.join(pinfold_native::cli::follow::API_ADDRESS_FILE);
         std::fs::write(&address_file, bound.to_string())
             .with_context(|| format!("could not write {}", address_file.display()))?;
         let pinning_service = match &pinsvcapi.http_listen_multiaddress {
             Some(address) => {
-                let socket = pinfold_native::api::socket_addr(address)
+                let socket = pinfold_native::api::rest::socket_addr(address)
                     .map_err(|e| anyhow::anyhow!("api.pinsvcapi.http_listen_multiaddress: {e}"))?;
                 let listener = tokio::net::TcpListener::bind(socket).await.with_context(|| {
                     format!("could not listen for the Pinning Services API on {socket} (set api.pinsvcapi.http_listen_multiaddress, or null to turn it off)")
@@ -465,7 +465,7 @@ fn run_peer(
                     &pinsvcapi.ssl_key_file,
                     "api.pinsvcapi",
                 )?;
-                Some(tokio::spawn(pinfold_native::pinsvc::serve(
+                Some(tokio::spawn(pinfold_native::api::pinsvc::serve(
                     listener,
                     handle.clone(),
                     credentials,
@@ -475,7 +475,7 @@ fn run_peer(
             None => None,
         };
         let api = tokio::spawn(async move {
-            pinfold_native::api::serve(listener, handle, credentials, &api_config, tls).await
+            pinfold_native::api::rest::serve(listener, handle, credentials, &api_config, tls).await
         });
         let result = peer.run(shutdown_signal()).await;
         let _ = std::fs::remove_file(&address_file);
@@ -582,7 +582,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ctl(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(pinfold_native::ctl::run(*args, &mut out))?,
+            .block_on(pinfold_native::cli::ctl::run(*args, &mut out))?,
         Command::Version => writeln!(out, "pinfold {}", env!("CARGO_PKG_VERSION"))?,
         Command::Topic { cluster_name } => writeln!(out, "{}", crdt_topic(&cluster_name))?,
         Command::Secret(SecretCommand::New { swarm_key }) => {

@@ -20,17 +20,17 @@ use redb::{
 };
 
 /// Key → encoded [`KeyState`].
-const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keys");
+const KEYS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("keys");
 /// Block id → block bytes.
-const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+const BLOCKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("blocks");
 /// Ids of merged blocks.
-const PROCESSED: TableDefinition<&[u8], ()> = TableDefinition::new("processed");
+const PROCESSED: TableDefinition<'_, &[u8], ()> = TableDefinition::new("processed");
 /// Head CID bytes → height.
-const HEADS: TableDefinition<&[u8], u64> = TableDefinition::new("heads");
+const HEADS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("heads");
 /// Block id → encoded [`PendingBlock`].
-const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
+const PENDING: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("pending");
 /// Facts about the file itself.
-const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
 
 /// The layout this version writes, kept in `META` under `format`.
 pub const STORE_FORMAT: &str = "pinfold-pinset/1";

@@ -11,7 +11,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identity::Keypair, ping, relay, Multiaddr, Swarm};
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::psk_gate::{self, Event, PskGate};
-use pinfold_native::swarm::{self, Gated, RelayLimits, SwarmSettings};
+use pinfold_native::peer::swarm::{self, Gated, RelayLimits, SwarmSettings};
 
 const SECRET: [u8; 32] = [9; 32];
 

@@ -12,7 +12,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identity::Keypair, Multiaddr, Swarm};
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::psk_gate::{Event, Rejection};
-use pinfold_native::swarm::{self, BehaviourEvent, Gated, SwarmSettings};
+use pinfold_native::peer::swarm::{self, BehaviourEvent, Gated, SwarmSettings};
 
 fn peer(secret: [u8; 32]) -> Swarm<Gated> {
     let dir = tempfile::tempdir().unwrap();

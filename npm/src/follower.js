@@ -69,12 +69,15 @@ export class FollowerBase {
 
   /** @internal Calls the listeners of `type` with `value` (for `error`, a typed error). */
   emit(type, value) {
-    if (type === 'error' && !(value instanceof Error)) value = typed(Object.assign(new Error(value.message), { code: value.code }));
+    if (type === 'error' && !(value instanceof Error))
+      value = typed(Object.assign(new Error(value.message), { code: value.code }));
     for (const listener of this.#listeners.get(type) ?? []) {
       try {
         listener(value);
       } catch (error) {
-        queueMicrotask(() => { throw error; });
+        queueMicrotask(() => {
+          throw error;
+        });
       }
     }
   }
@@ -132,7 +135,10 @@ export class Follower extends FollowerBase {
       follower.#peerId = follower.#inner.peerId;
     } catch (error) {
       // A start that was aborted may still succeed later: close what it makes.
-      starting.then((inner) => inner.close(), () => {});
+      starting.then(
+        (inner) => inner.close(),
+        () => {},
+      );
       throw error;
     }
     return follower;

@@ -77,8 +77,19 @@ export interface PinInfoShort {
   /** Left out when unknown. */
   ipfs_peer_id?: string;
   ipfs_peer_addresses?: string[];
-  status: 'pinned' | 'pinning' | 'pin_queued' | 'pin_error' | 'unpinning' | 'unpin_queued' | 'unpin_error'
-    | 'remote' | 'unexpectedly_unpinned' | 'cluster_error' | 'unpinned' | 'undefined';
+  status:
+    | 'pinned'
+    | 'pinning'
+    | 'pin_queued'
+    | 'pin_error'
+    | 'unpinning'
+    | 'unpin_queued'
+    | 'unpin_error'
+    | 'remote'
+    | 'unexpectedly_unpinned'
+    | 'cluster_error'
+    | 'unpinned'
+    | 'undefined';
   timestamp: string;
   error: string;
   attempt_count: number;
@@ -202,7 +213,17 @@ export function spawnWorker(options: FollowOptions): Promise<WorkerFollower>;
 
 /** Every error the follower throws; `code` says which kind. */
 export class PinfoldError extends Error {
-  readonly code: 'WRONG_SECRET' | 'UNREACHABLE' | 'INVALID_OPTIONS' | 'INVALID_CID' | 'CLOSED' | 'NO_STATUS' | 'STORAGE' | 'SNAPSHOT' | 'UNTRUSTED_DATA' | string;
+  readonly code:
+    | 'WRONG_SECRET'
+    | 'UNREACHABLE'
+    | 'INVALID_OPTIONS'
+    | 'INVALID_CID'
+    | 'CLOSED'
+    | 'NO_STATUS'
+    | 'STORAGE'
+    | 'SNAPSHOT'
+    | 'UNTRUSTED_DATA'
+    | string;
 }
 /** The bootstrap peer refused the private-network handshake: the secret differs. */
 export class WrongSecretError extends PinfoldError {}

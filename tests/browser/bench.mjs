@@ -24,13 +24,23 @@ const mib = (bytes) => (bytes / 1024 / 1024).toFixed(1);
 function importedRelay(name, env) {
   const lines = [];
   for (let i = 0; i < pins; i++) {
-    lines.push(JSON.stringify({ cid: rawCid(`bench pin ${i}`), name: `bench-${i}`, replication_factor_min: -1, replication_factor_max: -1 }));
+    lines.push(
+      JSON.stringify({
+        cid: rawCid(`bench pin ${i}`),
+        name: `bench-${i}`,
+        replication_factor_min: -1,
+        replication_factor_max: -1,
+      }),
+    );
   }
   const file = path.join(runDir, 'bench.ndjson');
   fs.writeFileSync(file, lines.join('\n'));
   return (async () => {
     const relay = await new Peer(name, { listen: ['tcp', 'ws'], env: { CLUSTER_ROLE: 'relay', ...env } }).init(secret);
-    execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+    execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], {
+      env: relay.env(),
+      stdio: 'ignore',
+    });
     await relay.start();
     return relay;
   })();
@@ -42,21 +52,28 @@ async function coldSync(browser, origin, relay, storage = {}) {
   await page.goto(origin);
   const cdp = await page.context().newCDPSession(page);
   const address = await relay.addressOf('ws');
-  const result = await page.evaluate(async ({ address, secret, trusted, pins, storage }) => {
-    const pinfold = await import('/src/index.js');
-    await pinfold.ready();
-    const started = performance.now();
-    const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted], ...storage });
-    for (;;) {
-      const state = await follower.syncState();
-      if (state.synced && state.pins >= pins) {
-        window.follower = follower;
-        return { ms: performance.now() - started, snapshot: state.snapshot !== null, wasmBytes: (await pinfold.memoryUsage()).wasmBytes };
+  const result = await page.evaluate(
+    async ({ address, secret, trusted, pins, storage }) => {
+      const pinfold = await import('/src/index.js');
+      await pinfold.ready();
+      const started = performance.now();
+      const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted], ...storage });
+      for (;;) {
+        const state = await follower.syncState();
+        if (state.synced && state.pins >= pins) {
+          window.follower = follower;
+          return {
+            ms: performance.now() - started,
+            snapshot: state.snapshot !== null,
+            wasmBytes: (await pinfold.memoryUsage()).wasmBytes,
+          };
+        }
+        if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
+        await new Promise((r) => setTimeout(r, 50));
       }
-      if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }, { address, secret, trusted: relay.id, pins, storage });
+    },
+    { address, secret, trusted: relay.id, pins, storage },
+  );
   await cdp.send('HeapProfiler.collectGarbage');
   const { usedSize } = await cdp.send('Runtime.getHeapUsage');
   await page.close();
@@ -67,23 +84,33 @@ async function coldSync(browser, origin, relay, storage = {}) {
 async function reloadResume(browser, origin, relay) {
   const page = await browser.newPage();
   await page.goto(origin);
-  const options = { bootstrap: [await relay.addressOf('ws')], secret, trustedPeers: [relay.id], storage: 'indexeddb', storageName: 'pinfold-bench' };
-  const syncAndClose = () => page.evaluate(async ({ options, pins }) => {
-    const pinfold = await import('/src/index.js');
-    await pinfold.ready();
-    const started = performance.now();
-    const follower = await pinfold.follow(options);
-    for (;;) {
-      const state = await follower.syncState();
-      if (state.synced && state.pins >= pins) {
-        const ms = performance.now() - started;
-        await follower.close();
-        return { ms, merged: state.merged };
-      }
-      if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }, { options, pins });
+  const options = {
+    bootstrap: [await relay.addressOf('ws')],
+    secret,
+    trustedPeers: [relay.id],
+    storage: 'indexeddb',
+    storageName: 'pinfold-bench',
+  };
+  const syncAndClose = () =>
+    page.evaluate(
+      async ({ options, pins }) => {
+        const pinfold = await import('/src/index.js');
+        await pinfold.ready();
+        const started = performance.now();
+        const follower = await pinfold.follow(options);
+        for (;;) {
+          const state = await follower.syncState();
+          if (state.synced && state.pins >= pins) {
+            const ms = performance.now() - started;
+            await follower.close();
+            return { ms, merged: state.merged };
+          }
+          if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      },
+      { options, pins },
+    );
   const cold = await syncAndClose();
   await page.reload();
   const resumed = await syncAndClose();
@@ -94,25 +121,44 @@ async function reloadResume(browser, origin, relay) {
 const { server, origin } = await serveNpm();
 const browser = await launchChromium();
 try {
-  const withSnapshot = await importedRelay('bench-snapshot', { CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s' });
+  const withSnapshot = await importedRelay('bench-snapshot', {
+    CLUSTER_CRDT_SNAPSHOTEVERY: '1',
+    CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s',
+  });
   // The relay makes its snapshot on its first tick once synced: wait for it, so that the
   // sync below measures loading it, not making it.
-  const made = await waitFor('the relay\'s snapshot', () => /made a pinset snapshot.*elapsed_ms=(\d+)/.exec(fs.readFileSync(withSnapshot.log, 'utf8')), 600_000);
+  const made = await waitFor(
+    "the relay's snapshot",
+    () => /made a pinset snapshot.*elapsed_ms=(\d+)/.exec(fs.readFileSync(withSnapshot.log, 'utf8')),
+    600_000,
+  );
   console.log(`the relay made its snapshot of ${pins} pins in ${made[1]} ms`);
   const a = await coldSync(browser, origin, withSnapshot);
   const reload = pins <= reloadPins ? await reloadResume(browser, origin, withSnapshot) : null;
   await withSnapshot.stop();
   const withoutSnapshot = await importedRelay('bench-dag', { CLUSTER_CRDT_SNAPSHOTEVERY: '0' });
   const b = await coldSync(browser, origin, withoutSnapshot);
-  const dagIntoIdb = reload ? await coldSync(browser, origin, withoutSnapshot, { storage: 'indexeddb', storageName: 'pinfold-bench-dag' }) : null;
+  const dagIntoIdb = reload
+    ? await coldSync(browser, origin, withoutSnapshot, { storage: 'indexeddb', storageName: 'pinfold-bench-dag' })
+    : null;
   const per100k = (bytes) => mib((bytes * 100_000) / pins);
-  console.log(`cold sync of ${pins} pins, from the relay's snapshot: ${(a.ms / 1000).toFixed(2)} s, ${Math.round(pins / (a.ms / 1000))} pins/s (snapshot used: ${a.snapshot})`);
-  console.log(`cold sync of ${pins} pins, walking the DAG:         ${(b.ms / 1000).toFixed(2)} s, ${Math.round(pins / (b.ms / 1000))} pins/s (snapshot used: ${b.snapshot})`);
-  console.log(`once synced (snapshot run): JS heap ${mib(a.jsHeap)} MiB (${per100k(a.jsHeap)} per 100k pins), WebAssembly memory ${mib(a.wasmBytes)} MiB (${per100k(a.wasmBytes)} per 100k pins)`);
+  console.log(
+    `cold sync of ${pins} pins, from the relay's snapshot: ${(a.ms / 1000).toFixed(2)} s, ${Math.round(pins / (a.ms / 1000))} pins/s (snapshot used: ${a.snapshot})`,
+  );
+  console.log(
+    `cold sync of ${pins} pins, walking the DAG:         ${(b.ms / 1000).toFixed(2)} s, ${Math.round(pins / (b.ms / 1000))} pins/s (snapshot used: ${b.snapshot})`,
+  );
+  console.log(
+    `once synced (snapshot run): JS heap ${mib(a.jsHeap)} MiB (${per100k(a.jsHeap)} per 100k pins), WebAssembly memory ${mib(a.wasmBytes)} MiB (${per100k(a.wasmBytes)} per 100k pins)`,
+  );
   if (reload) {
-    console.log(`IndexedDB: cold sync of ${pins} pins ${(reload.cold.ms / 1000).toFixed(2)} s (${Math.round(pins / (reload.cold.ms / 1000))} pins/s); after a reload, synced again in ${reload.resumed.ms.toFixed(0)} ms (deltas fetched again: ${reload.resumed.merged})`);
+    console.log(
+      `IndexedDB: cold sync of ${pins} pins ${(reload.cold.ms / 1000).toFixed(2)} s (${Math.round(pins / (reload.cold.ms / 1000))} pins/s); after a reload, synced again in ${reload.resumed.ms.toFixed(0)} ms (deltas fetched again: ${reload.resumed.merged})`,
+    );
     // WebAssembly memory never shrinks: once synced, it is the most the walk held.
-    console.log(`IndexedDB: cold sync of ${pins} pins walking the DAG ${(dagIntoIdb.ms / 1000).toFixed(2)} s (${Math.round(pins / (dagIntoIdb.ms / 1000))} pins/s; snapshot used: ${dagIntoIdb.snapshot}); WebAssembly memory ${mib(dagIntoIdb.wasmBytes)} MiB`);
+    console.log(
+      `IndexedDB: cold sync of ${pins} pins walking the DAG ${(dagIntoIdb.ms / 1000).toFixed(2)} s (${Math.round(pins / (dagIntoIdb.ms / 1000))} pins/s; snapshot used: ${dagIntoIdb.snapshot}); WebAssembly memory ${mib(dagIntoIdb.wasmBytes)} MiB`,
+    );
   } else {
     console.log(`IndexedDB: skipped (${pins} pins > PINFOLD_BENCH_RELOAD_PINS=${reloadPins})`);
   }

@@ -25,7 +25,10 @@ const [p1, p2, p3] = [0, 1, 2].map((n) => () => peers[n]);
 /** Runs `pinfold ctl` against `peer`: its exit code, standard output and error. */
 function ctl(peer, ...args) {
   try {
-    const out = execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     return { code: 0, out, err: '' };
   } catch (error) {
     return { code: error.status, out: error.stdout, err: error.stderr };
@@ -35,8 +38,13 @@ function ctl(peer, ...args) {
 /** Runs `pinfold ctl` in a pseudo-terminal (as a person at a shell would) and returns all it printed. */
 function ctlInTerminal(peer, ...args) {
   const command = [pinfoldBin, 'ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, ...args]
-    .map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
-  return execFileSync('script', ['-qefc', command, '/dev/null'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+    .map((a) => `'${a.replaceAll("'", "'\\''")}'`)
+    .join(' ');
+  return execFileSync('script', ['-qefc', command, '/dev/null'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 120_000,
+  });
 }
 
 /** A CIDv1 of random bytes no daemon has. */
@@ -47,7 +55,11 @@ async function request(peer, route, init = {}) {
   return { status: res.status, headers: res.headers, body: await res.text() };
 }
 
-const lines = (body) => body.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const lines = (body) =>
+  body
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 /** Fails unless the answer is ipfs-cluster's error shape with `status` and a message matching `message`. */
 function assertError({ status, body }, expected, message, what) {
@@ -92,7 +104,7 @@ after(async () => {
   await stopAll();
 });
 
-test('the JSON of every route has ipfs-cluster\'s field names and types', async () => {
+test("the JSON of every route has ipfs-cluster's field names and types", async () => {
   const cid = await p1().ipfs.addContent('shapes');
   const { status, body } = await p1().post(`/pins/${cid}?name=shapes&meta-kind=test`);
   assert.equal(status, 200, body);
@@ -102,7 +114,9 @@ test('the JSON of every route has ipfs-cluster\'s field names and types', async 
   assertShape(id.ipfs, shapes.ipfsId, '/id ipfs');
   for (const peer of await p1().list('/peers')) assertShape(peer, shapes.peer, '/peers');
   assertShape(JSON.parse((await p1().get('/version')).body), shapes.version, '/version');
-  await waitFor('the pin to reach every peer', async () => (await Promise.all(peers.map((p) => p.allocation(cid)))).every(Boolean));
+  await waitFor('the pin to reach every peer', async () =>
+    (await Promise.all(peers.map((p) => p.allocation(cid)))).every(Boolean),
+  );
   assertShape(await p2().allocation(cid), shapes.pin, '/allocations/{cid}');
   for (const pin of await p1().list('/allocations')) assertShape(pin, shapes.pin, '/allocations');
   const global = JSON.parse((await p1().get(`/pins/${cid}`)).body);
@@ -119,7 +133,7 @@ test('the JSON of every route has ipfs-cluster\'s field names and types', async 
   assert.equal((await p1().post(`/pins/${cid}`, 'DELETE')).status, 200);
 });
 
-test('bad input gets ipfs-cluster\'s error shape and says what is wrong', async () => {
+test("bad input gets ipfs-cluster's error shape and says what is wrong", async () => {
   const cid = await p1().ipfs.addContent('bad input');
   const cases = [
     ['/pins/not-a-cid', 'POST', 400, /error decoding Cid "not-a-cid"/],
@@ -157,9 +171,16 @@ test('expire-in and expire-at set expire_at; the pin is unpinned cluster-wide on
   assert.equal(status, 200, body);
   const expireAt = Date.parse(JSON.parse(body).expire_at);
   assert.ok(expireAt >= before + 2000 && expireAt <= Date.now() + 4000, `expire_at ${JSON.parse(body).expire_at}`);
-  await waitFor('the pin to reach every peer', async () => (await Promise.all(peers.map((p) => p.allocation(cid)))).every(Boolean));
-  await waitFor('the expired pin to leave every peer', async () => (await Promise.all(peers.map((p) => p.allocation(cid)))).every((a) => a === null), 30_000);
-  for (const peer of peers) await waitFor(`${peer.name}'s daemon to drop it`, async () => !(await peer.ipfs.isPinned(cid)));
+  await waitFor('the pin to reach every peer', async () =>
+    (await Promise.all(peers.map((p) => p.allocation(cid)))).every(Boolean),
+  );
+  await waitFor(
+    'the expired pin to leave every peer',
+    async () => (await Promise.all(peers.map((p) => p.allocation(cid)))).every((a) => a === null),
+    30_000,
+  );
+  for (const peer of peers)
+    await waitFor(`${peer.name}'s daemon to drop it`, async () => !(await peer.ipfs.isPinned(cid)));
 
   const later = await p1().ipfs.addContent('expires later');
   const pin = JSON.parse((await p1().post(`/pins/${later}?expire-at=2099-01-02T03:04:05Z`)).body);
@@ -178,7 +199,12 @@ test('path pins resolve /ipfs and /ipns paths through the daemon', async () => {
   assert.equal(pin.cid, file.Hash);
   assert.equal(pin.name, 'by-path');
   await waitFor('the path pin on p2', () => p2().allocation(file.Hash));
-  assertError(await request(p1(), `/pins/ipfs/${dir.Hash}/missing.txt`, { method: 'POST' }), 400, /could not resolve \/ipfs\//, 'a missing path');
+  assertError(
+    await request(p1(), `/pins/ipfs/${dir.Hash}/missing.txt`, { method: 'POST' }),
+    400,
+    /could not resolve \/ipfs\//,
+    'a missing path',
+  );
   // An /ipns path: p1's daemon publishes the file under its own key, and the pin is of the
   // CID the name resolves to.
   const published = await p1().ipfs.rpc(`name/publish?arg=/ipfs/${file.Hash}&allow-offline=true&resolve=false`);
@@ -192,13 +218,18 @@ test('path pins resolve /ipfs and /ipns paths through the daemon', async () => {
   await waitFor('the renamed pin on p2', async () => (await p2().allocation(file.Hash))?.name === 'by-ipns');
   const ctlRm = ctl(p2(), 'pin', 'rm', `/ipfs/${dir.Hash}/a.txt`);
   assert.equal(ctlRm.code, 0, ctlRm.err);
-  await waitFor('the path unpin everywhere', async () => (await Promise.all(peers.map((p) => p.allocation(file.Hash)))).every((a) => a === null));
+  await waitFor('the path unpin everywhere', async () =>
+    (await Promise.all(peers.map((p) => p.allocation(file.Hash)))).every((a) => a === null),
+  );
 });
 
 test('/add hands the files to the daemon and pins the root with the pin options', async () => {
   const form = new FormData();
   form.append('file', new Blob([`added through the cluster ${Date.now()}`]), 'note.txt');
-  const res = await request(p2(), '/add?replication=2&name=added&cid-version=1&meta-via=rest', { method: 'POST', body: form });
+  const res = await request(p2(), '/add?replication=2&name=added&cid-version=1&meta-via=rest', {
+    method: 'POST',
+    body: form,
+  });
   assert.equal(res.status, 200, res.body);
   const outputs = lines(res.body);
   assert.equal(outputs.length, 1, res.body);
@@ -225,7 +256,13 @@ test('/add?format=car imports a CAR file with one root and pins that root', asyn
   const leafBytes = Buffer.from(`a leaf from a CAR file ${Date.now()}`);
   const leaf = cidBytes(0x55, leafBytes);
   const name = Buffer.from('leaf');
-  const link = Buffer.concat([Buffer.from([0x0a, leaf.length]), leaf, Buffer.from([0x12, name.length]), name, Buffer.from([0x18, leafBytes.length])]);
+  const link = Buffer.concat([
+    Buffer.from([0x0a, leaf.length]),
+    leaf,
+    Buffer.from([0x12, name.length]),
+    name,
+    Buffer.from([0x18, leafBytes.length]),
+  ]);
   const directory = Buffer.concat([Buffer.from([0x12, link.length]), link, Buffer.from([0x0a, 0x02, 0x08, 0x01])]);
   const root = cidBytes(0x70, directory);
   const upload = (bytes, query) => {
@@ -234,7 +271,16 @@ test('/add?format=car imports a CAR file with one root and pins that root', asyn
     return request(p2(), `/add?format=car&${query}`, { method: 'POST', body: form });
   };
 
-  const res = await upload(carFile([root], [[root, directory], [leaf, leafBytes]]), 'name=from-car&replication=2');
+  const res = await upload(
+    carFile(
+      [root],
+      [
+        [root, directory],
+        [leaf, leafBytes],
+      ],
+    ),
+    'name=from-car&replication=2',
+  );
   assert.equal(res.status, 200, res.body);
   const outputs = lines(res.body);
   assert.equal(outputs.length, 1, res.body);
@@ -248,13 +294,34 @@ test('/add?format=car imports a CAR file with one root and pins that root', asyn
   }
 
   const file = path.join(runDir, 'tree.car');
-  fs.writeFileSync(file, carFile([root], [[root, directory], [leaf, leafBytes]]));
+  fs.writeFileSync(
+    file,
+    carFile(
+      [root],
+      [
+        [root, directory],
+        [leaf, leafBytes],
+      ],
+    ),
+  );
   const viaCtl = ctl(p1(), 'add', '--format', 'car', '-q', '--name', 'car-by-ctl', file);
   assert.equal(viaCtl.code, 0, viaCtl.err);
   assert.equal(viaCtl.out.trim(), cidText(root));
-  await waitFor('the new name of the CAR root', async () => (await p3().allocation(cidText(root)))?.name === 'car-by-ctl');
+  await waitFor(
+    'the new name of the CAR root',
+    async () => (await p3().allocation(cidText(root)))?.name === 'car-by-ctl',
+  );
 
-  const twoRoots = await upload(carFile([root, leaf], [[root, directory], [leaf, leafBytes]]), 'name=two');
+  const twoRoots = await upload(
+    carFile(
+      [root, leaf],
+      [
+        [root, directory],
+        [leaf, leafBytes],
+      ],
+    ),
+    'name=two',
+  );
   assertError(twoRoots, 400, /the CAR file names 2 roots: it needs exactly one/, 'a CAR file with two roots');
 });
 
@@ -268,7 +335,22 @@ test('pinfold ctl add uploads a directory, pins its root and can wait for it', a
   assert.notEqual(refused.code, 0);
   assert.match(refused.err, /is a directory: add it with -r \(--recursive\)/);
 
-  const quiet = ctl(p1(), 'add', '-r', '-q', '--cid-version', '1', '--name', 'tree', '--replication', '2', '--wait', '--wait-timeout', '60', dir);
+  const quiet = ctl(
+    p1(),
+    'add',
+    '-r',
+    '-q',
+    '--cid-version',
+    '1',
+    '--name',
+    'tree',
+    '--replication',
+    '2',
+    '--wait',
+    '--wait-timeout',
+    '60',
+    dir,
+  );
   assert.equal(quiet.code, 0, quiet.err);
   assert.equal(quiet.err, '', 'nothing on standard error in a script');
   const root = quiet.out.trim().split('\n')[0];
@@ -276,7 +358,13 @@ test('pinfold ctl add uploads a directory, pins its root and can wait for it', a
   assert.equal(pin.name, 'tree');
   assert.equal(pin.allocations.length, 2);
   const ls = await p1().ipfs.rpc(`ls?arg=${root}`);
-  assert.deepEqual(JSON.parse(ls.body).Objects?.[0]?.Links?.map((l) => l.Name).sort(), ['one.txt', 'sub'], `ls ${root}: ${ls.body}`);
+  assert.deepEqual(
+    JSON.parse(ls.body)
+      .Objects?.[0]?.Links?.map((l) => l.Name)
+      .sort(),
+    ['one.txt', 'sub'],
+    `ls ${root}: ${ls.body}`,
+  );
   const nested = await p1().post(`/pins/ipfs/${root}/sub/two%20words.txt?name=nested`);
   assert.equal(nested.status, 200, nested.body);
 
@@ -312,25 +400,40 @@ test('/pins/recover and /pins/{cid}/recover re-queue pins in error, cluster-wide
   const cid = absentCid();
   const { body } = await p1().post(`/pins/${cid}?replication=1&name=unreachable`);
   const [holder] = JSON.parse(body).allocations.map((id) => peers.find((p) => p.id === id));
-  await waitFor(`${holder.name} to give up pinning content nobody has`, async () => {
-    const info = JSON.parse((await p1().get(`/pins/${cid}`)).body);
-    return info.peer_map[holder.id]?.status === 'pin_error';
-  }, 60_000);
+  await waitFor(
+    `${holder.name} to give up pinning content nobody has`,
+    async () => {
+      const info = JSON.parse((await p1().get(`/pins/${cid}`)).body);
+      return info.peer_map[holder.id]?.status === 'pin_error';
+    },
+    60_000,
+  );
   const requeued = (status) => ['pin_queued', 'pinning'].includes(status);
   // The tracker retries on its own, so a listing may catch the pin between two tries: ask
   // until it is caught in error.
-  const recovered = await waitFor('POST /pins/recover to recover the pin in error', async () => {
-    const all = await request(p1(), '/pins/recover', { method: 'POST' });
-    assert.equal(all.status, 200, all.body);
-    return lines(all.body).find((g) => g.cid === cid);
-  }, 60_000);
+  const recovered = await waitFor(
+    'POST /pins/recover to recover the pin in error',
+    async () => {
+      const all = await request(p1(), '/pins/recover', { method: 'POST' });
+      assert.equal(all.status, 200, all.body);
+      return lines(all.body).find((g) => g.cid === cid);
+    },
+    60_000,
+  );
   assert.ok(requeued(recovered.peer_map[holder.id].status), JSON.stringify(recovered.peer_map[holder.id]));
 
-  const local = await waitFor('POST /pins/recover?local=true on the holder', async () => {
-    const answer = lines((await request(holder, '/pins/recover?local=true', { method: 'POST' })).body);
-    return answer.length > 0 && answer;
-  }, 60_000);
-  assert.deepEqual(local.map((g) => g.cid), [cid]);
+  const local = await waitFor(
+    'POST /pins/recover?local=true on the holder',
+    async () => {
+      const answer = lines((await request(holder, '/pins/recover?local=true', { method: 'POST' })).body);
+      return answer.length > 0 && answer;
+    },
+    60_000,
+  );
+  assert.deepEqual(
+    local.map((g) => g.cid),
+    [cid],
+  );
   assert.deepEqual(Object.keys(local[0].peer_map), [holder.id]);
   assert.ok(requeued(local[0].peer_map[holder.id].status));
 
@@ -345,7 +448,11 @@ test('/pins/recover and /pins/{cid}/recover re-queue pins in error, cluster-wide
 });
 
 test('pin update pins the new CID with the options and allocations of the old one', async () => {
-  const [from, to, next] = [await p1().ipfs.addContent('update from'), await p1().ipfs.addContent('update to'), await p1().ipfs.addContent('update next')];
+  const [from, to, next] = [
+    await p1().ipfs.addContent('update from'),
+    await p1().ipfs.addContent('update to'),
+    await p1().ipfs.addContent('update next'),
+  ];
   const old = JSON.parse((await p1().post(`/pins/${from}?replication=1&name=old&meta-team=ops`)).body);
   const holder = peers.find((p) => p.id === old.allocations[0]);
   // pin/update applies only where the old CID is pinned already; else the daemon pins anew.
@@ -359,7 +466,10 @@ test('pin update pins the new CID with the options and allocations of the old on
   // The allocated peer's Kubo, which pins the old CID, moves its pin with pin/update.
   await waitFor(`${holder.name}'s Kubo to pin the updated CID`, () => holder.ipfs.isPinned(to));
   assert.ok(await holder.ipfs.isPinned(from), 'pin/update keeps the old pin (unpin=false)');
-  assert.match(fs.readFileSync(holder.log, 'utf8'), new RegExp(`pinned with pin/update.*from=${from}.*cid=${to}|pinned with pin/update.*cid=${to}.*from=${from}`));
+  assert.match(
+    fs.readFileSync(holder.log, 'utf8'),
+    new RegExp(`pinned with pin/update.*from=${from}.*cid=${to}|pinned with pin/update.*cid=${to}.*from=${from}`),
+  );
   await waitFor('p2 to know the updated pin', () => p2().allocation(to));
   const viaCtl = ctl(p2(), '--enc', 'json', 'pin', 'update', to, next, '--name', 'newer');
   assert.equal(viaCtl.code, 0, viaCtl.err);
@@ -369,7 +479,7 @@ test('pin update pins the new CID with the options and allocations of the old on
   for (const cid of [from, to, next]) await p1().post(`/pins/${cid}`, 'DELETE');
 });
 
-test('POST /ipfs/gc and ctl ipfs gc collect every peer\'s Kubo garbage, or one peer\'s with local', async () => {
+test("POST /ipfs/gc and ctl ipfs gc collect every peer's Kubo garbage, or one peer's with local", async () => {
   const block = async (peer, label) => {
     const form = new FormData();
     form.append('file', new Blob([`${label} ${Date.now()} ${Math.random()}`]));
@@ -381,7 +491,9 @@ test('POST /ipfs/gc and ctl ipfs gc collect every peer\'s Kubo garbage, or one p
   const loose = await Promise.all(peers.map((p) => block(p, 'garbage')));
   const kept = await block(p3(), 'pinned in the cluster');
   assert.equal((await p1().post(`/pins/${kept}?replication=-1`)).status, 200);
-  await waitFor('the kept pin on every Kubo', async () => (await Promise.all(peers.map((p) => p.ipfs.isPinned(kept)))).every(Boolean));
+  await waitFor('the kept pin on every Kubo', async () =>
+    (await Promise.all(peers.map((p) => p.ipfs.isPinned(kept)))).every(Boolean),
+  );
 
   const res = await request(p1(), '/ipfs/gc', { method: 'POST' });
   assert.equal(res.status, 200, res.body);
@@ -405,22 +517,27 @@ test('POST /ipfs/gc and ctl ipfs gc collect every peer\'s Kubo garbage, or one p
   const theirs = await block(p3(), 'garbage of p3');
   const local = ctl(p2(), 'ipfs', 'gc', '--local');
   assert.equal(local.code, 0, local.err);
-  assert.match(local.out, new RegExp(`^${p2().name} *\n  > CIDs:\n(    - \S+\n)*    - ${mine}\n`, 'm'));
+  assert.match(local.out, new RegExp(`^${p2().name} *\n  > CIDs:\n(    - \\S+\n)*    - ${mine}\n`, 'm'));
   assert.ok(!local.out.includes(p1().name), local.out);
   assert.equal(await present(p3(), theirs), true, '--local leaves the other peers alone');
   const json = ctl(p1(), '--enc', 'json', 'ipfs', 'gc');
   assert.equal(json.code, 0, json.err);
-  assert.ok(JSON.parse(json.out).peer_map[p3().id].keys.some((k) => k.key === theirs), json.out);
+  assert.ok(
+    JSON.parse(json.out).peer_map[p3().id].keys.some((k) => k.key === theirs),
+    json.out,
+  );
   assertError(await request(p1(), '/ipfs/gc?local=maybe', { method: 'POST' }), 400, /local/, 'a bad local');
   await p1().post(`/pins/${kept}`, 'DELETE');
 });
 
-test('/health/graph shows every peer\'s links; ctl health graph writes a dot file', async () => {
+test("/health/graph shows every peer's links; ctl health graph writes a dot file", async () => {
   const graph = await waitFor('a full graph', async () => {
     const g = JSON.parse((await p2().get('/health/graph')).body);
     const full = peers.every((p) => (g.cluster_links[p.id] ?? []).length === 2 && g.cluster_to_ipfs[p.id]);
     const daemons = Object.values(g.cluster_to_ipfs);
-    const meshed = daemons.length === 3 && daemons.every((d) => daemons.filter((o) => o !== d).every((o) => (g.ipfs_links[d] ?? []).includes(o)));
+    const meshed =
+      daemons.length === 3 &&
+      daemons.every((d) => daemons.filter((o) => o !== d).every((o) => (g.ipfs_links[d] ?? []).includes(o)));
     return full && meshed && g;
   });
   assert.equal(graph.cluster_id, p2().id);
@@ -438,9 +555,12 @@ test('/health/graph shows every peer\'s links; ctl health graph writes a dot fil
   assert.equal((dot.match(/style=dashed/g) ?? []).length, 6, dot);
 });
 
-test('CORS: preflights and answers carry ipfs-cluster\'s default policy', async () => {
+test("CORS: preflights and answers carry ipfs-cluster's default policy", async () => {
   const origin = 'http://localhost:5173';
-  const preflight = await request(p1(), '/pins', { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'GET' } });
+  const preflight = await request(p1(), '/pins', {
+    method: 'OPTIONS',
+    headers: { origin, 'access-control-request-method': 'GET' },
+  });
   assert.ok(preflight.status < 300, `preflight answered ${preflight.status}`);
   assert.equal(preflight.headers.get('access-control-allow-origin'), origin);
   assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true');
@@ -450,20 +570,27 @@ test('CORS: preflights and answers carry ipfs-cluster\'s default policy', async 
   assert.match(answer.headers.get('access-control-expose-headers'), /X-Stream-Output/i);
 });
 
-test('the Pinning Services API maps its pins and statuses onto the cluster\'s', async () => {
+test("the Pinning Services API maps its pins and statuses onto the cluster's", async () => {
   const svc = async (peer, route, init = {}) => {
     const res = await fetch(`${peer.pinningApi}${route}`, { signal: AbortSignal.timeout(60_000), ...init });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : null };
   };
-  const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = (body) => ({
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   const cid = await p1().ipfs.addContent('pinning service');
   const added = await svc(p1(), '/pins', json({ cid, name: 'Holiday Photos', meta: { app: 'test' } }));
   assert.equal(added.status, 202, JSON.stringify(added.body));
   assert.equal(added.body.requestid, cid);
   assert.equal(added.body.status, 'queued');
   assert.deepEqual(added.body.pin, { cid, name: 'Holiday Photos', meta: { app: 'test' } });
-  assert.ok(added.body.delegates.length > 0 && added.body.delegates.every((d) => d.startsWith('/ip')), JSON.stringify(added.body.delegates));
+  assert.ok(
+    added.body.delegates.length > 0 && added.body.delegates.every((d) => d.startsWith('/ip')),
+    JSON.stringify(added.body.delegates),
+  );
   assert.equal(added.body.info.warning1, 'CID used for requestID. Conflicts possible');
   assert.ok(!Number.isNaN(Date.parse(added.body.created)));
 
@@ -502,7 +629,11 @@ test('the Pinning Services API maps its pins and statuses onto the cluster\'s', 
   // Content nobody has fails on every peer (pinned everywhere, with a 4 s pin timeout).
   const absent = absentCid();
   assert.equal((await svc(p1(), '/pins', json({ cid: absent }))).status, 202);
-  await waitFor('the pin of absent content to fail', async () => (await svc(p1(), `/pins/${absent}`)).body.status === 'failed', 60_000);
+  await waitFor(
+    'the pin of absent content to fail',
+    async () => (await svc(p1(), `/pins/${absent}`)).body.status === 'failed',
+    60_000,
+  );
   assert.ok((await svc(p1(), '/pins?status=failed')).body.results.some((r) => r.requestid === absent));
   assert.equal((await svc(p1(), `/pins/${absent}`, { method: 'DELETE' })).status, 202);
   // The other peers drop their failed views once the removal reaches them.
@@ -524,7 +655,12 @@ test('the Pinning Services API maps its pins and statuses onto the cluster\'s', 
     ['/pins', { method: 'POST', body: 'not json' }, 400, /error decoding request body/],
     ['/pins', json({ cid: 'nope' }), 400, /error decoding Cid "nope"/],
     ['/pins', json({ cid, name: 'x'.repeat(256) }), 400, /over 255 characters/],
-    ['/pins', json({ cid, meta: { big: 'x'.repeat(100_000) } }), 413, /request body too large: a pin is at most 65536 bytes/],
+    [
+      '/pins',
+      json({ cid, meta: { big: 'x'.repeat(100_000) } }),
+      413,
+      /request body too large: a pin is at most 65536 bytes/,
+    ],
     ['/pins?limit=0', {}, 400, /'limit'/],
     ['/pins?status=lost', {}, 400, /'status'/],
     ['/pins/nope', {}, 400, /error decoding requestID/],
@@ -540,13 +676,15 @@ test('the Pinning Services API maps its pins and statuses onto the cluster\'s', 
   assert.equal(refused.status, 401);
   assert.deepEqual(refused.body, { error: { reason: 'Unauthorized' } });
   const basic = { authorization: `Basic ${Buffer.from('pinner:pw').toString('base64')}` };
-  const { body: { token } } = await svc(p2(), '/token', { method: 'POST', headers: basic });
+  const {
+    body: { token },
+  } = await svc(p2(), '/token', { method: 'POST', headers: basic });
   assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
   assert.equal((await svc(p2(), '/pins', { headers: { authorization: `Bearer ${token}` } })).status, 200);
   assert.equal((await svc(p2(), '/pins', { headers: { authorization: `Bearer ${token}x` } })).status, 401);
 });
 
-test('DELETE /peers/{id} (ctl peers rm) re-allocates a stopped peer\'s pins', async () => {
+test("DELETE /peers/{id} (ctl peers rm) re-allocates a stopped peer's pins", async () => {
   const cid = await p1().ipfs.addContent('on p3 only');
   const pin = JSON.parse((await p1().post(`/pins/${cid}?replication=1&user-allocations=${p3().id}`)).body);
   assert.deepEqual(pin.allocations, [p3().id]);
@@ -566,7 +704,13 @@ test('DELETE /peers/{id} (ctl peers rm) re-allocates a stopped peer\'s pins', as
 /** `pinfold follow --dir dir ARGS`: its exit code, standard output and error. */
 function follow(dir, ...args) {
   try {
-    return { code: 0, out: execFileSync(pinfoldBin, ['follow', '--dir', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+    return {
+      code: 0,
+      out: execFileSync(pinfoldBin, ['follow', '--dir', dir, ...args], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    };
   } catch (error) {
     return { code: error.status, out: error.stdout, err: error.stderr };
   }
@@ -575,9 +719,14 @@ function follow(dir, ...args) {
 /** `follow` as a child process this process does not wait on: `{ code, out, err }`. */
 function followAsync(dir, ...args) {
   return new Promise((resolve) => {
-    execFile(pinfoldBin, ['follow', '--dir', dir, ...args], { encoding: 'utf8', timeout: 120_000 }, (error, out, err) => {
-      resolve({ code: error ? error.code : 0, out, err });
-    });
+    execFile(
+      pinfoldBin,
+      ['follow', '--dir', dir, ...args],
+      { encoding: 'utf8', timeout: 120_000 },
+      (error, out, err) => {
+        resolve({ code: error ? error.code : 0, out, err });
+      },
+    );
   });
 }
 
@@ -610,7 +759,10 @@ test('pinfold follow runs a follower from the template a trusted peer serves', a
   const config = JSON.parse(template.body);
   assert.equal(config.cluster.role, 'follower');
   assert.equal(config.cluster.secret, secret);
-  assert.ok(config.cluster.peer_addresses.some((a) => a.endsWith(`/p2p/${p1().id}`)), template.body);
+  assert.ok(
+    config.cluster.peer_addresses.some((a) => a.endsWith(`/p2p/${p1().id}`)),
+    template.body,
+  );
   assert.equal(config.api.pinsvcapi.http_listen_multiaddress, null);
   assert.equal((await p2().get('/follow/template.json')).status, 404, 'served only where it is turned on');
 
@@ -623,7 +775,10 @@ test('pinfold follow runs a follower from the template a trusted peer serves', a
   assert.equal(init.code, 0, init.err);
   assert.match(init.out, /team followed from .*template\.json/);
   assert.match(follow(dir).out, /^team \| .*template\.json \| stopped$/m);
-  assert.match(follow(dir, 'team', 'list').err, /the follower of team is not running: start it with `pinfold follow team run`/);
+  assert.match(
+    follow(dir, 'team', 'list').err,
+    /the follower of team is not running: start it with `pinfold follow team run`/,
+  );
 
   const ipfs = await new Ipfs('api-follower').start();
   const follower = runFollower(dir, 'team', ipfs);
@@ -693,7 +848,10 @@ test('pinfold follow reads a DNSLink name through an IPFS gateway', async () => 
     // Run it without blocking this process: the DoH server Kubo asks lives here.
     const lost = await followAsync(dir, 'lost', 'run');
     assert.notEqual(lost.code, 0);
-    assert.match(lost.err, /ipns\/lost\.cluster\.test answered 500.*could not resolve or fetch that name.*dnslink=\/ipfs\//s);
+    assert.match(
+      lost.err,
+      /ipns\/lost\.cluster\.test answered 500.*could not resolve or fetch that name.*dnslink=\/ipfs\//s,
+    );
   } finally {
     await doh.close();
   }
@@ -703,8 +861,29 @@ test('with ssl_cert_file and ssl_key_file the REST and Pinning Services APIs spe
   const dir = path.join(runDir, 'tls');
   fs.mkdirSync(dir, { recursive: true });
   const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const ca = fs.readFileSync(cert);
   const peer = new Peer('api-tls', {
     ca,
@@ -722,17 +901,29 @@ test('with ssl_cert_file and ssl_key_file the REST and Pinning Services APIs spe
     const id = await httpsGet(`${peer.api}/id`, ca);
     assert.equal(id.status, 200);
     assert.equal(JSON.parse(id.body).id, peer.id);
-    await assert.rejects(fetch(`http://127.0.0.1:${peer.apiPort}/id`, { signal: AbortSignal.timeout(5000) }), 'no plain HTTP');
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${peer.apiPort}/id`, { signal: AbortSignal.timeout(5000) }),
+      'no plain HTTP',
+    );
     const pins = await httpsGet(`https://127.0.0.1:${peer.pinningPort}/pins`, ca);
     assert.equal(pins.status, 200, pins.body);
     assert.equal(typeof JSON.parse(pins.body).count, 'number');
-    const viaCtl = execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, '--https', '--no-check-certificate', 'id'], { encoding: 'utf8' });
+    const viaCtl = execFileSync(
+      pinfoldBin,
+      ['ctl', '--host', `/ip4/127.0.0.1/tcp/${peer.apiPort}`, '--https', '--no-check-certificate', 'id'],
+      { encoding: 'utf8' },
+    );
     assert.match(viaCtl, new RegExp(`^${peer.id} \\| api-tls`));
     try {
-      execFileSync(pinfoldBin, ['ctl', '--host', `https://127.0.0.1:${peer.apiPort}`, 'id'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      execFileSync(pinfoldBin, ['ctl', '--host', `https://127.0.0.1:${peer.apiPort}`, 'id'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       assert.fail('an unknown certificate was accepted');
     } catch (error) {
-      assert.match(error.stderr.toString(), /the API's TLS certificate was refused .*; for a self-signed one pass --no-check-certificate/);
+      assert.match(
+        error.stderr.toString(),
+        /the API's TLS certificate was refused .*; for a self-signed one pass --no-check-certificate/,
+      );
     }
   } finally {
     await peer.stop();

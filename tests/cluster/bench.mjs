@@ -25,13 +25,19 @@ const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 /** A CIDv1 (raw, sha2-256) of the i-th synthetic block. */
 const syntheticCid = (i) => rawCid(`pinfold bench ${i}`);
 
-const rssBytes = (peer) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${peer.child.pid}/status`, 'utf8'))[1]) * 1024;
+const rssBytes = (peer) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${peer.child.pid}/status`, 'utf8'))[1]) * 1024;
 const crdt = async (peer) => JSON.parse((await peer.get('/state/crdt')).body);
 const seconds = (ms) => (ms / 1000).toFixed(2);
 
 async function sameState(a, b) {
   const [x, y] = await Promise.all([crdt(a), crdt(b)]);
-  return x.synced && y.synced && x.heads.length > 0 && JSON.stringify([...x.heads].sort()) === JSON.stringify([...y.heads].sort());
+  return (
+    x.synced &&
+    y.synced &&
+    x.heads.length > 0 &&
+    JSON.stringify(x.heads.map((h) => h.cid).sort()) === JSON.stringify(y.heads.map((h) => h.cid).sort())
+  );
 }
 
 /** POSTs `url(i)` for i in 0..count from `concurrency` clients; returns the milliseconds taken. */
@@ -64,7 +70,10 @@ async function waitClosely(what, check, ms = 60_000) {
 
 /** How many recursive pins a Kubo lists. */
 async function recursivePins(ipfs) {
-  const res = await fetch(`${ipfs.api}/pin/ls?stream=true&type=recursive`, { method: 'POST', signal: AbortSignal.timeout(120_000) });
+  const res = await fetch(`${ipfs.api}/pin/ls?stream=true&type=recursive`, {
+    method: 'POST',
+    signal: AbortSignal.timeout(120_000),
+  });
   const text = await res.text();
   return text.split('\n').filter(Boolean).length;
 }
@@ -72,24 +81,38 @@ async function recursivePins(ipfs) {
 async function pinsetBench() {
   // Relay peers keep and serve the pinset and accept writes, but pin nothing: this part
   // measures the pinset alone. Writes are batched (1000 pins or 1 s per delta).
-  const batching = { CLUSTER_ROLE: 'relay', CLUSTER_CRDT_BATCHING_MAXBATCHSIZE: '1000', CLUSTER_CRDT_BATCHING_MAXBATCHAGE: '1s' };
+  const batching = {
+    CLUSTER_ROLE: 'relay',
+    CLUSTER_CRDT_BATCHING_MAXBATCHSIZE: '1000',
+    CLUSTER_CRDT_BATCHING_MAXBATCHAGE: '1s',
+  };
   const writer = await (await new Peer('writer', { env: batching, logLevel: 'info' }).init(secret)).start();
-  const observer = await (await new Peer('observer', { env: batching, logLevel: 'info' }).init(secret)).start(['--bootstrap', writer.address]);
+  const observer = await (
+    await new Peer('observer', { env: batching, logLevel: 'info' }).init(secret)
+  ).start(['--bootstrap', writer.address]);
   await waitFor('the observer to connect', async () => (await observer.list('/peers')).length === 2);
 
   const started = Date.now();
   const ingestMs = await ingest(writer);
   await waitFor('the observer to hold every pin', () => sameState(writer, observer), 30 * 60_000);
   const visibleMs = Date.now() - started;
-  console.log(`ingest: ${pins} pins acknowledged by the writer in ${seconds(ingestMs)} s (${Math.round(pins / ingestMs * 1000)} pins/s, ${concurrency} concurrent clients)`);
-  console.log(`ingest: all ${pins} visible at the other peer after ${seconds(visibleMs)} s (${Math.round(pins / visibleMs * 1000)} pins/s)`);
+  console.log(
+    `ingest: ${pins} pins acknowledged by the writer in ${seconds(ingestMs)} s (${Math.round((pins / ingestMs) * 1000)} pins/s, ${concurrency} concurrent clients)`,
+  );
+  console.log(
+    `ingest: all ${pins} visible at the other peer after ${seconds(visibleMs)} s (${Math.round((pins / visibleMs) * 1000)} pins/s)`,
+  );
 
   const joinStarted = Date.now();
-  const joiner = await (await new Peer('joiner', { env: batching, logLevel: 'info' }).init(secret)).start(['--bootstrap', writer.address]);
+  const joiner = await (
+    await new Peer('joiner', { env: batching, logLevel: 'info' }).init(secret)
+  ).start(['--bootstrap', writer.address]);
   await waitFor('the new peer to sync', () => sameState(writer, joiner), 60 * 60_000);
   const joinMs = Date.now() - joinStarted;
   const state = await crdt(joiner);
-  console.log(`join: a new peer synced ${pins} pins (${state.merged} deltas, height ${state.height}) in ${seconds(joinMs)} s from start-up`);
+  console.log(
+    `join: a new peer synced ${pins} pins (${state.merged} deltas, height ${state.height}) in ${seconds(joinMs)} s from start-up`,
+  );
   for (const peer of [writer, observer, joiner]) {
     const rss = rssBytes(peer);
     console.log(`memory: ${peer.name} resident ${(rss / 2 ** 20).toFixed(1)} MiB, ${Math.round(rss / pins)} B/pin`);
@@ -98,10 +121,17 @@ async function pinsetBench() {
 }
 
 async function latencyBench() {
-  const a = await (await new Peer('lat-a', { ipfs: await new Ipfs('lat-a').start(), logLevel: 'info' }).init(secret)).start();
-  const b = await (await new Peer('lat-b', { ipfs: await new Ipfs('lat-b').start(), logLevel: 'info' }).init(secret)).start(['--bootstrap', a.address]);
+  const a = await (
+    await new Peer('lat-a', { ipfs: await new Ipfs('lat-a').start(), logLevel: 'info' }).init(secret)
+  ).start();
+  const b = await (
+    await new Peer('lat-b', { ipfs: await new Ipfs('lat-b').start(), logLevel: 'info' }).init(secret)
+  ).start(['--bootstrap', a.address]);
   for (const peer of [a, b]) {
-    await waitFor(`${peer.name} to see 2 freespace metrics`, async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 2);
+    await waitFor(
+      `${peer.name} to see 2 freespace metrics`,
+      async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 2,
+    );
   }
   // The daemons connect through the cluster; wait until b's daemon reaches a's.
   const aId = JSON.parse((await a.ipfs.rpc('id')).body).ID;
@@ -124,8 +154,12 @@ async function latencyBench() {
   }
   const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const ms = (x) => x.toFixed(1);
-  console.log(`latency: pin add -> pinned on the allocated Kubo, median of ${samples}: ${ms(median(cluster))} ms (min ${ms(Math.min(...cluster))}, max ${ms(Math.max(...cluster))})`);
-  console.log(`latency: pin/add on that Kubo directly, median of ${samples}: ${ms(median(direct))} ms (min ${ms(Math.min(...direct))}, max ${ms(Math.max(...direct))})`);
+  console.log(
+    `latency: pin add -> pinned on the allocated Kubo, median of ${samples}: ${ms(median(cluster))} ms (min ${ms(Math.min(...cluster))}, max ${ms(Math.max(...cluster))})`,
+  );
+  console.log(
+    `latency: pin/add on that Kubo directly, median of ${samples}: ${ms(median(direct))} ms (min ${ms(Math.min(...direct))}, max ${ms(Math.max(...direct))})`,
+  );
   console.log(`latency: the cluster takes ${(median(cluster) / median(direct)).toFixed(2)} times the direct time`);
   for (const peer of [b, a]) await peer.stop();
 }
@@ -138,15 +172,23 @@ async function sustainedBench() {
   const cids = blocks.map(([cid]) => cid);
   const car = carFile([cids[0]], blocks);
   const daemons = await Promise.all(['sus-a', 'sus-b', 'sus-c', 'sus-direct'].map((name) => new Ipfs(name).start()));
-  await Promise.all(daemons.map(async (ipfs) => {
-    const form = new FormData();
-    form.append('file', new Blob([car]));
-    const res = await fetch(`${ipfs.api}/dag/import?pin-roots=false`, { method: 'POST', body: form, signal: AbortSignal.timeout(30 * 60_000) });
-    if (res.status !== 200) throw new Error(`dag/import: ${res.status} ${await res.text()}`);
-  }));
+  await Promise.all(
+    daemons.map(async (ipfs) => {
+      const form = new FormData();
+      form.append('file', new Blob([car]));
+      const res = await fetch(`${ipfs.api}/dag/import?pin-roots=false`, {
+        method: 'POST',
+        body: form,
+        signal: AbortSignal.timeout(30 * 60_000),
+      });
+      if (res.status !== 200) throw new Error(`dag/import: ${res.status} ${await res.text()}`);
+    }),
+  );
   const direct = daemons.pop();
   const directMs = await postAll(sustained, (i) => `${direct.api}/pin/add?arg=${cidText(cids[i])}`);
-  console.log(`sustained: Kubo alone pinned ${sustained} blocks in ${seconds(directMs)} s (${Math.round(sustained / directMs * 1000)} pins/s, ${concurrency} clients)`);
+  console.log(
+    `sustained: Kubo alone pinned ${sustained} blocks in ${seconds(directMs)} s (${Math.round((sustained / directMs) * 1000)} pins/s, ${concurrency} clients)`,
+  );
 
   // Writes batched as in the pinset part (the pinset's cost is measured there); logs at info.
   const env = {
@@ -159,18 +201,27 @@ async function sustainedBench() {
   await (await first.init(secret)).start();
   for (const peer of rest) await (await peer.init(secret)).start(['--bootstrap', first.address]);
   for (const peer of [first, ...rest]) {
-    await waitFor(`${peer.name} to see 3 freespace metrics`, async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 3);
+    await waitFor(
+      `${peer.name} to see 3 freespace metrics`,
+      async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 3,
+    );
   }
   const started = Date.now();
   const ingestMs = await postAll(sustained, (i) => `${first.api}/pins/${cidText(cids[i])}`);
   let peak = 0;
-  await waitFor('every allocated Kubo to list its pins', async () => {
-    for (const peer of [first, ...rest]) peak = Math.max(peak, rssBytes(peer));
-    const counts = await Promise.all(daemons.map(recursivePins));
-    return counts.reduce((x, y) => x + y, 0) >= 2 * sustained;
-  }, 60 * 60_000);
+  await waitFor(
+    'every allocated Kubo to list its pins',
+    async () => {
+      for (const peer of [first, ...rest]) peak = Math.max(peak, rssBytes(peer));
+      const counts = await Promise.all(daemons.map(recursivePins));
+      return counts.reduce((x, y) => x + y, 0) >= 2 * sustained;
+    },
+    60 * 60_000,
+  );
   const pinnedMs = Date.now() - started;
-  console.log(`sustained: the cluster acknowledged ${sustained} pins in ${seconds(ingestMs)} s; every allocated Kubo listed them after ${seconds(pinnedMs)} s: ${Math.round(sustained / pinnedMs * 1000)} pins/s, ${Math.round(2 * sustained / pinnedMs * 1000)} Kubo pins/s over 3 daemons (replication 2)`);
+  console.log(
+    `sustained: the cluster acknowledged ${sustained} pins in ${seconds(ingestMs)} s; every allocated Kubo listed them after ${seconds(pinnedMs)} s: ${Math.round((sustained / pinnedMs) * 1000)} pins/s, ${Math.round(((2 * sustained) / pinnedMs) * 1000)} Kubo pins/s over 3 daemons (replication 2)`,
+  );
   console.log(`sustained: largest peer resident memory on the way ${(peak / 2 ** 20).toFixed(1)} MiB`);
   for (const peer of [first, ...rest]) await peer.stop();
 }

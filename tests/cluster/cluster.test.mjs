@@ -111,16 +111,21 @@ test('a pin everywhere reaches every daemon, the follower included', async () =>
 test('the follower sees every pin and cannot write', async () => {
   const cid = await full[2].ipfs.addContent('seen by the follower');
   assert.equal((await full[2].post(`/pins/${cid}?replication=1`)).status, 200);
-  await waitFor('the follower to list the pin', async () => (await follower.list('/allocations')).some((p) => p.cid === cid));
+  await waitFor('the follower to list the pin', async () =>
+    (await follower.list('/allocations')).some((p) => p.cid === cid),
+  );
   const ours = (await full[2].list('/allocations')).map((p) => p.cid).sort();
-  await waitFor('the follower to hold the same pinset', async () => JSON.stringify((await follower.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours));
+  await waitFor(
+    'the follower to hold the same pinset',
+    async () => JSON.stringify((await follower.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours),
+  );
 
   const write = await follower.post(`/pins/${await follower.ipfs.addContent('follower write')}`);
   assert.equal(write.status, 403, write.body);
   assert.match(JSON.parse(write.body).message, /does not write to the pinset/);
 });
 
-test('a pin\'s status lists every peer; ?local=true only the asked one', async () => {
+test("a pin's status lists every peer; ?local=true only the asked one", async () => {
   const cid = await full[0].ipfs.addContent('cluster-wide status');
   const pin = JSON.parse((await full[0].post(`/pins/${cid}?replication=2`)).body);
   const allocated = holders(pin.allocations);
@@ -130,7 +135,12 @@ test('a pin\'s status lists every peer; ?local=true only the asked one', async (
     const info = JSON.parse((await asked.get(`/pins/${cid}`)).body);
     return allocated.every((p) => info.peer_map[p.id]?.status === 'pinned') ? info : null;
   });
-  assert.deepEqual(Object.keys(global.peer_map).sort(), everyone().map((p) => p.id).sort());
+  assert.deepEqual(
+    Object.keys(global.peer_map).sort(),
+    everyone()
+      .map((p) => p.id)
+      .sort(),
+  );
   for (const peer of everyone().filter((p) => !allocated.includes(p))) {
     assert.equal(global.peer_map[peer.id].status, 'remote', JSON.stringify(global));
     assert.equal(global.peer_map[peer.id].peername, peer.name);
@@ -173,13 +183,34 @@ test('a status never lags a pin or unpin its peer completed', async () => {
 test('pinfold ctl pins, waits, lists and unpins as ipfs-cluster-ctl does', async () => {
   const ctl = (...args) => {
     try {
-      return { code: 0, out: execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${full[1].apiPort}`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+      return {
+        code: 0,
+        out: execFileSync(pinfoldBin, ['ctl', '--host', `/ip4/127.0.0.1/tcp/${full[1].apiPort}`, ...args], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      };
     } catch (error) {
       return { code: error.status, out: error.stdout, err: error.stderr };
     }
   };
   const cid = await full[1].ipfs.addContent('through ctl');
-  const added = ctl('--enc', 'json', 'pin', 'add', cid, '--replication', '2', '--name', 'via-ctl', '--metadata', 'team=ops', '--wait', '--wait-timeout', '60');
+  const added = ctl(
+    '--enc',
+    'json',
+    'pin',
+    'add',
+    cid,
+    '--replication',
+    '2',
+    '--name',
+    'via-ctl',
+    '--metadata',
+    'team=ops',
+    '--wait',
+    '--wait-timeout',
+    '60',
+  );
   if (added.code !== 0) {
     console.error(ctl('status', cid).out);
     for (const peer of everyone()) console.error(peer.name, await peer.ipfs.isPinned(cid));
@@ -206,7 +237,9 @@ test('pinfold ctl pins, waits, lists and unpins as ipfs-cluster-ctl does', async
   const rm = ctl('pin', 'rm', cid);
   assert.equal(rm.code, 0, rm.err);
   assert.match(rm.out, /unpinned from the cluster/);
-  await waitFor('the unpin to reach every peer', async () => (await Promise.all(everyone().map((p) => p.allocation(cid)))).every((a) => a === null));
+  await waitFor('the unpin to reach every peer', async () =>
+    (await Promise.all(everyone().map((p) => p.allocation(cid)))).every((a) => a === null),
+  );
 
   const bad = ctl('pin', 'add', 'not-a-cid');
   assert.notEqual(bad.code, 0);
@@ -216,7 +249,10 @@ test('pinfold ctl pins, waits, lists and unpins as ipfs-cluster-ctl does', async
     assert.fail('ctl reached a closed port');
   } catch (error) {
     assert.equal(error.status, 1);
-    assert.match(error.stderr.toString(), /could not reach the pinfold API at http:\/\/127\.0\.0\.1:1: is `pinfold service daemon` running there\? \(set --host\)/);
+    assert.match(
+      error.stderr.toString(),
+      /could not reach the pinfold API at http:\/\/127\.0\.0\.1:1: is `pinfold service daemon` running there\? \(set --host\)/,
+    );
   }
 });
 
@@ -226,9 +262,14 @@ test('basic auth and bearer tokens guard the REST API; pinfold ctl passes --basi
   guarded.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = full.map((p) => p.id).join(',');
   const basic = guarded.headers.authorization;
   await guarded.start(['--bootstrap', full[0].address]);
-  const get = (route, headers = {}) => fetch(`${guarded.api}${route}`, { headers, signal: AbortSignal.timeout(10_000) });
+  const get = (route, headers = {}) =>
+    fetch(`${guarded.api}${route}`, { headers, signal: AbortSignal.timeout(10_000) });
   try {
-    for (const headers of [{}, { authorization: `Basic ${Buffer.from('ops:wrong').toString('base64')}` }, { authorization: 'Bearer not.a.token' }]) {
+    for (const headers of [
+      {},
+      { authorization: `Basic ${Buffer.from('ops:wrong').toString('base64')}` },
+      { authorization: 'Bearer not.a.token' },
+    ]) {
       const res = await get('/id', headers);
       assert.equal(res.status, 401);
       assert.match(res.headers.get('www-authenticate'), /^Basic realm=/);
@@ -252,9 +293,16 @@ test('basic auth and bearer tokens guard the REST API; pinfold ctl passes --basi
     });
     assert.ok(names.includes('pinqueue'), names);
 
-    const ctl = (...args) => execFileSync(pinfoldBin, ['ctl', '--host', guarded.api, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const ctl = (...args) =>
+      execFileSync(pinfoldBin, ['ctl', '--host', guarded.api, ...args], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
     assert.match(ctl('--basic-auth', 'ops:s3cret', 'id'), new RegExp(`^${guarded.id} \\| guarded`));
-    assert.throws(() => ctl('id'), (error) => /401 Unauthorized: Unauthorized \(check --basic-auth\)/.test(error.stderr));
+    assert.throws(
+      () => ctl('id'),
+      (error) => /401 Unauthorized: Unauthorized \(check --basic-auth\)/.test(error.stderr),
+    );
   } finally {
     await guarded.stop();
   }
@@ -284,13 +332,23 @@ test('pins imported into a stopped peer reach the cluster when it runs again', a
   const cid = await peer.ipfs.addContent('imported');
   await peer.stop();
   const line = JSON.stringify({ cid, name: 'imported', replication_factor_min: 1, replication_factor_max: 1 });
-  const out = execFileSync(pinfoldBin, ['service', '--config', peer.dir, 'state', 'import'], { input: `${line}\n`, env: peer.env(), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  const out = execFileSync(pinfoldBin, ['service', '--config', peer.dir, 'state', 'import'], {
+    input: `${line}\n`,
+    env: peer.env(),
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   assert.equal(out, '');
   await peer.start();
   for (const other of everyone()) {
-    await waitFor(`${other.name} to take the imported pin`, async () => (await other.allocation(cid))?.name === 'imported');
+    await waitFor(
+      `${other.name} to take the imported pin`,
+      async () => (await other.allocation(cid))?.name === 'imported',
+    );
   }
-  const exported = execFileSync(pinfoldBin, ['ctl', '--host', peer.api, '--enc', 'json', 'pin', 'ls', cid], { encoding: 'utf8' });
+  const exported = execFileSync(pinfoldBin, ['ctl', '--host', peer.api, '--enc', 'json', 'pin', 'ls', cid], {
+    encoding: 'utf8',
+  });
   assert.equal(JSON.parse(exported).name, 'imported');
 });
 
@@ -299,7 +357,11 @@ test('a peer with the wrong secret cannot join or read', async () => {
   await intruder.init(execFileSync(pinfoldBin, ['secret', 'new']).toString().trim());
   await intruder.start(['--bootstrap', full[0].address]);
   try {
-    await waitFor('the intruder to report the wrong secret', async () => intruder.tail(200).includes('wrong cluster secret'), 15_000);
+    await waitFor(
+      'the intruder to report the wrong secret',
+      async () => intruder.tail(200).includes('wrong cluster secret'),
+      15_000,
+    );
     assert.deepEqual(await intruder.list('/allocations'), []);
     assert.equal((await intruder.list('/peers')).length, 1);
     assert.ok(!(await full[0].list('/peers')).some((p) => p.id === intruder.id));
@@ -308,7 +370,10 @@ test('a peer with the wrong secret cannot join or read', async () => {
   }
 });
 
-for (const [transport, proof] of [['webrtc', true], ['ws', false]]) {
+for (const [transport, proof] of [
+  ['webrtc', true],
+  ['ws', false],
+]) {
   test(`a peer bootstrapped with only p1's ${transport} address syncs${proof ? ' after proving the secret' : ''}`, async () => {
     const cid = await full[0].ipfs.addContent(`seen over ${transport}`);
     assert.equal((await full[0].post(`/pins/${cid}?replication=1`)).status, 200);
@@ -320,12 +385,18 @@ for (const [transport, proof] of [['webrtc', true], ['ws', false]]) {
     await remote.start(['--bootstrap', address, '--no-trust']);
     try {
       const ours = (await full[0].list('/allocations')).map((p) => p.cid).sort();
-      await waitFor(`the ${transport} peer to hold the whole pinset`, async () =>
-        JSON.stringify((await remote.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours));
+      await waitFor(
+        `the ${transport} peer to hold the whole pinset`,
+        async () =>
+          JSON.stringify((await remote.list('/allocations')).map((p) => p.cid).sort()) === JSON.stringify(ours),
+      );
       assert.ok(ours.includes(cid));
       const log = remote.tail(400);
       assert.equal(log.includes('the WebRTC connection proved the cluster secret'), proof, log);
-      assert.match(log, new RegExp(`connected peer=${full[0].id} address=${address.split('/p2p/')[0].replaceAll('/', '\\/')}`));
+      assert.match(
+        log,
+        new RegExp(`connected peer=${full[0].id} address=${address.split('/p2p/')[0].replaceAll('/', '\\/')}`),
+      );
     } catch (error) {
       console.error(remote.tail(60));
       throw error;
@@ -340,11 +411,19 @@ test('a peer with the wrong secret over webrtc-direct is closed before any clust
   await intruder.init(execFileSync(pinfoldBin, ['secret', 'new']).toString().trim());
   await intruder.start(['--bootstrap', await full[0].addressOf('webrtc')]);
   try {
-    await waitFor('the intruder to report the wrong secret', async () =>
-      intruder.tail(200).includes('could not connect: wrong cluster secret or not a pinfold/ipfs-cluster peer'), 15_000);
+    await waitFor(
+      'the intruder to report the wrong secret',
+      async () =>
+        intruder.tail(200).includes('could not connect: wrong cluster secret or not a pinfold/ipfs-cluster peer'),
+      15_000,
+    );
     assert.deepEqual(await intruder.list('/allocations'), []);
     assert.equal((await intruder.list('/peers')).length, 1);
-    await waitFor('p1 to log the closed connection', async () => full[0].tail(400).includes('did not prove the cluster secret'), 10_000);
+    await waitFor(
+      'p1 to log the closed connection',
+      async () => full[0].tail(400).includes('did not prove the cluster secret'),
+      10_000,
+    );
   } finally {
     await intruder.stop();
   }
@@ -390,12 +469,18 @@ test('the Prometheus endpoint reports pins, daemon pins, peers and libp2p traffi
   // afresh, as a recover sweep does.
   await full[0].list('/pins');
   const daemonPins = Object.keys(JSON.parse((await full[0].ipfs.rpc('pin/ls?type=recursive')).body).Keys).length;
-  const text = await waitFor('the pinset and daemon counts in the metrics', async () => {
-    const text = await scrape();
-    return sample(text, 'ipfscluster_pins') === pins
-      && sample(text, 'ipfscluster_pins_ipfs_pins') === daemonPins
-      && sample(text, 'pinfold_peers') >= 4 ? text : null;
-  }, 10_000);
+  const text = await waitFor(
+    'the pinset and daemon counts in the metrics',
+    async () => {
+      const text = await scrape();
+      return sample(text, 'ipfscluster_pins') === pins &&
+        sample(text, 'ipfscluster_pins_ipfs_pins') === daemonPins &&
+        sample(text, 'pinfold_peers') >= 4
+        ? text
+        : null;
+    },
+    10_000,
+  );
   assert.ok(sample(text, 'ipfscluster_pins_pin_add') >= 1, text);
   assert.equal(sample(text, 'ipfscluster_pins_pin_add_errors'), 0, text);
   assert.ok(sample(text, 'ipfscluster_informer_disk') > 0, text);

@@ -13,13 +13,17 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const scripts = path.join(root, 'scripts');
 
 /** The pinfold binary: $PINFOLD_BIN, else the debug build in the cargo target dir. */
-export const pinfoldBin = process.env.PINFOLD_BIN
-  ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(process.env.PINFOLD_CACHE ?? path.join(os.homedir(), '.cache/pinfold'), 'target'), 'debug/pinfold');
+export const pinfoldBin =
+  process.env.PINFOLD_BIN ??
+  path.join(
+    process.env.CARGO_TARGET_DIR ??
+      path.join(process.env.PINFOLD_CACHE ?? path.join(os.homedir(), '.cache/pinfold'), 'target'),
+    'debug/pinfold',
+  );
 
 export const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pinfold-cluster-'));
 const ipfsNames = new Set();
 const peers = new Set();
-
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -82,7 +86,11 @@ export class Ipfs {
 
   async rpc(cmd, init = {}) {
     const sep = cmd.includes('?') ? '&' : '?';
-    const res = await fetch(`${this.api}/${cmd}${sep}cid-base=base32`, { method: 'POST', signal: AbortSignal.timeout(30_000), ...init });
+    const res = await fetch(`${this.api}/${cmd}${sep}cid-base=base32`, {
+      method: 'POST',
+      signal: AbortSignal.timeout(30_000),
+      ...init,
+    });
     return { status: res.status, body: await res.text() };
   }
 
@@ -109,7 +117,10 @@ export class Ipfs {
  * (the test sets the key and certificate files in `env`).
  */
 export class Peer {
-  constructor(name, { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug' } = {}) {
+  constructor(
+    name,
+    { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug' } = {},
+  ) {
     this.ca = ca;
     this.logLevel = logLevel;
     this.name = name;
@@ -129,7 +140,10 @@ export class Peer {
     this.apiPort ??= await freePort();
     this.pinningPort ??= await freePort();
     this.secret = secret;
-    execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], { env: this.env(), stdio: 'ignore' });
+    execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], {
+      env: this.env(),
+      stdio: 'ignore',
+    });
     this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
     this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
     this.api = `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.apiPort}`;
@@ -142,11 +156,16 @@ export class Peer {
       ...process.env,
       CLUSTER_SECRET: this.secret,
       CLUSTER_PEERNAME: this.name,
-      CLUSTER_LISTENMULTIADDRESS: this.transports.map((t) => ({
-        tcp: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
-        webrtc: `/ip4/127.0.0.1/udp/${this.webrtcPort}/webrtc-direct`,
-        ws: `/ip4/127.0.0.1/tcp/${this.wsPort}/ws`,
-      })[t] ?? t).join(','),
+      CLUSTER_LISTENMULTIADDRESS: this.transports
+        .map(
+          (t) =>
+            ({
+              tcp: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
+              webrtc: `/ip4/127.0.0.1/udp/${this.webrtcPort}/webrtc-direct`,
+              ws: `/ip4/127.0.0.1/tcp/${this.wsPort}/ws`,
+            })[t] ?? t,
+        )
+        .join(','),
       CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
       CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.pinningPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
@@ -169,11 +188,15 @@ export class Peer {
     fs.closeSync(out);
     peers.add(this);
     const child = this.child;
-    await waitFor(`${this.name}'s REST API`, async () => {
-      if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.tail()}`);
-      if (this.ca) return (await httpsGet(`${this.api}/version`, this.ca)).status === 200;
-      return (await fetch(`${this.api}/version`, { headers: this.headers, signal: AbortSignal.timeout(2000) })).ok;
-    }, 20_000);
+    await waitFor(
+      `${this.name}'s REST API`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.tail()}`);
+        if (this.ca) return (await httpsGet(`${this.api}/version`, this.ca)).status === 200;
+        return (await fetch(`${this.api}/version`, { headers: this.headers, signal: AbortSignal.timeout(2000) })).ok;
+      },
+      20_000,
+    );
     return this;
   }
 
@@ -211,7 +234,11 @@ export class Peer {
   }
 
   async post(route, method = 'POST') {
-    const res = await fetch(`${this.api}${route}`, { method, headers: this.headers, signal: AbortSignal.timeout(30_000) });
+    const res = await fetch(`${this.api}${route}`, {
+      method,
+      headers: this.headers,
+      signal: AbortSignal.timeout(30_000),
+    });
     return { status: res.status, body: await res.text() };
   }
 
@@ -219,7 +246,10 @@ export class Peer {
   async list(route) {
     const { status, body } = await this.get(route);
     if (status !== 200) throw new Error(`${route}: ${status} ${body}`);
-    return body.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    return body
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
   }
 
   async allocation(cid) {
@@ -233,7 +263,9 @@ export function httpsGet(url, ca) {
   return new Promise((resolve, reject) => {
     const request = https.get(url, { ca, timeout: 5000 }, (res) => {
       let body = '';
-      res.on('data', (chunk) => { body += chunk; });
+      res.on('data', (chunk) => {
+        body += chunk;
+      });
       res.on('end', () => resolve({ status: res.statusCode, body }));
     });
     request.on('timeout', () => request.destroy(new Error(`${url}: no answer within 5 s`)));
@@ -245,7 +277,10 @@ export function httpsGet(url, ca) {
 export async function stopAll() {
   for (const peer of [...peers]) await peer.stop();
   for (const name of ipfsNames) {
-    execFileSync(path.join(scripts, 'stop-ipfs'), [name, '--purge'], { stdio: 'ignore', env: { ...process.env, PINFOLD_RUN_DIR: runDir } });
+    execFileSync(path.join(scripts, 'stop-ipfs'), [name, '--purge'], {
+      stdio: 'ignore',
+      env: { ...process.env, PINFOLD_RUN_DIR: runDir },
+    });
   }
   if (!process.env.PINFOLD_KEEP_RUN) fs.rmSync(runDir, { recursive: true, force: true });
 }

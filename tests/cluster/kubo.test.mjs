@@ -65,7 +65,11 @@ before(async () => {
 
 after(async () => {
   if (kubo?.name) {
-    try { process.kill(pidOf(kubo), 'SIGCONT'); } catch { /* not running */ }
+    try {
+      process.kill(pidOf(kubo), 'SIGCONT');
+    } catch {
+      /* not running */
+    }
   }
   await stopAll();
 });
@@ -132,10 +136,14 @@ test('Kubo answering 500: the status carries its reason and the pin is retried',
   assert.equal(put.status, 200, put.body);
   const cid = JSON.parse(put.body).Key;
   await pin(cid);
-  const failed = await waitFor('a second failed attempt', async () => {
-    const s = await status(cid);
-    return s.status === 'pin_error' && s.attempt_count >= 2 && s;
-  }, 30_000);
+  const failed = await waitFor(
+    'a second failed attempt',
+    async () => {
+      const s = await status(cid);
+      return s.status === 'pin_error' && s.attempt_count >= 2 && s;
+    },
+    30_000,
+  );
   assert.match(failed.error, /IPFS daemon: pin: unexpected content after end of cbor object/);
   assert.match(log(), new RegExp(`IPFS operation failed; it is retried.*cid=${cid}.*cbor`));
   assert.equal((await peer.post(`/pins/${cid}`, 'DELETE')).status, 200);
@@ -147,10 +155,14 @@ test('Kubo hanging (SIGSTOP): requests time out, the pin is retried and pinned o
   process.kill(pid, 'SIGSTOP');
   try {
     await pin(cid);
-    const failed = await waitFor('the pin to fail on the hanging daemon', async () => {
-      const s = await status(cid);
-      return s.status === 'pin_error' && s;
-    }, 30_000);
+    const failed = await waitFor(
+      'the pin to fail on the hanging daemon',
+      async () => {
+        const s = await status(cid);
+        return s.status === 'pin_error' && s;
+      },
+      30_000,
+    );
     assert.match(failed.error, /did not answer .* within 3s|made no progress for 3s/);
   } finally {
     process.kill(pid, 'SIGCONT');

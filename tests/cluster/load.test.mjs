@@ -79,15 +79,23 @@ test(`${clients} clients pinning and listing for ${seconds} s lose nothing and f
   const here = await pinsetOf(loaded);
   const lost = [...acknowledged].filter((cid) => !here.has(cid));
   assert.deepEqual(lost.slice(0, 10), [], `${lost.length} acknowledged pins are missing on the loaded peer`);
-  await waitFor('the second peer to hold every acknowledged pin', async () => {
-    const there = await pinsetOf(replica);
-    return [...acknowledged].every((cid) => there.has(cid));
-  }, 120_000);
+  await waitFor(
+    'the second peer to hold every acknowledged pin',
+    async () => {
+      const there = await pinsetOf(replica);
+      return [...acknowledged].every((cid) => there.has(cid));
+    },
+    120_000,
+  );
 
   const report = Object.fromEntries(Object.entries(latencies).map(([kind, samples]) => [kind, percentiles(samples)]));
   const total = Object.values(latencies).reduce((sum, s) => sum + s.length, 0);
-  console.log(`load: ${clients} clients, ${elapsed.toFixed(1)} s, ${total} requests (${(total / elapsed).toFixed(0)}/s), ${acknowledged.size} pins acknowledged and all found on both peers, 0 errors`);
+  console.log(
+    `load: ${clients} clients, ${elapsed.toFixed(1)} s, ${total} requests (${(total / elapsed).toFixed(0)}/s), ${acknowledged.size} pins acknowledged and all found on both peers, 0 errors`,
+  );
   for (const [kind, p] of Object.entries(report)) {
-    console.log(`load: ${kind.padEnd(6)} n=${p.n} p50=${p.p50.toFixed(1)} ms p90=${p.p90.toFixed(1)} ms p99=${p.p99.toFixed(1)} ms max=${p.max.toFixed(1)} ms`);
+    console.log(
+      `load: ${kind.padEnd(6)} n=${p.n} p50=${p.p50.toFixed(1)} ms p90=${p.p90.toFixed(1)} ms p99=${p.p99.toFixed(1)} ms max=${p.max.toFixed(1)} ms`,
+    );
   }
 });

@@ -30,14 +30,19 @@ let page;
 
 /** Waits until `selector`'s text matches `pattern`; returns the text. */
 async function textOf(selector, pattern, timeout = 30_000) {
-  await page.waitForFunction(
-    ({ selector, source, flags }) => new RegExp(source, flags).test(document.querySelector(selector)?.textContent ?? ''),
-    { selector, source: pattern.source, flags: pattern.flags },
-    { timeout, polling: 100 },
-  ).catch(async (error) => {
-    const text = await page.evaluate((s) => document.querySelector(s)?.textContent, selector);
-    throw new Error(`${selector} never matched ${pattern} (it says ${JSON.stringify(text?.trim())}): ${error.message}`);
-  });
+  await page
+    .waitForFunction(
+      ({ selector, source, flags }) =>
+        new RegExp(source, flags).test(document.querySelector(selector)?.textContent ?? ''),
+      { selector, source: pattern.source, flags: pattern.flags },
+      { timeout, polling: 100 },
+    )
+    .catch(async (error) => {
+      const text = await page.evaluate((s) => document.querySelector(s)?.textContent, selector);
+      throw new Error(
+        `${selector} never matched ${pattern} (it says ${JSON.stringify(text?.trim())}): ${error.message}`,
+      );
+    });
   return page.evaluate((s) => document.querySelector(s).textContent.trim(), selector);
 }
 
@@ -75,18 +80,33 @@ before(async () => {
   }).init(secret);
   const lines = [];
   for (let i = 0; i < PINS; i++) {
-    lines.push(JSON.stringify({
-      cid: rawCid(`dashboard pin ${i}`), name: `bulk-${i}`, allocations: [relay.id], metadata: { batch: `b${i % 10}` },
-      replication_factor_min: 1, replication_factor_max: 1, type: 'pin', mode: 'recursive',
-    }));
+    lines.push(
+      JSON.stringify({
+        cid: rawCid(`dashboard pin ${i}`),
+        name: `bulk-${i}`,
+        allocations: [relay.id],
+        metadata: { batch: `b${i % 10}` },
+        replication_factor_min: 1,
+        replication_factor_max: 1,
+        type: 'pin',
+        mode: 'recursive',
+      }),
+    );
   }
   const file = path.join(runDir, 'dashboard-bulk.ndjson');
   fs.writeFileSync(file, lines.join('\n'));
-  execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+  execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], {
+    env: relay.env(),
+    stdio: 'ignore',
+  });
   await relay.start();
   ipfs = await new Ipfs('dashboard-ipfs').start();
   // Its WebSocket listener lets the page connect to it too, and so ask it for statuses.
-  full = await new Peer('dashboard-full', { ipfs, listen: ['tcp', 'ws'], env: { CLUSTER_CRDT_TRUSTEDPEERS: relay.id } }).init(secret);
+  full = await new Peer('dashboard-full', {
+    ipfs,
+    listen: ['tcp', 'ws'],
+    env: { CLUSTER_CRDT_TRUSTEDPEERS: relay.id },
+  }).init(secret);
   // A second tag besides the default group, for the Peers tab to show.
   const configFile = path.join(full.dir, 'service.json');
   const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
@@ -111,11 +131,14 @@ test('the relay serves the dashboard and what it needs to join, never the secret
   const defaults = await res.json();
   assert.deepEqual(Object.keys(defaults).sort(), ['bootstrap', 'cluster', 'peer', 'peername', 'trusted_peers']);
   assert.equal(defaults.peer, relay.id);
-  assert.ok(defaults.bootstrap.some((a) => a.includes('/ws/p2p/')), defaults.bootstrap);
+  assert.ok(
+    defaults.bootstrap.some((a) => a.includes('/ws/p2p/')),
+    defaults.bootstrap,
+  );
   assert.ok(!JSON.stringify(defaults).includes(secret));
   const redirect = await fetch(`${relay.api}/ui`, { redirect: 'manual' });
   assert.equal(redirect.status, 308);
-  assert.match((await (await fetch(`${relay.api}/ui/`)).text()), /pinfold dashboard/);
+  assert.match(await (await fetch(`${relay.api}/ui/`)).text(), /pinfold dashboard/);
 });
 
 test('a link with the secret joins and shows the peers and the pins', async () => {
@@ -161,7 +184,24 @@ test('the pin table finds a pin by name and shows its per-peer status', async ()
 
 test('a pin added with pinfold ctl shows up live, pinned by the full peer', async () => {
   const cid = await ipfs.addContent('dashboard live pin');
-  execFileSync(pinfoldBin, ['ctl', '--host', relay.api, '--basic-auth', CREDENTIALS, 'pin', 'add', cid, '--name', 'live-from-ctl', '--replication', '-1'], { stdio: 'ignore' });
+  execFileSync(
+    pinfoldBin,
+    [
+      'ctl',
+      '--host',
+      relay.api,
+      '--basic-auth',
+      CREDENTIALS,
+      'pin',
+      'add',
+      cid,
+      '--name',
+      'live-from-ctl',
+      '--replication',
+      '-1',
+    ],
+    { stdio: 'ignore' },
+  );
   await openTab('activity');
   await textOf('#feed', /live-from-ctl/, 15_000);
   await openTab('overview');
@@ -170,11 +210,15 @@ test('a pin added with pinfold ctl shows up live, pinned by the full peer', asyn
   await search('live-from-ctl');
   await textOf('#pin-total', /^1 pin$/);
   await page.locator('.pin-row[data-cid]').first().click();
-  await waitFor('the full peer to pin it, as the detail shows', async () => {
-    await page.locator('.pin-row[data-cid]').first().click();
-    const text = await page.evaluate(() => document.querySelector('#peer-status')?.textContent ?? '');
-    return /dashboard-full\s*pinned/.test(text);
-  }, 60_000);
+  await waitFor(
+    'the full peer to pin it, as the detail shows',
+    async () => {
+      await page.locator('.pin-row[data-cid]').first().click();
+      const text = await page.evaluate(() => document.querySelector('#peer-status')?.textContent ?? '');
+      return /dashboard-full\s*pinned/.test(text);
+    },
+    60_000,
+  );
   await shoot('live-pin');
   await page.keyboard.press('Escape');
 });
@@ -202,11 +246,11 @@ test('it fits a phone-sized screen', async () => {
   await phone.goto(`${relay.api}/ui/#secret=${secret}`);
   await phone.waitForSelector('#pin-count');
   const overflow = () => phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(await overflow() <= 0, 'no sideways scrolling on the overview');
+  assert.ok((await overflow()) <= 0, 'no sideways scrolling on the overview');
   await shoot('phone-overview', phone);
   await phone.click('#tab-pins');
   await phone.waitForSelector('.pin-row[data-cid]');
-  assert.ok(await overflow() <= 0, 'no sideways scrolling on the pin table');
+  assert.ok((await overflow()) <= 0, 'no sideways scrolling on the pin table');
   await shoot('phone-pins', phone);
   await phone.close();
 });
@@ -221,13 +265,24 @@ test('remembered settings join again after a reload, resuming the pinset kept in
   await tab.check('#keep');
   await tab.check('#remember');
   await tab.click('button[type=submit]');
-  await tab.waitForFunction(() => /all in the table/.test(document.querySelector('#pin-count')?.nextElementSibling?.textContent ?? ''), null, { timeout: 60_000 });
+  await tab.waitForFunction(
+    () => /all in the table/.test(document.querySelector('#pin-count')?.nextElementSibling?.textContent ?? ''),
+    null,
+    { timeout: 60_000 },
+  );
   const count = await tab.textContent('#pin-count');
   const reloaded = Date.now();
   await tab.reload();
-  await tab.waitForFunction((count) => document.querySelector('#pin-count')?.textContent === count
-    && /all in the table/.test(document.querySelector('#pin-count')?.nextElementSibling?.textContent ?? ''), count, { timeout: 60_000 });
-  console.log(`# after a reload, the remembered dashboard showed its ${count} pins again in ${Date.now() - reloaded} ms`);
+  await tab.waitForFunction(
+    (count) =>
+      document.querySelector('#pin-count')?.textContent === count &&
+      /all in the table/.test(document.querySelector('#pin-count')?.nextElementSibling?.textContent ?? ''),
+    count,
+    { timeout: 60_000 },
+  );
+  console.log(
+    `# after a reload, the remembered dashboard showed its ${count} pins again in ${Date.now() - reloaded} ms`,
+  );
   await tab.close();
 });
 

@@ -13,7 +13,14 @@ const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const lines = [];
 for (let i = 0; i < pins; i++) {
-  lines.push(JSON.stringify({ cid: rawCid(`bench pin ${i}`), name: `bench-${i}`, replication_factor_min: -1, replication_factor_max: -1 }));
+  lines.push(
+    JSON.stringify({
+      cid: rawCid(`bench pin ${i}`),
+      name: `bench-${i}`,
+      replication_factor_min: -1,
+      replication_factor_max: -1,
+    }),
+  );
 }
 const file = path.join(runDir, 'bench.ndjson');
 fs.writeFileSync(file, lines.join('\n'));
@@ -21,10 +28,17 @@ const relay = await new Peer('node-bench', {
   listen: ['tcp', 'ws'],
   env: { CLUSTER_ROLE: 'relay', CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '1s' },
 }).init(secret);
-execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], {
+  env: relay.env(),
+  stdio: 'ignore',
+});
 try {
   await relay.start();
-  await waitFor('the relay\'s snapshot', () => /made a pinset snapshot/.test(fs.readFileSync(relay.log, 'utf8')), 600_000);
+  await waitFor(
+    "the relay's snapshot",
+    () => /made a pinset snapshot/.test(fs.readFileSync(relay.log, 'utf8')),
+    600_000,
+  );
   const started = performance.now();
   const follower = await follow({ bootstrap: [await relay.addressOf('ws')], secret, trustedPeers: [relay.id] });
   let longest = 0;
@@ -34,7 +48,9 @@ try {
     longest = Math.max(longest, now - last);
     if (state.synced && state.pins >= pins) {
       const ms = now - started;
-      console.log(`Node: cold sync of ${pins} pins from the relay's snapshot: ${(ms / 1000).toFixed(2)} s, ${Math.round(pins / (ms / 1000))} pins/s (snapshot used: ${state.snapshot !== null}); longest unanswered syncState(): ${longest.toFixed(0)} ms`);
+      console.log(
+        `Node: cold sync of ${pins} pins from the relay's snapshot: ${(ms / 1000).toFixed(2)} s, ${Math.round(pins / (ms / 1000))} pins/s (snapshot used: ${state.snapshot !== null}); longest unanswered syncState(): ${longest.toFixed(0)} ms`,
+      );
       break;
     }
     if (now - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);

@@ -13,8 +13,12 @@ import { rawCid } from '../support/cid.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
-const deno = process.env.DENO
-  ?? path.join(process.env.PINFOLD_CACHE ?? path.join(process.env.HOME, '.cache/pinfold'), 'node-tools/node_modules/.bin/deno');
+const deno =
+  process.env.DENO ??
+  path.join(
+    process.env.PINFOLD_CACHE ?? path.join(process.env.HOME, '.cache/pinfold'),
+    'node-tools/node_modules/.bin/deno',
+  );
 const PINS = 2_000;
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 let relay;
@@ -27,7 +31,10 @@ before(async () => {
   for (let i = 0; i < PINS; i++) lines.push(JSON.stringify({ cid: rawCid(`deno pin ${i}`), name: `bulk-${i}` }));
   const file = path.join(runDir, 'deno-bulk.ndjson');
   fs.writeFileSync(file, lines.join('\n'));
-  execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], { env: relay.env(), stdio: 'ignore' });
+  execFileSync(pinfoldBin, ['service', '--config', relay.dir, 'state', 'import', file], {
+    env: relay.env(),
+    stdio: 'ignore',
+  });
   await relay.start();
 });
 
@@ -38,8 +45,20 @@ after(async () => {
 
 test(`Deno joins over WebSocket, syncs ${PINS} pins, sees a live pin and runs a Worker`, async () => {
   const address = await relay.addressOf('ws');
-  child = spawn(deno, ['run', '--allow-net=127.0.0.1', `--allow-read=${path.join(root, 'npm')}`,
-    path.join(here, 'deno-follower.mjs'), address, secret, relay.id, String(PINS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  child = spawn(
+    deno,
+    [
+      'run',
+      '--allow-net=127.0.0.1',
+      `--allow-read=${path.join(root, 'npm')}`,
+      path.join(here, 'deno-follower.mjs'),
+      address,
+      secret,
+      relay.id,
+      String(PINS),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const steps = {};
   const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
@@ -53,8 +72,10 @@ test(`Deno joins over WebSocket, syncs ${PINS} pins, sees a live pin and runs a 
   }
   clearTimeout(timer);
   assert.equal(await exited, 0, `deno exited with a failure: ${JSON.stringify(steps)}`);
-  console.log(`# Deno: joined in ${steps.joined.toFixed(0)} ms, ${steps.pins} pins synced in ${steps.synced.toFixed(0)} ms; `
-    + `in a Worker, ${steps.workerPins} pins synced in ${steps.worker.toFixed(0)} ms`);
+  console.log(
+    `# Deno: joined in ${steps.joined.toFixed(0)} ms, ${steps.pins} pins synced in ${steps.synced.toFixed(0)} ms; ` +
+      `in a Worker, ${steps.workerPins} pins synced in ${steps.worker.toFixed(0)} ms`,
+  );
   assert.equal(steps.pins, PINS);
   assert.equal(steps.live, rawCid('deno live pin'));
   assert.equal(steps.workerPins, PINS + 1);

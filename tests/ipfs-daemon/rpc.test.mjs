@@ -14,7 +14,6 @@ const scripts = path.join(root, 'scripts');
 const names = [`rpc-a-${process.pid}`, `rpc-b-${process.pid}`];
 const daemons = [];
 
-
 // POST /api/v0/<cmd> with a 30 s bound; returns { status, body }.
 async function rpc(api, cmd, init = {}) {
   const res = await fetch(`${api}/api/v0/${cmd}`, { method: 'POST', signal: AbortSignal.timeout(30_000), ...init });
@@ -53,7 +52,10 @@ test('id reports a peer id and loopback addresses', async () => {
   assert.equal(status, 200);
   const id = json(body);
   assert.match(id.ID, /^12D3KooW/);
-  assert.ok(id.Addresses.some((a) => a.startsWith('/ip4/127.0.0.1/tcp/')), body);
+  assert.ok(
+    id.Addresses.some((a) => a.startsWith('/ip4/127.0.0.1/tcp/')),
+    body,
+  );
 });
 
 test('pin/add, pin/ls and pin/rm behave as Kubo', async () => {
@@ -71,10 +73,16 @@ test('pin/add, pin/ls and pin/rm behave as Kubo', async () => {
 
   const one = await rpc(api, `pin/ls?stream=true&arg=${cid}&type=recursive`);
   assert.equal(one.status, 200, one.body);
-  assert.deepEqual(lines(one.body).map((p) => [p.Cid, p.Type]), [[cid, 'recursive']]);
+  assert.deepEqual(
+    lines(one.body).map((p) => [p.Cid, p.Type]),
+    [[cid, 'recursive']],
+  );
 
   const all = await rpc(api, 'pin/ls?stream=true&type=recursive');
-  assert.ok(lines(all.body).some((p) => p.Cid === cid), all.body);
+  assert.ok(
+    lines(all.body).some((p) => p.Cid === cid),
+    all.body,
+  );
 
   const rm = await rpc(api, `pin/rm?arg=${cid}`);
   assert.equal(rm.status, 200, rm.body);
@@ -146,23 +154,32 @@ test('a pin on one daemon fetches the blocks from another over bitswap, with pro
   assert.equal(connect.status, 200, connect.body);
   assert.match(json(connect.body).Strings[0], /success/);
   const peers = json((await rpc(b.api, 'swarm/peers')).body).Peers;
-  assert.ok(peers.some((p) => p.Peer === aId), JSON.stringify(peers));
+  assert.ok(
+    peers.some((p) => p.Peer === aId),
+    JSON.stringify(peers),
+  );
 
   const add = await rpc(b.api, `pin/add?arg=${cid}&recursive=true&progress=true`);
   assert.equal(add.status, 200, add.body);
   const updates = lines(add.body);
   assert.deepEqual(updates.at(-1).Pins, [cid]);
-  assert.ok(updates.slice(0, -1).every((u) => typeof u.Progress === 'number'), add.body);
+  assert.ok(
+    updates.slice(0, -1).every((u) => typeof u.Progress === 'number'),
+    add.body,
+  );
   const ls = await rpc(b.api, `pin/ls?stream=true&arg=${cid}&type=recursive`);
   assert.equal(json(ls.body.split('\n')[0]).Cid, cid);
 });
 
 test('a pin of blocks no peer has sends progress lines that do not advance', async () => {
   // A CID nobody holds: Kubo keeps the request open, sending `{}` (no Progress) lines.
-  const res = await fetch(`${daemons[1].api}/api/v0/pin/add?arg=bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy&progress=true`, {
-    method: 'POST',
-    signal: AbortSignal.timeout(3_000),
-  });
+  const res = await fetch(
+    `${daemons[1].api}/api/v0/pin/add?arg=bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy&progress=true`,
+    {
+      method: 'POST',
+      signal: AbortSignal.timeout(3_000),
+    },
+  );
   assert.equal(res.status, 200);
   const reader = res.body.getReader();
   let text = '';
@@ -179,5 +196,8 @@ test('a pin of blocks no peer has sends progress lines that do not advance', asy
   }
   const updates = lines(text);
   assert.ok(updates.length >= 2, text);
-  assert.ok(updates.every((u) => !u.Pins && !u.Progress), text);
+  assert.ok(
+    updates.every((u) => !u.Pins && !u.Progress),
+    text,
+  );
 });

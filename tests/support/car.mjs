@@ -12,6 +12,18 @@ function varint(n) {
 export function carFile(roots, blocks) {
   // {"roots": [tag 42 (0x00 + cid)...], "version": 1}, keys in dag-cbor's order.
   const links = roots.map((cid) => Buffer.concat([Buffer.from([0xd8, 0x2a, 0x58, cid.length + 1, 0x00]), cid]));
-  const header = Buffer.concat([Buffer.from([0xa2, 0x65]), Buffer.from('roots'), Buffer.from([0x80 + roots.length]), ...links, Buffer.from([0x67]), Buffer.from('version'), Buffer.from([0x01])]);
-  return Buffer.concat([varint(header.length), header, ...blocks.flatMap(([cid, bytes]) => [varint(cid.length + bytes.length), cid, bytes])]);
+  const header = Buffer.concat([
+    Buffer.from([0xa2, 0x65]),
+    Buffer.from('roots'),
+    Buffer.from([0x80 + roots.length]),
+    ...links,
+    Buffer.from([0x67]),
+    Buffer.from('version'),
+    Buffer.from([0x01]),
+  ]);
+  return Buffer.concat([
+    varint(header.length),
+    header,
+    ...blocks.flatMap(([cid, bytes]) => [varint(cid.length + bytes.length), cid, bytes]),
+  ]);
 }

@@ -92,19 +92,43 @@ function readQuery(request) {
 export async function startDoh(records) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pinfold-doh-'));
   const [ca, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', ca, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  const server = https.createServer({ cert: fs.readFileSync(ca), key: fs.readFileSync(key) }, async (request, response) => {
-    try {
-      const query = await readQuery(request);
-      if (!query) throw new Error('no query');
-      response.writeHead(200, { 'content-type': 'application/dns-message' });
-      response.end(answer(query, records));
-    } catch {
-      response.writeHead(400);
-      response.end();
-    }
-  });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      ca,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  const server = https.createServer(
+    { cert: fs.readFileSync(ca), key: fs.readFileSync(key) },
+    async (request, response) => {
+      try {
+        const query = await readQuery(request);
+        if (!query) throw new Error('no query');
+        response.writeHead(200, { 'content-type': 'application/dns-message' });
+        response.end(answer(query, records));
+      } catch {
+        response.writeHead(400);
+        response.end();
+      }
+    },
+  );
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', resolve);
@@ -113,12 +137,13 @@ export async function startDoh(records) {
   return {
     url: `https://127.0.0.1:${port}/dns-query`,
     ca,
-    close: () => new Promise((done) => {
-      server.closeAllConnections();
-      server.close(() => {
-        fs.rmSync(dir, { recursive: true, force: true });
-        done();
-      });
-    }),
+    close: () =>
+      new Promise((done) => {
+        server.closeAllConnections();
+        server.close(() => {
+          fs.rmSync(dir, { recursive: true, force: true });
+          done();
+        });
+      }),
   };
 }

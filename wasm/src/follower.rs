@@ -21,9 +21,9 @@ use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use pinfold_core::allocator::AllocatorConfig;
 use pinfold_core::codec::metric::Metric;
+use pinfold_core::codec::peer_request::StatusSummary;
 use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::secret::ClusterSecret;
-use pinfold_core::codec::status::StatusSummary;
 use pinfold_core::crdt::{self, Replica, ReplicaError, Trust};
 use pinfold_core::net::pnet_guard::WrongSecret;
 use pinfold_core::net::{bitswap, psk_gate};
@@ -102,7 +102,7 @@ pub enum Command {
         cid: Cid,
         reply: oneshot::Sender<Result<Option<Pin>, String>>,
     },
-    /// The statuses of up to [`MAX_CIDS`](pinfold_core::codec::status::MAX_CIDS) CIDs, in the order asked; a CID no peer
+    /// The statuses of up to [`MAX_CIDS`](pinfold_core::codec::peer_request::MAX_CIDS) CIDs, in the order asked; a CID no peer
     /// reported on is left out.
     Statuses {
         cids: Vec<Cid>,
@@ -408,7 +408,7 @@ impl<E: Sink> Follower<E> {
                         .swarm
                         .behaviour_mut()
                         .inner_mut()
-                        .status
+                        .peer_requests
                         .send_request(&peer, request);
                     self.requests.insert(sent, id);
                 }
@@ -591,12 +591,12 @@ impl<E: Sink> Follower<E> {
                 let result = self.node.on_wanted(peer, wants).await;
                 self.check(result);
             }
-            BehaviourEvent::Status(event) => self.on_status(event).await,
+            BehaviourEvent::PeerRequests(event) => self.on_peer_request(event).await,
             _ => {}
         }
     }
 
-    async fn on_status(&mut self, event: pinfold_core::net::status::Event) {
+    async fn on_peer_request(&mut self, event: pinfold_core::net::peer_request::Event) {
         let now = now_nanos();
         let (request, answer) = match event {
             request_response::Event::Message {
@@ -608,11 +608,13 @@ impl<E: Sink> Follower<E> {
             } => {
                 let response = match self.node.on_request(request) {
                     Answer::Now(response) => response,
-                    Answer::FromDaemon(_) => pinfold_core::codec::status::StatusResponse::Error(
-                        "a light follower has no IPFS daemon".into(),
-                    ),
+                    Answer::FromDaemon(_) => {
+                        pinfold_core::codec::peer_request::PeerResponse::Error(
+                            "a light follower has no IPFS daemon".into(),
+                        )
+                    }
                 };
-                let status = &mut self.swarm.behaviour_mut().inner_mut().status;
+                let status = &mut self.swarm.behaviour_mut().inner_mut().peer_requests;
                 let _ = status.send_response(channel, response);
                 return;
             }

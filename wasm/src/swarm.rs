@@ -1,7 +1,7 @@
 //! The follower's libp2p swarm: WebSocket and relayed circuits inside the cluster's private
 //! network (pnet, checked by the core's guard so that a wrong secret fails at once), Noise
 //! and yamux, and webrtc-direct to native peers (where a browser has `RTCPeerConnection`);
-//! identify, ping, gossipsub as ipfs-cluster runs it, bitswap, the status exchange and a
+//! identify, ping, gossipsub as ipfs-cluster runs it, bitswap, the peer requests and a
 //! relay client (a bootstrap address `<relay>/p2p-circuit/p2p/<peer>` reaches a peer
 //! through that relay), all behind the secret gate, which makes WebRTC links prove the
 //! secret before anything else runs.
@@ -16,10 +16,10 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{gossipsub, identify, noise, ping, relay, Swarm, Transport};
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
+use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL};
 use pinfold_core::net::secure::{secure, Muxed};
-use pinfold_core::net::status;
 
 use crate::websocket;
 
@@ -38,7 +38,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub bitswap: Bitswap,
-    pub status: status::Behaviour,
+    pub peer_requests: peer_request::Behaviour,
     pub relay_client: relay::client::Behaviour,
 }
 
@@ -84,7 +84,7 @@ pub fn build(key: Keypair, secret: Option<&ClusterSecret>) -> Result<Swarm<Gated
         ping: ping::Behaviour::new(ping::Config::new()),
         gossipsub: pubsub::gossipsub(&key)?,
         bitswap: Bitswap::new(bitswap::Config::default()),
-        status: status::behaviour(),
+        peer_requests: peer_request::behaviour(),
         relay_client,
     };
     let gate = PskGate::new(

@@ -39,7 +39,8 @@ const ago = (ms: number) => {
   return s < 60 ? `${s} s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
 };
 const time = (ms: number) => (Number.isFinite(ms) && ms > 0 ? new Date(ms).toLocaleString() : '–');
-const badge = (status: string | undefined) => html`<span class="badge tone-${statusTone(status)}">${statusLabel(status)}</span>`;
+const badge = (status: string | undefined) =>
+  html`<span class="badge tone-${statusTone(status)}">${statusLabel(status)}</span>`;
 
 interface DetailState {
   cid: string;
@@ -79,7 +80,9 @@ export class App {
    * remembered. */
   async start(): Promise<void> {
     const served = await fetch('./connect.json', { signal: AbortSignal.timeout(3000) })
-      .then((r) => (r.ok && r.headers.get('content-type')?.includes('json') ? (r.json() as Promise<ServedDefaults>) : undefined))
+      .then((r) =>
+        r.ok && r.headers.get('content-type')?.includes('json') ? (r.json() as Promise<ServedDefaults>) : undefined,
+      )
       .catch(() => undefined);
     this.#servedByPeer = served !== undefined;
     // A peer that serves the page is also the REST API to operate through.
@@ -178,9 +181,10 @@ export class App {
     const fullHeight = this.#total * ROW_HEIGHT;
     const spacer = Math.min(fullHeight, MAX_SPACER);
     const top = scroller?.scrollTop ?? 0;
-    const first = fullHeight <= MAX_SPACER
-      ? top / ROW_HEIGHT
-      : (top / Math.max(1, spacer - viewHeight)) * Math.max(0, this.#total - viewHeight / ROW_HEIGHT);
+    const first =
+      fullHeight <= MAX_SPACER
+        ? top / ROW_HEIGHT
+        : (top / Math.max(1, spacer - viewHeight)) * Math.max(0, this.#total - viewHeight / ROW_HEIGHT);
     const firstIndex = Math.floor(first);
     return {
       spacer,
@@ -244,7 +248,10 @@ export class App {
     this.#render();
     try {
       const answer = await action(new RestApi(this.#rest));
-      this.#restMessage = { ok: true, text: done?.(answer) ?? `${what}: done. The change reaches this dashboard through the swarm.` };
+      this.#restMessage = {
+        ok: true,
+        text: done?.(answer) ?? `${what}: done. The change reaches this dashboard through the swarm.`,
+      };
     } catch (error) {
       this.#restMessage = { ok: false, text: (error as Error).message };
     }
@@ -267,15 +274,25 @@ export class App {
     return html`
       <header class="top">
         <h1><span class="logo" aria-hidden="true">◆</span> pinfold</h1>
-        ${this.#phase === 'connected' && overview
-          ? html`<p class="where">
-              ${overview.sync?.connected_peers === 0
-                ? html`<span class="badge tone-error" title="No cluster peer is connected: the follower redials with back-off">reconnecting</span>`
-                : html`<span class="badge tone-${overview.sync?.synced ? 'ok' : 'busy'}">${overview.sync?.synced ? 'live' : 'syncing'}</span>`}
-              cluster <strong>${overview.cluster}</strong> · as ${shortId(overview.peerId)}
-              <button class="link" @click=${() => this.#disconnect()}>Disconnect</button>
-            </p>`
-          : nothing}
+        ${
+          this.#phase === 'connected' && overview
+            ? html`<p class="where">
+                ${
+                  overview.sync?.connected_peers === 0
+                    ? html`<span
+                        class="badge tone-error"
+                        title="No cluster peer is connected: the follower redials with back-off"
+                        >reconnecting</span
+                      >`
+                    : html`<span class="badge tone-${overview.sync?.synced ? 'ok' : 'busy'}"
+                        >${overview.sync?.synced ? 'live' : 'syncing'}</span
+                      >`
+                }
+                cluster <strong>${overview.cluster}</strong> · as ${shortId(overview.peerId)}
+                <button class="link" @click=${() => this.#disconnect()}>Disconnect</button>
+              </p>`
+            : nothing
+        }
       </header>
       ${this.#phase === 'connected' ? this.#connectedView() : this.#connectionPanel()}
       ${this.#detail ? this.#detailPanel(this.#detail) : nothing}
@@ -292,27 +309,67 @@ export class App {
     };
     const busy = this.#phase === 'connecting';
     return html`<main class="connect">
-      <form class="card" @submit=${(event: Event) => { event.preventDefault(); this.#connect(); }} aria-labelledby="connect-title">
+      <form
+        class="card"
+        @submit=${(event: Event) => {
+          event.preventDefault();
+          this.#connect();
+        }}
+        aria-labelledby="connect-title"
+      >
         <h2 id="connect-title">Join a cluster</h2>
-        <p class="muted">The dashboard joins the cluster's private swarm from this browser as a light follower. The secret stays
-          here: it is only used to open the encrypted connection.${this.#servedByPeer ? ' The peer serving this page filled in its addresses.' : ''}</p>
-        <label for="bootstrap">Bootstrap addresses <span class="muted">(one per line: a peer's /ws or /webrtc-direct multiaddr)</span></label>
-        <textarea id="bootstrap" name="bootstrap" rows="2" .value=${form.bootstrap} @input=${field('bootstrap')} required
-          placeholder="/ip4/127.0.0.1/tcp/9098/ws/p2p/12D3KooW…"></textarea>
+        <p class="muted">
+          The dashboard joins the cluster's private swarm from this browser as a light follower. The secret stays here:
+          it is only used to open the encrypted
+          connection.${this.#servedByPeer ? ' The peer serving this page filled in its addresses.' : ''}
+        </p>
+        <label for="bootstrap"
+          >Bootstrap addresses
+          <span class="muted">(one per line: a peer's /ws or /webrtc-direct multiaddr)</span></label
+        >
+        <textarea
+          id="bootstrap"
+          name="bootstrap"
+          rows="2"
+          .value=${form.bootstrap}
+          @input=${field('bootstrap')}
+          required
+          placeholder="/ip4/127.0.0.1/tcp/9098/ws/p2p/12D3KooW…"
+        ></textarea>
         <label for="secret">Cluster secret</label>
-        <input id="secret" name="secret" type="password" autocomplete="off" .value=${form.secret} @input=${field('secret')}
-          placeholder="64 hex characters, or a swarm.key" required />
+        <input
+          id="secret"
+          name="secret"
+          type="password"
+          autocomplete="off"
+          .value=${form.secret}
+          @input=${field('secret')}
+          placeholder="64 hex characters, or a swarm.key"
+          required
+        />
         <details>
           <summary>More options</summary>
           <label for="cluster">Cluster name <span class="muted">(crdt.cluster_name; default ipfs-cluster)</span></label>
-          <input id="cluster" name="cluster" .value=${form.cluster} @input=${field('cluster')} placeholder="ipfs-cluster" />
-          <label for="trusted">Trusted peers <span class="muted">(one per line, or *; default: the bootstrap peers)</span></label>
+          <input
+            id="cluster"
+            name="cluster"
+            .value=${form.cluster}
+            @input=${field('cluster')}
+            placeholder="ipfs-cluster"
+          />
+          <label for="trusted"
+            >Trusted peers <span class="muted">(one per line, or *; default: the bootstrap peers)</span></label
+          >
           <textarea id="trusted" name="trusted" rows="2" .value=${form.trusted} @input=${field('trusted')}></textarea>
-          <label class="check"><input id="keep" type="checkbox" .checked=${form.keep} @change=${check('keep')} />
-            Keep the pinset in this browser (IndexedDB), so that a reload resumes</label>
+          <label class="check"
+            ><input id="keep" type="checkbox" .checked=${form.keep} @change=${check('keep')} /> Keep the pinset in this
+            browser (IndexedDB), so that a reload resumes</label
+          >
         </details>
-        <label class="check"><input id="remember" type="checkbox" .checked=${form.remember} @change=${check('remember')} />
-          Remember these settings on this device, the secret included</label>
+        <label class="check"
+          ><input id="remember" type="checkbox" .checked=${form.remember} @change=${check('remember')} /> Remember these
+          settings on this device, the secret included</label
+        >
         ${this.#formError ? html`<p class="error" role="alert" id="connect-error">${this.#formError}</p>` : nothing}
         <button type="submit" class="primary" ?disabled=${busy}>${busy ? 'Joining…' : 'Join'}</button>
       </form>
@@ -321,15 +378,30 @@ export class App {
 
   #connectedView(): TemplateResult {
     const tabs = { overview: 'Overview', peers: 'Peers', pins: 'Pins', activity: 'Activity', operate: 'Operate' };
-    return html`
-      <nav class="tabs" role="tablist" aria-label="Views" @keydown=${(e: KeyboardEvent) => this.#tabKey(e)}>
-        ${TABS.map((tab) => html`<button role="tab" id="tab-${tab}" aria-selected=${this.#tab === tab} aria-controls="panel"
-          tabindex=${this.#tab === tab ? 0 : -1} @click=${() => this.#selectTab(tab)}>${tabs[tab]}</button>`)}
+    return html` <nav class="tabs" role="tablist" aria-label="Views" @keydown=${(e: KeyboardEvent) => this.#tabKey(e)}>
+        ${TABS.map(
+          (tab) =>
+            html`<button
+              role="tab"
+              id="tab-${tab}"
+              aria-selected=${this.#tab === tab}
+              aria-controls="panel"
+              tabindex=${this.#tab === tab ? 0 : -1}
+              @click=${() => this.#selectTab(tab)}
+            >
+              ${tabs[tab]}
+            </button>`,
+        )}
       </nav>
       <main id="panel" role="tabpanel" aria-labelledby="tab-${this.#tab}">
         ${this.#overview?.problems.length ? html`<div class="problems" role="status">${this.#overview.problems.map((p) => html`<p>${p}</p>`)}</div>` : nothing}
-        ${{ overview: () => this.#overviewTab(), peers: () => this.#peersTab(), pins: () => this.#pinsTab(),
-            activity: () => this.#activityTab(), operate: () => this.#operateTab() }[this.#tab]()}
+        ${{
+          overview: () => this.#overviewTab(),
+          peers: () => this.#peersTab(),
+          pins: () => this.#pinsTab(),
+          activity: () => this.#activityTab(),
+          operate: () => this.#operateTab(),
+        }[this.#tab]()}
       </main>`;
   }
 
@@ -358,36 +430,74 @@ export class App {
     const progressMax = sync ? sync.merged + sync.pending + sync.in_flight : 0;
     const names = new Map(o.peers.map((p) => [p.id, p.name]));
     return html`<section class="cards" aria-label="Cluster overview">
-        <div class="card stat"><h2>Peers alive</h2><p class="big" id="peers-alive">${alive}</p><p class="muted">of ${o.peers.length} seen</p></div>
-        <div class="card stat"><h2>Pins</h2><p class="big" id="pin-count">${formatCount(pins)}</p>
-          <p class="muted">${o.caughtUp ? 'all in the table' : `${formatCount(o.indexed)} in the table so far`}</p></div>
-        <div class="card stat"><h2>CRDT</h2><p class="big">height ${formatCount(sync?.height ?? 0)}</p>
-          <p class="muted">${sync?.heads.length ?? 0} head${sync?.heads.length === 1 ? '' : 's'}${sync?.snapshot ? ` · snapshot at height ${formatCount(sync.snapshot.height)}` : ''}</p></div>
-        <div class="card stat"><h2>Sync</h2>
-          ${sync?.synced
-            ? html`<p class="big ok">in sync</p><p class="muted">${formatCount(sync.merged)} deltas merged this session</p>`
-            : html`<p class="big busy">syncing</p>
-                <progress max=${Math.max(1, progressMax)} value=${sync?.merged ?? 0} aria-label="Deltas merged"></progress>
-                <p class="muted">${formatCount(sync?.merged ?? 0)} merged, ${formatCount(sync?.pending ?? 0)} pending, ${formatCount(sync?.in_flight ?? 0)} in flight</p>`}
+        <div class="card stat">
+          <h2>Peers alive</h2>
+          <p class="big" id="peers-alive">${alive}</p>
+          <p class="muted">of ${o.peers.length} seen</p>
+        </div>
+        <div class="card stat">
+          <h2>Pins</h2>
+          <p class="big" id="pin-count">${formatCount(pins)}</p>
+          <p class="muted">${o.caughtUp ? 'all in the table' : `${formatCount(o.indexed)} in the table so far`}</p>
+        </div>
+        <div class="card stat">
+          <h2>CRDT</h2>
+          <p class="big">height ${formatCount(sync?.height ?? 0)}</p>
+          <p class="muted">
+            ${sync?.heads.length ?? 0}
+            head${sync?.heads.length === 1 ? '' : 's'}${sync?.snapshot ? ` · snapshot at height ${formatCount(sync.snapshot.height)}` : ''}
+          </p>
+        </div>
+        <div class="card stat">
+          <h2>Sync</h2>
+          ${
+            sync?.synced
+              ? html`<p class="big ok">in sync</p>
+                  <p class="muted">${formatCount(sync.merged)} deltas merged this session</p>`
+              : html`<p class="big busy">syncing</p>
+                  <progress
+                    max=${Math.max(1, progressMax)}
+                    value=${sync?.merged ?? 0}
+                    aria-label="Deltas merged"
+                  ></progress>
+                  <p class="muted">
+                    ${formatCount(sync?.merged ?? 0)} merged, ${formatCount(sync?.pending ?? 0)} pending,
+                    ${formatCount(sync?.in_flight ?? 0)} in flight
+                  </p>`
+          }
         </div>
       </section>
       <section class="card" aria-labelledby="status-title">
-        <h2 id="status-title">Pin statuses <span class="muted">(the cluster's status of each pin: the one that most needs attention among its peers)</span></h2>
+        <h2 id="status-title">
+          Pin statuses
+          <span class="muted"
+            >(the cluster's status of each pin: the one that most needs attention among its peers)</span
+          >
+        </h2>
         <ul class="legend" id="status-counts">
           ${STATUSES.filter((s) => o.statusCounts[s]).map((s) => html`<li><button class="link" @click=${() => this.#filterStatus(s)}>${badge(s)} ${formatCount(o.statusCounts[s]!)}</button></li>`)}
           ${o.statusUnknown ? html`<li>${badge(undefined)} ${formatCount(o.statusUnknown)} <span class="muted">(being asked, ${formatCount(known)} known)</span></li>` : nothing}
         </ul>
       </section>
       <section class="charts">
-        <div class="card"><h2>Pins over time</h2>${pinsOverTime(o.history)}</div>
-        <div class="card"><h2>Statuses on each peer</h2>
-          ${statusBars(o.summaries.filter((s) => s.statuses).map((s) => ({ label: s.peername || names.get(s.peer) || shortId(s.peer), statuses: s.statuses! })))}</div>
-        <div class="card"><h2>Free space per peer</h2>
-          ${freeSpaceBars((o.metrics.freespace ?? []).map((m) => ({ label: names.get(m.peer) || shortId(m.peer), bytes: Number(m.value) })))}</div>
+        <div class="card">
+          <h2>Pins over time</h2>
+          ${pinsOverTime(o.history)}
+        </div>
+        <div class="card">
+          <h2>Statuses on each peer</h2>
+          ${statusBars(o.summaries.filter((s) => s.statuses).map((s) => ({ label: s.peername || names.get(s.peer) || shortId(s.peer), statuses: s.statuses! })))}
+        </div>
+        <div class="card">
+          <h2>Free space per peer</h2>
+          ${freeSpaceBars((o.metrics.freespace ?? []).map((m) => ({ label: names.get(m.peer) || shortId(m.peer), bytes: Number(m.value) })))}
+        </div>
       </section>
       <section class="card" aria-labelledby="heads-title">
         <h2 id="heads-title">Heads</h2>
-        <ul class="mono">${(sync?.heads ?? []).map((h) => html`<li>${h.cid} <span class="muted">height ${h.height}</span></li>`)}</ul>
+        <ul class="mono">
+          ${(sync?.heads ?? []).map((h) => html`<li>${h.cid} <span class="muted">height ${h.height}</span></li>`)}
+        </ul>
       </section>`;
   }
 
@@ -403,7 +513,9 @@ export class App {
     const metric = (name: string, peer: string) => o.metrics[name]?.find((m) => m.peer === peer)?.value;
     const summary = (peer: string) => o.summaries.find((s) => s.peer === peer);
     /** The peer's tags as `name=value`, from its `tag:<name>` metrics (the informer's tags). */
-    const tagNames = Object.keys(o.metrics).filter((name) => name.startsWith('tag:')).sort();
+    const tagNames = Object.keys(o.metrics)
+      .filter((name) => name.startsWith('tag:'))
+      .sort();
     const tags = (peer: string) =>
       tagNames.flatMap((name) => {
         const value = metric(name, peer);
@@ -412,27 +524,58 @@ export class App {
     const roles = (p: PeerView) => [p.role || 'peer', ...(p.trusted ? ['trusted'] : [])];
     const peers = [...o.peers].sort((a, b) => Number(b.alive) - Number(a.alive) || a.name.localeCompare(b.name));
     return html`<section class="card">
-      <h2>Peers <span class="muted">(${peers.filter((p) => p.alive).length} alive of ${peers.length}; from their ping metrics)</span></h2>
-      <div class="table-scroll"><table class="peers" id="peers-table">
-        <thead><tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">State</th><th scope="col">Free space</th>
-          <th scope="col">Pin queue</th><th scope="col">Tags</th><th scope="col">Statuses</th><th scope="col">Addresses</th></tr></thead>
-        <tbody>${peers.map((p) => {
-          const free = metric('freespace', p.id);
-          const peerTags = tags(p.id);
-          const s = summary(p.id);
-          return html`<tr class=${p.alive ? '' : 'silent'}>
-            <th scope="row"><span class="peer-name">${p.name || '(unnamed)'}</span><br /><span class="mono muted" title=${p.id}>${shortId(p.id)}</span></th>
-            <td>${roles(p).map((r) => html`<span class="tag">${r}</span> `)}</td>
-            <td>${p.alive ? html`<span class="badge tone-ok">alive</span>` : html`<span class="badge tone-error">silent</span>`}
-              ${p.connected ? html`<span class="tag">connected</span>` : nothing}<br /><span class="muted">seen ${ago(p.last_seen)}</span></td>
-            <td>${free === undefined ? '–' : formatBytes(Number(free))}</td>
-            <td>${metric('pinqueue', p.id) ?? '–'}</td>
-            <td class="tags">${peerTags.length ? peerTags.map((t) => html`<span class="tag">${t}</span> `) : '–'}</td>
-            <td>${s?.statuses ? Object.entries(s.statuses).map(([k, n]) => html`${badge(k)} ${formatCount(n ?? 0)} `) : s?.error ? html`<span class="muted">${s.error}</span>` : '–'}</td>
-            <td class="mono small">${p.addresses.map((a) => html`<div>${a}</div>`)}</td>
-          </tr>`;
-        })}</tbody>
-      </table></div>
+      <h2>
+        Peers
+        <span class="muted"
+          >(${peers.filter((p) => p.alive).length} alive of ${peers.length}; from their ping metrics)</span
+        >
+      </h2>
+      <div class="table-scroll">
+        <table class="peers" id="peers-table">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Role</th>
+              <th scope="col">State</th>
+              <th scope="col">Free space</th>
+              <th scope="col">Pin queue</th>
+              <th scope="col">Tags</th>
+              <th scope="col">Statuses</th>
+              <th scope="col">Addresses</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${peers.map((p) => {
+              const free = metric('freespace', p.id);
+              const peerTags = tags(p.id);
+              const s = summary(p.id);
+              return html`<tr class=${p.alive ? '' : 'silent'}>
+                <th scope="row">
+                  <span class="peer-name">${p.name || '(unnamed)'}</span><br /><span class="mono muted" title=${p.id}
+                    >${shortId(p.id)}</span
+                  >
+                </th>
+                <td>${roles(p).map((r) => html`<span class="tag">${r}</span> `)}</td>
+                <td>
+                  ${p.alive ? html`<span class="badge tone-ok">alive</span>` : html`<span class="badge tone-error">silent</span>`}
+                  ${p.connected ? html`<span class="tag">connected</span>` : nothing}<br /><span class="muted"
+                    >seen ${ago(p.last_seen)}</span
+                  >
+                </td>
+                <td>${free === undefined ? '–' : formatBytes(Number(free))}</td>
+                <td>${metric('pinqueue', p.id) ?? '–'}</td>
+                <td class="tags">
+                  ${peerTags.length ? peerTags.map((t) => html`<span class="tag">${t}</span> `) : '–'}
+                </td>
+                <td>
+                  ${s?.statuses ? Object.entries(s.statuses).map(([k, n]) => html`${badge(k)} ${formatCount(n ?? 0)} `) : s?.error ? html`<span class="muted">${s.error}</span>` : '–'}
+                </td>
+                <td class="mono small">${p.addresses.map((a) => html`<div>${a}</div>`)}</td>
+              </tr>`;
+            })}
+          </tbody>
+        </table>
+      </div>
     </section>`;
   }
 
@@ -442,34 +585,65 @@ export class App {
     const q = this.#query;
     const sortHeader = (key: SortKey, label: string) => {
       const active = q.sort === key;
-      return html`<span role="columnheader" class="col-${key}" aria-sort=${active ? (q.descending ? 'descending' : 'ascending') : 'none'}>
-        <button class="link" @click=${() => this.#sortBy(key)}>${label}${active ? (q.descending ? ' ▼' : ' ▲') : ''}</button></span>`;
+      return html`<span
+        role="columnheader"
+        class="col-${key}"
+        aria-sort=${active ? (q.descending ? 'descending' : 'ascending') : 'none'}
+      >
+        <button class="link" @click=${() => this.#sortBy(key)}>
+          ${label}${active ? (q.descending ? ' ▼' : ' ▲') : ''}
+        </button></span
+      >`;
     };
     const rows: TemplateResult[] = [];
     for (let i = firstIndex; i < Math.min(this.#total, firstIndex + count); i++) {
       const row = this.#rows.get(i);
-      rows.push(row
-        ? html`<div role="row" class="pin-row" aria-rowindex=${i + 2} tabindex="0" data-cid=${row.cid}
-            @click=${() => this.#openDetail(row.cid)} @keydown=${(e: KeyboardEvent) => e.key === 'Enter' && this.#openDetail(row.cid)}>
-            <span role="cell" class="col-name">${row.name || html`<span class="muted">(no name)</span>`}</span>
-            <span role="cell" class="col-cid mono" title=${row.cid}>${row.cid}</span>
-            <span role="cell" class="col-meta">${row.meta}</span>
-            <span role="cell" class="col-status">${badge(row.status)}${row.pinnedOn ? html` <span class="muted">${row.pinnedOn}×</span>` : nothing}</span>
-            <span role="cell" class="col-time">${time(row.time)}</span>
-          </div>`
-        : html`<div role="row" class="pin-row loading" aria-rowindex=${i + 2}><span role="cell">…</span></div>`);
+      rows.push(
+        row
+          ? html`<div
+              role="row"
+              class="pin-row"
+              aria-rowindex=${i + 2}
+              tabindex="0"
+              data-cid=${row.cid}
+              @click=${() => this.#openDetail(row.cid)}
+              @keydown=${(e: KeyboardEvent) => e.key === 'Enter' && this.#openDetail(row.cid)}
+            >
+              <span role="cell" class="col-name">${row.name || html`<span class="muted">(no name)</span>`}</span>
+              <span role="cell" class="col-cid mono" title=${row.cid}>${row.cid}</span>
+              <span role="cell" class="col-meta">${row.meta}</span>
+              <span role="cell" class="col-status"
+                >${badge(row.status)}${row.pinnedOn ? html` <span class="muted">${row.pinnedOn}×</span>` : nothing}</span
+              >
+              <span role="cell" class="col-time">${time(row.time)}</span>
+            </div>`
+          : html`<div role="row" class="pin-row loading" aria-rowindex=${i + 2}><span role="cell">…</span></div>`,
+      );
     }
     return html`<section class="card pins">
       <div class="pin-tools">
         <label class="sr-only" for="pin-search">Search pins</label>
-        <input id="pin-search" type="search" placeholder="Search by name, CID or metadata (key=value)" .value=${q.text}
-          @input=${(e: Event) => this.#search((e.target as HTMLInputElement).value)} />
+        <input
+          id="pin-search"
+          type="search"
+          placeholder="Search by name, CID or metadata (key=value)"
+          .value=${q.text}
+          @input=${(e: Event) => this.#search((e.target as HTMLInputElement).value)}
+        />
         <label for="status-filter" class="sr-only">Status</label>
-        <select id="status-filter" @change=${(e: Event) => { this.#query = { ...q, status: (e.target as HTMLSelectElement).value }; this.#applyQuery(); }}>
+        <select
+          id="status-filter"
+          @change=${(e: Event) => {
+            this.#query = { ...q, status: (e.target as HTMLSelectElement).value };
+            this.#applyQuery();
+          }}
+        >
           <option value="" ?selected=${q.status === ''}>any status</option>
           ${STATUSES.map((s) => html`<option value=${s} ?selected=${q.status === s}>${statusLabel(s)}</option>`)}
         </select>
-        <span class="muted" id="pin-total" aria-live="polite">${formatCount(this.#total)} pin${this.#total === 1 ? '' : 's'}</span>
+        <span class="muted" id="pin-total" aria-live="polite"
+          >${formatCount(this.#total)} pin${this.#total === 1 ? '' : 's'}</span
+        >
       </div>
       <div role="table" aria-label="Pins" aria-rowcount=${this.#total + 1} class="pin-table">
         <div role="row" class="pin-row head" aria-rowindex="1">
@@ -486,12 +660,19 @@ export class App {
 
   #activityTab(): TemplateResult {
     const feed = [...(this.#overview?.feed ?? [])].reverse();
-    return html`<section class="card"><h2>Live activity</h2>
+    return html`<section class="card">
+      <h2>Live activity</h2>
       ${feed.length === 0 ? html`<p class="muted">Pins added and removed and peers joining and leaving appear here as they happen.</p>` : nothing}
       <ol class="feed" id="feed" aria-live="polite">
-        ${feed.map((e) => html`<li class="feed-${e.kind}"><time>${new Date(e.time).toLocaleTimeString()}</time>
-          ${e.cid ? html`<button class="link" @click=${() => this.#openDetail(e.cid!)}>${e.text}</button>` : e.text}</li>`)}
-      </ol></section>`;
+        ${feed.map(
+          (e) =>
+            html`<li class="feed-${e.kind}">
+              <time>${new Date(e.time).toLocaleTimeString()}</time>
+              ${e.cid ? html`<button class="link" @click=${() => this.#openDetail(e.cid!)}>${e.text}</button>` : e.text}
+            </li>`,
+        )}
+      </ol>
+    </section>`;
   }
 
   #operateTab(): TemplateResult {
@@ -500,42 +681,85 @@ export class App {
     };
     const value = (id: string) => this.#root.querySelector<HTMLInputElement>(`#${id}`)?.value ?? '';
     return html`<section class="card">
-      <h2>Operate through a trusted peer's REST API</h2>
-      <p class="muted">The follower only reads. Changes go through a trusted peer's REST API (ipfs-cluster's), with its credentials.
-        They stay in this page and are sent to that API only.</p>
-      <div class="grid2">
-        <label>API address <input id="rest-base" .value=${this.#rest.base} @input=${access('base')} /></label>
-        <label>Basic auth <span class="muted">(user:password)</span><input id="rest-basic" type="password" autocomplete="off" .value=${this.#rest.basic} @input=${access('basic')} /></label>
-        <label>or bearer token <input id="rest-token" type="password" autocomplete="off" .value=${this.#rest.token} @input=${access('token')} /></label>
-      </div>
-      <button id="rest-check" @click=${() => this.#operate('Checking the API', (api) => api.id(),
-        (peer) => `The API answers: peer ${peer.peername || '(unnamed)'} (${peer.id}).`)}>Check access</button>
-    </section>
-    <section class="card">
-      <h2>Add a pin</h2>
-      <form class="grid2" @submit=${(e: Event) => {
-        e.preventDefault();
-        const pin: PinRequest = { cid: value('op-cid'), name: value('op-name'), replicationMin: value('op-rmin'), replicationMax: value('op-rmax') };
-        this.#operate(`Pinning ${pin.cid}`, (api) => api.pin(pin));
-      }}>
-        <label>CID <input id="op-cid" required placeholder="bafy…" /></label>
-        <label>Name <input id="op-name" /></label>
-        <label>Replication min <input id="op-rmin" inputmode="numeric" placeholder="default" /></label>
-        <label>Replication max <input id="op-rmax" inputmode="numeric" placeholder="default" /></label>
-        <button type="submit" class="primary">Pin</button>
-      </form>
-    </section>
-    <section class="card">
-      <h2>Remove or recover a pin</h2>
-      <form class="grid2" @submit=${(e: Event) => e.preventDefault()}>
-        <label>CID <input id="op-target" placeholder="bafy…" /></label>
-        <span>
-          <button @click=${() => this.#operate(`Unpinning ${value('op-target')}`, (api) => api.unpin(value('op-target')))}>Unpin</button>
-          <button @click=${() => this.#operate(`Recovering ${value('op-target')}`, (api) => api.recover(value('op-target')))}>Recover</button>
-        </span>
-      </form>
-    </section>
-    ${this.#restMessage ? html`<p class=${this.#restMessage.ok ? 'notice' : 'error'} role="status" id="operate-message">${this.#restMessage.text}</p>` : nothing}`;
+        <h2>Operate through a trusted peer's REST API</h2>
+        <p class="muted">
+          The follower only reads. Changes go through a trusted peer's REST API (ipfs-cluster's), with its credentials.
+          They stay in this page and are sent to that API only.
+        </p>
+        <div class="grid2">
+          <label>API address <input id="rest-base" .value=${this.#rest.base} @input=${access('base')} /></label>
+          <label
+            >Basic auth <span class="muted">(user:password)</span
+            ><input
+              id="rest-basic"
+              type="password"
+              autocomplete="off"
+              .value=${this.#rest.basic}
+              @input=${access('basic')}
+          /></label>
+          <label
+            >or bearer token
+            <input
+              id="rest-token"
+              type="password"
+              autocomplete="off"
+              .value=${this.#rest.token}
+              @input=${access('token')}
+          /></label>
+        </div>
+        <button
+          id="rest-check"
+          @click=${() =>
+            this.#operate(
+              'Checking the API',
+              (api) => api.id(),
+              (peer) => `The API answers: peer ${peer.peername || '(unnamed)'} (${peer.id}).`,
+            )}
+        >
+          Check access
+        </button>
+      </section>
+      <section class="card">
+        <h2>Add a pin</h2>
+        <form
+          class="grid2"
+          @submit=${(e: Event) => {
+            e.preventDefault();
+            const pin: PinRequest = {
+              cid: value('op-cid'),
+              name: value('op-name'),
+              replicationMin: value('op-rmin'),
+              replicationMax: value('op-rmax'),
+            };
+            this.#operate(`Pinning ${pin.cid}`, (api) => api.pin(pin));
+          }}
+        >
+          <label>CID <input id="op-cid" required placeholder="bafy…" /></label>
+          <label>Name <input id="op-name" /></label>
+          <label>Replication min <input id="op-rmin" inputmode="numeric" placeholder="default" /></label>
+          <label>Replication max <input id="op-rmax" inputmode="numeric" placeholder="default" /></label>
+          <button type="submit" class="primary">Pin</button>
+        </form>
+      </section>
+      <section class="card">
+        <h2>Remove or recover a pin</h2>
+        <form class="grid2" @submit=${(e: Event) => e.preventDefault()}>
+          <label>CID <input id="op-target" placeholder="bafy…" /></label>
+          <span>
+            <button
+              @click=${() => this.#operate(`Unpinning ${value('op-target')}`, (api) => api.unpin(value('op-target')))}
+            >
+              Unpin
+            </button>
+            <button
+              @click=${() => this.#operate(`Recovering ${value('op-target')}`, (api) => api.recover(value('op-target')))}
+            >
+              Recover
+            </button>
+          </span>
+        </form>
+      </section>
+      ${this.#restMessage ? html`<p class=${this.#restMessage.ok ? 'notice' : 'error'} role="status" id="operate-message">${this.#restMessage.text}</p>` : nothing}`;
   }
 
   #detailPanel(detail: DetailState): TemplateResult {
@@ -545,35 +769,102 @@ export class App {
     const peer = (id: string) => names.get(id) || shortId(id);
     const never = (t: string | undefined) => !t || t.startsWith('0001-');
     return html`<aside class="detail" role="dialog" aria-modal="false" aria-labelledby="detail-title">
-      <header><h2 id="detail-title">${pin?.name || 'Pin'}</h2>
-        <button id="detail-close" class="link" @click=${() => this.#closeDetail()} aria-label="Close the pin's details">✕</button></header>
+      <header>
+        <h2 id="detail-title">${pin?.name || 'Pin'}</h2>
+        <button id="detail-close" class="link" @click=${() => this.#closeDetail()} aria-label="Close the pin's details">
+          ✕
+        </button>
+      </header>
       <p class="mono small">${detail.cid}</p>
       ${detail.error ? html`<p class="error">${detail.error}</p>` : nothing}
       ${!detail.data && !detail.error ? html`<p class="muted">Loading…</p>` : nothing}
       ${detail.data && !pin ? html`<p class="muted">This CID is not in the pinset (any more).</p>` : nothing}
-      ${pin ? html`<dl class="options">
-          <dt>Mode</dt><dd>${pin.mode}</dd>
-          <dt>Replication</dt><dd>min ${pin.replication_factor_min}, max ${pin.replication_factor_max}</dd>
-          <dt>Allocations</dt><dd>${pin.allocations.length ? pin.allocations.map((a) => html`<span class="tag" title=${a}>${peer(a)}</span> `) : 'everywhere'}</dd>
-          ${pin.user_allocations?.length ? html`<dt>User allocations</dt><dd>${pin.user_allocations.map((a) => html`<span class="tag">${peer(a)}</span> `)}</dd>` : nothing}
-          <dt>Added</dt><dd>${never(pin.timestamp) ? '–' : new Date(pin.timestamp).toLocaleString()}</dd>
-          <dt>Expires</dt><dd>${never(pin.expire_at) ? 'never' : new Date(pin.expire_at).toLocaleString()}</dd>
-          ${pin.metadata ? html`<dt>Metadata</dt><dd>${Object.entries(pin.metadata).map(([k, v]) => html`<div><span class="mono">${k}</span> = ${v}</div>`)}</dd>` : nothing}
-          ${pin.origins.length ? html`<dt>Origins</dt><dd class="mono small">${pin.origins.map((o) => html`<div>${o}</div>`)}</dd>` : nothing}
-          ${pin.reference ? html`<dt>Reference</dt><dd class="mono small">${pin.reference}</dd>` : nothing}
-        </dl>` : nothing}
+      ${
+        pin
+          ? html`<dl class="options">
+              <dt>Mode</dt>
+              <dd>${pin.mode}</dd>
+              <dt>Replication</dt>
+              <dd>min ${pin.replication_factor_min}, max ${pin.replication_factor_max}</dd>
+              <dt>Allocations</dt>
+              <dd>
+                ${pin.allocations.length ? pin.allocations.map((a) => html`<span class="tag" title=${a}>${peer(a)}</span> `) : 'everywhere'}
+              </dd>
+              ${
+                pin.user_allocations?.length
+                  ? html`<dt>User allocations</dt>
+                      <dd>${pin.user_allocations.map((a) => html`<span class="tag">${peer(a)}</span> `)}</dd>`
+                  : nothing
+              }
+              <dt>Added</dt>
+              <dd>${never(pin.timestamp) ? '–' : new Date(pin.timestamp).toLocaleString()}</dd>
+              <dt>Expires</dt>
+              <dd>${never(pin.expire_at) ? 'never' : new Date(pin.expire_at).toLocaleString()}</dd>
+              ${
+                pin.metadata
+                  ? html`<dt>Metadata</dt>
+                      <dd>
+                        ${Object.entries(pin.metadata).map(([k, v]) => html`<div><span class="mono">${k}</span> = ${v}</div>`)}
+                      </dd>`
+                  : nothing
+              }
+              ${
+                pin.origins.length
+                  ? html`<dt>Origins</dt>
+                      <dd class="mono small">${pin.origins.map((o) => html`<div>${o}</div>`)}</dd>`
+                  : nothing
+              }
+              ${
+                pin.reference
+                  ? html`<dt>Reference</dt>
+                      <dd class="mono small">${pin.reference}</dd>`
+                  : nothing
+              }
+            </dl>`
+          : nothing
+      }
       <h3>Status on each peer</h3>
       ${detail.data?.statusError ? html`<p class="muted">${detail.data.statusError}</p>` : nothing}
-      ${status ? html`<table class="peer-status" id="peer-status"><thead><tr><th scope="col">Peer</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Since</th></tr></thead>
-        <tbody>${Object.entries(status.peer_map).map(([id, info]) => html`<tr>
-          <th scope="row" title=${id}>${info.peername || peer(id)}</th>
-          <td>${badge(info.status)}${info.error ? html`<div class="error small">${info.error}</div>` : nothing}</td>
-          <td>${info.attempt_count}</td><td>${never(info.timestamp) ? '–' : new Date(info.timestamp).toLocaleTimeString()}</td>
-        </tr>`)}</tbody></table>` : nothing}
-      ${pin ? html`<p class="actions">
-          <button @click=${() => this.#operate(`Recovering ${detail.cid}`, (api) => api.recover(detail.cid))}>Recover</button>
-          <button @click=${() => this.#operate(`Unpinning ${detail.cid}`, (api) => api.unpin(detail.cid))}>Unpin</button>
-          <span class="muted small">through ${this.#rest.base} (credentials in Operate)</span></p>` : nothing}
+      ${
+        status
+          ? html`<table class="peer-status" id="peer-status">
+              <thead>
+                <tr>
+                  <th scope="col">Peer</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Attempts</th>
+                  <th scope="col">Since</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${Object.entries(status.peer_map).map(
+                  ([id, info]) =>
+                    html`<tr>
+                      <th scope="row" title=${id}>${info.peername || peer(id)}</th>
+                      <td>
+                        ${badge(info.status)}${info.error ? html`<div class="error small">${info.error}</div>` : nothing}
+                      </td>
+                      <td>${info.attempt_count}</td>
+                      <td>${never(info.timestamp) ? '–' : new Date(info.timestamp).toLocaleTimeString()}</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>`
+          : nothing
+      }
+      ${
+        pin
+          ? html`<p class="actions">
+              <button @click=${() => this.#operate(`Recovering ${detail.cid}`, (api) => api.recover(detail.cid))}>
+                Recover
+              </button>
+              <button @click=${() => this.#operate(`Unpinning ${detail.cid}`, (api) => api.unpin(detail.cid))}>
+                Unpin
+              </button>
+              <span class="muted small">through ${this.#rest.base} (credentials in Operate)</span>
+            </p>`
+          : nothing
+      }
       ${this.#restMessage && this.#restMessage.text.includes(detail.cid) ? html`<p class=${this.#restMessage.ok ? 'notice' : 'error'}>${this.#restMessage.text}</p>` : nothing}
     </aside>`;
   }

@@ -22,7 +22,8 @@ export const formatCount = (n: number) => n.toLocaleString('en');
 
 /** Pins over time, from [time, pins] samples. */
 export function pinsOverTime(history: [number, number][]): TemplateResult {
-  if (history.length < 2) return html`<p class="muted">Pins over time appear once the dashboard is in sync (a sample every 5 s).</p>`;
+  if (history.length < 2)
+    return html`<p class="muted">Pins over time appear once the dashboard is in sync (a sample every 5 s).</p>`;
   const [t0, t1] = [history[0][0], history[history.length - 1][0]];
   const counts = history.map(([, n]) => n);
   const [low, high] = [Math.min(...counts), Math.max(...counts)];
@@ -53,8 +54,14 @@ export function statusBars(rows: { label: string; statuses: Partial<Record<strin
       return html`<div class="stacked-row" role="listitem" aria-label="${label}: ${text}">
         <span class="stacked-label">${label}</span>
         <span class="stacked-bar">
-          ${parts.map(({ status, n }) => html`<span class="part tone-${statusTone(status)}" style="flex-grow:${n / Math.max(1, total)}"
-            title="${statusLabel(status)}: ${formatCount(n)}"></span>`)}
+          ${parts.map(
+            ({ status, n }) =>
+              html`<span
+                class="part tone-${statusTone(status)}"
+                style="flex-grow:${n / Math.max(1, total)}"
+                title="${statusLabel(status)}: ${formatCount(n)}"
+              ></span>`,
+          )}
         </span>
         <span class="stacked-text">${text}</span>
       </div>`;
@@ -64,13 +71,17 @@ export function statusBars(rows: { label: string; statuses: Partial<Record<strin
 
 /** Free space per peer, as bars scaled to the largest. */
 export function freeSpaceBars(rows: { label: string; bytes: number }[]): TemplateResult {
-  if (rows.length === 0) return html`<p class="muted">No peer reports free space (relays and followers without an IPFS daemon do not).</p>`;
+  if (rows.length === 0)
+    return html`<p class="muted">No peer reports free space (relays and followers without an IPFS daemon do not).</p>`;
   const most = Math.max(...rows.map((r) => r.bytes), 1);
   return html`<div class="bars" role="list">
-    ${rows.map(({ label, bytes }) => html`<div class="bar-row" role="listitem" aria-label="${label}: ${formatBytes(bytes)} free">
-      <span class="bar-label">${label}</span>
-      <span class="bar"><span class="bar-fill" style="width:${((bytes / most) * 100).toFixed(1)}%"></span></span>
-      <span class="bar-text">${formatBytes(bytes)}</span>
-    </div>`)}
+    ${rows.map(
+      ({ label, bytes }) =>
+        html`<div class="bar-row" role="listitem" aria-label="${label}: ${formatBytes(bytes)} free">
+          <span class="bar-label">${label}</span>
+          <span class="bar"><span class="bar-fill" style="width:${((bytes / most) * 100).toFixed(1)}%"></span></span>
+          <span class="bar-text">${formatBytes(bytes)}</span>
+        </div>`,
+    )}
   </div>`;
 }

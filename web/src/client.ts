@@ -7,7 +7,10 @@ type Pending = { resolve: (value: unknown) => void; reject: (error: SerializedEr
 type Call = Request extends infer R ? (R extends Request ? Omit<R, 'id'> : never) : never;
 
 export class DashboardClient {
-  #worker = new Worker(new URL('./dashboard-worker.ts', import.meta.url), { type: 'module', name: 'pinfold-dashboard' });
+  #worker = new Worker(new URL('./dashboard-worker.ts', import.meta.url), {
+    type: 'module',
+    name: 'pinfold-dashboard',
+  });
   #pending = new Map<number, Pending>();
   #next = 0;
   onOverview: (overview: Overview) => void = () => {};
@@ -56,7 +59,8 @@ export class DashboardClient {
   async close(): Promise<void> {
     await Promise.race([this.#call({ op: 'close' }).catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
     this.#worker.terminate();
-    for (const pending of this.#pending.values()) pending.reject({ name: 'ClosedError', code: 'CLOSED', message: 'disconnected' });
+    for (const pending of this.#pending.values())
+      pending.reject({ name: 'ClosedError', code: 'CLOSED', message: 'disconnected' });
     this.#pending.clear();
   }
 }

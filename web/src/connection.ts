@@ -17,7 +17,14 @@ export interface ConnectionForm {
   remember: boolean;
 }
 
-export const EMPTY_FORM: ConnectionForm = { bootstrap: '', secret: '', cluster: '', trusted: '', keep: false, remember: false };
+export const EMPTY_FORM: ConnectionForm = {
+  bootstrap: '',
+  secret: '',
+  cluster: '',
+  trusted: '',
+  keep: false,
+  remember: false,
+};
 
 /** What a peer serving the dashboard says at `connect.json` (never the secret). */
 export interface ServedDefaults {
@@ -57,14 +64,24 @@ export function fromServed(defaults: ServedDefaults): Partial<ConnectionForm> {
 export function toOptions(form: ConnectionForm): ConnectOptions {
   const bootstrap = list(form.bootstrap);
   if (bootstrap.length === 0) {
-    throw new Error('Give at least one bootstrap address: a peer\'s WebSocket (/ws) or webrtc-direct multiaddr ending in /p2p/<peer id>, as its /id lists them.');
+    throw new Error(
+      "Give at least one bootstrap address: a peer's WebSocket (/ws) or webrtc-direct multiaddr ending in /p2p/<peer id>, as its /id lists them.",
+    );
   }
   const notMultiaddr = bootstrap.find((a) => !a.startsWith('/'));
-  if (notMultiaddr) throw new Error(`"${notMultiaddr}" is not a multiaddr: it should look like /ip4/127.0.0.1/tcp/9098/ws/p2p/12D3KooW…`);
+  if (notMultiaddr)
+    throw new Error(
+      `"${notMultiaddr}" is not a multiaddr: it should look like /ip4/127.0.0.1/tcp/9098/ws/p2p/12D3KooW…`,
+    );
   const secret = form.secret.trim();
-  if (secret === '') throw new Error('Give the cluster secret: 64 hex characters (cluster.secret in service.json) or the text of a swarm.key file.');
+  if (secret === '')
+    throw new Error(
+      'Give the cluster secret: 64 hex characters (cluster.secret in service.json) or the text of a swarm.key file.',
+    );
   if (!secret.includes('/key/swarm/psk/') && !/^[0-9a-fA-F]{64}$/.test(secret)) {
-    throw new Error(`The cluster secret should be 64 hex characters (this is ${secret.length} characters long), or the text of a swarm.key file.`);
+    throw new Error(
+      `The cluster secret should be 64 hex characters (this is ${secret.length} characters long), or the text of a swarm.key file.`,
+    );
   }
   const trustedPeers = list(form.trusted);
   return {
@@ -84,22 +101,28 @@ export function mixedContentProblem(pageProtocol: string, bootstrap: string[]): 
   if (pageProtocol !== 'https:') return undefined;
   const blocked = bootstrap.filter((a) => /\/ws(\/|$)/.test(a) && !/\/(wss|tls)(\/|$)/.test(a) && !LOOPBACK.test(a));
   if (blocked.length === 0) return undefined;
-  return `This page was loaded over HTTPS, and browsers refuse plain WebSocket (ws://) connections from it: ${blocked.join(', ')}. `
-    + 'Use the peer\'s secure WebSocket address (/tls/ws or /wss), its webrtc-direct address, or open the dashboard over http.';
+  return (
+    `This page was loaded over HTTPS, and browsers refuse plain WebSocket (ws://) connections from it: ${blocked.join(', ')}. ` +
+    "Use the peer's secure WebSocket address (/tls/ws or /wss), its webrtc-direct address, or open the dashboard over http."
+  );
 }
 
 /** What a failure to join means, and what to do about it. */
 export function explain(error: SerializedError, bootstrap: string[], pageProtocol: string): string {
   switch (error.code) {
     case 'WRONG_SECRET':
-      return 'Wrong cluster secret? The peer refused the private-network handshake. Use the cluster.secret of the '
-        + 'peers\' service.json (64 hex characters), or the text of the cluster\'s swarm.key.';
+      return (
+        'Wrong cluster secret? The peer refused the private-network handshake. Use the cluster.secret of the ' +
+        "peers' service.json (64 hex characters), or the text of the cluster's swarm.key."
+      );
     case 'UNREACHABLE': {
       const mixed = mixedContentProblem(pageProtocol, bootstrap);
       if (mixed) return mixed;
-      return `Could not reach ${bootstrap.length > 1 ? 'any bootstrap peer' : bootstrap[0]}. Is the peer running, and does it `
-        + 'listen on that address? Browsers need a peer\'s WebSocket (/ws) or webrtc-direct address, with its /p2p/ id, '
-        + `as pinfold ctl id lists them. (${error.message})`;
+      return (
+        `Could not reach ${bootstrap.length > 1 ? 'any bootstrap peer' : bootstrap[0]}. Is the peer running, and does it ` +
+        "listen on that address? Browsers need a peer's WebSocket (/ws) or webrtc-direct address, with its /p2p/ id, " +
+        `as pinfold ctl id lists them. (${error.message})`
+      );
     }
     case 'STORAGE':
       return `This browser's storage (IndexedDB) could not be used: ${error.message}. Turn off "keep the pinset in this browser" and connect again.`;

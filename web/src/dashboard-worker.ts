@@ -3,7 +3,15 @@
 // and pushes an overview of the cluster to the page once a second.
 import { follow, type Follower, type Metric, type PeerSummary, type PeerView, type SyncState } from 'pinfold';
 import { PinIndex, type PinFields, type Query, type View } from './pin-index.ts';
-import type { ConnectOptions, FeedEntry, Message, PinDetail, Request, RowsAnswer, SerializedError } from './protocol.ts';
+import type {
+  ConnectOptions,
+  FeedEntry,
+  Message,
+  PinDetail,
+  Request,
+  RowsAnswer,
+  SerializedError,
+} from './protocol.ts';
 import { clusterStatus } from './status.ts';
 
 const TICK_MS = 1000;

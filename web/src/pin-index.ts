@@ -225,7 +225,11 @@ export class PinIndex {
   /** Every live slot in ascending order of `key` (ties: by CID), cached until a change. */
   #order(key: SortKey): Uint32Array {
     const cached = this.#orders.get(key);
-    if (cached && cached.version === this.version && (key !== 'status' || cached.statusVersion === this.statusVersion)) {
+    if (
+      cached &&
+      cached.version === this.version &&
+      (key !== 'status' || cached.statusVersion === this.statusVersion)
+    ) {
       return cached.order;
     }
     const order = Uint32Array.from(this.#slotOf.values());

@@ -73,18 +73,26 @@ export class RestApi {
     try {
       // Credentials only from this page's fields: with the browser's own ("omit"), a 401
       // would open its login prompt instead of reaching this code.
-      response = await fetch(`${this.access.base}${route}`, { method, headers, credentials: 'omit', signal: AbortSignal.timeout(30_000) });
+      response = await fetch(`${this.access.base}${route}`, {
+        method,
+        headers,
+        credentials: 'omit',
+        signal: AbortSignal.timeout(30_000),
+      });
     } catch (error) {
       throw new RestError(
-        `Could not reach the REST API at ${this.access.base} (${(error as Error).message}). Is the peer running? If this `
-          + 'page is not served by that peer, its api.restapi.cors_allowed_origins and cors_allowed_methods must allow '
-          + 'this page and POST and DELETE.',
+        `Could not reach the REST API at ${this.access.base} (${(error as Error).message}). Is the peer running? If this ` +
+          'page is not served by that peer, its api.restapi.cors_allowed_origins and cors_allowed_methods must allow ' +
+          'this page and POST and DELETE.',
         0,
       );
     }
     const text = await response.text();
     if (response.status === 401) {
-      throw new RestError('The REST API refused the credentials: check the user and password (api.restapi.basic_auth_credentials) or the token.', 401);
+      throw new RestError(
+        'The REST API refused the credentials: check the user and password (api.restapi.basic_auth_credentials) or the token.',
+        401,
+      );
     }
     if (!response.ok) {
       let message = text;

@@ -28,7 +28,10 @@ test('search finds text in the name, the metadata or the CID, whatever its case'
   for (let i = 0; i < 100; i++) index.upsert(pin(i));
   const cids = (q: Partial<Query>) => index.rows(index.view(query(q)), 0, 1000).map((r) => r.cid);
   assert.deepEqual(cids({ text: 'PIN-3-10' }), ['bafk000010']);
-  assert.deepEqual(cids({ text: 'team=blue' }), [3, 9, 15, 21, 27, 33, 39, 45, 51, 57, 63, 69, 75, 81, 87, 93, 99].map((i) => pin(i).cid));
+  assert.deepEqual(
+    cids({ text: 'team=blue' }),
+    [3, 9, 15, 21, 27, 33, 39, 45, 51, 57, 63, 69, 75, 81, 87, 93, 99].map((i) => pin(i).cid),
+  );
   assert.deepEqual(cids({ text: 'BAFK000042' }), ['bafk000042']);
   assert.equal(cids({ text: 'nothing like this' }).length, 0);
 });
@@ -48,7 +51,9 @@ test('every sort key orders the rows as the model does, both ways', () => {
   const index = new PinIndex();
   const pins = Array.from({ length: 300 }, (_, i) => pin((i * 37) % 300));
   for (const p of pins) index.upsert(p);
-  pins.forEach((p, i) => index.setStatus(p.cid, statusCode(['pinned', 'remote', 'pin_error'][i % 3]), i % 3 === 0 ? 1 : 0));
+  pins.forEach((p, i) =>
+    index.setStatus(p.cid, statusCode(['pinned', 'remote', 'pin_error'][i % 3]), i % 3 === 0 ? 1 : 0),
+  );
   const fields: Record<string, (p: PinFields) => string | number> = {
     cid: (p) => p.cid,
     name: (p) => p.name,
@@ -64,9 +69,17 @@ test('every sort key orders the rows as the model does, both ways', () => {
       })
       .map((p) => p.cid);
     const view = index.view(query({ sort }));
-    assert.deepEqual(index.rows(view, 0, 1000).map((r) => r.cid), expected, sort);
+    assert.deepEqual(
+      index.rows(view, 0, 1000).map((r) => r.cid),
+      expected,
+      sort,
+    );
     const descending = index.view(query({ sort, descending: true }));
-    assert.deepEqual(index.rows(descending, 0, 1000).map((r) => r.cid), [...expected].reverse(), `${sort} descending`);
+    assert.deepEqual(
+      index.rows(descending, 0, 1000).map((r) => r.cid),
+      [...expected].reverse(),
+      `${sort} descending`,
+    );
   }
 });
 
@@ -78,7 +91,10 @@ test('rows page through a view, and a status filter keeps one status', () => {
   }
   const view = index.view(query({ status: 'pin_error' }));
   assert.equal(view.slots.length, 10);
-  assert.deepEqual(index.rows(view, 8, 5).map((r) => r.cid), [pin(8).cid, pin(9).cid]);
+  assert.deepEqual(
+    index.rows(view, 8, 5).map((r) => r.cid),
+    [pin(8).cid, pin(9).cid],
+  );
   assert.equal(index.rows(view, 0, 1)[0].status, 'pin_error');
   assert.deepEqual(index.statusCounts(), { counts: { pin_error: 10, pinned: 40 }, unknown: 0 });
 });
@@ -93,7 +109,10 @@ test('removals leave the views, and compaction keeps every live pin findable', (
   assert.equal(index.size, n / 2);
   assert.deepEqual(index.statusCounts(), { counts: { pinned: 1 }, unknown: n / 2 - 1 });
   const rows = index.rows(index.view(query()), 0, n);
-  assert.deepEqual(rows.map((r) => r.cid), Array.from({ length: n / 2 }, (_, i) => pin(2 * i + 1).cid));
+  assert.deepEqual(
+    rows.map((r) => r.cid),
+    Array.from({ length: n / 2 }, (_, i) => pin(2 * i + 1).cid),
+  );
   assert.equal(rows.at(-1)?.status, 'pinned');
   assert.equal(rows.at(-1)?.pinnedOn, 2);
   const { cids, next } = index.cidsFrom(0, 3);
@@ -119,8 +138,17 @@ test('an update changes the row, not the count; a view goes stale on changes', (
 });
 
 test("the cluster's status of a pin is the one that most needs attention", () => {
-  assert.deepEqual(clusterStatus({ a: { status: 'remote' }, b: { status: 'pinned' } }), { code: statusCode('pinned'), pinned: 1 });
-  assert.deepEqual(clusterStatus({ a: { status: 'pinned' }, b: { status: 'pin_error' } }), { code: statusCode('pin_error'), pinned: 1 });
-  assert.deepEqual(clusterStatus({ a: { status: 'pinned' }, b: { status: 'pinned' } }), { code: statusCode('pinned'), pinned: 2 });
+  assert.deepEqual(clusterStatus({ a: { status: 'remote' }, b: { status: 'pinned' } }), {
+    code: statusCode('pinned'),
+    pinned: 1,
+  });
+  assert.deepEqual(clusterStatus({ a: { status: 'pinned' }, b: { status: 'pin_error' } }), {
+    code: statusCode('pin_error'),
+    pinned: 1,
+  });
+  assert.deepEqual(clusterStatus({ a: { status: 'pinned' }, b: { status: 'pinned' } }), {
+    code: statusCode('pinned'),
+    pinned: 2,
+  });
   assert.equal(clusterStatus({}).code, 0);
 });

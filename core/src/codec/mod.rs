@@ -7,13 +7,13 @@ pub mod bitswap;
 pub mod dagpb;
 pub mod delta;
 pub mod metric;
+pub mod peer_request;
 pub mod pin_pb;
 pub mod psk_auth;
 pub mod pubsub;
 pub mod secret;
 pub mod snapshot;
 pub mod state_key;
-pub mod status;
 
 /// Largest block this codec accepts (delta nodes, snapshot chunks): 2 MiB, the largest
 /// block that bitswap implementations exchange. go-ds-crdt commits a batch once its delta

@@ -3,8 +3,8 @@
 
 pub mod bitswap;
 pub mod frame;
+pub mod peer_request;
 pub mod pnet_guard;
 pub mod psk_gate;
 pub mod pubsub;
 pub mod secure;
-pub mod status;

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use cid::Cid;
 use libp2p_identity::PeerId;
 
-use crate::codec::status::{Connections, StatusRequest, StatusResponse, StatusSummary};
+use crate::codec::peer_request::{Connections, PeerRequest, PeerResponse, StatusSummary};
 use crate::repo_gc::RepoGc;
 use crate::tracker::PinInfo;
 
@@ -38,15 +38,15 @@ pub enum Question {
 
 impl Question {
     /// The request each peer is sent.
-    pub fn request(&self) -> StatusRequest {
+    pub fn request(&self) -> PeerRequest {
         match self {
-            Question::Statuses { cids, recover } => StatusRequest::Statuses {
+            Question::Statuses { cids, recover } => PeerRequest::Statuses {
                 cids: cids.clone(),
                 recover: *recover,
             },
-            Question::Connections => StatusRequest::Connections,
-            Question::RepoGc => StatusRequest::RepoGc,
-            Question::Summaries => StatusRequest::Summary,
+            Question::Connections => PeerRequest::Connections,
+            Question::RepoGc => PeerRequest::RepoGc,
+            Question::Summaries => PeerRequest::Summary,
         }
     }
 }
@@ -88,15 +88,15 @@ impl Gathered {
         question: &Question,
         peer: PeerId,
         peername: String,
-        answer: Result<StatusResponse, String>,
+        answer: Result<PeerResponse, String>,
         now: i64,
     ) {
         let answer = match answer {
-            Ok(StatusResponse::Error(error)) | Err(error) => Err(error),
+            Ok(PeerResponse::Error(error)) | Err(error) => Err(error),
             Ok(response) => Ok(response),
         };
         match (self, answer) {
-            (Gathered::Statuses(infos), Ok(StatusResponse::Statuses(theirs))) => {
+            (Gathered::Statuses(infos), Ok(PeerResponse::Statuses(theirs))) => {
                 let Question::Statuses { cids, .. } = question else {
                     return;
                 };
@@ -119,13 +119,13 @@ impl Gathered {
             (Gathered::Connections(links), answer) => links.push((
                 peer,
                 match answer {
-                    Ok(StatusResponse::Connections(theirs)) => Ok(theirs),
+                    Ok(PeerResponse::Connections(theirs)) => Ok(theirs),
                     Ok(_) => Err(OTHER_ANSWER.into()),
                     Err(error) => Err(error),
                 },
             )),
             (Gathered::RepoGc(results), answer) => results.push(match answer {
-                Ok(StatusResponse::RepoGc(mut theirs)) => {
+                Ok(PeerResponse::RepoGc(mut theirs)) => {
                     theirs.peer = peer;
                     theirs
                 }
@@ -136,7 +136,7 @@ impl Gathered {
                 peer,
                 peername,
                 summary: match answer {
-                    Ok(StatusResponse::Summary(summary)) => Ok(summary),
+                    Ok(PeerResponse::Summary(summary)) => Ok(summary),
                     Ok(_) => Err(OTHER_ANSWER.into()),
                     Err(error) => Err(error),
                 },
@@ -182,7 +182,7 @@ impl Gatherings {
         local: Option<Gathered>,
     ) -> (
         GatheringId,
-        Vec<(RequestId, PeerId, StatusRequest)>,
+        Vec<(RequestId, PeerId, PeerRequest)>,
         Option<Gathered>,
     ) {
         let id = GatheringId(self.next_gathering);
@@ -216,7 +216,7 @@ impl Gatherings {
     pub fn answer(
         &mut self,
         request: RequestId,
-        answer: Result<StatusResponse, String>,
+        answer: Result<PeerResponse, String>,
         name: impl Fn(&PeerId) -> String,
         now: i64,
     ) -> Option<(GatheringId, Gathered)> {
@@ -276,7 +276,7 @@ mod tests {
         assert!(g
             .answer(
                 sends[0].0,
-                Ok(StatusResponse::Summary(summary.clone())),
+                Ok(PeerResponse::Summary(summary.clone())),
                 name,
                 0
             )
@@ -287,7 +287,7 @@ mod tests {
         let (done, gathered) = g
             .answer(
                 sends[2].0,
-                Ok(StatusResponse::Connections(Connections::default())),
+                Ok(PeerResponse::Connections(Connections::default())),
                 name,
                 0,
             )
@@ -321,7 +321,7 @@ mod tests {
         let theirs = vec![view(cids[0], a), view(cids[1], a), view(cids[0], b)];
         g.answer(
             sends[0].0,
-            Ok(StatusResponse::Statuses(theirs)),
+            Ok(PeerResponse::Statuses(theirs)),
             |_| String::new(),
             0,
         );

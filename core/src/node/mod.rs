@@ -24,7 +24,7 @@ use crate::allocator::{AllocatorConfig, MetricsSet};
 use crate::codec::bitswap::{Presence, WantEntry};
 use crate::codec::delta::encode_broadcast;
 use crate::codec::metric::Metric;
-use crate::codec::status::{Connections, SnapshotOffer, StatusRequest, StatusResponse};
+use crate::codec::peer_request::{Connections, PeerRequest, PeerResponse, SnapshotOffer};
 use crate::crdt::{Output, PinEvent, Progress, Replica, ReplicaError, Store, Trust};
 use crate::informer::{self, DiskMetric, RepoStat};
 use crate::monitor::{self, Alert, Monitor, PingInfo};
@@ -218,7 +218,7 @@ pub enum Effect {
     Request {
         id: RequestId,
         peer: PeerId,
-        request: StatusRequest,
+        request: PeerRequest,
     },
     /// The answers to [`Node::ask_peers`].
     Gathered {
@@ -250,10 +250,10 @@ pub enum Effect {
 /// How a node answers a peer's request.
 #[derive(Debug)]
 pub enum Answer {
-    Now(StatusResponse),
+    Now(PeerResponse),
     /// The answer needs the IPFS daemon: the driver builds it (see [`Node::statuses_of`],
     /// [`Node::count_page`], [`Node::connections`]).
-    FromDaemon(StatusRequest),
+    FromDaemon(PeerRequest),
 }
 
 /// Where the sync stands.
@@ -705,7 +705,7 @@ impl<S: Store> Node<S> {
             self.effects.push_back(Effect::Request {
                 id,
                 peer,
-                request: StatusRequest::Snapshot,
+                request: PeerRequest::Snapshot,
             });
         }
     }
@@ -810,16 +810,16 @@ impl<S: Store> Node<S> {
     // ----- requests between peers --------------------------------------------------------
 
     /// How this node answers `request`.
-    pub fn on_request(&self, request: StatusRequest) -> Answer {
+    pub fn on_request(&self, request: PeerRequest) -> Answer {
         if !self.config.role.is_peer() {
-            return Answer::Now(StatusResponse::Error(
+            return Answer::Now(PeerResponse::Error(
                 "a light follower tracks no pins".into(),
             ));
         }
         match request {
-            StatusRequest::Snapshot => Answer::Now(match self.latest_snapshot {
-                Some(offer) => StatusResponse::Snapshot(offer),
-                None => StatusResponse::Error("no snapshot yet".into()),
+            PeerRequest::Snapshot => Answer::Now(match self.latest_snapshot {
+                Some(offer) => PeerResponse::Snapshot(offer),
+                None => PeerResponse::Error("no snapshot yet".into()),
             }),
             other => Answer::FromDaemon(other),
         }
@@ -829,12 +829,12 @@ impl<S: Store> Node<S> {
     pub async fn on_response(
         &mut self,
         id: RequestId,
-        answer: Result<StatusResponse, String>,
+        answer: Result<PeerResponse, String>,
         now: i64,
     ) -> StoreResult<(), S> {
         if self.bootstrap.asked_with(id).is_some() {
             let offer = match answer {
-                Ok(StatusResponse::Snapshot(offer)) => Some(offer),
+                Ok(PeerResponse::Snapshot(offer)) => Some(offer),
                 _ => None,
             };
             self.finish_bootstrap(offer, now).await?;

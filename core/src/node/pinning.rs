@@ -6,7 +6,7 @@ use cid::Cid;
 use libp2p_identity::PeerId;
 
 use crate::allocator::{self, AllocationRequest};
-use crate::codec::status::StatusSummary;
+use crate::codec::peer_request::StatusSummary;
 use crate::crdt::{Replica, ReplicaError, Store};
 use crate::pin::{Pin, UnixTime};
 use crate::tracker::{
@@ -18,7 +18,7 @@ use super::{ms, Node};
 /// Pins read from the store per page.
 pub const PAGE: usize = 1000;
 // A page of pins is asked of other peers in one status request.
-const _: () = assert!(PAGE <= crate::codec::status::MAX_CIDS);
+const _: () = assert!(PAGE <= crate::codec::peer_request::MAX_CIDS);
 
 /// Why a pinset command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

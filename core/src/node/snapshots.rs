@@ -13,8 +13,8 @@
 use cid::Cid;
 use libp2p_identity::PeerId;
 
+use crate::codec::peer_request::SnapshotOffer;
 use crate::codec::snapshot::SnapshotHeader;
-use crate::codec::status::SnapshotOffer;
 use crate::crdt::{BlockId, Progress, Replica, ReplicaError, Store};
 
 use super::gather::RequestId;

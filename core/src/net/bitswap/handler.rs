@@ -177,7 +177,7 @@ impl ConnectionHandler for Handler {
         }
     }
 
-    fn on_connection_event(&mut self, event: ConnectionEvent<Protocols, Protocols, (), ()>) {
+    fn on_connection_event(&mut self, event: ConnectionEvent<'_, Protocols, Protocols, (), ()>) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
                 protocol: stream,

@@ -389,7 +389,7 @@ impl NetworkBehaviour for Bitswap {
         Ok(Handler::new(self.config.max_queued_messages))
     }
 
-    fn on_swarm_event(&mut self, event: FromSwarm) {
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         match event {
             FromSwarm::ConnectionEstablished(ConnectionEstablished {
                 peer_id,

@@ -208,7 +208,7 @@ impl ConnectionHandler for AuthHandler {
 
     fn on_connection_event(
         &mut self,
-        event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
+        event: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol>,
     ) {
         let parties = self.parties.clone();
         match event {

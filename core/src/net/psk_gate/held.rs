@@ -76,6 +76,7 @@ impl<H: ConnectionHandler> ConnectionHandler for Held<H> {
     fn on_connection_event(
         &mut self,
         event: ConnectionEvent<
+            '_,
             H::InboundProtocol,
             H::OutboundProtocol,
             H::InboundOpenInfo,

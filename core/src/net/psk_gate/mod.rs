@@ -216,7 +216,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for PskGate<B> {
         Ok(self.handler(peer, role, covered, inner))
     }
 
-    fn on_swarm_event(&mut self, event: FromSwarm) {
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         self.inner.on_swarm_event(event);
     }
 

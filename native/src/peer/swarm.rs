@@ -2,7 +2,7 @@
 //! the cluster's private network (pnet, wire compatible with go-libp2p), Noise and yamux; a
 //! webrtc-direct listener for browsers, where pnet cannot apply, behind the secret gate;
 //! identify, ping, gossipsub with strict signing and ipfs-cluster's message id, bitswap,
-//! the status exchange, a bounded circuit relay v2 server and a relay client (listen
+//! the peer requests, a bounded circuit relay v2 server and a relay client (listen
 //! addresses ending in `/p2p-circuit` take a reservation on that relay), and connection
 //! limits.
 
@@ -21,10 +21,10 @@ use libp2p::{
 use libp2p_webrtc::tokio::Certificate;
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
+use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL};
 use pinfold_core::net::secure::{secure, Muxed};
-use pinfold_core::net::status;
 
 /// The message a dialer shows when the handshake fails the way a wrong secret makes it.
 pub const WRONG_SECRET: &str =
@@ -73,8 +73,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub bitswap: Bitswap,
-    pub status: status::Behaviour,
-    pub repo_gc: status::Behaviour,
+    pub peer_requests: peer_request::Behaviour,
+    pub repo_gc: peer_request::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
     pub relay_client: relay::client::Behaviour,
 }
@@ -156,8 +156,8 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
         ping: ping::Behaviour::new(ping::Config::new()),
         gossipsub: pubsub::gossipsub(&key).map_err(anyhow::Error::msg)?,
         bitswap: Bitswap::new(bitswap::Config::default()),
-        status: status::behaviour(),
-        repo_gc: status::repo_gc_behaviour(),
+        peer_requests: peer_request::behaviour(),
+        repo_gc: peer_request::repo_gc_behaviour(),
         relay: Toggle::from(settings.relay.map(|limits| {
             relay::Behaviour::new(
                 peer,

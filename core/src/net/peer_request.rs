@@ -1,5 +1,5 @@
-//! The status exchange as a libp2p request-response behaviour (see
-//! [`crate::codec::status`]): ask a peer for its statuses of some CIDs, answer theirs.
+//! The peer requests as a libp2p request-response behaviour (see
+//! [`crate::codec::peer_request`]): ask a peer for its statuses of some CIDs, answer theirs.
 
 use std::io;
 use std::time::Duration;
@@ -9,9 +9,8 @@ use libp2p_request_response as request_response;
 use libp2p_swarm::StreamProtocol;
 
 use super::frame::{read_frame, write_frame, FrameError};
-use crate::codec::status::{
-    StatusRequest, StatusResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL,
-    REPO_GC_PROTOCOL,
+use crate::codec::peer_request::{
+    PeerRequest, PeerResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL, REPO_GC_PROTOCOL,
 };
 
 /// Time a peer has to answer.
@@ -24,11 +23,11 @@ pub const REPO_GC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Requests in flight per connection, each way.
 pub const MAX_CONCURRENT_STREAMS: usize = 32;
 
-/// The behaviour: `send_request(peer, StatusRequest)`, answer with `send_response`.
-pub type Behaviour = request_response::Behaviour<StatusCodec>;
+/// The behaviour: `send_request(peer, PeerRequest)`, answer with `send_response`.
+pub type Behaviour = request_response::Behaviour<PeerRequestCodec>;
 
 /// Its events.
-pub type Event = request_response::Event<StatusRequest, StatusResponse>;
+pub type Event = request_response::Event<PeerRequest, PeerResponse>;
 
 /// A behaviour that asks and answers, with pinfold's timeout and stream limit.
 pub fn behaviour() -> Behaviour {
@@ -42,7 +41,7 @@ pub fn repo_gc_behaviour() -> Behaviour {
 
 fn with_protocol(protocol: &'static str, timeout: Duration) -> Behaviour {
     request_response::Behaviour::with_codec(
-        StatusCodec,
+        PeerRequestCodec,
         [(
             StreamProtocol::new(protocol),
             request_response::ProtocolSupport::Full,
@@ -55,7 +54,7 @@ fn with_protocol(protocol: &'static str, timeout: Duration) -> Behaviour {
 
 /// One bounded, varint-framed JSON message each way.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct StatusCodec;
+pub struct PeerRequestCodec;
 
 fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
@@ -70,34 +69,30 @@ async fn read_message<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io
     }
 }
 
-impl request_response::Codec for StatusCodec {
+impl request_response::Codec for PeerRequestCodec {
     type Protocol = StreamProtocol;
-    type Request = StatusRequest;
-    type Response = StatusResponse;
+    type Request = PeerRequest;
+    type Response = PeerResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<StatusRequest>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<PeerRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        StatusRequest::decode(&read_message(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
+        PeerRequest::decode(&read_message(io, MAX_REQUEST_BYTES).await?).map_err(invalid)
     }
 
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<StatusResponse>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<PeerResponse>
     where
         T: AsyncRead + Unpin + Send,
     {
-        StatusResponse::decode(&read_message(io, MAX_RESPONSE_BYTES).await?).map_err(invalid)
+        PeerResponse::decode(&read_message(io, MAX_RESPONSE_BYTES).await?).map_err(invalid)
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: StatusRequest,
+        request: PeerRequest,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
@@ -109,7 +104,7 @@ impl request_response::Codec for StatusCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        response: StatusResponse,
+        response: PeerResponse,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,

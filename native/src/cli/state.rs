@@ -12,7 +12,7 @@ use pinfold_core::pin::Pin;
 
 use crate::config::{CONFIG_FILE, PINSET_FILE};
 use crate::peer::now_ms;
-use crate::snapshots::SnapshotRecord;
+use crate::peer::snapshots::SnapshotRecord;
 use crate::store::RedbStore;
 use pinfold_core::node::for_each_page;
 

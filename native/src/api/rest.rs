@@ -6,7 +6,7 @@
 //! `/monitor/metrics`, `/monitor/metrics/{name}` and `/token`, plus `/state/crdt` (heads,
 //! height, sync progress) and, when it is on, `/follow/template.json` for followers. Lists stream one JSON object per line, page by page, so a million
 //! pins never sit in memory at once. Statuses are the cluster's (every peer asked over the
-//! status exchange), or this peer's own with `?local=true`.
+//! peer requests), or this peer's own with `?local=true`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ use pinfold_core::rest::{AddedOutput, ConnectGraph, ErrorBody, Id, IpfsId, PinOp
 use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
-use crate::auth::Credentials;
+use crate::api::auth::Credentials;
 use crate::config::{RestApiSection, ServiceConfig};
 use crate::peer::{Command, CommandError, DaemonAnswer, PeerHandle, PAGE};
 
@@ -118,7 +118,7 @@ pub fn socket_addr(address: &Multiaddr) -> Result<SocketAddr, String> {
 pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig) -> Router {
     let peer_for_dashboard = peer.clone();
     let token = Router::new()
-        .route("/token", post(crate::auth::token))
+        .route("/token", post(crate::api::auth::token))
         .with_state(credentials.clone());
     // Served without credentials: followers need nothing but its URL.
     let template: Router = if config.api.restapi.serve_follow_template {
@@ -154,7 +154,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig
         .merge(token)
         .layer(axum::middleware::from_fn_with_state(
             credentials,
-            crate::auth::require,
+            crate::api::auth::require,
         ))
         .merge(template)
         .merge(dashboard(peer_for_dashboard, config))
@@ -275,7 +275,7 @@ pub async fn serve(
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
     let app = router(peer, credentials, config);
-    crate::tls::serve(listener, app, tls).await
+    crate::api::tls::serve(listener, app, tls).await
 }
 
 async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<Id>> {
@@ -1016,7 +1016,8 @@ async fn allocation(
     }
 }
 
-/// Where this peer's CRDT stands: heads, height, blocks pending and merged (pinfold's own).
+/// Where this peer's CRDT stands (pinfold's own): heads, height, blocks pending and in flight,
+/// merged, pins, whether it is synced, and the snapshot it started from.
 async fn crdt_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let info = peer.ask(|reply| Command::Sync { reply }).await?;
     Ok(Json(info).into_response())

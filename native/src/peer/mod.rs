@@ -4,6 +4,11 @@
 //! out the node's effects. Everything else (the REST API, IPFS calls) runs in other tasks
 //! and talks to it through bounded channels.
 
+pub mod circuits;
+pub mod peerstore;
+pub mod snapshots;
+pub mod swarm;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,20 +26,20 @@ use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{identify, relay, Multiaddr, PeerId, Swarm};
 use pinfold_core::allocator::AllocatorConfig;
 use pinfold_core::codec::metric::Metric;
-use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
-use pinfold_core::codec::status::{
-    Connections, StatusRequest, StatusResponse, StatusSummary, REPO_GC_PROTOCOL,
+use pinfold_core::codec::peer_request::{
+    Connections, PeerRequest, PeerResponse, StatusSummary, REPO_GC_PROTOCOL,
 };
+use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::crdt::{self, BatchConfig, Replica};
 use pinfold_core::informer::{DiskMetric, RepoStat};
 use pinfold_core::monitor;
 use pinfold_core::net::pnet_guard::WrongSecret;
-use pinfold_core::net::{bitswap, psk_gate, status};
+use pinfold_core::net::{bitswap, peer_request, psk_gate};
 use pinfold_core::node::{
     self, Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, IpfsIdentity, Node,
     NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId, SnapshotPolicy, Topic,
 };
-pub use pinfold_core::node::{CommandError, DaemonAnswer, PAGE};
+pub use pinfold_core::node::{CommandError, DaemonAnswer, SyncState, PAGE};
 use pinfold_core::pin::Pin;
 use pinfold_core::repo_gc::RepoGc;
 use pinfold_core::tracker::{
@@ -43,14 +48,14 @@ use pinfold_core::tracker::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::circuits::CircuitListens;
+use self::circuits::CircuitListens;
+use self::peerstore::Peerstore;
+use self::snapshots::SnapshotRecord;
+use self::swarm::{BehaviourEvent, Gated, GatedEvent, SwarmSettings, WRONG_SECRET};
 use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CERTIFICATE_FILE};
 use crate::ipfs::{pin_type_name, Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
 use crate::metrics::PeerMetrics;
-use crate::peerstore::Peerstore;
-use crate::snapshots::SnapshotRecord;
 use crate::store::RedbStore;
-use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent, SwarmSettings, WRONG_SECRET};
 
 /// Commands the API tasks may queue at once.
 pub const COMMAND_QUEUE: usize = 256;
@@ -94,16 +99,6 @@ pub struct PeerSummary {
     pub ipfs_addresses: Vec<Multiaddr>,
 }
 
-/// Where the CRDT stands (for `state crdt info` and the API).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SyncInfo {
-    pub heads: Vec<String>,
-    pub height: u64,
-    pub pending: usize,
-    pub merged: u64,
-    pub synced: bool,
-}
-
 /// Requests from the API to the peer task; each carries its reply channel.
 pub enum Command {
     AddPin {
@@ -145,7 +140,7 @@ pub enum Command {
         reply: oneshot::Sender<(StatusSummary, Option<Cid>)>,
     },
     /// The other peers' views of these CIDs (at most
-    /// [`pinfold_core::codec::status::MAX_CIDS`]), after each recovered them if `recover`;
+    /// [`pinfold_core::codec::peer_request::MAX_CIDS`]), after each recovered them if `recover`;
     /// a peer that does not answer gets a `cluster_error` view of each.
     PeerStatuses {
         cids: Vec<Cid>,
@@ -177,7 +172,7 @@ pub enum Command {
         reply: oneshot::Sender<Vec<PeerSummary>>,
     },
     Sync {
-        reply: oneshot::Sender<SyncInfo>,
+        reply: oneshot::Sender<SyncState>,
     },
     /// The latest alerts, newest first.
     Alerts {
@@ -229,22 +224,22 @@ enum Background {
         cids: Vec<Cid>,
         recover: bool,
         daemon: Result<Arc<DaemonPins>, String>,
-        channel: request_response::ResponseChannel<StatusResponse>,
+        channel: request_response::ResponseChannel<PeerResponse>,
     },
     /// A peer's connections request, with the daemon's peers (or why they are missing).
     AnswerConnections {
         ipfs_peers: Result<Vec<PeerId>, String>,
-        channel: request_response::ResponseChannel<StatusResponse>,
+        channel: request_response::ResponseChannel<PeerResponse>,
     },
     /// Another peer's summary request, counted (or why it could not be).
     AnswerSummary {
         summary: Result<StatusSummary, String>,
-        channel: request_response::ResponseChannel<StatusResponse>,
+        channel: request_response::ResponseChannel<PeerResponse>,
     },
     /// Another peer's garbage collection request, carried out on the daemon (or why not).
     AnswerRepoGc {
         gc: Result<RepoGc, String>,
-        channel: request_response::ResponseChannel<StatusResponse>,
+        channel: request_response::ResponseChannel<PeerResponse>,
     },
 }
 
@@ -252,7 +247,7 @@ enum Background {
 /// repository garbage collections (which may take hours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Exchange {
-    Status,
+    PeerRequest,
     RepoGc,
 }
 
@@ -620,13 +615,13 @@ impl Peer {
                 Effect::Request { id, peer, request } => {
                     let behaviour = self.swarm.behaviour_mut().inner_mut();
                     let (exchange, sent) = match request {
-                        StatusRequest::RepoGc => (
+                        PeerRequest::RepoGc => (
                             Exchange::RepoGc,
                             behaviour.repo_gc.send_request(&peer, request),
                         ),
                         other => (
-                            Exchange::Status,
-                            behaviour.status.send_request(&peer, other),
+                            Exchange::PeerRequest,
+                            behaviour.peer_requests.send_request(&peer, other),
                         ),
                     };
                     self.requests.insert((exchange, sent), id);
@@ -831,14 +826,14 @@ impl Peer {
                     })
                     .collect();
                 let infos = self.node.statuses_of(answers, recover, now).await?;
-                self.respond(channel, StatusResponse::Statuses(infos));
+                self.respond(channel, PeerResponse::Statuses(infos));
             }
             Background::AnswerRepoGc { gc, channel } => {
-                let response = gc.map_or_else(StatusResponse::Error, StatusResponse::RepoGc);
+                let response = gc.map_or_else(PeerResponse::Error, PeerResponse::RepoGc);
                 self.respond(channel, response);
             }
             Background::AnswerSummary { summary, channel } => {
-                let response = summary.map_or_else(StatusResponse::Error, StatusResponse::Summary);
+                let response = summary.map_or_else(PeerResponse::Error, PeerResponse::Summary);
                 self.respond(channel, response);
             }
             Background::AnswerConnections {
@@ -847,9 +842,9 @@ impl Peer {
             } => {
                 let response = match ipfs_peers {
                     Ok(ipfs_peers) => {
-                        StatusResponse::Connections(self.node.connections(ipfs_peers, now))
+                        PeerResponse::Connections(self.node.connections(ipfs_peers, now))
                     }
-                    Err(error) => StatusResponse::Error(error),
+                    Err(error) => PeerResponse::Error(error),
                 };
                 self.respond(channel, response);
             }
@@ -861,10 +856,10 @@ impl Peer {
     /// with, whichever exchange's behaviour sends it.
     fn respond(
         &mut self,
-        channel: request_response::ResponseChannel<StatusResponse>,
-        response: StatusResponse,
+        channel: request_response::ResponseChannel<PeerResponse>,
+        response: PeerResponse,
     ) {
-        let status = &mut self.swarm.behaviour_mut().inner_mut().status;
+        let status = &mut self.swarm.behaviour_mut().inner_mut().peer_requests;
         let _ = status.send_response(channel, response);
     }
 
@@ -1001,8 +996,10 @@ impl Peer {
             BehaviourEvent::Bitswap(bitswap::Event::Wanted { peer, wants }) => {
                 self.node.on_wanted(peer, wants).await?;
             }
-            BehaviourEvent::Status(event) => self.on_status(Exchange::Status, event).await?,
-            BehaviourEvent::RepoGc(event) => self.on_status(Exchange::RepoGc, event).await?,
+            BehaviourEvent::PeerRequests(event) => {
+                self.on_peer_request(Exchange::PeerRequest, event).await?
+            }
+            BehaviourEvent::RepoGc(event) => self.on_peer_request(Exchange::RepoGc, event).await?,
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
                 renewal: false,
@@ -1027,7 +1024,11 @@ impl Peer {
 
     /// A request or answer of either exchange. Garbage collections are answered over
     /// [`Exchange::RepoGc`] only, whose timeout allows for them.
-    async fn on_status(&mut self, exchange: Exchange, event: status::Event) -> anyhow::Result<()> {
+    async fn on_peer_request(
+        &mut self,
+        exchange: Exchange,
+        event: peer_request::Event,
+    ) -> anyhow::Result<()> {
         let (request_id, answer) = match event {
             request_response::Event::Message {
                 message:
@@ -1079,8 +1080,8 @@ impl Peer {
     fn answer_from_daemon(
         &mut self,
         exchange: Exchange,
-        request: StatusRequest,
-        channel: request_response::ResponseChannel<StatusResponse>,
+        request: PeerRequest,
+        channel: request_response::ResponseChannel<PeerResponse>,
     ) {
         let report = self.background_tx.clone();
         let ipfs = self.ipfs.clone();
@@ -1088,22 +1089,22 @@ impl Peer {
         let (local, peername) = (self.node.local(), self.config.cluster.peername.clone());
         tokio::spawn(async move {
             let answer = match request {
-                StatusRequest::RepoGc => Background::AnswerRepoGc {
+                PeerRequest::RepoGc => Background::AnswerRepoGc {
                     gc: match exchange {
                         Exchange::RepoGc => Ok(repo_gc(ipfs.as_ref(), local, peername).await),
-                        Exchange::Status => Err(format!(
+                        Exchange::PeerRequest => Err(format!(
                             "ask for a garbage collection over {REPO_GC_PROTOCOL}"
                         )),
                     },
                     channel,
                 },
-                StatusRequest::Statuses { cids, recover } => Background::AnswerStatus {
+                PeerRequest::Statuses { cids, recover } => Background::AnswerStatus {
                     cids,
                     recover,
                     daemon: recent_daemon_pins(ipfs.as_ref()).await,
                     channel,
                 },
-                StatusRequest::Connections => {
+                PeerRequest::Connections => {
                     let ipfs_peers = match ipfs {
                         Some(ipfs) => ipfs.swarm_peers().await.map_err(|e| e.to_string()),
                         None => Ok(Vec::new()),
@@ -1113,12 +1114,12 @@ impl Peer {
                         channel,
                     }
                 }
-                StatusRequest::Summary => Background::AnswerSummary {
+                PeerRequest::Summary => Background::AnswerSummary {
                     summary: summarize(&commands, ipfs.as_ref()).await,
                     channel,
                 },
                 // The node answers these itself.
-                StatusRequest::Snapshot => return,
+                PeerRequest::Snapshot => return,
             };
             let _ = report.send(answer).await;
         });
@@ -1245,14 +1246,7 @@ impl Peer {
                 let _ = reply.send(peers);
             }
             Command::Sync { reply } => {
-                let state = self.node.sync_state();
-                let _ = reply.send(SyncInfo {
-                    heads: state.heads.into_iter().map(|h| h.cid).collect(),
-                    height: state.height,
-                    pending: state.pending,
-                    merged: state.merged,
-                    synced: state.synced,
-                });
+                let _ = reply.send(self.node.sync_state());
             }
             Command::Metrics { name, reply } => {
                 let _ = reply.send(self.node.metrics(&name, now));

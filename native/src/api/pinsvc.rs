@@ -25,8 +25,8 @@ use pinfold_core::tracker::{GlobalPinInfo, StatusFilter, TrackerStatus};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{self, ApiError};
-use crate::auth::{Credentials, ErrorShape};
+use crate::api::auth::{Credentials, ErrorShape};
+use crate::api::rest::{self as api, ApiError};
 use crate::peer::{Command, CommandError, PeerHandle};
 
 /// Results a list may return at once.
@@ -115,7 +115,7 @@ type PinsvcResult<T> = Result<T, PinsvcError>;
 /// The API's routes over a peer, behind `credentials`.
 pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
     let token = Router::new()
-        .route("/token", post(crate::auth::token))
+        .route("/token", post(crate::api::auth::token))
         .with_state(credentials.clone());
     Router::new()
         .route("/pins", get(list).post(add))
@@ -129,7 +129,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials) -> Router {
         .merge(token)
         .layer(axum::middleware::from_fn_with_state(
             credentials,
-            crate::auth::require,
+            crate::api::auth::require,
         ))
 }
 
@@ -141,7 +141,7 @@ pub async fn serve(
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
     let app = router(peer, credentials);
-    crate::tls::serve(listener, app, tls).await
+    crate::api::tls::serve(listener, app, tls).await
 }
 
 /// ipfs-cluster's notes on every status.

@@ -1,4 +1,5 @@
-//! `/pinfold/status/1.0.0`: what one peer knows that another peer asks for, so that a peer
+//! Peer requests (`/pinfold/status/1.0.0`, an id kept from when it carried statuses only):
+//! what one peer knows that another peer asks for, so that a peer
 //! can answer for the whole cluster (ipfs-cluster asks every peer over its RPC; pinfold
 //! peers, and browsers, ask over this protocol): its statuses of the CIDs named (after
 //! re-queueing those in error, when asked to recover them), or its connections, for the
@@ -46,7 +47,7 @@ pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
 /// What is asked of a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StatusRequest {
+pub enum PeerRequest {
     /// The peer's statuses of these CIDs; with `recover`, after it re-queued those in error.
     Statuses { cids: Vec<Cid>, recover: bool },
     /// The peer's connections.
@@ -122,7 +123,7 @@ pub struct Connections {
 
 /// The answer: the peer's view of each CID asked, its connections, or why it has none.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StatusResponse {
+pub enum PeerResponse {
     Statuses(Vec<PinInfo>),
     Connections(Connections),
     Snapshot(SnapshotOffer),
@@ -133,7 +134,7 @@ pub enum StatusResponse {
 
 /// Why a status message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StatusCodecError {
+pub enum PeerRequestError {
     #[error("status message is not valid JSON of its shape: {0}")]
     Json(String),
     #[error("status request names {0} CIDs; at most {MAX_CIDS} are allowed")]
@@ -191,7 +192,7 @@ struct ResponseJson {
     error: Option<String>,
 }
 
-impl StatusRequest {
+impl PeerRequest {
     pub fn encode(&self) -> Vec<u8> {
         let none = RequestJson {
             cids: None,
@@ -202,24 +203,24 @@ impl StatusRequest {
             repo_gc: false,
         };
         let json = match self {
-            StatusRequest::Statuses { cids, recover } => RequestJson {
+            PeerRequest::Statuses { cids, recover } => RequestJson {
                 cids: Some(cids.iter().map(Cid::to_string).collect()),
                 recover: *recover,
                 ..none
             },
-            StatusRequest::Connections => RequestJson {
+            PeerRequest::Connections => RequestJson {
                 connections: true,
                 ..none
             },
-            StatusRequest::Snapshot => RequestJson {
+            PeerRequest::Snapshot => RequestJson {
                 snapshot: true,
                 ..none
             },
-            StatusRequest::Summary => RequestJson {
+            PeerRequest::Summary => RequestJson {
                 summary: true,
                 ..none
             },
-            StatusRequest::RepoGc => RequestJson {
+            PeerRequest::RepoGc => RequestJson {
                 repo_gc: true,
                 ..none
             },
@@ -227,50 +228,49 @@ impl StatusRequest {
         serde_json::to_vec(&json).expect("strings serialize")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, PeerRequestError> {
         let json: RequestJson =
-            serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| PeerRequestError::Json(e.to_string()))?;
         let asked = (json.connections, json.snapshot, json.summary, json.repo_gc);
-        let cids = match (json.cids, asked, json.recover) {
-            (None, (true, false, false, false), false) => return Ok(StatusRequest::Connections),
-            (None, (false, true, false, false), false) => return Ok(StatusRequest::Snapshot),
-            (None, (false, false, true, false), false) => return Ok(StatusRequest::Summary),
-            (None, (false, false, false, true), false) => return Ok(StatusRequest::RepoGc),
-            (Some(cids), (false, false, false, false), _) => cids,
-            _ => {
-                return Err(StatusCodecError::Json(
+        let cids =
+            match (json.cids, asked, json.recover) {
+                (None, (true, false, false, false), false) => return Ok(PeerRequest::Connections),
+                (None, (false, true, false, false), false) => return Ok(PeerRequest::Snapshot),
+                (None, (false, false, true, false), false) => return Ok(PeerRequest::Summary),
+                (None, (false, false, false, true), false) => return Ok(PeerRequest::RepoGc),
+                (Some(cids), (false, false, false, false), _) => cids,
+                _ => return Err(PeerRequestError::Json(
                     "a status request asks for one of CIDs' statuses, connections, the snapshot, \
                      a summary or a repository garbage collection"
                         .into(),
-                ))
-            }
-        };
+                )),
+            };
         if cids.len() > MAX_CIDS {
-            return Err(StatusCodecError::TooManyCids(cids.len()));
+            return Err(PeerRequestError::TooManyCids(cids.len()));
         }
         let cids = cids
             .into_iter()
             .map(|text| {
                 text.parse()
-                    .map_err(|e: cid::Error| StatusCodecError::BadCid {
+                    .map_err(|e: cid::Error| PeerRequestError::BadCid {
                         reason: e.to_string(),
                         text,
                     })
             })
             .collect::<Result<_, _>>()?;
-        Ok(StatusRequest::Statuses {
+        Ok(PeerRequest::Statuses {
             cids,
             recover: json.recover,
         })
     }
 }
 
-fn peers_from_json(texts: Vec<String>) -> Result<Vec<PeerId>, StatusCodecError> {
+fn peers_from_json(texts: Vec<String>) -> Result<Vec<PeerId>, PeerRequestError> {
     texts
         .into_iter()
         .map(|text| {
             text.parse()
-                .map_err(|e: libp2p_identity::ParseError| StatusCodecError::BadPeer {
+                .map_err(|e: libp2p_identity::ParseError| PeerRequestError::BadPeer {
                     reason: e.to_string(),
                     text,
                 })
@@ -278,10 +278,10 @@ fn peers_from_json(texts: Vec<String>) -> Result<Vec<PeerId>, StatusCodecError> 
         .collect()
 }
 
-impl StatusResponse {
+impl PeerResponse {
     /// Fails only for a pin whose time cannot be written (past year 9999), as the REST
     /// API's JSON does.
-    pub fn encode(&self) -> Result<Vec<u8>, StatusCodecError> {
+    pub fn encode(&self) -> Result<Vec<u8>, PeerRequestError> {
         let mut json = ResponseJson {
             statuses: None,
             connections: None,
@@ -291,8 +291,8 @@ impl StatusResponse {
             error: None,
         };
         match self {
-            StatusResponse::Statuses(infos) => json.statuses = Some(infos.clone()),
-            StatusResponse::Connections(connections) => {
+            PeerResponse::Statuses(infos) => json.statuses = Some(infos.clone()),
+            PeerResponse::Connections(connections) => {
                 json.connections = Some(ConnectionsJson {
                     cluster_peers: connections
                         .cluster_peers
@@ -307,17 +307,17 @@ impl StatusResponse {
                         .collect(),
                 })
             }
-            StatusResponse::Snapshot(offer) => json.snapshot = Some(*offer),
-            StatusResponse::Summary(summary) => json.summary = Some(summary.clone()),
-            StatusResponse::RepoGc(gc) => json.repo_gc = Some(gc.clone()),
-            StatusResponse::Error(error) => json.error = Some(error.clone()),
+            PeerResponse::Snapshot(offer) => json.snapshot = Some(*offer),
+            PeerResponse::Summary(summary) => json.summary = Some(summary.clone()),
+            PeerResponse::RepoGc(gc) => json.repo_gc = Some(gc.clone()),
+            PeerResponse::Error(error) => json.error = Some(error.clone()),
         }
-        serde_json::to_vec(&json).map_err(|e| StatusCodecError::Json(e.to_string()))
+        serde_json::to_vec(&json).map_err(|e| PeerRequestError::Json(e.to_string()))
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, StatusCodecError> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, PeerRequestError> {
         let json: ResponseJson =
-            serde_json::from_slice(bytes).map_err(|e| StatusCodecError::Json(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| PeerRequestError::Json(e.to_string()))?;
         match (
             json.statuses,
             json.connections,
@@ -326,12 +326,12 @@ impl StatusResponse {
             json.repo_gc,
             json.error,
         ) {
-            (Some(infos), None, None, None, None, None) => Ok(StatusResponse::Statuses(infos)),
-            (None, None, Some(offer), None, None, None) => Ok(StatusResponse::Snapshot(offer)),
-            (None, None, None, Some(summary), None, None) => Ok(StatusResponse::Summary(summary)),
-            (None, None, None, None, Some(gc), None) => Ok(StatusResponse::RepoGc(gc)),
+            (Some(infos), None, None, None, None, None) => Ok(PeerResponse::Statuses(infos)),
+            (None, None, Some(offer), None, None, None) => Ok(PeerResponse::Snapshot(offer)),
+            (None, None, None, Some(summary), None, None) => Ok(PeerResponse::Summary(summary)),
+            (None, None, None, None, Some(gc), None) => Ok(PeerResponse::RepoGc(gc)),
             (None, Some(connections), None, None, None, None) => {
-                Ok(StatusResponse::Connections(Connections {
+                Ok(PeerResponse::Connections(Connections {
                     cluster_peers: peers_from_json(connections.cluster_peers)?,
                     ipfs_id: connections
                         .ipfs_id
@@ -341,8 +341,8 @@ impl StatusResponse {
                     ipfs_peers: peers_from_json(connections.ipfs_peers)?,
                 }))
             }
-            (None, None, None, None, None, Some(error)) => Ok(StatusResponse::Error(error)),
-            _ => Err(StatusCodecError::Json(
+            (None, None, None, None, None, Some(error)) => Ok(PeerResponse::Error(error)),
+            _ => Err(PeerRequestError::Json(
                 "a status response holds one of statuses, connections, a snapshot, a summary, a \
                  repository garbage collection or an error"
                     .into(),
@@ -386,10 +386,10 @@ mod tests {
         fn requests_round_trip(seeds in proptest::collection::vec(any::<[u8; 8]>(), 0..MAX_CIDS)) {
             let cids: Vec<Cid> = seeds.iter().map(|s| dag_pb_cid(s)).collect();
             for recover in [false, true] {
-                let request = StatusRequest::Statuses { cids: cids.clone(), recover };
+                let request = PeerRequest::Statuses { cids: cids.clone(), recover };
                 let bytes = request.encode();
                 prop_assert!(bytes.len() <= MAX_REQUEST_BYTES);
-                prop_assert_eq!(StatusRequest::decode(&bytes).unwrap(), request);
+                prop_assert_eq!(PeerRequest::decode(&bytes).unwrap(), request);
             }
         }
 
@@ -419,18 +419,18 @@ mod tests {
                 ipfs_peers: links.iter().rev().map(|s| peer(s.wrapping_add(1))).collect(),
             };
             for response in [
-                StatusResponse::Statuses(infos),
-                StatusResponse::Connections(connections),
-                StatusResponse::Snapshot(SnapshotOffer {
+                PeerResponse::Statuses(infos),
+                PeerResponse::Connections(connections),
+                PeerResponse::Snapshot(SnapshotOffer {
                     root: dag_pb_cid(&snapshot.0),
                     height: snapshot.1,
                     keys: snapshot.2,
                 }),
-                StatusResponse::Summary(StatusSummary {
+                PeerResponse::Summary(StatusSummary {
                     pins: snapshot.1,
                     statuses: entries_summary,
                 }),
-                StatusResponse::RepoGc(RepoGc {
+                PeerResponse::RepoGc(RepoGc {
                     peer: peer(4),
                     peername: "p4".into(),
                     keys: removed
@@ -443,17 +443,17 @@ mod tests {
                     error: error.clone(),
                     keys_not_listed: snapshot.2,
                 }),
-                StatusResponse::Error(error),
+                PeerResponse::Error(error),
             ] {
                 let bytes = response.encode().unwrap();
-                prop_assert_eq!(StatusResponse::decode(&bytes).unwrap(), response);
+                prop_assert_eq!(PeerResponse::decode(&bytes).unwrap(), response);
             }
         }
 
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = StatusRequest::decode(&bytes);
-            let _ = StatusResponse::decode(&bytes);
+            let _ = PeerRequest::decode(&bytes);
+            let _ = PeerResponse::decode(&bytes);
         }
     }
 
@@ -463,11 +463,11 @@ mod tests {
         let cid: Cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
             .parse()
             .unwrap();
-        let request = |recover| StatusRequest::Statuses {
+        let request = |recover| PeerRequest::Statuses {
             cids: vec![cid],
             recover,
         };
-        let text = |request: StatusRequest| String::from_utf8(request.encode()).unwrap();
+        let text = |request: PeerRequest| String::from_utf8(request.encode()).unwrap();
         assert_eq!(
             text(request(false)),
             r#"{"cids":["bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"]}"#
@@ -476,11 +476,11 @@ mod tests {
             text(request(true)),
             r#"{"cids":["bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"],"recover":true}"#
         );
-        assert_eq!(text(StatusRequest::Connections), r#"{"connections":true}"#);
-        assert_eq!(text(StatusRequest::Snapshot), r#"{"snapshot":true}"#);
-        assert_eq!(text(StatusRequest::Summary), r#"{"summary":true}"#);
-        assert_eq!(text(StatusRequest::RepoGc), r#"{"repo_gc":true}"#);
-        let summary = StatusResponse::Summary(StatusSummary {
+        assert_eq!(text(PeerRequest::Connections), r#"{"connections":true}"#);
+        assert_eq!(text(PeerRequest::Snapshot), r#"{"snapshot":true}"#);
+        assert_eq!(text(PeerRequest::Summary), r#"{"summary":true}"#);
+        assert_eq!(text(PeerRequest::RepoGc), r#"{"repo_gc":true}"#);
+        let summary = PeerResponse::Summary(StatusSummary {
             pins: 5,
             statuses: [(TrackerStatus::Pinned, 3), (TrackerStatus::PinError, 2)].into(),
         });
@@ -488,7 +488,7 @@ mod tests {
             String::from_utf8(summary.encode().unwrap()).unwrap(),
             r#"{"summary":{"pins":5,"statuses":{"pin_error":2,"pinned":3}}}"#
         );
-        let offer = StatusResponse::Snapshot(SnapshotOffer {
+        let offer = PeerResponse::Snapshot(SnapshotOffer {
             root: cid,
             height: 7,
             keys: 3,
@@ -508,42 +508,42 @@ mod tests {
         );
         let read = |name: &str| std::fs::read(format!("{seeds}{name}")).unwrap();
         assert!(matches!(
-            StatusRequest::decode(&read("seed-request")),
-            Ok(StatusRequest::Statuses { cids, recover: false }) if cids.len() == 1
+            PeerRequest::decode(&read("seed-request")),
+            Ok(PeerRequest::Statuses { cids, recover: false }) if cids.len() == 1
         ));
         assert_eq!(
-            StatusRequest::decode(&read("seed-connections")),
-            Ok(StatusRequest::Connections)
+            PeerRequest::decode(&read("seed-connections")),
+            Ok(PeerRequest::Connections)
         );
         assert_eq!(
-            StatusRequest::decode(&read("seed-snapshot")),
-            Ok(StatusRequest::Snapshot)
+            PeerRequest::decode(&read("seed-snapshot")),
+            Ok(PeerRequest::Snapshot)
         );
         assert_eq!(
-            StatusRequest::decode(&read("seed-summary")),
-            Ok(StatusRequest::Summary)
+            PeerRequest::decode(&read("seed-summary")),
+            Ok(PeerRequest::Summary)
         );
         assert!(matches!(
-            StatusResponse::decode(&read("seed-summary-response")),
-            Ok(StatusResponse::Summary(s)) if s.pins == 5 && s.statuses[&TrackerStatus::Pinned] == 3
+            PeerResponse::decode(&read("seed-summary-response")),
+            Ok(PeerResponse::Summary(s)) if s.pins == 5 && s.statuses[&TrackerStatus::Pinned] == 3
         ));
         assert!(matches!(
-            StatusResponse::decode(&read("seed-snapshot-response")),
-            Ok(StatusResponse::Snapshot(offer)) if offer.height == 7 && offer.keys == 3
+            PeerResponse::decode(&read("seed-snapshot-response")),
+            Ok(PeerResponse::Snapshot(offer)) if offer.height == 7 && offer.keys == 3
         ));
         assert!(matches!(
-            StatusResponse::decode(&read("seed-connections-response")),
-            Ok(StatusResponse::Connections(c)) if c.cluster_peers.len() == 1 && c.ipfs_id.is_some()
+            PeerResponse::decode(&read("seed-connections-response")),
+            Ok(PeerResponse::Connections(c)) if c.cluster_peers.len() == 1 && c.ipfs_id.is_some()
         ));
-        match StatusResponse::decode(&read("seed-response")).unwrap() {
-            StatusResponse::Statuses(infos) => {
+        match PeerResponse::decode(&read("seed-response")).unwrap() {
+            PeerResponse::Statuses(infos) => {
                 assert_eq!(infos[0].short.status, TrackerStatus::Pinned)
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            StatusResponse::decode(&read("seed-error")).unwrap(),
-            StatusResponse::Error("the daemon is down".into())
+            PeerResponse::decode(&read("seed-error")).unwrap(),
+            PeerResponse::Error("the daemon is down".into())
         );
     }
 
@@ -555,34 +555,32 @@ mod tests {
                 .join(",")
         );
         assert_eq!(
-            StatusRequest::decode(too_many.as_bytes()),
-            Err(StatusCodecError::TooManyCids(MAX_CIDS + 1))
+            PeerRequest::decode(too_many.as_bytes()),
+            Err(PeerRequestError::TooManyCids(MAX_CIDS + 1))
         );
         assert!(matches!(
-            StatusRequest::decode(br#"{"cids":["nope"]}"#),
-            Err(StatusCodecError::BadCid { .. })
+            PeerRequest::decode(br#"{"cids":["nope"]}"#),
+            Err(PeerRequestError::BadCid { .. })
         ));
         assert!(matches!(
-            StatusResponse::decode(br#"{"statuses":[],"error":"x"}"#),
-            Err(StatusCodecError::Json(_))
+            PeerResponse::decode(br#"{"statuses":[],"error":"x"}"#),
+            Err(PeerRequestError::Json(_))
         ));
         assert!(matches!(
-            StatusRequest::decode(br#"{"cids":[],"connections":true}"#),
-            Err(StatusCodecError::Json(_))
+            PeerRequest::decode(br#"{"cids":[],"connections":true}"#),
+            Err(PeerRequestError::Json(_))
         ));
         assert!(matches!(
-            StatusRequest::decode(br#"{"summary":true,"snapshot":true}"#),
-            Err(StatusCodecError::Json(_))
+            PeerRequest::decode(br#"{"summary":true,"snapshot":true}"#),
+            Err(PeerRequestError::Json(_))
         ));
         assert!(matches!(
-            StatusResponse::decode(br#"{"summary":{"pins":1}}"#),
-            Err(StatusCodecError::Json(_))
+            PeerResponse::decode(br#"{"summary":{"pins":1}}"#),
+            Err(PeerRequestError::Json(_))
         ));
         assert!(matches!(
-            StatusResponse::decode(
-                br#"{"connections":{"cluster_peers":["nope"],"ipfs_peers":[]}}"#
-            ),
-            Err(StatusCodecError::BadPeer { .. })
+            PeerResponse::decode(br#"{"connections":{"cluster_peers":["nope"],"ipfs_peers":[]}}"#),
+            Err(PeerRequestError::BadPeer { .. })
         ));
     }
 }
