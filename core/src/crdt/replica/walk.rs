@@ -1,0 +1,401 @@
+//! The DAG walk: fetching the blocks a broadcast or a parent names, checking them, and
+//! merging each delta in one transaction (go-ds-crdt's `processNode`).
+
+use super::*;
+
+impl<S: Store> Replica<S> {
+    /// Handles a fetched block. Blocks that were not requested are ignored; blocks that do
+    /// not match their CID are dropped and requested again; blocks that are not valid delta
+    /// nodes end their branch of the walk.
+    pub async fn receive_block(
+        &mut self,
+        cid: &Cid,
+        bytes: Vec<u8>,
+        now: u64,
+    ) -> Result<(), S::Error> {
+        let Some(id) = BlockId::from_cid(cid)
+            .ok()
+            .filter(|id| self.pending.contains_key(id))
+        else {
+            self.stats.unsolicited_blocks += 1;
+            return Ok(());
+        };
+        if verify_block(cid, &bytes).is_err() {
+            self.stats.corrupt_blocks += 1;
+            return Ok(());
+        }
+        self.handle_block(id, bytes).await?;
+        self.pump(now).await
+    }
+
+    /// The caller could not fetch `cid` (no provider, or its request failed).
+    pub async fn block_unavailable(&mut self, cid: &Cid, now: u64) -> Result<(), S::Error> {
+        if let Ok(id) = BlockId::from_cid(cid) {
+            if matches!(self.pending.get(&id), Some(p) if matches!(p.state, FetchState::InFlight { .. }))
+            {
+                self.fetch_failed(id).await?;
+            }
+        }
+        self.pump(now).await
+    }
+
+    // ----- the walk -----------------------------------------------------------------------
+
+    pub(super) fn enqueue(&mut self, id: BlockId, block: PendingBlock) {
+        if block.kind.is_snapshot() {
+            self.snapshot_pending += 1;
+        }
+        self.pending.insert(
+            id,
+            Pending {
+                block,
+                state: FetchState::Queued,
+                attempts: 0,
+            },
+        );
+        self.queue.push_back(id);
+    }
+
+    pub(super) async fn is_processed(&self, id: &BlockId) -> Result<bool, S::Error> {
+        self.store
+            .is_processed(id)
+            .await
+            .map_err(ReplicaError::Store)
+    }
+
+    /// Requests queued blocks, up to the in-flight limit, in batches. Blocks the store
+    /// already holds (a walk resumed after a restart) are merged without a request.
+    pub(super) async fn pump(&mut self, now: u64) -> Result<(), S::Error> {
+        let mut batch = Vec::new();
+        while let Some(id) = self.queue.pop_front() {
+            let Some(pending) = self.pending.get(&id) else {
+                continue;
+            };
+            if pending.state != FetchState::Queued {
+                continue;
+            }
+            if pending.block.kind == BlockKind::Delta && self.snapshot_pending > 0 {
+                self.deferred.push(id);
+                continue;
+            }
+            if let Some(bytes) = self.store.block(&id).await.map_err(ReplicaError::Store)? {
+                self.handle_block(id, bytes).await?;
+                continue;
+            }
+            if self.in_flight >= self.config.max_in_flight {
+                self.queue.push_front(id);
+                break;
+            }
+            let pending = self.pending.get_mut(&id).expect("checked above");
+            pending.state = FetchState::InFlight { since: now };
+            pending.attempts += 1;
+            self.in_flight += 1;
+            self.requests.push_back((now, id));
+            batch.push(pending.block.cid);
+            if batch.len() >= self.config.fetch_batch {
+                self.outputs
+                    .push_back(Output::Fetch(std::mem::take(&mut batch)));
+            }
+        }
+        if !batch.is_empty() {
+            self.outputs.push_back(Output::Fetch(batch));
+        }
+        Ok(())
+    }
+
+    pub(super) fn settle(&mut self, id: &BlockId) -> Option<Pending> {
+        let pending = self.pending.remove(id)?;
+        if pending.block.kind.is_snapshot() {
+            self.snapshot_pending -= 1;
+            if self.snapshot_pending == 0 {
+                self.queue.extend(self.deferred.drain(..));
+            }
+        }
+        match pending.state {
+            FetchState::InFlight { .. } => self.in_flight -= 1,
+            FetchState::Parked => self.parked -= 1,
+            FetchState::Queued | FetchState::Held => {}
+        }
+        Some(pending)
+    }
+
+    pub(super) async fn fetch_failed(&mut self, id: BlockId) -> Result<(), S::Error> {
+        self.stats.fetch_failures += 1;
+        let pending = *self.pending.get(&id).expect("caller checked");
+        self.in_flight -= 1;
+        if pending.attempts < self.config.max_fetch_attempts {
+            self.pending.get_mut(&id).expect("present").state = FetchState::Queued;
+            self.queue.push_back(id);
+        } else if pending.block.parent_priority == u64::MAX {
+            // A head that cannot be fetched and that no merged node links to left nothing
+            // half-done: forget it.
+            self.stats.unavailable_heads += 1;
+            self.pending.get_mut(&id).expect("present").state = FetchState::Queued;
+            self.settle(&id);
+            self.commit_tx(Transaction {
+                pending_removed: vec![id],
+                ..Default::default()
+            })
+            .await?;
+        } else {
+            self.stats.parked_blocks += 1;
+            self.parked += 1;
+            self.pending.get_mut(&id).expect("present").state = FetchState::Parked;
+        }
+        Ok(())
+    }
+
+    /// A requested block arrived with the right hash: decode, check and merge it.
+    pub(super) async fn handle_block(
+        &mut self,
+        id: BlockId,
+        bytes: Vec<u8>,
+    ) -> Result<(), S::Error> {
+        let pending = self.pending[&id];
+        match pending.block.kind {
+            BlockKind::SnapshotRoot => return self.apply_snapshot_root(id, &bytes).await,
+            BlockKind::SnapshotIndex => return self.apply_snapshot_index(id, &bytes).await,
+            BlockKind::SnapshotChunk => return self.hold_snapshot_chunk(id, bytes).await,
+            BlockKind::Delta if self.snapshot_pending > 0 => {
+                if let FetchState::InFlight { .. } = pending.state {
+                    self.in_flight -= 1;
+                }
+                self.pending.get_mut(&id).expect("present").state = FetchState::Queued;
+                self.deferred.push(id);
+                return Ok(());
+            }
+            BlockKind::Delta => {}
+        }
+        if self.is_processed(&id).await? {
+            // Merged since it was queued (it was in a loaded snapshot).
+            self.settle(&id);
+            return self.remove_pending(id).await;
+        }
+        let node = match DeltaNode::decode(&bytes) {
+            Ok(node)
+                if node.delta.priority > 0
+                    && node.delta.priority <= MAX_PRIORITY
+                    && node.delta.priority < pending.block.parent_priority =>
+            {
+                node
+            }
+            _ => return self.reject_block(id).await,
+        };
+        self.apply(id, bytes, node, pending.block).await
+    }
+
+    /// Drops a block that is not what its walk expects, and its branch.
+    pub(super) async fn reject_block(&mut self, id: BlockId) -> Result<(), S::Error> {
+        self.stats.invalid_blocks += 1;
+        self.settle(&id);
+        self.remove_pending(id).await
+    }
+
+    pub(super) async fn remove_pending(&mut self, id: BlockId) -> Result<(), S::Error> {
+        self.commit_tx(Transaction {
+            pending_removed: vec![id],
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Merges one node in one transaction: its delta, its block, the head changes it
+    /// causes, and the children still to walk (go-ds-crdt `processNode`).
+    pub(super) async fn apply(
+        &mut self,
+        id: BlockId,
+        bytes: Vec<u8>,
+        node: DeltaNode,
+        block: PendingBlock,
+    ) -> Result<(), S::Error> {
+        let priority = node.delta.priority;
+        let root = block.root;
+        let root_priority = if block.root_priority == 0 {
+            priority
+        } else {
+            block.root_priority
+        };
+        let mut heads = self.heads.clone();
+        if heads.is_empty() && root == block.cid {
+            // A replica without heads adopts a received head at once, so that its own
+            // writes build on it rather than on an orphan branch (go-ds-crdt handleNext).
+            heads.insert(root.to_bytes(), (root, root_priority));
+        }
+        let mut children = Vec::new();
+        let mut root_is_head = false;
+        if node.parents.is_empty() {
+            heads.insert(root.to_bytes(), (root, root_priority));
+            root_is_head = true;
+        }
+        let mut seen = HashSet::new();
+        let mut linked = Vec::new();
+        for child in &node.parents {
+            if !seen.insert(*child) {
+                continue;
+            }
+            let Ok(child_id) = BlockId::from_cid(child) else {
+                self.stats.invalid_blocks += 1;
+                continue;
+            };
+            let processed = child_id == id || self.is_processed(&child_id).await?;
+            if heads.remove(&child.to_bytes()).is_some() {
+                heads.insert(root.to_bytes(), (root, root_priority));
+                root_is_head = true;
+                if processed {
+                    continue;
+                }
+            }
+            if let Some(queued) = self.pending.get(&child_id) {
+                if queued.block.parent_priority == u64::MAX {
+                    // A head still being fetched is now an ancestor of this node: it may no
+                    // longer be forgotten if it cannot be fetched (see `fetch_failed`).
+                    linked.push(PendingBlock {
+                        parent_priority: priority,
+                        ..queued.block
+                    });
+                }
+            }
+            if processed || self.pending.contains_key(&child_id) {
+                if !root_is_head {
+                    heads.insert(root.to_bytes(), (root, root_priority));
+                    root_is_head = true;
+                }
+                continue;
+            }
+            children.push((
+                child_id,
+                PendingBlock {
+                    kind: BlockKind::Delta,
+                    cid: *child,
+                    root,
+                    root_priority,
+                    parent_priority: priority,
+                },
+            ));
+        }
+        let was_pending = self.pending.contains_key(&id);
+        if self.pending.len() + children.len() > self.config.max_pending + usize::from(was_pending)
+        {
+            // Too wide to walk now: keep the block for later, merge nothing.
+            self.stats.over_capacity += 1;
+            if let Some(p) = self.pending.get_mut(&id) {
+                if let FetchState::InFlight { .. } = p.state {
+                    self.in_flight -= 1;
+                }
+                if p.state != FetchState::Parked {
+                    p.state = FetchState::Parked;
+                    self.parked += 1;
+                }
+            }
+            return Ok(());
+        }
+
+        let mut tx = Transaction::default();
+        let mut events = Vec::new();
+        self.merge(&node.delta, id, &mut tx, &mut events).await?;
+        tx.blocks.push((id, bytes));
+        tx.processed.push(id);
+        for (key, (cid, _)) in &self.heads {
+            if !heads.contains_key(key) {
+                tx.heads_removed.push(*cid);
+            }
+        }
+        for (key, (cid, height)) in &heads {
+            if self.heads.get(key) != Some(&(*cid, *height)) {
+                tx.heads_added.push((*cid, *height));
+            }
+        }
+        if was_pending {
+            tx.pending_removed.push(id);
+        }
+        tx.pending_added = children.iter().map(|(_, b)| *b).collect();
+        tx.pending_added.extend(linked.iter().copied());
+        self.store.commit(tx).await.map_err(ReplicaError::Store)?;
+
+        self.heads = heads;
+        self.settle(&id);
+        for (child_id, child) in children {
+            self.enqueue(child_id, child);
+        }
+        for block in linked {
+            if let Some(queued) = BlockId::from_cid(&block.cid)
+                .ok()
+                .and_then(|id| self.pending.get_mut(&id))
+            {
+                queued.block = block;
+            }
+        }
+        self.stats.merged += 1;
+        self.outputs.extend(events);
+        Ok(())
+    }
+
+    /// Applies a delta to the touched keys: tombstones first, then elements.
+    pub(super) async fn merge(
+        &mut self,
+        delta: &Delta,
+        id: BlockId,
+        tx: &mut Transaction,
+        events: &mut Vec<Output>,
+    ) -> Result<(), S::Error> {
+        let ops = delta
+            .tombstones
+            .iter()
+            .map(|t| (t, true))
+            .chain(delta.elements.iter().map(|e| (e, false)));
+        let keys: BTreeSet<&str> = ops.clone().map(|(e, _)| e.key.as_str()).collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let states = self
+            .store
+            .key_states(&keys.iter().map(|k| k.as_bytes()).collect::<Vec<_>>())
+            .await
+            .map_err(ReplicaError::Store)?;
+        let mut touched: BTreeMap<&str, (Option<Vec<u8>>, KeyState)> = keys
+            .into_iter()
+            .zip(states)
+            .map(|(key, state)| {
+                let state = state.unwrap_or_default();
+                (key, (state.value().map(|v| v.value.clone()), state))
+            })
+            .collect();
+        for (element, is_tombstone) in ops {
+            let key = element.key.as_str();
+            let (_, state) = touched.get_mut(key).expect("read above");
+            if is_tombstone {
+                match BlockId::from_element_id(&element.id) {
+                    Ok(block) => state.apply_tombstone(block),
+                    // No version can carry a foreign id: the tombstone removes nothing.
+                    Err(_) => continue,
+                }
+            } else {
+                state.apply_element(Version {
+                    block: id,
+                    priority: delta.priority,
+                    value: element.value.clone(),
+                });
+            }
+        }
+        for (key, (before, state)) in touched {
+            let after = state.value().map(|v| &v.value);
+            match (before, after) {
+                (before, Some(after)) if before.as_ref() != Some(after) => {
+                    tx.live_keys += i64::from(before.is_none());
+                    events.push(Output::Put {
+                        key: key.to_owned(),
+                        value: after.clone(),
+                        added: before.is_none(),
+                    })
+                }
+                (Some(_), None) => {
+                    tx.live_keys -= 1;
+                    events.push(Output::Delete {
+                        key: key.to_owned(),
+                    })
+                }
+                _ => {}
+            }
+            tx.keys.push((key.as_bytes().to_vec(), state));
+        }
+        Ok(())
+    }
+}
