@@ -13,7 +13,7 @@ use pinfold_core::codec::pubsub::DEFAULT_CLUSTER_NAME;
 use pinfold_core::codec::secret::ClusterSecret;
 use serde::{Deserialize, Serialize};
 
-pub use pinfold_core::go_duration::GoDuration;
+pub use pinfold_core::go_duration::{GoDuration, GoDurationError};
 
 /// The configuration file in a peer's folder.
 pub const CONFIG_FILE: &str = "service.json";
@@ -500,33 +500,62 @@ impl Default for MetricsSection {
 /// An environment override: the variable, and how it changes the configuration.
 type Override = (
     &'static str,
-    fn(&mut ServiceConfig, &str) -> Result<(), String>,
+    fn(&mut ServiceConfig, &str) -> Result<(), EnvValueError>,
 );
 
-fn addresses(text: &str) -> Result<Vec<Multiaddr>, String> {
+/// Why an environment variable's value does not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvValueError {
+    #[error("{text:?}: {source}")]
+    Address {
+        text: String,
+        source: libp2p::multiaddr::Error,
+    },
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error(transparent)]
+    Duration(#[from] GoDurationError),
+    #[error("{0:?} is not true or false")]
+    NotABoolean(String),
+    #[error("{0:?} is not a role: full, relay or follower")]
+    NotARole(String),
+    #[error("{0:?} is not user:password")]
+    NotCredentials(String),
+}
+
+fn address(text: &str) -> Result<Multiaddr, EnvValueError> {
+    text.trim()
+        .parse()
+        .map_err(|source| EnvValueError::Address {
+            text: text.to_owned(),
+            source,
+        })
+}
+
+fn addresses(text: &str) -> Result<Vec<Multiaddr>, EnvValueError> {
     text.split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| a.parse().map_err(|e| format!("{a:?}: {e}")))
+        .map(address)
         .collect()
 }
 
-fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, EnvValueError> {
     text.trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a number"))
+        .map_err(|_| EnvValueError::NotANumber(text.to_owned()))
 }
 
-fn duration(text: &str) -> Result<GoDuration, String> {
-    GoDuration::parse(text).map_err(|e| e.to_string())
+fn duration(text: &str) -> Result<GoDuration, EnvValueError> {
+    Ok(GoDuration::parse(text)?)
 }
 
 /// Go's `strconv.ParseBool` spellings, which ipfs-cluster's environment variables take.
-fn boolean(text: &str) -> Result<bool, String> {
+fn boolean(text: &str) -> Result<bool, EnvValueError> {
     match text.trim() {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        other => Err(format!("{other:?} is not true or false")),
+        other => Err(EnvValueError::NotABoolean(other.to_owned())),
     }
 }
 
@@ -542,7 +571,7 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_ROLE", |c, v| {
         c.cluster.role = serde_json::from_value(serde_json::Value::String(v.trim().into()))
-            .map_err(|_| format!("{v:?} is not a role: full, relay or follower"))?;
+            .map_err(|_| EnvValueError::NotARole(v.to_owned()))?;
         Ok(())
     }),
     ("CLUSTER_LISTENMULTIADDRESS", |c, v| {
@@ -583,8 +612,7 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", |c, v| {
-        c.ipfs_connector.ipfshttp.node_multiaddress =
-            v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;
+        c.ipfs_connector.ipfshttp.node_multiaddress = address(v)?;
         Ok(())
     }),
     ("CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY", |c, v| {
@@ -644,8 +672,7 @@ const OVERRIDES: &[Override] = &[
         Ok(())
     }),
     ("CLUSTER_METRICS_PROMETHEUSENDPOINT", |c, v| {
-        c.observations.metrics.prometheus_endpoint =
-            v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;
+        c.observations.metrics.prometheus_endpoint = address(v)?;
         Ok(())
     }),
     ("CLUSTER_METRICS_REPORTINGINTERVAL", |c, v| {
@@ -687,13 +714,12 @@ const OVERRIDES: &[Override] = &[
     ("CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS", |c, v| {
         c.api.pinsvcapi.http_listen_multiaddress = match v.trim() {
             "" => None,
-            text => Some(text.parse().map_err(|e| format!("{v:?}: {e}"))?),
+            text => Some(address(text)?),
         };
         Ok(())
     }),
     ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", |c, v| {
-        c.api.restapi.http_listen_multiaddress =
-            v.trim().parse().map_err(|e| format!("{v:?}: {e}"))?;
+        c.api.restapi.http_listen_multiaddress = address(v)?;
         Ok(())
     }),
 ];
@@ -705,12 +731,12 @@ fn optional_path(text: &str) -> Option<PathBuf> {
 }
 
 /// envconfig's map form of users: `user:password,user2:password2` (empty: none).
-fn credentials(text: &str) -> Result<Option<BTreeMap<String, String>>, String> {
+fn credentials(text: &str) -> Result<Option<BTreeMap<String, String>>, EnvValueError> {
     let mut users = BTreeMap::new();
     for entry in text.split(',').filter(|e| !e.trim().is_empty()) {
         let (user, password) = entry
             .split_once(':')
-            .ok_or_else(|| format!("{entry:?} is not user:password"))?;
+            .ok_or_else(|| EnvValueError::NotCredentials(entry.to_owned()))?;
         users.insert(user.trim().to_owned(), password.to_owned());
     }
     Ok((!users.is_empty()).then_some(users))

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use cid::Cid;
 use futures::StreamExt;
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::informer::RepoStat;
 use pinfold_core::net::peer_request::REPO_GC_TIMEOUT;
@@ -21,6 +20,8 @@ use pinfold_core::repo_gc::GcKey;
 use pinfold_core::tracker::{DaemonPins, IpfsPinType};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
+
+use crate::endpoint::{http_url, EndpointError};
 
 /// Requests in flight at once.
 pub const MAX_CONCURRENT_REQUESTS: usize = 32;
@@ -46,6 +47,10 @@ pub enum IpfsError {
     Unreadable { call: &'static str, detail: String },
     #[error("pinning {cid} made no progress for {stall:?}; aborted (raise ipfs_connector.ipfshttp.pin_timeout for large DAGs)")]
     Stalled { cid: Cid, stall: Duration },
+    #[error("ipfs_connector.ipfshttp.node_multiaddress: {0}")]
+    Address(EndpointError),
+    #[error("could not make the IPFS daemon's HTTP client: {0}")]
+    Client(String),
     #[error("IPFS daemon did not answer {call} within {timeout:?}")]
     Timeout {
         call: &'static str,
@@ -215,25 +220,8 @@ fn lines(
 }
 
 /// `http://host:port/api/v0` from a `/ip4|ip6|dns*/.../tcp/port` multiaddress.
-pub fn api_url(address: &Multiaddr) -> Result<String, String> {
-    let mut host = None;
-    let mut port = None;
-    for protocol in address.iter() {
-        match protocol {
-            Protocol::Ip4(ip) => host = Some(ip.to_string()),
-            Protocol::Ip6(ip) => host = Some(format!("[{ip}]")),
-            Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => {
-                host = Some(name.to_string())
-            }
-            Protocol::Tcp(p) => port = Some(p),
-            Protocol::Http => {}
-            other => return Err(format!("{address}: {other} is not usable for the IPFS API")),
-        }
-    }
-    match (host, port) {
-        (Some(host), Some(port)) => Ok(format!("http://{host}:{port}/api/v0")),
-        _ => Err(format!("{address} does not name a host and a TCP port")),
-    }
+pub fn api_url(address: &Multiaddr) -> Result<String, EndpointError> {
+    Ok(format!("{}/api/v0", http_url(address)?))
 }
 
 /// The daemon's pin type `pin` asks for: `direct` for depth 0, else `recursive`.
@@ -255,13 +243,13 @@ fn pin_type_of(text: &str) -> Option<IpfsPinType> {
 }
 
 impl IpfsClient {
-    pub fn new(node: &Multiaddr, config: IpfsConfig) -> Result<Self, String> {
+    pub fn new(node: &Multiaddr, config: IpfsConfig) -> Result<Self, IpfsError> {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| IpfsError::Client(e.to_string()))?;
         Ok(Self {
-            base: api_url(node)?,
+            base: api_url(node).map_err(IpfsError::Address)?,
             http,
             config,
             limit: Semaphore::new(MAX_CONCURRENT_REQUESTS),
@@ -880,23 +868,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn api_urls_come_from_multiaddresses() {
-        let url = |a: &str| api_url(&a.parse().unwrap());
-        assert_eq!(
-            url("/ip4/127.0.0.1/tcp/5001").unwrap(),
-            "http://127.0.0.1:5001/api/v0"
-        );
-        assert_eq!(
-            url("/ip6/::1/tcp/5001").unwrap(),
-            "http://[::1]:5001/api/v0"
-        );
-        assert_eq!(
-            url("/dns4/ipfs/tcp/5001/http").unwrap(),
-            "http://ipfs:5001/api/v0"
-        );
-        assert!(url("/ip4/127.0.0.1/udp/5001")
-            .unwrap_err()
-            .contains("not usable"));
-        assert!(url("/ip4/127.0.0.1").unwrap_err().contains("TCP port"));
+    fn the_api_url_is_the_daemons_http_endpoint() {
+        let url = api_url(&"/ip4/127.0.0.1/tcp/5001".parse().unwrap());
+        assert_eq!(url.unwrap(), "http://127.0.0.1:5001/api/v0");
     }
 }

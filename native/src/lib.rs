@@ -8,13 +8,14 @@
 //! - [`cli`]: the subcommands that are clients (`ctl`, `follow`) or work on a stopped peer
 //!   (`service state`);
 //! - [`ipfs`]: the Kubo RPC client; [`store`]: the durable pinset (redb); [`config`]:
-//!   `service.json`; [`car`]: CAR files for `add --format car`; [`metrics`]: the Prometheus
+//!   `service.json`; [`endpoint`]: multiaddresses as TCP endpoints; [`car`]: CAR files for `add --format car`; [`metrics`]: the Prometheus
 //!   endpoint.
 
 pub mod api;
 pub mod car;
 pub mod cli;
 pub mod config;
+pub mod endpoint;
 pub mod ipfs;
 pub mod metrics;
 pub mod peer;

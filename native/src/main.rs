@@ -413,7 +413,7 @@ fn run_peer(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (metrics, prometheus) = if metrics_config.enable_stats {
-            let socket = pinfold_native::api::rest::socket_addr(&metrics_config.prometheus_endpoint)
+            let socket = pinfold_native::endpoint::socket_addr(&metrics_config.prometheus_endpoint)
                 .map_err(|e| anyhow::anyhow!("observations.metrics.prometheus_endpoint: {e}"))?;
             let listener = pinfold_native::metrics::listen(socket).await?;
             let (metrics, registry) = PeerMetrics::new();
@@ -431,7 +431,7 @@ fn run_peer(
         })
         .await?;
         tracing::info!(peer = %peer.local_peer_id(), "pinfold peer started");
-        let socket = pinfold_native::api::rest::socket_addr(&api_address)
+        let socket = pinfold_native::endpoint::socket_addr(&api_address)
             .map_err(|e| anyhow::anyhow!("api.restapi.http_listen_multiaddress: {e}"))?;
         let listener = tokio::net::TcpListener::bind(socket)
             .await
@@ -449,7 +449,7 @@ fn run_peer(
             .with_context(|| format!("could not write {}", address_file.display()))?;
         let pinning_service = match &pinsvcapi.http_listen_multiaddress {
             Some(address) => {
-                let socket = pinfold_native::api::rest::socket_addr(address)
+                let socket = pinfold_native::endpoint::socket_addr(address)
                     .map_err(|e| anyhow::anyhow!("api.pinsvcapi.http_listen_multiaddress: {e}"))?;
                 let listener = tokio::net::TcpListener::bind(socket).await.with_context(|| {
                     format!("could not listen for the Pinning Services API on {socket} (set api.pinsvcapi.http_listen_multiaddress, or null to turn it off)")

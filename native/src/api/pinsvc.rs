@@ -576,9 +576,7 @@ async fn list(
         let mut after = None;
         loop {
             let (infos, next) =
-                api::status_page(&peer, after, Arc::clone(&daemon), StatusFilter::ALL)
-                    .await
-                    .map_err(|e| PinsvcError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+                api::status_page(&peer, after, Arc::clone(&daemon), StatusFilter::ALL).await?;
             offer_all(api::with_peer_views(&peer, infos, false).await?);
             match next {
                 Some(next) => after = Some(next),

@@ -9,7 +9,6 @@
 //! peer requests), or this peer's own with `?local=true`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -37,6 +36,7 @@ use crate::peer::{Command, CommandError, DaemonAnswer, PeerHandle, PAGE};
 pub const RPC_PROTOCOL_VERSION: &str = "/ipfscluster/1.1/rpc";
 
 /// An error in ipfs-cluster's shape: `{"code": N, "message": "..."}`.
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
@@ -46,6 +46,13 @@ impl ApiError {
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
         }
     }
@@ -91,26 +98,6 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 pub(crate) fn parse_cid(text: &str) -> ApiResult<Cid> {
     text.parse()
         .map_err(|e| ApiError::bad_request(format!("error decoding Cid {text:?}: {e}")))
-}
-
-/// The socket address of an `/ip4|ip6/.../tcp/N` multiaddress.
-pub fn socket_addr(address: &Multiaddr) -> Result<SocketAddr, String> {
-    let mut ip = None;
-    let mut port = None;
-    for protocol in address.iter() {
-        match protocol {
-            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
-            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
-            Protocol::Tcp(p) => port = Some(p),
-            other => return Err(format!("{address}: {other} is not supported here")),
-        }
-    }
-    match (ip, port) {
-        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
-        _ => Err(format!(
-            "{address} does not name an IP address and a TCP port"
-        )),
-    }
 }
 
 /// The API's routes over a peer, behind `credentials` (open when there are none), with the
@@ -315,7 +302,7 @@ async fn version() -> Json<Version> {
 const STREAM_ERROR: &str = "X-Stream-Error";
 
 /// A page of a streamed list: its lines and the cursor of the next page (`None` at the end).
-type Page<C> = Result<(Vec<Vec<u8>>, Option<C>), String>;
+type Page<C> = ApiResult<(Vec<Vec<u8>>, Option<C>)>;
 
 /// A streamed list, one JSON value per line, read page by page through `fetch(cursor)`
 /// from `first` on.
@@ -347,7 +334,7 @@ where
 /// the reason, as ipfs-cluster's API does, so that a client can tell a cut list from a
 /// complete one.
 fn stream_lines(
-    lines: impl futures::Stream<Item = Result<Vec<u8>, String>> + Send + 'static,
+    lines: impl futures::Stream<Item = ApiResult<Vec<u8>>> + Send + 'static,
 ) -> Response {
     use axum::body::Bytes;
     use http_body::Frame;
@@ -358,6 +345,7 @@ fn stream_lines(
                 (false, Ok(line)) => Some(Frame::data(Bytes::from(line))),
                 (false, Err(error)) => {
                     *failed = true;
+                    let error = error.message;
                     tracing::warn!(%error, "a streamed answer was cut short");
                     let mut trailers = axum::http::HeaderMap::new();
                     let value =
@@ -382,15 +370,16 @@ fn stream_lines(
         .into_response()
 }
 
-fn line(value: &impl serde::Serialize) -> Result<Vec<u8>, String> {
-    let mut bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+fn line(value: &impl serde::Serialize) -> ApiResult<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(value)
+        .map_err(|e| ApiError::internal(format!("could not write a line: {e}")))?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
 async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let peers = peer.ask(|reply| Command::Peers { reply }).await?;
-    let lines: Result<Vec<Vec<u8>>, String> = peers
+    let lines: ApiResult<Vec<Vec<u8>>> = peers
         .iter()
         .map(|p| {
             line(&Id {
@@ -550,13 +539,12 @@ async fn list_statuses(
                     local,
                     false,
                 )
-                .await
-                .map_err(|e| e.message)?;
+                .await?;
                 let lines = globals
                     .iter()
                     .filter(|g| g.matches(filter))
                     .map(line)
-                    .collect::<Result<Vec<_>, String>>()?;
+                    .collect::<ApiResult<Vec<_>>>()?;
                 Ok((lines, (end < cids.len()).then_some(end)))
             }
         }));
@@ -577,15 +565,13 @@ async fn list_statuses(
             let globals = if local {
                 infos.into_iter().map(GlobalPinInfo::new).collect()
             } else {
-                with_peer_views(&peer, infos, false)
-                    .await
-                    .map_err(|e| e.message)?
+                with_peer_views(&peer, infos, false).await?
             };
             let lines = globals
                 .iter()
                 .filter(|g| local || g.matches(filter))
                 .map(line)
-                .collect::<Result<Vec<_>, String>>()?;
+                .collect::<ApiResult<Vec<_>>>()?;
             Ok((lines, next.map(Some)))
         }
     }))
@@ -598,7 +584,7 @@ pub(crate) async fn status_page(
     after: Option<Cid>,
     daemon: Arc<DaemonPins>,
     filter: StatusFilter,
-) -> Result<(Vec<PinInfo>, Option<Cid>), String> {
+) -> Result<(Vec<PinInfo>, Option<Cid>), CommandError> {
     peer.ask(|reply| Command::Statuses {
         after,
         daemon,
@@ -606,7 +592,6 @@ pub(crate) async fn status_page(
         reply,
     })
     .await
-    .map_err(|e| e.to_string())
 }
 
 /// The daemon's answer for one CID, as the tracker takes it.
@@ -677,8 +662,7 @@ async fn recover_all(
                 infos.iter().map(|i| i.cid).collect()
             } else {
                 with_peer_views(&peer, infos, false)
-                    .await
-                    .map_err(|e| e.message)?
+                    .await?
                     .iter()
                     .filter(|g| g.matches(StatusFilter::ERROR))
                     .map(|g| g.cid)
@@ -687,14 +671,9 @@ async fn recover_all(
             let recovered = if in_error.is_empty() {
                 Vec::new()
             } else {
-                cluster_statuses(&peer, answers_from(&daemon, &in_error), local, true)
-                    .await
-                    .map_err(|e| e.message)?
+                cluster_statuses(&peer, answers_from(&daemon, &in_error), local, true).await?
             };
-            let lines = recovered
-                .iter()
-                .map(line)
-                .collect::<Result<Vec<_>, String>>()?;
+            let lines = recovered.iter().map(line).collect::<ApiResult<Vec<_>>>()?;
             Ok((lines, next.map(Some)))
         }
     }))
@@ -900,7 +879,8 @@ async fn add(
                             }
                         }
                         Some(Err(error)) => {
-                            return Some((Err(error.to_string()), (added, None, true)))
+                            let error = ApiError::bad_gateway(error.to_string());
+                            return Some((Err(error), (added, None, true)));
                         }
                         None => break,
                     }
@@ -915,10 +895,13 @@ async fn add(
                     };
                     match pin_in_cluster(&peer, pin).await {
                         Ok(pin) => output(&root, &pin.allocations),
-                        Err(error) => Err(format!(
-                            "added {} but could not pin it: {}",
-                            root.cid, error.message
-                        )),
+                        Err(error) => Err(ApiError {
+                            message: format!(
+                                "added {} but could not pin it: {}",
+                                root.cid, error.message
+                            ),
+                            ..error
+                        }),
                     }
                 };
                 Some((result, (added, None, true)))
@@ -994,12 +977,11 @@ async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
                     limit: PAGE,
                     reply,
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let next = (pins.len() == PAGE)
                 .then(|| pins.last().map(|p| Some(p.cid)))
                 .flatten();
-            let lines = pins.iter().map(line).collect::<Result<Vec<_>, String>>()?;
+            let lines = pins.iter().map(line).collect::<ApiResult<Vec<_>>>()?;
             Ok((lines, next))
         }
     }))
@@ -1143,13 +1125,13 @@ mod tests {
         let response = streamed(None, move |after| {
             std::future::ready(match after {
                 None => Ok((vec![b"{\"n\":1}\n".to_vec()], Some(Some(cid)))),
-                Some(_) => Err("the peer is shutting down".to_owned()),
+                Some(_) => Err(CommandError::Stopped.into()),
             })
         });
         assert_eq!(response.headers()[header::TRAILER], STREAM_ERROR);
         let collected = response.into_body().collect().await.unwrap();
         let trailers = collected.trailers().cloned().expect("trailers");
-        assert_eq!(trailers[STREAM_ERROR], "the peer is shutting down");
+        assert_eq!(trailers[STREAM_ERROR], CommandError::Stopped.to_string());
         assert_eq!(collected.to_bytes().as_ref(), b"{\"n\":1}\n");
     }
 

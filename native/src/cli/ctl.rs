@@ -298,7 +298,7 @@ fn base_url(host: &str, https: bool) -> Result<String> {
         .parse()
         .with_context(|| format!("--host {host:?} is neither a multiaddress nor an http(s) URL"))?;
     let socket =
-        crate::api::rest::socket_addr(&address).map_err(|e| anyhow::anyhow!("--host: {e}"))?;
+        crate::endpoint::socket_addr(&address).map_err(|e| anyhow::anyhow!("--host: {e}"))?;
     Ok(format!(
         "{}://{socket}",
         if https { "https" } else { "http" }

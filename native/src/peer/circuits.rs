@@ -36,9 +36,14 @@ fn relay_of(address: &Multiaddr) -> Option<PeerId> {
     None
 }
 
+/// A circuit listen address that does not say which relay to listen through.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}: a circuit listen address names its relay: <relay address>/p2p/<relay peer id>/p2p-circuit")]
+pub struct RelayMissing(pub Multiaddr);
+
 impl CircuitListens {
     /// Keeps the circuit addresses of `addresses` and returns the others.
-    pub fn split(addresses: &[Multiaddr]) -> Result<(Self, Vec<Multiaddr>), String> {
+    pub fn split(addresses: &[Multiaddr]) -> Result<(Self, Vec<Multiaddr>), RelayMissing> {
         let mut listens = Self::default();
         let mut others = Vec::new();
         for address in addresses {
@@ -46,12 +51,7 @@ impl CircuitListens {
                 others.push(address.clone());
                 continue;
             }
-            let relay = relay_of(address).ok_or_else(|| {
-                format!(
-                    "{address}: a circuit listen address names its relay: \
-                     <relay address>/p2p/<relay peer id>/p2p-circuit"
-                )
-            })?;
+            let relay = relay_of(address).ok_or_else(|| RelayMissing(address.clone()))?;
             listens.entries.push(Entry {
                 relay,
                 address: address.clone(),
@@ -128,7 +128,9 @@ mod tests {
             CircuitListens::split(&["/ip4/127.0.0.1/tcp/4001/p2p-circuit".parse().unwrap()])
                 .unwrap_err();
         assert!(
-            error.contains("<relay address>/p2p/<relay peer id>/p2p-circuit"),
+            error
+                .to_string()
+                .contains("<relay address>/p2p/<relay peer id>/p2p-circuit"),
             "{error}"
         );
     }

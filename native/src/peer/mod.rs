@@ -53,7 +53,7 @@ use self::peerstore::Peerstore;
 use self::snapshots::SnapshotRecord;
 use self::swarm::{BehaviourEvent, Gated, GatedEvent, SwarmSettings, WRONG_SECRET};
 use crate::config::{Role, ServiceConfig, PEERSTORE_FILE, PINSET_FILE, WEBRTC_CERTIFICATE_FILE};
-use crate::ipfs::{pin_type_name, Health, Ipfs, IpfsClient, IpfsConfig, IpfsId};
+use crate::ipfs::{pin_type_name, Health, Ipfs, IpfsClient, IpfsConfig, IpfsError, IpfsId};
 use crate::metrics::PeerMetrics;
 use crate::store::RedbStore;
 
@@ -208,12 +208,28 @@ impl PeerHandle {
     }
 }
 
+/// Why a background task could not finish a daemon operation or answer another peer; its
+/// text is what the pin's status or the other peer shows.
+#[derive(Clone, Debug, thiserror::Error)]
+enum TaskError {
+    #[error(transparent)]
+    Ipfs(#[from] IpfsError),
+    #[error("could not list the IPFS daemon's pins: {0}")]
+    DaemonPins(IpfsError),
+    #[error("operation cancelled")]
+    Cancelled,
+    #[error("the peer is shutting down")]
+    ShuttingDown,
+    #[error("ask for a garbage collection over {REPO_GC_PROTOCOL}")]
+    RepoGcProtocol,
+}
+
 /// What background tasks report to the peer task.
 enum Background {
     OpDone {
         cid: Cid,
         id: OpId,
-        result: Result<(), String>,
+        result: Result<(), TaskError>,
     },
     RepoStat(Option<RepoStat>),
     IpfsId(IpfsId),
@@ -223,22 +239,22 @@ enum Background {
     AnswerStatus {
         cids: Vec<Cid>,
         recover: bool,
-        daemon: Result<Arc<DaemonPins>, String>,
+        daemon: Result<Arc<DaemonPins>, IpfsError>,
         channel: request_response::ResponseChannel<PeerResponse>,
     },
     /// A peer's connections request, with the daemon's peers (or why they are missing).
     AnswerConnections {
-        ipfs_peers: Result<Vec<PeerId>, String>,
+        ipfs_peers: Result<Vec<PeerId>, IpfsError>,
         channel: request_response::ResponseChannel<PeerResponse>,
     },
     /// Another peer's summary request, counted (or why it could not be).
     AnswerSummary {
-        summary: Result<StatusSummary, String>,
+        summary: Result<StatusSummary, TaskError>,
         channel: request_response::ResponseChannel<PeerResponse>,
     },
     /// Another peer's garbage collection request, carried out on the daemon (or why not).
     AnswerRepoGc {
-        gc: Result<RepoGc, String>,
+        gc: Result<RepoGc, TaskError>,
         channel: request_response::ResponseChannel<PeerResponse>,
     },
 }
@@ -339,8 +355,7 @@ impl Peer {
             }),
         };
         let mut swarm = swarm::build(key, &settings)?;
-        let (circuits, direct) = CircuitListens::split(&config.cluster.listen_multiaddress)
-            .map_err(anyhow::Error::msg)?;
+        let (circuits, direct) = CircuitListens::split(&config.cluster.listen_multiaddress)?;
         for address in direct {
             swarm
                 .listen_on(address.clone())
@@ -388,17 +403,14 @@ impl Peer {
 
         let ipfs = if role.pins() {
             let h = &config.ipfs_connector.ipfshttp;
-            Some(Arc::new(
-                IpfsClient::new(
-                    &h.node_multiaddress,
-                    IpfsConfig {
-                        request_timeout: h.ipfs_request_timeout.0,
-                        pin_stall_timeout: h.pin_timeout.0,
-                        unpin_timeout: h.unpin_timeout.0,
-                    },
-                )
-                .map_err(|e| anyhow::anyhow!("ipfs_connector.ipfshttp.node_multiaddress: {e}"))?,
-            ))
+            Some(Arc::new(IpfsClient::new(
+                &h.node_multiaddress,
+                IpfsConfig {
+                    request_timeout: h.ipfs_request_timeout.0,
+                    pin_stall_timeout: h.pin_timeout.0,
+                    unpin_timeout: h.unpin_timeout.0,
+                },
+            )?))
         } else {
             None
         };
@@ -730,8 +742,8 @@ impl Peer {
                 }
             };
             let result = tokio::select! {
-                result = work => result.map_err(|e| e.to_string()),
-                _ = cancelled => Err("operation cancelled".to_owned()),
+                result = work => result.map_err(TaskError::from),
+                _ = cancelled => Err(TaskError::Cancelled),
             };
             if let Err(error) = &result {
                 tracing::warn!(%cid, kind = ?dispatch.kind, %error, "IPFS operation failed; it is retried");
@@ -792,7 +804,8 @@ impl Peer {
         match report {
             Background::OpDone { cid, id, result } => {
                 self.cancels.remove(&id);
-                self.node.operation_done(cid, id, result, now);
+                self.node
+                    .operation_done(cid, id, result.map_err(|e| e.to_string()), now);
             }
             Background::RepoStat(stat) => {
                 let disk = self.node.publish_informers(stat, now);
@@ -820,7 +833,7 @@ impl Peer {
                     .map(|cid| {
                         let answer = match &daemon {
                             Ok(pins) => Ok(pins.get(&cid)),
-                            Err(error) => Err(error.clone()),
+                            Err(error) => Err(error.to_string()),
                         };
                         (cid, answer)
                     })
@@ -829,11 +842,15 @@ impl Peer {
                 self.respond(channel, PeerResponse::Statuses(infos));
             }
             Background::AnswerRepoGc { gc, channel } => {
-                let response = gc.map_or_else(PeerResponse::Error, PeerResponse::RepoGc);
+                let response =
+                    gc.map_or_else(|e| PeerResponse::Error(e.to_string()), PeerResponse::RepoGc);
                 self.respond(channel, response);
             }
             Background::AnswerSummary { summary, channel } => {
-                let response = summary.map_or_else(PeerResponse::Error, PeerResponse::Summary);
+                let response = summary.map_or_else(
+                    |e| PeerResponse::Error(e.to_string()),
+                    PeerResponse::Summary,
+                );
                 self.respond(channel, response);
             }
             Background::AnswerConnections {
@@ -844,7 +861,7 @@ impl Peer {
                     Ok(ipfs_peers) => {
                         PeerResponse::Connections(self.node.connections(ipfs_peers, now))
                     }
-                    Err(error) => PeerResponse::Error(error),
+                    Err(error) => PeerResponse::Error(error.to_string()),
                 };
                 self.respond(channel, response);
             }
@@ -1092,9 +1109,7 @@ impl Peer {
                 PeerRequest::RepoGc => Background::AnswerRepoGc {
                     gc: match exchange {
                         Exchange::RepoGc => Ok(repo_gc(ipfs.as_ref(), local, peername).await),
-                        Exchange::PeerRequest => Err(format!(
-                            "ask for a garbage collection over {REPO_GC_PROTOCOL}"
-                        )),
+                        Exchange::PeerRequest => Err(TaskError::RepoGcProtocol),
                     },
                     channel,
                 },
@@ -1106,7 +1121,7 @@ impl Peer {
                 },
                 PeerRequest::Connections => {
                     let ipfs_peers = match ipfs {
-                        Some(ipfs) => ipfs.swarm_peers().await.map_err(|e| e.to_string()),
+                        Some(ipfs) => ipfs.swarm_peers().await,
                         None => Ok(Vec::new()),
                     };
                     Background::AnswerConnections {
@@ -1310,12 +1325,9 @@ fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> Nod
 
 /// The daemon's recursive pins, kept current (see [`IpfsClient::recent_recursive_pins`]),
 /// for answering other peers' status requests; none for a peer without a daemon (a relay).
-async fn recent_daemon_pins(ipfs: Option<&Ipfs>) -> Result<Arc<DaemonPins>, String> {
+async fn recent_daemon_pins(ipfs: Option<&Ipfs>) -> Result<Arc<DaemonPins>, IpfsError> {
     match ipfs {
-        Some(ipfs) => ipfs
-            .recent_recursive_pins()
-            .await
-            .map_err(|e| e.to_string()),
+        Some(ipfs) => ipfs.recent_recursive_pins().await,
         None => Ok(Arc::new(DaemonPins::new())),
     }
 }
@@ -1341,10 +1353,10 @@ pub(crate) async fn repo_gc(ipfs: Option<&Ipfs>, peer: PeerId, peername: String)
 async fn summarize(
     commands: &mpsc::Sender<Command>,
     ipfs: Option<&Ipfs>,
-) -> Result<StatusSummary, String> {
+) -> Result<StatusSummary, TaskError> {
     let daemon = recent_daemon_pins(ipfs)
         .await
-        .map_err(|e| format!("could not list the IPFS daemon's pins: {e}"))?;
+        .map_err(TaskError::DaemonPins)?;
     let (mut summary, mut after) = (StatusSummary::default(), None);
     loop {
         let (reply, answer) = oneshot::channel();
@@ -1356,10 +1368,8 @@ async fn summarize(
         commands
             .send(command)
             .await
-            .map_err(|_| "the peer is shutting down".to_owned())?;
-        let (page, next) = answer
-            .await
-            .map_err(|_| "the peer is shutting down".to_owned())?;
+            .map_err(|_| TaskError::ShuttingDown)?;
+        let (page, next) = answer.await.map_err(|_| TaskError::ShuttingDown)?;
         summary.add(&page);
         match next {
             Some(cid) => after = Some(cid),
