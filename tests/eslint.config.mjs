@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import globals from 'globals';
 
 export default [
-  { ignores: ['**/node_modules/**', '**/dist/**', 'tests/artifacts/**', 'web/**', 'target/**'] },
+  { ignores: ['**/node_modules/**', '**/dist/**', 'npm/lib/**', 'tests/artifacts/**', 'web/**', 'target/**'] },
   js.configs.recommended,
   {
     files: ['**/*.js', '**/*.mjs'],

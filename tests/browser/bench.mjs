@@ -54,7 +54,7 @@ async function coldSync(browser, origin, relay, storage = {}) {
   const address = await relay.addressOf('ws');
   const result = await page.evaluate(
     async ({ address, secret, trusted, pins, storage }) => {
-      const pinfold = await import('/src/index.js');
+      const pinfold = await import('/lib/index.js');
       await pinfold.ready();
       const started = performance.now();
       const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted], ...storage });
@@ -94,7 +94,7 @@ async function reloadResume(browser, origin, relay) {
   const syncAndClose = () =>
     page.evaluate(
       async ({ options, pins }) => {
-        const pinfold = await import('/src/index.js');
+        const pinfold = await import('/lib/index.js');
         await pinfold.ready();
         const started = performance.now();
         const follower = await pinfold.follow(options);

@@ -64,7 +64,7 @@ after(async () => {
 async function joinInPage(key, spawn, bootstrap, trustedPeers) {
   return page.evaluate(
     async ({ key, spawn, bootstrap, secret, trustedPeers, pins }) => {
-      const pinfold = await import('/src/index.js');
+      const pinfold = await import('/lib/index.js');
       const started = performance.now();
       const follower = await pinfold[spawn]({ bootstrap, secret, trustedPeers });
       const joined = performance.now() - started;
@@ -137,7 +137,7 @@ test('a follower kept in IndexedDB resumes after a reload, with its identity', a
   const syncAndClose = () =>
     tab.evaluate(
       async ({ options, pins }) => {
-        const pinfold = await import('/src/index.js');
+        const pinfold = await import('/lib/index.js');
         const started = performance.now();
         const follower = await pinfold.follow(options);
         for (;;) {
@@ -175,7 +175,7 @@ test('a wrong secret is refused with WrongSecretError on WebSocket and webrtc-di
   for (const address of [addresses.ws, addresses.webrtc]) {
     const outcome = await page.evaluate(
       async ({ address, wrong, trusted }) => {
-        const pinfold = await import('/src/index.js');
+        const pinfold = await import('/lib/index.js');
         const started = performance.now();
         try {
           await pinfold.follow({ bootstrap: [address], secret: wrong, trustedPeers: [trusted] });

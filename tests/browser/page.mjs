@@ -1,4 +1,4 @@
-// Shared by the browser tests and benchmarks: a static server for npm/ (the package's src/
+// Shared by the browser tests and benchmarks: a static server for npm/ (the package's lib/
 // and dist/, and an empty page at /), and Debian's Chromium through playwright-core.
 import fs from 'node:fs';
 import http from 'node:http';

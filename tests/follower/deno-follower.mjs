@@ -1,7 +1,7 @@
 // Run in Deno by deno.test.mjs: the npm package joins a relay over WebSocket, syncs, sees a
 // pin added live, and runs in a Deno Worker through spawnWorker. One JSON line per step on
 // stdout: {joined}, {synced, pins}, {waiting}, {live}, {worker, workerPins}.
-import { follow, spawnWorker } from '../../npm/src/index.js';
+import { follow, spawnWorker } from '../../npm/lib/index.js';
 
 const [address, secret, trusted, expected] = Deno.args;
 const options = { bootstrap: [address], secret, trustedPeers: [trusted] };

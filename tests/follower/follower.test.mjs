@@ -18,7 +18,7 @@ import {
   UnreachableError,
   InvalidOptionsError,
   UntrustedDataError,
-} from '../../npm/src/index.js';
+} from '../../npm/lib/index.js';
 
 const PINS = Number(process.env.PINFOLD_FOLLOWER_PINS ?? 10_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();

@@ -1,8 +1,7 @@
 //! The follower as JavaScript sees it: `Follower.start(options, onEvent)` and a handle
 //! whose methods return promises of JSON text (the npm package parses and types them).
 //!
-//! Errors are JavaScript `Error`s with a `code`: `WRONG_SECRET`, `UNREACHABLE`,
-//! `INVALID_OPTIONS` or `CLOSED`.
+//! Errors are JavaScript `Error`s with a `code` (see [`ErrorCode`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -20,7 +19,8 @@ use pinfold_core::pin::Pin;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::follower::{self, Command, Follower, Problem, Settings, Sink, StartError};
+use crate::error_code::ErrorCode;
+use crate::follower::{self, Command, Follower, Problem, Settings, Sink};
 use crate::idb::{IdbError, IdbStore};
 use crate::store::FollowerStore;
 use libp2p::identity::Keypair;
@@ -59,18 +59,12 @@ const IDENTITY_KEY: &str = "identity";
 /// The default bound on the first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-fn js_error(code: &str, message: &str) -> JsValue {
-    let error = js_sys::Error::new(message);
-    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
-    error.into()
-}
-
 fn invalid(message: impl std::fmt::Display) -> JsValue {
-    js_error("INVALID_OPTIONS", &message.to_string())
+    ErrorCode::InvalidOptions.error(&message.to_string())
 }
 
 fn closed() -> JsValue {
-    js_error("CLOSED", "the follower is closed")
+    ErrorCode::Closed.error("the follower is closed")
 }
 
 impl Options {
@@ -217,7 +211,7 @@ impl Sink for JsSink {
         self.emit(
             "error",
             &ErrorEvent {
-                code: problem.code(),
+                code: problem.code().as_str(),
                 message,
             },
         );
@@ -233,15 +227,16 @@ pub struct FollowerHandle {
 
 fn parse_cid(text: &str) -> Result<Cid, JsValue> {
     text.parse()
-        .map_err(|e| js_error("INVALID_CID", &format!("{text:?} is not a CID: {e}")))
+        .map_err(|e| ErrorCode::InvalidCid.error(&format!("{text:?} is not a CID: {e}")))
 }
 
 #[wasm_bindgen(js_class = Follower)]
 impl FollowerHandle {
     /// Starts a follower with `options` (JSON) and resolves once a bootstrap peer is
-    /// connected; rejects with `WRONG_SECRET`, `UNREACHABLE` or `INVALID_OPTIONS`.
+    /// connected; rejects with `WRONG_SECRET`, `UNREACHABLE`, `INVALID_OPTIONS` or `STORAGE`.
     pub async fn start(
         options: String,
+        #[wasm_bindgen(unchecked_param_type = "(type: string, json: string) => void")]
         on_event: js_sys::Function,
     ) -> Result<FollowerHandle, JsValue> {
         console_error_panic_hook::set_once();
@@ -251,21 +246,18 @@ impl FollowerHandle {
         let connect_timeout = settings.connect_timeout;
         let (key, store) = open_storage(storage)
             .await
-            .map_err(|e| js_error("STORAGE", &e.to_string()))?;
+            .map_err(|e| ErrorCode::Storage.error(&e.to_string()))?;
         let (started_tx, started) = oneshot::channel();
         let follower = Follower::new(key, settings, store, JsSink(on_event), started_tx)
             .await
-            .map_err(|e| js_error(e.code(), &e.to_string()))?;
+            .map_err(|e| e.code().error(&e.to_string()))?;
         let peer_id = follower.local_peer_id().to_base58();
         let (commands, receiver) = mpsc::channel(follower::COMMAND_QUEUE);
         wasm_bindgen_futures::spawn_local(follower.run(receiver, connect_timeout));
         match started.await {
             Ok(Ok(())) => Ok(FollowerHandle { commands, peer_id }),
-            Ok(Err(error)) => Err(js_error(error.code(), &error.to_string())),
-            Err(_) => Err(js_error(
-                StartError::Unreachable(String::new()).code(),
-                "the follower stopped before connecting",
-            )),
+            Ok(Err(error)) => Err(error.code().error(&error.to_string())),
+            Err(_) => Err(ErrorCode::Unreachable.error("the follower stopped before connecting")),
         }
     }
 
@@ -277,64 +269,74 @@ impl FollowerHandle {
 
     /// Up to `limit` pins (ipfs-cluster's pin JSON, an array), in state order after the
     /// pin of `after`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn pins(&self, after: Option<String>, limit: u32) -> Result<js_sys::Promise, JsValue> {
         let after = after.as_deref().map(parse_cid).transpose()?;
-        Ok(self.ask_fallible("STORAGE", move |reply| Command::Pins {
-            after,
-            limit: limit as usize,
-            reply,
-        }))
+        Ok(
+            self.ask_fallible(ErrorCode::Storage, move |reply| Command::Pins {
+                after,
+                limit: limit as usize,
+                reply,
+            }),
+        )
     }
 
     /// The pin of `cid` (JSON), or `null`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn get(&self, cid: String) -> Result<js_sys::Promise, JsValue> {
         let cid = parse_cid(&cid)?;
-        Ok(self.ask_fallible("STORAGE", move |reply| Command::Get { cid, reply }))
+        Ok(self.ask_fallible(ErrorCode::Storage, move |reply| Command::Get { cid, reply }))
     }
 
     /// The statuses of up to 1000 `cids` on every live cluster peer, in one request per
     /// peer (a JSON array of ipfs-cluster's `GlobalPinInfo`, in the order
     /// asked; a CID no peer reported on is left out).
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn statuses(&self, cids: Vec<String>) -> Result<js_sys::Promise, JsValue> {
         if cids.len() > MAX_CIDS {
-            return Err(js_error(
-                "INVALID_OPTIONS",
-                &format!(
-                    "{} CIDs asked at once; ask at most {MAX_CIDS} per call",
-                    cids.len()
-                ),
-            ));
+            return Err(ErrorCode::InvalidOptions.error(&format!(
+                "{} CIDs asked at once; ask at most {MAX_CIDS} per call",
+                cids.len()
+            )));
         }
         let cids = cids
             .iter()
             .map(|cid| parse_cid(cid))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.ask_fallible("NO_STATUS", move |reply| Command::Statuses { cids, reply }))
+        Ok(
+            self.ask_fallible(ErrorCode::NoStatus, move |reply| Command::Statuses {
+                cids,
+                reply,
+            }),
+        )
     }
 
     /// Each live cluster peer's statuses of the whole pinset, counted (JSON array).
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn summaries(&self) -> js_sys::Promise {
-        self.ask_fallible("NO_STATUS", |reply| Command::Summaries { reply })
+        self.ask_fallible(ErrorCode::NoStatus, |reply| Command::Summaries { reply })
     }
 
     /// The cluster peers seen (JSON array).
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn peers(&self) -> js_sys::Promise {
         self.ask(|reply| Command::Peers { reply })
     }
 
     /// The latest live metrics called `name`, one per peer (JSON array).
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn metrics(&self, name: String) -> js_sys::Promise {
         self.ask(move |reply| Command::Metrics { name, reply })
     }
 
     /// The names of the metrics received (JSON array), for example `tag:group`.
-    #[wasm_bindgen(js_name = metricNames)]
+    #[wasm_bindgen(js_name = metricNames, unchecked_return_type = "Promise<string>")]
     pub fn metric_names(&self) -> js_sys::Promise {
         self.ask(|reply| Command::MetricNames { reply })
     }
 
     /// Heads, height and progress of the sync (JSON).
-    #[wasm_bindgen(js_name = syncState)]
+    #[wasm_bindgen(js_name = syncState, unchecked_return_type = "Promise<string>")]
     pub fn sync_state(&self) -> js_sys::Promise {
         self.ask(|reply| Command::SyncState { reply })
     }
@@ -361,14 +363,14 @@ impl FollowerHandle {
     /// error of `code`.
     fn ask_fallible<T: Serialize + 'static>(
         &self,
-        code: &'static str,
+        code: ErrorCode,
         make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command + 'static,
     ) -> js_sys::Promise {
         let commands = self.commands.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             match request(commands, make).await? {
                 Ok(value) => Ok(json(&value)),
-                Err(error) => Err(js_error(code, &error)),
+                Err(error) => Err(code.error(&error)),
             }
         })
     }

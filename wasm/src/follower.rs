@@ -35,6 +35,7 @@ use pinfold_core::pin::Pin;
 use pinfold_core::tracker::GlobalPinInfo;
 use serde::Serialize;
 
+use crate::error_code::ErrorCode;
 use crate::idb::IdbError;
 use crate::store::FollowerStore;
 use crate::swarm::{self, BehaviourEvent, Gated, GatedEvent};
@@ -81,12 +82,12 @@ pub enum StartError {
 
 impl StartError {
     /// The stable code the JavaScript errors carry.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            StartError::WrongSecret { .. } => "WRONG_SECRET",
-            StartError::Unreachable(_) | StartError::TimedOut(_) => "UNREACHABLE",
-            StartError::Invalid(_) => "INVALID_OPTIONS",
-            StartError::Storage(_) => "STORAGE",
+            StartError::WrongSecret { .. } => ErrorCode::WrongSecret,
+            StartError::Unreachable(_) | StartError::TimedOut(_) => ErrorCode::Unreachable,
+            StartError::Invalid(_) => ErrorCode::InvalidOptions,
+            StartError::Storage(_) => ErrorCode::Storage,
         }
     }
 }
@@ -171,12 +172,12 @@ pub enum Problem {
 
 impl Problem {
     /// The stable code the JavaScript errors carry.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            Problem::Storage => "STORAGE",
-            Problem::Snapshot => "SNAPSHOT",
-            Problem::WrongSecret => "WRONG_SECRET",
-            Problem::UntrustedData => "UNTRUSTED_DATA",
+            Problem::Storage => ErrorCode::Storage,
+            Problem::Snapshot => ErrorCode::Snapshot,
+            Problem::WrongSecret => ErrorCode::WrongSecret,
+            Problem::UntrustedData => ErrorCode::UntrustedData,
         }
     }
 }

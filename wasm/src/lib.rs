@@ -7,6 +7,8 @@
 #[cfg(target_arch = "wasm32")]
 pub mod api;
 #[cfg(target_arch = "wasm32")]
+pub mod error_code;
+#[cfg(target_arch = "wasm32")]
 mod follower;
 #[cfg(target_arch = "wasm32")]
 mod idb;

@@ -18,7 +18,8 @@ import {
   type ServedDefaults,
 } from './connection.ts';
 import type { Query, Row, SortKey } from './pin-index.ts';
-import type { Overview, PinDetail, SerializedError } from './protocol.ts';
+import type { JoinError } from './connection.ts';
+import type { Overview, PinDetail } from './protocol.ts';
 import { RestApi, type PinRequest, type RestAccess } from './rest.ts';
 import { STATUSES, statusLabel, statusTone } from './status.ts';
 
@@ -128,7 +129,7 @@ export class App {
     } catch (error) {
       client.close();
       this.#phase = 'disconnected';
-      this.#formError = explain(error as SerializedError, options.bootstrap, location.protocol);
+      this.#formError = explain(error as JoinError, options.bootstrap, location.protocol);
       this.#render();
       return;
     }
@@ -231,7 +232,7 @@ export class App {
       const data = await this.#client!.pin(cid);
       if (this.#detail?.cid === cid) this.#detail = { cid, data };
     } catch (error) {
-      if (this.#detail?.cid === cid) this.#detail = { cid, error: (error as SerializedError).message };
+      if (this.#detail?.cid === cid) this.#detail = { cid, error: (error as Error).message };
     }
     this.#render();
     this.#root.querySelector<HTMLElement>('#detail-close')?.focus();

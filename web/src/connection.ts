@@ -1,7 +1,8 @@
 // The connection panel's logic: where its fields come from (the URL fragment, the peer
 // that serves the dashboard, what the user chose to remember), how they become the
 // follower's options, and what a failure means for the user. No DOM here.
-import type { ConnectOptions, SerializedError } from './protocol.ts';
+import type { ErrorCode } from 'pinfold';
+import type { ConnectOptions } from './protocol.ts';
 
 /** The connection panel's fields, as the user sees them. */
 export interface ConnectionForm {
@@ -107,8 +108,15 @@ export function mixedContentProblem(pageProtocol: string, bootstrap: string[]): 
   );
 }
 
+/** An error the follower gave: its code (the package's `ErrorCode`) and message. */
+export interface JoinError {
+  name?: string;
+  code?: ErrorCode;
+  message: string;
+}
+
 /** What a failure to join means, and what to do about it. */
-export function explain(error: SerializedError, bootstrap: string[], pageProtocol: string): string {
+export function explain(error: JoinError, bootstrap: string[], pageProtocol: string): string {
   switch (error.code) {
     case 'WRONG_SECRET':
       return (

@@ -2,16 +2,9 @@
 // sort never run on the page), learns the cluster's status of every pin a batch at a time,
 // and pushes an overview of the cluster to the page once a second.
 import { follow, type Follower, type Metric, type PeerSummary, type PeerView, type SyncState } from 'pinfold';
+import { serve, type Port } from 'pinfold/rpc';
 import { PinIndex, type PinFields, type Query, type View } from './pin-index.ts';
-import type {
-  ConnectOptions,
-  FeedEntry,
-  Message,
-  PinDetail,
-  Request,
-  RowsAnswer,
-  SerializedError,
-} from './protocol.ts';
+import type { ConnectOptions, DashboardPushes, FeedEntry, PinDetail, RowsAnswer } from './protocol.ts';
 import { clusterStatus } from './status.ts';
 
 const TICK_MS = 1000;
@@ -31,7 +24,11 @@ const METRICS = ['freespace', 'pinqueue'];
 /** Ticks the index's count may differ from the synced pinset's before it is read again. */
 const RELOAD_AFTER_TICKS = 3;
 
-const post = (message: Message) => (self as unknown as Worker).postMessage(message);
+const page: Port = {
+  post: (message) => (self as unknown as Worker).postMessage(message),
+  listen: (handler) => self.addEventListener('message', (event) => handler((event as MessageEvent).data)),
+};
+let push = <K extends keyof DashboardPushes & string>(_name: K, _value: DashboardPushes[K]) => {};
 
 const index = new PinIndex();
 let follower: Follower | undefined;
@@ -64,9 +61,9 @@ let visible: string[] = [];
 let visibleAskedAt = 0;
 let closed = false;
 
-function serialize(error: unknown): SerializedError {
-  const e = error as { name?: string; code?: string; message?: string };
-  return { name: e?.name ?? 'Error', code: e?.code, message: String(e?.message ?? error) };
+/** An error's message, whatever was thrown. */
+function messageOf(error: unknown): string {
+  return String((error as { message?: unknown } | undefined)?.message ?? error);
 }
 
 function note(kind: FeedEntry['kind'], text: string, cid?: string) {
@@ -156,7 +153,7 @@ async function crawlStatuses() {
         const { code, pinned } = clusterStatus(info.peer_map);
         index.setStatus(info.cid, code, pinned);
       }
-      if (index.statusVersion !== before && view) post({ viewChanged: { total: view.slots.length } });
+      if (index.statusVersion !== before && view) push('viewChanged', view.slots.length);
     } catch {
       // Not connected to any peer yet, or none answered: try again soon.
       await sleep(STATUS_RETRY_MS, () => false);
@@ -173,7 +170,7 @@ async function sleep(ms: number, early: () => boolean) {
 function refreshView(force: boolean) {
   if (!force && view && index.current(view)) return;
   view = index.view(query);
-  post({ viewChanged: { total: view.slots.length } });
+  push('viewChanged', view.slots.length);
 }
 
 async function tick() {
@@ -190,14 +187,14 @@ async function tick() {
       refreshSummaries();
     }
   } catch (error) {
-    problem(serialize(error).message);
+    problem(messageOf(error));
   }
   // Events keep the index in step; a count that stays off for a few ticks once synced
   // (events missed while a load ran, say) reads the pinset again.
   offTicks = sync?.synced && index.size !== sync.pins ? offTicks + 1 : 0;
   if (sync && !loading && (!loaded || offTicks >= RELOAD_AFTER_TICKS)) {
     offTicks = 0;
-    load().catch((error) => problem(`could not read the pinset: ${serialize(error).message}`));
+    load().catch((error) => problem(`could not read the pinset: ${messageOf(error)}`));
   }
   if (!live && loaded && !loading && sync?.synced && index.size === sync.pins) {
     live = true;
@@ -215,22 +212,20 @@ async function tick() {
   }
   refreshView(false);
   const { counts, unknown } = index.statusCounts();
-  post({
-    overview: {
-      peerId: follower.peerId,
-      cluster: options?.cluster || 'ipfs-cluster',
-      sync,
-      indexed: index.size,
-      caughtUp: live,
-      peers,
-      metrics,
-      summaries,
-      statusCounts: counts,
-      statusUnknown: unknown,
-      feed: feed.slice(-100),
-      history,
-      problems: recentProblems(now),
-    },
+  push('overview', {
+    peerId: follower.peerId,
+    cluster: options?.cluster || 'ipfs-cluster',
+    sync,
+    indexed: index.size,
+    caughtUp: live,
+    peers,
+    metrics,
+    summaries,
+    statusCounts: counts,
+    statusUnknown: unknown,
+    feed: feed.slice(-100),
+    history,
+    problems: recentProblems(now),
   });
 }
 
@@ -272,39 +267,35 @@ async function pinDetail(cid: string): Promise<PinDetail> {
     index.setStatus(cid, code, pinned);
     return { pin, status };
   } catch (error) {
-    return { pin, status: null, statusError: serialize(error).message };
+    return { pin, status: null, statusError: messageOf(error) };
   }
 }
 
-async function answer(request: Request): Promise<unknown> {
-  switch (request.op) {
-    case 'connect':
-      return connect(request.options);
-    case 'view':
-      query = request.query;
-      refreshView(true);
-      return { total: view!.slots.length };
-    case 'rows': {
-      if (!view) view = index.view(query);
-      const rows = index.rows(view, request.start, request.count);
-      visible = rows.map((row) => row.cid);
-      for (const row of rows) if (row.status === undefined) wanted.add(row.cid);
-      return { rows, total: view.slots.length } satisfies RowsAnswer;
-    }
-    case 'pin':
-      return pinDetail(request.cid);
-    case 'close':
-      closed = true;
-      await follower?.close();
-      return null;
-  }
-}
+/** What the page calls (see `DashboardClient`). */
+const methods = {
+  connect,
+  /** Makes `query` the current view; answers its row count. */
+  view: (next: Query): { total: number } => {
+    query = next;
+    refreshView(true);
+    return { total: view!.slots.length };
+  },
+  /** Rows of the current view. */
+  rows: (start: number, count: number): RowsAnswer => {
+    if (!view) view = index.view(query);
+    const rows = index.rows(view, start, count);
+    visible = rows.map((row) => row.cid);
+    for (const row of rows) if (row.status === undefined) wanted.add(row.cid);
+    return { rows, total: view.slots.length };
+  },
+  /** A pin and its per-peer statuses. */
+  pin: pinDetail,
+  close: async (): Promise<void> => {
+    closed = true;
+    await follower?.close();
+  },
+};
+export type DashboardMethods = typeof methods;
 
-self.addEventListener('message', async (event: MessageEvent<Request>) => {
-  const request = event.data;
-  try {
-    post({ id: request.id, value: await answer(request) });
-  } catch (error) {
-    post({ id: request.id, error: serialize(error) });
-  }
-});
+const send = serve(page, methods);
+push = (name, value) => send(name, value);

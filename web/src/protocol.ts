@@ -1,8 +1,9 @@
-// What the page and the dashboard's Worker say to each other. The page asks (`Request`,
-// answered by `Reply` with the same id); the Worker also pushes the cluster's overview
-// once a second and says when the rows on screen may have changed.
+// What the page and the dashboard's Worker say to each other, over the package's Worker
+// calls (`pinfold/rpc`): the page calls the Worker's methods (`DashboardMethods`); the
+// Worker pushes the cluster's overview once a second and says when the rows on screen may
+// have changed (`DashboardPushes`).
 import type { GlobalPinInfo, Metric, PeerSummary, PeerView, Pin, SyncState } from 'pinfold';
-import type { Query, Row } from './pin-index.ts';
+import type { Row } from './pin-index.ts';
 import type { Status } from './status.ts';
 
 /** How the dashboard joins the cluster. */
@@ -16,16 +17,6 @@ export interface ConnectOptions {
   storage: 'memory' | 'indexeddb';
 }
 
-export type Request =
-  | { id: number; op: 'connect'; options: ConnectOptions }
-  /** Makes `query` the current view; answers `{ total }`. */
-  | { id: number; op: 'view'; query: Query }
-  /** Rows of the current view; answers `RowsAnswer`. */
-  | { id: number; op: 'rows'; start: number; count: number }
-  /** A pin and its per-peer statuses; answers `PinDetail`. */
-  | { id: number; op: 'pin'; cid: string }
-  | { id: number; op: 'close' };
-
 export interface RowsAnswer {
   rows: Row[];
   total: number;
@@ -36,12 +27,6 @@ export interface PinDetail {
   status: GlobalPinInfo | null;
   /** Why there is no status (no peer connected, none answered). */
   statusError?: string;
-}
-
-export interface SerializedError {
-  name: string;
-  code?: string;
-  message: string;
 }
 
 export interface FeedEntry {
@@ -75,9 +60,10 @@ export interface Overview {
   problems: string[];
 }
 
-export type Message =
-  | { id: number; value: unknown }
-  | { id: number; error: SerializedError }
-  | { overview: Overview }
-  /** The current view was recomputed (`total` rows) or statuses on it changed. */
-  | { viewChanged: { total: number } };
+/** What the Worker pushes: the overview once a second, and the current view's row count
+ * when it was recomputed or statuses on it changed. */
+export interface DashboardPushes {
+  overview: Overview;
+  viewChanged: number;
+  [name: string]: unknown;
+}

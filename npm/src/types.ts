@@ -1,3 +1,7 @@
+// The shapes the follower's calls and events give: ipfs-cluster's JSON where it has one
+// (pins, statuses, metrics), pinfold's own otherwise.
+import type { PinfoldError } from './errors.js';
+
 /** A pin as ipfs-cluster's REST API writes it (GET /allocations/{cid}). */
 export interface Pin {
   cid: string;
@@ -33,19 +37,6 @@ export interface Metric {
   /** Unix nanoseconds. */
   received_at: number;
 }
-
-/** Loads the WebAssembly module (once). Every other function awaits it. */
-export function ready(): Promise<void>;
-/** The pubsub topic that carries a cluster's CRDT heads (default cluster name: "ipfs-cluster"). */
-export function clusterTopic(clusterName?: string): Promise<string>;
-/** Validates a cluster secret (64 hex characters or swarm.key text); returns 64 lowercase hex characters. */
-export function normalizeSecret(secret: string): Promise<string>;
-/** Decodes a CRDT state value (protobuf api.pb.Pin). */
-export function decodePin(stateValue: Uint8Array): Promise<Pin>;
-/** Memory the module uses on this thread: its WebAssembly memory (where a follower's replica lives). */
-export function memoryUsage(): Promise<{ wasmBytes: number }>;
-/** Decodes a `monitor.metrics` message (msgpack api.Metric). */
-export function decodeMetric(message: Uint8Array): Promise<Metric>;
 
 /** Options of `follow`. */
 export interface FollowOptions {
@@ -163,77 +154,3 @@ export interface FollowerEvents {
   /** UntrustedDataError, StorageError, WrongSecretError, or a PinfoldError with code "SNAPSHOT". */
   error: PinfoldError;
 }
-
-/** What every follower offers, on this thread (`Follower`) or in a Worker (`WorkerFollower`). */
-export abstract class FollowerBase {
-  /** Its libp2p peer id. */
-  readonly peerId: string;
-  /** Listens to an event; returns a function that stops listening. */
-  on<K extends keyof FollowerEvents>(type: K, listener: (value: FollowerEvents[K]) => void): () => void;
-  /** Every pin, in state order, `pageSize` (default 1000) at a time. */
-  pins(options?: CallOptions & { pageSize?: number }): AsyncIterableIterator<Pin>;
-  /** Up to `limit` pins in state order, after the pin of `after`. */
-  pinsPage(after: string | undefined, limit: number, options?: CallOptions): Promise<Pin[]>;
-  /** The pin of `cid`, or null. */
-  get(cid: string, options?: CallOptions): Promise<Pin | null>;
-  /** The statuses of `cid` on the cluster peers the follower is connected to; NO_STATUS when none reported one. */
-  status(cid: string, options?: CallOptions): Promise<GlobalPinInfo>;
-  /** The statuses of up to 1000 `cids` (one request per connected peer), in the order asked; a CID no peer reported on is left out. */
-  statuses(cids: string[], options?: CallOptions): Promise<GlobalPinInfo[]>;
-  /** Each connected cluster peer's statuses of the whole pinset, counted (one request per peer). */
-  summaries(options?: CallOptions): Promise<PeerSummary[]>;
-  peers(options?: CallOptions): Promise<PeerView[]>;
-  /** The latest live metric called `name` of each peer. */
-  metrics(name: string, options?: CallOptions): Promise<Metric[]>;
-  /** The names of the metrics received from the peers ("ping", "freespace", "tag:group", ...). */
-  metricNames(options?: CallOptions): Promise<string[]>;
-  syncState(options?: CallOptions): Promise<SyncState>;
-  /** Leaves the swarm; later calls throw ClosedError. */
-  close(): Promise<void>;
-}
-
-/** A follower running on this thread. */
-export class Follower extends FollowerBase {
-  private constructor();
-}
-
-/** A follower running in a Worker, seen through a proxy with the same API. */
-export class WorkerFollower extends FollowerBase {
-  private constructor();
-}
-
-/** Joins a cluster as a light follower; resolves once a bootstrap peer is connected. */
-export function follow(options: FollowOptions): Promise<Follower>;
-
-/**
- * Runs `follow` in a Worker (a module Web Worker in browsers and Deno, a worker thread in
- * Node), so that the sync never blocks the page; resolves with a proxy of the same API.
- */
-export function spawnWorker(options: FollowOptions): Promise<WorkerFollower>;
-
-/** Every error the follower throws; `code` says which kind. */
-export class PinfoldError extends Error {
-  readonly code:
-    | 'WRONG_SECRET'
-    | 'UNREACHABLE'
-    | 'INVALID_OPTIONS'
-    | 'INVALID_CID'
-    | 'CLOSED'
-    | 'NO_STATUS'
-    | 'STORAGE'
-    | 'SNAPSHOT'
-    | 'UNTRUSTED_DATA'
-    | string;
-}
-/** The bootstrap peer refused the private-network handshake: the secret differs. */
-export class WrongSecretError extends PinfoldError {}
-/** No bootstrap peer could be reached, or none answered in time. */
-export class UnreachableError extends PinfoldError {}
-/** An option is missing or malformed; the message names it. */
-export class InvalidOptionsError extends PinfoldError {}
-/** The follower was closed. */
-export class ClosedError extends PinfoldError {}
-/** IndexedDB could not be opened, read or written. */
-export class StorageError extends PinfoldError {}
-/** Pinset data came from a peer that is not trusted and was ignored (an `error` event). */
-export class UntrustedDataError extends PinfoldError {}

@@ -1,14 +1,15 @@
 // Loads the WebAssembly module once, in browsers, Workers, Deno and Node.
-import init from '../dist/pinfold_wasm.js';
+import init, { type InitOutput } from '../dist/pinfold_wasm.js';
 
 const wasmUrl = new URL('../dist/pinfold_wasm_bg.wasm', import.meta.url);
-let loading;
-let exports;
+let loading: Promise<void> | undefined;
+let exports: InitOutput | undefined;
 
 /** Loads the WebAssembly module (once). Every other function awaits it. */
-export function ready() {
+export function ready(): Promise<void> {
   loading ??= (async () => {
-    if (globalThis.process?.versions?.node) {
+    const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+    if (node) {
       // Node's fetch cannot read file: URLs.
       const { readFile } = await import('node:fs/promises');
       exports = await init({ module_or_path: await readFile(wasmUrl) });
@@ -20,6 +21,6 @@ export function ready() {
 }
 
 /** Bytes of the WebAssembly memory on this thread (0 before the module loads). */
-export function wasmMemoryBytes() {
+export function wasmMemoryBytes(): number {
   return exports?.memory.buffer.byteLength ?? 0;
 }
