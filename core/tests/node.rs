@@ -15,6 +15,7 @@ use pinfold_core::codec::dagpb::dag_pb_cid;
 use pinfold_core::codec::peer_request::{PeerRequest, PeerResponse};
 use pinfold_core::crdt::{self, BlockId, MemoryStore, Replica, Store as _, Trust};
 use pinfold_core::informer::{DiskMetric, RepoStat};
+use pinfold_core::net::bitswap;
 use pinfold_core::node::{
     Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, Node, NodeConfig,
     NodeRole, Periods, Question, SnapshotPolicy, PAGE,
@@ -157,7 +158,7 @@ impl Sim {
                     }
                 }
             }
-            Effect::Fetch(cids) => {
+            Effect::Bitswap(bitswap::Task::Fetch(cids)) => {
                 for cid in cids {
                     let id = BlockId::from_cid(&cid).unwrap();
                     let found = (0..self.nodes.len())

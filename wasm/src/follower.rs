@@ -380,26 +380,12 @@ impl<E: Sink> Follower<E> {
                         .gossipsub
                         .publish(topic, data);
                 }
-                Effect::Fetch(cids) => {
-                    let refused = self
-                        .swarm
-                        .behaviour_mut()
-                        .inner_mut()
-                        .bitswap
-                        .want_all(&cids);
+                Effect::Bitswap(task) => {
+                    let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
+                    let refused = bitswap.carry_out(task);
                     let result = self.node.on_fetch_refused(refused, now_nanos()).await;
                     self.check(result);
                 }
-                Effect::AnswerWants {
-                    peer,
-                    blocks,
-                    presences,
-                } => self
-                    .swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .bitswap
-                    .respond(peer, blocks, presences),
                 Effect::Dial { peer, addresses } => self.dial(peer, addresses),
                 Effect::AddressLearned { peer, address } => {
                     self.swarm.add_peer_address(peer, address);

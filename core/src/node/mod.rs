@@ -21,7 +21,7 @@ use multiaddr::{Multiaddr, Protocol};
 use serde::Serialize;
 
 use crate::allocator::{AllocatorConfig, MetricsSet};
-use crate::codec::bitswap::{Presence, WantEntry};
+use crate::codec::bitswap::WantEntry;
 use crate::codec::delta::encode_broadcast;
 use crate::codec::metric::Metric;
 use crate::codec::peer_request::{Connections, PeerRequest, PeerResponse, SnapshotOffer};
@@ -196,14 +196,9 @@ pub enum Effect {
         topic: Topic,
         data: Vec<u8>,
     },
-    /// Ask the bitswap peers for these blocks; report those refused (the wantlist is full)
-    /// with [`Node::on_fetch_refused`].
-    Fetch(Vec<Cid>),
-    AnswerWants {
-        peer: PeerId,
-        blocks: Vec<(Cid, Vec<u8>)>,
-        presences: Vec<(Cid, Presence)>,
-    },
+    /// Fetch blocks or answer wants over bitswap ([`bitswap::Behaviour::carry_out`]); give
+    /// the blocks it could not ask for (the wantlist is full) to [`Node::on_fetch_refused`].
+    Bitswap(bitswap::Task),
     /// Dial `peer` (when known) at `addresses`.
     Dial {
         peer: Option<PeerId>,
@@ -548,7 +543,9 @@ impl<S: Store> Node<S> {
                         self.publish(Topic::Heads, data);
                     }
                 }
-                Output::Fetch(cids) => self.effects.push_back(Effect::Fetch(cids)),
+                Output::Fetch(cids) => self
+                    .effects
+                    .push_back(Effect::Bitswap(bitswap::Task::Fetch(cids))),
                 other => self.on_pinset_output(&other, now),
             }
         }
@@ -784,7 +781,7 @@ impl<S: Store> Node<S> {
         Ok(())
     }
 
-    /// Blocks of an [`Effect::Fetch`] that could not be asked for (the wantlist is full):
+    /// Blocks of a [`bitswap::Task::Fetch`] that could not be asked for (the wantlist is full):
     /// each is unavailable for now.
     pub async fn on_fetch_refused(&mut self, cids: Vec<Cid>, now: i64) -> StoreResult<(), S> {
         for cid in &cids {
@@ -799,11 +796,12 @@ impl<S: Store> Node<S> {
         let (blocks, presences) = bitswap::answer_from(self.replica.store(), wants)
             .await
             .map_err(ReplicaError::Store)?;
-        self.effects.push_back(Effect::AnswerWants {
-            peer,
-            blocks,
-            presences,
-        });
+        self.effects
+            .push_back(Effect::Bitswap(bitswap::Task::Answer {
+                peer,
+                blocks,
+                presences,
+            }));
         Ok(())
     }
 

@@ -587,25 +587,11 @@ impl Peer {
         while let Some(effect) = self.node.poll_effect() {
             match effect {
                 Effect::Publish { topic, data } => self.publish(topic, data),
-                Effect::Fetch(cids) => {
-                    let refused = self
-                        .swarm
-                        .behaviour_mut()
-                        .inner_mut()
-                        .bitswap
-                        .want_all(&cids);
+                Effect::Bitswap(task) => {
+                    let bitswap = &mut self.swarm.behaviour_mut().inner_mut().bitswap;
+                    let refused = bitswap.carry_out(task);
                     self.node.on_fetch_refused(refused, now_nanos()).await?;
                 }
-                Effect::AnswerWants {
-                    peer,
-                    blocks,
-                    presences,
-                } => self
-                    .swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .bitswap
-                    .respond(peer, blocks, presences),
                 Effect::Dial { peer, addresses } => {
                     let dial = match peer {
                         Some(peer) => libp2p::swarm::dial_opts::DialOpts::peer_id(peer)

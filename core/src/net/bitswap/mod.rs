@@ -31,6 +31,19 @@ use crate::codec::bitswap::{
 };
 use crate::crdt::{BlockId, Store};
 
+/// What a node asks of bitswap ([`crate::node::Effect::Bitswap`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Ask the bitswap peers for these blocks.
+    Fetch(Vec<Cid>),
+    /// Answer `peer`'s wants with these blocks and presences.
+    Answer {
+        peer: PeerId,
+        blocks: Vec<(Cid, Vec<u8>)>,
+        presences: Vec<(Cid, Presence)>,
+    },
+}
+
 /// Limits of a [`Bitswap`] behaviour.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -198,6 +211,22 @@ impl Bitswap {
             let message = wants_message(&[*cid], true, false);
             for peer in want.asked {
                 self.send(peer, &message);
+            }
+        }
+    }
+
+    /// Carries out a node's `task`; returns the blocks of a fetch that could not be asked
+    /// for (the wantlist is full), which go back to the node.
+    pub fn carry_out(&mut self, task: Task) -> Vec<Cid> {
+        match task {
+            Task::Fetch(cids) => self.want_all(&cids),
+            Task::Answer {
+                peer,
+                blocks,
+                presences,
+            } => {
+                self.respond(peer, blocks, presences);
+                Vec::new()
             }
         }
     }
