@@ -14,22 +14,24 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::{Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt};
 use futures_timer::Delay;
-use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::gossipsub;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use pinfold_core::allocator::AllocatorConfig;
 use pinfold_core::codec::metric::Metric;
+use pinfold_core::codec::peer_request::PeerResponse;
 use pinfold_core::codec::peer_request::StatusSummary;
-use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::crdt::{self, Replica, ReplicaError, Trust};
+use pinfold_core::net::peer_request::{self, handling, Handling};
 use pinfold_core::net::pnet_guard::WrongSecret;
+use pinfold_core::net::pubsub::ClusterTopics;
 use pinfold_core::net::{bitswap, psk_gate};
 use pinfold_core::node::{
     self, Answer, Effect, Gathered, GatheringId, Node, NodeConfig, NodeRole, Periods, Question,
-    RequestId, SnapshotPolicy, SyncState, Topic,
+    RequestId, SnapshotPolicy, SyncState,
 };
 use pinfold_core::pin::Pin;
 use pinfold_core::tracker::GlobalPinInfo;
@@ -218,8 +220,7 @@ pub struct Follower<E: Sink> {
     node: Node<FollowerStore>,
     /// Whether there is a secret, so that the gate covers WebRTC links.
     gated: bool,
-    heads_topic: IdentTopic,
-    metrics_topic: IdentTopic,
+    topics: ClusterTopics,
     bootstrap: Vec<Multiaddr>,
     sink: E,
     /// Answers `start` once a bootstrap peer is connected or every dial failed.
@@ -250,16 +251,10 @@ impl<E: Sink> Follower<E> {
         }
         let local = key.public().to_peer_id();
         let mut swarm = swarm::build(key, settings.secret.as_ref()).map_err(StartError::Invalid)?;
-        let heads_topic = IdentTopic::new(crdt_topic(&settings.cluster_name));
-        let metrics_topic = IdentTopic::new(METRICS_TOPIC);
-        for topic in [&heads_topic, &metrics_topic] {
-            swarm
-                .behaviour_mut()
-                .inner_mut()
-                .gossipsub
-                .subscribe(topic)
-                .map_err(|e| StartError::Invalid(e.to_string()))?;
-        }
+        let topics = ClusterTopics::new(&settings.cluster_name);
+        topics
+            .subscribe(&mut swarm.behaviour_mut().inner_mut().gossipsub)
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
         let replica_config = crdt::Config {
             trust: settings.trust.clone(),
             fetch_timeout_ms: 30_000,
@@ -290,8 +285,7 @@ impl<E: Sink> Follower<E> {
             swarm,
             node,
             gated: settings.secret.is_some(),
-            heads_topic,
-            metrics_topic,
+            topics,
             bootstrap: settings.bootstrap.clone(),
             sink,
             started: Some(started),
@@ -368,10 +362,7 @@ impl<E: Sink> Follower<E> {
         while let Some(effect) = self.node.poll_effect() {
             match effect {
                 Effect::Publish { topic, data } => {
-                    let topic = match topic {
-                        Topic::Heads => self.heads_topic.clone(),
-                        Topic::Metrics => self.metrics_topic.clone(),
-                    };
+                    let topic = self.topics.topic(topic);
                     // With nobody subscribed yet, the next publication carries it.
                     let _ = self
                         .swarm
@@ -553,11 +544,7 @@ impl<E: Sink> Follower<E> {
                 let Some(author) = message.source else {
                     return;
                 };
-                let topic = if message.topic == self.heads_topic.hash() {
-                    Topic::Heads
-                } else if message.topic == self.metrics_topic.hash() {
-                    Topic::Metrics
-                } else {
+                let Some(topic) = self.topics.of(&message.topic) else {
                     return;
                 };
                 let result = self.node.on_gossip(topic, author, message.data, now).await;
@@ -583,45 +570,22 @@ impl<E: Sink> Follower<E> {
         }
     }
 
-    async fn on_peer_request(&mut self, event: pinfold_core::net::peer_request::Event) {
+    async fn on_peer_request(&mut self, event: peer_request::Event) {
         let now = now_nanos();
-        let (request, answer) = match event {
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
+        let (request, answer) = match handling(event) {
+            Handling::Asked { request, channel } => {
                 let response = match self.node.on_request(request) {
                     Answer::Now(response) => response,
                     Answer::FromDaemon(_) => {
-                        pinfold_core::codec::peer_request::PeerResponse::Error(
-                            "a light follower has no IPFS daemon".into(),
-                        )
+                        PeerResponse::Error("a light follower has no IPFS daemon".into())
                     }
                 };
-                let status = &mut self.swarm.behaviour_mut().inner_mut().peer_requests;
-                let _ = status.send_response(channel, response);
+                let requests = &mut self.swarm.behaviour_mut().inner_mut().peer_requests;
+                let _ = requests.send_response(channel, response);
                 return;
             }
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => (request_id, Ok(response)),
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => (
-                request_id,
-                Err(format!(
-                    "the peer did not answer the status request: {error}"
-                )),
-            ),
-            _ => return,
+            Handling::Answered { id, answer } => (id, answer),
+            Handling::Nothing => return,
         };
         if let Some(id) = self.requests.remove(&request) {
             let result = self.node.on_response(id, answer, now).await;

@@ -29,6 +29,63 @@ pub type Behaviour = request_response::Behaviour<PeerRequestCodec>;
 /// Its events.
 pub type Event = request_response::Event<PeerRequest, PeerResponse>;
 
+/// What a driver does with an [`Event`].
+pub enum Handling {
+    /// A peer asks: give `request` to the node and answer over `channel`.
+    Asked {
+        request: PeerRequest,
+        channel: request_response::ResponseChannel<PeerResponse>,
+    },
+    /// The answer to the request `id`, or why none came.
+    Answered {
+        id: request_response::OutboundRequestId,
+        answer: Result<PeerResponse, String>,
+    },
+    /// Nothing: an answer went out, or one could not (logged here).
+    Nothing,
+}
+
+/// Sorts an event for the driver, wording a request that failed as the node reports it.
+pub fn handling(event: Event) -> Handling {
+    use request_response::{Event as E, Message, OutboundFailure};
+    match event {
+        E::Message {
+            message: Message::Request {
+                request, channel, ..
+            },
+            ..
+        } => Handling::Asked { request, channel },
+        E::Message {
+            message:
+                Message::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        } => Handling::Answered {
+            id: request_id,
+            answer: Ok(response),
+        },
+        E::OutboundFailure {
+            request_id, error, ..
+        } => Handling::Answered {
+            id: request_id,
+            answer: Err(match error {
+                OutboundFailure::UnsupportedProtocols => {
+                    "the peer does not answer pinfold's peer requests (not a pinfold peer)"
+                        .to_owned()
+                }
+                other => format!("the peer did not answer the request: {other}"),
+            }),
+        },
+        E::InboundFailure { peer, error, .. } => {
+            tracing::debug!(%peer, %error, "could not answer a peer request");
+            Handling::Nothing
+        }
+        E::ResponseSent { .. } => Handling::Nothing,
+    }
+}
+
 /// A behaviour that asks and answers, with pinfold's timeout and stream limit.
 pub fn behaviour() -> Behaviour {
     with_protocol(PROTOCOL, REQUEST_TIMEOUT)

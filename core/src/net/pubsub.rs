@@ -5,8 +5,9 @@ use std::time::Duration;
 use libp2p_gossipsub as gossipsub;
 use libp2p_identity::Keypair;
 
-use crate::codec::pubsub::message_id;
+use crate::codec::pubsub::{crdt_topic, message_id, METRICS_TOPIC};
 use crate::codec::MAX_PUBSUB_MESSAGE_BYTES;
+use crate::node::Topic;
 
 /// The identify protocol version ipfs-cluster peers announce.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
@@ -31,4 +32,50 @@ pub fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
         .map_err(|e| e.to_string())?;
     gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
         .map_err(|e| e.to_string())
+}
+
+/// A cluster's two topics: its CRDT heads (named after the cluster) and the metrics.
+#[derive(Clone, Debug)]
+pub struct ClusterTopics {
+    heads: gossipsub::IdentTopic,
+    metrics: gossipsub::IdentTopic,
+}
+
+impl ClusterTopics {
+    /// The topics of the cluster called `cluster_name`.
+    pub fn new(cluster_name: &str) -> Self {
+        Self {
+            heads: gossipsub::IdentTopic::new(crdt_topic(cluster_name)),
+            metrics: gossipsub::IdentTopic::new(METRICS_TOPIC),
+        }
+    }
+
+    /// Subscribes `gossipsub` to both.
+    pub fn subscribe(
+        &self,
+        gossipsub: &mut gossipsub::Behaviour,
+    ) -> Result<(), gossipsub::SubscriptionError> {
+        gossipsub.subscribe(&self.heads)?;
+        gossipsub.subscribe(&self.metrics)?;
+        Ok(())
+    }
+
+    /// The gossipsub topic the node's `topic` is.
+    pub fn topic(&self, topic: Topic) -> gossipsub::IdentTopic {
+        match topic {
+            Topic::Heads => self.heads.clone(),
+            Topic::Metrics => self.metrics.clone(),
+        }
+    }
+
+    /// Which of the two `hash` names, if either.
+    pub fn of(&self, hash: &gossipsub::TopicHash) -> Option<Topic> {
+        if *hash == self.heads.hash() {
+            Some(Topic::Heads)
+        } else if *hash == self.metrics.hash() {
+            Some(Topic::Metrics)
+        } else {
+            None
+        }
+    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use cid::Cid;
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::gossipsub;
 use libp2p::identity::Keypair;
 use libp2p::metrics::Recorder as _;
 use libp2p::multiaddr::Protocol;
@@ -29,12 +29,13 @@ use pinfold_core::codec::metric::Metric;
 use pinfold_core::codec::peer_request::{
     Connections, PeerRequest, PeerResponse, StatusSummary, REPO_GC_PROTOCOL,
 };
-use pinfold_core::codec::pubsub::{crdt_topic, METRICS_TOPIC};
 use pinfold_core::crdt::{self, BatchConfig, Replica};
 use pinfold_core::informer::{DiskMetric, RepoStat};
 use pinfold_core::monitor;
+use pinfold_core::net::peer_request::{self, Handling};
 use pinfold_core::net::pnet_guard::WrongSecret;
-use pinfold_core::net::{bitswap, peer_request, psk_gate};
+use pinfold_core::net::pubsub::ClusterTopics;
+use pinfold_core::net::{bitswap, psk_gate};
 use pinfold_core::node::{
     self, Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, IpfsIdentity, Node,
     NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId, SnapshotPolicy, Topic,
@@ -298,8 +299,7 @@ pub struct Peer {
     swarm: Swarm<Gated>,
     node: Node<RedbStore>,
     ipfs: Option<Ipfs>,
-    heads_topic: IdentTopic,
-    metrics_topic: IdentTopic,
+    topics: ClusterTopics,
     commands: mpsc::Receiver<Command>,
     /// Its own commands, for background work that reads the pinset page by page.
     commands_tx: mpsc::Sender<Command>,
@@ -369,15 +369,8 @@ impl Peer {
         for address in &config.cluster.announce_multiaddress {
             swarm.add_external_address(address.clone());
         }
-        let heads_topic = IdentTopic::new(crdt_topic(&config.consensus.crdt.cluster_name));
-        let metrics_topic = IdentTopic::new(METRICS_TOPIC);
-        for topic in [&heads_topic, &metrics_topic] {
-            swarm
-                .behaviour_mut()
-                .inner_mut()
-                .gossipsub
-                .subscribe(topic)?;
-        }
+        let topics = ClusterTopics::new(&config.consensus.crdt.cluster_name);
+        topics.subscribe(&mut swarm.behaviour_mut().inner_mut().gossipsub)?;
 
         let store = RedbStore::open(&dir.join(PINSET_FILE))?;
         let trust = config.trust()?;
@@ -457,8 +450,7 @@ impl Peer {
             swarm,
             node,
             ipfs,
-            heads_topic,
-            metrics_topic,
+            topics,
             commands,
             commands_tx: handle.commands.clone(),
             background_tx,
@@ -670,10 +662,7 @@ impl Peer {
     }
 
     fn publish(&mut self, topic: Topic, data: Vec<u8>) {
-        let topic = match topic {
-            Topic::Heads => self.heads_topic.clone(),
-            Topic::Metrics => self.metrics_topic.clone(),
-        };
+        let topic = self.topics.topic(topic);
         match self
             .swarm
             .behaviour_mut()
@@ -976,14 +965,14 @@ impl Peer {
                 let Some(author) = message.source else {
                     return Ok(());
                 };
-                if let Some(topic) = self.topic(&message.topic) {
+                if let Some(topic) = self.topics.of(&message.topic) {
                     self.node
                         .on_gossip(topic, author, message.data, now)
                         .await?;
                 }
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
-                if let Some(topic) = self.topic(&topic) {
+                if let Some(topic) = self.topics.of(&topic) {
                     self.node.on_subscribed(peer_id, topic);
                 }
             }
@@ -1015,16 +1004,6 @@ impl Peer {
         Ok(())
     }
 
-    fn topic(&self, hash: &gossipsub::TopicHash) -> Option<Topic> {
-        if *hash == self.heads_topic.hash() {
-            Some(Topic::Heads)
-        } else if *hash == self.metrics_topic.hash() {
-            Some(Topic::Metrics)
-        } else {
-            None
-        }
-    }
-
     /// A request or answer of either exchange. Garbage collections are answered over
     /// [`Exchange::RepoGc`] only, whose timeout allows for them.
     async fn on_peer_request(
@@ -1032,14 +1011,8 @@ impl Peer {
         exchange: Exchange,
         event: peer_request::Event,
     ) -> anyhow::Result<()> {
-        let (request_id, answer) = match event {
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
+        let (request_id, answer) = match peer_request::handling(event) {
+            Handling::Asked { request, channel } => {
                 match self.node.on_request(request) {
                     Answer::Now(response) => self.respond(channel, response),
                     Answer::FromDaemon(request) => {
@@ -1048,30 +1021,8 @@ impl Peer {
                 }
                 return Ok(());
             }
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => (request_id, Ok(response)),
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                let error = match error {
-                    request_response::OutboundFailure::UnsupportedProtocols => {
-                        "the peer does not answer status requests (not a pinfold peer)".to_owned()
-                    }
-                    other => format!("the peer did not answer the status request: {other}"),
-                };
-                (request_id, Err(error))
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "could not answer a status request");
-                return Ok(());
-            }
-            request_response::Event::ResponseSent { .. } => return Ok(()),
+            Handling::Answered { id, answer } => (id, answer),
+            Handling::Nothing => return Ok(()),
         };
         if let Some(id) = self.requests.remove(&(exchange, request_id)) {
             self.node.on_response(id, answer, now_nanos()).await?;
