@@ -10,6 +10,7 @@ PINFOLD_RUN_DIR="${PINFOLD_RUN_DIR:-${TMPDIR:-/tmp}/pinfold-run}"  # repos, logs
 # Kubo, the IPFS daemon every test, benchmark and the demo run against. v0.43.x cannot be
 # built as released: its go.mod replaces go-libp2p with a fork that the module proxy does not serve.
 KUBO_VERSION=v0.42.0
+IPFS_CLUSTER_VERSION=v1.1.6                        # Go ipfs-cluster, whose peers pinfold speaks with
 export PINFOLD_CACHE
 export GOPATH="$PINFOLD_GO/path" GOMODCACHE="$PINFOLD_GO/modcache" GOCACHE="$PINFOLD_GO/cache" GOBIN="$PINFOLD_GO/bin"
 export PATH="$PINFOLD_TOOLS/bin:$PINFOLD_NODE_TOOLS/node_modules/.bin:$GOBIN:$PATH"
