@@ -10,6 +10,7 @@
 
 mod gather;
 mod pinning;
+pub mod plan;
 mod redial;
 mod snapshots;
 

@@ -5,7 +5,6 @@
 use cid::Cid;
 use libp2p_identity::PeerId;
 
-use crate::allocator::{self, AllocationRequest};
 use crate::codec::peer_request::StatusSummary;
 use crate::crdt::{Replica, ReplicaError, Store};
 use crate::pin::{Pin, UnixTime};
@@ -13,7 +12,7 @@ use crate::tracker::{
     DaemonPins, IpfsPinType, OpId, PinInfo, PinInfoShort, StatusFilter, TrackerStatus,
 };
 
-use super::{ms, Node};
+use super::{ms, plan, Node};
 
 /// Pins read from the store per page.
 pub const PAGE: usize = 1000;
@@ -109,18 +108,7 @@ impl<S: Store> Node<S> {
                 .pin(&from)
                 .await?
                 .ok_or(CommandError::NotFound(from))?;
-            pin = Pin {
-                cid: pin.cid,
-                timestamp: pin.timestamp,
-                pin_update: Some(from),
-                name: if pin.name.is_empty() {
-                    existing.name.clone()
-                } else {
-                    pin.name
-                },
-                expire_at: pin.expire_at.or(existing.expire_at),
-                ..existing
-            };
+            pin = plan::updated_pin(pin, existing);
         }
         self.allocate_and_pin(pin, &[], now).await
     }
@@ -129,7 +117,7 @@ impl<S: Store> Node<S> {
     /// `blacklist`) and writes it to the pinset.
     async fn allocate_and_pin(
         &mut self,
-        mut pin: Pin,
+        pin: Pin,
         blacklist: &[PeerId],
         now: i64,
     ) -> Result<Pin, CommandError> {
@@ -139,32 +127,13 @@ impl<S: Store> Node<S> {
         if !self.config.trust.trusts(&self.config.local) {
             tracing::warn!("this peer is not in crdt.trusted_peers: other peers ignore its writes");
         }
-        let (min, max) = allocator::replication_factors(
-            pin.replication_factor_min,
-            pin.replication_factor_max,
-            &self.config.allocator,
-        )
-        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
-        pin.replication_factor_min = min;
-        pin.replication_factor_max = max;
-        let current: Vec<PeerId> = match self.replica.pin(&pin.cid).await? {
-            Some(existing) => existing.allocations,
-            None => std::mem::take(&mut pin.allocations),
-        }
-        .into_iter()
-        .filter(|p| !blacklist.contains(p))
-        .collect();
+        let existing = self.replica.pin(&pin.cid).await?;
         let metrics = self.live_metrics(now);
         let trust = &self.config.trust;
-        pin.allocations = allocator::allocate(
-            &AllocationRequest {
-                cid: &pin.cid,
-                replication_min: min,
-                replication_max: max,
-                current: &current,
-                priority: &pin.user_allocations,
-                blacklist,
-            },
+        let pin = plan::plan_pin(
+            pin,
+            existing.as_ref(),
+            blacklist,
             &metrics,
             |peer| trust.trusts(peer),
             &self.config.allocator,
@@ -244,8 +213,7 @@ impl<S: Store> Node<S> {
         self.for_each_page(|page| {
             expired.extend(
                 page.iter()
-                    .filter(|p| p.expire_at.is_some_and(|at| at <= expiry))
-                    .filter(|p| allocator::is_closest(&p.cid, &local, &others))
+                    .filter(|p| plan::expires_here(p, expiry, &local, &others))
                     .map(|p| p.cid),
             );
             Ok::<_, ReplicaError<S::Error>>(())
