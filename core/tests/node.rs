@@ -40,6 +40,10 @@ struct Sim {
     groups: Vec<usize>,
     gathered: HashMap<(usize, GatheringId), Gathered>,
     now: i64,
+    /// The percentage of gossip deliveries and block answers lost, chosen by `rng`.
+    loss_percent: u64,
+    rng: u64,
+    lost: usize,
 }
 
 impl Sim {
@@ -106,7 +110,21 @@ impl Sim {
             groups: vec![0; roles.len()],
             gathered: HashMap::new(),
             now,
+            loss_percent: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            lost: 0,
         }
+    }
+
+    /// Whether the next delivery is lost.
+    fn lose(&mut self) -> bool {
+        // xorshift64: deterministic, so a failure replays.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let lost = self.rng % 100 < self.loss_percent;
+        self.lost += usize::from(lost);
+        lost
     }
 
     fn reachable(&self, a: usize, b: usize) -> bool {
@@ -153,13 +171,17 @@ impl Sim {
             Effect::Publish { topic, data } => {
                 let author = self.nodes[from].local();
                 for to in 0..self.nodes.len() {
-                    if self.reachable(from, to) {
+                    if self.reachable(from, to) && !self.lose() {
                         ready(self.nodes[to].on_gossip(topic, author, data.clone(), now)).unwrap();
                     }
                 }
             }
             Effect::Bitswap(bitswap::Task::Fetch(cids)) => {
                 for cid in cids {
+                    if self.lose() {
+                        // No answer: the fetch times out and is asked again.
+                        continue;
+                    }
                     let id = BlockId::from_cid(&cid).unwrap();
                     let found = (0..self.nodes.len())
                         .filter(|&to| self.reachable(from, to))
@@ -286,6 +308,13 @@ fn pins_written_on_one_peer_reach_every_peer_and_a_light_follower_which_asks_the
     let cids = sim.add_pins(0, 20, "everywhere");
     sim.run(8);
     for n in 0..4 {
+        eprintln!(
+            "node {n}: {:?} {:?}",
+            sim.nodes[n].replica().progress(),
+            sim.nodes[n].replica().stats()
+        );
+    }
+    for n in 0..4 {
         assert_eq!(sorted(sim.pins_of(n)), sorted(cids.clone()), "node {n}");
     }
     let state = sim.nodes[3].sync_state();
@@ -403,4 +432,32 @@ fn a_removed_peers_pins_are_reallocated_to_the_others() {
     let after = ready(sim.nodes[0].pin(&pinned.cid)).unwrap().unwrap();
     assert_eq!(after.allocations.len(), 1);
     assert_ne!(after.allocations[0], gone);
+}
+
+#[test]
+fn peers_and_a_follower_converge_when_gossip_and_blocks_are_lost() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Full, Light], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    sim.loss_percent = 30;
+    let mut cids = Vec::new();
+    for (writer, batch) in [
+        (0, "lossy a"),
+        (1, "lossy b"),
+        (2, "lossy c"),
+        (0, "lossy d"),
+    ] {
+        cids.extend(sim.add_pins(writer, 5, batch));
+        sim.run(4);
+    }
+    // 30% of the messages and block answers are lost. The heads' rebroadcast (every 60 s)
+    // and the fetch timeouts (2 min) make up for most; a block whose fetches failed too
+    // often is parked and asked again at the repair interval (1 h), as in go-ds-crdt.
+    sim.run(15_000);
+    for n in 0..4 {
+        assert_eq!(sorted(sim.pins_of(n)), sorted(cids.clone()), "node {n}");
+        assert_eq!(sim.nodes[n].replica().progress().parked, 0, "node {n}");
+    }
+    assert!(sim.lost >= 10, "only {} deliveries were lost", sim.lost);
 }
