@@ -242,10 +242,10 @@ export class Peer {
     return { status: res.status, body: await res.text() };
   }
 
-  /** GET of a streamed list: one JSON object per line. */
+  /** GET of a streamed list: one JSON object per line (204 and no body when empty). */
   async list(route) {
     const { status, body } = await this.get(route);
-    if (status !== 200) throw new Error(`${route}: ${status} ${body}`);
+    if (status !== 200 && status !== 204) throw new Error(`${route}: ${status} ${body}`);
     return body
       .split('\n')
       .filter(Boolean)

@@ -22,6 +22,8 @@ pub struct ErrorBody {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IpfsId {
+    /// Empty, and then left out as Go leaves it out, when the daemon did not answer.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
     pub addresses: Vec<String>,
     /// Why the daemon could not be asked; empty when it answered.
@@ -71,9 +73,17 @@ pub struct ConnectGraph {
 pub struct AddedOutput {
     pub name: String,
     pub cid: String,
+    /// The three below are left out when zero or empty, as Go leaves them out.
+    #[serde(skip_serializing_if = "is_zero")]
     pub bytes: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub size: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allocations: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -82,11 +92,41 @@ mod tests {
 
     #[test]
     fn an_id_reads_gos_json_and_writes_it_back() {
-        let go = r#"{"id":"12D3KooWA","addresses":["/ip4/127.0.0.1/tcp/9096/p2p/12D3KooWA"],"cluster_peers":["12D3KooWA"],"cluster_peers_addresses":[],"version":"1.1.6","commit":"","rpc_protocol_version":"/ipfscluster/1.1/rpc","error":"","ipfs":{"id":"12D3KooWB","addresses":[],"error":""},"peername":"one"}"#;
+        let go = r#"{"id":"12D3KooWA","addresses":["/ip4/127.0.0.1/tcp/9096/p2p/12D3KooWA"],"cluster_peers":["12D3KooWA"],"cluster_peers_addresses":[],"version":"1.1.6","commit":"","rpc_protocol_version":"/ipfscluster/1.0/rpc","error":"","ipfs":{"id":"12D3KooWB","addresses":[],"error":""},"peername":"one"}"#;
         let id: Id = serde_json::from_str(go).unwrap();
         assert_eq!(id.peername, "one");
         assert_eq!(id.ipfs.id, "12D3KooWB");
         assert_eq!(serde_json::to_string(&id).unwrap(), go);
+    }
+
+    /// Go writes `"ipfs":{"addresses":null,"error":"…"}` for a peer it could not ask, and
+    /// its client cannot read an empty peer id back.
+    #[test]
+    fn an_unknown_ipfs_id_is_left_out() {
+        let id = Id {
+            id: "12D3KooWA".to_owned(),
+            ..Id::default()
+        };
+        let json = serde_json::to_value(&id).unwrap();
+        assert_eq!(
+            json["ipfs"],
+            serde_json::json!({"addresses": [], "error": ""})
+        );
+    }
+
+    #[test]
+    fn added_output_leaves_out_what_go_leaves_out() {
+        let output = AddedOutput {
+            name: "a.txt".to_owned(),
+            cid: "bafy".to_owned(),
+            ..AddedOutput::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&output).unwrap(),
+            r#"{"name":"a.txt","cid":"bafy"}"#
+        );
+        let read: AddedOutput = serde_json::from_str(r#"{"name":"a.txt","cid":"bafy"}"#).unwrap();
+        assert_eq!(read, output);
     }
 
     #[test]

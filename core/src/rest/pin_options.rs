@@ -2,6 +2,9 @@
 //! (`POST /pins/{cid}?replication-min=2&name=…`), Go's `PinOptions.FromQuery`/`ToQuery`.
 //! The REST server reads them with [`PinOptions::from_query`]; `pinfold ctl` writes them
 //! with [`PinOptions::to_query`].
+//!
+//! As in Go, a key with an empty value is unset, and keys that are not pin options are
+//! passed over: clients written for Go add their own (`stream-channels=true`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,6 +58,8 @@ pub enum PinOptionsError {
     PeerId { value: String, reason: String },
     #[error("origins {value:?}: {reason}")]
     Origin { value: String, reason: String },
+    #[error("origins {0:?}: the address has no /p2p/<peer id>")]
+    OriginWithoutPeer(String),
     #[error("error decoding Cid {value:?}: {reason}")]
     Cid { value: String, reason: String },
     #[error("expire-at {value:?} is not an RFC 3339 time (2030-01-02T15:04:05Z): {reason}")]
@@ -66,25 +71,23 @@ pub enum PinOptionsError {
     },
     #[error("expire-in {0:?} is less than one second")]
     ExpireTooSoon(String),
-    #[error("give expire-at or expire-in, not both")]
-    TwoExpiries,
-    #[error("unknown query parameter {0:?}")]
-    Unknown(String),
 }
 
 impl PinOptions {
-    /// The options in a query's `pairs`. `route_keys` are other parameters the route takes
-    /// (like `/add`'s), passed over; any other unknown key is an error. `replication` sets
-    /// both factors and wins over `replication-min`/`-max`, as in Go.
+    /// The options in a query's `pairs`, other keys passed over. As in Go, `replication`
+    /// sets both factors and wins over `replication-min`/`-max`, `expire-at` wins over
+    /// `expire-in`, and an empty metadata key (`meta-=x`) is dropped.
     pub fn from_query<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-        route_keys: &[&str],
     ) -> Result<Self, PinOptionsError> {
         let mut options = PinOptions::default();
         let mut replication = None;
         let mut expire_at = None;
         let mut expire_in = None;
         for (key, value) in pairs {
+            if value.is_empty() && !key.starts_with(META_PREFIX) {
+                continue;
+            }
             match key {
                 "name" => options.name = Some(value.to_owned()),
                 "mode" => options.mode = Some(value.parse()?),
@@ -102,10 +105,19 @@ impl PinOptions {
                 }
                 "origins" => {
                     options.origins = list(value, |a| {
-                        a.parse::<Multiaddr>().map_err(|e| PinOptionsError::Origin {
-                            value: a.to_owned(),
-                            reason: e.to_string(),
-                        })
+                        let address =
+                            a.parse::<Multiaddr>()
+                                .map_err(|e| PinOptionsError::Origin {
+                                    value: a.to_owned(),
+                                    reason: e.to_string(),
+                                })?;
+                        if !address
+                            .iter()
+                            .any(|p| matches!(p, multiaddr::Protocol::P2p(_)))
+                        {
+                            return Err(PinOptionsError::OriginWithoutPeer(a.to_owned()));
+                        }
+                        Ok(address)
                     })?
                 }
                 "expire-at" => expire_at = Some(value),
@@ -121,13 +133,12 @@ impl PinOptions {
                                 })?,
                         )
                 }
-                meta if meta.starts_with(META_PREFIX) => {
+                meta if meta.len() > META_PREFIX.len() && meta.starts_with(META_PREFIX) => {
                     options
                         .metadata
                         .insert(meta[META_PREFIX.len()..].to_owned(), value.to_owned());
                 }
-                other if route_keys.contains(&other) => {}
-                other => return Err(PinOptionsError::Unknown(other.to_owned())),
+                _ => {}
             }
         }
         if let Some(n) = replication {
@@ -135,8 +146,7 @@ impl PinOptions {
             options.replication_max = Some(n);
         }
         options.expire = match (expire_at, expire_in) {
-            (Some(_), Some(_)) => return Err(PinOptionsError::TwoExpiries),
-            (Some(at), None) => UnixTime::parse_rfc3339(at)
+            (Some(at), _) => UnixTime::parse_rfc3339(at)
                 .map_err(|e| PinOptionsError::ExpireAt {
                     value: at.to_owned(),
                     reason: e.to_string(),
@@ -159,21 +169,18 @@ impl PinOptions {
     }
 
     /// The options in a query string (without `?`), percent-decoded.
-    pub fn from_query_string(query: &str, route_keys: &[&str]) -> Result<Self, PinOptionsError> {
+    pub fn from_query_string(query: &str) -> Result<Self, PinOptionsError> {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        Self::from_query(
-            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            route_keys,
-        )
+        Self::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    /// The query pairs that give these options, the unset ones left out.
+    /// The query pairs that give these options, the unset and empty ones left out.
     pub fn to_query(&self) -> Vec<(String, String)> {
         let mut pairs = Vec::new();
         let mut push = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
                 pairs.push((key.to_owned(), value));
             }
         };
@@ -205,7 +212,7 @@ impl PinOptions {
         );
         push("pin-update", self.pin_update.map(|c| c.to_string()));
         push("origins", joined(&self.origins));
-        for (key, value) in &self.metadata {
+        for (key, value) in self.metadata.iter().filter(|(k, _)| !k.is_empty()) {
             pairs.push((format!("{META_PREFIX}{key}"), value.clone()));
         }
         pairs
@@ -277,11 +284,12 @@ mod tests {
     fn a_query_gives_the_pin_it_asks_for() {
         let now = UnixTime(1_700_000_000);
         let query = format!(
-            "replication=2&name=photos&mode=direct&user-allocations={}&expire-in=1h&meta-owner=alice&pin-update={}&origins=/ip4/127.0.0.1/tcp/4001",
+            "replication=2&name=photos&mode=direct&user-allocations={}&expire-in=1h&meta-owner=alice&pin-update={}&origins=/ip4/127.0.0.1/tcp/4001/p2p/{}",
             peer(1),
-            cid(9)
+            cid(9),
+            peer(2)
         );
-        let pin = PinOptions::from_query_string(&query, &[])
+        let pin = PinOptions::from_query_string(&query)
             .unwrap()
             .to_pin(cid(1), now);
         assert_eq!(
@@ -300,8 +308,7 @@ mod tests {
 
     #[test]
     fn replication_wins_over_its_bounds_as_in_go() {
-        let options =
-            PinOptions::from_query_string("replication-min=1&replication=3", &[]).unwrap();
+        let options = PinOptions::from_query_string("replication-min=1&replication=3").unwrap();
         assert_eq!(
             (options.replication_min, options.replication_max),
             (Some(3), Some(3))
@@ -310,7 +317,7 @@ mod tests {
 
     #[test]
     fn bad_queries_say_what_is_wrong() {
-        let cases: [(&str, &str); 8] = [
+        let cases: [(&str, &str); 7] = [
             (
                 "replication=two",
                 "parameter replication: \"two\" is not a number",
@@ -329,25 +336,43 @@ mod tests {
                 "expire-in \"500ms\" is less than one second",
             ),
             ("expire-in=3d", "has an unknown unit \"d\""),
-            ("expire-at=2030-01-01T00:00:00Z&expire-in=1h", "not both"),
-            ("colour=blue", "unknown query parameter \"colour\""),
+            (
+                "origins=/ip4/127.0.0.1/tcp/4001",
+                "the address has no /p2p/<peer id>",
+            ),
         ];
         for (query, message) in cases {
-            let error = PinOptions::from_query_string(query, &[]).unwrap_err();
+            let error = PinOptions::from_query_string(query).unwrap_err();
             assert!(error.to_string().contains(message), "{query}: {error}");
         }
-        assert!(PinOptions::from_query_string(
-            "wrap-with-directory=true",
-            &["wrap-with-directory"]
-        )
-        .is_ok());
+    }
+
+    /// What Go's `PinOptions.FromQuery` does with what clients written for Go send.
+    #[test]
+    fn queries_read_as_go_reads_them() {
+        let at = "2030-01-01T00:00:00Z";
+        let options = PinOptions::from_query_string(&format!(
+            "stream-channels=true&name=&replication-min=&mode=&meta-=x&meta-empty=&expire-at={at}&expire-in=1h"
+        ))
+        .unwrap();
+        assert_eq!(options.name, None);
+        assert_eq!(options.replication_min, None);
+        assert_eq!(options.mode, None);
+        assert_eq!(
+            options.metadata,
+            BTreeMap::from([("empty".to_owned(), String::new())])
+        );
+        assert_eq!(
+            options.expire,
+            Some(Expiry::At(UnixTime::parse_rfc3339(at).unwrap().unwrap()))
+        );
     }
 
     fn options() -> impl Strategy<Value = PinOptions> {
         let text = "[ -~é,&=?#%+]{0,12}";
         (
             (
-                proptest::option::of(text),
+                proptest::option::of("[ -~é,&=?#%+]{1,12}"),
                 proptest::option::of(prop_oneof![Just(PinMode::Recursive), Just(PinMode::Direct)]),
                 proptest::option::of(-1i32..100),
                 proptest::option::of(-1i32..100),
@@ -360,13 +385,17 @@ mod tests {
                     (1_000u64..10_000_000_000)
                         .prop_map(|ms| Expiry::In(GoDuration(Duration::from_millis(ms)))),
                 ]),
-                proptest::collection::btree_map(text, text, 0..3),
+                proptest::collection::btree_map("[ -~é,&=?#%+]{1,12}", text, 0..3),
                 proptest::option::of(any::<u8>().prop_map(cid)),
                 proptest::collection::vec(
-                    (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| {
-                        format!("/ip4/{}/tcp/{port}", std::net::Ipv4Addr::from(ip))
-                            .parse::<Multiaddr>()
-                            .unwrap()
+                    (any::<[u8; 4]>(), any::<u16>(), any::<u8>()).prop_map(|(ip, port, n)| {
+                        format!(
+                            "/ip4/{}/tcp/{port}/p2p/{}",
+                            std::net::Ipv4Addr::from(ip),
+                            peer(n)
+                        )
+                        .parse::<Multiaddr>()
+                        .unwrap()
                     }),
                     0..3,
                 ),
@@ -396,7 +425,7 @@ mod tests {
         #[test]
         fn options_round_trip_through_the_query_string(options in options()) {
             let query = options.to_query_string();
-            prop_assert_eq!(PinOptions::from_query_string(&query, &[]), Ok(options));
+            prop_assert_eq!(PinOptions::from_query_string(&query), Ok(options));
         }
     }
 }

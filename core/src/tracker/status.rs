@@ -155,6 +155,25 @@ impl StatusFilter {
         "queued",
     ];
 
+    /// Its bits, as Go's `TrackerStatus` bit-or.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The filter of Go's bit-or of statuses (0 is every status); unknown bits are kept
+    /// and match nothing.
+    pub fn from_bits(bits: u16) -> Self {
+        StatusFilter(bits)
+    }
+
+    /// The one status this filter holds, if it holds exactly one.
+    pub fn single(self) -> Option<TrackerStatus> {
+        TrackerStatus::ALL
+            .iter()
+            .copied()
+            .find(|s| s.bit() != 0 && s.bit() == self.0)
+    }
+
     /// A filter of the given statuses.
     pub fn of(statuses: &[TrackerStatus]) -> Self {
         StatusFilter(statuses.iter().fold(0, |bits, s| bits | s.bit()))

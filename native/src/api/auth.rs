@@ -1,7 +1,10 @@
 //! The APIs' authentication, as ipfs-cluster's: HTTP basic auth against the API's
 //! `basic_auth_credentials`, and bearer tokens from `POST /token`, which are JWTs (HS256)
-//! whose audience is the user and whose key is that user's password. Without credentials
-//! configured an API is open (they listen on loopback by default).
+//! whose issuer (`iss`) is the user and whose key is that user's password, byte for byte
+//! the tokens Go ipfs-cluster v1.1.6 issues, so a token from either works at both. Tokens
+//! of earlier pinfold versions, which named the user as the audience (`aud`), still
+//! work. Without credentials configured an API is open (they listen on loopback by
+//! default).
 //!
 //! A refused request gets 401 with `WWW-Authenticate` and the API's error body, and never a
 //! hint of the data.
@@ -73,15 +76,13 @@ impl Credentials {
         constant_time_eq(expected.as_bytes(), password.as_bytes()).then(|| user.to_owned())
     }
 
-    /// Whether `headers` carry a bearer token signed for a known user.
-    fn bearer_valid(&self, headers: &HeaderMap, now_secs: i64) -> bool {
-        let Some(token) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
+    /// The user of the bearer token in `headers`, when it is signed for a known user.
+    fn bearer_user(&self, headers: &HeaderMap, now_secs: i64) -> Option<String> {
+        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let token = value
+            .get(..7)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("Bearer "))
+            .map(|_| &value[7..])?;
         verify_token(token.trim(), |user| self.users.get(user).cloned(), now_secs)
     }
 }
@@ -94,10 +95,11 @@ fn mac(key: &str) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length")
 }
 
-/// A JWT (HS256) for `user`, issued at `now_secs`, signed with `password`.
-pub fn issue_token(user: &str, password: &str, now_secs: i64) -> String {
+/// A JWT (HS256) whose issuer is `user`, signed with `password`: what Go's
+/// `generateSignedTokenString` makes, which sets no other claim.
+pub fn issue_token(user: &str, password: &str) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = URL_SAFE_NO_PAD.encode(json!({"aud": [user], "iat": now_secs}).to_string());
+    let claims = URL_SAFE_NO_PAD.encode(json!({ "iss": user }).to_string());
     let signing_input = format!("{header}.{claims}");
     let mut signer = mac(password);
     signer.update(signing_input.as_bytes());
@@ -105,49 +107,49 @@ pub fn issue_token(user: &str, password: &str, now_secs: i64) -> String {
     format!("{signing_input}.{signature}")
 }
 
-/// Whether `token` is an HS256 JWT whose audience is a user `password_of` knows, signed
-/// with that user's password, and not expired.
+/// The user of `token` when it is an HS256 JWT naming a user `password_of` knows (as its
+/// issuer, else as its first audience), signed with that user's password, and neither
+/// expired nor issued after `now_secs`.
 pub fn verify_token(
     token: &str,
     password_of: impl Fn(&str) -> Option<String>,
     now_secs: i64,
-) -> bool {
+) -> Option<String> {
     let mut parts = token.split('.');
     let (Some(header), Some(claims), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return false;
+        return None;
     };
     let decode = |part: &str| -> Option<serde_json::Value> {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
     };
-    let (Some(header_json), Some(claims_json)) = (decode(header), decode(claims)) else {
-        return false;
-    };
+    let (header_json, claims_json) = (decode(header)?, decode(claims)?);
     if header_json["alg"] != "HS256" {
-        return false;
+        return None;
     }
-    let user = match &claims_json["aud"] {
-        serde_json::Value::String(user) => user.clone(),
-        serde_json::Value::Array(users) => match users.first().and_then(|u| u.as_str()) {
-            Some(user) => user.to_owned(),
-            None => return false,
-        },
-        _ => return false,
+    let user = match (&claims_json["iss"], &claims_json["aud"]) {
+        (serde_json::Value::String(user), _) | (_, serde_json::Value::String(user)) => user.clone(),
+        (_, serde_json::Value::Array(users)) => users.first()?.as_str()?.to_owned(),
+        _ => return None,
     };
-    if claims_json["exp"]
+    let expired = claims_json["exp"]
         .as_i64()
-        .is_some_and(|exp| exp <= now_secs)
-    {
-        return false;
+        .is_some_and(|exp| exp <= now_secs);
+    let early = claims_json["iat"]
+        .as_i64()
+        .is_some_and(|iat| iat > now_secs)
+        || claims_json["nbf"]
+            .as_i64()
+            .is_some_and(|nbf| nbf > now_secs);
+    if expired || early {
+        return None;
     }
-    let (Some(password), Ok(signature)) = (password_of(&user), URL_SAFE_NO_PAD.decode(signature))
-    else {
-        return false;
-    };
+    let password = password_of(&user)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
     let mut verifier = mac(&password);
     verifier.update(format!("{header}.{claims}").as_bytes());
-    verifier.verify_slice(&signature).is_ok()
+    verifier.verify_slice(&signature).ok().map(|()| user)
 }
 
 fn now_secs() -> i64 {
@@ -176,7 +178,7 @@ pub async fn require(
     let headers = request.headers();
     if credentials.is_open()
         || credentials.basic_user(headers).is_some()
-        || credentials.bearer_valid(headers, now_secs())
+        || credentials.bearer_user(headers, now_secs()).is_some()
     {
         next.run(request).await
     } else {
@@ -184,7 +186,8 @@ pub async fn require(
     }
 }
 
-/// `POST /token`: a bearer token for the basic-auth user of the request.
+/// `POST /token`: a bearer token for the user of the request, named by its basic
+/// credentials or by a valid bearer token, as in Go.
 pub async fn token(State(credentials): State<Credentials>, headers: HeaderMap) -> Response {
     if credentials.is_open() {
         return credentials.errors.response(
@@ -192,10 +195,13 @@ pub async fn token(State(credentials): State<Credentials>, headers: HeaderMap) -
             "tokens need basic authentication: set the API's basic_auth_credentials",
         );
     }
-    match credentials.basic_user(&headers) {
+    let user = credentials
+        .basic_user(&headers)
+        .or_else(|| credentials.bearer_user(&headers, now_secs()));
+    match user {
         Some(user) => {
             let password = credentials.users.get(&user).cloned().unwrap_or_default();
-            Json(json!({"token": issue_token(&user, &password, now_secs())})).into_response()
+            Json(json!({ "token": issue_token(&user, &password) })).into_response()
         }
         None => unauthorized(credentials.errors),
     }
@@ -209,48 +215,68 @@ mod tests {
         |user| (user == "alice").then(|| "secret".to_owned())
     }
 
-    #[test]
-    fn tokens_verify_for_their_user_and_password_only() {
-        let token = issue_token("alice", "secret", 1_000);
-        assert!(verify_token(&token, users(), 2_000));
-        assert!(!verify_token(
-            &issue_token("alice", "wrong", 1_000),
-            users(),
-            2_000
-        ));
-        assert!(!verify_token(
-            &issue_token("bob", "secret", 1_000),
-            users(),
-            2_000
-        ));
-        let mut tampered = token.clone();
-        tampered.insert(tampered.len() - 3, 'A');
-        assert!(!verify_token(&tampered, users(), 2_000));
-        assert!(!verify_token("a.b", users(), 2_000));
-        assert!(!verify_token("", users(), 2_000));
-    }
-
-    #[test]
-    fn expired_and_unsigned_tokens_are_refused() {
+    fn signed(claims: &str, key: &str) -> String {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(br#"{"aud":"alice","exp":1500}"#);
-        let mut signer = mac("secret");
+        let claims = URL_SAFE_NO_PAD.encode(claims);
+        let mut signer = mac(key);
         signer.update(format!("{header}.{claims}").as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(signer.finalize().into_bytes());
-        let token = format!("{header}.{claims}.{signature}");
-        assert!(verify_token(&token, users(), 1_000));
-        assert!(!verify_token(&token, users(), 1_500), "expired");
-        let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        assert!(!verify_token(&format!("{none}.{claims}."), users(), 1_000));
+        format!("{header}.{claims}.{signature}")
     }
 
-    /// The JWT's layout is fixed, so that tokens stay valid across versions.
+    #[test]
+    fn tokens_verify_for_their_user_and_password_only() {
+        let alice = Some("alice".to_owned());
+        let token = issue_token("alice", "secret");
+        assert_eq!(verify_token(&token, users(), 2_000), alice);
+        assert_eq!(
+            verify_token(&issue_token("alice", "wrong"), users(), 2_000),
+            None
+        );
+        assert_eq!(
+            verify_token(&issue_token("bob", "secret"), users(), 2_000),
+            None
+        );
+        let mut tampered = token.clone();
+        tampered.insert(tampered.len() - 3, 'A');
+        assert_eq!(verify_token(&tampered, users(), 2_000), None);
+        assert_eq!(verify_token("a.b", users(), 2_000), None);
+        assert_eq!(verify_token("", users(), 2_000), None);
+    }
+
+    /// Tokens of earlier pinfold versions named the user as the audience.
+    #[test]
+    fn audience_tokens_still_verify() {
+        let token = signed(r#"{"aud":["alice"],"iat":1000}"#, "secret");
+        assert_eq!(
+            verify_token(&token, users(), 2_000),
+            Some("alice".to_owned())
+        );
+    }
+
+    #[test]
+    fn expired_early_and_unsigned_tokens_are_refused() {
+        let token = signed(r#"{"iss":"alice","exp":1500}"#, "secret");
+        assert!(verify_token(&token, users(), 1_000).is_some());
+        assert_eq!(verify_token(&token, users(), 1_500), None, "expired");
+        let early = signed(r#"{"iss":"alice","iat":5000}"#, "secret");
+        assert_eq!(verify_token(&early, users(), 1_000), None, "issued later");
+        let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"iss":"alice"}"#);
+        assert_eq!(
+            verify_token(&format!("{none}.{claims}."), users(), 1_000),
+            None
+        );
+    }
+
+    /// Go's `generateSignedTokenString("alice", "secret")` (golang-jwt v4, claims
+    /// `{"iss":"alice"}`); worked out with Python's `hmac`, `hashlib.sha256` and
+    /// `base64.urlsafe_b64encode` (padding stripped). The interop tier checks it against
+    /// the token a running Go peer issues.
     #[test]
     fn golden_token() {
-        assert_eq!(issue_token("alice", "secret", 1_700_000_000), GOLDEN_TOKEN);
+        assert_eq!(issue_token("alice", "secret"), GOLDEN_TOKEN);
     }
 
-    /// Worked out with Python's `hmac`, `hashlib.sha256` and `base64.urlsafe_b64encode`
-    /// (padding stripped) over the same header and claims.
-    const GOLDEN_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhdWQiOlsiYWxpY2UiXSwiaWF0IjoxNzAwMDAwMDAwfQ.9twITUgXB75IJgRQAqSUJdbuOZinFfzbdQhNVk2xIZM";
+    const GOLDEN_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJhbGljZSJ9.cyNU8xTEDNzXijU9Vl5LF5aZ1Y2q91Q_q_VmSddkqII";
 }

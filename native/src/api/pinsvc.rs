@@ -5,9 +5,9 @@
 //!
 //! A pin's status is read from every peer's view of it: `failed` when a peer is in error,
 //! else `queued` when one has it queued, else `pinning`, else `pinned`; a CID no peer
-//! pins (or only unpins) is not a pin of this service. Lists are newest first, `pinned`
-//! only unless `status` asks for others (the spec's default), at most `limit` (default 10,
-//! at most 1000) of `count` matches.
+//! pins (or only unpins) is not a pin of this service. Lists are newest first, of every
+//! status unless `status` names some (Go v1.1.6's default; the spec's is `pinned`), at
+//! most `limit` (default 10, at most 1000) of `count` matches.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -48,6 +48,13 @@ pub enum PinningStatus {
 }
 
 impl PinningStatus {
+    pub const ALL: [PinningStatus; 4] = [
+        PinningStatus::Queued,
+        PinningStatus::Pinning,
+        PinningStatus::Pinned,
+        PinningStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PinningStatus::Queued => "queued",
@@ -413,7 +420,9 @@ impl Filters {
                     })
                 })
                 .collect::<PinsvcResult<_>>()?,
-            None => vec![PinningStatus::Pinned],
+            // As Go v1.1.6 does (the spec says `pinned`): clients written for Go's
+            // service, `ipfs pin remote ls` among them, name the statuses they want.
+            None => PinningStatus::ALL.to_vec(),
         };
         let time = |key: &str| -> PinsvcResult<Option<UnixTime>> {
             match query.get(key) {
@@ -667,7 +676,7 @@ mod tests {
             )
         };
         let defaults = query(&[]).ok().unwrap();
-        assert_eq!(defaults.statuses, [PinningStatus::Pinned]);
+        assert_eq!(defaults.statuses, PinningStatus::ALL);
         assert_eq!(defaults.limit, DEFAULT_LIMIT);
         let some = query(&[
             ("status", "queued,failed"),

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cid::Cid;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::pin::Pin;
@@ -32,8 +32,9 @@ use crate::api::auth::Credentials;
 use crate::config::{RestApiSection, ServiceConfig};
 use crate::peer::{Command, CommandError, DaemonAnswer, PeerHandle, PAGE};
 
-/// The RPC protocol version ipfs-cluster v1.1 reports in `/id`.
-pub const RPC_PROTOCOL_VERSION: &str = "/ipfscluster/1.1/rpc";
+/// The RPC protocol of Go ipfs-cluster v1.1.6 (`version.RPCProtocol`), which `/id`
+/// reports: it is not tied to the release.
+pub const RPC_PROTOCOL_VERSION: &str = "/ipfscluster/1.0/rpc";
 
 /// An error in ipfs-cluster's shape: `{"code": N, "message": "..."}`.
 #[derive(Clone, Debug)]
@@ -266,9 +267,14 @@ pub async fn serve(
 }
 
 async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<Id>> {
+    Ok(Json(own_id(&peer).await?))
+}
+
+/// This peer's `/id`.
+async fn own_id(peer: &PeerHandle) -> ApiResult<Id> {
     let info = peer.ask(|reply| Command::Info { reply }).await?;
     let strings = |items: &[Multiaddr]| items.iter().map(Multiaddr::to_string).collect();
-    Ok(Json(Id {
+    Ok(Id {
         id: info.id.to_string(),
         addresses: strings(&info.addresses),
         cluster_peers: info.cluster_peers.iter().map(PeerId::to_string).collect(),
@@ -289,7 +295,7 @@ async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<Id>> {
         },
         peername: info.peername,
         ..Id::default()
-    }))
+    })
 }
 
 async fn version() -> Json<Version> {
@@ -305,8 +311,8 @@ const STREAM_ERROR: &str = "X-Stream-Error";
 type Page<C> = ApiResult<(Vec<Vec<u8>>, Option<C>)>;
 
 /// A streamed list, one JSON value per line, read page by page through `fetch(cursor)`
-/// from `first` on.
-fn streamed<C, F, Fut>(first: C, fetch: F) -> Response
+/// from `first` on, answered as [`stream_lines`] does.
+async fn streamed<C, F, Fut>(first: C, fetch: F) -> Response
 where
     C: Send + 'static,
     F: Fn(C) -> Fut + Send + Sync + 'static,
@@ -327,38 +333,47 @@ where
         }
     })
     .flatten();
-    stream_lines(lines)
+    stream_lines(lines).await
 }
 
-/// A streamed answer of lines. An error ends it with the `X-Stream-Error` trailer naming
-/// the reason, as ipfs-cluster's API does, so that a client can tell a cut list from a
-/// complete one.
-fn stream_lines(
+/// A streamed answer of lines, as ipfs-cluster's API gives one: 204 with no body when
+/// there are none, the error answer when the first fails, else 200 and the lines, ended
+/// by the `X-Stream-Error` trailer: empty when the list is whole, else the reason it was
+/// cut short.
+async fn stream_lines(
     lines: impl futures::Stream<Item = ApiResult<Vec<u8>>> + Send + 'static,
 ) -> Response {
     use axum::body::Bytes;
+    use axum::http::{HeaderMap, HeaderValue};
     use http_body::Frame;
-    let frames = lines
-        .scan(false, |failed, line| {
-            let frame = match (*failed, line) {
-                (true, _) => None,
-                (false, Ok(line)) => Some(Frame::data(Bytes::from(line))),
-                (false, Err(error)) => {
-                    *failed = true;
-                    let error = error.message;
-                    tracing::warn!(%error, "a streamed answer was cut short");
-                    let mut trailers = axum::http::HeaderMap::new();
-                    let value =
-                        axum::http::HeaderValue::from_str(&error.replace(['\r', '\n'], " "))
-                            .unwrap_or_else(|_| {
-                                axum::http::HeaderValue::from_static("internal error")
-                            });
-                    trailers.insert(STREAM_ERROR, value);
-                    Some(Frame::trailers(trailers))
-                }
-            };
-            std::future::ready(frame)
+    let mut lines = Box::pin(lines);
+    let first = match lines.next().await {
+        None => return StatusCode::NO_CONTENT.into_response(),
+        Some(Err(error)) => return error.into_response(),
+        Some(Ok(first)) => first,
+    };
+    let trailer = |error: &str| {
+        let value = HeaderValue::from_str(&error.replace(['\r', '\n'], " "))
+            .unwrap_or_else(|_| HeaderValue::from_static("internal error"));
+        let mut trailers = HeaderMap::new();
+        trailers.insert(STREAM_ERROR, value);
+        Frame::trailers(trailers)
+    };
+    // Each line as a data frame until one fails; then, or at the end, the trailer.
+    let frames = stream::unfold(Some(lines), move |lines| async move {
+        let mut lines = lines?;
+        Some(match lines.next().await {
+            Some(Ok(line)) => (Frame::data(Bytes::from(line)), Some(lines)),
+            Some(Err(error)) => {
+                let error = error.message;
+                tracing::warn!(%error, "a streamed answer was cut short");
+                (trailer(&error), None)
+            }
+            None => (trailer(""), None),
         })
+    });
+    let frames = stream::once(std::future::ready(Frame::data(Bytes::from(first))))
+        .chain(frames)
         .map(Ok::<_, std::convert::Infallible>);
     (
         [
@@ -377,11 +392,16 @@ fn line(value: &impl serde::Serialize) -> ApiResult<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The cluster's peers: this one as `/id` shows it, the others by id and name.
 async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let peers = peer.ask(|reply| Command::Peers { reply }).await?;
+    let own = own_id(&peer).await?;
     let lines: ApiResult<Vec<Vec<u8>>> = peers
         .iter()
         .map(|p| {
+            if p.id.to_string() == own.id {
+                return line(&own);
+            }
             line(&Id {
                 id: p.id.to_string(),
                 peername: p.name.clone(),
@@ -390,7 +410,7 @@ async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
         })
         .collect();
     let page = lines.map(|lines| (lines, None));
-    Ok(streamed((), move |()| std::future::ready(page.clone())))
+    Ok(streamed((), move |()| std::future::ready(page.clone())).await)
 }
 
 /// Removes a peer from the cluster: its pins are re-allocated to the others.
@@ -426,17 +446,6 @@ fn local_only(query: &HashMap<String, String>) -> ApiResult<bool> {
         Some(other) => Err(ApiError::bad_request(format!(
             "parameter local: {other:?} is not true or false"
         ))),
-    }
-}
-
-/// Refuses query parameters a route does not take, naming them.
-fn only_parameters(query: &HashMap<String, String>, known: &[&str]) -> ApiResult<()> {
-    match query.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(unknown) => Err(ApiError::bad_request(format!(
-            "unknown query parameter {unknown:?}; this route takes: {}",
-            known.join(", ")
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -523,10 +532,9 @@ async fn list_statuses(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    only_parameters(&query, &["filter", "local", "cids"])?;
     let filter = status_filter(&query)?;
     let local = local_only(&query)?;
-    if let Some(text) = query.get("cids") {
+    if let Some(text) = query.get("cids").filter(|t| !t.trim().is_empty()) {
         let cids = Arc::new(cid_list(text)?);
         let daemon = daemon_pins(&peer).await?;
         return Ok(streamed(0usize, move |start| {
@@ -547,7 +555,8 @@ async fn list_statuses(
                     .collect::<ApiResult<Vec<_>>>()?;
                 Ok((lines, (end < cids.len()).then_some(end)))
             }
-        }));
+        })
+        .await);
     }
     // Cluster-wide, a pin is listed when any peer's status passes the filter, so each
     // page is read whole and filtered once every view is in.
@@ -574,7 +583,8 @@ async fn list_statuses(
                 .collect::<ApiResult<Vec<_>>>()?;
             Ok((lines, next.map(Some)))
         }
-    }))
+    })
+    .await)
 }
 
 /// This peer's statuses of a page of the pinset after `after`, those passing `filter`,
@@ -612,7 +622,6 @@ async fn one_status(
     query: &HashMap<String, String>,
     recover: bool,
 ) -> ApiResult<Response> {
-    only_parameters(query, &["local"])?;
     let cid = parse_cid(cid)?;
     let local = local_only(query)?;
     let daemon = daemon_status(peer, &cid).await;
@@ -645,7 +654,6 @@ async fn recover_all(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    only_parameters(&query, &["local"])?;
     let local = local_only(&query)?;
     let daemon = daemon_pins(&peer).await?;
     let page_filter = if local {
@@ -676,17 +684,17 @@ async fn recover_all(
             let lines = recovered.iter().map(line).collect::<ApiResult<Vec<_>>>()?;
             Ok((lines, next.map(Some)))
         }
-    }))
+    })
+    .await)
 }
 
-/// A pin of `cid` from ipfs-cluster's pin options in `query`; the names in `also` belong to
-/// the route (like `/add`'s options) and are left to it.
-fn pin_from_query(cid: Cid, query: &HashMap<String, String>, also: &[&str]) -> ApiResult<Pin> {
+/// A pin of `cid` from ipfs-cluster's pin options in `query`.
+fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let options = PinOptions::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())), also)
+    let options = PinOptions::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(options.to_pin(cid, UnixTime(seconds)))
 }
@@ -703,7 +711,7 @@ async fn pin(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let cid = parse_cid(&cid)?;
-    let pin = pin_from_query(cid, &query, &[])?;
+    let pin = pin_from_query(cid, &query)?;
     Ok(Json(pin_in_cluster(&peer, pin).await?).into_response())
 }
 
@@ -733,7 +741,7 @@ async fn pin_path(
     uri: axum::http::Uri,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let mut pin = pin_from_query(Cid::default(), &query, &[])?;
+    let mut pin = pin_from_query(Cid::default(), &query)?;
     pin.cid = resolve_path(&peer, &uri).await?;
     Ok(Json(pin_in_cluster(&peer, pin).await?).into_response())
 }
@@ -755,22 +763,14 @@ const ADD_OPTIONS_FOR_DAEMON: [&str; 5] = [
     "wrap-with-directory",
 ];
 
-/// `/add`'s options that change nothing here: the daemon adds every file it is sent
-/// (`recursive` and `hidden` choose files on the client's side), answers as it goes and
-/// adds on this peer.
-const ADD_OPTIONS_WITHOUT_EFFECT: [&str; 6] = [
-    "recursive",
-    "hidden",
-    "progress",
-    "stream-channels",
-    "local",
-    "quiet",
-];
-
 /// Adds the files of a multipart body through this peer's IPFS daemon, streaming one
 /// ipfs-cluster `AddedOutput` per file and directory, then pins the root in the cluster
 /// with the pin options of the query (unless `no-pin`); the root comes last, with its
 /// allocations. With `format=car` the body is a CAR file with one root, imported whole.
+/// With `stream-channels=false` the answer is one JSON array of them, sent once the root
+/// is pinned, as Go's adder gives it. `recursive`, `hidden`, `progress`, `local` and
+/// `quiet` change nothing here: the client chooses the files, and the daemon adds on this
+/// peer and answers as it goes.
 async fn add(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
@@ -787,6 +787,7 @@ async fn add(
         }
     };
     let no_pin = flag("no-pin")?;
+    let stream_channels = query.get("stream-channels").map(String::as_str) != Some("false");
     if flag("shard")? {
         return Err(ApiError::bad_request(
             "sharding is not supported: add without shard=true",
@@ -819,13 +820,7 @@ async fn add(
             )))
         }
     }
-    let route_options: Vec<&str> = ADD_OPTIONS_FOR_DAEMON
-        .iter()
-        .chain(&ADD_OPTIONS_WITHOUT_EFFECT)
-        .chain(&["no-pin", "shard", "nocopy", "format", "layout"])
-        .copied()
-        .collect();
-    let template = pin_from_query(Cid::default(), &query, &route_options)?;
+    let template = pin_from_query(Cid::default(), &query)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -853,17 +848,15 @@ async fn add(
             .map_err(daemon_error)?
             .boxed()
     };
-    let output = |added: &crate::ipfs::Added, allocations: &[PeerId]| {
-        line(&AddedOutput {
-            name: added.name.clone(),
-            cid: added.cid.to_string(),
-            bytes: 0,
-            size: added.size,
-            allocations: allocations.iter().map(PeerId::to_string).collect(),
-        })
+    let output = |added: &crate::ipfs::Added, allocations: &[PeerId]| AddedOutput {
+        name: added.name.clone(),
+        cid: added.cid.to_string(),
+        bytes: 0,
+        size: added.size,
+        allocations: allocations.iter().map(PeerId::to_string).collect(),
     };
     // Every entry but the last goes out as it comes; the last is the root, sent once pinned.
-    let lines = stream::unfold(
+    let outputs = stream::unfold(
         (Box::pin(added), None::<crate::ipfs::Added>, false),
         move |(mut added, mut held, done)| {
             let (peer, template) = (peer.clone(), template.clone());
@@ -875,7 +868,7 @@ async fn add(
                     match added.next().await {
                         Some(Ok(next)) => {
                             if let Some(previous) = held.replace(next) {
-                                return Some((output(&previous, &[]), (added, held, false)));
+                                return Some((Ok(output(&previous, &[])), (added, held, false)));
                             }
                         }
                         Some(Err(error)) => {
@@ -887,14 +880,14 @@ async fn add(
                 }
                 let root = held?;
                 let result = if no_pin {
-                    output(&root, &[])
+                    Ok(output(&root, &[]))
                 } else {
                     let pin = Pin {
                         cid: root.cid,
                         ..template
                     };
                     match pin_in_cluster(&peer, pin).await {
-                        Ok(pin) => output(&root, &pin.allocations),
+                        Ok(pin) => Ok(output(&root, &pin.allocations)),
                         Err(error) => Err(ApiError {
                             message: format!(
                                 "added {} but could not pin it: {}",
@@ -908,7 +901,11 @@ async fn add(
             }
         },
     );
-    Ok(stream_lines(lines))
+    if stream_channels {
+        return Ok(stream_lines(outputs.map(|output| output.and_then(|o| line(&o)))).await);
+    }
+    let outputs: Vec<AddedOutput> = outputs.try_collect().await?;
+    Ok(Json(outputs).into_response())
 }
 
 /// How much of a CAR upload is kept to read its header: the multipart part's headers, then
@@ -984,7 +981,8 @@ async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
             let lines = pins.iter().map(line).collect::<ApiResult<Vec<_>>>()?;
             Ok((lines, next))
         }
-    }))
+    })
+    .await)
 }
 
 async fn allocation(
@@ -1017,7 +1015,6 @@ async fn repo_gc(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<GlobalRepoGc>> {
-    only_parameters(&query, &["local"])?;
     let local = local_only(&query)?;
     let info = peer.ask(|reply| Command::Info { reply }).await?;
     let own = crate::peer::repo_gc(peer.ipfs.as_ref(), peer.local, info.peername);
@@ -1127,7 +1124,9 @@ mod tests {
                 None => Ok((vec![b"{\"n\":1}\n".to_vec()], Some(Some(cid)))),
                 Some(_) => Err(CommandError::Stopped.into()),
             })
-        });
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::TRAILER], STREAM_ERROR);
         let collected = response.into_body().collect().await.unwrap();
         let trailers = collected.trailers().cloned().expect("trailers");
@@ -1135,13 +1134,35 @@ mod tests {
         assert_eq!(collected.to_bytes().as_ref(), b"{\"n\":1}\n");
     }
 
+    /// Go sets the trailer, empty, on a whole list too.
     #[tokio::test]
-    async fn a_complete_list_has_no_stream_error() {
+    async fn a_complete_list_ends_with_an_empty_stream_error() {
         let response = streamed((), |()| {
-            std::future::ready(Ok((vec![b"1\n".to_vec()], None)))
-        });
+            std::future::ready(Ok((vec![b"1\n".to_vec(), b"2\n".to_vec()], None)))
+        })
+        .await;
         let collected = response.into_body().collect().await.unwrap();
-        assert!(collected.trailers().is_none());
-        assert_eq!(collected.to_bytes().as_ref(), b"1\n");
+        let trailers = collected.trailers().cloned().expect("trailers");
+        assert_eq!(trailers[STREAM_ERROR], "");
+        assert_eq!(collected.to_bytes().as_ref(), b"1\n2\n");
+    }
+
+    /// As Go's `StreamResponse`: no lines is 204, a first page that fails is its error.
+    #[tokio::test]
+    async fn an_empty_list_is_no_content_and_a_failed_start_an_error() {
+        let empty = streamed((), |()| std::future::ready(Ok((Vec::new(), None)))).await;
+        assert_eq!(empty.status(), StatusCode::NO_CONTENT);
+        let collected = empty.into_body().collect().await.unwrap();
+        assert!(collected.to_bytes().is_empty());
+        let failed = streamed((), |()| {
+            std::future::ready(Err::<(Vec<Vec<u8>>, Option<()>), _>(ApiError::bad_gateway(
+                "the daemon is down",
+            )))
+        })
+        .await;
+        assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+        let body = failed.into_body().collect().await.unwrap().to_bytes();
+        let error: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error.message, "the daemon is down");
     }
 }
