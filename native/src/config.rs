@@ -50,6 +50,17 @@ pub enum ConfigError {
     Invalid { field: String, detail: String },
 }
 
+/// One warning naming the keys of the configuration from `source` that are ignored.
+pub fn warn_ignored(source: &str, ignored: &[String]) {
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "{source}: {} key(s) that pinfold does not implement are ignored: {}",
+            ignored.len(),
+            ignored.join(", ")
+        );
+    }
+}
+
 fn invalid(field: &str, detail: impl std::fmt::Display) -> ConfigError {
     ConfigError::Invalid {
         field: field.to_owned(),
@@ -97,7 +108,7 @@ fn secs(s: u64) -> GoDuration {
 
 /// `service.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ServiceConfig {
     pub cluster: ClusterSection,
     pub consensus: ConsensusSection,
@@ -111,7 +122,7 @@ pub struct ServiceConfig {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ClusterSection {
     pub peername: String,
     /// 64 hex characters; empty means no private network (refused unless explicitly allowed).
@@ -163,13 +174,13 @@ impl Default for ClusterSection {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ConsensusSection {
     pub crdt: CrdtSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct CrdtSection {
     pub cluster_name: String,
     /// Peer ids whose writes are accepted, or `"*"` for every peer.
@@ -199,7 +210,7 @@ impl Default for CrdtSection {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct BatchingSection {
     pub max_batch_size: usize,
     pub max_batch_age: GoDuration,
@@ -215,7 +226,7 @@ impl Default for BatchingSection {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ApiSection {
     pub restapi: RestApiSection,
     pub pinsvcapi: PinSvcApiSection,
@@ -223,7 +234,7 @@ pub struct ApiSection {
 
 /// The IPFS Pinning Services API (`api.pinsvcapi`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PinSvcApiSection {
     /// Where it listens; `null` turns it off.
     pub http_listen_multiaddress: Option<Multiaddr>,
@@ -247,7 +258,7 @@ impl Default for PinSvcApiSection {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RestApiSection {
     pub http_listen_multiaddress: Multiaddr,
     /// Users and passwords for basic authentication (and `POST /token`); `null` leaves the
@@ -301,13 +312,13 @@ impl Default for RestApiSection {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct IpfsConnectorSection {
     pub ipfshttp: IpfsHttpSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct IpfsHttpSection {
     pub node_multiaddress: Multiaddr,
     /// Wait before connecting the daemon to the other peers' daemons.
@@ -331,13 +342,13 @@ impl Default for IpfsHttpSection {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PinTrackerSection {
     pub stateless: StatelessSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct StatelessSection {
     pub max_pin_queue_size: usize,
     pub concurrent_pins: usize,
@@ -362,13 +373,13 @@ impl Default for StatelessSection {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct AllocatorSection {
     pub balanced: BalancedSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct BalancedSection {
     pub allocate_by: Vec<String>,
 }
@@ -384,7 +395,7 @@ impl Default for BalancedSection {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct InformerSection {
     pub disk: DiskSection,
     pub tags: TagsSection,
@@ -392,7 +403,7 @@ pub struct InformerSection {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct DiskSection {
     pub metric_ttl: GoDuration,
     /// `freespace` or `reposize`.
@@ -409,7 +420,7 @@ impl Default for DiskSection {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TagsSection {
     pub metric_ttl: GoDuration,
     pub tags: BTreeMap<String, String>,
@@ -425,7 +436,7 @@ impl Default for TagsSection {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PinqueueSection {
     pub metric_ttl: GoDuration,
     pub weight_bucket_size: u64,
@@ -444,7 +455,7 @@ impl Default for PinqueueSection {
 /// reach the relay, so circuits are long-lived and carry any amount of data by default,
 /// unlike a public relay's few kilobytes for hole punching.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RelaySection {
     pub enabled: bool,
     pub max_reservations: usize,
@@ -470,14 +481,14 @@ impl Default for RelaySection {
 /// ipfs-cluster's `observations` section: only its `metrics` part (tracing is not built,
 /// so its keys are refused rather than ignored).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ObservationsSection {
     pub metrics: MetricsSection,
 }
 
 /// The Prometheus endpoint, as ipfs-cluster configures it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct MetricsSection {
     /// Serve `/metrics` (also `pinfold service daemon --stats`).
     pub enable_stats: bool,
@@ -778,15 +789,30 @@ impl ServiceConfig {
         follower
     }
 
+    /// Reads `path`, warning once (naming each) of the keys in it that pinfold does not
+    /// implement, such as those of a Go ipfs-cluster `service.json`: they are ignored.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+        let (config, ignored) = Self::from_json(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
-        })
+        })?;
+        warn_ignored(&path.display().to_string(), &ignored);
+        Ok(config)
+    }
+
+    /// The configuration in `text`, and the paths (`cluster.leave_on_shutdown`) of the
+    /// keys in it that pinfold does not implement, in the order they came.
+    pub fn from_json(text: &str) -> Result<(Self, Vec<String>), serde_json::Error> {
+        let mut ignored = Vec::new();
+        let mut reader = serde_json::Deserializer::from_str(text);
+        let config =
+            serde_ignored::deserialize(&mut reader, |path| ignored.push(path.to_string()))?;
+        reader.end()?;
+        Ok((config, ignored))
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
@@ -1037,10 +1063,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_bad_values_are_refused_with_their_name() {
-        let error =
-            serde_json::from_str::<ServiceConfig>(r#"{"cluster":{"secert":"x"}}"#).unwrap_err();
-        assert!(error.to_string().contains("secert"), "{error}");
+    fn unknown_keys_are_named_and_bad_values_refused_with_their_name() {
+        let (config, ignored) = ServiceConfig::from_json(
+            r#"{"cluster":{"secert":"x","peername":"a"},"datastore":{"pebble":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.cluster.peername, "a");
+        assert_eq!(ignored, ["cluster.secert", "datastore"]);
+        let error = ServiceConfig::from_json(r#"{"cluster":{"peername":7}}"#).unwrap_err();
+        assert!(error.to_string().contains("invalid type"), "{error}");
         let mut config = ServiceConfig::default();
         config.cluster.secret = "zz".into();
         assert!(config

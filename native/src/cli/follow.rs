@@ -141,8 +141,9 @@ async fn fetch(url: &str) -> Result<ServiceConfig> {
         bail!("{url} answered {status}: is it the cluster's follow template? (ask the cluster's operators for its URL)");
     }
     let text = response.text().await?;
-    let config: ServiceConfig = serde_json::from_str(&text)
-        .with_context(|| format!("{url} is not a pinfold service.json template"))?;
+    let (config, ignored) = ServiceConfig::from_json(&text)
+        .with_context(|| format!("{url} is not a service.json template"))?;
+    crate::config::warn_ignored(url, &ignored);
     config
         .validate()
         .with_context(|| format!("the configuration from {url} cannot be run"))?;

@@ -356,10 +356,32 @@ impl Peer {
         };
         let mut swarm = swarm::build(key, &settings)?;
         let (circuits, direct) = CircuitListens::split(&config.cluster.listen_multiaddress)?;
-        for address in direct {
-            swarm
-                .listen_on(address.clone())
-                .with_context(|| format!("could not listen on {address}"))?;
+        // As go-libp2p does, an address whose transport this build lacks (a Go
+        // `service.json` lists QUIC) is passed over, with a warning, if another listens.
+        let mut unsupported = Vec::new();
+        let mut listening = 0;
+        for address in &direct {
+            match swarm.listen_on(address.clone()) {
+                Ok(_) => listening += 1,
+                Err(libp2p::TransportError::MultiaddrNotSupported(_)) => {
+                    unsupported.push(address.to_string())
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| format!("could not listen on {address}"))
+                }
+            }
+        }
+        if !unsupported.is_empty() {
+            if listening == 0 && circuits.relays().next().is_none() {
+                anyhow::bail!(
+                    "cluster.listen_multiaddress: no transport pinfold has ({} are not supported: use /tcp, /tcp/…/ws or /udp/…/webrtc-direct)",
+                    unsupported.join(", ")
+                );
+            }
+            tracing::warn!(
+                addresses = unsupported.join(", "),
+                "cluster.listen_multiaddress: no transport for these, not listening on them"
+            );
         }
         for (relay, address) in circuits.relays() {
             if let Err(error) = swarm.dial(address.clone()) {
