@@ -6,7 +6,9 @@
 pub mod bitswap;
 pub mod dagpb;
 pub mod delta;
+pub mod gorpc;
 pub mod metric;
+pub mod msgpack;
 pub mod peer_request;
 pub mod pin_pb;
 pub mod psk_auth;
