@@ -102,7 +102,6 @@ pub fn bitswap_message(data: &[u8]) {
 /// A fuzz entry point: takes arbitrary bytes, panics only on a bug.
 pub type FuzzTarget = fn(&[u8]);
 
-/// Every target by name, for the corpus replay test and the fuzz crate.
 /// A status request or response from another peer (`/pinfold/status/1.0.0`).
 pub fn status_message(data: &[u8]) {
     if let Ok(request) = PeerRequest::decode(data) {
@@ -118,6 +117,53 @@ pub fn status_message(data: &[u8]) {
     }
 }
 
+/// The values of a Go ipfs-cluster RPC stream: whatever decodes as one of the types the
+/// RPC carries re-encodes to a value that decodes the same.
+pub fn gorpc_frame(data: &[u8]) {
+    use crate::codec::gorpc::api::{self, NodeWithMeta};
+    use crate::codec::gorpc::{FrameReader, ResponseHeader, ServiceId};
+    use crate::codec::msgpack::{to_vec, Limits};
+    let mut reader = FrameReader::new(Limits::RPC_ARGUMENT);
+    reader.push(data);
+    let again = |value: &crate::codec::msgpack::Value| {
+        crate::codec::msgpack::decode(&to_vec(value), Limits::RPC_REPLY)
+            .expect("a written value reads back")
+            .0
+    };
+    while let Ok(Some(value)) = reader.next_value() {
+        if let Ok(service) = ServiceId::from_value(&value) {
+            assert_eq!(
+                ServiceId::from_value(&again(&service.to_value())).unwrap(),
+                service
+            );
+        }
+        if let Ok(header) = ResponseHeader::from_value(&value) {
+            let back = ResponseHeader::from_value(&again(&header.to_value())).unwrap();
+            assert_eq!(back, header);
+        }
+        if let Ok(info) = api::pin_info_from_value(&value) {
+            let back = api::pin_info_from_value(&again(&api::pin_info_value(&info))).unwrap();
+            assert_eq!(back, info);
+        }
+        if let Ok(id) = api::id_from_value(&value) {
+            assert_eq!(api::id_from_value(&again(&api::id_value(&id))).unwrap(), id);
+        }
+        if let Ok(node) = NodeWithMeta::from_value(&value) {
+            assert_eq!(
+                NodeWithMeta::from_value(&again(&node.to_value())).unwrap(),
+                node
+            );
+        }
+        if let Ok(gc) = api::repo_gc_from_value(&value) {
+            assert_eq!(
+                api::repo_gc_from_value(&again(&api::repo_gc_value(&gc))).unwrap(),
+                gc
+            );
+        }
+    }
+}
+
+/// Every target by name, for the corpus replay test and the fuzz crate.
 pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("delta_node", delta_node),
     ("broadcast", broadcast),
@@ -127,4 +173,5 @@ pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("snapshot_block", snapshot_block),
     ("bitswap_message", bitswap_message),
     ("status_message", status_message),
+    ("gorpc_frame", gorpc_frame),
 ];

@@ -331,8 +331,21 @@ pub fn pin_info_value(info: &PinInfo) -> Value {
         .field("c", cid_value(Some(&info.cid)))
         .omit_empty("m", Value::str(&info.name))
         .omit_empty("p", peer_value(&info.peer))
-        .omit_empty("o", peers_value(&info.allocations))
-        .omit_empty("g", addresses_value(&info.origins))
+        // Go's tracker copies these slices from the pin, so they come as arrays even
+        // when empty.
+        .field(
+            "o",
+            Value::Array(info.allocations.iter().map(peer_value).collect()),
+        )
+        .field(
+            "g",
+            Value::Array(
+                info.origins
+                    .iter()
+                    .map(|a| Value::Raw(a.to_vec()))
+                    .collect(),
+            ),
+        )
         .omit_empty(
             "t",
             nanos_value(info.created.map(|t| t.0 as i64 * 1_000_000_000)),

@@ -236,13 +236,18 @@ impl FrameReader {
 
     /// The next whole value, `None` until its last byte has come.
     pub fn next_value(&mut self) -> Result<Option<Value>, GorpcError> {
+        Ok(self.next_frame()?.map(|(value, _)| value))
+    }
+
+    /// The next whole value with the bytes it came in.
+    pub fn next_frame(&mut self) -> Result<Option<(Value, Vec<u8>)>, GorpcError> {
         let Some(len) = complete_len(&self.buffer, self.limits)? else {
             return Ok(None);
         };
         let (value, used) = msgpack::decode(&self.buffer[..len], self.limits)?;
         debug_assert_eq!(used, len);
-        self.buffer.drain(..len);
-        Ok(Some(value))
+        let bytes = self.buffer.drain(..len).collect();
+        Ok(Some((value, bytes)))
     }
 
     /// Whether bytes of an unfinished value are waiting.

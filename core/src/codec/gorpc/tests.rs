@@ -318,3 +318,106 @@ fn metadata_and_repo_gc_round_trip() {
     // Go always writes `k`, nil for no keys.
     assert_eq!(repo_gc_value(&empty_gc).get("k"), Some(&Value::Nil));
 }
+
+/// Frames captured from a running Go ipfs-cluster v1.1.6 peer (`ipfs-cluster-service` as
+/// scripts/setup builds it, next to its Kubo) talking to a pinfold peer on 2026-12-04,
+/// logged by the pinfold peer at `pinfold_native::peer::gorpc=trace`: the calls
+/// `ipfs-cluster-ctl status` and `add` made the Go peer send, and the Go peer's answers
+/// to pinfold's `Cluster.ID` and `PinTracker.Status`. Each decodes, and writing back what
+/// it decodes to gives the same bytes.
+mod golden {
+    use super::*;
+
+    /// The Go peer calling `PinTracker.Status`: the service id, then the CID.
+    const GO_STATUS_CALL: &str = "82a44e616d65aa50696e547261636b6572a64d6574686f64a6537461747573";
+    const GO_STATUS_ARGUMENT: &str =
+        "da0024015512205ac03da17d7d5241b49a9a94f86b08a431d7052c8585ca997b373f0bc7da0dcc";
+    /// Its answer to pinfold's `PinTracker.Status`: the header, then the `PinInfo`.
+    const GO_STATUS_HEADER: &str =
+        "81a75365727669636582a44e616d65aa50696e547261636b6572a64d6574686f64a6537461747573";
+    const GO_PIN_INFO: &str = "8aa163da0024015512205ac03da17d7d5241b49a9a94f86b08a431d7052c8585ca997b373f0bc7da0dcca16da6676f6c64656ea170da0026002408011220afc886f7db845abd1e0fac853277cd5fb0d6a968d48681a742786011807ef7f5a16f90a16790a174a46b12d1e3a2706ea26731a169da00260024080112208c30f5a19d04d4e3b8cf690978c13874e4b813de901fc5ee7451aae6caaa218ca2737410a27473a46b12d1e3";
+    /// Its answer to pinfold's `Cluster.ID`.
+    const GO_ID_HEADER: &str = "81a75365727669636582a44e616d65a7436c7573746572a64d6574686f64a24944";
+    const GO_ID: &str = "88a169da0026002408011220afc886f7db845abd1e0fac853277cd5fb0d6a968d48681a742786011807ef7f5a16192da0033047f000001065464dd03a50326002408011220afc886f7db845abd1e0fac853277cd5fb0d6a968d48681a742786011807ef7f5da0031047f0000010664c4a50326002408011220afc886f7db845abd1e0fac853277cd5fb0d6a968d48681a742786011807ef7f5a2637092da00260024080112204cd6e8e4bd8d624ee841e3d37be37815e5cae72d69ea7902faf4a7d392dba5aada0026002408011220afc886f7db845abd1e0fac853277cd5fb0d6a968d48681a742786011807ef7f5a363706191da0031047f0000010671ffa503260024080112204cd6e8e4bd8d624ee841e3d37be37815e5cae72d69ea7902faf4a7d392dba5aaa176a5312e312e36a27276b42f69706673636c75737465722f312e302f727063a2697082a169da00260024080112208c30f5a19d04d4e3b8cf690978c13874e4b813de901fc5ee7451aae6caaa218ca16191da0031047f000001065cd7a503260024080112208c30f5a19d04d4e3b8cf690978c13874e4b813de901fc5ee7451aae6caaa218ca2706ea26731";
+    /// Its adder calling `IPFSConnector.BlockStream`, then two of the blocks it streamed.
+    const GO_BLOCK_STREAM_CALL: &str =
+        "82a44e616d65ad49504653436f6e6e6563746f72a64d6574686f64ab426c6f636b53747265616d";
+    const GO_BLOCK_RAW: &str = "83a164a574696e790aa163da00240155122036d25d3d80f8431614deece844a6def69fb24b92310156ce7847ba1d9595db57a17305";
+    const GO_BLOCK_DAG_PB: &str = "83a164a40a020801a163da00240170122059948439065f29619ef41280cbb932be52c56d99c5966b65e0111239f098bbefa17304";
+
+    fn value(hex_text: &str) -> Value {
+        let bytes = hex::decode(hex_text).unwrap();
+        let (value, used) = decode(&bytes, Limits::RPC_REPLY).unwrap();
+        assert_eq!(used, bytes.len());
+        value
+    }
+
+    #[test]
+    fn service_ids_and_headers() {
+        let status = ServiceId::new("PinTracker", "Status");
+        assert_eq!(
+            ServiceId::from_value(&value(GO_STATUS_CALL)).unwrap(),
+            status
+        );
+        assert_eq!(hex::encode(to_vec(&status.to_value())), GO_STATUS_CALL);
+        assert_eq!(
+            hex::encode(to_vec(&ResponseHeader::ok(&status).to_value())),
+            GO_STATUS_HEADER
+        );
+        let id = ServiceId::new("Cluster", "ID");
+        assert_eq!(
+            hex::encode(to_vec(&ResponseHeader::ok(&id).to_value())),
+            GO_ID_HEADER
+        );
+        let blocks = ServiceId::new("IPFSConnector", "BlockStream");
+        assert_eq!(
+            hex::encode(to_vec(&blocks.to_value())),
+            GO_BLOCK_STREAM_CALL
+        );
+    }
+
+    #[test]
+    fn a_cid_argument() {
+        let cid = cid_from_value(&value(GO_STATUS_ARGUMENT), "Cid").unwrap();
+        assert_eq!(
+            cid.to_string(),
+            "bafkreic2ya62c7l5kja3jgu2st4gwcfeghlqklefqxfjs6zxh4f4pwqnzq"
+        );
+        assert_eq!(
+            hex::encode(to_vec(&cid_value(Some(&cid)))),
+            GO_STATUS_ARGUMENT
+        );
+    }
+
+    #[test]
+    fn a_pin_info() {
+        let info = pin_info_from_value(&value(GO_PIN_INFO)).unwrap();
+        assert_eq!(info.name, "golden");
+        assert_eq!(info.short.peer_name, "g1");
+        assert_eq!(info.short.status, TrackerStatus::Pinned);
+        assert!(info.created.is_some() && info.short.timestamp.is_some());
+        assert_eq!(hex::encode(to_vec(&pin_info_value(&info))), GO_PIN_INFO);
+    }
+
+    #[test]
+    fn an_id() {
+        let id = id_from_value(&value(GO_ID)).unwrap();
+        assert_eq!(id.peername, "g1");
+        assert_eq!(id.version, "1.1.6");
+        assert_eq!(id.rpc_protocol_version, PROTOCOL);
+        assert_eq!(id.cluster_peers.len(), 2);
+        assert!(!id.ipfs.id.is_empty());
+        assert_eq!(hex::encode(to_vec(&id_value(&id))), GO_ID);
+    }
+
+    #[test]
+    fn streamed_blocks() {
+        let raw = NodeWithMeta::from_value(&value(GO_BLOCK_RAW)).unwrap();
+        assert_eq!(raw.data, b"tiny\n");
+        assert_eq!(raw.cid.codec(), 0x55);
+        assert_eq!(hex::encode(to_vec(&raw.to_value())), GO_BLOCK_RAW);
+        let node = NodeWithMeta::from_value(&value(GO_BLOCK_DAG_PB)).unwrap();
+        assert_eq!(node.cid.codec(), 0x70);
+        assert_eq!(hex::encode(to_vec(&node.to_value())), GO_BLOCK_DAG_PB);
+    }
+}
