@@ -461,3 +461,46 @@ fn peers_and_a_follower_converge_when_gossip_and_blocks_are_lost() {
     }
     assert!(sim.lost >= 10, "only {} deliveries were lost", sim.lost);
 }
+
+/// A peer of the peerset (its pings arrive through others) that this node is not
+/// connected to and has no address of is dialed at the address a connected peer gives:
+/// how a pinfold peer meets Go peers, which find each other through a DHT.
+#[test]
+fn a_member_without_an_address_is_looked_up_through_a_connected_peer() {
+    let mut sim = Sim::new(&[NodeRole::Full; 3], SnapshotPolicy::NEVER);
+    let [a, b, c] = [0, 1, 2].map(|n| sim.nodes[n].local());
+    sim.nodes[0].on_connected(b, sim.now);
+    sim.nodes[1].on_connected(a, sim.now);
+    sim.nodes[1].on_connected(c, sim.now);
+    sim.nodes[2].on_connected(b, sim.now);
+    sim.run(2_000);
+    assert!(
+        sim.nodes[0].other_peers(sim.now).contains(&c),
+        "c's pings reach a"
+    );
+    assert_eq!(sim.nodes[0].unaddressed_members(sim.now), vec![c]);
+    let now = sim.now;
+    assert_eq!(sim.nodes[0].address_lookup(now), Some(b));
+    assert_eq!(
+        sim.nodes[0].address_lookup(now + 1_000_000),
+        None,
+        "not again so soon"
+    );
+    let address: Multiaddr = format!("/ip4/10.0.0.3/tcp/9096/p2p/{c}").parse().unwrap();
+    let elsewhere: Multiaddr = format!("/ip4/10.0.0.9/tcp/9096/p2p/{}", peer(99))
+        .parse()
+        .unwrap();
+    sim.nodes[0].on_peer_addresses(vec![address.clone(), elsewhere], now);
+    let dials: Vec<_> = std::iter::from_fn(|| sim.nodes[0].poll_effect())
+        .filter_map(|effect| match effect {
+            Effect::Dial { peer, addresses } => Some((peer, addresses)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dials,
+        vec![(Some(c), vec![address])],
+        "only the member is dialed"
+    );
+    assert!(sim.nodes[0].unaddressed_members(now).is_empty());
+}

@@ -49,6 +49,8 @@ pub const MAX_ALERTS: usize = 256;
 pub const MAX_ANNOUNCED_ADDRESSES: usize = 8;
 /// Addresses kept per peer.
 const MAX_ADDRESSES_PER_PEER: usize = 16;
+/// The least time between two lookups of peerset members' addresses.
+pub const ADDRESS_LOOKUP_MS: u64 = 10_000;
 
 /// What a node is; see each variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,6 +305,10 @@ pub struct Node<S: Store> {
     redial: Redial,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     connected: HashSet<PeerId>,
+    /// Address lookups asked so far (to take turns among the connected peers) and when
+    /// the next may be asked (Unix milliseconds).
+    address_lookups: usize,
+    next_address_lookup_ms: u64,
     external_addresses: Vec<Multiaddr>,
     ipfs: IpfsIdentity,
     bootstrap: Bootstrap,
@@ -358,6 +364,8 @@ impl<S: Store> Node<S> {
             tracker,
             gatherings: Gatherings::default(),
             redial: Redial::default(),
+            address_lookups: 0,
+            next_address_lookup_ms: 0,
             addresses: HashMap::new(),
             connected: HashSet::new(),
             external_addresses: Vec::new(),
@@ -706,6 +714,70 @@ impl<S: Store> Node<S> {
                 request: PeerRequest::Snapshot,
             });
         }
+    }
+
+    /// The peerset members this node is not connected to and knows no address of.
+    pub fn unaddressed_members(&self, now: i64) -> Vec<PeerId> {
+        self.other_peers(now)
+            .into_iter()
+            .filter(|p| !self.connected.contains(p) && self.addresses_of(p).is_empty())
+            .collect()
+    }
+
+    /// A connected cluster peer to ask for the addresses of the peers it knows (Go's
+    /// `Cluster.ID`, `cluster_peers_addresses`), when some peerset member cannot be dialed
+    /// for want of an address ([`Node::unaddressed_members`]): Go peers find such peers
+    /// through their DHT, which pinfold does not speak. At most one lookup each
+    /// [`ADDRESS_LOOKUP_MS`], taking turns among the connected peers.
+    pub fn address_lookup(&mut self, now: i64) -> Option<PeerId> {
+        let now_ms = ms(now);
+        if now_ms < self.next_address_lookup_ms || self.unaddressed_members(now).is_empty() {
+            return None;
+        }
+        let connected = self.connected_cluster_peers(now);
+        let ask = *connected.get(self.address_lookups % connected.len().max(1))?;
+        self.address_lookups += 1;
+        self.next_address_lookup_ms = now_ms + ADDRESS_LOOKUP_MS;
+        Some(ask)
+    }
+
+    /// Cluster peers' addresses another peer gave (`/p2p/` last): a peerset member this
+    /// node is not connected to is dialed at the first dialable one, and kept connected.
+    pub fn on_peer_addresses(&mut self, addresses: Vec<Multiaddr>, now: i64) {
+        let members: HashSet<PeerId> = self.other_peers(now).into_iter().collect();
+        for address in addresses {
+            let Some(Protocol::P2p(peer)) = address.iter().last() else {
+                continue;
+            };
+            if !members.contains(&peer)
+                || self.connected.contains(&peer)
+                || !(self.config.dialable)(&address)
+            {
+                continue;
+            }
+            if self.addresses_of(&peer).is_empty() {
+                self.dial(address, now);
+            } else {
+                self.remember(peer, address);
+            }
+        }
+    }
+
+    /// The known addresses of the other peerset members, each ending in `/p2p/<peer>`:
+    /// what this peer's `cluster_peers_addresses` lists.
+    pub fn member_addresses(&self, now: i64) -> Vec<Multiaddr> {
+        self.other_peers(now)
+            .iter()
+            .flat_map(|peer| {
+                self.addresses_of(peer).iter().map(move |address| {
+                    if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+                        address.clone()
+                    } else {
+                        address.clone().with(Protocol::P2p(*peer))
+                    }
+                })
+            })
+            .collect()
     }
 
     /// The last connection to `peer` closed.
