@@ -609,6 +609,19 @@ const OVERRIDES: &[Override] = &[
         c.cluster.monitor_ping_interval = duration(v)?;
         Ok(())
     }),
+    // Go's informers read `cluster_<informer>_<key>`.
+    ("CLUSTER_DISK_METRICTTL", |c, v| {
+        c.informer.disk.metric_ttl = duration(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_TAGS_METRICTTL", |c, v| {
+        c.informer.tags.metric_ttl = duration(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_PINQUEUE_METRICTTL", |c, v| {
+        c.informer.pinqueue.metric_ttl = duration(v)?;
+        Ok(())
+    }),
     ("CLUSTER_CRDT_CLUSTERNAME", |c, v| {
         c.consensus.crdt.cluster_name = v.trim().to_owned();
         Ok(())

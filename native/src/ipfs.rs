@@ -852,6 +852,82 @@ impl IpfsClient {
         Ok(peers)
     }
 
+    /// Stores a block the daemon is given (`block/put`), under `cid`'s codec and hash
+    /// function, and checks the daemon computed the same multihash.
+    pub async fn block_put(&self, cid: &Cid, data: Vec<u8>) -> Result<(), IpfsError> {
+        let unsupported = |what: &str| IpfsError::Daemon(format!("block {cid}: {what}"));
+        let codec = match cid.codec() {
+            0x55 => "raw",
+            0x70 => "dag-pb",
+            0x71 => "dag-cbor",
+            0x0129 => "dag-json",
+            other => {
+                return Err(unsupported(&format!(
+                    "codec 0x{other:x} is not one Kubo stores"
+                )))
+            }
+        };
+        let hash = match cid.hash().code() {
+            0x12 => "sha2-256",
+            0x13 => "sha2-512",
+            0x1e => "blake3",
+            0xb220 => "blake2b-256",
+            other => {
+                return Err(unsupported(&format!(
+                    "hash function 0x{other:x} is not one Kubo knows"
+                )))
+            }
+        };
+        const BOUNDARY: &str = "pinfold-block-boundary";
+        let mut body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"data\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&data);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        let query = [
+            ("cid-codec", codec.to_owned()),
+            ("mhtype", hash.to_owned()),
+            ("mhlen", cid.hash().size().to_string()),
+            ("pin", "false".to_owned()),
+            ("allow-big-block", "true".to_owned()),
+        ];
+        let response = self
+            .post_body(
+                "block/put",
+                &query,
+                Some(self.config.request_timeout),
+                Some((
+                    reqwest::Body::from(body),
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )),
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct Stored {
+            #[serde(rename = "Key")]
+            key: String,
+        }
+        let bytes = response.bytes().await.map_err(|e| IpfsError::Unreadable {
+            call: "block/put",
+            detail: e.to_string(),
+        })?;
+        let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| IpfsError::Unreadable {
+            call: "block/put",
+            detail: e.to_string(),
+        })?;
+        let key: Cid = stored.key.parse().map_err(|e| IpfsError::Unreadable {
+            call: "block/put",
+            detail: format!("CID {:?}: {e}", stored.key),
+        })?;
+        if key.hash() != cid.hash() {
+            return Err(IpfsError::Daemon(format!(
+                "block {cid}: its data hashes to {key}, not to the CID it was sent with"
+            )));
+        }
+        Ok(())
+    }
+
     /// Connects the daemon to another IPFS peer (`swarm/connect`).
     pub async fn swarm_connect(&self, address: &Multiaddr) -> Result<(), IpfsError> {
         self.json::<serde_json::Value>("swarm/connect", &[("arg", address.to_string())])

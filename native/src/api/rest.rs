@@ -271,13 +271,14 @@ async fn id(State(peer): State<PeerHandle>) -> ApiResult<Json<Id>> {
 }
 
 /// This peer's `/id`.
-async fn own_id(peer: &PeerHandle) -> ApiResult<Id> {
+pub(crate) async fn own_id(peer: &PeerHandle) -> ApiResult<Id> {
     let info = peer.ask(|reply| Command::Info { reply }).await?;
     let strings = |items: &[Multiaddr]| items.iter().map(Multiaddr::to_string).collect();
     Ok(Id {
         id: info.id.to_string(),
         addresses: strings(&info.addresses),
         cluster_peers: info.cluster_peers.iter().map(PeerId::to_string).collect(),
+        cluster_peers_addresses: strings(&info.cluster_peers_addresses),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         rpc_protocol_version: RPC_PROTOCOL_VERSION.to_owned(),
         ipfs: IpfsId {
@@ -392,23 +393,33 @@ fn line(value: &impl serde::Serialize) -> ApiResult<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The cluster's peers: this one as `/id` shows it, the others by id and name.
-async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+/// The cluster's peers, each as its `/id` shows it, asked over Go ipfs-cluster's RPC
+/// (`Cluster.ID`) as Go peers ask; a peer that does not answer is listed with its name
+/// and the error.
+pub(crate) async fn peer_ids(peer: &PeerHandle) -> ApiResult<Vec<Id>> {
     let peers = peer.ask(|reply| Command::Peers { reply }).await?;
-    let own = own_id(&peer).await?;
-    let lines: ApiResult<Vec<Vec<u8>>> = peers
-        .iter()
-        .map(|p| {
-            if p.id.to_string() == own.id {
-                return line(&own);
+    let own = own_id(peer).await?;
+    let ids = peers.iter().map(|p| {
+        let own = own.clone();
+        async move {
+            if p.id == peer.local {
+                return own;
             }
-            line(&Id {
+            peer.rpc.id(p.id).await.unwrap_or_else(|error| Id {
                 id: p.id.to_string(),
                 peername: p.name.clone(),
+                error,
                 ..Id::default()
             })
-        })
-        .collect();
+        }
+    });
+    Ok(futures::future::join_all(ids).await)
+}
+
+async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    let lines: ApiResult<Vec<Vec<u8>>> = peer_ids(&peer)
+        .await
+        .and_then(|ids| ids.iter().map(line).collect());
     let page = lines.map(|lines| (lines, None));
     Ok(streamed((), move |()| std::future::ready(page.clone())).await)
 }

@@ -5,6 +5,7 @@
 //! and talks to it through bounded channels.
 
 pub mod circuits;
+pub mod gorpc;
 pub mod peerstore;
 pub mod snapshots;
 pub mod swarm;
@@ -84,6 +85,8 @@ pub struct PeerInfo {
     pub peername: String,
     pub addresses: Vec<Multiaddr>,
     pub cluster_peers: Vec<PeerId>,
+    /// The known addresses of the other peers, each ending in `/p2p/<peer>`.
+    pub cluster_peers_addresses: Vec<Multiaddr>,
     pub ipfs: Option<IpfsId>,
     pub ipfs_error: Option<String>,
     pub role: Role,
@@ -192,6 +195,8 @@ pub struct PeerHandle {
     pub commands: mpsc::Sender<Command>,
     pub ipfs: Option<Ipfs>,
     pub local: PeerId,
+    /// Calls on other peers over Go ipfs-cluster's RPC.
+    pub rpc: gorpc::Client,
 }
 
 impl PeerHandle {
@@ -258,6 +263,13 @@ enum Background {
         gc: Result<RepoGc, TaskError>,
         channel: request_response::ResponseChannel<PeerResponse>,
     },
+    /// Cluster peers' addresses a connected peer gave.
+    PeerAddresses(Vec<Multiaddr>),
+    /// The answer to the node's request `id`, asked over Go ipfs-cluster's RPC.
+    RpcAnswer {
+        id: RequestId,
+        answer: PeerResponse,
+    },
 }
 
 /// The two request-response exchanges a gathering's requests go over: quick questions, and
@@ -315,6 +327,10 @@ pub struct Peer {
     /// The node's requests in flight, by the exchange and id the swarm gave them.
     requests: HashMap<(Exchange, OutboundRequestId), RequestId>,
     replies: HashMap<GatheringId, Reply>,
+    rpc: gorpc::Client,
+    /// Peers that speak Go ipfs-cluster's RPC and not pinfold's peer requests (from
+    /// identify): the node's requests to them go over the RPC.
+    rpc_only: HashSet<PeerId>,
     /// How long the node's last tick took: snapshots are made in ticks, so this times them.
     last_tick: Duration,
 }
@@ -461,10 +477,12 @@ impl Peer {
         let peerstore = Peerstore::load(&dir.join(PEERSTORE_FILE))?;
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (background_tx, background) = mpsc::channel(BACKGROUND_QUEUE);
+        let rpc = swarm.behaviour().inner().gorpc.new_control();
         let handle = PeerHandle {
             commands: commands_tx,
             ipfs: ipfs.clone(),
             local,
+            rpc: gorpc::Client::new(rpc.clone()),
         };
         let mut peer = Self {
             dir,
@@ -484,6 +502,8 @@ impl Peer {
             metrics,
             requests: HashMap::new(),
             replies: HashMap::new(),
+            rpc: handle.rpc.clone(),
+            rpc_only: HashSet::new(),
             last_tick: Duration::ZERO,
         };
         if let Some(metrics) = &peer.metrics {
@@ -500,6 +520,20 @@ impl Peer {
                 tracing::warn!(%address, "cannot dial an address without /p2p/<peer id>");
             }
         }
+        let rpc_calls = rpc
+            .clone()
+            .accept(libp2p::StreamProtocol::new(
+                pinfold_core::codec::gorpc::PROTOCOL,
+            ))
+            .context("could not serve Go ipfs-cluster's RPC")?;
+        tokio::spawn(gorpc::serve(
+            rpc_calls,
+            Arc::new(gorpc::Server {
+                handle: handle.clone(),
+                trust: peer.config.trust()?,
+                peername: peer.config.cluster.peername.clone(),
+            }),
+        ));
         Ok((peer, handle))
     }
 
@@ -586,7 +620,26 @@ impl Peer {
         let external = self.swarm.external_addresses().cloned().collect();
         self.node.set_external_addresses(external);
         let started = std::time::Instant::now();
-        self.node.tick(now_nanos()).await?;
+        let now = now_nanos();
+        self.node.tick(now).await?;
+        if let Some(ask) = self.node.address_lookup(now) {
+            let (client, report) = (self.rpc.clone(), self.background_tx.clone());
+            tokio::spawn(async move {
+                match client.id(ask).await {
+                    Ok(id) => {
+                        let addresses = id
+                            .cluster_peers_addresses
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .collect();
+                        let _ = report.send(Background::PeerAddresses(addresses)).await;
+                    }
+                    Err(error) => {
+                        tracing::debug!(peer = %ask, %error, "could not ask for the peers' addresses")
+                    }
+                }
+            });
+        }
         self.last_tick = started.elapsed();
         if let Err(error) = self.peerstore.save() {
             tracing::warn!(%error, "could not save the peerstore");
@@ -623,6 +676,13 @@ impl Peer {
                 Effect::AddressLearned { peer, address } => {
                     self.swarm.add_peer_address(peer, address.clone());
                     self.peerstore.add(peer, address);
+                }
+                Effect::Request { id, peer, request } if self.rpc_only.contains(&peer) => {
+                    let (client, report) = (self.rpc.clone(), self.background_tx.clone());
+                    tokio::spawn(async move {
+                        let answer = client.answer(peer, request).await;
+                        let _ = report.send(Background::RpcAnswer { id, answer }).await;
+                    });
                 }
                 Effect::Request { id, peer, request } => {
                     let behaviour = self.swarm.behaviour_mut().inner_mut();
@@ -803,6 +863,12 @@ impl Peer {
                 self.cancels.remove(&id);
                 self.node
                     .operation_done(cid, id, result.map_err(|e| e.to_string()), now);
+            }
+            Background::PeerAddresses(addresses) => {
+                self.node.on_peer_addresses(addresses, now_nanos());
+            }
+            Background::RpcAnswer { id, answer } => {
+                self.node.on_response(id, Ok(answer), now_nanos()).await?;
             }
             Background::RepoStat(stat) => {
                 let disk = self.node.publish_informers(stat, now);
@@ -999,6 +1065,14 @@ impl Peer {
                 }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let speaks = |protocol: &str| info.protocols.iter().any(|p| p.as_ref() == protocol);
+                if speaks(pinfold_core::codec::gorpc::PROTOCOL)
+                    && !speaks(pinfold_core::codec::peer_request::PROTOCOL)
+                {
+                    self.rpc_only.insert(peer_id);
+                } else {
+                    self.rpc_only.remove(&peer_id);
+                }
                 self.node.on_identified(peer_id, info.listen_addrs, now);
             }
             BehaviourEvent::Bitswap(bitswap::Event::Block { cid, data, .. }) => {
@@ -1188,6 +1262,7 @@ impl Peer {
                         .map(|a| with_peer_id(a, local))
                         .collect(),
                     cluster_peers: self.node.peerset(now),
+                    cluster_peers_addresses: self.node.member_addresses(now),
                     ipfs: ipfs.peer.map(|peer| IpfsId {
                         peer,
                         addresses: ipfs.addresses.clone(),

@@ -2,7 +2,7 @@
 //! the cluster's private network (pnet, wire compatible with go-libp2p), Noise and yamux; a
 //! webrtc-direct listener for browsers, where pnet cannot apply, behind the secret gate;
 //! identify, ping, gossipsub with strict signing and ipfs-cluster's message id, bitswap,
-//! the peer requests, a bounded circuit relay v2 server and a relay client (listen
+//! the peer requests, Go ipfs-cluster's RPC streams, a bounded circuit relay v2 server and a relay client (listen
 //! addresses ending in `/p2p-circuit` take a reservation on that relay), and connection
 //! limits.
 
@@ -75,6 +75,8 @@ pub struct Behaviour {
     pub bitswap: Bitswap,
     pub peer_requests: peer_request::Behaviour,
     pub repo_gc: peer_request::Behaviour,
+    /// Go ipfs-cluster's RPC streams ([`super::gorpc`]).
+    pub gorpc: libp2p_stream::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
     pub relay_client: relay::client::Behaviour,
 }
@@ -158,6 +160,7 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
         bitswap: Bitswap::new(bitswap::Config::default()),
         peer_requests: peer_request::behaviour(),
         repo_gc: peer_request::repo_gc_behaviour(),
+        gorpc: libp2p_stream::Behaviour::new(),
         relay: Toggle::from(settings.relay.map(|limits| {
             relay::Behaviour::new(
                 peer,

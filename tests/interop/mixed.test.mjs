@@ -1,0 +1,209 @@
+// A mixed CRDT cluster: two Go ipfs-cluster v1.1.6 peers and two pinfold peers, one
+// secret, the four of them trusted, each next to its own Kubo. Go's own tools
+// (`ipfs-cluster-ctl` against a Go peer) must list the pinfold peers' real answers, which
+// they get over go-libp2p-gorpc, and `pinfold ctl` the Go peers'.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
+import { GoPeer, clusterCtl, jsonValues, stopGoPeers } from './go.mjs';
+
+const secret = 'a3b1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
+let go1, go2, pf1, pf2;
+const everyone = () => [go1, go2, pf1, pf2];
+const pinfoldCtl = (peer, ...args) =>
+  execFileSync(pinfoldBin, ['ctl', '--host', peer.api, ...args], { encoding: 'utf8', timeout: 60_000 });
+
+before(async () => {
+  go1 = new GoPeer('go1', { ipfs: await new Ipfs('go1').start() });
+  go2 = new GoPeer('go2', { ipfs: await new Ipfs('go2').start() });
+  pf1 = new Peer('pf1', { ipfs: await new Ipfs('pf1').start() });
+  pf2 = new Peer('pf2', { ipfs: await new Ipfs('pf2').start() });
+  for (const peer of everyone()) await peer.init(secret);
+  const trusted = everyone()
+    .map((p) => p.id)
+    .join(',');
+  for (const peer of everyone()) peer.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = trusted;
+  // Informer metrics every couple of seconds, on both sides, so that allocations see
+  // every peer soon after start.
+  for (const peer of [pf1, pf2]) {
+    Object.assign(peer.extraEnv, {
+      CLUSTER_DISK_METRICTTL: '4s',
+      CLUSTER_TAGS_METRICTTL: '4s',
+      CLUSTER_PINQUEUE_METRICTTL: '4s',
+    });
+  }
+  await go1.start();
+  await Promise.all([go2.start(['--bootstrap', go1.address]), pf1.start(['--bootstrap', go1.address])]);
+  // pf2 knows only pf1: it learns the Go peers' addresses from the peers it is connected
+  // to (Cluster.ID's cluster_peers_addresses), as Go peers would through their DHT.
+  await pf2.start(['--bootstrap', pf1.address]);
+  await waitFor(
+    'every peer to reach the other three',
+    async () => {
+      const lists = await Promise.all(everyone().map((p) => p.list('/peers')));
+      if (lists.every((ids) => ids.length === 4 && ids.every((id) => !id.error))) return true;
+      // Thrown so that a timeout says who could not reach whom.
+      const seen = lists.map(
+        (ids, i) =>
+          `${everyone()[i].name} sees ${ids.map((id) => `${id.peername || id.id}${id.error ? ` (${id.error})` : ''}`).join(', ')}`,
+      );
+      throw new Error(seen.join('; '));
+    },
+    90_000,
+  );
+});
+
+after(async () => {
+  await stopGoPeers();
+  await stopAll();
+});
+
+test("ipfs-cluster-ctl peers ls on a Go peer lists the pinfold peers with names and addresses, and pinfold's the Go peers", async () => {
+  const listed = jsonValues(await clusterCtl(go1.api, ['peers', 'ls'], { encoding: 'json' }));
+  for (const peer of everyone()) {
+    const entry = listed.find((id) => id.id === peer.id);
+    assert.ok(entry, `${peer.name} listed by go1: ${JSON.stringify(listed)}`);
+    assert.equal(entry.error, '', `${peer.name}: ${entry.error}`);
+    assert.equal(entry.peername, peer.name);
+    assert.equal(entry.rpc_protocol_version, '/ipfscluster/1.0/rpc');
+    assert.ok(entry.addresses.length > 0, `${peer.name} has addresses`);
+    assert.ok(entry.ipfs.id, `${peer.name} names its Kubo`);
+    assert.equal(entry.cluster_peers.length, 4, `${peer.name} sees the four`);
+  }
+  assert.equal(listed.find((id) => id.id === pf1.id).version, '0.1.0');
+  assert.equal(listed.find((id) => id.id === go2.id).version, '1.1.6');
+  const text = pinfoldCtl(pf2, 'peers', 'ls');
+  for (const peer of everyone()) assert.match(text, new RegExp(`${peer.id} \\| ${peer.name}`));
+  const fromPinfold = await pf2.list('/peers');
+  const goEntry = fromPinfold.find((id) => id.id === go1.id);
+  assert.equal(goEntry.version, '1.1.6', JSON.stringify(goEntry));
+  assert.ok(goEntry.ipfs.id && goEntry.addresses.length > 0, JSON.stringify(goEntry));
+});
+
+test("each side reads the other's freespace and pinqueue metrics", async () => {
+  for (const name of ['freespace', 'pinqueue']) {
+    await waitFor(`go2 to hold the pinfold peers' ${name}`, async () => {
+      const fromGo = jsonValues(await clusterCtl(go2.api, ['health', 'metrics', name], { encoding: 'json' })).flat();
+      return [pf1, pf2].every((peer) => fromGo.some((m) => m.peer === peer.id));
+    });
+    await waitFor(`pf1 to hold the Go peers' ${name}`, async () => {
+      const fromPinfold = JSON.parse((await pf1.get(`/monitor/metrics/${name}`)).body);
+      return [go1, go2].every((peer) => fromPinfold.some((m) => m.peer === peer.id));
+    });
+  }
+});
+
+/** Waits until each peer named holds `cid` on its own Kubo (`pin/ls`). */
+async function pinnedOn(peers, cid) {
+  for (const peer of peers) {
+    await waitFor(`${peer.name}'s Kubo to pin ${cid}`, () => peer.ipfs.isPinned(cid), 90_000);
+  }
+}
+
+test('a pin through ipfs-cluster-ctl is allocated from every peer, Go and pinfold, and pinned on each allocated Kubo', async () => {
+  for (const name of ['freespace', 'tag:group']) {
+    await waitFor(`go1 to hold every peer's ${name}`, async () => {
+      const metrics = jsonValues(await clusterCtl(go1.api, ['health', 'metrics', name], { encoding: 'json' })).flat();
+      return everyone().every((peer) => metrics.some((m) => m.peer === peer.id));
+    });
+  }
+  const cid = await go1.ipfs.addContent('from go, on all four');
+  const pin = JSON.parse(
+    await clusterCtl(go1.api, ['pin', 'add', '--no-status', '--replication', '4', '--name', 'four', cid], {
+      encoding: 'json',
+    }),
+  );
+  assert.deepEqual(
+    [...pin.allocations].sort(),
+    everyone()
+      .map((p) => p.id)
+      .sort(),
+  );
+  await pinnedOn(everyone(), cid);
+
+  const two = await go2.ipfs.addContent('from go, on two');
+  await clusterCtl(go2.api, ['pin', 'add', '--no-status', '--replication', '2', two]);
+  const allocations = (await waitFor('the pin on pf1', () => pf1.allocation(two))).allocations;
+  assert.equal(allocations.length, 2);
+  await pinnedOn(
+    everyone().filter((p) => allocations.includes(p.id)),
+    two,
+  );
+  // Go's status of it lists every peer's real view: the allocated pinned, the others remote.
+  const status = JSON.parse(await clusterCtl(go1.api, ['status', two], { encoding: 'json' }));
+  for (const peer of everyone()) {
+    const view = status.peer_map[peer.id];
+    assert.ok(view, `${peer.name} in go1's status: ${JSON.stringify(status)}`);
+    assert.equal(
+      view.status,
+      allocations.includes(peer.id) ? 'pinned' : 'remote',
+      `${peer.name}: ${JSON.stringify(view)}`,
+    );
+  }
+});
+
+test("a pin through pinfold's REST API with Go peers allocated is pinned on their Kubos", async () => {
+  const cid = await pf1.ipfs.addContent('from pinfold, on the Go peers');
+  const { status, body } = await pf1.post(`/pins/${cid}?replication=2&name=to-go&user-allocations=${go1.id},${go2.id}`);
+  assert.equal(status, 200, body);
+  assert.deepEqual([...JSON.parse(body).allocations].sort(), [go1.id, go2.id].sort());
+  await pinnedOn([go1, go2], cid);
+  const views = await waitFor('pinfold to see both Go peers pinned', async () => {
+    const global = JSON.parse((await pf2.get(`/pins/${cid}`)).body);
+    return [go1, go2].every((p) => global.peer_map[p.id]?.status === 'pinned') && global;
+  });
+  assert.equal(views.peer_map[pf1.id].status, 'remote');
+  const text = pinfoldCtl(pf2, 'status', cid);
+  assert.match(text, /go1\s+: PINNED/);
+  assert.match(text, /go2\s+: PINNED/);
+});
+
+test('status, recover, health graph and ipfs gc on a Go peer carry the pinfold peers, and on pinfold the Go peers', async () => {
+  const cid = await pf2.ipfs.addContent('everywhere');
+  assert.equal((await pf2.post(`/pins/${cid}`)).status, 200);
+  await pinnedOn(everyone(), cid);
+
+  const all = jsonValues(await clusterCtl(go2.api, ['status'], { encoding: 'json' }));
+  const listed = all.find((g) => g.cid === cid);
+  assert.ok(listed, 'the pin is in go2 status');
+  for (const peer of everyone()) assert.equal(listed.peer_map[peer.id]?.status, 'pinned', `${peer.name} pinned`);
+
+  const recovered = JSON.parse(await clusterCtl(go1.api, ['recover', cid], { encoding: 'json' }));
+  for (const peer of everyone()) assert.equal(recovered.peer_map[peer.id]?.status, 'pinned', `${peer.name} recovered`);
+  const recoveredByPinfold = JSON.parse((await pf1.post(`/pins/${cid}/recover`)).body);
+  for (const peer of everyone()) assert.equal(recoveredByPinfold.peer_map[peer.id]?.status, 'pinned');
+
+  const graph = JSON.parse((await go1.get('/health/graph')).body);
+  for (const peer of everyone()) {
+    assert.ok(graph.cluster_to_ipfs[peer.id], `go1's graph names ${peer.name}'s Kubo: ${JSON.stringify(graph)}`);
+    assert.ok(graph.cluster_links[peer.id]?.length >= 3, `${peer.name}'s cluster links in go1's graph`);
+  }
+  const pinfoldGraph = JSON.parse((await pf1.get('/health/graph')).body);
+  for (const peer of everyone())
+    assert.ok(pinfoldGraph.cluster_to_ipfs[peer.id], `pf1's graph names ${peer.name}'s Kubo`);
+
+  const gc = JSON.parse(await clusterCtl(go2.api, ['ipfs', 'gc'], { encoding: 'json' }));
+  for (const peer of everyone()) {
+    const entry = gc.peer_map[peer.id];
+    assert.ok(entry, `${peer.name} in go2's gc: ${JSON.stringify(gc)}`);
+    assert.ok(!entry.error, `${peer.name}: ${entry.error}`);
+  }
+  const pinfoldGc = JSON.parse((await pf2.post('/ipfs/gc')).body);
+  for (const peer of everyone()) assert.ok(pinfoldGc.peer_map[peer.id] && !pinfoldGc.peer_map[peer.id].error);
+});
+
+test('ipfs-cluster-ctl add on a Go peer streams the blocks to the pinfold peers it allocates (BlockStream)', async () => {
+  const file = path.join(runDir, 'go-added.bin');
+  fs.writeFileSync(file, Buffer.alloc(600_000, `blocks for pinfold ${Date.now()}`));
+  const outputs = jsonValues(
+    await clusterCtl(go1.api, ['add', '--cid-version', '1', '--raw-leaves', '--rmin', '4', '--rmax', '4', file], {
+      encoding: 'json',
+    }),
+  );
+  const root = outputs.at(-1).cid;
+  await pinnedOn(everyone(), root);
+  assert.ok(fs.readFileSync(pf1.log, 'utf8').includes('IPFSConnector.BlockStream'), 'go1 streamed blocks to pf1');
+});
