@@ -119,6 +119,17 @@ pub struct ServiceConfig {
     pub informer: InformerSection,
     pub relay: RelaySection,
     pub observations: ObservationsSection,
+    /// Go ipfs-cluster's datastore section, kept as it is: pinfold keeps its pinset in
+    /// redb and reads nothing in it, but Go's `ipfs-cluster-follow` needs one in the
+    /// follow template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datastore: Option<serde_json::Value>,
+}
+
+/// The datastore a follow template names when its peer's configuration names none: Go's
+/// default (pebble), with its defaults.
+fn default_datastore() -> serde_json::Value {
+    serde_json::json!({ "pebble": {} })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -781,6 +792,7 @@ impl ServiceConfig {
     /// Prometheus endpoint, no relay, swarm listeners on ports of the system's choosing,
     /// the IPFS daemon and the peer name left to the follower's own defaults.
     pub fn for_follower(&self) -> Self {
+        let datastore = Some(self.datastore.clone().unwrap_or_else(default_datastore));
         let mut follower = self.clone();
         follower.cluster.peername = String::new();
         follower.cluster.role = Role::Follower;
@@ -799,6 +811,7 @@ impl ServiceConfig {
         follower.ipfs_connector = IpfsConnectorSection::default();
         follower.observations = ObservationsSection::default();
         follower.relay.enabled = false;
+        follower.datastore = datastore;
         follower
     }
 
@@ -1078,11 +1091,17 @@ mod tests {
     #[test]
     fn unknown_keys_are_named_and_bad_values_refused_with_their_name() {
         let (config, ignored) = ServiceConfig::from_json(
-            r#"{"cluster":{"secert":"x","peername":"a"},"datastore":{"pebble":{}}}"#,
+            r#"{"cluster":{"secert":"x","peername":"a"},"monitor":{"pubsubmon":{}},"datastore":{"pebble":{}}}"#,
         )
         .unwrap();
         assert_eq!(config.cluster.peername, "a");
-        assert_eq!(ignored, ["cluster.secert", "datastore"]);
+        assert_eq!(ignored, ["cluster.secert", "monitor"]);
+        // Kept for Go followers, and given to them in the follow template.
+        assert_eq!(config.datastore, Some(serde_json::json!({"pebble": {}})));
+        assert_eq!(
+            ServiceConfig::default().for_follower().datastore,
+            Some(serde_json::json!({"pebble": {}}))
+        );
         let error = ServiceConfig::from_json(r#"{"cluster":{"peername":7}}"#).unwrap_err();
         assert!(error.to_string().contains("invalid type"), "{error}");
         let mut config = ServiceConfig::default();

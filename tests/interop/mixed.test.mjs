@@ -36,10 +36,15 @@ before(async () => {
     });
   }
   await go1.start();
-  await Promise.all([go2.start(['--bootstrap', go1.address]), pf1.start(['--bootstrap', go1.address])]);
-  // pf2 knows only pf1: it learns the Go peers' addresses from the peers it is connected
-  // to (Cluster.ID's cluster_peers_addresses), as Go peers would through their DHT.
-  await pf2.start(['--bootstrap', pf1.address]);
+  await pf1.start(['--bootstrap', go1.address]);
+  // go2 joins through pf1 (Go's Join calls Cluster.PeerAdd on it, which asks go2's
+  // Cluster.ID back) and through go1: Go peers find each other through their DHT, which
+  // pinfold does not serve. pf2 knows only pf1: it learns the Go peers' addresses from
+  // the peers it is connected to (Cluster.ID's cluster_peers_addresses).
+  await Promise.all([
+    go2.start(['--bootstrap', `${pf1.address},${go1.address}`]),
+    pf2.start(['--bootstrap', pf1.address]),
+  ]);
   await waitFor(
     'every peer to reach the other three',
     async () => {
@@ -75,6 +80,17 @@ test("ipfs-cluster-ctl peers ls on a Go peer lists the pinfold peers with names 
   }
   assert.equal(listed.find((id) => id.id === pf1.id).version, '0.1.0');
   assert.equal(listed.find((id) => id.id === go2.id).version, '1.1.6');
+  // What identify says, as pf1 logged it for go1: Go announces an empty protocolVersion,
+  // as pinfold does (core/src/net/pubsub.rs).
+  const identified = fs
+    .readFileSync(pf1.log, 'utf8')
+    .split('\n')
+    .find((line) => line.includes('identified') && line.includes(go1.id));
+  assert.ok(identified, 'pf1 logged identify from go1');
+  assert.match(identified, /protocol_version=""/);
+  assert.match(identified, /agent="?github.com\/ipfs-cluster\/ipfs-cluster/);
+  assert.match(go2.tail(400), new RegExp(`Bootstrapping to ${pf1.address}`));
+  assert.doesNotMatch(go2.tail(400), /bootstrap to .* failed/, 'go2 joined through pf1 (Cluster.PeerAdd)');
   const text = pinfoldCtl(pf2, 'peers', 'ls');
   for (const peer of everyone()) assert.match(text, new RegExp(`${peer.id} \\| ${peer.name}`));
   const fromPinfold = await pf2.list('/peers');

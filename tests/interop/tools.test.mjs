@@ -156,7 +156,12 @@ test("pinfold runs from the service.json and identity.json Go's init writes, nam
     const text = fs.readFileSync(log, 'utf8');
     const warning = text.split('\n').find((l) => l.includes('that pinfold does not implement are ignored'));
     assert.ok(warning, text);
-    for (const key of ['cluster.leave_on_shutdown', 'cluster.connection_manager', 'api.ipfsproxy', 'datastore']) {
+    for (const key of [
+      'cluster.leave_on_shutdown',
+      'cluster.connection_manager',
+      'cluster.mdns_interval',
+      'api.ipfsproxy',
+    ]) {
       assert.ok(warning.includes(key), `${key} named: ${warning}`);
     }
     assert.match(text, /no transport for these, not listening on them.*quic/);

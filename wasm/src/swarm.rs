@@ -18,7 +18,7 @@ use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
 use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
-use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL};
+use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL_VERSION};
 use pinfold_core::net::secure::{secure, Muxed};
 
 use crate::websocket;
@@ -78,7 +78,7 @@ pub fn build(key: Keypair, secret: Option<&ClusterSecret>) -> Result<Swarm<Gated
     let transport = transport(&key, secret, circuits).map_err(|e| e.to_string())?;
     let behaviour = Behaviour {
         identify: identify::Behaviour::new(
-            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
                 .with_agent_version(format!("pinfold-wasm/{}", env!("CARGO_PKG_VERSION"))),
         ),
         ping: ping::Behaviour::new(ping::Config::new()),

@@ -1,4 +1,4 @@
-//! Gossipsub as ipfs-cluster runs it, and the identify protocol version its peers announce.
+//! Gossipsub as ipfs-cluster runs it, and the identify `protocolVersion` its peers announce.
 
 use std::time::Duration;
 
@@ -9,8 +9,10 @@ use crate::codec::pubsub::{crdt_topic, message_id, METRICS_TOPIC};
 use crate::codec::MAX_PUBSUB_MESSAGE_BYTES;
 use crate::node::Topic;
 
-/// The identify protocol version ipfs-cluster peers announce.
-pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
+/// The `protocolVersion` identify announces, as Go ipfs-cluster v1.1.6 peers announce it:
+/// empty, since the cluster never sets go-libp2p's `ProtocolVersion` option and go-libp2p
+/// v0.48 has no default. (The identify protocol itself is `/ipfs/id/1.0.0` on both.)
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "";
 
 /// Gossipsub with strict signing by `key` and ipfs-cluster's message id (the first 16
 /// bytes of the author's id, then the sequence number), messages up to

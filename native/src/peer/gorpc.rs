@@ -294,18 +294,10 @@ impl Server {
 
     /// `Cluster.PeerAdd`, which a Go peer calls on the peer it joins through: under CRDT
     /// consensus the peerset is whoever pings, so there is nothing to add; the answer is
-    /// what this peer knows of the one that joins.
+    /// the joining peer's own `Cluster.ID`, asked back as Go asks it.
     async fn peer_added(&self, argument: &Value) -> Result<Value, String> {
         let joining = api::peer_from_value(argument, "peer.ID").map_err(|e| e.to_string())?;
-        let known = self
-            .peer_ids()
-            .await?
-            .into_iter()
-            .find(|id| id.id == joining.to_base58());
-        let id = known.unwrap_or_else(|| Id {
-            id: joining.to_base58(),
-            ..Id::default()
-        });
+        let id = self.handle.rpc.id(joining).await?;
         Ok(api::id_value(&id))
     }
 

@@ -1065,6 +1065,12 @@ impl Peer {
                 }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                tracing::debug!(
+                    peer = %peer_id,
+                    agent = ?info.agent_version,
+                    protocol_version = ?info.protocol_version,
+                    "identified"
+                );
                 let speaks = |protocol: &str| info.protocols.iter().any(|p| p.as_ref() == protocol);
                 if speaks(pinfold_core::codec::gorpc::PROTOCOL)
                     && !speaks(pinfold_core::codec::peer_request::PROTOCOL)

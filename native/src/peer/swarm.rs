@@ -23,7 +23,7 @@ use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
 use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
-use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL};
+use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL_VERSION};
 use pinfold_core::net::secure::{secure, Muxed};
 
 /// The message a dialer shows when the handshake fails the way a wrong secret makes it.
@@ -152,7 +152,7 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
                 .with_max_pending_incoming(Some(settings.max_connections)),
         ),
         identify: identify::Behaviour::new(
-            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
                 .with_agent_version(format!("pinfold/{}", env!("CARGO_PKG_VERSION"))),
         ),
         ping: ping::Behaviour::new(ping::Config::new()),
