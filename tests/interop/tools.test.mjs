@@ -195,3 +195,31 @@ test('a bearer token from Go works at pinfold and one from pinfold at Go: the sa
     assert.equal(res.status, 200, `${api} takes the other's token`);
   }
 });
+
+test("Go's RPC policy: a Go peer pinfold does not trust reaches the open methods only", async () => {
+  const guard = new Peer('tools-guard', { ipfs });
+  await guard.init(secret);
+  guard.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = guard.id;
+  await guard.start();
+  const outsider = new GoPeer('tools-outsider', { ipfs });
+  await outsider.init(secret);
+  await outsider.start(['--bootstrap', guard.address]);
+  const cid = await ipfs.addContent('guarded');
+  assert.equal((await guard.post(`/pins/${cid}`)).status, 200);
+  // Open: Cluster.IDStream answers.
+  const listed = await waitFor('the outsider to list the guard', async () => {
+    const ids = jsonValues(await clusterCtl(outsider.api, ['peers', 'ls'], { encoding: 'json' }));
+    const entry = ids.find((id) => id.id === guard.id);
+    return entry && !entry.error && entry;
+  });
+  assert.equal(listed.peername, 'tools-guard');
+  // Trusted only: PinTracker.Status is refused, and Go leaves a refusing peer out.
+  const status = await waitFor('the pin at the outsider', async () => {
+    const [global] = jsonValues(await clusterCtl(outsider.api, ['status', cid], { encoding: 'json' }));
+    return global?.peer_map?.[outsider.id] && global;
+  });
+  assert.equal(status.peer_map[guard.id], undefined, JSON.stringify(status));
+  assert.match(guard.tail(400), /RPC call refused: Go's policy does not let this peer call it.*PinTracker\.Status/);
+  await outsider.stop();
+  await guard.stop();
+});

@@ -148,6 +148,7 @@ impl Server {
         let service = ServiceId::from_value(&first)?;
         tracing::debug!(%caller, %service, "RPC call");
         if !self.allows(caller, &service) {
+            tracing::debug!(%caller, %service, "RPC call refused: Go's policy does not let this peer call it");
             call.reply(&ResponseHeader::denied(&service), &Value::Nil)
                 .await?;
             return call.close().await;
