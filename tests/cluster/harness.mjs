@@ -110,17 +110,74 @@ export class Ipfs {
 }
 
 /**
+ * A cluster peer process (pinfold's or Go's) with a REST API at `this.api` and a log at
+ * `this.log`; subclasses start `this.child` and may send `this.headers`.
+ */
+export class ClusterProcess {
+  /** Stops the process with `signal`, and with SIGKILL if it has not exited in 15 s. */
+  async stop(signal = 'SIGTERM') {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await Promise.race([exited, sleep(15_000)]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+
+  tail(lines = 40) {
+    try {
+      return fs.readFileSync(this.log, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async get(route) {
+    const res = await fetch(`${this.api}${route}`, {
+      headers: this.headers ?? {},
+      signal: AbortSignal.timeout(30_000),
+    });
+    return { status: res.status, body: await res.text() };
+  }
+
+  async post(route, method = 'POST') {
+    const res = await fetch(`${this.api}${route}`, {
+      method,
+      headers: this.headers ?? {},
+      signal: AbortSignal.timeout(30_000),
+    });
+    return { status: res.status, body: await res.text() };
+  }
+
+  /** GET of a streamed list: one JSON object per line (204 and no body when empty). */
+  async list(route) {
+    const { status, body } = await this.get(route);
+    if (status !== 200 && status !== 204) throw new Error(`${route}: ${status} ${body}`);
+    return body
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+  }
+
+  async allocation(cid) {
+    const { status, body } = await this.get(`/allocations/${cid}`);
+    return status === 200 ? JSON.parse(body) : null;
+  }
+}
+
+/**
  * A pinfold peer process with its own folder; `listen` names its transports (or gives
  * whole multiaddrs, such as a relay's address ending in /p2p-circuit), and
  * `credentials` ('user:password') turns on the REST API's basic auth, which the helpers
  * then send; `logLevel` is the daemon's `--log-level` (debug for pinfold's own modules); `ca` (a PEM certificate) says the REST API speaks HTTPS with that certificate
  * (the test sets the key and certificate files in `env`).
  */
-export class Peer {
+export class Peer extends ClusterProcess {
   constructor(
     name,
     { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug' } = {},
   ) {
+    super();
     this.ca = ca;
     this.logLevel = logLevel;
     this.name = name;
@@ -202,12 +259,7 @@ export class Peer {
 
   /** Stops the daemon with `signal` and waits for it to exit. */
   async stop(signal = 'SIGTERM') {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill(signal);
-    await Promise.race([exited, sleep(15_000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await super.stop(signal);
     peers.delete(this);
   }
 
@@ -218,43 +270,6 @@ export class Peer {
     const address = id.addresses.find((a) => a.includes(marker) && (transport !== 'tcp' || !a.includes('/ws/')));
     if (!address) throw new Error(`${this.name} has no ${transport} address: ${id.addresses}`);
     return address;
-  }
-
-  tail(lines = 40) {
-    try {
-      return fs.readFileSync(this.log, 'utf8').split('\n').slice(-lines).join('\n');
-    } catch {
-      return '';
-    }
-  }
-
-  async get(route) {
-    const res = await fetch(`${this.api}${route}`, { headers: this.headers, signal: AbortSignal.timeout(30_000) });
-    return { status: res.status, body: await res.text() };
-  }
-
-  async post(route, method = 'POST') {
-    const res = await fetch(`${this.api}${route}`, {
-      method,
-      headers: this.headers,
-      signal: AbortSignal.timeout(30_000),
-    });
-    return { status: res.status, body: await res.text() };
-  }
-
-  /** GET of a streamed list: one JSON object per line (204 and no body when empty). */
-  async list(route) {
-    const { status, body } = await this.get(route);
-    if (status !== 200 && status !== 204) throw new Error(`${route}: ${status} ${body}`);
-    return body
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l));
-  }
-
-  async allocation(cid) {
-    const { status, body } = await this.get(`/allocations/${cid}`);
-    return status === 200 ? JSON.parse(body) : null;
   }
 }
 

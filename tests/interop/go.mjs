@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { runDir, sleep, waitFor } from '../cluster/harness.mjs';
+import { ClusterProcess, runDir, waitFor } from '../cluster/harness.mjs';
 import { freePort } from '../support/net.mjs';
 
 const cache = process.env.PINFOLD_CACHE ?? path.join(os.homedir(), '.cache/pinfold');
@@ -59,8 +59,9 @@ export function jsonValues(text) {
 }
 
 /** A Go ipfs-cluster peer (`ipfs-cluster-service`, CRDT consensus) next to its Kubo. */
-export class GoPeer {
+export class GoPeer extends ClusterProcess {
   constructor(name, { ipfs, env = {} } = {}) {
+    super();
     this.name = name;
     this.ipfs = ipfs;
     this.dir = path.join(runDir, name);
@@ -133,46 +134,8 @@ export class GoPeer {
   }
 
   async stop(signal = 'SIGTERM') {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill(signal);
-    await Promise.race([exited, sleep(20_000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await super.stop(signal);
     goPeers.delete(this);
-  }
-
-  tail(lines = 40) {
-    try {
-      return fs.readFileSync(this.log, 'utf8').split('\n').slice(-lines).join('\n');
-    } catch {
-      return '';
-    }
-  }
-
-  async get(route) {
-    const res = await fetch(`${this.api}${route}`, { signal: AbortSignal.timeout(30_000) });
-    return { status: res.status, body: await res.text() };
-  }
-
-  async post(route, method = 'POST') {
-    const res = await fetch(`${this.api}${route}`, { method, signal: AbortSignal.timeout(30_000) });
-    return { status: res.status, body: await res.text() };
-  }
-
-  /** GET of a streamed list (204 when empty). */
-  async list(route) {
-    const { status, body } = await this.get(route);
-    if (status !== 200 && status !== 204) throw new Error(`${route}: ${status} ${body}`);
-    return body
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l));
-  }
-
-  async allocation(cid) {
-    const { status, body } = await this.get(`/allocations/${cid}`);
-    return status === 200 ? JSON.parse(body) : null;
   }
 }
 

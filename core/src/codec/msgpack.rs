@@ -193,28 +193,19 @@ fn container_len(out: &mut Vec<u8>, fix: u8, fix_cutoff: usize, b16: u8, len: us
     }
 }
 
+/// ugorji's `EncodeInt`: a fixint for -32..=127, else the smallest *signed* form that
+/// holds it (int8 only below -32).
 fn encode_int(n: i64, out: &mut Vec<u8>) {
-    if n > i64::from(i8::MAX) {
-        if n <= i64::from(i16::MAX) {
-            out.push(0xd1);
-            out.extend_from_slice(&(n as i16).to_be_bytes());
-        } else if n <= i64::from(i32::MAX) {
-            out.push(0xd2);
-            out.extend_from_slice(&(n as i32).to_be_bytes());
-        } else {
-            out.push(0xd3);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-    } else if n >= -32 {
+    if (-32..=127).contains(&n) {
         out.push(n as u8);
-    } else if n >= i64::from(i8::MIN) {
+    } else if (i64::from(i8::MIN)..0).contains(&n) {
         out.extend_from_slice(&[0xd0, n as u8]);
-    } else if n >= i64::from(i16::MIN) {
+    } else if let Ok(n) = i16::try_from(n) {
         out.push(0xd1);
-        out.extend_from_slice(&(n as i16).to_be_bytes());
-    } else if n >= i64::from(i32::MIN) {
+        out.extend_from_slice(&n.to_be_bytes());
+    } else if let Ok(n) = i32::try_from(n) {
         out.push(0xd2);
-        out.extend_from_slice(&(n as i32).to_be_bytes());
+        out.extend_from_slice(&n.to_be_bytes());
     } else {
         out.push(0xd3);
         out.extend_from_slice(&n.to_be_bytes());
