@@ -114,6 +114,21 @@ export class Ipfs {
  * `this.log`; subclasses start `this.child` and may send `this.headers`.
  */
 export class ClusterProcess {
+  /** A peer named `name` next to `ipfs`, with its folder and log in the run folder. */
+  constructor(name, { ipfs, env = {} } = {}) {
+    this.name = name;
+    this.ipfs = ipfs;
+    this.dir = path.join(runDir, name);
+    this.log = path.join(runDir, `${name}.log`);
+    this.extraEnv = env;
+  }
+
+  /** Reads the peer id from the folder's `identity.json` (Go's format, which pinfold shares). */
+  readIdentity() {
+    this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
+    this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
+  }
+
   /** Stops the process with `signal`, and with SIGKILL if it has not exited in 15 s. */
   async stop(signal = 'SIGTERM') {
     const child = this.child;
@@ -177,17 +192,12 @@ export class Peer extends ClusterProcess {
     name,
     { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug' } = {},
   ) {
-    super();
+    super(name, { ipfs, env });
     this.ca = ca;
     this.logLevel = logLevel;
-    this.name = name;
-    this.ipfs = ipfs;
     this.transports = listen;
     this.credentials = credentials;
     this.headers = credentials ? { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` } : {};
-    this.dir = path.join(runDir, name);
-    this.log = path.join(runDir, `${name}.log`);
-    this.extraEnv = env;
   }
 
   async init(secret) {
@@ -201,8 +211,7 @@ export class Peer extends ClusterProcess {
       env: this.env(),
       stdio: 'ignore',
     });
-    this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
-    this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
+    this.readIdentity();
     this.api = `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.apiPort}`;
     this.pinningApi = `http://127.0.0.1:${this.pinningPort}`;
     return this;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ClusterProcess, runDir, waitFor } from '../cluster/harness.mjs';
+import { ClusterProcess, waitFor } from '../cluster/harness.mjs';
 import { freePort } from '../support/net.mjs';
 
 const cache = process.env.PINFOLD_CACHE ?? path.join(os.homedir(), '.cache/pinfold');
@@ -60,15 +60,6 @@ export function jsonValues(text) {
 
 /** A Go ipfs-cluster peer (`ipfs-cluster-service`, CRDT consensus) next to its Kubo. */
 export class GoPeer extends ClusterProcess {
-  constructor(name, { ipfs, env = {} } = {}) {
-    super();
-    this.name = name;
-    this.ipfs = ipfs;
-    this.dir = path.join(runDir, name);
-    this.log = path.join(runDir, `${name}.log`);
-    this.extraEnv = env;
-  }
-
   /** `ipfs-cluster-service init --consensus crdt`, as an operator runs it. */
   async init(secret) {
     this.swarmPort ??= await freePort();
@@ -81,8 +72,7 @@ export class GoPeer extends ClusterProcess {
       env: this.env(),
       stdio: 'ignore',
     });
-    this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
-    this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
+    this.readIdentity();
     this.api = `http://127.0.0.1:${this.apiPort}`;
     return this;
   }

@@ -225,9 +225,7 @@ impl Server {
             ("IPFSConnector", "BlockStream") => {
                 while let Some(value) = call.next_value().await? {
                     if let Err(error) = self.store_block(&value).await {
-                        let header =
-                            ResponseHeader::failed(service, error, gorpc::ErrorType::NonRpc);
-                        return call.reply(&header, &Value::Nil).await;
+                        return Self::fail(service, call, error).await;
                     }
                 }
                 Ok(())
@@ -239,7 +237,7 @@ impl Server {
                         call.reply(&ResponseHeader::ok(service), &api::id_value(&id))
                             .await
                     }
-                    Err(error) => self.fail(service, call, error).await,
+                    Err(error) => Self::fail(service, call, error).await,
                 }
             }
             ("Cluster", "Peers") => {
@@ -252,7 +250,7 @@ impl Server {
                         }
                         Ok(())
                     }
-                    Err(error) => self.fail(service, call, error).await,
+                    Err(error) => Self::fail(service, call, error).await,
                 }
             }
             ("PinTracker", "StatusAll") => {
@@ -274,8 +272,8 @@ impl Server {
         }
     }
 
+    /// Ends a call with the method's error, as Go does: the error header and nil.
     async fn fail(
-        &self,
         service: &ServiceId,
         call: &mut CallStream,
         error: String,
@@ -333,7 +331,7 @@ impl Server {
         let daemon = if filter.needs_daemon_pins() {
             match rest::daemon_pins(&self.handle).await {
                 Ok(daemon) => daemon,
-                Err(error) => return self.fail(service, call, error.message).await,
+                Err(error) => return Self::fail(service, call, error.message).await,
             }
         } else {
             Arc::new(DaemonPins::new())
@@ -351,7 +349,7 @@ impl Server {
                 .await;
             let (infos, next): (Vec<PinInfo>, Option<Cid>) = match page {
                 Ok(page) => page,
-                Err(error) => return self.fail(service, call, error.to_string()).await,
+                Err(error) => return Self::fail(service, call, error.to_string()).await,
             };
             let infos = if recover && !infos.is_empty() {
                 let answers =
@@ -366,7 +364,7 @@ impl Server {
                     .await
                 {
                     Ok(infos) => infos,
-                    Err(error) => return self.fail(service, call, error.to_string()).await,
+                    Err(error) => return Self::fail(service, call, error.to_string()).await,
                 }
             } else {
                 infos
@@ -403,10 +401,6 @@ pub struct Client {
 
 /// How long a status or id call may take, as Go waits for them.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Replies a streaming call may bring back before the rest is dropped (a status listing of
-/// the whole pinset is asked page by page elsewhere).
-const MAX_STREAMED_REPLIES: usize = 10_000_000;
 
 impl Client {
     pub fn new(control: libp2p_stream::Control) -> Self {
@@ -458,14 +452,16 @@ impl Client {
     }
 
     /// A streaming call of `service` on `peer`: sends `arguments`, closes its side, and
-    /// gathers the replies until the peer closes.
+    /// hands each reply to `on_reply` as it comes, until the peer closes (or `on_reply`
+    /// fails).
     pub async fn stream(
         &self,
         peer: PeerId,
         service: ServiceId,
         arguments: Vec<Value>,
         timeout: Duration,
-    ) -> Result<Vec<Value>, String> {
+        mut on_reply: impl FnMut(Value) -> Result<(), String> + Send,
+    ) -> Result<(), String> {
         let mut client = self.clone();
         let call = async move {
             let mut call = client.open(peer, timeout).await?;
@@ -478,13 +474,10 @@ impl Client {
                 .await
                 .map_err(|e| e.to_string())?;
             call.stream.close().await.map_err(|e| e.to_string())?;
-            let mut replies = Vec::new();
             while let Some(reply) = read_reply(&mut call).await? {
-                if replies.len() < MAX_STREAMED_REPLIES {
-                    replies.push(reply);
-                }
+                on_reply(reply)?;
             }
-            Ok(replies)
+            Ok(())
         };
         tokio::time::timeout(timeout, call)
             .await
@@ -552,18 +545,18 @@ impl Client {
     }
 
     async fn connections(&self, peer: PeerId) -> Result<PeerResponse, String> {
-        let ids = self
-            .stream(
-                peer,
-                ServiceId::new("Cluster", "Peers"),
-                Vec::new(),
-                CALL_TIMEOUT,
-            )
-            .await?
-            .iter()
-            .map(api::id_from_value)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+        let mut ids = Vec::new();
+        self.stream(
+            peer,
+            ServiceId::new("Cluster", "Peers"),
+            Vec::new(),
+            CALL_TIMEOUT,
+            |reply| {
+                ids.push(api::id_from_value(&reply).map_err(|e| e.to_string())?);
+                Ok(())
+            },
+        )
+        .await?;
         let own = ids.iter().find(|id| id.id == peer.to_base58());
         let ipfs_id = own.and_then(|id| id.ipfs.id.parse().ok());
         let ipfs_peers = match ipfs_id {
@@ -592,19 +585,20 @@ impl Client {
     }
 
     async fn summary(&self, peer: PeerId) -> Result<PeerResponse, String> {
-        let replies = self
-            .stream(
-                peer,
-                ServiceId::new("PinTracker", "StatusAll"),
-                vec![Value::Int(0)],
-                REPO_GC_TIMEOUT,
-            )
-            .await?;
+        // Counted as the statuses come: a Go peer sends one per pin of the pinset.
         let mut summary = StatusSummary::default();
-        for reply in &replies {
-            let info = api::pin_info_from_value(reply).map_err(|e| e.to_string())?;
-            summary.count(info.short.status);
-        }
+        self.stream(
+            peer,
+            ServiceId::new("PinTracker", "StatusAll"),
+            vec![Value::Int(0)],
+            REPO_GC_TIMEOUT,
+            |reply| {
+                let info = api::pin_info_from_value(&reply).map_err(|e| e.to_string())?;
+                summary.count(info.short.status);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(PeerResponse::Summary(summary))
     }
 }
