@@ -2,11 +2,12 @@
 
 mod support;
 
+use pinfold_core::codec::delta::decode_broadcast;
 use pinfold_core::codec::snapshot::{SnapshotHeader, SnapshotLinks};
-use pinfold_core::crdt::{BatchConfig, Config, Store};
+use pinfold_core::crdt::{BatchConfig, BlockId, Config, MemoryStore, Output, Replica, Store};
 use proptest::prelude::*;
 use rand::Rng;
-use support::{Faults, Sim};
+use support::{peer, ready, Faults, Sim};
 
 const REPLICAS: usize = 15;
 const REBROADCAST_MS: u64 = 1_000;
@@ -39,8 +40,11 @@ fn heal_and_check(sim: &mut Sim) {
     for _ in 0..40 {
         sim.advance(REBROADCAST_MS * 2, 100);
         let synced = sim.replicas.iter().all(|r| r.is_synced()) && sim.in_transit() == 0;
-        let first = sim.values(0);
-        if synced && (1..sim.replicas.len()).all(|r| sim.values(r) == first) {
+        let (first, heads) = (sim.values(0), sim.replicas[0].heads());
+        if synced
+            && (1..sim.replicas.len())
+                .all(|r| sim.values(r) == first && sim.replicas[r].heads() == heads)
+        {
             break;
         }
     }
@@ -52,6 +56,11 @@ fn heal_and_check(sim: &mut Sim) {
             sim.replicas[r].progress()
         );
         assert_eq!(sim.values(r), first, "replica {r} diverged");
+        assert_eq!(
+            sim.replicas[r].heads(),
+            sim.replicas[0].heads(),
+            "replica {r} holds other heads: a head that is an ancestor of another stayed"
+        );
         assert_eq!(
             sim.observed[r], first,
             "replica {r}'s outputs disagree with its state"
@@ -265,4 +274,77 @@ fn lost_broadcasts_are_recovered_by_rebroadcast() {
     sim.faults = Faults::NONE;
     sim.advance(REBROADCAST_MS * 2, 100);
     assert_eq!(sim.values(1).len(), 1);
+}
+
+/// Writes `count` puts one delta each on a fresh replica; returns it and the head each put
+/// broadcast, oldest first.
+fn chain(count: usize) -> (Replica<MemoryStore>, Vec<(cid::Cid, Vec<u8>)>) {
+    let mut writer = ready(Replica::open(MemoryStore::new(), config(0, false))).unwrap();
+    let mut heads = Vec::new();
+    for i in 0..count {
+        ready(writer.put(&format!("/k{i}"), b"v".to_vec(), 0)).unwrap();
+        while let Some(output) = writer.poll_output() {
+            if let Output::Broadcast(data) = output {
+                heads.push(data);
+            }
+        }
+    }
+    let heads = heads
+        .into_iter()
+        .map(|data| {
+            let [head] = decode_broadcast(&data).unwrap()[..] else {
+                panic!("one head per unbatched put")
+            };
+            (head, data)
+        })
+        .collect();
+    (writer, heads)
+}
+
+/// Hands `reader` the block `cid` from `writer`'s store.
+fn deliver(reader: &mut Replica<MemoryStore>, writer: &Replica<MemoryStore>, cid: &cid::Cid) {
+    let bytes = ready(writer.store().block(&BlockId::from_cid(cid).unwrap()))
+        .unwrap()
+        .unwrap();
+    ready(reader.receive_block(cid, bytes, 0)).unwrap();
+}
+
+/// A head whose block arrives after its child's was merged is not a head any more: every
+/// replica ends with the writer's one head. Broadcasts of a fast writer overtake block
+/// answers in a real swarm; before this, a reader kept every such ancestor as a head.
+#[test]
+fn a_head_merged_after_its_child_does_not_stay_a_head() {
+    let (writer, heads) = chain(3);
+    let mut reader = ready(Replica::open(MemoryStore::new(), config(1, false))).unwrap();
+    for (_, data) in &heads {
+        ready(reader.receive_broadcast(&peer(0), data, 0)).unwrap();
+    }
+    for (cid, _) in heads.iter().rev() {
+        deliver(&mut reader, &writer, cid);
+    }
+    assert!(reader.is_synced());
+    assert_eq!(reader.heads(), writer.heads());
+}
+
+/// The same when the head's own walk is what finishes late: a head merged, a later head
+/// built on it merged, and only then the first one's ancestors arrive.
+#[test]
+fn a_walk_that_ends_after_a_later_head_leaves_one_head() {
+    let (writer, heads) = chain(3);
+    let mut reader = ready(Replica::open(MemoryStore::new(), config(1, false))).unwrap();
+    let [(first, _), (second, second_data), (third, third_data)] = &heads[..] else {
+        unreachable!()
+    };
+    ready(reader.receive_broadcast(&peer(0), second_data, 0)).unwrap();
+    deliver(&mut reader, &writer, second);
+    ready(reader.receive_broadcast(&peer(0), third_data, 0)).unwrap();
+    deliver(&mut reader, &writer, third);
+    deliver(&mut reader, &writer, first);
+    assert!(reader.is_synced());
+    assert_eq!(reader.heads(), writer.heads());
+    assert_eq!(sim_values(&reader).len(), 3);
+}
+
+fn sim_values(replica: &Replica<MemoryStore>) -> Vec<(String, Vec<u8>)> {
+    ready(replica.values(None, 100)).unwrap()
 }

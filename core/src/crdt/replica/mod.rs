@@ -146,6 +146,11 @@ pub struct Replica<S: Store> {
     /// Heads by CID bytes: the order go-ds-crdt links them in.
     heads: BTreeMap<Vec<u8>, (Cid, u64)>,
     pending: HashMap<BlockId, Pending>,
+    /// Walk roots that a merged node already descends from. That node's root is a head,
+    /// so such a walk only retires the heads it meets: its root becoming a head again
+    /// would leave a head that is an ancestor of another. Emptied whenever nothing is
+    /// pending.
+    covered_roots: HashSet<Cid>,
     queue: VecDeque<BlockId>,
     /// Requests in the order they were made, for timeouts.
     requests: VecDeque<(u64, BlockId)>,
@@ -175,6 +180,7 @@ impl<S: Store> Replica<S> {
             config,
             heads: BTreeMap::new(),
             pending: HashMap::new(),
+            covered_roots: HashSet::new(),
             queue: VecDeque::new(),
             requests: VecDeque::new(),
             in_flight: 0,

@@ -229,6 +229,8 @@ impl<S: Store> Replica<S> {
         }
         let mut seen = HashSet::new();
         let mut linked = Vec::new();
+        // Parents merged or on their way: walks rooted at them are covered by this node.
+        let mut known_parents = Vec::new();
         for child in &node.parents {
             if !seen.insert(*child) {
                 continue;
@@ -238,6 +240,9 @@ impl<S: Store> Replica<S> {
                 continue;
             };
             let processed = child_id == id || self.is_processed(&child_id).await?;
+            if processed || self.pending.contains_key(&child_id) {
+                known_parents.push(*child);
+            }
             if heads.remove(&child.to_bytes()).is_some() {
                 heads.insert(root.to_bytes(), (root, root_priority));
                 root_is_head = true;
@@ -272,6 +277,11 @@ impl<S: Store> Replica<S> {
                     parent_priority: priority,
                 },
             ));
+        }
+        let root_key = root.to_bytes();
+        if self.covered_roots.contains(&root) && !self.heads.contains_key(&root_key) {
+            // A head already descends from this walk's root (see `covered_roots`).
+            heads.remove(&root_key);
         }
         let was_pending = self.pending.contains_key(&id);
         if self.pending.len() + children.len() > self.config.max_pending + usize::from(was_pending)
@@ -316,6 +326,12 @@ impl<S: Store> Replica<S> {
         self.settle(&id);
         for (child_id, child) in children {
             self.enqueue(child_id, child);
+        }
+        if self.pending.is_empty() {
+            // No walk left to cover: a root is never walked again once merged.
+            self.covered_roots.clear();
+        } else {
+            self.covered_roots.extend(known_parents);
         }
         for block in linked {
             if let Some(queued) = BlockId::from_cid(&block.cid)
