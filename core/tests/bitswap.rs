@@ -187,8 +187,8 @@ fn large_block(n: u64, size: usize) -> (Cid, Vec<u8>) {
 
 #[tokio::test]
 async fn a_batch_of_wants_is_one_message_and_its_blocks_fit_the_queue() {
-    // 100 blocks of 512 KiB asked one by one would be answered with 100 messages, past
-    // the 64 a connection queues; asked together, they come back in a few full messages.
+    // 100 blocks of 512 KiB asked one by one would be answered with 100 messages of 50 MiB
+    // in all; asked together, they come back in a few full messages.
     let mut a = bitswap_swarm();
     let mut b = bitswap_swarm();
     b.listen().with_memory_addr_external().await;
@@ -225,4 +225,36 @@ async fn wants_past_the_limit_are_refused_and_the_rest_kept() {
     assert_eq!(a.behaviour_mut().want_all(&cids), cids[3..].to_vec());
     assert_eq!(a.behaviour().wanted(), 3);
     assert_eq!(a.behaviour().stats().refused_wants, 2);
+}
+
+#[tokio::test]
+async fn a_burst_of_single_wants_and_answers_is_not_dropped() {
+    // A writer's unbatched pins broadcast one head each, and a reader asks for each head
+    // on its own: thousands of small messages queue on one connection at once.
+    const BLOCKS: u64 = 5_000;
+    let mut a = bitswap_swarm();
+    let mut b = bitswap_swarm();
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let blocks: std::collections::HashMap<Cid, Vec<u8>> = (0..BLOCKS).map(block).collect();
+    for cid in blocks.keys() {
+        a.behaviour_mut().want(*cid).unwrap();
+    }
+    let mut received = 0;
+    while received < BLOCKS {
+        match next_event(&mut a, &mut b).await {
+            Either::Right(Event::Wanted { peer, wants }) => {
+                for want in wants {
+                    let data = blocks[&want.cid].clone();
+                    b.behaviour_mut()
+                        .respond(peer, vec![(want.cid, data)], Vec::new());
+                }
+            }
+            Either::Left(Event::Block { .. }) => received += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(a.behaviour().wanted(), 0);
+    assert_eq!(a.behaviour().stats().dropped_messages, 0);
+    assert_eq!(b.behaviour().stats().dropped_messages, 0);
 }

@@ -106,17 +106,22 @@ type Inbound = BoxFuture<'static, (Stream, Result<Option<Vec<u8>>, FrameError>)>
 /// A connection's bitswap handler.
 pub struct Handler {
     queue: VecDeque<Vec<u8>>,
-    max_queue: usize,
+    /// Bytes in `queue`.
+    queued_bytes: usize,
+    max_queued_bytes: usize,
     outbound: Outbound,
     inbound: FuturesUnordered<Inbound>,
     reports: VecDeque<Report>,
 }
 
 impl Handler {
-    pub fn new(max_queue: usize) -> Self {
+    /// A handler that queues at most `max_queued_bytes` of outbound messages (always at
+    /// least one message, whatever its size).
+    pub fn new(max_queued_bytes: usize) -> Self {
         Self {
             queue: VecDeque::new(),
-            max_queue,
+            queued_bytes: 0,
+            max_queued_bytes,
             outbound: Outbound::Closed,
             inbound: FuturesUnordered::new(),
             reports: VecDeque::new(),
@@ -134,6 +139,7 @@ impl Handler {
 
     fn send_queued(&mut self, stream: Stream) -> BoxFuture<'static, std::io::Result<Stream>> {
         let messages: Vec<Vec<u8>> = self.queue.drain(..).collect();
+        self.queued_bytes = 0;
         async move {
             let mut stream = stream;
             for message in &messages {
@@ -166,11 +172,12 @@ impl ConnectionHandler for Handler {
     fn on_behaviour_event(&mut self, command: Command) {
         match command {
             Command::Send(message) => {
-                if matches!(self.outbound, Outbound::Unsupported)
-                    || self.queue.len() >= self.max_queue
-                {
+                let full = !self.queue.is_empty()
+                    && self.queued_bytes + message.len() > self.max_queued_bytes;
+                if matches!(self.outbound, Outbound::Unsupported) || full {
                     self.reports.push_back(Report::Dropped(1));
                 } else {
+                    self.queued_bytes += message.len();
                     self.queue.push_back(message);
                 }
             }
@@ -194,6 +201,7 @@ impl ConnectionHandler for Handler {
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
                 let dropped = self.queue.len();
                 self.queue.clear();
+                self.queued_bytes = 0;
                 if matches!(error, StreamUpgradeError::NegotiationFailed) {
                     self.outbound = Outbound::Unsupported;
                     self.reports.push_back(Report::Unsupported);

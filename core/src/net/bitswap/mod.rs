@@ -49,8 +49,10 @@ pub enum Task {
 pub struct Config {
     /// Blocks wanted at once; further wants are refused until some resolve.
     pub max_wants: usize,
-    /// Messages queued per connection before new ones are dropped.
-    pub max_queued_messages: usize,
+    /// Bytes of messages queued per connection before new ones are dropped. Bounded in
+    /// bytes, not messages: a burst of small wants or answers (one per head broadcast)
+    /// must not be dropped while a few large answers would still fit.
+    pub max_queued_bytes: usize,
     /// Wants read from one incoming message; the rest are ignored.
     pub max_wants_per_message: usize,
 }
@@ -59,7 +61,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_wants: 16 * 1024,
-            max_queued_messages: 64,
+            max_queued_bytes: 64 * 1024 * 1024,
             max_wants_per_message: 4096,
         }
     }
@@ -404,7 +406,7 @@ impl NetworkBehaviour for Bitswap {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(self.config.max_queued_messages))
+        Ok(Handler::new(self.config.max_queued_bytes))
     }
 
     fn handle_established_outbound_connection(
@@ -415,7 +417,7 @@ impl NetworkBehaviour for Bitswap {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(self.config.max_queued_messages))
+        Ok(Handler::new(self.config.max_queued_bytes))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
