@@ -136,6 +136,8 @@ export interface SyncState {
   pending: number;
   /** Delta blocks requested and not yet received. */
   in_flight: number;
+  /** Pending blocks no peer gave after every attempt, asked for again at the next repair (hourly). */
+  parked: number;
   /** Deltas merged since the follower started. */
   merged: number;
   pins: number;

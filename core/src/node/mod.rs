@@ -262,6 +262,9 @@ pub struct SyncState {
     /// Delta blocks known and not yet merged, and requested and not yet received.
     pub pending: usize,
     pub in_flight: usize,
+    /// Pending blocks whose every fetch attempt failed, asked for again at the next repair
+    /// (`crdt.repair_interval`, an hour by default).
+    pub parked: usize,
     /// Deltas merged since the node started.
     pub merged: u64,
     pub pins: u64,
@@ -451,6 +454,7 @@ impl<S: Store> Node<S> {
         let Progress {
             pending,
             in_flight,
+            parked,
             merged,
             height,
             ..
@@ -469,6 +473,7 @@ impl<S: Store> Node<S> {
             height,
             pending,
             in_flight,
+            parked,
             merged,
             pins: self.pins,
             connected_peers: self.connected.len(),
