@@ -100,6 +100,7 @@ impl Sim {
                     bootstrap_from_snapshot: *role == NodeRole::Light,
                     max_connections: 16,
                     dialable: any_address,
+                    repinning: true,
                 };
                 ready(Node::new(config, replica, tracker, None, now)).unwrap()
             })
@@ -432,6 +433,46 @@ fn a_removed_peers_pins_are_reallocated_to_the_others() {
     let after = ready(sim.nodes[0].pin(&pinned.cid)).unwrap().unwrap();
     assert_eq!(after.allocations.len(), 1);
     assert_ne!(after.allocations[0], gone);
+}
+
+/// A peer cut off from the rest stops pinging; once its ping expires, one of the others
+/// (the closest to each CID) re-allocates its pins, as ipfs-cluster's alerts handler does.
+#[test]
+fn a_lost_peers_pins_are_reallocated_once_its_ping_expires() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Full], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    let lost = sim.nodes[2].local();
+    let now = sim.now;
+    let mut pins = Vec::new();
+    for i in 0..20 {
+        let mut pin = Pin::new(dag_pb_cid(format!("lost {i}").as_bytes()), UnixTime(1));
+        pin.replication_factor_min = 1;
+        pin.replication_factor_max = 2;
+        pin.user_allocations = vec![lost];
+        let pinned = ready(sim.nodes[0].add_pin(pin, now)).unwrap();
+        assert!(pinned.allocations.contains(&lost));
+        pins.push(pinned.cid);
+    }
+    sim.settle();
+    sim.groups[2] = 1;
+    // Pings every 10 s live twice as long: 30 s of ticks is past the last one.
+    sim.run((30_000_000_000 / TICK_NANOS) as usize);
+    for n in 0..2 {
+        assert!(
+            sim.nodes[n].alerts().any(|a| a.metric.peer == lost),
+            "peer {n} raised the ping alert"
+        );
+        for cid in &pins {
+            let pin = ready(sim.nodes[n].pin(cid)).unwrap().unwrap();
+            assert!(
+                !pin.allocations.contains(&lost) && !pin.allocations.is_empty(),
+                "peer {n} sees {cid} still allocated to the lost peer: {:?}",
+                pin.allocations
+            );
+        }
+    }
 }
 
 #[test]

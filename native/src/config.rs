@@ -154,6 +154,7 @@ pub struct ClusterSection {
     pub dial_peer_timeout: GoDuration,
     /// Most established connections, inbound and outbound together.
     pub max_connections: u32,
+    /// When false, a peer whose ping expires has its pins re-allocated to the others.
     pub disable_repinning: bool,
 }
 
@@ -606,6 +607,10 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_PEERADDRESSES", |c, v| {
         c.cluster.peer_addresses = addresses(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_DISABLEREPINNING", |c, v| {
+        c.cluster.disable_repinning = boolean(v)?;
         Ok(())
     }),
     ("CLUSTER_REPLICATIONFACTORMIN", |c, v| {

@@ -276,6 +276,7 @@ impl<E: Sink> Follower<E> {
             bootstrap_from_snapshot: true,
             max_connections: MAX_PEER_CONNECTIONS,
             dialable: reachable,
+            repinning: false,
         };
         let now = now_nanos();
         let node = Node::new(config, replica, None, None, now)

@@ -148,6 +148,8 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// The addresses of other peers this node can dial.
     pub dialable: fn(&Multiaddr) -> bool,
+    /// Whether a peer's ping alert re-allocates its pins (`cluster.disable_repinning` off).
+    pub repinning: bool,
 }
 
 /// The two gossip topics.
@@ -1004,10 +1006,17 @@ impl<S: Store> Node<S> {
             self.finish_bootstrap(None, now).await?;
         }
         self.refresh_snapshot(now_ms).await?;
+        let mut lost = Vec::new();
         for alert in self.monitor.check(now) {
+            if alert.metric.name == monitor::PING_METRIC {
+                lost.push(alert.metric.peer);
+            }
             self.alerts.push_front(alert.clone());
             self.alerts.truncate(MAX_ALERTS);
             self.effects.push_back(Effect::Alert(alert));
+        }
+        for peer in lost {
+            self.repin_from(peer, now).await?;
         }
         let peerset: BTreeSet<PeerId> = self
             .peerset(now)

@@ -5,6 +5,7 @@
 use cid::Cid;
 use libp2p_identity::PeerId;
 
+use crate::allocator;
 use crate::codec::peer_request::StatusSummary;
 use crate::crdt::{Replica, ReplicaError, Store};
 use crate::pin::{Pin, UnixTime};
@@ -192,6 +193,53 @@ impl<S: Store> Node<S> {
             }
         }
         tracing::info!(%peer, moved, "peer removed: its pins were re-allocated");
+        Ok(moved)
+    }
+
+    /// Re-allocates away from `lost` (whose ping expired) every pin allocated to it where
+    /// this peer is the closest trusted live peer to the CID, as ipfs-cluster's
+    /// `alertsHandler` does. Nothing when repinning is off, or this peer does not write or
+    /// is not trusted. A pin that cannot be re-allocated (too few peers) is logged and
+    /// left as it is. Returns how many pins were re-allocated.
+    pub(super) async fn repin_from(&mut self, lost: PeerId, now: i64) -> StoreResult<usize, S> {
+        let local = self.config.local;
+        if !self.config.repinning || !self.config.role.writes() || !self.config.trust.trusts(&local)
+        {
+            return Ok(0);
+        }
+        let alive: Vec<PeerId> = self
+            .other_peers(now)
+            .into_iter()
+            .filter(|p| self.config.trust.trusts(p))
+            .collect();
+        let mut affected = Vec::new();
+        self.for_each_page(|page| {
+            affected.extend(
+                page.iter()
+                    .filter(|p| {
+                        allocator::must_repin(&p.allocations, &p.cid, &lost, &local, &alive)
+                    })
+                    .cloned(),
+            );
+            Ok::<_, ReplicaError<S::Error>>(())
+        })
+        .await?;
+        let mut moved = 0;
+        for pin in affected {
+            let cid = pin.cid;
+            match self.allocate_and_pin(pin, &[lost], now).await {
+                Ok(pin) => {
+                    moved += 1;
+                    tracing::info!(%cid, %lost, allocations = ?pin.allocations, "re-pinned away from a lost peer");
+                }
+                Err(error) => {
+                    tracing::warn!(%cid, %lost, %error, "could not re-pin away from a lost peer")
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::info!(%lost, moved, "a lost peer's pins were re-allocated");
+        }
         Ok(moved)
     }
 

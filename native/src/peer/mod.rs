@@ -1360,6 +1360,7 @@ fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> Nod
         bootstrap_from_snapshot: false,
         max_connections: usize::MAX,
         dialable: is_dialable,
+        repinning: !cluster.disable_repinning,
     }
 }
 
