@@ -196,6 +196,19 @@ impl<S: Store> Node<S> {
         Ok(moved)
     }
 
+    /// The trusted live peers besides this one, among which the closest to a CID acts for
+    /// the cluster on it (re-pins, unpins when expired); `None` when this peer does not
+    /// write or is not trusted, and so leaves that work to the trusted peers.
+    fn fellow_deciders(&self, now: i64) -> Option<Vec<PeerId>> {
+        let config = &self.config;
+        (config.role.writes() && config.trust.trusts(&config.local)).then(|| {
+            self.other_peers(now)
+                .into_iter()
+                .filter(|p| config.trust.trusts(p))
+                .collect()
+        })
+    }
+
     /// Re-allocates away from `lost` (whose ping expired) every pin allocated to it where
     /// this peer is the closest trusted live peer to the CID, as ipfs-cluster's
     /// `alertsHandler` does. Nothing when repinning is off, or this peer does not write or
@@ -203,15 +216,9 @@ impl<S: Store> Node<S> {
     /// left as it is. Returns how many pins were re-allocated.
     pub(super) async fn repin_from(&mut self, lost: PeerId, now: i64) -> StoreResult<usize, S> {
         let local = self.config.local;
-        if !self.config.repinning || !self.config.role.writes() || !self.config.trust.trusts(&local)
-        {
+        let Some(alive) = self.fellow_deciders(now).filter(|_| self.config.repinning) else {
             return Ok(0);
-        }
-        let alive: Vec<PeerId> = self
-            .other_peers(now)
-            .into_iter()
-            .filter(|p| self.config.trust.trusts(p))
-            .collect();
+        };
         let mut affected = Vec::new();
         self.for_each_page(|page| {
             affected.extend(
@@ -247,15 +254,10 @@ impl<S: Store> Node<S> {
     /// live peer to the CID (so that one peer does it). Peers that do not write, or are
     /// not trusted, leave it to the trusted peers.
     pub(super) async fn unpin_expired(&mut self, now: i64) -> StoreResult<(), S> {
-        if !self.config.role.writes() || !self.config.trust.trusts(&self.config.local) {
+        let Some(others) = self.fellow_deciders(now) else {
             return Ok(());
-        }
+        };
         let expiry = UnixTime(ms(now) / 1000);
-        let others: Vec<PeerId> = self
-            .other_peers(now)
-            .into_iter()
-            .filter(|p| self.config.trust.trusts(p))
-            .collect();
         let local = self.config.local;
         let mut expired = Vec::new();
         self.for_each_page(|page| {

@@ -240,7 +240,8 @@ impl<S: Store> Replica<S> {
                 continue;
             };
             let processed = child_id == id || self.is_processed(&child_id).await?;
-            if processed || self.pending.contains_key(&child_id) {
+            let known = processed || self.pending.contains_key(&child_id);
+            if known {
                 known_parents.push(*child);
             }
             if heads.remove(&child.to_bytes()).is_some() {
@@ -260,7 +261,7 @@ impl<S: Store> Replica<S> {
                     });
                 }
             }
-            if processed || self.pending.contains_key(&child_id) {
+            if known {
                 if !root_is_head {
                     heads.insert(root.to_bytes(), (root, root_priority));
                     root_is_head = true;
