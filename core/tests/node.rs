@@ -44,18 +44,26 @@ struct Sim {
     loss_percent: u64,
     rng: u64,
     lost: usize,
+    /// Each node's daemon's `StorageMax`, from which its free space metric comes.
+    storage_max: Vec<u64>,
 }
 
 impl Sim {
+    /// Nodes of `roles`, every writer trusted, with the default allocator.
     fn new(roles: &[NodeRole], snapshots: SnapshotPolicy) -> Self {
+        let writers: Vec<usize> = (0..roles.len()).filter(|&n| roles[n].writes()).collect();
+        Self::with(roles, snapshots, &writers, AllocatorConfig::default())
+    }
+
+    /// Nodes of `roles` that trust the nodes of index `trusted` and allocate by `allocator`.
+    fn with(
+        roles: &[NodeRole],
+        snapshots: SnapshotPolicy,
+        trusted: &[usize],
+        allocator: AllocatorConfig,
+    ) -> Self {
         let peers: Vec<PeerId> = (0..roles.len() as u64).map(peer).collect();
-        let writers = roles
-            .iter()
-            .zip(&peers)
-            .filter(|(role, _)| role.writes())
-            .map(|(_, p)| *p)
-            .collect();
-        let trust = Trust::Peers(writers);
+        let trust = Trust::Peers(trusted.iter().map(|&n| peers[n]).collect());
         let now = 1_700_000_000_000_000_000;
         let nodes = roles
             .iter()
@@ -83,7 +91,7 @@ impl Sim {
                     peername: format!("peer{n}"),
                     role: *role,
                     trust: trust.clone(),
-                    allocator: AllocatorConfig::default(),
+                    allocator: allocator.clone(),
                     periods: Periods {
                         ping: 10_000,
                         ..Periods::default()
@@ -114,6 +122,7 @@ impl Sim {
             loss_percent: 0,
             rng: 0x9e37_79b9_7f4a_7c15,
             lost: 0,
+            storage_max: vec![1 << 30; roles.len()],
         }
     }
 
@@ -214,7 +223,7 @@ impl Sim {
             Effect::Daemon(DaemonTask::ReadRepoStat) => {
                 let stat = RepoStat {
                     repo_size: 1 << 20,
-                    storage_max: 1 << 30,
+                    storage_max: self.storage_max[from],
                 };
                 self.nodes[from].publish_informers(Some(stat), now);
             }
@@ -473,6 +482,70 @@ fn a_lost_peers_pins_are_reallocated_once_its_ping_expires() {
             );
         }
     }
+}
+
+/// With `pin_only_on_trusted_peers`, neither the first allocation nor the re-allocation
+/// of a lost peer's pins picks a peer outside the trusted set; with
+/// `pin_only_on_untrusted_peers`, only such a peer is picked.
+#[test]
+fn allocations_keep_to_trusted_or_untrusted_peers_when_configured() {
+    use NodeRole::*;
+    let trusted_only = AllocatorConfig {
+        pin_only_on_trusted_peers: true,
+        ..AllocatorConfig::default()
+    };
+    let mut sim = Sim::with(&[Full; 4], SnapshotPolicy::NEVER, &[0, 1, 2], trusted_only);
+    // The untrusted peer has the most free space: the balanced allocator's first choice.
+    sim.storage_max[3] = 1 << 40;
+    sim.connect_all();
+    sim.run(2);
+    let [lost, untrusted] = [2, 3].map(|n| sim.nodes[n].local());
+    let now = sim.now;
+    let mut pins = Vec::new();
+    for i in 0..20 {
+        let mut pin = Pin::new(dag_pb_cid(format!("trusted {i}").as_bytes()), UnixTime(1));
+        pin.replication_factor_min = 2;
+        pin.replication_factor_max = 2;
+        pin.user_allocations = vec![lost];
+        let pinned = ready(sim.nodes[0].add_pin(pin, now)).unwrap();
+        assert_eq!(pinned.allocations.len(), 2);
+        assert!(pinned.allocations.contains(&lost));
+        assert!(!pinned.allocations.contains(&untrusted));
+        pins.push(pinned.cid);
+    }
+    sim.settle();
+    sim.groups[2] = 1;
+    sim.run((30_000_000_000 / TICK_NANOS) as usize);
+    for cid in &pins {
+        let pin = ready(sim.nodes[0].pin(cid)).unwrap().unwrap();
+        assert!(!pin.allocations.contains(&lost), "{:?}", pin.allocations);
+        assert!(
+            !pin.allocations.contains(&untrusted),
+            "{:?}",
+            pin.allocations
+        );
+        assert_eq!(pin.allocations.len(), 2, "{:?}", pin.allocations);
+    }
+
+    let untrusted_only = AllocatorConfig {
+        pin_only_on_untrusted_peers: true,
+        ..AllocatorConfig::default()
+    };
+    let mut sim = Sim::with(
+        &[Full; 4],
+        SnapshotPolicy::NEVER,
+        &[0, 1, 2],
+        untrusted_only,
+    );
+    sim.storage_max[3] = 1 << 40;
+    sim.connect_all();
+    sim.run(2);
+    let now = sim.now;
+    let mut pin = Pin::new(dag_pb_cid(b"untrusted"), UnixTime(1));
+    pin.replication_factor_min = 1;
+    pin.replication_factor_max = 3;
+    let pinned = ready(sim.nodes[0].add_pin(pin, now)).unwrap();
+    assert_eq!(pinned.allocations, [sim.nodes[3].local()]);
 }
 
 #[test]

@@ -156,6 +156,10 @@ pub struct ClusterSection {
     pub max_connections: u32,
     /// When false, a peer whose ping expires has its pins re-allocated to the others.
     pub disable_repinning: bool,
+    /// Allocate only to trusted peers (`consensus.crdt.trusted_peers`).
+    pub pin_only_on_trusted_peers: bool,
+    /// Allocate only to peers that are not trusted.
+    pub pin_only_on_untrusted_peers: bool,
 }
 
 impl Default for ClusterSection {
@@ -181,6 +185,8 @@ impl Default for ClusterSection {
             dial_peer_timeout: secs(3),
             max_connections: 400,
             disable_repinning: true,
+            pin_only_on_trusted_peers: false,
+            pin_only_on_untrusted_peers: false,
         }
     }
 }
@@ -613,6 +619,14 @@ const OVERRIDES: &[Override] = &[
         c.cluster.disable_repinning = boolean(v)?;
         Ok(())
     }),
+    ("CLUSTER_PINONLYONTRUSTEDPEERS", |c, v| {
+        c.cluster.pin_only_on_trusted_peers = boolean(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_PINONLYONUNTRUSTEDPEERS", |c, v| {
+        c.cluster.pin_only_on_untrusted_peers = boolean(v)?;
+        Ok(())
+    }),
     ("CLUSTER_REPLICATIONFACTORMIN", |c, v| {
         c.cluster.replication_factor_min = number(v)?;
         Ok(())
@@ -926,6 +940,12 @@ impl ServiceConfig {
                 ),
             ));
         }
+        if c.pin_only_on_trusted_peers && c.pin_only_on_untrusted_peers {
+            return Err(invalid(
+                "cluster.pin_only_on_trusted_peers/pin_only_on_untrusted_peers",
+                "cannot both be true",
+            ));
+        }
         if c.monitor_ping_interval.millis() == 0 {
             return Err(invalid(
                 "cluster.monitor_ping_interval",
@@ -1124,6 +1144,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("min <= max"));
+        let (config, ignored) = ServiceConfig::from_json(
+            r#"{"cluster":{"pin_only_on_trusted_peers":true,"pin_only_on_untrusted_peers":true}}"#,
+        )
+        .unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("cannot both be true"));
     }
 
     #[test]

@@ -1329,7 +1329,8 @@ fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> Nod
             allocate_by: config.allocator.balanced.allocate_by.clone(),
             replication_factor_min: cluster.replication_factor_min,
             replication_factor_max: cluster.replication_factor_max,
-            ..AllocatorConfig::default()
+            pin_only_on_trusted_peers: cluster.pin_only_on_trusted_peers,
+            pin_only_on_untrusted_peers: cluster.pin_only_on_untrusted_peers,
         },
         periods: Periods {
             ping: cluster.monitor_ping_interval.millis(),
