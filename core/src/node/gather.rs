@@ -10,7 +10,7 @@ use libp2p_identity::PeerId;
 
 use crate::codec::peer_request::{Connections, PeerRequest, PeerResponse, StatusSummary};
 use crate::repo_gc::RepoGc;
-use crate::tracker::PinInfo;
+use crate::tracker::{PeerIdentity, PinInfo};
 
 /// What a peer's answer of the wrong kind is recorded as.
 const OTHER_ANSWER: &str = "the peer answered another question";
@@ -81,16 +81,16 @@ impl Gathered {
         }
     }
 
-    /// Adds `peer`'s answer (or why it gave none). `now` stamps the views of a peer that
-    /// did not answer.
+    /// Adds the answer of `who` (or why it gave none). `now` stamps the views of a peer
+    /// that did not answer, which carry what is known of it (its name and IPFS daemon).
     fn add(
         &mut self,
         question: &Question,
-        peer: PeerId,
-        peername: String,
+        who: PeerIdentity,
         answer: Result<PeerResponse, String>,
         now: i64,
     ) {
+        let peer = who.peer;
         let answer = match answer {
             Ok(PeerResponse::Error(error)) | Err(error) => Err(error),
             Ok(response) => Ok(response),
@@ -112,9 +112,10 @@ impl Gathered {
                     return;
                 };
                 let error = other.err().unwrap_or_else(|| OTHER_ANSWER.into());
-                infos.extend(cids.iter().map(|cid| {
-                    PinInfo::unanswered(*cid, peer, peername.clone(), error.clone(), now)
-                }));
+                infos.extend(
+                    cids.iter()
+                        .map(|cid| PinInfo::unanswered(*cid, &who, error.clone(), now)),
+                );
             }
             (Gathered::Connections(links), answer) => links.push((
                 peer,
@@ -129,12 +130,12 @@ impl Gathered {
                     theirs.peer = peer;
                     theirs
                 }
-                Ok(_) => RepoGc::failed(peer, peername, OTHER_ANSWER.into()),
-                Err(error) => RepoGc::failed(peer, peername, error),
+                Ok(_) => RepoGc::failed(peer, who.peer_name, OTHER_ANSWER.into()),
+                Err(error) => RepoGc::failed(peer, who.peer_name, error),
             }),
             (Gathered::Summaries(summaries), answer) => summaries.push(PeerSummary {
                 peer,
-                peername,
+                peername: who.peer_name,
                 summary: match answer {
                     Ok(PeerResponse::Summary(summary)) => Ok(summary),
                     Ok(_) => Err(OTHER_ANSWER.into()),
@@ -212,19 +213,19 @@ impl Gatherings {
     }
 
     /// Takes the answer to `request` (or why none came); returns the gathering's reply
-    /// once every peer asked has answered. `name` gives a peer's name.
+    /// once every peer asked has answered. `identity` gives what is known of a peer.
     pub fn answer(
         &mut self,
         request: RequestId,
         answer: Result<PeerResponse, String>,
-        name: impl Fn(&PeerId) -> String,
+        identity: impl Fn(&PeerId) -> PeerIdentity,
         now: i64,
     ) -> Option<(GatheringId, Gathered)> {
         let (id, peer) = self.requests.remove(&request)?;
         let gathering = self.gatherings.get_mut(&id)?;
         gathering
             .gathered
-            .add(&gathering.question, peer, name(&peer), answer, now);
+            .add(&gathering.question, identity(&peer), answer, now);
         gathering.awaiting -= 1;
         if gathering.awaiting > 0 {
             return None;
@@ -263,13 +264,14 @@ mod tests {
         let (id, sends, reply) = g.start(Question::Summaries, &[a, b, c], None);
         assert!(reply.is_none());
         let name = |p: &PeerId| {
-            if *p == a {
-                "zed".to_owned()
+            let name = if *p == a {
+                "zed"
             } else if *p == b {
-                "amy".to_owned()
+                "amy"
             } else {
-                "bob".to_owned()
-            }
+                "bob"
+            };
+            PeerIdentity::new(*p, name)
         };
         let mut summary = StatusSummary::default();
         summary.count(TrackerStatus::Pinned);
@@ -316,17 +318,24 @@ mod tests {
             recover: false,
         };
         let (_, sends, _) = g.start(question, &[a, b], None);
-        let view =
-            |cid: Cid, peer: PeerId| PinInfo::unanswered(cid, peer, String::new(), "x".into(), 0);
+        let view = |cid: Cid, peer: PeerId| {
+            PinInfo::unanswered(cid, &PeerIdentity::new(peer, ""), "x".into(), 0)
+        };
         let theirs = vec![view(cids[0], a), view(cids[1], a), view(cids[0], b)];
         g.answer(
             sends[0].0,
             Ok(PeerResponse::Statuses(theirs)),
-            |_| String::new(),
+            |p| PeerIdentity::new(*p, ""),
             0,
         );
+        let daemon: PeerId = peer(9);
+        let known_b = |p: &PeerId| PeerIdentity {
+            ipfs_peer_id: Some(daemon),
+            ipfs_peer_addresses: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
+            ..PeerIdentity::new(*p, "b")
+        };
         let (_, gathered) = g
-            .answer(sends[1].0, Err("down".into()), |_| "b".into(), 7)
+            .answer(sends[1].0, Err("down".into()), known_b, 7)
             .unwrap();
         let Gathered::Statuses(infos) = gathered else {
             panic!("statuses expected")
@@ -334,5 +343,11 @@ mod tests {
         assert_eq!(infos.len(), 2);
         assert_eq!((infos[0].cid, infos[0].peer), (cids[0], a));
         assert_eq!((infos[1].cid, infos[1].peer), (cids[0], b));
+        // The peer that did not answer is described from what its ping said.
+        assert_eq!(infos[1].short.status, TrackerStatus::ClusterError);
+        assert_eq!(infos[1].short.peer_name, "b");
+        assert_eq!(infos[1].short.ipfs_peer_id, Some(daemon));
+        assert_eq!(infos[1].short.ipfs_peer_addresses.len(), 1);
+        assert_eq!(infos[1].short.error, "down");
     }
 }

@@ -31,7 +31,7 @@ use crate::informer::{self, DiskMetric, RepoStat};
 use crate::monitor::{self, Alert, Monitor, PingInfo};
 use crate::net::bitswap;
 use crate::pin::Pin;
-use crate::tracker::{Dispatch, OpId, PinTracker, TrackerAction};
+use crate::tracker::{Dispatch, OpId, PeerIdentity, PinTracker, TrackerAction};
 
 pub use gather::{Gathered, GatheringId, PeerSummary, Question, RequestId};
 pub use pinning::{for_each_page, next_cursor, CommandError, DaemonAnswer, PAGE};
@@ -509,7 +509,7 @@ impl<S: Store> Node<S> {
         if *peer == self.config.local {
             return self.config.peername.clone();
         }
-        name_in_ping(&self.monitor, peer)
+        identity_in_ping(&self.monitor, peer).peer_name
     }
 
     /// The latest `ping` of every peer (expired or not), read.
@@ -916,10 +916,12 @@ impl<S: Store> Node<S> {
                 _ => None,
             };
             self.finish_bootstrap(offer, now).await?;
-        } else if let Some((id, gathered)) =
-            self.gatherings
-                .answer(id, answer, |peer| name_in_ping(&self.monitor, peer), now)
-        {
+        } else if let Some((id, gathered)) = self.gatherings.answer(
+            id,
+            answer,
+            |peer| identity_in_ping(&self.monitor, peer),
+            now,
+        ) {
             self.effects.push_back(Effect::Gathered { id, gathered });
         }
         self.drain(now);
@@ -1210,13 +1212,22 @@ impl<S: Store> Node<S> {
     }
 }
 
-/// A peer's name from its latest `ping`, expired or not.
-fn name_in_ping(monitor: &Monitor, peer: &PeerId) -> String {
-    monitor
+/// What a peer's latest `ping` (expired or not) says of it: its name and IPFS daemon.
+fn identity_in_ping(monitor: &Monitor, peer: &PeerId) -> PeerIdentity {
+    let mut identity = PeerIdentity::new(*peer, "");
+    if let Some(info) = monitor
         .peer_latest(monitor::PING_METRIC, peer)
         .and_then(PingInfo::of)
-        .map(|info| info.peer_name)
-        .unwrap_or_default()
+    {
+        identity.peer_name = info.peer_name;
+        identity.ipfs_peer_id = info.ipfs_id.parse().ok();
+        identity.ipfs_peer_addresses = info
+            .ipfs_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+    }
+    identity
 }
 
 /// Unix nanoseconds to the replica's milliseconds.

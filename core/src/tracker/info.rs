@@ -10,6 +10,7 @@ use multiaddr::Multiaddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::status::{StatusFilter, TrackerStatus};
+use super::PeerIdentity;
 use crate::pin::{
     cid_from_json, multiaddrs_from_json, null_as_default, peers_from_json, peers_to_json,
     time_from_json, time_to_json, Pin, PinJsonError, UnixTime,
@@ -63,19 +64,22 @@ impl PinInfo {
         }
     }
 
-    /// What is known of `peer`'s view of `cid` when it could not say (`cluster_error`,
-    /// with `error` saying why), at `now` (Unix nanoseconds).
-    pub fn unanswered(cid: Cid, peer: PeerId, peer_name: String, error: String, now: i64) -> Self {
+    /// What is known of the view of `cid` of a peer (`who`: its name and IPFS daemon,
+    /// from its latest ping) when it could not say (`cluster_error`, with `error` saying
+    /// why), at `now` (Unix nanoseconds).
+    pub fn unanswered(cid: Cid, who: &PeerIdentity, error: String, now: i64) -> Self {
         Self {
             cid,
             name: String::new(),
-            peer,
+            peer: who.peer,
             allocations: Vec::new(),
             origins: Vec::new(),
             created: None,
             metadata: BTreeMap::new(),
             short: PinInfoShort {
-                peer_name,
+                peer_name: who.peer_name.clone(),
+                ipfs_peer_id: who.ipfs_peer_id,
+                ipfs_peer_addresses: who.ipfs_peer_addresses.clone(),
                 status: TrackerStatus::ClusterError,
                 timestamp: Some(now),
                 error,
