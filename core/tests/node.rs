@@ -17,8 +17,8 @@ use pinfold_core::crdt::{self, BlockId, MemoryStore, Replica, Store as _, Trust}
 use pinfold_core::informer::{DiskMetric, RepoStat};
 use pinfold_core::net::bitswap;
 use pinfold_core::node::{
-    Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, Node, NodeConfig,
-    NodeRole, Periods, Question, SnapshotPolicy, PAGE,
+    Answer, CommandError, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, Node,
+    NodeConfig, NodeRole, Periods, Question, SnapshotPolicy, PAGE,
 };
 use pinfold_core::pin::{Pin, UnixTime};
 use pinfold_core::tracker::{
@@ -546,6 +546,34 @@ fn allocations_keep_to_trusted_or_untrusted_peers_when_configured() {
     pin.replication_factor_max = 3;
     let pinned = ready(sim.nodes[0].add_pin(pin, now)).unwrap();
     assert_eq!(pinned.allocations, [sim.nodes[3].local()]);
+}
+
+/// An adder puts blocks where the pin will be allocated; on every peer that pins when
+/// the replication is -1 (relays and light followers pin nothing); followers add nothing.
+#[test]
+fn add_destinations_are_the_planned_allocations_or_every_peer_that_pins() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Follower, Relay, Light], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(8);
+    let peers: Vec<PeerId> = (0..5).map(|n| sim.nodes[n].local()).collect();
+    let everywhere = Pin::new(Cid::default(), UnixTime(1));
+    let mut pinning = peers[..3].to_vec();
+    pinning.sort_by_cached_key(|p| p.to_bytes());
+    assert_eq!(
+        sim.nodes[0].add_destinations(everywhere.clone(), sim.now),
+        Ok(pinning)
+    );
+    let mut two = everywhere.clone();
+    two.replication_factor_min = 2;
+    two.replication_factor_max = 2;
+    two.user_allocations = vec![peers[1]];
+    let chosen = sim.nodes[0].add_destinations(two, sim.now).unwrap();
+    assert_eq!(chosen.len(), 2);
+    assert_eq!(chosen[0], peers[1], "user allocations come first");
+    assert!(sim.nodes[2]
+        .add_destinations(everywhere, sim.now)
+        .is_err_and(|e| e == CommandError::ReadOnly));
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! The roots a CAR file names, read from its header (CARv1, or the CARv1 inside a CARv2):
-//! an unsigned LEB128 length, then a dag-cbor map `{"roots": [CID...], "version": 1}`.
+//! CAR files: the roots one names, read from its header (CARv1, or the CARv1 inside a
+//! CARv2: an unsigned LEB128 length, then a dag-cbor map `{"roots": [CID...], "version":
+//! 1}`), and the blocks of a CARv1 stream as its bytes arrive (each section a LEB128
+//! length, then the block's CID and its data).
 
 use cid::Cid;
 
@@ -75,6 +77,87 @@ fn v1_roots(bytes: &[u8]) -> Result<Vec<Cid>, NotCar> {
         Some(other) => Err(not_car(format!("version {other} is not 1"))),
         None => Err(not_car("the header has no version")),
     }
+}
+
+/// The blocks of a CARv1 stream, taken as its bytes arrive: [`Self::push`] the bytes,
+/// then take each whole block with [`Self::next_block`].
+pub struct CarBlocks {
+    buffer: Vec<u8>,
+    header_read: bool,
+    max_section: usize,
+}
+
+impl CarBlocks {
+    /// A reader that refuses a header or section longer than `max_section` bytes.
+    pub fn new(max_section: usize) -> Self {
+        Self {
+            buffer: Vec::new(),
+            header_read: false,
+            max_section,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next whole block, or `None` until more bytes are pushed.
+    pub fn next_block(&mut self) -> Result<Option<(Cid, Vec<u8>)>, NotCar> {
+        loop {
+            let Some((length, prefix)) = section_length(&self.buffer)? else {
+                return Ok(None);
+            };
+            let length = usize::try_from(length)
+                .ok()
+                .filter(|n| *n <= self.max_section)
+                .ok_or_else(|| {
+                    not_car(format!(
+                        "a section of {length} bytes is longer than the {} allowed",
+                        self.max_section
+                    ))
+                })?;
+            let end = prefix + length;
+            if self.buffer.len() < end {
+                return Ok(None);
+            }
+            let rest = self.buffer.split_off(end);
+            let section = std::mem::replace(&mut self.buffer, rest);
+            if !self.header_read {
+                self.header_read = true;
+                continue;
+            }
+            let mut reader = std::io::Cursor::new(&section[prefix..]);
+            let cid =
+                Cid::read_bytes(&mut reader).map_err(|e| not_car(format!("a block's CID: {e}")))?;
+            let data = section[prefix + reader.position() as usize..].to_vec();
+            return Ok(Some((cid, data)));
+        }
+    }
+
+    /// Checks that the stream ended between sections, after its header.
+    pub fn finish(&self) -> Result<(), NotCar> {
+        match (self.header_read, self.buffer.is_empty()) {
+            (true, true) => Ok(()),
+            (false, _) => Err(not_car("the stream ended before its header")),
+            (true, false) => Err(not_car("the stream ended inside a block")),
+        }
+    }
+}
+
+/// The length a section starts with and the bytes it took, or `None` when the bytes
+/// stop inside it.
+fn section_length(bytes: &[u8]) -> Result<Option<(u64, usize)>, NotCar> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if bytes.len() >= 10 {
+        return Err(not_car("a section length is not a varint"));
+    }
+    Ok(None)
 }
 
 const UNSIGNED: u8 = 0;
@@ -262,7 +345,72 @@ mod tests {
             .contains("longer than the file"));
     }
 
+    /// A CARv1 file: the header naming `blocks[0]`, then each block as a section.
+    fn car_file(blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
+        let mut car = header(&blocks[..1].iter().map(|b| b.0).collect::<Vec<_>>(), &[], 2);
+        car.truncate(car.len() - b"blocks follow".len());
+        for (cid, data) in blocks {
+            let mut section = cid.to_bytes();
+            section.extend_from_slice(data);
+            let mut length = section.len();
+            while length >= 0x80 {
+                car.push((length as u8) | 0x80);
+                length >>= 7;
+            }
+            car.push(length as u8);
+            car.extend(section);
+        }
+        car
+    }
+
+    fn take_all(reader: &mut CarBlocks) -> Result<Vec<(Cid, Vec<u8>)>, NotCar> {
+        let mut blocks = Vec::new();
+        while let Some(block) = reader.next_block()? {
+            blocks.push(block);
+        }
+        Ok(blocks)
+    }
+
+    #[test]
+    fn a_car_streams_its_blocks_however_its_bytes_are_cut() {
+        let blocks: Vec<(Cid, Vec<u8>)> = (0..3)
+            .map(|n| (cid(n), vec![n; 100 + 200 * n as usize]))
+            .collect();
+        let car = car_file(&blocks);
+        for chunk in [1, 7, 64, car.len()] {
+            let mut reader = CarBlocks::new(1024);
+            let mut got = Vec::new();
+            for piece in car.chunks(chunk) {
+                reader.push(piece);
+                got.extend(take_all(&mut reader).unwrap());
+            }
+            reader.finish().unwrap();
+            assert_eq!(got, blocks, "chunks of {chunk} bytes");
+        }
+        let mut cut = CarBlocks::new(1024);
+        cut.push(&car[..car.len() - 1]);
+        take_all(&mut cut).unwrap();
+        assert!(cut
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("inside a block"));
+        let mut small = CarBlocks::new(300);
+        small.push(&car);
+        assert!(take_all(&mut small)
+            .unwrap_err()
+            .to_string()
+            .contains("longer than the 300 allowed"));
+    }
+
     proptest! {
+        #[test]
+        fn any_bytes_give_blocks_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut reader = CarBlocks::new(256);
+            reader.push(&bytes);
+            let _ = take_all(&mut reader);
+        }
+
         #[test]
         fn any_bytes_give_roots_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = roots(&bytes);

@@ -64,6 +64,10 @@ impl IpfsError {
     }
 }
 
+/// The longest CAR section read from the daemon: a block (bitswap's limit, 4 MiB) and
+/// its CID.
+const MAX_CAR_SECTION: usize = 4 * 1024 * 1024 + 1024;
+
 /// Timeouts of the connector (`ipfs_connector.ipfshttp`).
 #[derive(Clone, Debug)]
 pub struct IpfsConfig {
@@ -799,6 +803,48 @@ impl IpfsClient {
             }
         }
         Ok(())
+    }
+
+    /// The blocks of the DAG under `root`, as the daemon exports them (`dag/export`, a
+    /// CARv1 stream), one at a time as they arrive.
+    pub async fn dag_export(
+        &self,
+        root: &Cid,
+    ) -> Result<impl futures::Stream<Item = Result<(Cid, Vec<u8>), IpfsError>>, IpfsError> {
+        const CALL: &str = "dag/export";
+        let unreadable = |detail: String| IpfsError::Unreadable { call: CALL, detail };
+        let response = self
+            .post(
+                CALL,
+                &[("arg", root.to_string()), ("progress", "false".to_owned())],
+                None,
+            )
+            .await?;
+        let chunks = Box::pin(response.bytes_stream());
+        let reader = crate::car::CarBlocks::new(MAX_CAR_SECTION);
+        Ok(futures::stream::unfold(
+            Some((chunks, reader)),
+            move |state| async move {
+                let (mut chunks, mut reader) = state?;
+                loop {
+                    match reader.next_block() {
+                        Ok(Some(block)) => return Some((Ok(block), Some((chunks, reader)))),
+                        Ok(None) => {}
+                        Err(e) => return Some((Err(unreadable(e.to_string())), None)),
+                    }
+                    match chunks.next().await {
+                        Some(Ok(bytes)) => reader.push(&bytes),
+                        Some(Err(e)) => return Some((Err(unreadable(e.to_string())), None)),
+                        None => {
+                            return reader
+                                .finish()
+                                .err()
+                                .map(|e| (Err(unreadable(e.to_string())), None));
+                        }
+                    }
+                }
+            },
+        ))
     }
 
     /// The CID an `/ipfs`, `/ipns` or `/ipld` path ends at (`resolve`, recursively).

@@ -6,6 +6,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { Ipfs, Peer, pinfoldBin, sleep, stopAll, waitFor } from './harness.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
@@ -254,4 +255,46 @@ test('AddPeerDown: a file added with a peer down is pinned on every live peer', 
     );
     await pinnedOnKubo(peer, root);
   }
+});
+
+/** POSTs `bytes` as one file to `peer`'s `/add` with `query`; the status and the parsed answer. */
+async function addFile(peer, bytes, query) {
+  const form = new FormData();
+  form.append('file', new Blob([bytes]), 'big.bin');
+  const res = await fetch(`${peer.api}/add?stream-channels=false&${query}`, {
+    method: 'POST',
+    body: form,
+    signal: AbortSignal.timeout(120_000),
+  });
+  return { status: res.status, body: JSON.parse(await res.text()) };
+}
+
+// Go: TestAddOnePeerFails.
+test('AddOnePeerFails: a destination killed during an add is left out; the others get the blocks and pin', async () => {
+  const adder = peers[0];
+  const victim = peers[SLOW_PINGER];
+  const adding = addFile(adder, randomBytes(8 << 20), 'name=testlocal');
+  await sleep(100);
+  await victim.stop('SIGKILL');
+  const { status, body } = await adding;
+  assert.equal(status, 200, JSON.stringify(body));
+  const root = body.at(-1).cid;
+  for (const peer of peers.filter(running)) await pinnedOnKubo(peer, root);
+});
+
+// Go: TestAddAllPeersFail.
+test('AddAllPeersFail: when every destination dies during an add, it fails with Go’s error and pins nothing', async () => {
+  const [adder, ...others] = peers;
+  const adding = addFile(
+    adder,
+    randomBytes(8 << 20),
+    `name=testlocal&replication-min=4&replication-max=4&user-allocations=${others.map((p) => p.id).join(',')}`,
+  );
+  await sleep(100);
+  await Promise.all(others.map((p) => p.stop('SIGKILL')));
+  const { status, body } = await adding;
+  assert.equal(status, 500, JSON.stringify(body));
+  assert.match(body.message, /failed to put block on all destinations/);
+  const pins = await adder.list('/allocations');
+  assert.ok(!pins.some((p) => p.name === 'testlocal' && p.replication_factor_min === 4), JSON.stringify(pins));
 });

@@ -223,3 +223,21 @@ test('ipfs-cluster-ctl add on a Go peer streams the blocks to the pinfold peers 
   await pinnedOn(everyone(), root);
   assert.ok(fs.readFileSync(pf1.log, 'utf8').includes('IPFSConnector.BlockStream'), 'go1 streamed blocks to pf1');
 });
+
+test('pinfold /add streams the blocks to the Go peers it allocates (BlockStream), before anything pins', async () => {
+  const form = new FormData();
+  form.append('file', new Blob([Buffer.alloc(600_000, `blocks for Go ${Date.now()}`)]), 'pinfold-added.bin');
+  // no-pin: nobody fetches the DAG, so each Kubo holds its blocks only if they were put there.
+  const res = await fetch(
+    `${pf1.api}/add?stream-channels=false&no-pin=true&cid-version=1&raw-leaves=true&replication-min=4&replication-max=4`,
+    { method: 'POST', body: form, signal: AbortSignal.timeout(60_000) },
+  );
+  const body = await res.text();
+  assert.equal(res.status, 200, body);
+  const root = JSON.parse(body).at(-1).cid;
+  for (const peer of everyone()) {
+    const { status, body: stat } = await peer.ipfs.rpc(`block/stat?arg=${root}&offline=true`);
+    assert.equal(status, 200, `${peer.name}'s Kubo holds ${root}: ${stat}`);
+  }
+  assert.equal(await pf1.allocation(root), null, 'no-pin pins nothing');
+});

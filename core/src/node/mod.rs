@@ -496,6 +496,29 @@ impl<S: Store> Node<S> {
             .collect()
     }
 
+    /// The live peers of the peerset that pin: this one if its role pins, and those whose
+    /// ping names a role that pins or none (Go peers).
+    pub fn pinning_peers(&self, now: i64) -> Vec<PeerId> {
+        let pins = |info: PingInfo| {
+            info.role.is_empty()
+                || [NodeRole::Full, NodeRole::Follower]
+                    .iter()
+                    .any(|role| role.as_str() == info.role)
+        };
+        let mut peers: Vec<PeerId> = self
+            .monitor
+            .latest_metrics(monitor::PING_METRIC, now)
+            .into_iter()
+            .filter(|m| m.peer != self.config.local && PingInfo::of(m).is_some_and(pins))
+            .map(|m| m.peer)
+            .collect();
+        if self.config.role.pins() {
+            peers.push(self.config.local);
+        }
+        peers.sort_by_cached_key(|p| p.to_bytes());
+        peers
+    }
+
     /// The cluster peers this node is connected to.
     pub fn connected_cluster_peers(&self, now: i64) -> Vec<PeerId> {
         self.other_peers(now)

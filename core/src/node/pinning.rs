@@ -114,6 +114,30 @@ impl<S: Store> Node<S> {
         self.allocate_and_pin(pin, &[], now).await
     }
 
+    /// Where an adder puts the blocks of what it adds, before pinning it with `template`'s
+    /// options (Go's `BlockAllocate`): the allocations planned for it now or, for a pin on
+    /// every peer (replication -1), every live peer that pins.
+    pub fn add_destinations(&self, template: Pin, now: i64) -> Result<Vec<PeerId>, CommandError> {
+        if !self.config.role.writes() {
+            return Err(CommandError::ReadOnly);
+        }
+        let metrics = self.live_metrics(now);
+        let trust = &self.config.trust;
+        let planned = plan::plan_pin(
+            template,
+            None,
+            &[],
+            &metrics,
+            |peer| trust.trusts(peer),
+            &self.config.allocator,
+        )
+        .map_err(|e| CommandError::BadRequest(e.to_string()))?;
+        if planned.replication_factor_min < 0 {
+            return Ok(self.pinning_peers(now));
+        }
+        Ok(planned.allocations)
+    }
+
     /// Allocates `pin` (keeping its current allocations where it can, never to a peer of
     /// `blacklist`) and writes it to the pinset.
     async fn allocate_and_pin(

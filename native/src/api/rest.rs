@@ -13,18 +13,18 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cid::Cid;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pinfold_core::pin::Pin;
 use pinfold_core::pin::UnixTime;
 use pinfold_core::repo_gc::GlobalRepoGc;
-use pinfold_core::rest::{AddedOutput, ConnectGraph, ErrorBody, Id, IpfsId, PinOptions, Version};
+use pinfold_core::rest::{ConnectGraph, ErrorBody, Id, IpfsId, PinOptions, Version};
 use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
 use serde_json::json;
 
@@ -51,14 +51,14 @@ impl ApiError {
         }
     }
 
-    fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: message.into(),
         }
     }
 
-    fn bad_gateway(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_gateway(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_GATEWAY,
             message: message.into(),
@@ -128,7 +128,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig
         .route("/pins/ipfs/{*path}", post(pin_path).delete(unpin_path))
         .route("/pins/ipns/{*path}", post(pin_path).delete(unpin_path))
         .route("/pins/ipld/{*path}", post(pin_path).delete(unpin_path))
-        .route("/add", post(add))
+        .route("/add", post(super::add::add))
         .route("/allocations", get(allocations))
         .route("/allocations/{cid}", get(allocation))
         .route("/health", get(health))
@@ -341,7 +341,7 @@ where
 /// there are none, the error answer when the first fails, else 200 and the lines, ended
 /// by the `X-Stream-Error` trailer: empty when the list is whole, else the reason it was
 /// cut short.
-async fn stream_lines(
+pub(crate) async fn stream_lines(
     lines: impl futures::Stream<Item = ApiResult<Vec<u8>>> + Send + 'static,
 ) -> Response {
     use axum::body::Bytes;
@@ -386,7 +386,7 @@ async fn stream_lines(
         .into_response()
 }
 
-fn line(value: &impl serde::Serialize) -> ApiResult<Vec<u8>> {
+pub(crate) fn line(value: &impl serde::Serialize) -> ApiResult<Vec<u8>> {
     let mut bytes = serde_json::to_vec(value)
         .map_err(|e| ApiError::internal(format!("could not write a line: {e}")))?;
     bytes.push(b'\n');
@@ -700,7 +700,7 @@ async fn recover_all(
 }
 
 /// A pin of `cid` from ipfs-cluster's pin options in `query`.
-fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
+pub(crate) fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -763,208 +763,6 @@ async fn unpin_path(State(peer): State<PeerHandle>, uri: axum::http::Uri) -> Api
         .ask(|reply| Command::RemovePin { cid, reply })
         .await??;
     Ok(Json(pin).into_response())
-}
-
-/// `/add`'s options handed to the daemon's `add`, by their ipfs-cluster name.
-const ADD_OPTIONS_FOR_DAEMON: [&str; 5] = [
-    "chunker",
-    "raw-leaves",
-    "cid-version",
-    "hash",
-    "wrap-with-directory",
-];
-
-/// Adds the files of a multipart body through this peer's IPFS daemon, streaming one
-/// ipfs-cluster `AddedOutput` per file and directory, then pins the root in the cluster
-/// with the pin options of the query (unless `no-pin`); the root comes last, with its
-/// allocations. With `format=car` the body is a CAR file with one root, imported whole.
-/// With `stream-channels=false` the answer is one JSON array of them, sent once the root
-/// is pinned, as Go's adder gives it. `recursive`, `hidden`, `progress`, `local` and
-/// `quiet` change nothing here: the client chooses the files, and the daemon adds on this
-/// peer and answers as it goes.
-async fn add(
-    State(peer): State<PeerHandle>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    let flag = |key: &str| -> ApiResult<bool> {
-        match query.get(key).map(String::as_str) {
-            None | Some("false") => Ok(false),
-            Some("true") | Some("") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "parameter {key}: {other:?} is not true or false"
-            ))),
-        }
-    };
-    let no_pin = flag("no-pin")?;
-    let stream_channels = query.get("stream-channels").map(String::as_str) != Some("false");
-    if flag("shard")? {
-        return Err(ApiError::bad_request(
-            "sharding is not supported: add without shard=true",
-        ));
-    }
-    if flag("nocopy")? {
-        return Err(ApiError::bad_request(
-            "nocopy needs the daemon's filestore, which pinfold does not use: add without it",
-        ));
-    }
-    let car = match query.get("format").map(String::as_str) {
-        None | Some("") | Some("unixfs") => false,
-        Some("car") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "format {other:?} is not supported: use unixfs or car"
-            )))
-        }
-    };
-    let mut daemon_query: Vec<(&str, String)> = ADD_OPTIONS_FOR_DAEMON
-        .iter()
-        .filter_map(|key| query.get(*key).map(|v| (*key, v.clone())))
-        .collect();
-    match query.get("layout").map(String::as_str) {
-        None | Some("") | Some("balanced") => {}
-        Some("trickle") => daemon_query.push(("trickle", "true".to_owned())),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "layout {other:?}: use balanced or trickle"
-            )))
-        }
-    }
-    let template = pin_from_query(Cid::default(), &query)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.starts_with("multipart/form-data"))
-        .ok_or_else(|| {
-            ApiError::bad_request("/add takes a multipart/form-data body with the files to add")
-        })?
-        .to_owned();
-    let ipfs = peer
-        .ipfs
-        .clone()
-        .ok_or_else(|| ApiError::bad_request("this peer has no IPFS daemon to add files to"))?;
-    let added = if car {
-        let root = import_car(&ipfs, body, content_type).await?;
-        let only = crate::ipfs::Added {
-            name: String::new(),
-            cid: root,
-            size: 0,
-        };
-        stream::iter([Ok(only)]).boxed()
-    } else {
-        let upload = reqwest::Body::wrap_stream(body.into_data_stream());
-        ipfs.add(upload, content_type, &daemon_query)
-            .await
-            .map_err(daemon_error)?
-            .boxed()
-    };
-    let output = |added: &crate::ipfs::Added, allocations: &[PeerId]| AddedOutput {
-        name: added.name.clone(),
-        cid: added.cid.to_string(),
-        bytes: 0,
-        size: added.size,
-        allocations: allocations.iter().map(PeerId::to_string).collect(),
-    };
-    // Every entry but the last goes out as it comes; the last is the root, sent once pinned.
-    let outputs = stream::unfold(
-        (Box::pin(added), None::<crate::ipfs::Added>, false),
-        move |(mut added, mut held, done)| {
-            let (peer, template) = (peer.clone(), template.clone());
-            async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    match added.next().await {
-                        Some(Ok(next)) => {
-                            if let Some(previous) = held.replace(next) {
-                                return Some((Ok(output(&previous, &[])), (added, held, false)));
-                            }
-                        }
-                        Some(Err(error)) => {
-                            let error = ApiError::bad_gateway(error.to_string());
-                            return Some((Err(error), (added, None, true)));
-                        }
-                        None => break,
-                    }
-                }
-                let root = held?;
-                let result = if no_pin {
-                    Ok(output(&root, &[]))
-                } else {
-                    let pin = Pin {
-                        cid: root.cid,
-                        ..template
-                    };
-                    match pin_in_cluster(&peer, pin).await {
-                        Ok(pin) => Ok(output(&root, &pin.allocations)),
-                        Err(error) => Err(ApiError {
-                            message: format!(
-                                "added {} but could not pin it: {}",
-                                root.cid, error.message
-                            ),
-                            ..error
-                        }),
-                    }
-                };
-                Some((result, (added, None, true)))
-            }
-        },
-    );
-    if stream_channels {
-        return Ok(stream_lines(outputs.map(|output| output.and_then(|o| line(&o)))).await);
-    }
-    let outputs: Vec<AddedOutput> = outputs.try_collect().await?;
-    Ok(Json(outputs).into_response())
-}
-
-/// How much of a CAR upload is kept to read its header: the multipart part's headers, then
-/// the CAR header, which names the roots and comes first.
-const CAR_HEAD_BYTES: usize = 64 * 1024;
-
-/// What the daemon refused is the client's to mend (400); a daemon that failed otherwise
-/// is a bad gateway (502).
-fn daemon_error(error: crate::ipfs::IpfsError) -> ApiError {
-    match error {
-        crate::ipfs::IpfsError::Daemon(message) => ApiError::bad_request(message),
-        other => ApiError::bad_gateway(other.to_string()),
-    }
-}
-
-/// Streams a CAR upload (multipart, the file first) into the daemon, keeping its first
-/// bytes to read the root from the header: the root the cluster pins, which must be the
-/// only one, as ipfs-cluster requires (the daemon names roots only when it pins them).
-async fn import_car(ipfs: &crate::ipfs::Ipfs, body: Body, content_type: String) -> ApiResult<Cid> {
-    let head = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = head.clone();
-    let upload = body.into_data_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            let mut head = kept.lock().expect("never poisoned");
-            let room = CAR_HEAD_BYTES.saturating_sub(head.len());
-            head.extend_from_slice(&bytes[..room.min(bytes.len())]);
-        }
-        chunk
-    });
-    ipfs.import_car(reqwest::Body::wrap_stream(upload), content_type)
-        .await
-        .map_err(daemon_error)?;
-    let head = head.lock().expect("never poisoned");
-    // The file's bytes start after the first part's headers.
-    let file = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| &head[at + 4..])
-        .ok_or_else(|| ApiError::bad_request("the upload has no file part"))?;
-    let roots = crate::car::roots(file).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    match roots.as_slice() {
-        [root] => Ok(*root),
-        other => Err(ApiError::bad_request(format!(
-            "the CAR file names {} roots: it needs exactly one, the DAG to pin \
-             (its blocks are in the daemon, unpinned)",
-            other.len()
-        ))),
-    }
 }
 
 async fn unpin(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {

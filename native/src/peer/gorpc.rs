@@ -399,6 +399,10 @@ pub struct Client {
     control: libp2p_stream::Control,
 }
 
+/// How long a streaming call may take to reach its peer: a dial to a peer that is gone
+/// may otherwise wait for its slowest transport's timeout.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a status or id call may take, as Go waits for them.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -482,6 +486,47 @@ impl Client {
         tokio::time::timeout(timeout, call)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
+
+    /// A streaming call of `service` on `peer` whose arguments are sent as `arguments`
+    /// gives them; it fails when `peer` cannot be reached within [`OPEN_TIMEOUT`], or takes
+    /// nothing or says nothing for `stall`.
+    /// Ends once the peer closed, with its error if it sent one (`BlockStream` answers
+    /// nothing else).
+    pub async fn stream_from(
+        &self,
+        peer: PeerId,
+        service: ServiceId,
+        mut arguments: impl futures::Stream<Item = Value> + Unpin + Send,
+        stall: Duration,
+    ) -> Result<(), String> {
+        let stalled = || format!("{peer} took nothing for {stall:?}");
+        let mut client = self.clone();
+        let mut call = tokio::time::timeout(OPEN_TIMEOUT, client.open(peer, stall))
+            .await
+            .map_err(|_| format!("could not reach {peer} within {OPEN_TIMEOUT:?}"))??;
+        let mut frame = gorpc::request_frame(&service, None);
+        loop {
+            tokio::time::timeout(stall, call.stream.write_all(&frame))
+                .await
+                .map_err(|_| stalled())?
+                .map_err(|e| e.to_string())?;
+            let Some(argument) = arguments.next().await else {
+                break;
+            };
+            frame.clear();
+            pinfold_core::codec::msgpack::encode(&argument, &mut frame);
+        }
+        tokio::time::timeout(stall, call.stream.close())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(stall, async {
+            while read_reply(&mut call).await?.is_some() {}
+            Ok(())
+        })
+        .await
+        .map_err(|_| stalled())?
     }
 
     /// `peer`'s `Cluster.ID`.

@@ -113,6 +113,11 @@ pub enum Command {
         cid: Cid,
         reply: oneshot::Sender<Result<Pin, CommandError>>,
     },
+    /// Where an adder puts the blocks of content to pin with `template`'s options.
+    AddDestinations {
+        template: Box<Pin>,
+        reply: oneshot::Sender<Result<Vec<PeerId>, CommandError>>,
+    },
     GetPin {
         cid: Cid,
         reply: oneshot::Sender<Option<Pin>>,
@@ -1189,6 +1194,9 @@ impl Peer {
             Command::RemovePin { cid, reply } => {
                 let result = self.node.remove_pin(cid, now).await;
                 let _ = reply.send(result);
+            }
+            Command::AddDestinations { template, reply } => {
+                let _ = reply.send(self.node.add_destinations(*template, now));
             }
             Command::GetPin { cid, reply } => {
                 let _ = reply.send(self.node.pin(&cid).await?);

@@ -246,7 +246,8 @@ impl FrameReader {
         };
         let (value, used) = msgpack::decode(&self.buffer[..len], self.limits)?;
         debug_assert_eq!(used, len);
-        let bytes = self.buffer.drain(..len).collect();
+        let rest = self.buffer.split_off(len);
+        let bytes = std::mem::replace(&mut self.buffer, rest);
         Ok(Some((value, bytes)))
     }
 
