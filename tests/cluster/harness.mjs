@@ -48,13 +48,17 @@ export class Ipfs {
   /**
    * `gateway` gives the daemon an HTTP gateway on a known port (`this.gateway`); `doh`
    * (`{ url, ca }`, from tests/support/dns.mjs) is the DNS-over-HTTPS server it resolves
-   * DNSLink names through; `routing` sets Kubo's Routing.Type (`none` by default).
+   * DNSLink names through; `routing` sets Kubo's Routing.Type (`none` by default). `host`
+   * (a host of tests/faults/netns.mjs) runs it in that network namespace, its API on the
+   * host's management address and its swarm on the host's cluster address.
    */
-  constructor(name, { gateway = false, doh, routing } = {}) {
+  constructor(name, { gateway = false, doh, routing, host } = {}) {
     this.name = `${name}-${process.pid}`;
     this.withGateway = gateway;
     this.doh = doh;
     this.routing = routing;
+    this.host = host;
+    this.apiIp = host ? host.managementIp : '127.0.0.1';
   }
 
   async start() {
@@ -65,14 +69,16 @@ export class Ipfs {
     if (this.gatewayPort) env.PINFOLD_IPFS_GATEWAY_PORT = String(this.gatewayPort);
     if (this.doh) Object.assign(env, { PINFOLD_IPFS_DOH: this.doh.url, PINFOLD_IPFS_DOH_CA: this.doh.ca });
     if (this.routing) env.PINFOLD_IPFS_ROUTING = this.routing;
-    execFileSync(path.join(scripts, 'start-ipfs'), [this.name, String(this.apiPort), String(this.swarmPort)], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-      env,
-    });
+    const command = [path.join(scripts, 'start-ipfs'), this.name, String(this.apiPort), String(this.swarmPort)];
+    if (this.host) {
+      Object.assign(env, { PINFOLD_IPFS_API_IP: this.apiIp, PINFOLD_IPFS_SWARM_IP: this.host.clusterIp });
+      command.unshift(...this.host.exec);
+    }
+    execFileSync(command[0], command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'], env });
     ipfsNames.add(this.name);
-    this.api = `http://127.0.0.1:${this.apiPort}/api/v0`;
-    if (this.gatewayPort) this.gateway = `http://127.0.0.1:${this.gatewayPort}`;
-    this.multiaddr = `/ip4/127.0.0.1/tcp/${this.apiPort}`;
+    this.api = `http://${this.apiIp}:${this.apiPort}/api/v0`;
+    if (this.gatewayPort) this.gateway = `http://${this.apiIp}:${this.gatewayPort}`;
+    this.multiaddr = `/ip4/${this.apiIp}/tcp/${this.apiPort}`;
     return this;
   }
 
@@ -115,9 +121,12 @@ export class Ipfs {
  */
 export class ClusterProcess {
   /** A peer named `name` next to `ipfs`, with its folder and log in the run folder. */
-  constructor(name, { ipfs, env = {} } = {}) {
+  constructor(name, { ipfs, env = {}, host } = {}) {
     this.name = name;
     this.ipfs = ipfs;
+    this.host = host;
+    this.swarmIp = host ? host.clusterIp : '127.0.0.1';
+    this.apiIp = host ? host.managementIp : '127.0.0.1';
     this.dir = path.join(runDir, name);
     this.log = path.join(runDir, `${name}.log`);
     this.extraEnv = env;
@@ -126,7 +135,7 @@ export class ClusterProcess {
   /** Reads the peer id from the folder's `identity.json` (Go's format, which pinfold shares). */
   readIdentity() {
     this.id = JSON.parse(fs.readFileSync(path.join(this.dir, 'identity.json'), 'utf8')).id;
-    this.address = `/ip4/127.0.0.1/tcp/${this.swarmPort}/p2p/${this.id}`;
+    this.address = `/ip4/${this.swarmIp}/tcp/${this.swarmPort}/p2p/${this.id}`;
   }
 
   /** Stops the process with `signal`, and with SIGKILL if it has not exited in 15 s. */
@@ -185,14 +194,16 @@ export class ClusterProcess {
  * whole multiaddrs, such as a relay's address ending in /p2p-circuit), and
  * `credentials` ('user:password') turns on the REST API's basic auth, which the helpers
  * then send; `logLevel` is the daemon's `--log-level` (debug for pinfold's own modules); `ca` (a PEM certificate) says the REST API speaks HTTPS with that certificate
- * (the test sets the key and certificate files in `env`).
+ * (the test sets the key and certificate files in `env`). `host` (a host of
+ * tests/faults/netns.mjs) runs it in that network namespace, listening on the host's
+ * cluster address, its APIs on the host's management address.
  */
 export class Peer extends ClusterProcess {
   constructor(
     name,
-    { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug' } = {},
+    { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug', host } = {},
   ) {
-    super(name, { ipfs, env });
+    super(name, { ipfs, env, host });
     this.ca = ca;
     this.logLevel = logLevel;
     this.transports = listen;
@@ -212,8 +223,8 @@ export class Peer extends ClusterProcess {
       stdio: 'ignore',
     });
     this.readIdentity();
-    this.api = `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.apiPort}`;
-    this.pinningApi = `http://127.0.0.1:${this.pinningPort}`;
+    this.api = `${this.ca ? 'https' : 'http'}://${this.apiIp}:${this.apiPort}`;
+    this.pinningApi = `http://${this.apiIp}:${this.pinningPort}`;
     return this;
   }
 
@@ -226,14 +237,14 @@ export class Peer extends ClusterProcess {
         .map(
           (t) =>
             ({
-              tcp: `/ip4/127.0.0.1/tcp/${this.swarmPort}`,
-              webrtc: `/ip4/127.0.0.1/udp/${this.webrtcPort}/webrtc-direct`,
-              ws: `/ip4/127.0.0.1/tcp/${this.wsPort}/ws`,
+              tcp: `/ip4/${this.swarmIp}/tcp/${this.swarmPort}`,
+              webrtc: `/ip4/${this.swarmIp}/udp/${this.webrtcPort}/webrtc-direct`,
+              ws: `/ip4/${this.swarmIp}/tcp/${this.wsPort}/ws`,
             })[t] ?? t,
         )
         .join(','),
-      CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
-      CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.pinningPort}`,
+      CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.apiPort}`,
+      CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.pinningPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
       CLUSTER_MONITORPINGINTERVAL: '1s',
       CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
@@ -247,10 +258,10 @@ export class Peer extends ClusterProcess {
   /** Starts the daemon and waits for its REST API. */
   async start(args = []) {
     const out = fs.openSync(this.log, 'a');
-    this.child = spawn(pinfoldBin, ['service', '--config', this.dir, 'daemon', '--log-level', this.logLevel, ...args], {
-      env: this.env(),
-      stdio: ['ignore', out, out],
-    });
+    const command = [pinfoldBin, 'service', '--config', this.dir, 'daemon', '--log-level', this.logLevel, ...args];
+    // `ip netns exec` enters the namespace and becomes the daemon: the pid is pinfold's.
+    if (this.host) command.unshift(...this.host.exec);
+    this.child = spawn(command[0], command.slice(1), { env: this.env(), stdio: ['ignore', out, out] });
     fs.closeSync(out);
     peers.add(this);
     const child = this.child;

@@ -34,3 +34,13 @@ export function cidText(bytes) {
 export function rawCid(content) {
   return cidText(cidBytes(0x55, content));
 }
+
+/**
+ * The CIDv1 (raw codec, identity multihash) of `content` (at most 64 bytes): the block is
+ * the CID itself, so a daemon pins it at once, with no block to fetch.
+ */
+export function identityCid(content) {
+  const bytes = Buffer.from(content);
+  if (bytes.length > 64) throw new Error(`identity CIDs here hold at most 64 bytes: ${content}`);
+  return cidText(Buffer.concat([Buffer.from([0x01, 0x55, 0x00, bytes.length]), bytes]));
+}
