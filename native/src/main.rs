@@ -143,6 +143,13 @@ enum StateCommand {
     /// Inspect the CRDT of a stopped peer.
     #[command(subcommand)]
     Crdt(CrdtCommand),
+    /// Move the pinset store of a stopped peer aside (kept, renamed), as after damage: the
+    /// peer syncs the pinset again from the other peers when it next starts.
+    Cleanup {
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -533,6 +540,18 @@ fn run(cli: Cli) -> Result<()> {
                         };
                         let count = runtime.block_on(state::import(&config, input))?;
                         eprintln!("imported {count} pins; other peers take them when the daemon runs, if they trust this peer");
+                    }
+                    StateCommand::Cleanup { force } => {
+                        if !force && !state::confirm_cleanup(&config)? {
+                            anyhow::bail!("nothing done");
+                        }
+                        match state::cleanup(&config)? {
+                            Some(moved) => eprintln!(
+                                "moved the pinset store to {}; the peer syncs the pinset again from the other peers when it next starts",
+                                moved.display()
+                            ),
+                            None => eprintln!("{} holds no pinset store: nothing to do", config.display()),
+                        }
                     }
                     StateCommand::Crdt(CrdtCommand::Info { json }) => {
                         let info = runtime.block_on(state::crdt_info(&config))?;

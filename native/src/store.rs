@@ -47,6 +47,12 @@ pub enum StoreError {
         source: redb::DatabaseError,
     },
     #[error(
+        "the pinset store {path} is damaged ({detail}). With the daemon stopped, \
+         `pinfold service state cleanup` moves it aside; the peer then syncs the pinset \
+         again from the other peers when it next starts"
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error(
         "{path} holds a pinset store of format {found:?}; this pinfold reads {STORE_FORMAT:?}"
     )]
     Format { path: PathBuf, found: String },
@@ -116,9 +122,26 @@ impl RedbStore {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(path)
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
+            .map_err(|source| match source {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
+                    StoreError::Damaged {
+                        path: path.to_owned(),
+                        detail,
+                    }
+                }
+                // What redb reads of a file that is not one of its databases.
+                redb::DatabaseError::Storage(redb::StorageError::Io(error))
+                    if error.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    StoreError::Damaged {
+                        path: path.to_owned(),
+                        detail: error.to_string(),
+                    }
+                }
+                source => StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                },
             })?;
         let mut setup = db.begin_write().map_err(failed)?;
         setup.set_quick_repair(true);

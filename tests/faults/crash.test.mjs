@@ -1,10 +1,14 @@
-// A peer killed with SIGKILL in the middle of a 100,000-pin ingest through its REST API,
-// with the default settings (every pin its own delta, committed before it is
-// acknowledged). Three peers on loopback that keep the pinset and pin nothing (role
-// relay), so that the pinset alone is measured. Run: node --test tests/faults/.
+// A peer's own process and files failing: killed with SIGKILL in the middle of a
+// 100,000-pin ingest through its REST API, with the default settings (every pin its own
+// delta, committed before it is acknowledged), and its pinset file damaged. Peers on
+// loopback that keep the pinset and pin nothing (role relay): the pinset alone is tried.
+// Run: node --test tests/faults/.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { Peer, pinfoldBin, stopAll, waitFor } from '../cluster/harness.mjs';
 import { identityCid } from '../support/cid.mjs';
 
@@ -26,7 +30,9 @@ test('kill -9 in the middle of a 100,000-pin ingest: after a restart every ackno
   const writer = await (await new Peer('crash-writer', { env, logLevel: 'info' }).init(secret)).start();
   const others = [];
   for (const name of ['crash-b', 'crash-c']) {
-    const peer = await (await new Peer(name, { env, logLevel: 'info' }).init(secret)).start(['--bootstrap', writer.address]);
+    const peer = await (
+      await new Peer(name, { env, logLevel: 'info' }).init(secret)
+    ).start(['--bootstrap', writer.address]);
     others.push(peer);
   }
   await waitFor('the three peers to meet', async () => (await writer.list('/peers')).length === 3);
@@ -75,4 +81,47 @@ test('kill -9 in the middle of a 100,000-pin ingest: after a restart every ackno
     `${acknowledged.length} pins acknowledged in ${ingestMs} ms before the kill; ` +
       `restarted at ${restartedMs} ms; every peer held them at ${Date.now() - started} ms`,
   );
+});
+
+test('a truncated or overwritten pinset file: the daemon refuses to start, naming the file and the way out; state cleanup and a restart sync it again', async () => {
+  const env = { CLUSTER_ROLE: 'relay' };
+  const source = await (await new Peer('damage-source', { env, logLevel: 'info' }).init(secret)).start();
+  const victim = await (
+    await new Peer('damage-victim', { env, logLevel: 'info' }).init(secret)
+  ).start(['--bootstrap', source.address]);
+  const cids = Array.from({ length: 100 }, (_, i) => identityCid(`damage ${process.pid} ${i}`));
+  for (const cid of cids) assert.equal((await source.post(`/pins/${cid}`)).status, 200);
+  await waitFor('the victim to hold the 100 pins', async () => (await pinset(victim)).size === cids.length);
+  const file = path.join(victim.dir, 'pinset.redb');
+
+  for (const [damage, harm] of [
+    ['truncated', () => fs.truncateSync(file, 4096)],
+    ['overwritten', () => fs.writeFileSync(file, randomBytes(fs.statSync(file).size))],
+  ]) {
+    await victim.stop();
+    harm();
+    const refused = spawnSync(pinfoldBin, ['service', '--config', victim.dir, 'daemon'], {
+      env: victim.env(),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.notEqual(refused.status, 0, `${damage}: the daemon must not start`);
+    assert.ok(refused.stderr.includes(file), `${damage}: names the file: ${refused.stderr}`);
+    assert.match(refused.stderr, /damaged/, damage);
+    assert.match(refused.stderr, /pinfold service state cleanup/, damage);
+
+    const cleanup = spawnSync(pinfoldBin, ['service', '--config', victim.dir, 'state', 'cleanup', '--force'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(cleanup.status, 0, cleanup.stderr);
+    assert.match(cleanup.stderr, /moved the pinset store to /);
+    assert.ok(!fs.existsSync(file), `${damage}: moved aside`);
+    await victim.start(['--bootstrap', source.address]);
+    await waitFor(
+      `the victim to sync the 100 pins again after the ${damage} file was moved aside`,
+      async () => (await pinset(victim)).size === cids.length,
+      60_000,
+    );
+  }
 });

@@ -1,7 +1,8 @@
-//! `pinfold service state export|import|crdt info`: a stopped peer's pinset as
+//! `pinfold service state export|import|crdt info|cleanup`: a stopped peer's pinset as
 //! newline-delimited pins in ipfs-cluster's pin JSON, as `ipfs-cluster-service state
 //! export/import` move it, and what its CRDT holds. An import writes the pins as this peer's
 //! own deltas; the other peers take them when the daemon next runs, if they trust this peer.
+//! `cleanup` moves the store aside (after damage, say), for the peer to sync it again.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -13,11 +14,52 @@ use pinfold_core::pin::Pin;
 use crate::config::{CONFIG_FILE, PINSET_FILE};
 use crate::peer::now_ms;
 use crate::peer::snapshots::SnapshotRecord;
-use crate::store::RedbStore;
+use crate::store::{RedbStore, StoreError};
 use pinfold_core::node::for_each_page;
 
 /// Pins per delta written by an import.
 const IMPORT_BATCH: usize = 1000;
+
+/// Asks on the terminal whether to move `dir`'s pinset store aside; refuses without one.
+pub fn confirm_cleanup(dir: &Path) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("`state cleanup` moves the pinset store aside: pass --force to do it without a terminal to confirm on");
+    }
+    eprint!(
+        "The pinset store in {} is going to be moved aside. Continue? [y/n]: ",
+        dir.display()
+    );
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Moves the pinset store of the stopped peer in `dir` aside, to
+/// `<file>.<unix seconds>.bak` (Go's `state cleanup` deletes it; this keeps it): where it
+/// went, or `None` when there was none. Refused while the daemon holds the store.
+pub fn cleanup(dir: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let path = dir.join(PINSET_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    match RedbStore::open(&path) {
+        // A damaged store is what this is for; an undamaged one is closed again at once.
+        Ok(_) | Err(StoreError::Damaged { .. }) => {}
+        Err(StoreError::Open {
+            source: redb::DatabaseError::DatabaseAlreadyOpen,
+            ..
+        }) => bail!(
+            "{} is in use: stop `pinfold service daemon` first",
+            path.display()
+        ),
+        Err(other) => tracing::warn!(%other, "moving the pinset store aside"),
+    }
+    let moved = path.with_file_name(format!("{PINSET_FILE}.{}.bak", now_ms() / 1000));
+    std::fs::rename(&path, &moved)
+        .with_context(|| format!("could not move {} to {}", path.display(), moved.display()))?;
+    Ok(Some(moved))
+}
 
 async fn open(dir: &Path) -> anyhow::Result<Replica<RedbStore>> {
     if !dir.join(CONFIG_FILE).exists() {
