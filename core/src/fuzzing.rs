@@ -164,6 +164,35 @@ pub fn gorpc_frame(data: &[u8]) {
 }
 
 /// Every target by name, for the corpus replay test and the fuzz crate.
+/// The messages of a psk-auth exchange as a peer without the secret would send them: the
+/// first 32 bytes a nonce, the next 64 a listener's reply, the next 32 a dialer's answer.
+/// Each verifies exactly when it is the true answer, and a reply reads back as written.
+pub fn psk_auth(data: &[u8]) {
+    use crate::codec::psk_auth::{answer, decode_reply, encode_reply, verify, REPLY_BYTES};
+    use crate::codec::secret::ClusterSecret;
+    let secret = ClusterSecret::from_bytes([0x5a; 32]);
+    let (dialer, listener) = (
+        libp2p_identity::PeerId::from_bytes(&[0, 2, 8, 1]).expect("an identity peer id"),
+        libp2p_identity::PeerId::from_bytes(&[0, 2, 8, 2]).expect("an identity peer id"),
+    );
+    let mut padded = data.to_vec();
+    padded.resize(128, 0);
+    let nonce: [u8; 32] = padded[..32].try_into().expect("32 bytes");
+    let reply: [u8; REPLY_BYTES] = padded[32..96].try_into().expect("64 bytes");
+    let final_answer: [u8; 32] = padded[96..128].try_into().expect("32 bytes");
+    let (given, their_nonce) = decode_reply(&reply);
+    assert_eq!(encode_reply(&given, &their_nonce), reply);
+    // The listener's answer to the dialer's nonce, and the dialer's to the listener's.
+    assert_eq!(
+        verify(&secret, &dialer, &listener, &nonce, &given),
+        given == answer(&secret, &dialer, &listener, &nonce)
+    );
+    assert_eq!(
+        verify(&secret, &listener, &dialer, &their_nonce, &final_answer),
+        final_answer == answer(&secret, &listener, &dialer, &their_nonce)
+    );
+}
+
 pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("delta_node", delta_node),
     ("broadcast", broadcast),
@@ -174,4 +203,5 @@ pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("bitswap_message", bitswap_message),
     ("status_message", status_message),
     ("gorpc_frame", gorpc_frame),
+    ("psk_auth", psk_auth),
 ];

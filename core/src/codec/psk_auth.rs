@@ -141,6 +141,30 @@ mod tests {
         }
     }
 
+    /// An exchange recorded on one connection (dialer a, listener b) and replayed by a
+    /// peer without the secret: to b on a new connection (b draws a fresh nonce), and to
+    /// another listener c. Every replayed answer is refused.
+    #[test]
+    fn a_recorded_exchange_replayed_on_another_connection_is_refused() {
+        let secret = ClusterSecret::from_bytes([3; 32]);
+        let (a, b, c, m) = (peer(1), peer(2), peer(3), peer(4));
+        // The recorded connection: a's nonce, b's reply, a's answer.
+        let (a_nonce, b_nonce) = ([11; NONCE_BYTES], [12; NONCE_BYTES]);
+        let reply = encode_reply(&answer(&secret, &a, &b, &a_nonce), &b_nonce);
+        let a_answer = answer(&secret, &b, &a, &b_nonce);
+        assert!(verify(&secret, &b, &a, &b_nonce, &a_answer));
+        let (b_answer, _) = decode_reply(&reply);
+        // m (its own peer id, which the security handshake authenticates) replays a's
+        // messages to b, which draws a new nonce, and to c.
+        let fresh = [13; NONCE_BYTES];
+        for (listener, nonce) in [(b, fresh), (c, fresh), (b, b_nonce)] {
+            assert!(!verify(&secret, &listener, &m, &nonce, &a_answer));
+        }
+        // Posing as the listener to a dialer: b's recorded reply answers a's old nonce only.
+        assert!(!verify(&secret, &a, &m, &a_nonce, &b_answer));
+        assert!(!verify(&secret, &c, &b, &[14; NONCE_BYTES], &b_answer));
+    }
+
     /// A fixed vector, so that a change to the construction cannot pass unnoticed (browsers
     /// and native peers of different versions must agree).
     #[test]
