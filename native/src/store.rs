@@ -53,6 +53,15 @@ pub enum StoreError {
     )]
     Damaged { path: PathBuf, detail: String },
     #[error(
+        "the disk holding the pinset store {path} is full ({available} bytes free, a write \
+         needs {needed}): writes are refused until space is freed"
+    )]
+    DiskFull {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+    },
+    #[error(
         "{path} holds a pinset store of format {found:?}; this pinfold reads {STORE_FORMAT:?}"
     )]
     Format { path: PathBuf, found: String },
@@ -79,6 +88,7 @@ pub struct StoreCounts {
 
 /// A replica's state in a redb database file.
 pub struct RedbStore {
+    path: PathBuf,
     db: Database,
     view: View,
     /// Keys with a value, kept in `META` under [`LIVE_KEYS`] and updated by each commit.
@@ -173,6 +183,7 @@ impl RedbStore {
         let view = View::of(&db)?;
         let live_keys = Self::kept_live_keys(&db, &view)?;
         Ok(Self {
+            path: path.to_owned(),
             db,
             view,
             live_keys,
@@ -216,6 +227,35 @@ impl RedbStore {
             heads: self.view.heads.len().map_err(failed)?,
             pending: self.view.pending.len().map_err(failed)?,
         })
+    }
+
+    /// Refuses `tx` before it reaches the database when the disk has too little room for
+    /// it: a database whose write failed for want of space refuses every write after it
+    /// until it is opened again.
+    fn ensure_room(&self, tx: &Transaction) -> Result<(), StoreError> {
+        let written: usize = tx
+            .blocks
+            .iter()
+            .map(|(_, bytes)| bytes.len())
+            .sum::<usize>()
+            + tx.keys
+                .iter()
+                .map(|(key, _)| key.len() + 256)
+                .sum::<usize>();
+        let needed = MIN_FREE_BYTES + 2 * written as u64;
+        let Some(available) = available_bytes(&self.path) else {
+            return Ok(());
+        };
+        if available < needed {
+            let error = StoreError::DiskFull {
+                path: self.path.clone(),
+                available,
+                needed,
+            };
+            tracing::warn!(%error, "a write to the pinset was refused");
+            return Err(error);
+        }
+        Ok(())
     }
 
     /// Applies `tx`; returns the new count of keys with a value.
@@ -270,6 +310,17 @@ impl RedbStore {
         write.commit().map_err(failed)?;
         Ok(live_keys)
     }
+}
+
+/// The room kept free on the pinset store's disk: the database grows its file by regions
+/// of a few megabytes.
+pub const MIN_FREE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The bytes an unprivileged writer may still use on the file system holding `path`, or
+/// `None` when it cannot be read.
+fn available_bytes(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// The 32 bytes of a stored block id.
@@ -368,7 +419,12 @@ impl Store for RedbStore {
         if tx.is_empty() {
             return Ok(());
         }
-        self.live_keys = self.apply(tx)?;
+        self.ensure_room(&tx)?;
+        self.live_keys = self.apply(tx).inspect_err(|error| {
+            if matches!(error, StoreError::Database(redb::Error::Io(_) | redb::Error::PreviousIo)) {
+                tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
+            }
+        })?;
         self.view = View::of(&self.db)?;
         Ok(())
     }

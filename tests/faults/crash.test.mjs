@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Peer, pinfoldBin, stopAll, waitFor } from '../cluster/harness.mjs';
 import { identityCid } from '../support/cid.mjs';
@@ -123,5 +124,42 @@ test('a truncated or overwritten pinset file: the daemon refuses to start, namin
       async () => (await pinset(victim)).size === cids.length,
       60_000,
     );
+  }
+});
+
+test('the disk full (a small tmpfs as the folder): writes refused with a clear error, reads go on, writes again once space is freed, nothing damaged', async () => {
+  const mount = fs.mkdtempSync(path.join(os.tmpdir(), 'pinfold-tmpfs-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', mount]);
+  const peer = new Peer('disk-full', { env: { CLUSTER_ROLE: 'relay' }, logLevel: 'info' });
+  peer.dir = path.join(mount, 'peer');
+  try {
+    await (await peer.init(secret)).start();
+    const cids = Array.from({ length: 51 }, (_, i) => identityCid(`disk full ${process.pid} ${i}`));
+    for (const cid of cids.slice(0, 50)) assert.equal((await peer.post(`/pins/${cid}`)).status, 200);
+
+    const { bavail, bsize } = fs.statfsSync(mount);
+    const filler = path.join(mount, 'filler');
+    fs.writeFileSync(filler, Buffer.alloc(bavail * bsize - (8 << 20)));
+    const refused = await peer.post(`/pins/${cids[50]}`);
+    assert.equal(refused.status, 500, refused.body);
+    const { message } = JSON.parse(refused.body);
+    assert.match(message, /disk holding the pinset store .*pinset\.redb is full/, message);
+    assert.match(message, /writes are refused until space is freed/, message);
+    assert.equal((await pinset(peer)).size, 50, 'reads go on');
+    assert.match(fs.readFileSync(peer.log, 'utf8'), /a write to the pinset was refused/);
+
+    fs.rmSync(filler);
+    assert.equal((await peer.post(`/pins/${cids[50]}`)).status, 200, 'writes again once space is freed');
+    await peer.stop();
+    await peer.start();
+    const held = await pinset(peer);
+    assert.ok(
+      cids.every((cid) => held.has(cid)),
+      `after a restart the store holds the 51 pins (${held.size})`,
+    );
+  } finally {
+    await peer.stop();
+    execFileSync('umount', [mount]);
+    fs.rmSync(mount, { recursive: true, force: true });
   }
 });
