@@ -14,7 +14,7 @@
 // 1, 2 and 4 write one delta per pin, the default settings, instead of batching).
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+import { awaitFreespace, Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
 import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
 import { carFile } from '../support/car.mjs';
 import { freePort } from '../support/net.mjs';
@@ -130,12 +130,7 @@ async function latencyBench() {
   const b = await (
     await new Peer('lat-b', { ipfs: await new Ipfs('lat-b').start(), logLevel: 'info' }).init(secret)
   ).start(['--bootstrap', a.address]);
-  for (const peer of [a, b]) {
-    await waitFor(
-      `${peer.name} to see 2 freespace metrics`,
-      async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 2,
-    );
-  }
+  await awaitFreespace([a, b]);
   // The daemons connect through the cluster; wait until b's daemon reaches a's.
   const aId = JSON.parse((await a.ipfs.rpc('id')).body).ID;
   await waitFor("b's daemon to connect to a's", async () => (await b.ipfs.rpc('swarm/peers')).body.includes(aId));
@@ -209,12 +204,7 @@ async function sustainedBench() {
   await (await first.init(secret)).start();
   for (const peer of rest) await (await peer.init(secret)).start(['--bootstrap', first.address]);
   const peers = [first, ...rest];
-  for (const peer of peers) {
-    await waitFor(
-      `${peer.name} to see 3 freespace metrics`,
-      async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 3,
-    );
-  }
+  await awaitFreespace(peers);
   const gauges = async (n) => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPorts[n]}/metrics`)).text();
     const gauge = (name) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);

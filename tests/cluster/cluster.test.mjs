@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+import { awaitFreespace, Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
 import { freePort } from '../support/net.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
@@ -48,11 +48,8 @@ before(async () => {
   // Everyone sees all four peers and the freespace of each.
   for (const peer of everyone()) {
     await waitFor(`${peer.name} to see 4 peers`, async () => (await peer.list('/peers')).length === 4);
-    await waitFor(`${peer.name} to see 4 freespace metrics`, async () => {
-      const { body } = await peer.get('/monitor/metrics/freespace');
-      return JSON.parse(body).filter((m) => m.valid).length === 4;
-    });
   }
+  await awaitFreespace(everyone(), 4);
 });
 
 after(async () => {

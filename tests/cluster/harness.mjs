@@ -43,6 +43,19 @@ export async function waitFor(what, check, ms = 30_000) {
   throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
+/**
+ * Waits until each of `peers` holds `count` valid `freespace` metrics (the allocator's),
+ * one of each peer that pins.
+ */
+export async function awaitFreespace(peers, count = peers.length) {
+  for (const peer of peers) {
+    await waitFor(`${peer.name} to see ${count} freespace metrics`, async () => {
+      const { body } = await peer.get('/monitor/metrics/freespace');
+      return JSON.parse(body).filter((m) => m.valid).length === count;
+    });
+  }
+}
+
 /** A Kubo daemon on loopback. */
 export class Ipfs {
   /**

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+import { awaitFreespace, Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const peers = [];
@@ -18,12 +18,7 @@ before(async () => {
   }
   await peers[0].start();
   for (const peer of peers.slice(1)) await peer.start(['--bootstrap', peers[0].address]);
-  for (const peer of peers) {
-    await waitFor(`${peer.name} to see 3 freespace metrics`, async () => {
-      const { body } = await peer.get('/monitor/metrics/freespace');
-      return JSON.parse(body).filter((m) => m.valid).length === 3;
-    });
-  }
+  await awaitFreespace(peers);
 });
 
 after(async () => {

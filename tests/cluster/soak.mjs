@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Ipfs, Peer, pinfoldBin, runDir, sleep, stopAll, waitFor } from './harness.mjs';
+import { awaitFreespace, Ipfs, Peer, pinfoldBin, runDir, sleep, stopAll } from './harness.mjs';
 import { identityCid } from '../support/cid.mjs';
 import { freePort } from '../support/net.mjs';
 
@@ -55,12 +55,7 @@ async function main() {
     await peer.start(n === 0 ? [] : ['--bootstrap', peers[0].address]);
     peers.push(peer);
   }
-  for (const peer of peers) {
-    await waitFor(
-      `${peer.name} to see 3 freespace metrics`,
-      async () => JSON.parse((await peer.get('/monitor/metrics/freespace')).body).filter((m) => m.valid).length === 3,
-    );
-  }
+  await awaitFreespace(peers);
   const queue = async (n) => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPorts[n]}/metrics`)).text();
     const gauge = (name) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
