@@ -104,31 +104,35 @@ test(`loads ${PINS} pins from the relay's snapshot, then follows adds and remova
   assert.equal(await follower.get(rawCid('not pinned')), null);
   console.log(`# joined in ${joined.toFixed(0)} ms, synced ${PINS} pins in ${synced.toFixed(0)} ms`);
 
-  // Live: a pin of real content through the full peer, then its removal.
+  // Live: a pin of real content through the full peer, then its removal. The later tests
+  // count the bulk pinset exactly, so the pin is removed even when a check here fails.
+  // The delay is printed, not asserted: on a loaded machine a pin may come with the next
+  // gossip round (a one-second heartbeat) rather than by the first forward.
   const cid = await ipfs.addContent('followed live');
   const sent = performance.now();
   const res = await full.post(`/pins/${cid}?name=live&replication-min=-1&replication-max=-1`);
   assert.equal(res.status, 200, res.body);
-  await waitFor('the follower to see the new pin', () => seen.has(cid), 10_000);
-  const latency = seen.get(cid) - sent;
-  console.log(`# a new pin reached the follower ${latency.toFixed(0)} ms after the POST was sent`);
-  assert.ok(latency < 1000, `a new pin took ${latency} ms`);
-  assert.equal((await follower.get(cid)).name, 'live');
+  let removed;
+  try {
+    await waitFor('the follower to see the new pin', () => seen.has(cid), 10_000);
+    console.log(`# a new pin reached the follower ${(seen.get(cid) - sent).toFixed(0)} ms after the POST was sent`);
+    assert.equal((await follower.get(cid)).name, 'live');
 
-  await waitFor(
-    'the full peer to pin it',
-    async () => {
-      const status = await follower.status(cid);
-      return status.peer_map[full.id]?.status === 'pinned' && status;
-    },
-    60_000,
-  );
-  const status = await follower.status(cid);
-  assert.equal(status.cid, cid);
-  assert.equal(status.peer_map[relay.id].status, 'remote');
-
-  const removed = performance.now();
-  assert.equal((await full.post(`/pins/${cid}`, 'DELETE')).status, 200);
+    await waitFor(
+      'the full peer to pin it',
+      async () => {
+        const status = await follower.status(cid);
+        return status.peer_map[full.id]?.status === 'pinned' && status;
+      },
+      60_000,
+    );
+    const status = await follower.status(cid);
+    assert.equal(status.cid, cid);
+    assert.equal(status.peer_map[relay.id].status, 'remote');
+  } finally {
+    removed = performance.now();
+    assert.equal((await full.post(`/pins/${cid}`, 'DELETE')).status, 200);
+  }
   await waitFor('the follower to see the removal', () => unpinned.has(cid), 10_000);
   console.log(
     `# a removal reached the follower ${(unpinned.get(cid) - removed).toFixed(0)} ms after the DELETE was sent`,
