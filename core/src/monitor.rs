@@ -5,6 +5,13 @@
 //! metric of a peer counts while it is valid and unexpired. When it expires, [`Monitor::check`]
 //! raises one alert for that peer and metric; the next live metric ends the outage. The
 //! peerset is every peer whose `ping` metric is live, plus the local peer.
+//!
+//! A metric's `expire` is in its sender's clock. pinfold peers put their send time in
+//! their pings, from which the monitor keeps each peer's clock offset and judges that
+//! peer's metrics by its own clock, so that peers whose clocks disagree do not take each
+//! other for dead (or for alive long after). Go peers send no time and count as agreeing,
+//! which is Go's own rule. The cluster's time, for decisions all peers must take alike
+//! (pin expiry), is the lower median of the live peers' clocks.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -74,6 +81,9 @@ pub struct Monitor {
     windows: BTreeMap<String, BTreeMap<PeerBytes, VecDeque<Metric>>>,
     /// Peers and metrics already alerted on in their current outage.
     alerted: BTreeSet<(String, PeerBytes)>,
+    /// Each peer's clock minus ours, in nanoseconds, from the send time of its latest ping
+    /// that had one. Peers missing here count as agreeing with ours.
+    clock_offsets: BTreeMap<PeerBytes, i64>,
 }
 
 /// Peers ordered by their bytes, as Go orders `peer.ID` strings.
@@ -85,11 +95,17 @@ impl Monitor {
     }
 
     /// Records a metric received at `now` (Unix nanoseconds). A live metric ends any outage
-    /// of its peer and name.
+    /// of its peer and name. A ping with a send time updates its peer's clock offset.
     pub fn receive(&mut self, mut metric: Metric, now: i64) {
         metric.received_at = now;
         let peer = metric.peer.to_bytes();
-        if metric.is_live(now) {
+        if metric.name == PING_METRIC {
+            if let Some(sent_at) = PingInfo::of(&metric).map(|p| p.sent_at).filter(|&t| t > 0) {
+                self.clock_offsets
+                    .insert(peer.clone(), sent_at.saturating_sub(now));
+            }
+        }
+        if metric.is_live(self.clock_of(&peer, now)) {
             self.alerted.remove(&(metric.name.clone(), peer.clone()));
         }
         let window = self
@@ -104,14 +120,43 @@ impl Monitor {
         window.push_back(metric);
     }
 
+    /// `now` in our clock, read in `peer`'s clock.
+    fn clock_of(&self, peer: &[u8], now: i64) -> i64 {
+        now.saturating_add(self.clock_offsets.get(peer).copied().unwrap_or(0))
+    }
+
+    /// `peer`'s clock minus ours, in nanoseconds; 0 when it never said its time.
+    pub fn clock_offset(&self, peer: &PeerId) -> i64 {
+        self.clock_offsets
+            .get(&peer.to_bytes())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The cluster's time at our `now`: the lower median of the clocks of the peers with a
+    /// live `ping` and ours. Every peer that sees the same live peers reads the same time,
+    /// up to network delay, however far one clock is off.
+    pub fn cluster_time(&self, local: &PeerId, now: i64) -> i64 {
+        let mut offsets: Vec<i64> = self
+            .peerset(local, now)
+            .iter()
+            .map(|p| if p == local { 0 } else { self.clock_offset(p) })
+            .collect();
+        offsets.sort_unstable();
+        now.saturating_add(offsets[(offsets.len() - 1) / 2])
+    }
+
     /// The latest live metric of each peer for `name`, in peer order (Go's `LatestMetrics`).
     pub fn latest_metrics(&self, name: &str, now: i64) -> Vec<Metric> {
         self.windows
             .get(name)
             .into_iter()
-            .flat_map(BTreeMap::values)
-            .filter_map(VecDeque::back)
-            .filter(|m| m.is_live(now))
+            .flatten()
+            .filter_map(|(peer, window)| {
+                window
+                    .back()
+                    .filter(|m| m.is_live(self.clock_of(peer, now)))
+            })
             .cloned()
             .collect()
     }
@@ -158,7 +203,7 @@ impl Monitor {
                 let Some(latest) = window.back() else {
                     continue;
                 };
-                if !latest.valid || now <= latest.expire {
+                if !latest.valid || self.clock_of(peer, now) <= latest.expire {
                     continue;
                 }
                 let key = (name.clone(), peer.clone());
@@ -180,6 +225,7 @@ impl Monitor {
             peers.remove(&peer);
         }
         self.alerted.retain(|(_, p)| *p != peer);
+        self.clock_offsets.remove(&peer);
     }
 }
 
@@ -198,6 +244,14 @@ pub struct PingInfo {
     /// addition, absent from Go peers' pings.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub role: String,
+    /// When the peer sent the ping, Unix nanoseconds in its clock; pinfold's addition,
+    /// from which receivers learn how far its clock is from theirs.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sent_at: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl PingInfo {
@@ -209,7 +263,7 @@ impl PingInfo {
 
 /// The `ping` metric a peer publishes every `interval_ms`, valid for twice that (Go's
 /// `sendPingMetric`), with the JSON value `{"peer_name","ipfs_id","ipfs_addresses"}` and,
-/// when set, `"cluster_addresses"` and `"role"`.
+/// when set, `"cluster_addresses"`, `"role"` and `"sent_at"`.
 pub fn ping_metric(local: &PeerId, info: &PingInfo, interval_ms: u64, now: i64) -> Metric {
     let value = serde_json::to_string(info).expect("strings always serialize");
     Metric {

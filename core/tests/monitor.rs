@@ -143,3 +143,66 @@ fn alerts_are_written_as_ipfs_cluster_writes_them() {
     }
     assert_eq!(json["triggered_at"], "1970-01-01T00:00:31.5Z");
 }
+
+/// A pinfold peer's ping, sent at `clock` (the sender's time).
+fn timed_ping(n: u64, clock: i64) -> Metric {
+    let info = PingInfo {
+        peer_name: format!("peer-{n}"),
+        sent_at: clock,
+        ..PingInfo::default()
+    };
+    ping_metric(&peer(n), &info, DEFAULT_PING_INTERVAL_MS, clock)
+}
+
+fn sorted(mut peers: Vec<libp2p_identity::PeerId>) -> Vec<libp2p_identity::PeerId> {
+    peers.sort();
+    peers
+}
+
+#[test]
+fn a_peer_whose_clock_is_an_hour_off_is_judged_by_its_own_clock() {
+    const HOUR: i64 = 3600 * SECOND;
+    let now = 1_700_000_000 * SECOND;
+    let me = peer(7);
+    let mut monitor = Monitor::new();
+    monitor.receive(timed_ping(1, now - HOUR), now);
+    monitor.receive(timed_ping(2, now + HOUR), now);
+    // A Go peer says no time: its expiry is read in our clock, Go's own rule.
+    monitor.receive(ping(3, now - HOUR), now);
+    assert_eq!(monitor.clock_offset(&peer(1)), -HOUR);
+    assert_eq!(monitor.clock_offset(&peer(2)), HOUR);
+    assert_eq!(monitor.clock_offset(&peer(3)), 0);
+
+    let later = now + 20 * SECOND;
+    assert_eq!(
+        sorted(monitor.peerset(&me, later)),
+        sorted(vec![peer(1), peer(2), me])
+    );
+    let alerts: Vec<_> = monitor
+        .check(later)
+        .into_iter()
+        .map(|a| a.metric.peer)
+        .collect();
+    assert_eq!(alerts, [peer(3)]);
+    // The clocks are -1 h, 0 and +1 h: the cluster's time is ours.
+    assert_eq!(monitor.cluster_time(&me, later), later);
+
+    // Past the pings' 30 s of life, in each sender's clock, both are lost.
+    let silent = now + 31 * SECOND;
+    assert_eq!(monitor.peerset(&me, silent), [me]);
+    let alerts = sorted(
+        monitor
+            .check(silent)
+            .into_iter()
+            .map(|a| a.metric.peer)
+            .collect(),
+    );
+    assert_eq!(alerts, sorted(vec![peer(1), peer(2)]));
+
+    // With only the slow peer and us, both of us read the slower clock.
+    monitor.receive(timed_ping(1, silent - HOUR), silent);
+    assert_eq!(monitor.cluster_time(&me, silent), silent - HOUR);
+    let mut theirs = Monitor::new();
+    theirs.receive(timed_ping(7, silent), silent - HOUR);
+    assert_eq!(theirs.cluster_time(&peer(1), silent - HOUR), silent - HOUR);
+}

@@ -46,6 +46,8 @@ struct Sim {
     lost: usize,
     /// Each node's daemon's `StorageMax`, from which its free space metric comes.
     storage_max: Vec<u64>,
+    /// How far each node's clock is from `now`, in nanoseconds.
+    clock_skew: Vec<i64>,
 }
 
 impl Sim {
@@ -94,6 +96,7 @@ impl Sim {
                     allocator: allocator.clone(),
                     periods: Periods {
                         ping: 10_000,
+                        expiry: 5_000,
                         ..Periods::default()
                     },
                     informers: role.pins().then(|| InformerSettings {
@@ -123,7 +126,13 @@ impl Sim {
             rng: 0x9e37_79b9_7f4a_7c15,
             lost: 0,
             storage_max: vec![1 << 30; roles.len()],
+            clock_skew: vec![0; roles.len()],
         }
+    }
+
+    /// Node `n`'s clock.
+    fn clock(&self, n: usize) -> i64 {
+        self.now + self.clock_skew[n]
     }
 
     /// Whether the next delivery is lost.
@@ -151,7 +160,8 @@ impl Sim {
             for b in 0..self.nodes.len() {
                 if self.reachable(a, b) {
                     let peer = self.nodes[b].local();
-                    self.nodes[a].on_connected(peer, self.now);
+                    let now = self.clock(a);
+                    self.nodes[a].on_connected(peer, now);
                 }
             }
         }
@@ -176,12 +186,13 @@ impl Sim {
     }
 
     fn apply(&mut self, from: usize, effect: Effect) {
-        let now = self.now;
+        let now = self.clock(from);
         match effect {
             Effect::Publish { topic, data } => {
                 let author = self.nodes[from].local();
                 for to in 0..self.nodes.len() {
                     if self.reachable(from, to) && !self.lose() {
+                        let now = self.clock(to);
                         ready(self.nodes[to].on_gossip(topic, author, data.clone(), now)).unwrap();
                     }
                 }
@@ -233,7 +244,7 @@ impl Sim {
 
     /// How node `to` answers, its driver's part done with an empty daemon.
     fn answer(&mut self, to: usize, request: PeerRequest) -> PeerResponse {
-        let now = self.now;
+        let now = self.clock(to);
         match self.nodes[to].on_request(request) {
             Answer::Now(response) => response,
             Answer::FromDaemon(PeerRequest::Statuses { cids, recover }) => {
@@ -261,10 +272,11 @@ impl Sim {
         for _ in 0..ticks {
             self.now += TICK_NANOS;
             for n in 0..self.nodes.len() {
-                ready(self.nodes[n].tick(self.now)).unwrap();
+                let now = self.clock(n);
+                ready(self.nodes[n].tick(now)).unwrap();
                 // A loading snapshot merges a chunk per turn.
                 while self.nodes[n].has_work() {
-                    ready(self.nodes[n].work(self.now)).unwrap();
+                    ready(self.nodes[n].work(now)).unwrap();
                     self.settle();
                 }
             }
@@ -281,7 +293,7 @@ impl Sim {
     }
 
     fn add_pins(&mut self, on: usize, count: usize, label: &str) -> Vec<Cid> {
-        let now = self.now;
+        let now = self.clock(on);
         let cids: Vec<Cid> = (0..count)
             .map(|i| dag_pb_cid(format!("{label} {i}").as_bytes()))
             .collect();
@@ -296,7 +308,8 @@ impl Sim {
     }
 
     fn ask(&mut self, on: usize, question: Question) -> Gathered {
-        let id = self.nodes[on].ask_peers(question, None, self.now);
+        let now = self.clock(on);
+        let id = self.nodes[on].ask_peers(question, None, now);
         self.settle();
         self.gathered
             .remove(&(on, id))
@@ -477,6 +490,108 @@ fn a_lost_peers_pins_are_reallocated_once_its_ping_expires() {
             let pin = ready(sim.nodes[n].pin(cid)).unwrap().unwrap();
             assert!(
                 !pin.allocations.contains(&lost) && !pin.allocations.is_empty(),
+                "peer {n} sees {cid} still allocated to the lost peer: {:?}",
+                pin.allocations
+            );
+        }
+    }
+}
+
+/// Clocks an hour apart: one peer an hour ahead, one an hour behind. Nobody takes a live
+/// peer for lost, pins expire at their time in the cluster's clock (not an hour early or
+/// late, whichever peer is closest to them), and a peer really lost has its pins
+/// re-allocated once its ping has expired, not an hour later or at once.
+#[test]
+fn clocks_an_hour_apart_change_neither_who_is_alive_nor_when_pins_expire() {
+    use NodeRole::*;
+    const HOUR: i64 = 3_600_000_000_000;
+    const SECOND: i64 = 1_000_000_000;
+    let mut sim = Sim::new(&[Full, Full, Full], SnapshotPolicy::NEVER);
+    sim.clock_skew = vec![0, HOUR, -HOUR];
+    sim.connect_all();
+    sim.run(2);
+    let peers: Vec<PeerId> = (0..3).map(|n| sim.nodes[n].local()).collect();
+    for n in 0..3 {
+        let clock = sim.clock(n);
+        let seen = sim.nodes[n].cluster_time(clock);
+        assert!(
+            (seen - sim.now).abs() < SECOND,
+            "peer {n} reads the cluster's time {} s off",
+            (seen - sim.now) / SECOND
+        );
+    }
+
+    // Pins written on the slow peer that expire in 2 minutes, and pins allocated to it.
+    let expire_at = UnixTime(u64::try_from((sim.now + 120 * SECOND) / SECOND).unwrap());
+    let slow = sim.clock(2);
+    let expiring: Vec<Cid> = (0..30)
+        .map(|i| {
+            let mut pin = Pin::new(dag_pb_cid(format!("expiring {i}").as_bytes()), UnixTime(1));
+            pin.expire_at = Some(expire_at);
+            ready(sim.nodes[2].add_pin(pin, slow)).unwrap().cid
+        })
+        .collect();
+    let kept: Vec<Cid> = (0..20)
+        .map(|i| {
+            let mut pin = Pin::new(dag_pb_cid(format!("kept {i}").as_bytes()), UnixTime(1));
+            pin.replication_factor_min = 1;
+            pin.replication_factor_max = 2;
+            pin.user_allocations = vec![peers[2]];
+            ready(sim.nodes[0].add_pin(pin, slow + HOUR)).unwrap().cid
+        })
+        .collect();
+    sim.settle();
+
+    // 100 s: every peer alive to every other, nothing re-allocated, nothing expired.
+    sim.run((100 * SECOND / TICK_NANOS) as usize);
+    for n in 0..3 {
+        assert_eq!(
+            sim.nodes[n].alerts().count(),
+            0,
+            "peer {n} raised alerts: {:?}",
+            sim.nodes[n].alerts().collect::<Vec<_>>()
+        );
+        assert_eq!(sim.nodes[n].peerset(sim.clock(n)).len(), 3);
+        let pins = sim.pins_of(n);
+        assert!(
+            expiring.iter().all(|c| pins.contains(c)),
+            "peer {n} unpinned early"
+        );
+        for cid in &kept {
+            let pin = ready(sim.nodes[n].pin(cid)).unwrap().unwrap();
+            assert!(
+                pin.allocations.contains(&peers[2]),
+                "peer {n}: {:?}",
+                pin.allocations
+            );
+        }
+    }
+
+    // 130 s: past the expiry in the cluster's time, every peer has unpinned them.
+    sim.run((30 * SECOND / TICK_NANOS) as usize);
+    for n in 0..3 {
+        let pins = sim.pins_of(n);
+        assert!(
+            expiring.iter().all(|c| !pins.contains(c)),
+            "peer {n} still holds expired pins"
+        );
+        assert!(kept.iter().all(|c| pins.contains(c)));
+    }
+
+    // The slow peer is cut off: its pins move once its ping (20 s) has expired.
+    sim.groups[2] = 1;
+    sim.run((10 * SECOND / TICK_NANOS) as usize);
+    let pin = ready(sim.nodes[0].pin(&kept[0])).unwrap().unwrap();
+    assert!(
+        pin.allocations.contains(&peers[2]),
+        "moved while its ping was valid"
+    );
+    sim.run((20 * SECOND / TICK_NANOS) as usize);
+    for n in 0..2 {
+        for cid in &kept {
+            let pin = ready(sim.nodes[n].pin(cid)).unwrap().unwrap();
+            assert!(
+                !pin.allocations.contains(&peers[2]) && !pin.allocations.is_empty(),
                 "peer {n} sees {cid} still allocated to the lost peer: {:?}",
                 pin.allocations
             );

@@ -488,6 +488,13 @@ impl<S: Store> Node<S> {
         self.monitor.peerset(&self.config.local, now)
     }
 
+    /// The cluster's time at this peer's `now` (see [`Monitor::cluster_time`]): what a
+    /// pin's `expire-in` counts from, so that a peer whose clock is off sets the same
+    /// expiry as the others would.
+    pub fn cluster_time(&self, now: i64) -> i64 {
+        self.monitor.cluster_time(&self.config.local, now)
+    }
+
     /// The other live peers of the peerset.
     pub fn other_peers(&self, now: i64) -> Vec<PeerId> {
         self.peerset(now)
@@ -1091,32 +1098,27 @@ impl<S: Store> Node<S> {
     async fn periodic(&mut self, now: i64) -> StoreResult<(), S> {
         let now_ms = ms(now);
         let periods = self.config.periods;
-        if self.due.ping <= now_ms {
-            self.due.ping = now_ms + periods.ping;
+        if take_due(&mut self.due.ping, now_ms, periods.ping) {
             self.publish_ping(now);
         }
-        if self.due.expiry <= now_ms {
-            self.due.expiry = now_ms + periods.expiry;
+        if take_due(&mut self.due.expiry, now_ms, periods.expiry) {
             self.unpin_expired(now).await?;
         }
         if !self.config.role.pins() {
             return Ok(());
         }
-        if self.due.informers <= now_ms {
-            self.due.informers = now_ms + periods.informers;
+        if take_due(&mut self.due.informers, now_ms, periods.informers) {
             if self.ipfs.peer.is_none() {
                 self.effects.push_back(Effect::Daemon(DaemonTask::ReadId));
             }
             self.effects
                 .push_back(Effect::Daemon(DaemonTask::ReadRepoStat));
         }
-        if self.due.recover <= now_ms {
-            self.due.recover = now_ms + periods.recover;
+        if take_due(&mut self.due.recover, now_ms, periods.recover) {
             self.effects
                 .push_back(Effect::Daemon(DaemonTask::ListPinsForRecover));
         }
-        if self.due.connect_swarms <= now_ms {
-            self.due.connect_swarms = now_ms + periods.connect_swarms;
+        if take_due(&mut self.due.connect_swarms, now_ms, periods.connect_swarms) {
             let addresses = self.other_daemons(now);
             if !addresses.is_empty() {
                 self.effects
@@ -1194,6 +1196,7 @@ impl<S: Store> Node<S> {
                 ipfs_addresses: self.ipfs.addresses.iter().map(|a| a.to_string()).collect(),
                 cluster_addresses,
                 role: self.config.role.as_str().to_owned(),
+                sent_at: now,
             },
             self.config.periods.ping,
             now,
@@ -1254,6 +1257,17 @@ fn identity_in_ping(monitor: &Monitor, peer: &PeerId) -> PeerIdentity {
 }
 
 /// Unix nanoseconds to the replica's milliseconds.
+/// Whether a task of `period` (ms) next due at `*due` runs at `now_ms`; if it does, the
+/// next time is set. A clock set back by more than the period makes the task due at once
+/// rather than that much later.
+fn take_due(due: &mut u64, now_ms: u64, period: u64) -> bool {
+    let run = *due <= now_ms || *due > now_ms.saturating_add(period);
+    if run {
+        *due = now_ms.saturating_add(period);
+    }
+    run
+}
+
 fn ms(now: i64) -> u64 {
     (now.max(0) / 1_000_000) as u64
 }

@@ -281,7 +281,8 @@ impl<S: Store> Node<S> {
         let Some(others) = self.fellow_deciders(now) else {
             return Ok(());
         };
-        let expiry = UnixTime(ms(now) / 1000);
+        // In the cluster's time: a peer whose clock is off neither unpins early nor late.
+        let expiry = UnixTime(ms(self.cluster_time(now)) / 1000);
         let local = self.config.local;
         let mut expired = Vec::new();
         self.for_each_page(|page| {

@@ -104,7 +104,7 @@ pub(crate) async fn add(
             )))
         }
     }
-    let mut template = pin_from_query(Cid::default(), &query)?;
+    let mut template = pin_from_query(Cid::default(), &query, peer.clock.now())?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -248,8 +248,8 @@ struct PinBody {
 /// A request body as read, or why it could not be (too large, cut short).
 type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
 
-/// The cluster pin a request body asks for.
-fn pin_from_body(body: Body) -> PinsvcResult<Pin> {
+/// The cluster pin a request body asks for, taken at `now` (the cluster's time).
+fn pin_from_body(body: Body, now: UnixTime) -> PinsvcResult<Pin> {
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -279,11 +279,7 @@ fn pin_from_body(body: Body) -> PinsvcResult<Pin> {
                 .map_err(|e| bad_request(format!("origins {a:?}: {e}")))
         })
         .collect::<PinsvcResult<Vec<_>>>()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut pin = Pin::new(cid, UnixTime(now));
+    let mut pin = Pin::new(cid, now);
     pin.name = name;
     pin.origins = origins;
     pin.metadata = body.meta.unwrap_or_default();
@@ -311,7 +307,7 @@ async fn queued(peer: &PeerHandle, pin: &Pin) -> PinsvcResult<Response> {
 }
 
 async fn add(State(peer): State<PeerHandle>, body: Body) -> PinsvcResult<Response> {
-    let pin = api::pin_in_cluster(&peer, pin_from_body(body)?).await?;
+    let pin = api::pin_in_cluster(&peer, pin_from_body(body, peer.clock.now())?).await?;
     queued(&peer, &pin).await
 }
 
@@ -323,7 +319,7 @@ async fn replace(
     body: Body,
 ) -> PinsvcResult<Response> {
     let old = request_cid(&requestid)?;
-    let mut pin = pin_from_body(body)?;
+    let mut pin = pin_from_body(body, peer.clock.now())?;
     if peer
         .ask(|reply| Command::GetPin { cid: old, reply })
         .await?

@@ -699,15 +699,16 @@ async fn recover_all(
     .await)
 }
 
-/// A pin of `cid` from ipfs-cluster's pin options in `query`.
-pub(crate) fn pin_from_query(cid: Cid, query: &HashMap<String, String>) -> ApiResult<Pin> {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+/// A pin of `cid` from ipfs-cluster's pin options in `query`, taken at `now` (the
+/// cluster's time).
+pub(crate) fn pin_from_query(
+    cid: Cid,
+    query: &HashMap<String, String>,
+    now: UnixTime,
+) -> ApiResult<Pin> {
     let options = PinOptions::from_query(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(options.to_pin(cid, UnixTime(seconds)))
+    Ok(options.to_pin(cid, now))
 }
 
 /// Pins `pin` through the peer.
@@ -722,7 +723,7 @@ async fn pin(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let cid = parse_cid(&cid)?;
-    let pin = pin_from_query(cid, &query)?;
+    let pin = pin_from_query(cid, &query, peer.clock.now())?;
     Ok(Json(pin_in_cluster(&peer, pin).await?).into_response())
 }
 
@@ -752,7 +753,7 @@ async fn pin_path(
     uri: axum::http::Uri,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let mut pin = pin_from_query(Cid::default(), &query)?;
+    let mut pin = pin_from_query(Cid::default(), &query, peer.clock.now())?;
     pin.cid = resolve_path(&peer, &uri).await?;
     Ok(Json(pin_in_cluster(&peer, pin).await?).into_response())
 }

@@ -12,6 +12,7 @@ pub mod swarm;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,7 +43,7 @@ use pinfold_core::node::{
     NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId, SnapshotPolicy, Topic,
 };
 pub use pinfold_core::node::{CommandError, DaemonAnswer, SyncState, PAGE};
-use pinfold_core::pin::Pin;
+use pinfold_core::pin::{Pin, UnixTime};
 use pinfold_core::repo_gc::RepoGc;
 use pinfold_core::tracker::{
     DaemonPins, OpId, OperationKind, PeerIdentity, PinInfo, PinTracker, StatusFilter,
@@ -76,6 +77,26 @@ pub fn now_nanos() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// The cluster's time (core's `Node::cluster_time`) for the API tasks: how far this
+/// host's clock is from it, as of the node's last tick. New pins take their timestamp
+/// and `expire-in` from it, so that a host whose clock is off sets the expiry the others
+/// would.
+#[derive(Clone, Default)]
+pub struct ClusterClock(Arc<AtomicI64>);
+
+impl ClusterClock {
+    /// Unix seconds in the cluster's time.
+    pub fn now(&self) -> UnixTime {
+        let nanos = now_nanos().saturating_add(self.0.load(Ordering::Relaxed));
+        UnixTime((nanos.max(0) / 1_000_000_000) as u64)
+    }
+
+    fn set(&self, cluster_time: i64, now: i64) {
+        self.0
+            .store(cluster_time.saturating_sub(now), Ordering::Relaxed);
+    }
 }
 
 /// What the peer says about itself (`/id`).
@@ -202,6 +223,7 @@ pub struct PeerHandle {
     pub local: PeerId,
     /// Calls on other peers over Go ipfs-cluster's RPC.
     pub rpc: gorpc::Client,
+    pub clock: ClusterClock,
 }
 
 impl PeerHandle {
@@ -333,6 +355,8 @@ pub struct Peer {
     requests: HashMap<(Exchange, OutboundRequestId), RequestId>,
     replies: HashMap<GatheringId, Reply>,
     rpc: gorpc::Client,
+    /// The cluster's time, read by the API.
+    clock: ClusterClock,
     /// Peers that speak Go ipfs-cluster's RPC and not pinfold's peer requests (from
     /// identify): the node's requests to them go over the RPC.
     rpc_only: HashSet<PeerId>,
@@ -488,6 +512,7 @@ impl Peer {
             ipfs: ipfs.clone(),
             local,
             rpc: gorpc::Client::new(rpc.clone()),
+            clock: ClusterClock::default(),
         };
         let mut peer = Self {
             dir,
@@ -508,6 +533,7 @@ impl Peer {
             requests: HashMap::new(),
             replies: HashMap::new(),
             rpc: handle.rpc.clone(),
+            clock: handle.clock.clone(),
             rpc_only: HashSet::new(),
             last_tick: Duration::ZERO,
         };
@@ -627,6 +653,7 @@ impl Peer {
         let started = std::time::Instant::now();
         let now = now_nanos();
         self.node.tick(now).await?;
+        self.clock.set(self.node.cluster_time(now), now);
         if let Some(ask) = self.node.address_lookup(now) {
             let (client, report) = (self.rpc.clone(), self.background_tx.clone());
             tokio::spawn(async move {
