@@ -317,9 +317,9 @@ impl Sim {
     }
 }
 
-fn sorted(mut cids: Vec<Cid>) -> Vec<Cid> {
-    cids.sort();
-    cids
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort();
+    items
 }
 
 #[test]
@@ -491,6 +491,44 @@ fn a_lost_peers_pins_are_reallocated_once_its_ping_expires() {
             assert!(
                 !pin.allocations.contains(&lost) && !pin.allocations.is_empty(),
                 "peer {n} sees {cid} still allocated to the lost peer: {:?}",
+                pin.allocations
+            );
+        }
+    }
+}
+
+/// Two peers lost at once, each pin allocated to both: one pass re-allocates each pin away
+/// from both, to live peers only.
+#[test]
+fn pins_of_two_peers_lost_at_once_move_to_live_peers() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full; 5], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    let lost = [3, 4].map(|n| sim.nodes[n].local());
+    let now = sim.now;
+    let pins: Vec<Cid> = (0..20)
+        .map(|i| {
+            let mut pin = Pin::new(dag_pb_cid(format!("both lost {i}").as_bytes()), UnixTime(1));
+            pin.replication_factor_min = 2;
+            pin.replication_factor_max = 2;
+            pin.user_allocations = lost.to_vec();
+            let pinned = ready(sim.nodes[0].add_pin(pin, now)).unwrap();
+            assert_eq!(sorted(pinned.allocations.clone()), sorted(lost.to_vec()));
+            pinned.cid
+        })
+        .collect();
+    sim.settle();
+    sim.groups[3] = 1;
+    sim.groups[4] = 1;
+    sim.run((30_000_000_000 / TICK_NANOS) as usize);
+    for n in 0..3 {
+        for cid in &pins {
+            let pin = ready(sim.nodes[n].pin(cid)).unwrap().unwrap();
+            assert_eq!(pin.allocations.len(), 2, "peer {n}: {:?}", pin.allocations);
+            assert!(
+                pin.allocations.iter().all(|p| !lost.contains(p)),
+                "peer {n} sees {cid} still allocated to a lost peer: {:?}",
                 pin.allocations
             );
         }

@@ -69,6 +69,13 @@ pub enum NodeRole {
 
 impl NodeRole {
     /// Its name in the configuration and in `ping` metrics.
+    /// The role named `name` (as [`NodeRole::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Full, Self::Relay, Self::Follower, Self::Light]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NodeRole::Full => "full",
@@ -507,10 +514,7 @@ impl<S: Store> Node<S> {
     /// ping names a role that pins or none (Go peers).
     pub fn pinning_peers(&self, now: i64) -> Vec<PeerId> {
         let pins = |info: PingInfo| {
-            info.role.is_empty()
-                || [NodeRole::Full, NodeRole::Follower]
-                    .iter()
-                    .any(|role| role.as_str() == info.role)
+            info.role.is_empty() || NodeRole::from_name(&info.role).is_some_and(NodeRole::pins)
         };
         let mut peers: Vec<PeerId> = self
             .monitor
@@ -1047,9 +1051,7 @@ impl<S: Store> Node<S> {
             self.alerts.truncate(MAX_ALERTS);
             self.effects.push_back(Effect::Alert(alert));
         }
-        for peer in lost {
-            self.repin_from(peer, now).await?;
-        }
+        self.repin_from(&lost, now).await?;
         let peerset: BTreeSet<PeerId> = self
             .peerset(now)
             .into_iter()

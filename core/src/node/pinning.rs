@@ -233,43 +233,48 @@ impl<S: Store> Node<S> {
         })
     }
 
-    /// Re-allocates away from `lost` (whose ping expired) every pin allocated to it where
-    /// this peer is the closest trusted live peer to the CID, as ipfs-cluster's
-    /// `alertsHandler` does. Nothing when repinning is off, or this peer does not write or
-    /// is not trusted. A pin that cannot be re-allocated (too few peers) is logged and
-    /// left as it is. Returns how many pins were re-allocated.
-    pub(super) async fn repin_from(&mut self, lost: PeerId, now: i64) -> StoreResult<usize, S> {
+    /// Re-allocates away from the `lost` peers (whose pings expired) every pin allocated to
+    /// one of them where this peer is the closest trusted live peer to the CID, as
+    /// ipfs-cluster's `alertsHandler` does, in one pass over the pinset. Nothing when
+    /// repinning is off, or this peer does not write or is not trusted. A pin that cannot
+    /// be re-allocated (too few peers) is logged and left as it is. Returns how many pins
+    /// were re-allocated.
+    pub(super) async fn repin_from(&mut self, lost: &[PeerId], now: i64) -> StoreResult<usize, S> {
         let local = self.config.local;
-        let Some(alive) = self.fellow_deciders(now).filter(|_| self.config.repinning) else {
+        let Some(alive) = self
+            .fellow_deciders(now)
+            .filter(|_| self.config.repinning && !lost.is_empty())
+        else {
             return Ok(0);
         };
         let mut affected = Vec::new();
         self.for_each_page(|page| {
-            affected.extend(
-                page.iter()
-                    .filter(|p| {
-                        allocator::must_repin(&p.allocations, &p.cid, &lost, &local, &alive)
-                    })
-                    .cloned(),
-            );
+            affected.extend(page.iter().filter_map(|p| {
+                let gone: Vec<PeerId> = lost
+                    .iter()
+                    .filter(|l| allocator::must_repin(&p.allocations, &p.cid, l, &local, &alive))
+                    .copied()
+                    .collect();
+                (!gone.is_empty()).then(|| (p.clone(), gone))
+            }));
             Ok::<_, ReplicaError<S::Error>>(())
         })
         .await?;
         let mut moved = 0;
-        for pin in affected {
+        for (pin, gone) in affected {
             let cid = pin.cid;
-            match self.allocate_and_pin(pin, &[lost], now).await {
+            match self.allocate_and_pin(pin, &gone, now).await {
                 Ok(pin) => {
                     moved += 1;
-                    tracing::info!(%cid, %lost, allocations = ?pin.allocations, "re-pinned away from a lost peer");
+                    tracing::info!(%cid, lost = ?gone, allocations = ?pin.allocations, "re-pinned away from a lost peer");
                 }
                 Err(error) => {
-                    tracing::warn!(%cid, %lost, %error, "could not re-pin away from a lost peer")
+                    tracing::warn!(%cid, lost = ?gone, %error, "could not re-pin away from a lost peer")
                 }
             }
         }
         if moved > 0 {
-            tracing::info!(%lost, moved, "a lost peer's pins were re-allocated");
+            tracing::info!(?lost, moved, "lost peers' pins were re-allocated");
         }
         Ok(moved)
     }

@@ -361,14 +361,17 @@ async fn stream_blocks(
                     cid,
                 }
                 .to_value();
-                let mut open = Vec::with_capacity(senders.len());
-                for sender in senders {
-                    let sent = tokio::time::timeout(DESTINATION_STALL, sender.send(value.clone()));
+                // A destination that stalls or ended its call is dropped from the rest.
+                let mut next = 0;
+                while next < senders.len() {
+                    let sent =
+                        tokio::time::timeout(DESTINATION_STALL, senders[next].send(value.clone()));
                     if matches!(sent.await, Ok(Ok(()))) {
-                        open.push(sender);
+                        next += 1;
+                    } else {
+                        senders.swap_remove(next);
                     }
                 }
-                senders = open;
                 if senders.is_empty() {
                     break;
                 }
