@@ -2,14 +2,25 @@
 // has two links:
 //   - its cluster link `c0`, 10.77.0.<n>/24, a veth whose other end is a port of a bridge
 //     in a namespace of its own: the peers and Kubos talk to each other over it, and the
-//     faults (a cut port, random packet loss) are made on it;
+//     faults (a cut port, random packet loss, a delay) are made on it;
 //   - its management link `m0`, 10.78.<n>.2/24, a veth to the test's own namespace
 //     (10.78.<n>.1): the test reaches the REST and Kubo APIs over it, whatever the faults.
 // The test's namespace does not forward (net.ipv4.ip_forward 0), and the hosts have no
 // route but these two subnets, so nothing crosses between hosts except over the bridge.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
 
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+
+/** tools/netdelay's binary: $PINFOLD_NETDELAY_BIN, else the release build in the cargo target dir. */
+const netdelayBin =
+  process.env.PINFOLD_NETDELAY_BIN ??
+  path.join(
+    process.env.CARGO_TARGET_DIR ??
+      path.join(process.env.PINFOLD_CACHE ?? path.join(os.homedir(), '.cache/pinfold'), 'target'),
+    'release/pinfold-netdelay',
+  );
 
 /** The short names Linux allows (15 characters) for this process's links. */
 const tag = (process.pid % 100_000).toString(36);
@@ -57,11 +68,59 @@ export class Host {
     });
   }
 
-  /** Removes the packet loss. */
-  restore() {
-    execFileSync('ip', ['netns', 'exec', this.namespace, 'nft', 'delete', 'table', 'inet', 'pinfold_faults'], {
-      stdio: 'ignore',
+  /** How many packets the loss of `loseEgress` dropped so far; undefined when there is none. */
+  droppedPackets() {
+    try {
+      const table = JSON.parse(this.run('nft', ['-j', 'list', 'table', 'inet', 'pinfold_faults']));
+      return table.nftables.find((e) => e.rule)?.rule.expr.find((x) => x.counter)?.counter.packets;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Holds every packet the host sends on its cluster link for `ms` milliseconds (one way:
+   * a round trip between two delayed hosts takes twice that). The kernel has no netem, so
+   * an iptables rule queues the packets to tools/netdelay, which lets each go when due.
+   */
+  async delayEgress(ms) {
+    const delayer = spawn(this.exec[0], [...this.exec.slice(1), netdelayBin, '--queue', '0', '--delay-ms', `${ms}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
+    let errors = '';
+    delayer.stderr.on('data', (d) => (errors += d));
+    await new Promise((resolve, reject) => {
+      delayer.once('exit', (code) => reject(new Error(`pinfold-netdelay exited with ${code}: ${errors}`)));
+      delayer.stdout.once('data', resolve);
+    });
+    this.delayer = delayer;
+    this.run('iptables', ['-A', 'OUTPUT', '-o', 'c0', '-j', 'NFQUEUE', '--queue-num', '0']);
+  }
+
+  /** How long a TCP connection from this host to `ip`:`port` takes to open, in ms (a round trip). */
+  connectTime(ip, port) {
+    const script = `const s = require('node:net').connect(${port}, '${ip}'); const t = performance.now();
+      s.on('connect', () => { console.log(performance.now() - t); s.destroy(); });
+      s.on('error', (e) => { console.error(e.message); process.exit(1); });`;
+    return Number(this.run(process.execPath, ['-e', script]).trim());
+  }
+
+  /** Removes the packet loss and the delay. */
+  restore() {
+    try {
+      execFileSync('ip', ['netns', 'exec', this.namespace, 'nft', 'delete', 'table', 'inet', 'pinfold_faults'], {
+        stdio: 'ignore',
+      });
+    } catch {
+      // No packet loss was set.
+    }
+    if (this.delayer) {
+      // The rule first: packets queued with nobody reading would be dropped.
+      this.run('iptables', ['-D', 'OUTPUT', '-o', 'c0', '-j', 'NFQUEUE', '--queue-num', '0']);
+      this.delayer.removeAllListeners('exit');
+      this.delayer.kill();
+      this.delayer = undefined;
+    }
   }
 }
 
@@ -96,8 +155,9 @@ export class Network {
     return this;
   }
 
-  /** Deletes the namespaces and the links made here. */
+  /** Ends the delayers and deletes the namespaces and the links made here. */
   down() {
+    for (const host of this.hosts) host.delayer?.kill();
     const attempts = [
       ...this.hosts.map((h) => ['link', 'del', `pf${tag}m${h.index}`]),
       ...[this.hub, ...this.hosts.map((h) => h.namespace)].map((name) => ['netns', 'del', name]),

@@ -1091,6 +1091,12 @@ impl Peer {
                         .await?;
                 }
             }
+            BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            }) => {
+                tracing::debug!(peer = %peer_id, ?failed_messages, "gossip to a slow peer was dropped");
+            }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 if let Some(topic) = self.topics.of(&topic) {
                     self.node.on_subscribed(peer_id, topic);
