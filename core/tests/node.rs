@@ -15,10 +15,11 @@ use pinfold_core::codec::dagpb::dag_pb_cid;
 use pinfold_core::codec::peer_request::{PeerRequest, PeerResponse};
 use pinfold_core::crdt::{self, BlockId, MemoryStore, Replica, Store as _, Trust};
 use pinfold_core::informer::{DiskMetric, RepoStat};
+use pinfold_core::monitor::{self, PingInfo};
 use pinfold_core::net::bitswap;
 use pinfold_core::node::{
-    Answer, CommandError, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, Node,
-    NodeConfig, NodeRole, Periods, Question, SnapshotPolicy, PAGE,
+    Answer, CommandError, DaemonTask, Effect, Gathered, GatheringId, GossipVerdict,
+    InformerSettings, Node, NodeConfig, NodeRole, Periods, Question, SnapshotPolicy, Topic, PAGE,
 };
 use pinfold_core::pin::{Pin, UnixTime};
 use pinfold_core::tracker::{
@@ -533,6 +534,67 @@ fn pins_of_two_peers_lost_at_once_move_to_live_peers() {
             );
         }
     }
+}
+
+/// Gossip travels on only when the node accepts it: the heads of a peer outside the
+/// trusted set are rejected (so gossipsub does not forward an untrusted flood), as are
+/// metrics that claim another peer; a trusted peer's heads and its own metrics pass.
+#[test]
+fn gossip_from_an_untrusted_writer_or_about_another_peer_is_rejected() {
+    use NodeRole::*;
+    let mut sim = Sim::with(
+        &[Full, Full, Full],
+        SnapshotPolicy::NEVER,
+        &[0, 1],
+        AllocatorConfig::default(),
+    );
+    let [trusted, untrusted] = [1, 2].map(|n| sim.nodes[n].local());
+    let heads_of = |sim: &mut Sim, n: usize| loop {
+        match sim.nodes[n].poll_effect() {
+            Some(Effect::Publish {
+                topic: Topic::Heads,
+                data,
+            }) => return data,
+            Some(_) => continue,
+            None => panic!("node {n} published no heads"),
+        }
+    };
+    let now = sim.now;
+    for (n, label) in [(1, "trusted write"), (2, "untrusted write")] {
+        let mut pin = Pin::new(dag_pb_cid(label.as_bytes()), UnixTime(1));
+        pin.replication_factor_min = -1;
+        pin.replication_factor_max = -1;
+        ready(sim.nodes[n].add_pin(pin, now)).unwrap();
+    }
+    let from_trusted = heads_of(&mut sim, 1);
+    let from_untrusted = heads_of(&mut sim, 2);
+    let receiver = &mut sim.nodes[0];
+    let verdict = |r: &mut Node<MemoryStore>, topic, author, data| {
+        ready(r.on_gossip(topic, author, data, now)).unwrap()
+    };
+    assert_eq!(
+        verdict(receiver, Topic::Heads, trusted, from_trusted),
+        GossipVerdict::Accept
+    );
+    assert_eq!(
+        verdict(receiver, Topic::Heads, untrusted, from_untrusted),
+        GossipVerdict::Reject
+    );
+    let ping =
+        |of: PeerId| monitor::ping_metric(&of, &PingInfo::default(), 10_000, now).to_msgpack();
+    assert_eq!(
+        verdict(receiver, Topic::Metrics, untrusted, ping(untrusted)),
+        GossipVerdict::Accept,
+        "an untrusted member's own metrics count, as in Go"
+    );
+    assert_eq!(
+        verdict(receiver, Topic::Metrics, untrusted, ping(trusted)),
+        GossipVerdict::Reject
+    );
+    assert_eq!(
+        verdict(receiver, Topic::Metrics, trusted, b"not msgpack".to_vec()),
+        GossipVerdict::Reject
+    );
 }
 
 /// Clocks an hour apart: one peer an hour ahead, one an hour behind. Nobody takes a live

@@ -46,6 +46,9 @@ pub struct PeerMetrics {
     pub crdt_height: Gauge,
     pub crdt_pending_blocks: Gauge,
     pub crdt_merged_deltas: Gauge,
+    /// `pinfold_bitswap_wants_received`, `_dropped_messages`: since the peer started.
+    pub bitswap_wants_received: Gauge,
+    pub bitswap_dropped_messages: Gauge,
     /// `pinfold_psk_rejections_total`: connections closed for not proving the secret.
     pub psk_rejections: Counter,
     /// `process_resident_memory_bytes`.
@@ -72,6 +75,8 @@ impl PeerMetrics {
             crdt_height: Gauge::default(),
             crdt_pending_blocks: Gauge::default(),
             crdt_merged_deltas: Gauge::default(),
+            bitswap_wants_received: Gauge::default(),
+            bitswap_dropped_messages: Gauge::default(),
             psk_rejections: Counter::default(),
             resident_memory: Gauge::default(),
             libp2p: Arc::new(libp2p::metrics::Metrics::new(&mut registry)),
@@ -139,6 +144,16 @@ impl PeerMetrics {
                 "crdt_merged_deltas",
                 "Deltas merged since the peer started",
                 &metrics.crdt_merged_deltas,
+            ),
+            (
+                "bitswap_wants_received",
+                "Block wants other peers sent since the peer started",
+                &metrics.bitswap_wants_received,
+            ),
+            (
+                "bitswap_dropped_messages",
+                "Bitswap messages dropped since the peer started, their peer's queue full",
+                &metrics.bitswap_dropped_messages,
             ),
         ] {
             own.register(name, help, gauge.clone());

@@ -30,8 +30,8 @@ use pinfold_core::net::pnet_guard::WrongSecret;
 use pinfold_core::net::pubsub::ClusterTopics;
 use pinfold_core::net::{bitswap, psk_gate};
 use pinfold_core::node::{
-    self, Answer, Effect, Gathered, GatheringId, Node, NodeConfig, NodeRole, Periods, Question,
-    RequestId, SnapshotPolicy, SyncState,
+    self, Answer, Effect, Gathered, GatheringId, GossipVerdict, Node, NodeConfig, NodeRole,
+    Periods, Question, RequestId, SnapshotPolicy, SyncState,
 };
 use pinfold_core::pin::Pin;
 use pinfold_core::tracker::GlobalPinInfo;
@@ -343,10 +343,11 @@ impl<E: Sink> Follower<E> {
     }
 
     /// Reports a failed store operation; the follower goes on with the next event.
-    fn check<T>(&self, result: Result<T, ReplicaError<IdbError>>) {
-        if let Err(error) = result {
-            self.sink.error(Problem::Storage, &error.to_string());
-        }
+    /// Reports a storage error to the page; the value when there was none.
+    fn check<T>(&self, result: Result<T, ReplicaError<IdbError>>) -> Option<T> {
+        result
+            .map_err(|error| self.sink.error(Problem::Storage, &error.to_string()))
+            .ok()
     }
 
     fn fail_start(&mut self, error: StartError) {
@@ -541,15 +542,27 @@ impl<E: Sink> Follower<E> {
     async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         let now = now_nanos();
         match event {
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
-                let Some(author) = message.source else {
-                    return;
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let verdict = match (message.source, self.topics.of(&message.topic)) {
+                    (Some(author), Some(topic)) => {
+                        let result = self.node.on_gossip(topic, author, message.data, now).await;
+                        self.check(result).unwrap_or(GossipVerdict::Reject)
+                    }
+                    _ => GossipVerdict::Reject,
                 };
-                let Some(topic) = self.topics.of(&message.topic) else {
-                    return;
-                };
-                let result = self.node.on_gossip(topic, author, message.data, now).await;
-                self.check(result);
+                self.swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        verdict.into(),
+                    );
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.node.on_identified(peer_id, info.listen_addrs, now);

@@ -7,7 +7,7 @@ use libp2p_identity::Keypair;
 
 use crate::codec::pubsub::{crdt_topic, message_id, METRICS_TOPIC};
 use crate::codec::MAX_PUBSUB_MESSAGE_BYTES;
-use crate::node::Topic;
+use crate::node::{GossipVerdict, Topic};
 
 /// The `protocolVersion` identify announces, as Go ipfs-cluster v1.1.6 peers announce it:
 /// empty, since the cluster never sets go-libp2p's `ProtocolVersion` option and go-libp2p
@@ -28,6 +28,9 @@ pub const FORWARD_QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// dropped leaves a gap in the receiver's DAG that it then walks one block per round trip,
 /// so on a link with 200 ms of latency a burst of drops during an ingest costs minutes. The
 /// queue stays bounded by its length (5,000 messages per peer).
+///
+/// Messages are forwarded only once the node accepted them ([`GossipVerdict`]): the driver
+/// reports each verdict with `report_message_validation_result`.
 pub fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -41,6 +44,7 @@ pub fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
         })
         .max_transmit_size(MAX_PUBSUB_MESSAGE_BYTES)
         .heartbeat_interval(Duration::from_secs(1))
+        .validate_messages()
         .publish_queue_duration(PUBLISH_QUEUE_WAIT)
         .forward_queue_duration(FORWARD_QUEUE_WAIT)
         .build()
@@ -91,6 +95,15 @@ impl ClusterTopics {
             Some(Topic::Metrics)
         } else {
             None
+        }
+    }
+}
+
+impl From<GossipVerdict> for gossipsub::MessageAcceptance {
+    fn from(verdict: GossipVerdict) -> Self {
+        match verdict {
+            GossipVerdict::Accept => gossipsub::MessageAcceptance::Accept,
+            GossipVerdict::Reject => gossipsub::MessageAcceptance::Reject,
         }
     }
 }

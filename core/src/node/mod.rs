@@ -168,6 +168,15 @@ pub enum Topic {
     Metrics,
 }
 
+/// Whether a gossip message may travel on: gossipsub forwards only what the node
+/// accepts. Heads of untrusted authors are rejected, as Go ipfs-cluster's topic validator
+/// rejects them, so that an untrusted member's flood goes no further than its neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GossipVerdict {
+    Accept,
+    Reject,
+}
+
 /// What the node saw in the pinset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PinsetChange {
@@ -646,15 +655,16 @@ impl<S: Store> Node<S> {
 
     // ----- gossip ------------------------------------------------------------------------
 
-    /// A gossip message from `author`.
+    /// A gossip message from `author`; the verdict says whether gossipsub may pass it on:
+    /// heads only from trusted authors, metrics only well formed and about their author.
     pub async fn on_gossip(
         &mut self,
         topic: Topic,
         author: PeerId,
         data: Vec<u8>,
         now: i64,
-    ) -> StoreResult<(), S> {
-        match topic {
+    ) -> StoreResult<GossipVerdict, S> {
+        let verdict = match topic {
             Topic::Heads => self.on_heads(author, data, now).await?,
             Topic::Metrics => match Metric::from_msgpack(&data) {
                 Ok(metric) if metric.peer == author => {
@@ -662,16 +672,28 @@ impl<S: Store> Node<S> {
                         self.learn_addresses(&metric, now);
                     }
                     self.monitor.receive(metric, now);
+                    GossipVerdict::Accept
                 }
-                Ok(_) => tracing::debug!(%author, "dropped a metric about another peer"),
-                Err(error) => tracing::debug!(%author, %error, "dropped a malformed metric"),
+                Ok(_) => {
+                    tracing::debug!(%author, "dropped a metric about another peer");
+                    GossipVerdict::Reject
+                }
+                Err(error) => {
+                    tracing::debug!(%author, %error, "dropped a malformed metric");
+                    GossipVerdict::Reject
+                }
             },
-        }
+        };
         self.drain(now);
-        Ok(())
+        Ok(verdict)
     }
 
-    async fn on_heads(&mut self, author: PeerId, data: Vec<u8>, now: i64) -> StoreResult<(), S> {
+    async fn on_heads(
+        &mut self,
+        author: PeerId,
+        data: Vec<u8>,
+        now: i64,
+    ) -> StoreResult<GossipVerdict, S> {
         if !self.config.trust.trusts(&author) {
             if self.untrusted_authors.insert(author) {
                 self.effects.push_back(Effect::Problem {
@@ -682,14 +704,14 @@ impl<S: Store> Node<S> {
                     ),
                 });
             }
-            return Ok(());
+            return Ok(GossipVerdict::Reject);
         }
         if let Some(data) = self.bootstrap.hold(author, data) {
             self.replica
                 .receive_broadcast(&author, &data, ms(now))
                 .await?;
         }
-        Ok(())
+        Ok(GossipVerdict::Accept)
     }
 
     /// `peer` subscribed to `topic`: a peer that just joined learns our heads at the next

@@ -39,8 +39,9 @@ use pinfold_core::net::pnet_guard::WrongSecret;
 use pinfold_core::net::pubsub::ClusterTopics;
 use pinfold_core::net::{bitswap, psk_gate};
 use pinfold_core::node::{
-    self, Answer, DaemonTask, Effect, Gathered, GatheringId, InformerSettings, IpfsIdentity, Node,
-    NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId, SnapshotPolicy, Topic,
+    self, Answer, DaemonTask, Effect, Gathered, GatheringId, GossipVerdict, InformerSettings,
+    IpfsIdentity, Node, NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId,
+    SnapshotPolicy, Topic,
 };
 pub use pinfold_core::node::{CommandError, DaemonAnswer, SyncState, PAGE};
 use pinfold_core::pin::{Pin, UnixTime};
@@ -603,6 +604,13 @@ impl Peer {
         metrics.crdt_height.set(progress.height as i64);
         metrics.crdt_pending_blocks.set(progress.pending as i64);
         metrics.crdt_merged_deltas.set(progress.merged as i64);
+        let bitswap = self.swarm.behaviour().inner().bitswap.stats();
+        metrics
+            .bitswap_wants_received
+            .set(bitswap.wants_received as i64);
+        metrics
+            .bitswap_dropped_messages
+            .set(bitswap.dropped_messages as i64);
         metrics.refresh_resident_memory();
     }
 
@@ -1081,15 +1089,28 @@ impl Peer {
         }
         let now = now_nanos();
         match event {
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
-                let Some(author) = message.source else {
-                    return Ok(());
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let verdict = match (message.source, self.topics.of(&message.topic)) {
+                    (Some(author), Some(topic)) => {
+                        self.node
+                            .on_gossip(topic, author, message.data, now)
+                            .await?
+                    }
+                    _ => GossipVerdict::Reject,
                 };
-                if let Some(topic) = self.topics.of(&message.topic) {
-                    self.node
-                        .on_gossip(topic, author, message.data, now)
-                        .await?;
-                }
+                self.swarm
+                    .behaviour_mut()
+                    .inner_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        verdict.into(),
+                    );
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,
