@@ -195,14 +195,20 @@ impl Monitor {
     }
 
     /// Raises an alert for each peer whose latest valid metric of some name has expired,
-    /// once per outage (Go's `CheckAll`, with `MaxAlertThreshold` 1).
+    /// once per outage (Go's `CheckAll`, with `MaxAlertThreshold` 1). A peer that has not
+    /// pinged yet raises none: its clock is not known, and its first metrics may come
+    /// before its first ping.
     pub fn check(&mut self, now: i64) -> Vec<Alert> {
         let mut alerts = Vec::new();
+        let pinged = self.windows.get(PING_METRIC);
         for (name, peers) in &self.windows {
             for (peer, window) in peers {
                 let Some(latest) = window.back() else {
                     continue;
                 };
+                if !pinged.is_some_and(|p| p.contains_key(peer)) {
+                    continue;
+                }
                 if !latest.valid || self.clock_of(peer, now) <= latest.expire {
                     continue;
                 }

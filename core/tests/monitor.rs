@@ -206,3 +206,30 @@ fn a_peer_whose_clock_is_an_hour_off_is_judged_by_its_own_clock() {
     theirs.receive(timed_ping(7, silent), silent - HOUR);
     assert_eq!(theirs.cluster_time(&peer(1), silent - HOUR), silent - HOUR);
 }
+
+#[test]
+fn metrics_before_a_peers_first_ping_raise_no_alert_and_count_once_it_pings() {
+    const HOUR: i64 = 3600 * SECOND;
+    let now = 1_700_000_000 * SECOND;
+    let mut monitor = Monitor::new();
+    // A freespace metric from a peer an hour behind, before its first ping.
+    let freespace = Metric {
+        name: "freespace".into(),
+        peer: peer(1),
+        value: "100".into(),
+        expire: now - HOUR + 30 * SECOND,
+        valid: true,
+        weight: 100,
+        partitionable: false,
+        received_at: 0,
+    };
+    monitor.receive(freespace, now);
+    assert!(monitor.check(now + SECOND).is_empty());
+    assert!(monitor.latest_metrics("freespace", now + SECOND).is_empty());
+    monitor.receive(timed_ping(1, now - HOUR + 2 * SECOND), now + 2 * SECOND);
+    assert!(monitor.check(now + 3 * SECOND).is_empty());
+    assert_eq!(
+        monitor.latest_metrics("freespace", now + 3 * SECOND).len(),
+        1
+    );
+}

@@ -1,8 +1,9 @@
 // Soak: three full peers on loopback, each with its own Kubo, under a steady load of pins
 // and unpins for a set time (run by scripts/soak). Every 10 s it samples each process's
 // resident memory and open files, and each peer's queue (pins queued and pinning, from its
-// Prometheus gauges), then prints the first and last samples and each figure's growth per
-// hour: the least-squares slope over the samples after the first fifth of the run.
+// Prometheus gauges) and pinset file, then prints the first and last samples and each
+// figure's growth per hour (the least-squares slope over the samples after the first fifth
+// of the run), and each peer's memory at every tenth of the run, so that a level shows.
 // Environment: PINFOLD_SOAK_MINUTES (default 10), PINFOLD_SOAK_RATE (pins per second,
 // default 20; as many unpins once PINFOLD_SOAK_WINDOW pins, default 2000, are live).
 import fs from 'node:fs';
@@ -66,7 +67,8 @@ async function main() {
     ...peers.map((p) => ({ name: p.name, pid: p.child.pid, peer: peers.indexOf(p) })),
     ...peers.map((p) => ({ name: `${p.name} Kubo`, pid: kuboPid(p.ipfs) })),
   ];
-  const samples = processes.map(() => ({ rss: [], files: [], queue: [] }));
+  const samples = processes.map(() => ({ rss: [], files: [], queue: [], pinset: [] }));
+  const pinsetBytes = (n) => fs.statSync(path.join(peers[n].dir, 'pinset.redb')).size;
   const ends = Date.now() + minutes * 60_000;
   let written = 0;
   let removed = 0;
@@ -100,7 +102,10 @@ async function main() {
     for (const [i, proc] of processes.entries()) {
       samples[i].rss.push(rssKiB(proc.pid));
       samples[i].files.push(openFiles(proc.pid));
-      if (proc.peer !== undefined) samples[i].queue.push(await queue(proc.peer));
+      if (proc.peer !== undefined) {
+        samples[i].queue.push(await queue(proc.peer));
+        samples[i].pinset.push(pinsetBytes(proc.peer));
+      }
     }
     await sleep(Math.min(SAMPLE_MS, Math.max(0, ends - Date.now())));
   }
@@ -123,6 +128,19 @@ async function main() {
       s.queue.length ? String(Math.max(...s.queue)) : '-',
     ];
     console.log(row.join(' '));
+  }
+  for (const [i, proc] of processes.entries()) {
+    const s = samples[i];
+    const tenths = Array.from(
+      { length: 11 },
+      (_, t) => s.rss[Math.min(s.rss.length - 1, Math.round((t * (s.rss.length - 1)) / 10))],
+    );
+    const pinset = s.pinset.length
+      ? `; pinset file ${(s.pinset[0] / 2 ** 20).toFixed(1)} → ${(s.pinset.at(-1) / 2 ** 20).toFixed(1)} MiB`
+      : '';
+    console.log(
+      `${proc.name}: RSS at each tenth of the run (MiB) ${tenths.map((k) => (k / 1024).toFixed(0)).join(' ')}${pinset}`,
+    );
   }
 }
 

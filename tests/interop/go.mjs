@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ClusterProcess, waitFor } from '../cluster/harness.mjs';
+import { ClusterProcess, Ipfs, Peer, waitFor } from '../cluster/harness.mjs';
 import { freePort } from '../support/net.mjs';
 
 const cache = process.env.PINFOLD_CACHE ?? path.join(os.homedir(), '.cache/pinfold');
@@ -132,4 +132,56 @@ export class GoPeer extends ClusterProcess {
 /** Stops every Go peer started here. */
 export async function stopGoPeers() {
   for (const peer of [...goPeers]) await peer.stop();
+}
+
+/**
+ * A mixed CRDT cluster: Go peers `go1`, `go2` and pinfold peers `pf1`, `pf2`, each with its
+ * own Kubo, one `secret`, the four trusted, `env` added to every peer's environment. It
+ * returns once each peer reaches the other three.
+ */
+export async function startMixedCluster(secret, env = {}) {
+  const go1 = new GoPeer('go1', { ipfs: await new Ipfs('go1').start() });
+  const go2 = new GoPeer('go2', { ipfs: await new Ipfs('go2').start() });
+  const pf1 = new Peer('pf1', { ipfs: await new Ipfs('pf1').start() });
+  const pf2 = new Peer('pf2', { ipfs: await new Ipfs('pf2').start() });
+  const everyone = () => [go1, go2, pf1, pf2];
+  for (const peer of everyone()) await peer.init(secret);
+  const trusted = everyone()
+    .map((p) => p.id)
+    .join(',');
+  for (const peer of everyone()) Object.assign(peer.extraEnv, { CLUSTER_CRDT_TRUSTEDPEERS: trusted }, env);
+  // Informer metrics every couple of seconds, on both sides, so that allocations see
+  // every peer soon after start.
+  for (const peer of [pf1, pf2]) {
+    Object.assign(peer.extraEnv, {
+      CLUSTER_DISK_METRICTTL: '4s',
+      CLUSTER_TAGS_METRICTTL: '4s',
+      CLUSTER_PINQUEUE_METRICTTL: '4s',
+    });
+  }
+  await go1.start();
+  await pf1.start(['--bootstrap', go1.address]);
+  // go2 joins through pf1 (Go's Join calls Cluster.PeerAdd on it, which asks go2's
+  // Cluster.ID back) and through go1: Go peers find each other through their DHT, which
+  // pinfold does not serve. pf2 knows only pf1: it learns the Go peers' addresses from
+  // the peers it is connected to (Cluster.ID's cluster_peers_addresses).
+  await Promise.all([
+    go2.start(['--bootstrap', `${pf1.address},${go1.address}`]),
+    pf2.start(['--bootstrap', pf1.address]),
+  ]);
+  await waitFor(
+    'every peer to reach the other three',
+    async () => {
+      const lists = await Promise.all(everyone().map((p) => p.list('/peers')));
+      if (lists.every((ids) => ids.length === 4 && ids.every((id) => !id.error))) return true;
+      // Thrown so that a timeout says who could not reach whom.
+      const seen = lists.map(
+        (ids, i) =>
+          `${everyone()[i].name} sees ${ids.map((id) => `${id.peername || id.id}${id.error ? ` (${id.error})` : ''}`).join(', ')}`,
+      );
+      throw new Error(seen.join('; '));
+    },
+    90_000,
+  );
+  return { go1, go2, pf1, pf2 };
 }

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
-import { GoPeer, clusterCtl, jsonValues, stopGoPeers } from './go.mjs';
+import { pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
+import { clusterCtl, jsonValues, startMixedCluster, stopGoPeers } from './go.mjs';
 
 const secret = 'a3b1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
 let go1, go2, pf1, pf2;
@@ -17,48 +17,7 @@ const pinfoldCtl = (peer, ...args) =>
   execFileSync(pinfoldBin, ['ctl', '--host', peer.api, ...args], { encoding: 'utf8', timeout: 60_000 });
 
 before(async () => {
-  go1 = new GoPeer('go1', { ipfs: await new Ipfs('go1').start() });
-  go2 = new GoPeer('go2', { ipfs: await new Ipfs('go2').start() });
-  pf1 = new Peer('pf1', { ipfs: await new Ipfs('pf1').start() });
-  pf2 = new Peer('pf2', { ipfs: await new Ipfs('pf2').start() });
-  for (const peer of everyone()) await peer.init(secret);
-  const trusted = everyone()
-    .map((p) => p.id)
-    .join(',');
-  for (const peer of everyone()) peer.extraEnv.CLUSTER_CRDT_TRUSTEDPEERS = trusted;
-  // Informer metrics every couple of seconds, on both sides, so that allocations see
-  // every peer soon after start.
-  for (const peer of [pf1, pf2]) {
-    Object.assign(peer.extraEnv, {
-      CLUSTER_DISK_METRICTTL: '4s',
-      CLUSTER_TAGS_METRICTTL: '4s',
-      CLUSTER_PINQUEUE_METRICTTL: '4s',
-    });
-  }
-  await go1.start();
-  await pf1.start(['--bootstrap', go1.address]);
-  // go2 joins through pf1 (Go's Join calls Cluster.PeerAdd on it, which asks go2's
-  // Cluster.ID back) and through go1: Go peers find each other through their DHT, which
-  // pinfold does not serve. pf2 knows only pf1: it learns the Go peers' addresses from
-  // the peers it is connected to (Cluster.ID's cluster_peers_addresses).
-  await Promise.all([
-    go2.start(['--bootstrap', `${pf1.address},${go1.address}`]),
-    pf2.start(['--bootstrap', pf1.address]),
-  ]);
-  await waitFor(
-    'every peer to reach the other three',
-    async () => {
-      const lists = await Promise.all(everyone().map((p) => p.list('/peers')));
-      if (lists.every((ids) => ids.length === 4 && ids.every((id) => !id.error))) return true;
-      // Thrown so that a timeout says who could not reach whom.
-      const seen = lists.map(
-        (ids, i) =>
-          `${everyone()[i].name} sees ${ids.map((id) => `${id.peername || id.id}${id.error ? ` (${id.error})` : ''}`).join(', ')}`,
-      );
-      throw new Error(seen.join('; '));
-    },
-    90_000,
-  );
+  ({ go1, go2, pf1, pf2 } = await startMixedCluster(secret));
 });
 
 after(async () => {

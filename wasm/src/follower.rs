@@ -27,7 +27,7 @@ use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::crdt::{self, Replica, ReplicaError, Trust};
 use pinfold_core::net::peer_request::{self, handling, Handling};
 use pinfold_core::net::pnet_guard::WrongSecret;
-use pinfold_core::net::pubsub::ClusterTopics;
+use pinfold_core::net::pubsub::{self, ClusterTopics};
 use pinfold_core::net::{bitswap, psk_gate};
 use pinfold_core::node::{
     self, Answer, Effect, Gathered, GatheringId, GossipVerdict, Node, NodeConfig, NodeRole,
@@ -547,22 +547,15 @@ impl<E: Sink> Follower<E> {
                 message_id,
                 message,
             }) => {
-                let verdict = match (message.source, self.topics.of(&message.topic)) {
-                    (Some(author), Some(topic)) => {
+                let verdict = match self.topics.sort(&message) {
+                    Some((author, topic)) => {
                         let result = self.node.on_gossip(topic, author, message.data, now).await;
                         self.check(result).unwrap_or(GossipVerdict::Reject)
                     }
-                    _ => GossipVerdict::Reject,
+                    None => GossipVerdict::Reject,
                 };
-                self.swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        verdict.into(),
-                    );
+                let gossipsub = &mut self.swarm.behaviour_mut().inner_mut().gossipsub;
+                pubsub::report_verdict(gossipsub, &message_id, &propagation_source, verdict);
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 self.node.on_identified(peer_id, info.listen_addrs, now);

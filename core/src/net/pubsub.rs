@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use libp2p_gossipsub as gossipsub;
-use libp2p_identity::Keypair;
+use libp2p_identity::{Keypair, PeerId};
 
 use crate::codec::pubsub::{crdt_topic, message_id, METRICS_TOPIC};
 use crate::codec::MAX_PUBSUB_MESSAGE_BYTES;
@@ -87,6 +87,12 @@ impl ClusterTopics {
         }
     }
 
+    /// The author and topic of `message` when it is signed and on one of the two; any
+    /// other message is to be rejected.
+    pub fn sort(&self, message: &gossipsub::Message) -> Option<(PeerId, Topic)> {
+        Some((message.source?, self.of(&message.topic)?))
+    }
+
     /// Which of the two `hash` names, if either.
     pub fn of(&self, hash: &gossipsub::TopicHash) -> Option<Topic> {
         if *hash == self.heads.hash() {
@@ -97,6 +103,17 @@ impl ClusterTopics {
             None
         }
     }
+}
+
+/// Tells `gossipsub` the node's verdict on the message `id` that came from `source`: it
+/// forwards the message only when accepted.
+pub fn report_verdict(
+    gossipsub: &mut gossipsub::Behaviour,
+    id: &gossipsub::MessageId,
+    source: &PeerId,
+    verdict: GossipVerdict,
+) {
+    gossipsub.report_message_validation_result(id, source, verdict.into());
 }
 
 impl From<GossipVerdict> for gossipsub::MessageAcceptance {

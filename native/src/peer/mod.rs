@@ -36,7 +36,7 @@ use pinfold_core::informer::{DiskMetric, RepoStat};
 use pinfold_core::monitor;
 use pinfold_core::net::peer_request::{self, Handling};
 use pinfold_core::net::pnet_guard::WrongSecret;
-use pinfold_core::net::pubsub::ClusterTopics;
+use pinfold_core::net::pubsub::{self, ClusterTopics};
 use pinfold_core::net::{bitswap, psk_gate};
 use pinfold_core::node::{
     self, Answer, DaemonTask, Effect, Gathered, GatheringId, GossipVerdict, InformerSettings,
@@ -1094,23 +1094,16 @@ impl Peer {
                 message_id,
                 message,
             }) => {
-                let verdict = match (message.source, self.topics.of(&message.topic)) {
-                    (Some(author), Some(topic)) => {
+                let verdict = match self.topics.sort(&message) {
+                    Some((author, topic)) => {
                         self.node
                             .on_gossip(topic, author, message.data, now)
                             .await?
                     }
-                    _ => GossipVerdict::Reject,
+                    None => GossipVerdict::Reject,
                 };
-                self.swarm
-                    .behaviour_mut()
-                    .inner_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        verdict.into(),
-                    );
+                let gossipsub = &mut self.swarm.behaviour_mut().inner_mut().gossipsub;
+                pubsub::report_verdict(gossipsub, &message_id, &propagation_source, verdict);
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
                 peer_id,
