@@ -24,6 +24,10 @@ use crate::codec::metric::Metric;
 pub const PING_METRIC: &str = "ping";
 /// Metrics kept per peer and name (`DefaultWindowCap`).
 pub const WINDOW_CAP: usize = 25;
+/// Clock samples kept per peer. A sample is the peer's send time minus our receive time:
+/// the offset less however long the ping took to arrive and be read, so the largest recent
+/// sample is the estimate, and one ping held up under load does not skew it.
+pub const CLOCK_SAMPLES: usize = 8;
 /// How often peers publish `ping`, by default (`monitor_ping_interval`), in milliseconds.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 15_000;
 
@@ -81,9 +85,10 @@ pub struct Monitor {
     windows: BTreeMap<String, BTreeMap<PeerBytes, VecDeque<Metric>>>,
     /// Peers and metrics already alerted on in their current outage.
     alerted: BTreeSet<(String, PeerBytes)>,
-    /// Each peer's clock minus ours, in nanoseconds, from the send time of its latest ping
-    /// that had one. Peers missing here count as agreeing with ours.
-    clock_offsets: BTreeMap<PeerBytes, i64>,
+    /// Each peer's clock minus ours, in nanoseconds, sampled from the send times of its
+    /// latest pings that had one ([`CLOCK_SAMPLES`]). Peers missing here count as agreeing
+    /// with ours.
+    clock_offsets: BTreeMap<PeerBytes, VecDeque<i64>>,
 }
 
 /// Peers ordered by their bytes, as Go orders `peer.ID` strings.
@@ -101,8 +106,11 @@ impl Monitor {
         let peer = metric.peer.to_bytes();
         if metric.name == PING_METRIC {
             if let Some(sent_at) = PingInfo::of(&metric).map(|p| p.sent_at).filter(|&t| t > 0) {
-                self.clock_offsets
-                    .insert(peer.clone(), sent_at.saturating_sub(now));
+                let samples = self.clock_offsets.entry(peer.clone()).or_default();
+                if samples.len() == CLOCK_SAMPLES {
+                    samples.pop_front();
+                }
+                samples.push_back(sent_at.saturating_sub(now));
             }
         }
         if metric.is_live(self.clock_of(&peer, now)) {
@@ -122,15 +130,19 @@ impl Monitor {
 
     /// `now` in our clock, read in `peer`'s clock.
     fn clock_of(&self, peer: &[u8], now: i64) -> i64 {
-        now.saturating_add(self.clock_offsets.get(peer).copied().unwrap_or(0))
+        now.saturating_add(self.offset_of(peer))
+    }
+
+    fn offset_of(&self, peer: &[u8]) -> i64 {
+        self.clock_offsets
+            .get(peer)
+            .and_then(|samples| samples.iter().max().copied())
+            .unwrap_or(0)
     }
 
     /// `peer`'s clock minus ours, in nanoseconds; 0 when it never said its time.
     pub fn clock_offset(&self, peer: &PeerId) -> i64 {
-        self.clock_offsets
-            .get(&peer.to_bytes())
-            .copied()
-            .unwrap_or(0)
+        self.offset_of(&peer.to_bytes())
     }
 
     /// The cluster's time at our `now`: the lower median of the clocks of the peers with a

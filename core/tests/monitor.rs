@@ -233,3 +233,17 @@ fn metrics_before_a_peers_first_ping_raise_no_alert_and_count_once_it_pings() {
         1
     );
 }
+
+#[test]
+fn a_ping_held_up_on_its_way_does_not_skew_the_clock_offset() {
+    let now = 1_700_000_000 * SECOND;
+    let mut monitor = Monitor::new();
+    // Same clock; the third ping was read 5 s after it was sent.
+    monitor.receive(timed_ping(1, now), now + 10_000_000);
+    monitor.receive(timed_ping(1, now + SECOND), now + SECOND + 20_000_000);
+    monitor.receive(timed_ping(1, now + 2 * SECOND), now + 7 * SECOND);
+    assert_eq!(monitor.clock_offset(&peer(1)), -10_000_000);
+    // Its ping expired 30 s after it was sent, in its clock: not 5 s later.
+    let alerts = monitor.check(now + 2 * SECOND + 31 * SECOND);
+    assert_eq!(alerts.len(), 1);
+}
