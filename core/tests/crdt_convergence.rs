@@ -205,6 +205,54 @@ fn a_replica_catches_up_after_missing_every_broadcast() {
     assert_eq!(sim.values(2).len(), 50);
 }
 
+/// A replica that missed a thousand deltas catches up in a few round trips: it asks a peer
+/// for runs of ancestors, where walking back one block per fetch takes a round trip each.
+#[test]
+fn a_replica_behind_by_a_thousand_deltas_catches_up_in_runs() {
+    let catch_up = |ancestors_per_request| {
+        let configs = (0..2)
+            .map(|r| Config {
+                ancestors_per_request,
+                fetch_timeout_ms: 5_000,
+                ..config(r, false)
+            })
+            .collect();
+        let mut sim = Sim::new(configs, 5);
+        sim.groups = vec![0, 1];
+        for i in 0..1_000 {
+            sim.put(0, &format!("/k{i}"), b"v");
+        }
+        sim.groups = vec![0, 0];
+        // Each delivery takes 1 to 50 ms: a round trip is about 50 ms.
+        sim.faults = Faults {
+            max_delay: 50,
+            ..Faults::NONE
+        };
+        sim.put(0, "/last", b"v");
+        let started = sim.now;
+        while sim.now - started < 600_000
+            && !(sim.replicas[1].is_synced() && sim.replicas[1].heads() == sim.replicas[0].heads())
+        {
+            sim.advance(50, 10);
+        }
+        assert_eq!(sim.values(1), sim.values(0));
+        assert_eq!(sim.values(1).len(), 1_001);
+        (sim.now - started, sim.replicas[1].stats().ancestor_blocks)
+    };
+    let (in_runs, blocks_in_runs) = catch_up(2_000);
+    let (one_by_one, no_runs) = catch_up(0);
+    println!("caught up in {in_runs} ms in runs, {one_by_one} ms one block at a time");
+    assert!(
+        blocks_in_runs >= 1_000,
+        "{blocks_in_runs} blocks came in runs"
+    );
+    assert_eq!(no_runs, 0);
+    assert!(
+        in_runs <= 500 && one_by_one >= 20 * in_runs,
+        "caught up in {in_runs} ms in runs, {one_by_one} ms one block at a time"
+    );
+}
+
 /// Higher priority wins over a concurrent write, whatever the value bytes (TestCRDTPriority).
 #[test]
 fn the_value_written_on_top_of_more_history_wins() {

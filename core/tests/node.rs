@@ -246,7 +246,7 @@ impl Sim {
     /// How node `to` answers, its driver's part done with an empty daemon.
     fn answer(&mut self, to: usize, request: PeerRequest) -> PeerResponse {
         let now = self.clock(to);
-        match self.nodes[to].on_request(request) {
+        match ready(self.nodes[to].on_request(request)).unwrap() {
             Answer::Now(response) => response,
             Answer::FromDaemon(PeerRequest::Statuses { cids, recover }) => {
                 let daemon = &self.daemons[to];
@@ -405,7 +405,7 @@ fn a_light_follower_starts_from_a_peers_snapshot_then_follows_new_writes() {
 }
 
 #[test]
-fn a_partitioned_peer_answers_with_an_error_then_catches_up_once_healed() {
+fn a_partitioned_peer_answers_with_an_error_then_catches_up_in_runs_once_healed() {
     use NodeRole::*;
     let mut sim = Sim::new(&[Full, Full, Full], SnapshotPolicy::NEVER);
     sim.connect_all();
@@ -433,6 +433,9 @@ fn a_partitioned_peer_answers_with_an_error_then_catches_up_once_healed() {
     // The heads are rebroadcast within the replica's interval (60 s).
     sim.run(300);
     assert_eq!(sorted(sim.pins_of(2)), sorted(cids));
+    // The four deltas below the first head it heard came in one ancestors answer.
+    let stats = sim.nodes[2].replica().stats();
+    assert!(stats.ancestor_blocks >= 4, "{stats:?}");
 }
 
 #[test]

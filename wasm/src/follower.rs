@@ -581,11 +581,12 @@ impl<E: Sink> Follower<E> {
         let now = now_nanos();
         let (request, answer) = match handling(event) {
             Handling::Asked { request, channel } => {
-                let response = match self.node.on_request(request) {
-                    Answer::Now(response) => response,
-                    Answer::FromDaemon(_) => {
+                let response = match self.node.on_request(request).await {
+                    Ok(Answer::Now(response)) => response,
+                    Ok(Answer::FromDaemon(_)) => {
                         PeerResponse::Error("a light follower has no IPFS daemon".into())
                     }
+                    Err(error) => PeerResponse::Error(error.to_string()),
                 };
                 let requests = &mut self.swarm.behaviour_mut().inner_mut().peer_requests;
                 let _ = requests.send_response(channel, response);

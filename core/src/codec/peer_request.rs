@@ -7,22 +7,28 @@
 //! loads instead of walking the whole DAG, or a summary: how many of its pins stand in each
 //! status (what a dashboard shows without asking for a million statuses), or a garbage
 //! collection of its IPFS daemon's repository (asked over [`REPO_GC_PROTOCOL`], whose
-//! answers may take as long as a collection does).
+//! answers may take as long as a collection does), or a run of delta blocks: a block and
+//! its ancestors down to the blocks the asker already has, so that a replica behind by
+//! many deltas catches up in a few round trips instead of one per block.
 //!
 //! One request and one response per stream, each a varint-length-prefixed JSON document.
 //! Requests: `{"cids": ["<cid>", ...]}` (at most [`MAX_CIDS`]), with `"recover": true` to
 //! recover them first, `{"connections": true}`, `{"snapshot": true}`, `{"summary": true}` or
-//! `{"repo_gc": true}`.
+//! `{"repo_gc": true}`, or `{"ancestors": {"from": "<cid>", "known": ["<cid>", ...],
+//! "limit": <n>}}` (at most [`MAX_KNOWN`] known CIDs and [`MAX_ANCESTORS`] blocks).
 //! Responses:
 //! `{"statuses": [<PinInfo>, ...]}` with one of ipfs-cluster's `PinInfo` JSON objects per CID
 //! asked, `{"connections": {"cluster_peers": [...], "ipfs_id": "...", "ipfs_peers": [...]}}`,
 //! `{"snapshot": {"root": "<cid>", "height": <n>, "keys": <n>}}`,
 //! `{"summary": {"pins": <n>, "statuses": {"pinned": <n>, ...}}}`, `{"repo_gc": <RepoGC>}`
-//! (ipfs-cluster's JSON, see [`crate::repo_gc`]), or `{"error": "<why>"}`
+//! (ipfs-cluster's JSON, see [`crate::repo_gc`]), `{"blocks": ["<base64 block>", ...]}`
+//! (at most [`MAX_ANCESTOR_BYTES`] of blocks, named by their hash), or `{"error": "<why>"}`
 //! (also when a peer has no snapshot to offer).
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use cid::Cid;
 use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize};
@@ -45,6 +51,16 @@ pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
 /// Largest response frame.
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
+/// Blocks one ancestors request may ask for.
+pub const MAX_ANCESTORS: u32 = 4096;
+
+/// Known CIDs one ancestors request may name.
+pub const MAX_KNOWN: usize = 64;
+
+/// Bytes of blocks an ancestors response holds at most: base64 of it fits
+/// [`MAX_RESPONSE_BYTES`] with room to spare.
+pub const MAX_ANCESTOR_BYTES: usize = 4 << 20;
+
 /// What is asked of a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerRequest {
@@ -58,6 +74,13 @@ pub enum PeerRequest {
     Summary,
     /// A garbage collection of the peer's IPFS daemon's repository.
     RepoGc,
+    /// Up to `limit` delta blocks: `from` and its ancestors, breadth first, not going past
+    /// the `known` blocks (the asker's heads).
+    Ancestors {
+        from: Cid,
+        known: Vec<Cid>,
+        limit: u32,
+    },
 }
 
 /// A peer's statuses of the whole pinset, counted: `pins` pins, of which `statuses[s]`
@@ -129,6 +152,8 @@ pub enum PeerResponse {
     Snapshot(SnapshotOffer),
     Summary(StatusSummary),
     RepoGc(RepoGc),
+    /// Delta blocks' bytes, each named by its sha2-256 (see [`PeerRequest::Ancestors`]).
+    Blocks(Vec<Vec<u8>>),
     Error(String),
 }
 
@@ -139,6 +164,12 @@ pub enum PeerRequestError {
     Json(String),
     #[error("status request names {0} CIDs; at most {MAX_CIDS} are allowed")]
     TooManyCids(usize),
+    #[error("ancestors request names {known} known CIDs and asks for {limit} blocks; at most {MAX_KNOWN} and {MAX_ANCESTORS} are allowed")]
+    TooManyAncestors { known: usize, limit: u32 },
+    #[error("blocks response holds {0} bytes of blocks; at most {MAX_ANCESTOR_BYTES} are allowed")]
+    TooManyBlockBytes(usize),
+    #[error("blocks response holds a block that is not base64: {0}")]
+    BadBlock(String),
     #[error("status request names {text:?}, which is not a CID: {reason}")]
     BadCid { text: String, reason: String },
     #[error("status response names {text:?}, which is not a peer id: {reason}")]
@@ -164,6 +195,16 @@ struct RequestJson {
     summary: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     repo_gc: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ancestors: Option<AncestorsJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AncestorsJson {
+    from: String,
+    known: Vec<String>,
+    limit: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -189,6 +230,8 @@ struct ResponseJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     repo_gc: Option<RepoGc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    blocks: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
@@ -201,6 +244,7 @@ impl PeerRequest {
             snapshot: false,
             summary: false,
             repo_gc: false,
+            ancestors: None,
         };
         let json = match self {
             PeerRequest::Statuses { cids, recover } => RequestJson {
@@ -224,6 +268,14 @@ impl PeerRequest {
                 repo_gc: true,
                 ..none
             },
+            PeerRequest::Ancestors { from, known, limit } => RequestJson {
+                ancestors: Some(AncestorsJson {
+                    from: from.to_string(),
+                    known: known.iter().map(Cid::to_string).collect(),
+                    limit: *limit,
+                }),
+                ..none
+            },
         };
         serde_json::to_vec(&json).expect("strings serialize")
     }
@@ -232,6 +284,28 @@ impl PeerRequest {
         let json: RequestJson =
             serde_json::from_slice(bytes).map_err(|e| PeerRequestError::Json(e.to_string()))?;
         let asked = (json.connections, json.snapshot, json.summary, json.repo_gc);
+        if let Some(ancestors) = json.ancestors {
+            if json.cids.is_some() || asked != (false, false, false, false) || json.recover {
+                return Err(PeerRequestError::Json(
+                    "an ancestors request asks for nothing else".into(),
+                ));
+            }
+            if ancestors.known.len() > MAX_KNOWN || ancestors.limit > MAX_ANCESTORS {
+                return Err(PeerRequestError::TooManyAncestors {
+                    known: ancestors.known.len(),
+                    limit: ancestors.limit,
+                });
+            }
+            return Ok(PeerRequest::Ancestors {
+                from: cid_from_json(ancestors.from)?,
+                known: ancestors
+                    .known
+                    .into_iter()
+                    .map(cid_from_json)
+                    .collect::<Result<_, _>>()?,
+                limit: ancestors.limit,
+            });
+        }
         let cids =
             match (json.cids, asked, json.recover) {
                 (None, (true, false, false, false), false) => return Ok(PeerRequest::Connections),
@@ -250,19 +324,21 @@ impl PeerRequest {
         }
         let cids = cids
             .into_iter()
-            .map(|text| {
-                text.parse()
-                    .map_err(|e: cid::Error| PeerRequestError::BadCid {
-                        reason: e.to_string(),
-                        text,
-                    })
-            })
+            .map(cid_from_json)
             .collect::<Result<_, _>>()?;
         Ok(PeerRequest::Statuses {
             cids,
             recover: json.recover,
         })
     }
+}
+
+fn cid_from_json(text: String) -> Result<Cid, PeerRequestError> {
+    text.parse()
+        .map_err(|e: cid::Error| PeerRequestError::BadCid {
+            reason: e.to_string(),
+            text,
+        })
 }
 
 fn peers_from_json(texts: Vec<String>) -> Result<Vec<PeerId>, PeerRequestError> {
@@ -288,6 +364,7 @@ impl PeerResponse {
             snapshot: None,
             summary: None,
             repo_gc: None,
+            blocks: None,
             error: None,
         };
         match self {
@@ -310,6 +387,9 @@ impl PeerResponse {
             PeerResponse::Snapshot(offer) => json.snapshot = Some(*offer),
             PeerResponse::Summary(summary) => json.summary = Some(summary.clone()),
             PeerResponse::RepoGc(gc) => json.repo_gc = Some(gc.clone()),
+            PeerResponse::Blocks(blocks) => {
+                json.blocks = Some(blocks.iter().map(|b| BASE64.encode(b)).collect())
+            }
             PeerResponse::Error(error) => json.error = Some(error.clone()),
         }
         serde_json::to_vec(&json).map_err(|e| PeerRequestError::Json(e.to_string()))
@@ -318,6 +398,32 @@ impl PeerResponse {
     pub fn decode(bytes: &[u8]) -> Result<Self, PeerRequestError> {
         let json: ResponseJson =
             serde_json::from_slice(bytes).map_err(|e| PeerRequestError::Json(e.to_string()))?;
+        if let Some(blocks) = json.blocks {
+            if json.statuses.is_some()
+                || json.connections.is_some()
+                || json.snapshot.is_some()
+                || json.summary.is_some()
+                || json.repo_gc.is_some()
+                || json.error.is_some()
+            {
+                return Err(PeerRequestError::Json(
+                    "a blocks response holds nothing else".into(),
+                ));
+            }
+            let blocks: Vec<Vec<u8>> = blocks
+                .iter()
+                .map(|b| {
+                    BASE64
+                        .decode(b)
+                        .map_err(|e| PeerRequestError::BadBlock(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            let bytes = blocks.iter().map(Vec::len).sum();
+            if bytes > MAX_ANCESTOR_BYTES {
+                return Err(PeerRequestError::TooManyBlockBytes(bytes));
+            }
+            return Ok(PeerResponse::Blocks(blocks));
+        }
         match (
             json.statuses,
             json.connections,
@@ -443,11 +549,30 @@ mod tests {
                     error: error.clone(),
                     keys_not_listed: snapshot.2,
                 }),
+                PeerResponse::Blocks(removed.iter().map(|(seed, text)| {
+                    [seed.as_slice(), text.as_bytes()].concat()
+                }).collect()),
                 PeerResponse::Error(error),
             ] {
                 let bytes = response.encode().unwrap();
                 prop_assert_eq!(PeerResponse::decode(&bytes).unwrap(), response);
             }
+        }
+
+        #[test]
+        fn ancestors_requests_round_trip(
+            from in any::<[u8; 8]>(),
+            known in proptest::collection::vec(any::<[u8; 8]>(), 0..=MAX_KNOWN),
+            limit in 0..=MAX_ANCESTORS,
+        ) {
+            let request = PeerRequest::Ancestors {
+                from: dag_pb_cid(&from),
+                known: known.iter().map(|s| dag_pb_cid(s)).collect(),
+                limit,
+            };
+            let bytes = request.encode();
+            prop_assert!(bytes.len() <= MAX_REQUEST_BYTES);
+            prop_assert_eq!(PeerRequest::decode(&bytes).unwrap(), request);
         }
 
         #[test]
@@ -480,6 +605,19 @@ mod tests {
         assert_eq!(text(PeerRequest::Snapshot), r#"{"snapshot":true}"#);
         assert_eq!(text(PeerRequest::Summary), r#"{"summary":true}"#);
         assert_eq!(text(PeerRequest::RepoGc), r#"{"repo_gc":true}"#);
+        assert_eq!(
+            text(PeerRequest::Ancestors {
+                from: cid,
+                known: vec![cid],
+                limit: 2
+            }),
+            r#"{"ancestors":{"from":"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi","known":["bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"],"limit":2}}"#
+        );
+        assert_eq!(
+            String::from_utf8(PeerResponse::Blocks(vec![b"ab".to_vec()]).encode().unwrap())
+                .unwrap(),
+            r#"{"blocks":["YWI="]}"#
+        );
         let summary = PeerResponse::Summary(StatusSummary {
             pins: 5,
             statuses: [(TrackerStatus::Pinned, 3), (TrackerStatus::PinError, 2)].into(),
@@ -541,6 +679,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            PeerRequest::decode(&read("seed-ancestors")),
+            Ok(PeerRequest::Ancestors { known, limit: 2000, .. }) if known.len() == 1
+        ));
+        assert!(matches!(
+            PeerResponse::decode(&read("seed-blocks-response")),
+            Ok(PeerResponse::Blocks(blocks)) if blocks.len() == 2
+        ));
         assert_eq!(
             PeerResponse::decode(&read("seed-error")).unwrap(),
             PeerResponse::Error("the daemon is down".into())
@@ -574,6 +720,37 @@ mod tests {
             PeerRequest::decode(br#"{"summary":true,"snapshot":true}"#),
             Err(PeerRequestError::Json(_))
         ));
+        let cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+        assert_eq!(
+            PeerRequest::decode(
+                format!(r#"{{"ancestors":{{"from":"{cid}","known":[],"limit":5000}}}}"#).as_bytes()
+            ),
+            Err(PeerRequestError::TooManyAncestors {
+                known: 0,
+                limit: 5000
+            })
+        );
+        assert!(matches!(
+            PeerRequest::decode(
+                format!(
+                    r#"{{"ancestors":{{"from":"{cid}","known":[],"limit":1}},"summary":true}}"#
+                )
+                .as_bytes()
+            ),
+            Err(PeerRequestError::Json(_))
+        ));
+        assert!(matches!(
+            PeerResponse::decode(br#"{"blocks":["not base64!"]}"#),
+            Err(PeerRequestError::BadBlock(_))
+        ));
+        let too_big = format!(
+            r#"{{"blocks":["{}"]}}"#,
+            BASE64.encode(vec![0u8; MAX_ANCESTOR_BYTES + 1])
+        );
+        assert_eq!(
+            PeerResponse::decode(too_big.as_bytes()),
+            Err(PeerRequestError::TooManyBlockBytes(MAX_ANCESTOR_BYTES + 1))
+        );
         assert!(matches!(
             PeerResponse::decode(br#"{"summary":{"pins":1}}"#),
             Err(PeerRequestError::Json(_))

@@ -79,6 +79,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Most blocks known and not yet merged. Bounds memory against absurdly wide DAGs.
     pub max_pending: usize,
+    /// Blocks asked for at once, from a peer that answers ancestors requests, when a walk
+    /// goes below the heads it started from ([`super::Output::FetchAncestors`]); 0 walks
+    /// one block per fetch only, as go-ds-crdt does.
+    pub ancestors_per_request: u32,
     /// Seeds the rebroadcast jitter, so runs are reproducible.
     pub seed: u64,
     /// Snapshot chunks are cut before their data passes this many bytes.
@@ -101,6 +105,7 @@ impl Default for Config {
             fetch_batch: 256,
             max_in_flight: 1024,
             max_pending: 200_000,
+            ancestors_per_request: 2_000,
             seed: 0,
             snapshot_chunk_bytes: MAX_CHUNK_BYTES,
             snapshot_fanout: MAX_FANOUT,

@@ -44,7 +44,7 @@ impl PinEvent {
                     .map(PinEvent::Unpinned)
                     .map_err(Into::into),
             ),
-            Output::Broadcast(_) | Output::Fetch(_) => None,
+            Output::Broadcast(_) | Output::Fetch(_) | Output::FetchAncestors { .. } => None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! request, fetch blocks, pin on the IPFS daemon. Only storage is awaited, through the
 //! replica's [`Store`]. A full peer and a light follower differ by their [`NodeRole`].
 
+mod catch_up;
 mod gather;
 mod pinning;
 pub mod plan;
@@ -40,6 +41,7 @@ pub use snapshots::{
     make_snapshot, offer_of, Bootstrap, MadeSnapshot, SnapshotPolicy, BOOTSTRAP_WAIT_MS,
 };
 
+use catch_up::CatchUp;
 use gather::Gatherings;
 use redial::Redial;
 
@@ -323,6 +325,7 @@ pub struct Node<S: Store> {
     monitor: Monitor,
     tracker: Option<PinTracker>,
     gatherings: Gatherings,
+    catch_up: CatchUp,
     redial: Redial,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     connected: HashSet<PeerId>,
@@ -384,6 +387,7 @@ impl<S: Store> Node<S> {
             monitor: Monitor::new(),
             tracker,
             gatherings: Gatherings::default(),
+            catch_up: CatchUp::default(),
             redial: Redial::default(),
             address_lookups: 0,
             next_address_lookup_ms: 0,
@@ -605,6 +609,9 @@ impl<S: Store> Node<S> {
                 Output::Fetch(cids) => self
                     .effects
                     .push_back(Effect::Bitswap(bitswap::Task::Fetch(cids))),
+                Output::FetchAncestors { from, known, limit } => {
+                    self.ask_ancestors(from, known, limit, now)
+                }
                 other => self.on_pinset_output(&other, now),
             }
         }
@@ -944,19 +951,22 @@ impl<S: Store> Node<S> {
     // ----- requests between peers --------------------------------------------------------
 
     /// How this node answers `request`.
-    pub fn on_request(&self, request: PeerRequest) -> Answer {
+    pub async fn on_request(&self, request: PeerRequest) -> StoreResult<Answer, S> {
         if !self.config.role.is_peer() {
-            return Answer::Now(PeerResponse::Error(
+            return Ok(Answer::Now(PeerResponse::Error(
                 "a light follower tracks no pins".into(),
-            ));
+            )));
         }
-        match request {
+        Ok(match request {
             PeerRequest::Snapshot => Answer::Now(match self.latest_snapshot {
                 Some(offer) => PeerResponse::Snapshot(offer),
                 None => PeerResponse::Error("no snapshot yet".into()),
             }),
+            PeerRequest::Ancestors { from, known, limit } => Answer::Now(PeerResponse::Blocks(
+                self.replica.ancestors(&from, &known, limit).await?,
+            )),
             other => Answer::FromDaemon(other),
-        }
+        })
     }
 
     /// The answer to request `id`, or why none came.
@@ -966,7 +976,14 @@ impl<S: Store> Node<S> {
         answer: Result<PeerResponse, String>,
         now: i64,
     ) -> StoreResult<(), S> {
-        if self.bootstrap.asked_with(id).is_some() {
+        if self.catch_up.is_answer(id) {
+            // A failed or refused request is an empty answer.
+            let blocks = match answer {
+                Ok(PeerResponse::Blocks(blocks)) => blocks,
+                _ => Vec::new(),
+            };
+            self.replica.receive_ancestors(blocks, ms(now)).await?;
+        } else if self.bootstrap.asked_with(id).is_some() {
             let offer = match answer {
                 Ok(PeerResponse::Snapshot(offer)) => Some(offer),
                 _ => None,

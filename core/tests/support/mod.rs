@@ -56,6 +56,7 @@ enum Message {
     Broadcast { from: usize, data: Vec<u8> },
     Block { cid: Cid, bytes: Vec<u8> },
     Unavailable { cid: Cid },
+    Ancestors { blocks: Vec<Vec<u8>> },
 }
 
 pub struct Sim {
@@ -133,6 +134,9 @@ impl Sim {
                     bytes: bytes.clone(),
                 },
                 Message::Unavailable { cid } => Message::Unavailable { cid: *cid },
+                Message::Ancestors { blocks } => Message::Ancestors {
+                    blocks: blocks.clone(),
+                },
             };
             self.messages.insert(self.seq, copy);
             self.queue.push(Reverse((at, self.seq, to)));
@@ -173,6 +177,19 @@ impl Sim {
                         }
                     }
                 }
+                Output::FetchAncestors { from, known, limit } => {
+                    // Asked of a random other replica of the group, as a node takes turns.
+                    let others: Vec<usize> = (0..self.replicas.len())
+                        .filter(|&p| p != r && self.groups[p] == self.groups[r])
+                        .collect();
+                    let blocks = if others.is_empty() {
+                        Vec::new()
+                    } else {
+                        let p = others[self.rng.gen_range(0..others.len())];
+                        ready(self.replicas[p].ancestors(&from, &known, limit)).unwrap()
+                    };
+                    self.send(r, Message::Ancestors { blocks });
+                }
                 Output::Put { key, value, .. } => {
                     self.observed[r].insert(key, value);
                 }
@@ -203,6 +220,9 @@ impl Sim {
                 }
                 Message::Unavailable { cid } => {
                     ready(replica.block_unavailable(&cid, now)).unwrap()
+                }
+                Message::Ancestors { blocks } => {
+                    ready(replica.receive_ancestors(blocks, now)).unwrap()
                 }
             }
             self.drain(to);

@@ -559,6 +559,9 @@ impl Client {
                 .and_then(|reply| api::repo_gc_from_value(&reply).map_err(|e| e.to_string()))
                 .map(PeerResponse::RepoGc),
             PeerRequest::Snapshot => Err("Go ipfs-cluster peers serve no snapshots".to_owned()),
+            PeerRequest::Ancestors { .. } => {
+                Err("Go ipfs-cluster peers serve delta blocks over bitswap only".to_owned())
+            }
         };
         answer.unwrap_or_else(PeerResponse::Error)
     }

@@ -1167,7 +1167,7 @@ impl Peer {
     ) -> anyhow::Result<()> {
         let (request_id, answer) = match peer_request::handling(event) {
             Handling::Asked { request, channel } => {
-                match self.node.on_request(request) {
+                match self.node.on_request(request).await? {
                     Answer::Now(response) => self.respond(channel, response),
                     Answer::FromDaemon(request) => {
                         self.answer_from_daemon(exchange, request, channel)
@@ -1225,7 +1225,7 @@ impl Peer {
                     channel,
                 },
                 // The node answers these itself.
-                PeerRequest::Snapshot => return,
+                PeerRequest::Snapshot | PeerRequest::Ancestors { .. } => return,
             };
             let _ = report.send(answer).await;
         });

@@ -4,7 +4,10 @@
 //! merges what it can through its [`Store`] and queues [`Output`]s: broadcasts to publish,
 //! blocks to fetch, and value changes. It opens no socket, starts no task and reads no clock.
 
+mod ancestors;
 mod batching;
+
+pub use ancestors::{ancestors_in, ANCESTORS_RETRY_MS};
 mod snapshots;
 mod walk;
 
@@ -37,6 +40,15 @@ pub enum Output {
     /// Fetch these blocks and hand each to [`Replica::receive_block`] (or report
     /// [`Replica::block_unavailable`]).
     Fetch(Vec<Cid>),
+    /// Ask a peer that answers ancestors requests for up to `limit` blocks: `from` and its
+    /// ancestors, not going past `known`; hand its answer to [`Replica::receive_ancestors`]
+    /// (an empty one when no peer answered). `from` was also asked for by a
+    /// [`Output::Fetch`], so that a peer that does not answer these only slows the walk.
+    FetchAncestors {
+        from: Cid,
+        known: Vec<Cid>,
+        limit: u32,
+    },
     /// A key got a new value (go-ds-crdt's put hook); `added` when it had none before.
     Put {
         key: String,
@@ -73,6 +85,8 @@ pub struct Stats {
     pub parked_blocks: u64,
     /// Heads or blocks refused because `max_pending` was reached.
     pub over_capacity: u64,
+    /// Blocks received in answers to ancestors requests.
+    pub ancestor_blocks: u64,
     /// Snapshots refused because their announcer is not trusted.
     pub untrusted_snapshots: u64,
     /// Snapshot chunks merged, and snapshots fully loaded.
@@ -161,6 +175,13 @@ pub struct Replica<S: Store> {
     /// Snapshot chunks received and checked, in arrival order.
     held_chunks: VecDeque<BlockId>,
     deferred: Vec<BlockId>,
+    /// Blocks from ancestors answers that the walk has not reached yet.
+    prefetched: HashMap<BlockId, Vec<u8>>,
+    /// When the ancestors request that is out was made; no other is made until it is
+    /// answered or `fetch_timeout_ms` has passed.
+    ancestors_asked: Option<u64>,
+    /// No ancestors request before this time: the last one brought nothing.
+    ancestors_retry_at: u64,
     batch: Batch,
     seen_heads: HashSet<Cid>,
     next_rebroadcast: Option<u64>,
@@ -188,6 +209,9 @@ impl<S: Store> Replica<S> {
             snapshot_pending: 0,
             held_chunks: VecDeque::new(),
             deferred: Vec::new(),
+            prefetched: HashMap::new(),
+            ancestors_asked: None,
+            ancestors_retry_at: 0,
             batch: Batch::default(),
             seen_heads: HashSet::new(),
             next_rebroadcast: None,

@@ -78,6 +78,10 @@ impl<S: Store> Replica<S> {
                 self.deferred.push(id);
                 continue;
             }
+            if let Some(bytes) = self.prefetched.remove(&id) {
+                self.handle_block(id, bytes).await?;
+                continue;
+            }
             if let Some(bytes) = self.store.block(&id).await.map_err(ReplicaError::Store)? {
                 self.handle_block(id, bytes).await?;
                 continue;
@@ -91,7 +95,9 @@ impl<S: Store> Replica<S> {
             pending.attempts += 1;
             self.in_flight += 1;
             self.requests.push_back((now, id));
-            batch.push(pending.block.cid);
+            let block = pending.block;
+            batch.push(block.cid);
+            self.ask_ancestors(&block, now);
             if batch.len() >= self.config.fetch_batch {
                 self.outputs
                     .push_back(Output::Fetch(std::mem::take(&mut batch)));
@@ -99,6 +105,9 @@ impl<S: Store> Replica<S> {
         }
         if !batch.is_empty() {
             self.outputs.push_back(Output::Fetch(batch));
+        }
+        if self.pending.is_empty() {
+            self.prefetched.clear();
         }
         Ok(())
     }
