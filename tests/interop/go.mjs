@@ -15,15 +15,15 @@ export const goBin = (name) => path.join(cache, 'go/bin', name);
 const goPeers = new Set();
 
 /**
- * `ipfs-cluster-ctl` with `args` against the REST API at `api` (`http://127.0.0.1:port`):
+ * `ipfs-cluster-ctl` with `args` against the REST API at `api` (`http://<ip>:<port>`):
  * its standard output; a non-zero exit throws with its standard error.
  */
 export async function clusterCtl(api, args, { encoding = 'text', timeout = 60_000 } = {}) {
-  const { port } = new URL(api);
+  const { hostname, port } = new URL(api);
   try {
     const { stdout } = await promisify(execFile)(
       goBin('ipfs-cluster-ctl'),
-      ['--host', `/ip4/127.0.0.1/tcp/${port}`, '--enc', encoding, ...args],
+      ['--host', `/ip4/${hostname}/tcp/${port}`, '--enc', encoding, ...args],
       { timeout, maxBuffer: 64 << 20 },
     );
     return stdout;
@@ -58,7 +58,10 @@ export function jsonValues(text) {
   return values;
 }
 
-/** A Go ipfs-cluster peer (`ipfs-cluster-service`, CRDT consensus) next to its Kubo. */
+/**
+ * A Go ipfs-cluster peer (`ipfs-cluster-service`, CRDT consensus) next to its Kubo; `host`
+ * (a host of tests/faults/netns.mjs) runs it in that network namespace, as `Peer` does.
+ */
 export class GoPeer extends ClusterProcess {
   /** `ipfs-cluster-service init --consensus crdt`, as an operator runs it. */
   async init(secret) {
@@ -73,7 +76,7 @@ export class GoPeer extends ClusterProcess {
       stdio: 'ignore',
     });
     this.readIdentity();
-    this.api = `http://127.0.0.1:${this.apiPort}`;
+    this.api = `http://${this.apiIp}:${this.apiPort}`;
     return this;
   }
 
@@ -83,10 +86,10 @@ export class GoPeer extends ClusterProcess {
       ...process.env,
       CLUSTER_SECRET: this.secret,
       CLUSTER_PEERNAME: this.name,
-      CLUSTER_LISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.swarmPort},/ip4/127.0.0.1/tcp/${this.wsPort}/ws`,
-      CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.apiPort}`,
-      CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.pinningPort}`,
-      CLUSTER_IPFSPROXY_LISTENMULTIADDRESS: `/ip4/127.0.0.1/tcp/${this.proxyPort}`,
+      CLUSTER_LISTENMULTIADDRESS: `/ip4/${this.swarmIp}/tcp/${this.swarmPort},/ip4/${this.swarmIp}/tcp/${this.wsPort}/ws`,
+      CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.apiPort}`,
+      CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.pinningPort}`,
+      CLUSTER_IPFSPROXY_LISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.proxyPort}`,
       CLUSTER_IPFSPROXY_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
       CLUSTER_MONITORPINGINTERVAL: '2s',
@@ -104,7 +107,16 @@ export class GoPeer extends ClusterProcess {
   /** Starts `ipfs-cluster-service daemon` and waits for its REST API. */
   async start(args = []) {
     const out = fs.openSync(this.log, 'a');
-    this.child = spawn(goBin('ipfs-cluster-service'), ['--config', this.dir, 'daemon', ...args], {
+    // `ip netns exec` enters the host's namespace and becomes the daemon: the pid is Go's.
+    const command = [
+      ...(this.host?.exec ?? []),
+      goBin('ipfs-cluster-service'),
+      '--config',
+      this.dir,
+      'daemon',
+      ...args,
+    ];
+    this.child = spawn(command[0], command.slice(1), {
       env: this.env(),
       stdio: ['ignore', out, out],
     });
@@ -162,9 +174,10 @@ export async function startMixedCluster(secret, env = {}) {
   await go1.start();
   await pf1.start(['--bootstrap', go1.address]);
   // go2 joins through pf1 (Go's Join calls Cluster.PeerAdd on it, which asks go2's
-  // Cluster.ID back) and through go1: Go peers find each other through their DHT, which
-  // pinfold does not serve. pf2 knows only pf1: it learns the Go peers' addresses from
-  // the peers it is connected to (Cluster.ID's cluster_peers_addresses).
+  // Cluster.ID back) and through go1: Go peers find each other through their DHT, and
+  // Go's DHT ignores loopback addresses (tests/interop/dht.test.mjs finds them through
+  // pinfold's DHT tables, between hosts). pf2 knows only pf1: it learns the Go peers'
+  // addresses from the peers it is connected to (Cluster.ID's cluster_peers_addresses).
   await Promise.all([
     go2.start(['--bootstrap', `${pf1.address},${go1.address}`]),
     pf2.start(['--bootstrap', pf1.address]),

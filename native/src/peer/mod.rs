@@ -5,6 +5,7 @@
 //! and talks to it through bounded channels.
 
 pub mod circuits;
+pub mod dht;
 pub mod gorpc;
 pub mod peerstore;
 pub mod snapshots;
@@ -1084,6 +1085,7 @@ impl Peer {
                 BehaviourEvent::Identify(e) => metrics.libp2p.record(e),
                 BehaviourEvent::Ping(e) => metrics.libp2p.record(e),
                 BehaviourEvent::Relay(e) => metrics.libp2p.record(e),
+                BehaviourEvent::DhtWan(e) | BehaviourEvent::DhtLan(e) => metrics.libp2p.record(e),
                 _ => {}
             }
         }
@@ -1131,6 +1133,9 @@ impl Peer {
                 } else {
                     self.rpc_only.remove(&peer_id);
                 }
+                let behaviour = self.swarm.behaviour_mut().inner_mut();
+                dht::learn(&mut behaviour.dht_wan, peer_id, &info);
+                dht::learn(&mut behaviour.dht_lan, peer_id, &info);
                 self.node.on_identified(peer_id, info.listen_addrs, now);
             }
             BehaviourEvent::Bitswap(bitswap::Event::Block { cid, data, .. }) => {

@@ -2,7 +2,8 @@
 //! the cluster's private network (pnet, wire compatible with go-libp2p), Noise and yamux; a
 //! webrtc-direct listener for browsers, where pnet cannot apply, behind the secret gate;
 //! identify, ping, gossipsub with strict signing and ipfs-cluster's message id, bitswap,
-//! the peer requests, Go ipfs-cluster's RPC streams, a bounded circuit relay v2 server and a relay client (listen
+//! the peer requests, Go ipfs-cluster's RPC streams, Go's DHT tables (answering lookups
+//! only, see [`super::dht`]), a bounded circuit relay v2 server and a relay client (listen
 //! addresses ending in `/p2p-circuit` take a reservation on that relay), and connection
 //! limits.
 
@@ -25,6 +26,8 @@ use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL_VERSION};
 use pinfold_core::net::secure::{secure, Muxed};
+
+use super::dht::{dht, Dht, LAN_PROTOCOL, WAN_PROTOCOL};
 
 /// The message a dialer shows when the handshake fails the way a wrong secret makes it.
 pub const WRONG_SECRET: &str =
@@ -77,6 +80,9 @@ pub struct Behaviour {
     pub repo_gc: peer_request::Behaviour,
     /// Go ipfs-cluster's RPC streams ([`super::gorpc`]).
     pub gorpc: libp2p_stream::Behaviour,
+    /// Go's dual DHT, its two tables ([`super::dht`]).
+    pub dht_wan: Dht,
+    pub dht_lan: Dht,
     pub relay: Toggle<relay::Behaviour>,
     pub relay_client: relay::client::Behaviour,
 }
@@ -161,6 +167,8 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
         peer_requests: peer_request::behaviour(),
         repo_gc: peer_request::repo_gc_behaviour(),
         gorpc: libp2p_stream::Behaviour::new(),
+        dht_wan: dht(peer, WAN_PROTOCOL),
+        dht_lan: dht(peer, LAN_PROTOCOL),
         relay: Toggle::from(settings.relay.map(|limits| {
             relay::Behaviour::new(
                 peer,
