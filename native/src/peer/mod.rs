@@ -1418,7 +1418,7 @@ fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> Nod
             every: config.consensus.crdt.snapshot_every,
             min_interval_ms: config.consensus.crdt.snapshot_min_interval.millis(),
         },
-        bootstrap_from_snapshot: false,
+        bootstrap_from_snapshot: true,
         max_connections: usize::MAX,
         dialable: is_dialable,
         repinning: !cluster.disable_repinning,
