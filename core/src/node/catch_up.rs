@@ -7,7 +7,6 @@ use libp2p_identity::PeerId;
 
 use crate::codec::peer_request::PeerRequest;
 use crate::crdt::Store;
-use crate::monitor::{self, PingInfo};
 
 use super::{ms, Effect, Node, NodeRole, RequestId};
 
@@ -40,20 +39,12 @@ impl CatchUp {
 impl<S: Store> Node<S> {
     /// The peers that can answer an ancestors request: connected, trusted, and pinfold
     /// peers that keep the pinset (their `ping` names such a role; Go peers name none).
-    pub fn ancestor_sources(&self, now: i64) -> Vec<PeerId> {
-        let keeps_pinset =
-            |info: PingInfo| NodeRole::from_name(&info.role).is_some_and(NodeRole::is_peer);
-        let mut sources: Vec<PeerId> = self
-            .monitor
-            .latest_metrics(monitor::PING_METRIC, now)
-            .into_iter()
-            .filter(|m| {
-                self.connected.contains(&m.peer)
-                    && self.config.trust.trusts(&m.peer)
-                    && PingInfo::of(m).is_some_and(keeps_pinset)
-            })
-            .map(|m| m.peer)
-            .collect();
+    fn ancestor_sources(&self, now: i64) -> Vec<PeerId> {
+        let mut sources = self.peers_whose_ping(now, |peer, info| {
+            self.connected.contains(&peer)
+                && self.config.trust.trusts(&peer)
+                && NodeRole::from_name(&info.role).is_some_and(NodeRole::is_peer)
+        });
         sources.sort_by_cached_key(|p| p.to_bytes());
         sources
     }

@@ -526,21 +526,26 @@ impl<S: Store> Node<S> {
     /// The live peers of the peerset that pin: this one if its role pins, and those whose
     /// ping names a role that pins or none (Go peers).
     pub fn pinning_peers(&self, now: i64) -> Vec<PeerId> {
-        let pins = |info: PingInfo| {
-            info.role.is_empty() || NodeRole::from_name(&info.role).is_some_and(NodeRole::pins)
-        };
-        let mut peers: Vec<PeerId> = self
-            .monitor
-            .latest_metrics(monitor::PING_METRIC, now)
-            .into_iter()
-            .filter(|m| m.peer != self.config.local && PingInfo::of(m).is_some_and(pins))
-            .map(|m| m.peer)
-            .collect();
+        let mut peers = self.peers_whose_ping(now, |peer, info| {
+            peer != self.config.local
+                && (info.role.is_empty()
+                    || NodeRole::from_name(&info.role).is_some_and(NodeRole::pins))
+        });
         if self.config.role.pins() {
             peers.push(self.config.local);
         }
         peers.sort_by_cached_key(|p| p.to_bytes());
         peers
+    }
+
+    /// The peers with a live `ping` for which `wanted` holds, given the ping read.
+    fn peers_whose_ping(&self, now: i64, wanted: impl Fn(PeerId, PingInfo) -> bool) -> Vec<PeerId> {
+        self.monitor
+            .latest_metrics(monitor::PING_METRIC, now)
+            .into_iter()
+            .filter(|m| PingInfo::of(m).is_some_and(|info| wanted(m.peer, info)))
+            .map(|m| m.peer)
+            .collect()
     }
 
     /// The cluster peers this node is connected to.

@@ -12,7 +12,7 @@ use crate::codec::peer_request::{MAX_ANCESTOR_BYTES, MAX_KNOWN};
 
 /// Wait after an ancestors request that brought nothing (no peer to ask, a peer that does
 /// not answer them, or one that lacks the blocks) before making another.
-pub const ANCESTORS_RETRY_MS: u64 = 1_000;
+const ANCESTORS_RETRY_MS: u64 = 1_000;
 
 impl<S: Store> Replica<S> {
     /// Asks for `block`'s ancestors when it lies below the walk's root (a head's block links
@@ -90,58 +90,46 @@ impl<S: Store> Replica<S> {
         self.pump(now).await
     }
 
-    /// Up to `limit` blocks this replica holds: `from` and its ancestors (see
-    /// [`ancestors_in`]). What a peer answers to an ancestors request.
+    /// Up to `limit` blocks this replica holds: `from` and its ancestors, breadth first,
+    /// not going past `known` and stopping before [`MAX_ANCESTOR_BYTES`]. What a peer
+    /// answers to an ancestors request.
     pub async fn ancestors(
         &self,
         from: &Cid,
         known: &[Cid],
         limit: u32,
     ) -> Result<Vec<Vec<u8>>, S::Error> {
-        ancestors_in(&self.store, from, known, limit)
-            .await
-            .map_err(ReplicaError::Store)
+        let known: HashSet<BlockId> = known
+            .iter()
+            .filter_map(|c| BlockId::from_cid(c).ok())
+            .collect();
+        let mut queue: VecDeque<BlockId> = BlockId::from_cid(from).into_iter().collect();
+        let mut seen = HashSet::new();
+        let mut blocks = Vec::new();
+        let mut size = 0;
+        while let Some(id) = queue.pop_front() {
+            if blocks.len() >= limit as usize {
+                break;
+            }
+            if known.contains(&id) || !seen.insert(id) {
+                continue;
+            }
+            let Some(bytes) = self.store.block(&id).await.map_err(ReplicaError::Store)? else {
+                continue;
+            };
+            if size + bytes.len() > MAX_ANCESTOR_BYTES {
+                break;
+            }
+            if let Ok(node) = DeltaNode::decode(&bytes) {
+                queue.extend(
+                    node.parents
+                        .iter()
+                        .filter_map(|p| BlockId::from_cid(p).ok()),
+                );
+            }
+            size += bytes.len();
+            blocks.push(bytes);
+        }
+        Ok(blocks)
     }
-}
-
-/// Up to `limit` blocks of `store`: `from` and its ancestors, breadth first, not going past
-/// `known` and stopping before [`MAX_ANCESTOR_BYTES`].
-pub async fn ancestors_in<S: Store>(
-    store: &S,
-    from: &Cid,
-    known: &[Cid],
-    limit: u32,
-) -> std::result::Result<Vec<Vec<u8>>, S::Error> {
-    let known: HashSet<BlockId> = known
-        .iter()
-        .filter_map(|c| BlockId::from_cid(c).ok())
-        .collect();
-    let mut queue: VecDeque<BlockId> = BlockId::from_cid(from).into_iter().collect();
-    let mut seen = HashSet::new();
-    let mut blocks = Vec::new();
-    let mut size = 0;
-    while let Some(id) = queue.pop_front() {
-        if blocks.len() >= limit as usize {
-            break;
-        }
-        if known.contains(&id) || !seen.insert(id) {
-            continue;
-        }
-        let Some(bytes) = store.block(&id).await? else {
-            continue;
-        };
-        if size + bytes.len() > MAX_ANCESTOR_BYTES {
-            break;
-        }
-        if let Ok(node) = DeltaNode::decode(&bytes) {
-            queue.extend(
-                node.parents
-                    .iter()
-                    .filter_map(|p| BlockId::from_cid(p).ok()),
-            );
-        }
-        size += bytes.len();
-        blocks.push(bytes);
-    }
-    Ok(blocks)
 }

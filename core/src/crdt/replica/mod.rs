@@ -6,8 +6,6 @@
 
 mod ancestors;
 mod batching;
-
-pub use ancestors::{ancestors_in, ANCESTORS_RETRY_MS};
 mod snapshots;
 mod walk;
 
