@@ -10,19 +10,29 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::codec::peer_request::{MAX_ANCESTOR_BYTES, MAX_KNOWN};
 
+/// Deltas a walk must be behind by, judged from heights, before it asks for ancestors. A
+/// few missed deltas (a dropped broadcast) cost a few round trips by single fetches, while
+/// an answer would carry the same blocks a second time, beside those fetches: on a slow
+/// link, with large batched deltas, that doubled traffic held up the walk it meant to
+/// speed up.
+const MIN_ANCESTORS_GAP: u64 = 8;
+
 /// Wait after an ancestors request that brought nothing (no peer to ask, a peer that does
 /// not answer them, or one that lacks the blocks) before making another.
 const ANCESTORS_RETRY_MS: u64 = 1_000;
 
 impl<S: Store> Replica<S> {
     /// Asks for `block`'s ancestors when it lies below the walk's root (a head's block links
-    /// to this node's heads in the common case; its parents are where a gap shows), no
-    /// request is out (or the one out is older than a fetch timeout), and the last one was
-    /// not empty or was a while ago.
+    /// to this node's heads in the common case; its parents are where a gap shows) at least
+    /// [`MIN_ANCESTORS_GAP`] deltas above this replica's other heads, no request is out (or the
+    /// one out is older than a fetch timeout), and the last one was not empty or was a
+    /// while ago.
     pub(super) fn ask_ancestors(&mut self, block: &PendingBlock, now: u64) {
         let limit = self.config.ancestors_per_request;
         if block.kind != BlockKind::Delta
             || block.parent_priority == u64::MAX
+            || (block.parent_priority - 1).saturating_sub(self.height_below(&block.root))
+                < MIN_ANCESTORS_GAP
             || limit == 0
             || self
                 .ancestors_asked
@@ -42,6 +52,17 @@ impl<S: Store> Replica<S> {
                 .collect(),
             limit,
         });
+    }
+
+    /// The greatest height of the heads other than `root`: a replica with no heads adopts
+    /// a walk's root as a head at once, which says nothing of what it holds below it.
+    fn height_below(&self, root: &Cid) -> u64 {
+        self.heads
+            .values()
+            .filter(|(cid, _)| cid != root)
+            .map(|(_, height)| *height)
+            .max()
+            .unwrap_or(0)
     }
 
     /// No answer will come to the ancestors request: the walk goes on by single fetches,
