@@ -1,0 +1,124 @@
+// A new native peer joining a peer that holds a large pinset, on loopback with release
+// builds (run by scripts/bench-scale, figures printed as one table). For each size in
+// PINFOLD_BENCH_SIZES (100000,1000000; PINFOLD_BENCH_SCALE_10M=1 adds 10,000,000), the
+// pins are written into a stopped peer with `pinfold service state import` (1000 pins to a
+// delta), and the same store is copied to a second stopped peer. Then:
+//   1. through the DAG: the copy runs with snapshots off; a new peer joins through it and
+//      walks the whole DAG (ancestors requests, then bitswap);
+//   2. from a snapshot: the first runs with a snapshot due at once; once it has made one, a
+//      new peer joins through it and loads it.
+// Each join is timed from the new peer's start to its heads matching the other's, and its
+// resident memory and pinset file are read once synced. Peers are relays (they keep the
+// pinset, pin nothing) and log at info. Each size is bounded by PINFOLD_BENCH_SCALE_MINUTES
+// (30) per join.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+import { rawCid } from '../support/cid.mjs';
+
+const sizes = (process.env.PINFOLD_BENCH_SIZES ?? '100000,1000000').split(',').map(Number);
+if (process.env.PINFOLD_BENCH_SCALE_10M && !sizes.includes(10_000_000)) sizes.push(10_000_000);
+const limitMs = Number(process.env.PINFOLD_BENCH_SCALE_MINUTES ?? 30) * 60_000;
+const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
+const relay = { CLUSTER_ROLE: 'relay' };
+
+const crdt = async (peer) => JSON.parse((await peer.get('/state/crdt')).body);
+const rssBytes = (peer) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${peer.child.pid}/status`, 'utf8'))[1]) * 1024;
+const pinsetBytes = (peer) => fs.statSync(path.join(peer.dir, 'pinset.redb')).size;
+
+/** Writes `count` pins, one ipfs-cluster pin JSON object per line, to `file`. */
+function writePins(file, count) {
+  const out = fs.openSync(file, 'w');
+  const chunk = 10_000;
+  for (let start = 0; start < count; start += chunk) {
+    let lines = '';
+    for (let i = start; i < Math.min(count, start + chunk); i++) {
+      lines += `{"cid":"${rawCid(`pinfold scale ${i}`)}","type":"pin","max_depth":-1,"replication_factor_min":-1,"replication_factor_max":-1,"name":"scale-${i}","allocations":[]}\n`;
+    }
+    fs.writeSync(out, lines);
+  }
+  fs.closeSync(out);
+}
+
+/** Starts a new peer through `source` and waits until its heads are `source`'s. */
+async function join(name, source) {
+  const target = await crdt(source);
+  const heads = JSON.stringify(target.heads.map((h) => h.cid).sort());
+  const started = Date.now();
+  const joiner = await (
+    await new Peer(name, { env: relay, logLevel: 'info' }).init(secret)
+  ).start(['--bootstrap', source.address]);
+  let state;
+  await waitFor(
+    `${name} to sync`,
+    async () => {
+      state = await crdt(joiner);
+      return state.synced && JSON.stringify(state.heads.map((h) => h.cid).sort()) === heads;
+    },
+    limitMs,
+  );
+  const ms = Date.now() - started;
+  const figures = { ms, rss: rssBytes(joiner), disk: pinsetBytes(joiner), state };
+  await joiner.stop();
+  return figures;
+}
+
+const rows = [];
+try {
+  for (const pins of sizes) {
+    const file = path.join(fs.mkdtempSync('/tmp/pinfold-scale-'), 'pins.jsonl');
+    writePins(file, pins);
+    const writer = await new Peer(`writer-${pins}`, { env: relay, logLevel: 'info' }).init(secret);
+    let started = Date.now();
+    execFileSync(pinfoldBin, ['service', '--config', writer.dir, 'state', 'import', file], {
+      env: writer.env(),
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    rows.push({ pins, step: 'state import into a stopped peer', ms: Date.now() - started, disk: pinsetBytes(writer) });
+    fs.rmSync(path.dirname(file), { recursive: true });
+
+    // 1. Through the DAG, from a copy of the store that never makes a snapshot.
+    const copy = await new Peer(`copy-${pins}`, {
+      env: { ...relay, CLUSTER_CRDT_SNAPSHOTEVERY: '0' },
+      logLevel: 'info',
+    }).init(secret);
+    fs.copyFileSync(path.join(writer.dir, 'pinset.redb'), path.join(copy.dir, 'pinset.redb'));
+    await copy.start();
+    const dag = await join(`dag-${pins}`, copy);
+    rows.push({ pins, step: 'a new peer joins through the DAG', ...dag });
+    await copy.stop();
+
+    // 2. From a snapshot the writer makes as soon as it starts.
+    writer.extraEnv = { ...writer.extraEnv, CLUSTER_CRDT_SNAPSHOTEVERY: '1', CLUSTER_CRDT_SNAPSHOTMININTERVAL: '0s' };
+    started = Date.now();
+    await writer.start();
+    await waitFor(
+      `writer-${pins} to make a snapshot`,
+      () => fs.existsSync(path.join(writer.dir, 'snapshot.json')),
+      limitMs,
+    );
+    rows.push({ pins, step: 'the writer starts and makes a snapshot', ms: Date.now() - started });
+    const snap = await join(`snapshot-${pins}`, writer);
+    if (!snap.state.snapshot) throw new Error(`snapshot-${pins} synced without loading the snapshot`);
+    rows.push({ pins, step: 'a new peer joins from a snapshot', ...snap });
+    await writer.stop();
+    for (const peer of [writer, copy]) fs.rmSync(peer.dir, { recursive: true, force: true });
+  }
+} finally {
+  await stopAll();
+}
+
+const perPin = (bytes, pins) => (bytes === undefined ? '-' : Math.round(bytes / pins).toString());
+console.log(
+  `| ${'step'.padEnd(40)} | ${'pins'.padStart(10)} | ${'time (s)'.padStart(9)} | ${'pins/s'.padStart(10)} | ${'resident B/pin'.padStart(14)} | ${'disk B/pin'.padStart(10)} |`,
+);
+console.log(
+  `|${'-'.repeat(42)}|${'-'.repeat(12)}|${'-'.repeat(11)}|${'-'.repeat(12)}|${'-'.repeat(16)}|${'-'.repeat(12)}|`,
+);
+for (const row of rows) {
+  console.log(
+    `| ${row.step.padEnd(40)} | ${String(row.pins).padStart(10)} | ${(row.ms / 1000).toFixed(2).padStart(9)} | ${String(Math.round((row.pins / row.ms) * 1000)).padStart(10)} | ${perPin(row.rss, row.pins).padStart(14)} | ${perPin(row.disk, row.pins).padStart(10)} |`,
+  );
+}
