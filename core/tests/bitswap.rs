@@ -1,17 +1,20 @@
 //! The bitswap behaviour between small in-memory swarms: a want is answered with the
 //! block, a miss with don't-have, a peer without bitswap counts as a miss, and wants made
-//! before a peer connects reach it once it does.
+//! before a peer connects reach it once it does, and a burst of answers on streams of their
+//! own, as Go peers send them, is read whole, and wants whose stream the peer reset go again
+//! on a new one.
 
 use std::time::Duration;
 
 use cid::Cid;
 use futures::future::{select, Either};
-use futures::FutureExt;
-use libp2p_swarm::{dummy, Swarm};
+use futures::{AsyncWriteExt, FutureExt, StreamExt};
+use libp2p_swarm::{dummy, StreamProtocol, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pinfold_core::codec::bitswap::{Presence, WantType};
+use pinfold_core::codec::bitswap::{BitswapMessage, Presence, WantType, PROTOCOL};
 use pinfold_core::codec::dagpb::dag_pb_cid;
 use pinfold_core::net::bitswap::{Bitswap, Config, Event};
+use pinfold_core::net::frame::{read_frame, write_frame};
 
 fn bitswap_swarm() -> Swarm<Bitswap> {
     Swarm::new_ephemeral_tokio(|_| Bitswap::new(Config::default()))
@@ -257,4 +260,104 @@ async fn a_burst_of_single_wants_and_answers_is_not_dropped() {
     assert_eq!(a.behaviour().wanted(), 0);
     assert_eq!(a.behaviour().stats().dropped_messages, 0);
     assert_eq!(b.behaviour().stats().dropped_messages, 0);
+}
+
+#[tokio::test]
+async fn a_burst_of_answers_each_on_its_own_stream_is_read_whole() {
+    // Go peers (boxo) answer each want on a new stream, from several workers at once, and
+    // count a block sent once it is written: a stream refused here loses its block.
+    const STREAMS: u64 = 24;
+    let mut a = bitswap_swarm();
+    let mut b = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    a.listen().with_memory_addr_external().await;
+    b.connect(&mut a).await;
+    let peer = *a.local_peer_id();
+    let mut control = b.behaviour().new_control();
+    tokio::spawn(b.loop_on_next());
+    let writer = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        for n in 0..STREAMS {
+            let mut stream = control
+                .open_stream(peer, StreamProtocol::new(PROTOCOL))
+                .await
+                .expect("a accepts bitswap streams");
+            let message = BitswapMessage {
+                blocks: vec![block(n)],
+                ..Default::default()
+            };
+            let _ = write_frame(&mut stream, &message.encode()).await;
+            streams.push(stream);
+        }
+        // All open at once, then closed, as boxo's workers leave them.
+        for mut stream in streams {
+            let _ = stream.close().await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.behaviour().stats().unsolicited_blocks < STREAMS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {STREAMS} blocks read in 10 s; {} streams refused",
+            a.behaviour().stats().unsolicited_blocks,
+            a.behaviour().stats().refused_streams,
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(50), a.next_swarm_event()).await;
+    }
+    writer.await.expect("the writer finishes");
+    assert_eq!(a.behaviour().stats().refused_streams, 0);
+}
+
+/// Runs `until` while polling `swarm`, for at most 10 s.
+async fn driving<T>(swarm: &mut Swarm<Bitswap>, until: impl std::future::Future<Output = T>) -> T {
+    let run = async {
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                out = &mut until => return out,
+                _ = swarm.next_swarm_event() => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("done within 10 s")
+}
+
+/// The first want of the next frame on `stream`.
+async fn next_want(stream: &mut libp2p_swarm::Stream) -> Cid {
+    let frame = read_frame(stream, 1 << 20)
+        .await
+        .expect("a frame")
+        .expect("not the end");
+    let message = BitswapMessage::decode(&frame).expect("a bitswap message");
+    message.wantlist.expect("wants").entries[0].cid
+}
+
+#[tokio::test]
+async fn wants_on_a_stream_the_peer_reset_are_sent_again_on_a_new_one() {
+    let mut a = bitswap_swarm();
+    let mut b = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let mut incoming = b
+        .behaviour()
+        .new_control()
+        .accept(StreamProtocol::new(PROTOCOL))
+        .expect("first registration");
+    tokio::spawn(b.loop_on_next());
+    let (first, second) = (block(1).0, block(2).0);
+
+    a.behaviour_mut().want(first).unwrap();
+    let (_, mut stream) = driving(&mut a, incoming.next()).await.expect("a stream");
+    assert_eq!(driving(&mut a, next_want(&mut stream)).await, first);
+    // b resets the stream; a learns it on its next write.
+    drop(stream);
+    driving(&mut a, tokio::time::sleep(Duration::from_millis(200))).await;
+
+    a.behaviour_mut().want(second).unwrap();
+    let (_, mut stream) = driving(&mut a, incoming.next())
+        .await
+        .expect("a new stream");
+    assert_eq!(driving(&mut a, next_want(&mut stream)).await, second);
+    assert_eq!(a.behaviour().stats().dropped_messages, 0);
 }

@@ -46,9 +46,11 @@ pub struct PeerMetrics {
     pub crdt_height: Gauge,
     pub crdt_pending_blocks: Gauge,
     pub crdt_merged_deltas: Gauge,
-    /// `pinfold_bitswap_wants_received`, `_dropped_messages`: since the peer started.
+    /// `pinfold_bitswap_wants_received`, `_dropped_messages`, `_refused_streams`: since
+    /// the peer started.
     pub bitswap_wants_received: Gauge,
     pub bitswap_dropped_messages: Gauge,
+    pub bitswap_refused_streams: Gauge,
     /// `pinfold_psk_rejections_total`: connections closed for not proving the secret.
     pub psk_rejections: Counter,
     /// `process_resident_memory_bytes`.
@@ -77,6 +79,7 @@ impl PeerMetrics {
             crdt_merged_deltas: Gauge::default(),
             bitswap_wants_received: Gauge::default(),
             bitswap_dropped_messages: Gauge::default(),
+            bitswap_refused_streams: Gauge::default(),
             psk_rejections: Counter::default(),
             resident_memory: Gauge::default(),
             libp2p: Arc::new(libp2p::metrics::Metrics::new(&mut registry)),
@@ -152,8 +155,13 @@ impl PeerMetrics {
             ),
             (
                 "bitswap_dropped_messages",
-                "Bitswap messages dropped since the peer started, their peer's queue full",
+                "Bitswap messages dropped since the peer started: their peer's queue full, or sending failed twice",
                 &metrics.bitswap_dropped_messages,
+            ),
+            (
+                "bitswap_refused_streams",
+                "Inbound bitswap streams refused since the peer started, a connection having its most open",
+                &metrics.bitswap_refused_streams,
             ),
         ] {
             own.register(name, help, gauge.clone());

@@ -16,6 +16,9 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// Bytes reserved for a frame's body before any of it arrives.
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
 /// Reads one frame of at most `max` bytes; `Ok(None)` when the stream ends cleanly between
 /// frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(
@@ -41,14 +44,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             if len > max as u64 {
                 return Err(FrameError::TooLarge { len, max });
             }
-            let mut body = vec![0u8; len as usize];
-            reader.read_exact(&mut body).await.map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    FrameError::Truncated
-                } else {
-                    FrameError::Io(e)
-                }
-            })?;
+            // Grown as bytes arrive, so that a peer announcing large frames on many
+            // streams costs what it actually sends, not what it announces.
+            let mut body = Vec::with_capacity((len as usize).min(INITIAL_BODY_CAPACITY));
+            let read = reader.take(len).read_to_end(&mut body).await?;
+            if (read as u64) < len {
+                return Err(FrameError::Truncated);
+            }
             return Ok(Some(body));
         }
     }

@@ -612,6 +612,9 @@ impl Peer {
         metrics
             .bitswap_dropped_messages
             .set(bitswap.dropped_messages as i64);
+        metrics
+            .bitswap_refused_streams
+            .set(bitswap.refused_streams as i64);
         metrics.refresh_resident_memory();
     }
 

@@ -1,5 +1,9 @@
 //! One connection's bitswap streams: a single outbound stream that carries queued messages
 //! in order, and up to [`MAX_INBOUND_STREAMS`] inbound streams read frame by frame.
+//!
+//! Go peers (boxo) answer wants on a new stream per message, from several workers at once,
+//! and count a message sent once it is written: a stream refused here loses its blocks
+//! for good, so the limit leaves ample room for a burst of such answers.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
@@ -19,8 +23,9 @@ use libp2p_swarm::{
 use crate::codec::bitswap::{BitswapMessage, LEGACY_PROTOCOLS, MAX_MESSAGE_BYTES, PROTOCOL};
 use crate::net::frame::{read_frame, write_frame, FrameError};
 
-/// Inbound streams read at once on one connection; further streams are dropped.
-pub const MAX_INBOUND_STREAMS: usize = 8;
+/// Inbound streams read at once on one connection; further streams are refused (and
+/// counted). A frame's memory follows the bytes that arrived, so open streams cost little.
+pub const MAX_INBOUND_STREAMS: usize = 64;
 
 /// The bitswap protocol ids a handler accepts (inbound) or offers (outbound).
 #[derive(Clone, Debug)]
@@ -87,16 +92,26 @@ pub enum Report {
     Malformed(String),
     /// The peer does not speak bitswap: queued and future messages are dropped.
     Unsupported,
-    /// Messages dropped: the outbound queue was full, or the stream failed.
+    /// Messages dropped: the outbound queue was full, or the stream failed twice.
     Dropped(usize),
+    /// An inbound stream was refused: [`MAX_INBOUND_STREAMS`] were open.
+    RefusedStream,
 }
+
+/// Messages written on the outbound stream; on failure they come back to be sent once
+/// more on a new stream.
+type Sending = BoxFuture<'static, Result<Stream, Vec<Vec<u8>>>>;
 
 enum Outbound {
     /// No stream yet, or the last one failed.
     Closed,
     Opening,
     Idle(Stream),
-    Sending(BoxFuture<'static, std::io::Result<Stream>>),
+    /// Writing a batch; `retry` says whether the batch already failed once.
+    Sending {
+        sending: Sending,
+        retry: bool,
+    },
     /// The peer has no bitswap protocol.
     Unsupported,
 }
@@ -106,6 +121,10 @@ type Inbound = BoxFuture<'static, (Stream, Result<Option<Vec<u8>>, FrameError>)>
 /// A connection's bitswap handler.
 pub struct Handler {
     queue: VecDeque<Vec<u8>>,
+    /// A batch whose stream failed, sent first on the next stream, and dropped if that
+    /// fails too. Wants and blocks are idempotent, so a batch the peer partly read is
+    /// harmless to send again.
+    resend: Option<Vec<Vec<u8>>>,
     /// Bytes in `queue`.
     queued_bytes: usize,
     max_queued_bytes: usize,
@@ -120,6 +139,7 @@ impl Handler {
     pub fn new(max_queued_bytes: usize) -> Self {
         Self {
             queue: VecDeque::new(),
+            resend: None,
             queued_bytes: 0,
             max_queued_bytes,
             outbound: Outbound::Closed,
@@ -137,17 +157,30 @@ impl Handler {
         .boxed()
     }
 
-    fn send_queued(&mut self, stream: Stream) -> BoxFuture<'static, std::io::Result<Stream>> {
-        let messages: Vec<Vec<u8>> = self.queue.drain(..).collect();
-        self.queued_bytes = 0;
-        async move {
+    fn has_outbound(&self) -> bool {
+        self.resend.is_some() || !self.queue.is_empty()
+    }
+
+    /// Writes the batch to resend, if any, else everything queued.
+    fn send_next(&mut self, stream: Stream) -> Outbound {
+        let (messages, retry) = match self.resend.take() {
+            Some(messages) => (messages, true),
+            None => {
+                self.queued_bytes = 0;
+                (self.queue.drain(..).collect(), false)
+            }
+        };
+        let sending = async move {
             let mut stream = stream;
             for message in &messages {
-                write_frame(&mut stream, message).await?;
+                if write_frame(&mut stream, message).await.is_err() {
+                    return Err(messages);
+                }
             }
             Ok(stream)
         }
-        .boxed()
+        .boxed();
+        Outbound::Sending { sending, retry }
     }
 }
 
@@ -164,8 +197,8 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        !self.queue.is_empty()
-            || matches!(self.outbound, Outbound::Opening | Outbound::Sending(_))
+        self.has_outbound()
+            || matches!(self.outbound, Outbound::Opening | Outbound::Sending { .. })
             || !self.inbound.is_empty()
     }
 
@@ -189,8 +222,12 @@ impl ConnectionHandler for Handler {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
                 protocol: stream,
                 ..
-            }) if self.inbound.len() < MAX_INBOUND_STREAMS => {
-                self.inbound.push(Self::read_next(stream));
+            }) => {
+                if self.inbound.len() < MAX_INBOUND_STREAMS {
+                    self.inbound.push(Self::read_next(stream));
+                } else {
+                    self.reports.push_back(Report::RefusedStream);
+                }
             }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: stream,
@@ -199,7 +236,7 @@ impl ConnectionHandler for Handler {
                 self.outbound = Outbound::Idle(stream);
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
-                let dropped = self.queue.len();
+                let dropped = self.queue.len() + self.resend.take().map_or(0, |b| b.len());
                 self.queue.clear();
                 self.queued_bytes = 0;
                 if matches!(error, StreamUpgradeError::NegotiationFailed) {
@@ -225,29 +262,33 @@ impl ConnectionHandler for Handler {
                 return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(report));
             }
             match std::mem::replace(&mut self.outbound, Outbound::Closed) {
-                Outbound::Closed if !self.queue.is_empty() => {
+                Outbound::Closed if self.has_outbound() => {
                     self.outbound = Outbound::Opening;
                     return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
                         protocol: SubstreamProtocol::new(Protocols::outbound(), ()),
                     });
                 }
-                Outbound::Idle(stream) if !self.queue.is_empty() => {
-                    self.outbound = Outbound::Sending(self.send_queued(stream));
+                Outbound::Idle(stream) if self.has_outbound() => {
+                    self.outbound = self.send_next(stream);
                     continue;
                 }
-                Outbound::Sending(mut sending) => match sending.poll_unpin(cx) {
+                Outbound::Sending { mut sending, retry } => match sending.poll_unpin(cx) {
                     Poll::Ready(Ok(stream)) => {
                         self.outbound = Outbound::Idle(stream);
                         continue;
                     }
-                    Poll::Ready(Err(_)) => {
-                        // The messages in flight are lost with the stream; the next ones
-                        // go on a new stream.
+                    Poll::Ready(Err(messages)) => {
+                        // The stream failed (the peer reset or refused it): its batch goes
+                        // once more on a new stream, then is given up.
                         self.outbound = Outbound::Closed;
-                        self.reports.push_back(Report::Dropped(1));
+                        if retry {
+                            self.reports.push_back(Report::Dropped(messages.len()));
+                        } else {
+                            self.resend = Some(messages);
+                        }
                         continue;
                     }
-                    Poll::Pending => self.outbound = Outbound::Sending(sending),
+                    Poll::Pending => self.outbound = Outbound::Sending { sending, retry },
                 },
                 other => self.outbound = other,
             }

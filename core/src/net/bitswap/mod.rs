@@ -93,6 +93,8 @@ pub struct Stats {
     pub malformed_messages: u64,
     pub dropped_messages: u64,
     pub refused_wants: u64,
+    /// Inbound streams refused because a connection had its most open.
+    pub refused_streams: u64,
 }
 
 /// Why a want was not recorded.
@@ -454,6 +456,7 @@ impl NetworkBehaviour for Bitswap {
             Report::Received(message) => self.on_message(peer, message),
             Report::Malformed(_) => self.stats.malformed_messages += 1,
             Report::Dropped(count) => self.stats.dropped_messages += count as u64,
+            Report::RefusedStream => self.stats.refused_streams += 1,
             Report::Unsupported => {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.unsupported = true;
