@@ -360,7 +360,7 @@ fn snapshots_load_only_when_trusted_and_empty_and_resume_after_a_cut() {
 
     let mut r = replica(Config {
         fetch_batch: 1,
-        max_in_flight: 1,
+        max_snapshot_blocks_in_flight: 1,
         ..Config::default()
     });
     ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
@@ -426,6 +426,44 @@ fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
         calls,
         "work without work to do does nothing"
     );
+}
+
+/// A loading snapshot asks for at most `max_snapshot_blocks_in_flight` blocks at once, so
+/// that the peer serving its megabyte chunks never queues more than that many for it.
+#[test]
+fn a_loading_snapshot_asks_for_few_blocks_at_once() {
+    let small = Config {
+        snapshot_chunk_bytes: 16 * 1024,
+        ..Config::default()
+    };
+    let store = support::writer_with_pins(3_000, 100).into_store();
+    let mut writer = ready(Replica::open(store, small)).unwrap();
+    let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    let mut r = replica(Config {
+        max_snapshot_blocks_in_flight: 4,
+        ..Config::default()
+    });
+    ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
+    let mut asked = std::collections::VecDeque::new();
+    let (mut most, mut delivered) = (0, 0);
+    loop {
+        while let Some(output) = r.poll_output() {
+            if let Output::Fetch(cids) = output {
+                asked.extend(cids);
+            }
+        }
+        most = most.max(asked.len());
+        let Some(cid) = asked.pop_front() else { break };
+        ready(r.receive_block(&cid, block(writer.store(), &cid), 1)).unwrap();
+        delivered += 1;
+    }
+    assert_eq!(most, 4, "at most 4 blocks asked for at once");
+    assert!(delivered > 8, "{delivered} blocks");
+    while r.has_work() {
+        ready(r.work(1)).unwrap();
+    }
+    assert_eq!(r.heads(), writer.heads());
+    assert_eq!(values(&r), values(&writer));
 }
 
 /// A state of more chunks than one node links goes through index nodes, and loads the same.

@@ -77,6 +77,11 @@ pub struct Config {
     pub fetch_batch: usize,
     /// Most blocks requested and not yet delivered.
     pub max_in_flight: usize,
+    /// Most blocks requested at once while a snapshot loads. Its chunks are up to 1 MiB
+    /// each and a peer answers a batch of wants whole, so this bounds what one request
+    /// makes the serving peer queue for this one (pinfold's bitswap drops what passes
+    /// 64 MiB a connection).
+    pub max_snapshot_blocks_in_flight: usize,
     /// Most blocks known and not yet merged. Bounds memory against absurdly wide DAGs.
     pub max_pending: usize,
     /// Blocks asked for at once, from a peer that answers ancestors requests, when a walk
@@ -104,6 +109,7 @@ impl Default for Config {
             repair_interval_ms: 3_600_000,
             fetch_batch: 256,
             max_in_flight: 1024,
+            max_snapshot_blocks_in_flight: 16,
             max_pending: 200_000,
             ancestors_per_request: 2_000,
             seed: 0,

@@ -86,7 +86,12 @@ impl<S: Store> Replica<S> {
                 self.handle_block(id, bytes).await?;
                 continue;
             }
-            if self.in_flight >= self.config.max_in_flight {
+            let limit = if self.snapshot_pending > 0 {
+                self.config.max_snapshot_blocks_in_flight.max(1)
+            } else {
+                self.config.max_in_flight
+            };
+            if self.in_flight >= limit {
                 self.queue.push_front(id);
                 break;
             }
