@@ -1,15 +1,21 @@
 //! The durable pinset store: a replica's whole state in one redb file.
 //!
-//! Every [`Transaction`] the replica hands over is one redb write transaction, committed
-//! with immediate durability and quick repair: a process killed at any moment leaves the
-//! file holding each merged delta either entirely or not at all, and the next open finds it
-//! ready at once, so the replica resumes its sync where it stood.
+//! Every [`Transaction`] the replica hands over is one redb write transaction: a process
+//! killed at any moment leaves the file holding each merged delta either entirely or not at
+//! all, and the next open finds it ready at once, so the replica resumes its sync where it
+//! stood. The replica's own writes ([`Transaction::durable`]) are on disk when `commit`
+//! returns; merges of other peers' deltas are flushed to disk with the next durable commit,
+//! at most [`DURABLE_INTERVAL`] later, or when the store is dropped. A crash loses at most
+//! that last second of merges, which the replica then fetches again: the walk's state is
+//! in the same file, so it reverts with them. One disk flush per merged delta would
+//! otherwise bound a sync to the disk's flush rate.
 //!
 //! Reads go through a read transaction taken after the last commit, so a merge sees what
 //! the previous one wrote without opening a transaction per lookup.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use pinfold_core::crdt::{
     BlockId, KeyState, PendingBlock, Persisted, RecordDecodeError, Store, Transaction,
@@ -34,6 +40,9 @@ const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
 
 /// The layout this version writes, kept in `META` under `format`.
 pub const STORE_FORMAT: &str = "pinfold-pinset/1";
+
+/// Longest a merge of another peer's delta waits to be flushed to disk.
+pub const DURABLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Page cache redb may use by default (it would otherwise take 1 GiB).
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -93,6 +102,10 @@ pub struct RedbStore {
     view: View,
     /// Keys with a value, kept in `META` under [`LIVE_KEYS`] and updated by each commit.
     live_keys: u64,
+    /// When the last commit flushed to disk.
+    flushed_at: Instant,
+    /// Commits since then are not on disk yet.
+    unflushed: bool,
 }
 
 /// Where the count of keys with a value is kept in `META`.
@@ -187,6 +200,8 @@ impl RedbStore {
             db,
             view,
             live_keys,
+            flushed_at: Instant::now(),
+            unflushed: false,
         })
     }
 
@@ -258,11 +273,35 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Applies `tx`; returns the new count of keys with a value.
-    fn apply(&self, tx: Transaction) -> Result<u64, StoreError> {
+    /// Flushes the commits not yet on disk.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.unflushed {
+            let mut write = self.db.begin_write().map_err(failed)?;
+            write.set_quick_repair(true);
+            write.commit().map_err(failed)?;
+            self.flushed(true);
+        }
+        Ok(())
+    }
+
+    fn flushed(&mut self, durable: bool) {
+        if durable {
+            self.flushed_at = Instant::now();
+        }
+        self.unflushed = !durable;
+    }
+
+    /// Applies `tx`, on disk when `durable`; returns the new count of keys with a value.
+    fn apply(&self, tx: Transaction, durable: bool) -> Result<u64, StoreError> {
         let live_keys = self.live_keys.saturating_add_signed(tx.live_keys);
         let mut write = self.db.begin_write().map_err(failed)?;
-        write.set_quick_repair(true);
+        if durable {
+            write.set_quick_repair(true);
+        } else {
+            write
+                .set_durability(redb::Durability::None)
+                .map_err(failed)?;
+        }
         {
             if tx.live_keys != 0 {
                 write
@@ -420,17 +459,28 @@ impl Store for RedbStore {
             return Ok(());
         }
         self.ensure_room(&tx)?;
-        self.live_keys = self.apply(tx).inspect_err(|error| {
+        let durable = tx.durable || self.flushed_at.elapsed() >= DURABLE_INTERVAL;
+        self.live_keys = self.apply(tx, durable).inspect_err(|error| {
             if matches!(error, StoreError::Database(redb::Error::Io(_) | redb::Error::PreviousIo)) {
                 tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
             }
         })?;
+        self.flushed(durable);
         self.view = View::of(&self.db)?;
         Ok(())
     }
 
     async fn live_keys(&self) -> Result<u64, StoreError> {
         Ok(self.live_keys)
+    }
+}
+
+impl Drop for RedbStore {
+    /// Flushes what is not on disk yet: a peer that stops loses none of its merges.
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            tracing::warn!(%error, "could not flush the pinset store: the last merges will be fetched again");
+        }
     }
 }
 
@@ -475,6 +525,56 @@ mod tests {
         let store = RedbStore::open(&path).unwrap();
         assert_eq!(ready(store.live_keys()).unwrap(), 4);
         assert_eq!(ready(count_live_keys(&store)).unwrap(), 4);
+    }
+
+    /// A write with one key, `durable` or not.
+    fn write_key(store: &mut RedbStore, key: &str, durable: bool) {
+        let tx = Transaction {
+            keys: vec![(key.as_bytes().to_vec(), KeyState::default())],
+            durable,
+            ..Default::default()
+        };
+        ready(store.commit(tx)).unwrap();
+    }
+
+    /// What a process killed now would find: a copy of the file, opened (and repaired).
+    fn keys_on_disk(path: &Path) -> Vec<String> {
+        let copy = path.with_extension("copy");
+        std::fs::copy(path, &copy).unwrap();
+        let store = RedbStore::open(&copy).unwrap();
+        let keys = ready(store.scan(None, 100))
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| String::from_utf8(key).unwrap())
+            .collect();
+        drop(store);
+        std::fs::remove_file(&copy).unwrap();
+        keys
+    }
+
+    #[test]
+    fn own_writes_reach_the_disk_at_once_and_merges_with_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        write_key(&mut store, "/own", true);
+        write_key(&mut store, "/merged", false);
+        assert_eq!(
+            ready(store.key_state(b"/merged")).unwrap(),
+            Some(KeyState::default())
+        );
+        assert_eq!(keys_on_disk(&path), ["/own"]);
+
+        // The next commit after the interval is flushed, with the ones before it.
+        std::thread::sleep(DURABLE_INTERVAL);
+        write_key(&mut store, "/later", false);
+        assert_eq!(keys_on_disk(&path), ["/later", "/merged", "/own"]);
+
+        // A store dropped (the peer stopping) flushes what it holds.
+        write_key(&mut store, "/last", false);
+        drop(store);
+        let store = RedbStore::open(&path).unwrap();
+        assert!(ready(store.key_state(b"/last")).unwrap().is_some());
     }
 
     #[test]

@@ -225,6 +225,10 @@ pub struct Transaction {
     pub pending_added: Vec<PendingBlock>,
     /// How the number of keys with a value changes (for stores that keep the count).
     pub live_keys: i64,
+    /// The write is this replica's own, acknowledged once committed: a store that defers
+    /// persistence (for merges of others' deltas, which a crash only makes the replica
+    /// fetch again) persists this one, and everything before it, before returning.
+    pub durable: bool,
 }
 
 impl Transaction {

@@ -146,7 +146,7 @@ impl<S: Store> Replica<S> {
             root_priority: node.delta.priority,
             parent_priority: u64::MAX,
         };
-        self.apply(id, bytes, node, own).await?;
+        self.apply(id, bytes, node, own, true).await?;
         self.stats.committed += 1;
         self.outputs
             .push_back(Output::Broadcast(encode_broadcast(&[cid])));

@@ -84,8 +84,10 @@ impl<S: Store> Replica<S> {
             .collect();
         let id = BlockId::from_cid(&cid).expect("snapshot roots are dag-pb sha2-256");
         blocks.push((id, bytes));
+        // Durable: the caller records and offers the root once this returns.
         self.commit_tx(Transaction {
             blocks,
+            durable: true,
             ..Default::default()
         })
         .await?;

@@ -195,7 +195,7 @@ impl<S: Store> Replica<S> {
             }
             _ => return self.reject_block(id).await,
         };
-        self.apply(id, bytes, node, pending.block).await
+        self.apply(id, bytes, node, pending.block, false).await
     }
 
     /// Drops a block that is not what its walk expects, and its branch.
@@ -214,13 +214,16 @@ impl<S: Store> Replica<S> {
     }
 
     /// Merges one node in one transaction: its delta, its block, the head changes it
-    /// causes, and the children still to walk (go-ds-crdt `processNode`).
+    /// causes, and the children still to walk (go-ds-crdt `processNode`). `own` says the
+    /// node is this replica's write, which the store persists at once (see
+    /// [`Transaction::durable`]).
     pub(super) async fn apply(
         &mut self,
         id: BlockId,
         bytes: Vec<u8>,
         node: DeltaNode,
         block: PendingBlock,
+        own: bool,
     ) -> Result<(), S::Error> {
         let priority = node.delta.priority;
         let root = block.root;
@@ -315,7 +318,10 @@ impl<S: Store> Replica<S> {
             return Ok(());
         }
 
-        let mut tx = Transaction::default();
+        let mut tx = Transaction {
+            durable: own,
+            ..Default::default()
+        };
         let mut events = Vec::new();
         self.merge(&node.delta, id, &mut tx, &mut events).await?;
         tx.blocks.push((id, bytes));
