@@ -79,6 +79,14 @@ export abstract class FollowerBase {
     for (const listeners of this.#listeners.values()) listeners.clear();
   }
 
+  /** Whether anything listens to `pin` or `unpin`. */
+  protected listensToPins(): boolean {
+    return (this.#listeners.get('pin')?.size ?? 0) + (this.#listeners.get('unpin')?.size ?? 0) > 0;
+  }
+
+  /** Called after a listener of `type` is added or removed. */
+  protected listenersChanged(_type: EventType): void {}
+
   /**
    * Listens to `pin` (a pin was added or changed), `unpin` ({cid}), `peer` ({id, joined}),
    * `sync` (the sync state, when it changes) or `error` (a PinfoldError: UntrustedDataError,
@@ -88,7 +96,11 @@ export abstract class FollowerBase {
     const listeners = this.#listeners.get(type);
     if (!listeners) throw new TypeError(`unknown event ${JSON.stringify(type)}: one of ${EVENTS.join(', ')}`);
     listeners.add(listener as Listener<EventType>);
-    return () => listeners.delete(listener as Listener<EventType>);
+    this.listenersChanged(type);
+    return () => {
+      listeners.delete(listener as Listener<EventType>);
+      this.listenersChanged(type);
+    };
   }
 
   /** The statuses of `cid` on the cluster's live peers; NO_STATUS when none reported one. */
@@ -152,6 +164,11 @@ export class Follower extends FollowerBase {
 
   get peerId(): string {
     return this.#peerId;
+  }
+
+  /** The WebAssembly follower sends pin events only while something listens to them. */
+  protected override listenersChanged(type: EventType): void {
+    if ((type === 'pin' || type === 'unpin') && !this.#closed) this.#inner?.listenToPins(this.listensToPins());
   }
 
   pinsPage(after: string | undefined, limit: number, { signal }: CallOptions = {}): Promise<Pin[]> {

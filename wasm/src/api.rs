@@ -3,7 +3,9 @@
 //!
 //! Errors are JavaScript `Error`s with a `code` (see [`ErrorCode`]).
 
+use std::cell::Cell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::time::Duration;
 
 use cid::Cid;
@@ -150,13 +152,20 @@ impl Options {
 }
 
 /// Reports to the page's `onEvent(type, json)`: `pin` (the pin), `unpin` (`{cid}`),
-/// `peer` (`{id, joined}`), `sync` (the sync state) and `error` (`{code, message}`).
-struct JsSink(js_sys::Function);
+/// `peer` (`{id, joined}`), `sync` (the sync state) and `error` (`{code, message}`). `pin`
+/// and `unpin` only while `pins_listened` (see [`FollowerHandle::listen_to_pins`]).
+struct JsSink {
+    on_event: js_sys::Function,
+    pins_listened: Rc<Cell<bool>>,
+}
 
 impl JsSink {
     fn emit(&self, kind: &str, payload: &impl Serialize) {
         let json = serde_json::to_string(payload).expect("events serialize");
-        if let Err(error) = self.0.call2(&JsValue::NULL, &kind.into(), &json.into()) {
+        if let Err(error) = self
+            .on_event
+            .call2(&JsValue::NULL, &kind.into(), &json.into())
+        {
             web_sys::console::error_2(&"pinfold: an event listener threw".into(), &error);
         }
     }
@@ -181,10 +190,15 @@ struct PeerEvent {
 
 impl Sink for JsSink {
     fn pin(&self, pin: &Pin) {
-        self.emit("pin", pin);
+        if self.pins_listened.get() {
+            self.emit("pin", pin);
+        }
     }
 
     fn unpin(&self, cid: &Cid) {
+        if !self.pins_listened.get() {
+            return;
+        }
         self.emit(
             "unpin",
             &CidEvent {
@@ -223,6 +237,7 @@ impl Sink for JsSink {
 pub struct FollowerHandle {
     commands: mpsc::Sender<Command>,
     peer_id: String,
+    pins_listened: Rc<Cell<bool>>,
 }
 
 fn parse_cid(text: &str) -> Result<Cid, JsValue> {
@@ -248,14 +263,23 @@ impl FollowerHandle {
             .await
             .map_err(|e| ErrorCode::Storage.error(&e.to_string()))?;
         let (started_tx, started) = oneshot::channel();
-        let follower = Follower::new(key, settings, store, JsSink(on_event), started_tx)
+        let pins_listened = Rc::new(Cell::new(false));
+        let sink = JsSink {
+            on_event,
+            pins_listened: pins_listened.clone(),
+        };
+        let follower = Follower::new(key, settings, store, sink, started_tx)
             .await
             .map_err(|e| e.code().error(&e.to_string()))?;
         let peer_id = follower.local_peer_id().to_base58();
         let (commands, receiver) = mpsc::channel(follower::COMMAND_QUEUE);
         wasm_bindgen_futures::spawn_local(follower.run(receiver, connect_timeout));
         match started.await {
-            Ok(Ok(())) => Ok(FollowerHandle { commands, peer_id }),
+            Ok(Ok(())) => Ok(FollowerHandle {
+                commands,
+                peer_id,
+                pins_listened,
+            }),
             Ok(Err(error)) => Err(error.code().error(&error.to_string())),
             Err(_) => Err(ErrorCode::Unreachable.error("the follower stopped before connecting")),
         }
@@ -339,6 +363,13 @@ impl FollowerHandle {
     #[wasm_bindgen(js_name = syncState, unchecked_return_type = "Promise<string>")]
     pub fn sync_state(&self) -> js_sys::Promise {
         self.ask(|reply| Command::SyncState { reply })
+    }
+
+    /// Whether `pin` and `unpin` events are sent; off until a listener wants them, so that
+    /// a sync of a million pins serializes no events nobody reads.
+    #[wasm_bindgen(js_name = listenToPins)]
+    pub fn listen_to_pins(&self, on: bool) {
+        self.pins_listened.set(on);
     }
 
     /// Stops the follower: its connections close and later calls reject with `CLOSED`.
