@@ -376,10 +376,8 @@ fn snapshots_load_only_when_trusted_and_empty_and_resume_after_a_cut() {
     assert_eq!(values(&r), values(&writer));
 }
 
-/// Once every chunk is in, a snapshot merges one chunk per `work` call, so that the caller
-/// can serve other events in between; the heads come with the last chunk.
-#[test]
-fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
+/// A writer of 3,000 pins and its snapshot, cut into 16 KiB chunks.
+fn writer_with_small_chunks() -> (Replica<MemoryStore>, cid::Cid) {
     let small = Config {
         snapshot_chunk_bytes: 16 * 1024,
         ..Config::default()
@@ -387,6 +385,14 @@ fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
     let store = support::writer_with_pins(3_000, 100).into_store();
     let mut writer = ready(Replica::open(store, small)).unwrap();
     let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    (writer, root)
+}
+
+/// Once every chunk is in, a snapshot merges one chunk per `work` call, so that the caller
+/// can serve other events in between; the heads come with the last chunk.
+#[test]
+fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
+    let (writer, root) = writer_with_small_chunks();
     let mut r = replica(Config::default());
     ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
     loop {
@@ -432,13 +438,7 @@ fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
 /// that the peer serving its megabyte chunks never queues more than that many for it.
 #[test]
 fn a_loading_snapshot_asks_for_few_blocks_at_once() {
-    let small = Config {
-        snapshot_chunk_bytes: 16 * 1024,
-        ..Config::default()
-    };
-    let store = support::writer_with_pins(3_000, 100).into_store();
-    let mut writer = ready(Replica::open(store, small)).unwrap();
-    let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    let (writer, root) = writer_with_small_chunks();
     let mut r = replica(Config {
         max_snapshot_blocks_in_flight: 4,
         ..Config::default()
