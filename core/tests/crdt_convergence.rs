@@ -396,3 +396,38 @@ fn a_walk_that_ends_after_a_later_head_leaves_one_head() {
 fn sim_values(replica: &Replica<MemoryStore>) -> Vec<(String, Vec<u8>)> {
     ready(replica.values(None, 100)).unwrap()
 }
+
+/// Without batching, the writes of a write group become one delta when the group ends (a
+/// delete in the group cancels its put); outside a group each write is a delta of its own.
+#[test]
+fn a_write_group_is_one_delta() {
+    let mut sim = Sim::new((0..2).map(|r| config(r, false)).collect(), 13);
+    sim.put(0, "/before", b"v");
+    assert_eq!(sim.replicas[0].stats().committed, 1);
+
+    sim.replicas[0].begin_write_group();
+    for i in 0..50 {
+        sim.put(0, &format!("/k{i:02}"), b"v");
+    }
+    assert!(sim.delete(0, "/k49"), "a put of the group is deleted");
+    assert!(sim.delete(0, "/before"), "an older key is deleted");
+    assert_eq!(
+        sim.replicas[0].stats().committed,
+        1,
+        "nothing is committed inside the group"
+    );
+    ready(sim.replicas[0].end_write_group(sim.now)).unwrap();
+    sim.commit(0);
+    assert_eq!(
+        sim.replicas[0].stats().committed,
+        2,
+        "the group's one delta"
+    );
+
+    sim.put(0, "/after", b"v");
+    assert_eq!(sim.replicas[0].stats().committed, 3);
+    heal_and_check(&mut sim);
+    let values = sim.values(1);
+    assert_eq!(values.len(), 50, "/k00../k48 and /after");
+    assert!(!values.contains_key("/before") && !values.contains_key("/k49"));
+}

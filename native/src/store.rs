@@ -274,7 +274,7 @@ impl RedbStore {
     }
 
     /// Flushes the commits not yet on disk.
-    pub fn flush(&mut self) -> Result<(), StoreError> {
+    fn flush_to_disk(&mut self) -> Result<(), StoreError> {
         if self.unflushed {
             let mut write = self.db.begin_write().map_err(failed)?;
             write.set_quick_repair(true);
@@ -470,6 +470,10 @@ impl Store for RedbStore {
         Ok(())
     }
 
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.flush_to_disk()
+    }
+
     async fn live_keys(&self) -> Result<u64, StoreError> {
         Ok(self.live_keys)
     }
@@ -478,7 +482,7 @@ impl Store for RedbStore {
 impl Drop for RedbStore {
     /// Flushes what is not on disk yet: a peer that stops loses none of its merges.
     fn drop(&mut self) {
-        if let Err(error) = self.flush() {
+        if let Err(error) = self.flush_to_disk() {
             tracing::warn!(%error, "could not flush the pinset store: the last merges will be fetched again");
         }
     }
@@ -569,6 +573,15 @@ mod tests {
         std::thread::sleep(DURABLE_INTERVAL);
         write_key(&mut store, "/later", false);
         assert_eq!(keys_on_disk(&path), ["/later", "/merged", "/own"]);
+
+        // A flush (the end of a write group) puts every commit before it on disk.
+        write_key(&mut store, "/grouped", false);
+        assert_eq!(keys_on_disk(&path), ["/later", "/merged", "/own"]);
+        ready(store.flush()).unwrap();
+        assert_eq!(
+            keys_on_disk(&path),
+            ["/grouped", "/later", "/merged", "/own"]
+        );
 
         // A store dropped (the peer stopping) flushes what it holds.
         write_key(&mut store, "/last", false);

@@ -1,5 +1,6 @@
 // End-to-end cluster benchmarks on loopback (run by scripts/bench-cluster, figures printed):
-//   1. pins/s ingested at one peer through the REST API, and until visible at another peer;
+//   1. pins/s ingested at one peer through the REST API, and until visible at another peer,
+//      with each watched pin's delay from its POST to the other peer holding it;
 //   2. time for a new peer to join and sync the whole pinset, and resident memory per pin;
 //   3. time from `pin add` to pinned on the allocated peer's Kubo, against `pin/add` of the
 //      same kind of content on that Kubo directly;
@@ -9,10 +10,12 @@
 //      (32 clients, one CID per request). Progress is read from the peers' Prometheus
 //      gauges; Kubo's pin lists are read only to confirm the end.
 // Peers log at info. Environment: PINFOLD_BENCH_PINS (default 100000; 0 skips parts 1-2),
-// PINFOLD_BENCH_CONCURRENCY (32), PINFOLD_BENCH_LATENCY_SAMPLES (20; 0 skips part 3),
+// PINFOLD_BENCH_CONCURRENCY (32), PINFOLD_BENCH_INGEST_API (`rest`, or `pinsvc` for part 1
+// through the Pinning Services API), PINFOLD_BENCH_LATENCY_SAMPLES (20; 0 skips part 3),
 // PINFOLD_BENCH_SUSTAINED_PINS (100000; 0 skips part 4), PINFOLD_BENCH_UNBATCHED (set: parts
 // 1, 2 and 4 write one delta per pin, the default settings, instead of batching).
 import fs from 'node:fs';
+import http from 'node:http';
 import { execFileSync } from 'node:child_process';
 import { awaitFreespace, Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
 import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
@@ -47,23 +50,77 @@ async function sameState(a, b) {
   );
 }
 
-/** POSTs `url(i)` for i in 0..count from `concurrency` clients; returns the milliseconds taken. */
-async function postAll(count, url) {
+/** Keeps one connection per client open across requests (fetch's costs more CPU than a peer). */
+const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+
+/** POSTs `json` (none when undefined) to `url`; resolves with the status and body, rejects after 60 s. */
+function post(url, json) {
+  const headers = json === undefined ? {} : { 'content-type': 'application/json' };
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent, headers, timeout: 60_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in 60 s: POST ${url}`)));
+    req.on('error', reject);
+    req.end(json === undefined ? undefined : JSON.stringify(json));
+  });
+}
+
+/**
+ * POSTs `url(i)` (with the JSON body `body(i)`, when given) for i in 0..count from
+ * `concurrency` clients, each answer 2xx; returns the milliseconds taken. `sending(i)`,
+ * when given, is called as each request goes out.
+ */
+async function postAll(count, url, { body, sending } = {}) {
   let next = 0;
   const started = Date.now();
   async function worker() {
     while (next < count) {
       const i = next++;
-      const res = await fetch(url(i), { method: 'POST', signal: AbortSignal.timeout(60_000) });
-      if (res.status !== 200) throw new Error(`request ${i}: ${res.status} ${await res.text()}`);
-      await res.arrayBuffer();
+      sending?.(i);
+      const res = await post(url(i), body?.(i));
+      if (res.status < 200 || res.status > 299) throw new Error(`request ${i}: ${res.status} ${res.body}`);
     }
   }
   await Promise.all(Array.from({ length: concurrency }, worker));
   return Date.now() - started;
 }
 
-const ingest = (writer) => postAll(pins, (i) => `${writer.api}/pins/${syntheticCid(i)}`);
+/** Part 1 ingests through the Pinning Services API instead of the REST API. */
+const pinningServiceApi = process.env.PINFOLD_BENCH_INGEST_API === 'pinsvc';
+/** Every how many ingested pins one is watched for at the other peer. */
+const VISIBILITY_SAMPLE_EVERY = 100;
+
+/**
+ * Ingests the pins at `writer`; every VISIBILITY_SAMPLE_EVERY-th pin is watched for at
+ * `observer` (its REST API read every 2 ms, for at most 60 s). Resolves with the
+ * milliseconds the ingest took and each watched pin's delay from its POST to the observer
+ * holding it.
+ */
+async function ingest(writer, observer) {
+  const watched = [];
+  const sending = (i) => {
+    if (i % VISIBILITY_SAMPLE_EVERY !== 0) return;
+    const sent = performance.now();
+    const cid = syntheticCid(i);
+    watched.push(
+      (async () => {
+        while (performance.now() - sent < 60_000) {
+          if ((await observer.get(`/allocations/${cid}`)).status === 200) return performance.now() - sent;
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        throw new Error(`pin ${i} not at ${observer.name} 60 s after its POST`);
+      })(),
+    );
+  };
+  const ms = pinningServiceApi
+    ? await postAll(pins, () => `${writer.pinningApi}/pins`, { body: (i) => ({ cid: syntheticCid(i) }), sending })
+    : await postAll(pins, (i) => `${writer.api}/pins/${syntheticCid(i)}`, { sending });
+  return { ms, delays: (await Promise.all(watched)).sort((a, b) => a - b) };
+}
 
 /** Polls `check` every millisecond (at most `ms`): the waits measured here need finer steps than waitFor's. */
 async function waitClosely(what, check, ms = 60_000) {
@@ -96,14 +153,18 @@ async function pinsetBench() {
   await waitFor('the observer to connect', async () => (await observer.list('/peers')).length === 2);
 
   const started = Date.now();
-  const ingestMs = await ingest(writer);
+  const { ms: ingestMs, delays } = await ingest(writer, observer);
   await waitFor('the observer to hold every pin', () => sameState(writer, observer), 30 * 60_000);
   const visibleMs = Date.now() - started;
   console.log(
-    `ingest: ${pins} pins acknowledged by the writer in ${seconds(ingestMs)} s (${Math.round((pins / ingestMs) * 1000)} pins/s, ${concurrency} concurrent clients)`,
+    `ingest: ${pins} pins acknowledged by the writer's ${pinningServiceApi ? 'Pinning Services API' : 'REST API'} in ${seconds(ingestMs)} s (${Math.round((pins / ingestMs) * 1000)} pins/s, ${concurrency} concurrent clients)`,
   );
   console.log(
     `ingest: all ${pins} visible at the other peer after ${seconds(visibleMs)} s (${Math.round((pins / visibleMs) * 1000)} pins/s)`,
+  );
+  const at = (q) => delays[Math.min(delays.length - 1, Math.floor(q * delays.length))].toFixed(1);
+  console.log(
+    `ingest: from the POST to the other peer holding the pin (every ${VISIBILITY_SAMPLE_EVERY}th pin, ${delays.length} pins): median ${at(0.5)} ms, p99 ${at(0.99)} ms, worst ${delays.at(-1).toFixed(1)} ms`,
   );
 
   const joinStarted = Date.now();

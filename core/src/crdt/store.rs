@@ -227,7 +227,9 @@ pub struct Transaction {
     pub live_keys: i64,
     /// The write is this replica's own, acknowledged once committed: a store that defers
     /// persistence (for merges of others' deltas, which a crash only makes the replica
-    /// fetch again) persists this one, and everything before it, before returning.
+    /// fetch again) persists this one, and everything before it, before returning. Own
+    /// writes of a write group are not durable one by one: the group ends with
+    /// [`Store::flush`].
     pub durable: bool,
 }
 
@@ -282,6 +284,11 @@ pub trait Store {
     ) -> Result<Vec<(Vec<u8>, KeyState)>, Self::Error>;
     /// Applies a transaction atomically.
     async fn commit(&mut self, tx: Transaction) -> Result<(), Self::Error>;
+    /// Puts every transaction committed so far on disk. A store that persists each commit
+    /// as it is made has nothing to do.
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
     /// How many keys have a value. The default counts them page by page; a store that
     /// keeps [`Transaction::live_keys`] answers at once.
     async fn live_keys(&self) -> Result<u64, Self::Error> {

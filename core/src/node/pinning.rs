@@ -448,6 +448,20 @@ impl<S: Store> Node<S> {
         Ok((summary, next))
     }
 
+    /// Starts a write group (see [`Replica::begin_write_group`]): the pins added and
+    /// removed until [`Node::end_write_group`] reach the disk with one flush.
+    pub fn begin_write_group(&mut self) {
+        self.replica.begin_write_group();
+    }
+
+    /// Ends the write group; its writes are on disk once this returns, and may be
+    /// acknowledged.
+    pub async fn end_write_group(&mut self, now: i64) -> StoreResult<(), S> {
+        let result = self.replica.end_write_group(ms(now)).await;
+        self.drain(now);
+        result
+    }
+
     /// Commits pending writes (at shutdown).
     pub async fn commit(&mut self, now: i64) -> StoreResult<(), S> {
         self.replica.commit(ms(now)).await?;

@@ -64,6 +64,8 @@ use crate::store::RedbStore;
 
 /// Commands the API tasks may queue at once.
 pub const COMMAND_QUEUE: usize = 256;
+/// Most pins and unpins written with one disk flush (see [`Peer::on_writes`]).
+const MAX_WRITE_GROUP: usize = 256;
 
 /// Unix time in milliseconds (the replica's clock).
 pub fn now_ms() -> u64 {
@@ -215,6 +217,21 @@ pub enum Command {
         name: String,
         reply: oneshot::Sender<Vec<Metric>>,
     },
+}
+
+impl Command {
+    /// Whether the command reads the peerset and metrics only, nothing a write group
+    /// changes: it is answered at once, without ending the group it arrives in.
+    fn reads_peers_only(&self) -> bool {
+        matches!(
+            self,
+            Command::AddDestinations { .. }
+                | Command::Info { .. }
+                | Command::Peers { .. }
+                | Command::Alerts { .. }
+                | Command::Metrics { .. }
+        )
+    }
 }
 
 /// A handle to a running peer, for the API.
@@ -1239,16 +1256,53 @@ impl Peer {
         });
     }
 
+    /// Pins and unpins `first` and the writes queued right behind it, at most
+    /// [`MAX_WRITE_GROUP`], as one write group: one disk flush for them all, then every
+    /// answer. Commands that read the peerset only are answered on the way; returns the
+    /// command that ended the group, if any.
+    async fn on_writes(&mut self, first: Command) -> anyhow::Result<Option<Command>> {
+        let now = now_nanos();
+        self.node.begin_write_group();
+        let mut replies = Vec::new();
+        let mut next = Some(first);
+        let mut rest = None;
+        while let Some(command) = next.take() {
+            match command {
+                Command::AddPin { pin, reply } => {
+                    replies.push((reply, self.node.add_pin(*pin, now).await));
+                }
+                Command::RemovePin { cid, reply } => {
+                    replies.push((reply, self.node.remove_pin(cid, now).await));
+                }
+                read if read.reads_peers_only() => Box::pin(self.on_command(read)).await?,
+                other => {
+                    rest = Some(other);
+                    break;
+                }
+            }
+            if replies.len() < MAX_WRITE_GROUP {
+                next = self.commands.try_recv().ok();
+            }
+        }
+        let flushed = self.node.end_write_group(now).await;
+        for (reply, result) in replies {
+            let _ = reply.send(match &flushed {
+                Ok(()) => result,
+                Err(error) => result.and(Err(CommandError::Store(error.to_string()))),
+            });
+        }
+        Ok(rest)
+    }
+
     async fn on_command(&mut self, command: Command) -> anyhow::Result<()> {
         let now = now_nanos();
         match command {
-            Command::AddPin { pin, reply } => {
-                let result = self.node.add_pin(*pin, now).await;
-                let _ = reply.send(result);
-            }
-            Command::RemovePin { cid, reply } => {
-                let result = self.node.remove_pin(cid, now).await;
-                let _ = reply.send(result);
+            Command::AddPin { .. } | Command::RemovePin { .. } => {
+                // Neither this nor the reads answered in the group is a write: no deeper
+                // recursion.
+                if let Some(rest) = self.on_writes(command).await? {
+                    Box::pin(self.on_command(rest)).await?;
+                }
             }
             Command::AddDestinations { template, reply } => {
                 let _ = reply.send(self.node.add_destinations(*template, now));

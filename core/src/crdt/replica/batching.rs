@@ -119,7 +119,12 @@ impl<S: Store> Replica<S> {
 
     pub(super) async fn commit_if_full(&mut self, now: u64) -> Result<(), S::Error> {
         let batch = self.config.batch;
-        if !batch.is_on() || self.batch.items() >= batch.max_items {
+        let full = if batch.is_on() {
+            self.batch.items() >= batch.max_items
+        } else {
+            !self.write_group
+        };
+        if full {
             self.commit(now).await?;
         }
         Ok(())
@@ -152,6 +157,28 @@ impl<S: Store> Replica<S> {
             .push_back(Output::Broadcast(encode_broadcast(&[cid])));
         self.pump(now).await?;
         Ok(Some(cid))
+    }
+
+    /// Starts a write group: writes that came in together (a peer's queued API requests).
+    /// Without batching, the group's puts and deletes become one delta when it ends,
+    /// instead of one delta each (more only past `max_delta_bytes`); with batching, they
+    /// join batches as usual. Either way the deltas committed in the group reach the disk
+    /// with one flush at its end: until then a crash may lose them, so the caller
+    /// acknowledges the writes only once [`Replica::end_write_group`] has returned.
+    pub fn begin_write_group(&mut self) {
+        self.write_group = true;
+    }
+
+    /// Ends the write group: commits its delta (without batching) and flushes the store.
+    /// Once this returns, every write of the group that is committed is on disk.
+    pub async fn end_write_group(&mut self, now: u64) -> Result<(), S::Error> {
+        if !std::mem::take(&mut self.write_group) {
+            return Ok(());
+        }
+        if !self.config.batch.is_on() {
+            self.commit(now).await?;
+        }
+        self.store.flush().await.map_err(ReplicaError::Store)
     }
 
     /// Commits the batch once it is older than the batching's `max_age_ms`.

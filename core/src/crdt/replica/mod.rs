@@ -181,6 +181,8 @@ pub struct Replica<S: Store> {
     /// No ancestors request before this time: the last one brought nothing.
     ancestors_retry_at: u64,
     batch: Batch,
+    /// Own writes are being gathered into one flush (see [`Replica::begin_write_group`]).
+    write_group: bool,
     seen_heads: HashSet<Cid>,
     next_rebroadcast: Option<u64>,
     next_repair: Option<u64>,
@@ -211,6 +213,7 @@ impl<S: Store> Replica<S> {
             ancestors_asked: None,
             ancestors_retry_at: 0,
             batch: Batch::default(),
+            write_group: false,
             seen_heads: HashSet::new(),
             next_rebroadcast: None,
             next_repair: None,

@@ -319,7 +319,7 @@ impl<S: Store> Replica<S> {
         }
 
         let mut tx = Transaction {
-            durable: own,
+            durable: own && !self.write_group,
             ..Default::default()
         };
         let mut events = Vec::new();
