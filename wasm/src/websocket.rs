@@ -7,7 +7,6 @@
 //! browser's send buffer holds more than [`MAX_WRITE_BUFFER`] bytes.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -108,10 +107,48 @@ pub fn websocket_url(addr: &Multiaddr) -> Option<String> {
     Some(format!("{scheme}://{host}:{port}{path}"))
 }
 
+/// Bytes received and not yet read: a vector read from its front, moved down as messages
+/// come (by the few bytes a reader left), so that each byte is copied once in and once out.
+#[derive(Default)]
+struct ReadBuffer {
+    bytes: Vec<u8>,
+    read: usize,
+}
+
+impl ReadBuffer {
+    fn len(&self) -> usize {
+        self.bytes.len() - self.read
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a message, copied straight from JavaScript's memory.
+    fn push(&mut self, message: &js_sys::Uint8Array) {
+        self.bytes.drain(..std::mem::take(&mut self.read));
+        let start = self.bytes.len();
+        self.bytes.resize(start + message.length() as usize, 0);
+        message.copy_to(&mut self.bytes[start..]);
+    }
+
+    /// Moves the oldest bytes into `buf`; returns how many.
+    fn read_into(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.len());
+        buf[..n].copy_from_slice(&self.bytes[self.read..self.read + n]);
+        self.read += n;
+        if self.read == self.bytes.len() {
+            self.bytes.clear();
+            self.read = 0;
+        }
+        n
+    }
+}
+
 /// What the socket's event handlers and the connection share.
 #[derive(Default)]
 struct Shared {
-    received: VecDeque<u8>,
+    received: ReadBuffer,
     open: bool,
     /// Closed by the remote, an error or the read limit; reads drain `received`, then end.
     closed: Option<String>,
@@ -183,7 +220,7 @@ impl Connection {
                     ));
                     let _ = socket.close();
                 } else {
-                    shared.received.extend(data.to_vec());
+                    shared.received.push(&data);
                 }
                 shared.wake();
             }
@@ -247,11 +284,7 @@ impl AsyncRead for Connection {
     ) -> Poll<io::Result<usize>> {
         let mut shared = self.inner.shared.borrow_mut();
         if !shared.received.is_empty() {
-            let n = buf.len().min(shared.received.len());
-            for (slot, byte) in buf.iter_mut().zip(shared.received.drain(..n)) {
-                *slot = byte;
-            }
-            return Poll::Ready(Ok(n));
+            return Poll::Ready(Ok(shared.received.read_into(buf)));
         }
         if shared.closed.is_some() {
             return Poll::Ready(Ok(0));
@@ -320,4 +353,32 @@ pub fn js_message(value: &JsValue) -> String {
         .map(|e| String::from(e.message()))
         .or_else(|| value.as_string())
         .unwrap_or_else(|| format!("{value:?}"))
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::*;
+
+    #[cfg(feature = "browser-tests")]
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    #[wasm_bindgen_test]
+    fn the_read_buffer_gives_bytes_back_in_order_across_messages_and_short_reads() {
+        let mut buffer = ReadBuffer::default();
+        buffer.push(&js_sys::Uint8Array::from(&[1u8, 2, 3, 4, 5][..]));
+        let mut two = [0u8; 2];
+        assert_eq!(buffer.read_into(&mut two), 2);
+        assert_eq!(two, [1, 2]);
+        buffer.push(&js_sys::Uint8Array::from(&[6u8, 7][..]));
+        assert_eq!(buffer.len(), 5);
+        let mut rest = [0u8; 8];
+        assert_eq!(buffer.read_into(&mut rest), 5);
+        assert_eq!(rest[..5], [3, 4, 5, 6, 7]);
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.read_into(&mut rest), 0);
+        buffer.push(&js_sys::Uint8Array::from(&[8u8][..]));
+        assert_eq!(buffer.read_into(&mut rest), 1);
+        assert_eq!(rest[0], 8);
+    }
 }
