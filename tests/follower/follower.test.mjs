@@ -223,7 +223,10 @@ test('runs in a worker thread behind a proxy with the same API', async () => {
     await waitFor('the worker to report the new pin', () => seen.has(cid), 10_000);
     assert.equal(seen.get(cid).name, 'in-worker');
     assert.equal((await proxied.get(cid)).name, 'in-worker');
-    assert.ok((await proxied.peers()).some((p) => p.id === relay.id && p.connected));
+    // Peers are known from their pings (one a second here): a sync may end before the first.
+    await waitFor('the worker to list the relay as a connected peer', async () =>
+      (await proxied.peers()).some((p) => p.id === relay.id && p.connected),
+    );
     assert.equal((await proxied.status(cid)).peer_map[relay.id].status, 'remote');
     await assert.rejects(proxied.get('not a cid'), InvalidOptionsError);
     assert.equal((await full.post(`/pins/${cid}`, 'DELETE')).status, 200);

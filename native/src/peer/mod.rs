@@ -64,7 +64,8 @@ use crate::store::RedbStore;
 
 /// Commands the API tasks may queue at once.
 pub const COMMAND_QUEUE: usize = 256;
-/// Most pins and unpins written with one disk flush (see [`Peer::on_writes`]).
+/// Most commands a write group takes (see [`Peer::on_writes`]): its pins and unpins, and
+/// the reads answered on the way.
 const MAX_WRITE_GROUP: usize = 256;
 
 /// Unix time in milliseconds (the replica's clock).
@@ -1256,8 +1257,8 @@ impl Peer {
         });
     }
 
-    /// Pins and unpins `first` and the writes queued right behind it, at most
-    /// [`MAX_WRITE_GROUP`], as one write group: one disk flush for them all, then every
+    /// Pins and unpins `first` and the writes queued right behind it as one write group
+    /// (at most [`MAX_WRITE_GROUP`] commands): one disk flush for them all, then every
     /// answer. Commands that read the peerset only are answered on the way; returns the
     /// command that ended the group, if any.
     async fn on_writes(&mut self, first: Command) -> anyhow::Result<Option<Command>> {
@@ -1266,7 +1267,9 @@ impl Peer {
         let mut replies = Vec::new();
         let mut next = Some(first);
         let mut rest = None;
+        let mut taken = 0;
         while let Some(command) = next.take() {
+            taken += 1;
             match command {
                 Command::AddPin { pin, reply } => {
                     replies.push((reply, self.node.add_pin(*pin, now).await));
@@ -1280,7 +1283,7 @@ impl Peer {
                     break;
                 }
             }
-            if replies.len() < MAX_WRITE_GROUP {
+            if taken < MAX_WRITE_GROUP {
                 next = self.commands.try_recv().ok();
             }
         }
@@ -1298,8 +1301,8 @@ impl Peer {
         let now = now_nanos();
         match command {
             Command::AddPin { .. } | Command::RemovePin { .. } => {
-                // Neither this nor the reads answered in the group is a write: no deeper
-                // recursion.
+                // `rest` is not a write, nor are the reads answered inside the group: the
+                // recursion goes one level deep.
                 if let Some(rest) = self.on_writes(command).await? {
                     Box::pin(self.on_command(rest)).await?;
                 }
