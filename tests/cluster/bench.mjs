@@ -21,6 +21,7 @@ import { awaitFreespace, Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harn
 import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
 import { carFile } from '../support/car.mjs';
 import { freePort } from '../support/net.mjs';
+import { percentiles } from '../support/stats.mjs';
 
 const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
 const concurrency = Number(process.env.PINFOLD_BENCH_CONCURRENCY ?? 32);
@@ -119,7 +120,7 @@ async function ingest(writer, observer) {
   const ms = pinningServiceApi
     ? await postAll(pins, () => `${writer.pinningApi}/pins`, { body: (i) => ({ cid: syntheticCid(i) }), sending })
     : await postAll(pins, (i) => `${writer.api}/pins/${syntheticCid(i)}`, { sending });
-  return { ms, delays: (await Promise.all(watched)).sort((a, b) => a - b) };
+  return { ms, delays: await Promise.all(watched) };
 }
 
 /** Polls `check` every millisecond (at most `ms`): the waits measured here need finer steps than waitFor's. */
@@ -162,9 +163,9 @@ async function pinsetBench() {
   console.log(
     `ingest: all ${pins} visible at the other peer after ${seconds(visibleMs)} s (${Math.round((pins / visibleMs) * 1000)} pins/s)`,
   );
-  const at = (q) => delays[Math.min(delays.length - 1, Math.floor(q * delays.length))].toFixed(1);
+  const delay = percentiles(delays);
   console.log(
-    `ingest: from the POST to the other peer holding the pin (every ${VISIBILITY_SAMPLE_EVERY}th pin, ${delays.length} pins): median ${at(0.5)} ms, p99 ${at(0.99)} ms, worst ${delays.at(-1).toFixed(1)} ms`,
+    `ingest: from the POST to the other peer holding the pin (every ${VISIBILITY_SAMPLE_EVERY}th pin, ${delay.n} pins): median ${delay.p50.toFixed(1)} ms, p99 ${delay.p99.toFixed(1)} ms, worst ${delay.max.toFixed(1)} ms`,
   );
 
   const joinStarted = Date.now();

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
 import { rawCid } from '../support/cid.mjs';
+import { percentiles } from '../support/stats.mjs';
 
 const clients = Number(process.env.PINFOLD_LOAD_CLIENTS ?? 100);
 const seconds = Number(process.env.PINFOLD_LOAD_SECONDS ?? 30);
@@ -28,12 +29,6 @@ before(async () => {
 after(async () => {
   await stopAll();
 });
-
-function percentiles(samples) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-  return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: sorted.at(-1) };
-}
 
 test(`${clients} clients pinning and listing for ${seconds} s lose nothing and fail nothing`, async () => {
   const latencies = { pin: [], status: [], list: [] };

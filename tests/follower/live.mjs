@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { Peer, pinfoldBin, stopAll, waitFor } from '../cluster/harness.mjs';
 import { rawCid } from '../support/cid.mjs';
+import { percentiles } from '../support/stats.mjs';
 import { launchChromium, serveNpm } from '../browser/page.mjs';
 import { follow } from '../../npm/lib/index.js';
 
@@ -75,10 +76,9 @@ try {
     delays.chromium.push(seenInPage.get(cid) - sent);
   }
 
-  const at = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
   const summary = (xs) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    return `median ${at(sorted, 0.5).toFixed(1)} ms, p99 ${at(sorted, 0.99).toFixed(1)} ms, worst ${sorted.at(-1).toFixed(1)} ms`;
+    const { p50, p99, max } = percentiles(xs);
+    return `median ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, worst ${max.toFixed(1)} ms`;
   };
   console.log(`live: the writer answered ${count} POSTs: ${summary(answers)}`);
   for (const [who, xs] of Object.entries(delays)) {
