@@ -248,6 +248,59 @@ impl Default for BatchingSection {
 pub struct ApiSection {
     pub restapi: RestApiSection,
     pub pinsvcapi: PinSvcApiSection,
+    pub ipfsproxy: IpfsProxySection,
+}
+
+/// The IPFS proxy API (`api.ipfsproxy`), as Go ipfs-cluster's: the IPFS daemon's RPC API,
+/// whose pin, add, repository and put commands act on the cluster instead.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IpfsProxySection {
+    /// Where it listens: one address or a list, as Go writes it; empty turns it off.
+    #[serde(deserialize_with = "one_or_many")]
+    pub listen_multiaddress: Vec<Multiaddr>,
+    /// The daemon's RPC API that requests are passed to; `null`: the IPFS connector's
+    /// (`ipfs_connector.ipfshttp.node_multiaddress`).
+    pub node_multiaddress: Option<Multiaddr>,
+    /// Headers of the daemon's answers (besides `Access-Control-Expose-Headers`) copied
+    /// into the proxy's own answers: those set in the daemon's `API.HTTPHeaders`.
+    pub extract_headers_extra: Vec<String>,
+    /// The daemon's route those headers are read from.
+    pub extract_headers_path: String,
+    /// How long they are kept before they are read again (0: read for every answer).
+    pub extract_headers_ttl: GoDuration,
+}
+
+impl Default for IpfsProxySection {
+    fn default() -> Self {
+        Self {
+            listen_multiaddress: vec!["/ip4/127.0.0.1/tcp/9095".parse().expect("valid")],
+            node_multiaddress: None,
+            extract_headers_extra: Vec::new(),
+            extract_headers_path: "/api/v0/version".into(),
+            extract_headers_ttl: secs(5 * 60),
+        }
+    }
+}
+
+/// Go's `config.Strings` of addresses: a list, or one address as a string (empty: none).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Multiaddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<Multiaddr>),
+    }
+    match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::Many(addresses) => Ok(addresses),
+        OneOrMany::One(text) if text.trim().is_empty() => Ok(Vec::new()),
+        OneOrMany::One(text) => text
+            .parse()
+            .map(|address| vec![address])
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// The IPFS Pinning Services API (`api.pinsvcapi`).
@@ -776,6 +829,34 @@ const OVERRIDES: &[Override] = &[
         c.api.restapi.http_listen_multiaddress = address(v)?;
         Ok(())
     }),
+    ("CLUSTER_IPFSPROXY_LISTENMULTIADDRESS", |c, v| {
+        c.api.ipfsproxy.listen_multiaddress = addresses(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_IPFSPROXY_NODEMULTIADDRESS", |c, v| {
+        c.api.ipfsproxy.node_multiaddress = match v.trim() {
+            "" => None,
+            text => Some(address(text)?),
+        };
+        Ok(())
+    }),
+    ("CLUSTER_IPFSPROXY_EXTRACTHEADERSEXTRA", |c, v| {
+        c.api.ipfsproxy.extract_headers_extra = v
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(String::from)
+            .collect();
+        Ok(())
+    }),
+    ("CLUSTER_IPFSPROXY_EXTRACTHEADERSPATH", |c, v| {
+        c.api.ipfsproxy.extract_headers_path = v.trim().to_owned();
+        Ok(())
+    }),
+    ("CLUSTER_IPFSPROXY_EXTRACTHEADERSTTL", |c, v| {
+        c.api.ipfsproxy.extract_headers_ttl = duration(v)?;
+        Ok(())
+    }),
 ];
 
 /// A file path from the environment; empty means none.
@@ -807,8 +888,8 @@ impl ServiceConfig {
 
     /// This cluster's configuration as a follower runs it (`pinfold follow`): the cluster's
     /// secret, name, trust, timings and `peer_addresses` kept; the role a follower's, the
-    /// REST API on a loopback port of the system's choosing, no Pinning Services API, no
-    /// Prometheus endpoint, no relay, swarm listeners on ports of the system's choosing,
+    /// REST API on a loopback port of the system's choosing, no Pinning Services API or IPFS
+    /// proxy, no Prometheus endpoint, no relay, swarm listeners on ports of the system's choosing,
     /// the IPFS daemon and the peer name left to the follower's own defaults.
     pub fn for_follower(&self) -> Self {
         let datastore = Some(self.datastore.clone().unwrap_or_else(default_datastore));
@@ -825,6 +906,10 @@ impl ServiceConfig {
             pinsvcapi: PinSvcApiSection {
                 http_listen_multiaddress: None,
                 ..PinSvcApiSection::default()
+            },
+            ipfsproxy: IpfsProxySection {
+                listen_multiaddress: Vec::new(),
+                ..IpfsProxySection::default()
             },
         };
         follower.ipfs_connector = IpfsConnectorSection::default();
@@ -1097,6 +1182,48 @@ mod tests {
             error.to_string().contains("full, relay or follower"),
             "{error}"
         );
+    }
+
+    /// Go writes one listen address as a string, several as a list; empty is off.
+    #[test]
+    fn the_ipfs_proxy_section_reads_go_s_forms_and_turns_off_when_empty() {
+        let defaults = ServiceConfig::default().api.ipfsproxy;
+        assert_eq!(
+            defaults.listen_multiaddress,
+            ["/ip4/127.0.0.1/tcp/9095".parse::<Multiaddr>().unwrap()]
+        );
+        assert_eq!(defaults.node_multiaddress, None, "the connector's daemon");
+        let go = r#"{"api":{"ipfsproxy":{"listen_multiaddress":"/ip4/127.0.0.1/tcp/9195",
+            "node_multiaddress":"/ip4/127.0.0.1/tcp/5101","extract_headers_ttl":"1m"}}}"#;
+        let (config, ignored) = ServiceConfig::from_json(go).unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        let proxy = &config.api.ipfsproxy;
+        assert_eq!(
+            proxy.listen_multiaddress[0].to_string(),
+            "/ip4/127.0.0.1/tcp/9195"
+        );
+        assert_eq!(
+            proxy.node_multiaddress.as_ref().unwrap().to_string(),
+            "/ip4/127.0.0.1/tcp/5101"
+        );
+        assert_eq!(proxy.extract_headers_ttl.millis(), 60_000);
+        assert_eq!(proxy.extract_headers_path, "/api/v0/version");
+        for off in [r#""""#, "[]"] {
+            let text = format!(r#"{{"api":{{"ipfsproxy":{{"listen_multiaddress":{off}}}}}}}"#);
+            let (config, _) = ServiceConfig::from_json(&text).unwrap();
+            assert!(config.api.ipfsproxy.listen_multiaddress.is_empty(), "{off}");
+        }
+        let mut config = ServiceConfig::default();
+        config
+            .apply_env(|name| (name == "CLUSTER_IPFSPROXY_LISTENMULTIADDRESS").then(String::new))
+            .unwrap();
+        assert!(config.api.ipfsproxy.listen_multiaddress.is_empty());
+        assert!(ServiceConfig::default()
+            .for_follower()
+            .api
+            .ipfsproxy
+            .listen_multiaddress
+            .is_empty());
     }
 
     #[test]

@@ -392,6 +392,38 @@ fn dashboard_dir(folder: &std::path::Path, dir: &Option<PathBuf>) -> Result<Opti
     Ok(Some(dir))
 }
 
+/// Serves the IPFS proxy API on each of its addresses, in front of `daemon`.
+async fn ipfs_proxy(
+    config: &pinfold_native::config::IpfsProxySection,
+    daemon: &Multiaddr,
+    peer: &pinfold_native::peer::PeerHandle,
+) -> Result<Vec<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    if config.listen_multiaddress.is_empty() {
+        return Ok(Vec::new());
+    }
+    let daemon_url = pinfold_native::endpoint::http_url(daemon)
+        .map_err(|e| anyhow::anyhow!("api.ipfsproxy.node_multiaddress: {e}"))?;
+    let proxy = std::sync::Arc::new(pinfold_native::api::ipfsproxy::Proxy::new(
+        peer.clone(),
+        daemon_url.clone(),
+        config,
+    )?);
+    let mut servers = Vec::new();
+    for address in &config.listen_multiaddress {
+        let socket = pinfold_native::endpoint::socket_addr(address)
+            .map_err(|e| anyhow::anyhow!("api.ipfsproxy.listen_multiaddress: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(socket).await.with_context(|| {
+            format!("could not listen for the IPFS proxy API on {socket} (set api.ipfsproxy.listen_multiaddress, or [] to turn it off)")
+        })?;
+        tracing::info!(address = %socket, daemon = %daemon_url, "IPFS proxy API listening");
+        servers.push(tokio::spawn(pinfold_native::api::ipfsproxy::serve(
+            listener,
+            proxy.clone(),
+        )));
+    }
+    Ok(servers)
+}
+
 /// Runs a peer from `folder` (its identity, pinset and peerstore) with `config` until
 /// SIGINT or SIGTERM.
 fn run_peer(
@@ -412,6 +444,11 @@ fn run_peer(
     )?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let pinsvcapi = config.api.pinsvcapi.clone();
+    let ipfsproxy = config.api.ipfsproxy.clone();
+    let proxied_daemon = ipfsproxy
+        .node_multiaddress
+        .clone()
+        .unwrap_or_else(|| config.ipfs_connector.ipfshttp.node_multiaddress.clone());
     let metrics_config = config.observations.metrics.clone();
     let credentials = Credentials::new(
         restapi.basic_auth_credentials.clone().unwrap_or_default(),
@@ -481,6 +518,7 @@ fn run_peer(
             }
             None => None,
         };
+        let proxies = ipfs_proxy(&ipfsproxy, &proxied_daemon, &handle).await?;
         let api = tokio::spawn(async move {
             pinfold_native::api::rest::serve(listener, handle, credentials, &api_config, tls).await
         });
@@ -488,6 +526,9 @@ fn run_peer(
         let _ = std::fs::remove_file(&address_file);
         api.abort();
         if let Some(server) = pinning_service {
+            server.abort();
+        }
+        for server in proxies {
             server.abort();
         }
         if let Some(server) = prometheus {

@@ -230,6 +230,7 @@ export class Peer extends ClusterProcess {
     this.wsPort ??= await freePort();
     this.apiPort ??= await freePort();
     this.pinningPort ??= await freePort();
+    this.proxyPort ??= await freePort();
     this.secret = secret;
     execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], {
       env: this.env(),
@@ -238,6 +239,7 @@ export class Peer extends ClusterProcess {
     this.readIdentity();
     this.api = `${this.ca ? 'https' : 'http'}://${this.apiIp}:${this.apiPort}`;
     this.pinningApi = `http://${this.apiIp}:${this.pinningPort}`;
+    this.proxy = `/ip4/${this.apiIp}/tcp/${this.proxyPort}`;
     return this;
   }
 
@@ -258,6 +260,7 @@ export class Peer extends ClusterProcess {
         .join(','),
       CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.apiPort}`,
       CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.pinningPort}`,
+      CLUSTER_IPFSPROXY_LISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.proxyPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
       CLUSTER_MONITORPINGINTERVAL: '1s',
       CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',

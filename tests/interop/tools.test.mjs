@@ -125,7 +125,7 @@ test('an empty pinset lists nothing, as Go answers 204', async () => {
 
 test("pinfold runs from the service.json and identity.json Go's init writes, naming the keys it ignores", async () => {
   const dir = path.join(runDir, 'go-init');
-  const [swarmPort, apiPort] = [await freePort(), await freePort()];
+  const [swarmPort, apiPort, proxyPort] = [await freePort(), await freePort(), await freePort()];
   execFileSync(goBin('ipfs-cluster-service'), ['--config', dir, 'init', '--consensus', 'crdt'], {
     env: { ...process.env, CLUSTER_SECRET: secret },
     stdio: 'ignore',
@@ -134,6 +134,8 @@ test("pinfold runs from the service.json and identity.json Go's init writes, nam
   config.cluster.listen_multiaddress = [`/ip4/127.0.0.1/tcp/${swarmPort}`, '/ip4/127.0.0.1/udp/0/quic'];
   config.api.restapi.http_listen_multiaddress = `/ip4/127.0.0.1/tcp/${apiPort}`;
   config.api.pinsvcapi.http_listen_multiaddress = '/ip4/127.0.0.1/tcp/0';
+  config.api.ipfsproxy.listen_multiaddress = `/ip4/127.0.0.1/tcp/${proxyPort}`;
+  config.api.ipfsproxy.node_multiaddress = ipfs.multiaddr;
   config.ipfs_connector.ipfshttp.node_multiaddress = ipfs.multiaddr;
   config.cluster.peername = 'from-go-config';
   fs.writeFileSync(path.join(dir, 'service.json'), JSON.stringify(config, null, 2));
@@ -160,10 +162,14 @@ test("pinfold runs from the service.json and identity.json Go's init writes, nam
       'cluster.leave_on_shutdown',
       'cluster.connection_manager',
       'cluster.mdns_interval',
-      'api.ipfsproxy',
+      'api.ipfsproxy.read_header_timeout',
     ]) {
       assert.ok(warning.includes(key), `${key} named: ${warning}`);
     }
+    assert.ok(!warning.includes('api.ipfsproxy.listen_multiaddress'), warning);
+    const version = await fetch(`http://127.0.0.1:${proxyPort}/api/v0/version`, { method: 'POST' });
+    assert.equal(version.status, 200, 'the proxy of the Go-written section passes requests to Kubo');
+    assert.ok((await version.json()).Version, 'Kubo answered');
     assert.match(text, /no transport for these, not listening on them.*quic/);
   } finally {
     child.kill('SIGTERM');

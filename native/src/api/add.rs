@@ -18,7 +18,7 @@ use libp2p::PeerId;
 use pinfold_core::codec::gorpc::api::NodeWithMeta;
 use pinfold_core::codec::gorpc::ServiceId;
 use pinfold_core::codec::msgpack::Value;
-use pinfold_core::pin::Pin;
+use pinfold_core::pin::{Pin, UnixTime};
 use pinfold_core::rest::AddedOutput;
 use tokio::sync::mpsc;
 
@@ -44,67 +44,116 @@ const ADD_OPTIONS_FOR_DAEMON: [&str; 5] = [
     "wrap-with-directory",
 ];
 
-/// Adds the files of a multipart body through this peer's IPFS daemon, streaming one
-/// ipfs-cluster `AddedOutput` per file and directory, then pins the root in the cluster
-/// with the pin options of the query (unless `no-pin`); the root comes last, with its
-/// allocations. With `format=car` the body is a CAR file with one root, imported whole.
-/// With `stream-channels=false` the answer is one JSON array of them, sent once the root
-/// is pinned, as Go's adder gives it. The blocks go to the destinations allocated before
-/// the add (every peer that pins, with replication -1); with `local`, to this peer only,
-/// which then replaces the last allocation unless user allocations are set. `recursive`,
-/// `hidden`, `progress` and `quiet` change nothing here: the client chooses the files,
-/// and the daemon adds on this peer and answers as it goes.
+/// What an add asks for, from ipfs-cluster's `/add` options.
+#[derive(Clone, Debug)]
+pub(crate) struct AddRequest {
+    /// Add the files without pinning the root in the cluster.
+    no_pin: bool,
+    /// Put the blocks on this peer's daemon only.
+    local: bool,
+    /// The body is a CAR file, imported whole, instead of files.
+    car: bool,
+    /// The options handed to the daemon's `add`.
+    daemon_query: Vec<(&'static str, String)>,
+    /// The pin of the root, but for its CID.
+    template: Pin,
+}
+
+impl AddRequest {
+    /// The add `query` asks for, taken at `now` (the cluster's time). `recursive`, `hidden`,
+    /// `progress` and `quiet` change nothing here: the client chooses the files, and the
+    /// daemon adds on this peer and answers as it goes.
+    pub(crate) fn from_query(query: &HashMap<String, String>, now: UnixTime) -> ApiResult<Self> {
+        let flag = |key: &str| -> ApiResult<bool> {
+            match query.get(key).map(String::as_str) {
+                None | Some("false") => Ok(false),
+                Some("true") | Some("") => Ok(true),
+                Some(other) => Err(ApiError::bad_request(format!(
+                    "parameter {key}: {other:?} is not true or false"
+                ))),
+            }
+        };
+        if flag("shard")? {
+            return Err(ApiError::bad_request(
+                "sharding is not supported: add without shard=true",
+            ));
+        }
+        if flag("nocopy")? {
+            return Err(ApiError::bad_request(
+                "nocopy needs the daemon's filestore, which pinfold does not use: add without it",
+            ));
+        }
+        let car = match query.get("format").map(String::as_str) {
+            None | Some("") | Some("unixfs") => false,
+            Some("car") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "format {other:?} is not supported: use unixfs or car"
+                )))
+            }
+        };
+        let mut daemon_query: Vec<(&'static str, String)> = ADD_OPTIONS_FOR_DAEMON
+            .iter()
+            .filter_map(|key| query.get(*key).map(|v| (*key, v.clone())))
+            .collect();
+        match query.get("layout").map(String::as_str) {
+            None | Some("") | Some("balanced") => {}
+            Some("trickle") => daemon_query.push(("trickle", "true".to_owned())),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "layout {other:?}: use balanced or trickle"
+                )))
+            }
+        }
+        Ok(Self {
+            no_pin: flag("no-pin")?,
+            local: flag("local")?,
+            car,
+            daemon_query,
+            template: pin_from_query(Cid::default(), query, now)?,
+        })
+    }
+}
+
+/// `/add`: adds the files of a multipart body as [`add_files`] does, streaming one
+/// ipfs-cluster `AddedOutput` per line; with `stream-channels=false`, one JSON array of
+/// them, sent once the root is pinned, as Go's adder gives it.
 pub(crate) async fn add(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let flag = |key: &str| -> ApiResult<bool> {
-        match query.get(key).map(String::as_str) {
-            None | Some("false") => Ok(false),
-            Some("true") | Some("") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "parameter {key}: {other:?} is not true or false"
-            ))),
-        }
-    };
-    let no_pin = flag("no-pin")?;
-    let local = flag("local")?;
+    let request = AddRequest::from_query(&query, peer.clock.now())?;
     let stream_channels = query.get("stream-channels").map(String::as_str) != Some("false");
-    if flag("shard")? {
-        return Err(ApiError::bad_request(
-            "sharding is not supported: add without shard=true",
-        ));
+    let outputs = add_files(peer, request, &headers, body).await?;
+    if stream_channels {
+        return Ok(stream_lines(outputs.map(|output| output.and_then(|o| line(&o)))).await);
     }
-    if flag("nocopy")? {
-        return Err(ApiError::bad_request(
-            "nocopy needs the daemon's filestore, which pinfold does not use: add without it",
-        ));
-    }
-    let car = match query.get("format").map(String::as_str) {
-        None | Some("") | Some("unixfs") => false,
-        Some("car") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "format {other:?} is not supported: use unixfs or car"
-            )))
-        }
-    };
-    let mut daemon_query: Vec<(&str, String)> = ADD_OPTIONS_FOR_DAEMON
-        .iter()
-        .filter_map(|key| query.get(*key).map(|v| (*key, v.clone())))
-        .collect();
-    match query.get("layout").map(String::as_str) {
-        None | Some("") | Some("balanced") => {}
-        Some("trickle") => daemon_query.push(("trickle", "true".to_owned())),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "layout {other:?}: use balanced or trickle"
-            )))
-        }
-    }
-    let mut template = pin_from_query(Cid::default(), &query, peer.clock.now())?;
+    let outputs: Vec<AddedOutput> = outputs.try_collect().await?;
+    Ok(Json(outputs).into_response())
+}
+
+/// Adds the files of a multipart body through this peer's IPFS daemon, giving one
+/// `AddedOutput` per file and directory as the daemon adds them, then pins the root in the
+/// cluster with the request's pin options (unless `no_pin`); the root comes last, with its
+/// allocations. With `car` the body is a CAR file with one root, imported whole. The
+/// blocks go to the destinations allocated before the add (every peer that pins, with
+/// replication -1); with `local`, to this peer only, which then replaces the last
+/// allocation unless user allocations are set.
+pub(crate) async fn add_files(
+    peer: PeerHandle,
+    request: AddRequest,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<impl futures::Stream<Item = ApiResult<AddedOutput>> + Send + 'static> {
+    let AddRequest {
+        no_pin,
+        local,
+        car,
+        daemon_query,
+        mut template,
+    } = request;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -149,7 +198,7 @@ pub(crate) async fn add(
         allocations: allocations.iter().map(PeerId::to_string).collect(),
     };
     // Every entry but the last goes out as it comes; the last is the root, sent once pinned.
-    let outputs = stream::unfold(
+    Ok(stream::unfold(
         (Box::pin(added), None::<Added>, false),
         move |(mut added, mut held, done)| {
             let (peer, template, ipfs) = (peer.clone(), template.clone(), ipfs.clone());
@@ -199,12 +248,7 @@ pub(crate) async fn add(
                 Some((result, (added, None, true)))
             }
         },
-    );
-    if stream_channels {
-        return Ok(stream_lines(outputs.map(|output| output.and_then(|o| line(&o)))).await);
-    }
-    let outputs: Vec<AddedOutput> = outputs.try_collect().await?;
-    Ok(Json(outputs).into_response())
+    ))
 }
 
 /// How much of a CAR upload is kept to read its header: the multipart part's headers, then

@@ -338,21 +338,29 @@ where
 }
 
 /// A streamed answer of lines, as ipfs-cluster's API gives one: 204 with no body when
-/// there are none, the error answer when the first fails, else 200 and the lines, ended
-/// by the `X-Stream-Error` trailer: empty when the list is whole, else the reason it was
-/// cut short.
+/// there are none, the error answer when the first fails, else [`lines_with_trailer`].
 pub(crate) async fn stream_lines(
+    lines: impl futures::Stream<Item = ApiResult<Vec<u8>>> + Send + 'static,
+) -> Response {
+    let mut lines = Box::pin(lines);
+    match lines.next().await {
+        None => StatusCode::NO_CONTENT.into_response(),
+        Some(Err(error)) => error.into_response(),
+        Some(Ok(first)) => {
+            lines_with_trailer(stream::once(std::future::ready(Ok(first))).chain(lines))
+        }
+    }
+}
+
+/// 200 and `lines` as they come, ended by the `X-Stream-Error` trailer: empty when every
+/// line came, else why the rest did not.
+pub(crate) fn lines_with_trailer(
     lines: impl futures::Stream<Item = ApiResult<Vec<u8>>> + Send + 'static,
 ) -> Response {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, HeaderValue};
     use http_body::Frame;
-    let mut lines = Box::pin(lines);
-    let first = match lines.next().await {
-        None => return StatusCode::NO_CONTENT.into_response(),
-        Some(Err(error)) => return error.into_response(),
-        Some(Ok(first)) => first,
-    };
+    let lines = Box::pin(lines);
     let trailer = |error: &str| {
         let value = HeaderValue::from_str(&error.replace(['\r', '\n'], " "))
             .unwrap_or_else(|_| HeaderValue::from_static("internal error"));
@@ -373,9 +381,7 @@ pub(crate) async fn stream_lines(
             None => (trailer(""), None),
         })
     });
-    let frames = stream::once(std::future::ready(Frame::data(Bytes::from(first))))
-        .chain(frames)
-        .map(Ok::<_, std::convert::Infallible>);
+    let frames = frames.map(Ok::<_, std::convert::Infallible>);
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -825,7 +831,12 @@ async fn repo_gc(
     State(peer): State<PeerHandle>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<GlobalRepoGc>> {
-    let local = local_only(&query)?;
+    Ok(Json(cluster_repo_gc(&peer, local_only(&query)?).await?))
+}
+
+/// A garbage collection of every peer's IPFS daemon's repository (only this peer's when
+/// `local`), at once. A peer that fails or does not answer is listed with its error.
+pub(crate) async fn cluster_repo_gc(peer: &PeerHandle, local: bool) -> ApiResult<GlobalRepoGc> {
     let info = peer.ask(|reply| Command::Info { reply }).await?;
     let own = crate::peer::repo_gc(peer.ipfs.as_ref(), peer.local, info.peername);
     let (own, others) = if local {
@@ -839,7 +850,7 @@ async fn repo_gc(
     for gc in others.into_iter().chain([own]) {
         global.add(gc);
     }
-    Ok(Json(global))
+    Ok(global)
 }
 
 /// ipfs-cluster's connectivity graph: which cluster peers each peer is connected to, which

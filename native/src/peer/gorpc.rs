@@ -542,6 +542,19 @@ impl Client {
         api::id_from_value(&reply).map_err(|e| e.to_string())
     }
 
+    /// `peer`'s daemon's repository size and its maximum (`IPFSConnector.RepoStat`).
+    pub async fn repo_stat(&self, peer: PeerId) -> Result<(u64, u64), String> {
+        let reply = self
+            .call(
+                peer,
+                ServiceId::new("IPFSConnector", "RepoStat"),
+                api::empty(),
+                CALL_TIMEOUT,
+            )
+            .await?;
+        api::repo_stat_from_value(&reply).map_err(|e| e.to_string())
+    }
+
     /// The answer to a peer request, asked over Go ipfs-cluster's RPC instead.
     pub async fn answer(&self, peer: PeerId, request: PeerRequest) -> PeerResponse {
         let answer = match request {
