@@ -859,6 +859,45 @@ const OVERRIDES: &[Override] = &[
     }),
 ];
 
+/// `address` with each TCP and UDP port replaced by a free one on its IP (all interfaces
+/// when it names a host), whose socket goes to `held`.
+fn with_free_ports(
+    address: &Multiaddr,
+    held: &mut Vec<std::os::fd::OwnedFd>,
+) -> std::io::Result<Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut ip = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let mut picked = Multiaddr::empty();
+    for protocol in address.iter() {
+        let protocol = match protocol {
+            Protocol::Ip4(a) => {
+                ip = IpAddr::V4(a);
+                protocol
+            }
+            Protocol::Ip6(a) => {
+                ip = IpAddr::V6(a);
+                protocol
+            }
+            Protocol::Tcp(_) => {
+                let socket = std::net::TcpListener::bind((ip, 0))?;
+                let port = socket.local_addr()?.port();
+                held.push(socket.into());
+                Protocol::Tcp(port)
+            }
+            Protocol::Udp(_) => {
+                let socket = std::net::UdpSocket::bind((ip, 0))?;
+                let port = socket.local_addr()?.port();
+                held.push(socket.into());
+                Protocol::Udp(port)
+            }
+            other => other,
+        };
+        picked.push(protocol);
+    }
+    Ok(picked)
+}
+
 /// A file path from the environment; empty means none.
 fn optional_path(text: &str) -> Option<PathBuf> {
     let text = text.trim();
@@ -884,6 +923,27 @@ impl ServiceConfig {
         config.cluster.peername = peername.to_owned();
         config.cluster.secret = ClusterSecret::generate(&mut rand::rngs::OsRng).to_hex();
         config
+    }
+
+    /// Gives every listen address of the peer (swarm, REST API, Pinning Services API, IPFS
+    /// proxy) a free port the system picks now instead of its own (`init --randomports`).
+    /// Each port is held until all are picked, so no two addresses share one.
+    pub fn randomize_ports(&mut self) -> std::io::Result<()> {
+        let mut held = Vec::new();
+        let c = &mut self.cluster;
+        for address in c.listen_multiaddress.iter_mut() {
+            *address = with_free_ports(address, &mut held)?;
+        }
+        let api = &mut self.api;
+        api.restapi.http_listen_multiaddress =
+            with_free_ports(&api.restapi.http_listen_multiaddress, &mut held)?;
+        if let Some(address) = &mut api.pinsvcapi.http_listen_multiaddress {
+            *address = with_free_ports(address, &mut held)?;
+        }
+        for address in api.ipfsproxy.listen_multiaddress.iter_mut() {
+            *address = with_free_ports(address, &mut held)?;
+        }
+        Ok(())
     }
 
     /// This cluster's configuration as a follower runs it (`pinfold follow`): the cluster's

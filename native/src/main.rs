@@ -172,6 +172,21 @@ enum ServiceCommand {
         /// Overwrite an existing configuration and identity.
         #[arg(long, short)]
         force: bool,
+        /// The consensus: crdt (Raft is not implemented).
+        #[arg(long, value_enum, default_value_t = Consensus::Crdt)]
+        consensus: Consensus,
+        /// The datastore named in the configuration for Go peers and followers given it
+        /// (pinfold keeps its own pinset in redb whatever this says).
+        #[arg(long, value_enum, default_value_t = GoDatastore::Pebble)]
+        datastore: GoDatastore,
+        /// Peers to start with (multiaddresses with /p2p/), comma-separated: written to the
+        /// peerstore, and their peer ids made `consensus.crdt.trusted_peers`.
+        #[arg(long, value_delimiter = ',')]
+        peers: Vec<Multiaddr>,
+        /// Listen on free ports picked now instead of the defaults (swarm, REST API,
+        /// Pinning Services API, IPFS proxy), so that several peers share a machine.
+        #[arg(long)]
+        randomports: bool,
     },
     /// Export or import the pinset of a stopped peer.
     #[command(subcommand)]
@@ -198,6 +213,30 @@ enum ServiceCommand {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Consensus {
+    Crdt,
+    Raft,
+}
+
+/// Go ipfs-cluster's datastores, as `ipfs-cluster-service init --datastore` names them.
+#[derive(Clone, Copy, ValueEnum)]
+enum GoDatastore {
+    Pebble,
+    Badger,
+    Badger3,
+    Leveldb,
+}
+
+/// What `service init` writes beyond the defaults.
+struct InitOptions {
+    peername: Option<String>,
+    force: bool,
+    datastore: GoDatastore,
+    peers: Vec<Multiaddr>,
+    randomports: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -211,22 +250,62 @@ fn default_folder() -> PathBuf {
         .join(".pinfold")
 }
 
-fn init(folder: &std::path::Path, peername: Option<String>, force: bool) -> Result<()> {
+fn init(folder: &std::path::Path, options: InitOptions) -> Result<()> {
     let config_path = folder.join(CONFIG_FILE);
     let identity_path = folder.join(IDENTITY_FILE);
     for path in [&config_path, &identity_path] {
-        if path.exists() && !force {
+        if path.exists() && !options.force {
             return Err(ConfigError::Exists { path: path.clone() }.into());
         }
     }
-    let peername = peername.unwrap_or_else(host_name);
+    let peername = options.peername.unwrap_or_else(host_name);
     let mut config = ServiceConfig::generate(&peername);
+    let datastore = options
+        .datastore
+        .to_possible_value()
+        .expect("no variant is skipped");
+    config.datastore = Some(serde_json::json!({ datastore.get_name(): {} }));
+    if options.randomports {
+        config
+            .randomize_ports()
+            .context("could not pick free ports for --randomports")?;
+    }
+    let mut starting_peers = Vec::with_capacity(options.peers.len());
+    for address in &options.peers {
+        match address.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(peer)) => starting_peers.push((peer, address)),
+            _ => anyhow::bail!("--peers {address}: the address has no /p2p/<peer id>"),
+        }
+    }
+    if !starting_peers.is_empty() {
+        config.consensus.crdt.trusted_peers =
+            starting_peers.iter().map(|(p, _)| p.to_string()).collect();
+    }
     config.apply_env(|name| std::env::var(name).ok())?;
     config.validate()?;
     config.save(&config_path)?;
     let key = generate_identity(&identity_path)?;
     println!("configuration written to {}", config_path.display());
     println!("identity written to {}", identity_path.display());
+    // As Go's init does, the peerstore holds the starting peers only (empty without any).
+    let peerstore_path = folder.join(pinfold_native::config::PEERSTORE_FILE);
+    let written = std::fs::write(&peerstore_path, "").and_then(|()| {
+        let mut peerstore = pinfold_native::peer::peerstore::Peerstore::load(&peerstore_path)?;
+        for (peer, address) in &starting_peers {
+            let bare = address
+                .iter()
+                .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                .collect();
+            peerstore.add(*peer, bare);
+        }
+        peerstore.save()
+    });
+    written.with_context(|| format!("could not write {}", peerstore_path.display()))?;
+    println!(
+        "peerstore written to {} with {} entries",
+        peerstore_path.display(),
+        starting_peers.len()
+    );
     println!("peer id: {}", key.public().to_peer_id());
     println!(
         "start it with: pinfold service --config {} daemon",
@@ -554,7 +633,30 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Service(ServiceArgs { config, command }) => match command {
-            ServiceCommand::Init { peername, force } => init(&config, peername, force)?,
+            ServiceCommand::Init {
+                peername,
+                force,
+                consensus,
+                datastore,
+                peers,
+                randomports,
+            } => {
+                if consensus == Consensus::Raft {
+                    anyhow::bail!(
+                        "pinfold does not implement Raft consensus: initialise with --consensus crdt"
+                    );
+                }
+                init(
+                    &config,
+                    InitOptions {
+                        peername,
+                        force,
+                        datastore,
+                        peers,
+                        randomports,
+                    },
+                )?
+            }
             ServiceCommand::State(command) => {
                 let runtime = tokio::runtime::Builder::new_current_thread().build()?;
                 match command {

@@ -210,3 +210,62 @@ fn a_dashboard_folder_without_a_build_is_refused_with_what_to_do() {
                 .and(predicate::str::contains("scripts/build-web")),
         );
 }
+
+/// `init` as Go's `ipfs-cluster-service init` takes it: free ports, starting peers in the
+/// peerstore and trusted, the datastore named for Go followers, Raft refused.
+#[test]
+fn init_takes_go_s_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK";
+    let start = format!("/ip4/127.0.0.1/tcp/9096/p2p/{peer}");
+    service(dir.path())
+        .args(["init", "--randomports", "--datastore", "badger3", "--peers"])
+        .arg(&start)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("with 1 entries"));
+    let text = std::fs::read_to_string(dir.path().join("service.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut ports = Vec::new();
+    let listen = config["cluster"]["listen_multiaddress"].as_array().unwrap();
+    for address in listen
+        .iter()
+        .chain([&config["api"]["restapi"]["http_listen_multiaddress"]])
+        .chain([&config["api"]["pinsvcapi"]["http_listen_multiaddress"]])
+        .chain(
+            config["api"]["ipfsproxy"]["listen_multiaddress"]
+                .as_array()
+                .unwrap(),
+        )
+    {
+        let address = address.as_str().unwrap();
+        let port: u16 = address.split('/').nth(4).unwrap().parse().unwrap();
+        assert!(![9094, 9095, 9096, 9097, 9098].contains(&port), "{address}");
+        ports.push(port);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(
+        ports.len(),
+        listen.len() + 3,
+        "no two addresses share a port"
+    );
+    assert_eq!(config["datastore"], serde_json::json!({ "badger3": {} }));
+    assert_eq!(
+        config["consensus"]["crdt"]["trusted_peers"],
+        serde_json::json!([peer])
+    );
+    let peerstore = std::fs::read_to_string(dir.path().join("peerstore")).unwrap();
+    assert_eq!(peerstore.trim(), start);
+
+    service(dir.path())
+        .args(["init", "--force", "--consensus", "raft"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--consensus crdt"));
+    service(dir.path())
+        .args(["init", "--force", "--peers", "/ip4/127.0.0.1/tcp/9096"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("has no /p2p/<peer id>"));
+}

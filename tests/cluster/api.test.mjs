@@ -337,7 +337,7 @@ test('pinfold ctl add uploads a directory, pins its root and can wait for it', a
     p1(),
     'add',
     '-r',
-    '-q',
+    '-Q',
     '--cid-version',
     '1',
     '--name',
@@ -370,6 +370,32 @@ test('pinfold ctl add uploads a directory, pins its root and can wait for it', a
   assert.equal(json.code, 0, json.err);
   const outputs = json.out.trim().split('\n}\n').length;
   assert.equal(outputs, 4, `one output per file and directory:\n${json.out}`);
+  const cids = ctl(p1(), 'add', '-r', '-q', '--cid-version', '1', '--no-pin', dir);
+  assert.equal(cids.code, 0, cids.err);
+  const cidLines = cids.out.trim().split('\n');
+  assert.equal(cidLines.length, 4, `-q: one CID per file and directory:\n${cids.out}`);
+  assert.equal(cidLines.at(-1), root, 'the root last');
+  const buffered = ctl(p1(), '--enc', 'json', 'add', '-r', '--no-stream', '--cid-version', '1', '--no-pin', dir);
+  assert.equal(buffered.code, 0, buffered.err);
+  const array = JSON.parse(buffered.out);
+  assert.equal(array.length, 4, '--no-stream: one JSON array');
+  assert.equal(array.at(-1).cid, root);
+
+  const localFile = path.join(runDir, 'local.txt');
+  fs.writeFileSync(localFile, `local ${Date.now()}`);
+  const local = ctl(p2(), 'add', '-Q', '--local', '--replication', '1', '--cid-version', '1', localFile);
+  assert.equal(local.code, 0, local.err);
+  const localPin = await p2().allocation(local.out.trim());
+  assert.deepEqual(localPin.allocations, [p2().id], '--local: the adding peer holds it');
+  const removed = ctl(p2(), 'pin', 'rm', '--wait', '--wait-timeout', '60', local.out.trim());
+  assert.equal(removed.code, 0, removed.err);
+  const views = removed.out.split('\n').filter((l) => l.includes(' > '));
+  assert.ok(views.length >= 3, removed.out);
+  assert.ok(
+    views.every((l) => l.includes(': UNPINNED |')),
+    `--wait: every peer reports it unpinned:\n${removed.out}`,
+  );
+  assert.equal(await p2().ipfs.isPinned(local.out.trim()), false, "unpinned on the adder's daemon");
 
   const terminal = ctlInTerminal(p1(), 'add', '-r', '--cid-version', '1', '--replication', '1', dir);
   assert.match(terminal, /adding: .* sent \(\d+%/, 'a progress line on a terminal');

@@ -199,9 +199,20 @@ pub struct AddArgs {
     /// Add directories with everything in them.
     #[arg(short = 'r', long)]
     recursive: bool,
-    /// Print only the root CID.
+    /// Print only the CIDs, one per line.
     #[arg(short, long)]
     quiet: bool,
+    /// Print only the root's CID.
+    #[arg(short = 'Q', long)]
+    quieter: bool,
+    /// Print the outputs once all are in (one JSON array with `--enc json`), not as the
+    /// peer adds them.
+    #[arg(long)]
+    no_stream: bool,
+    /// Put the blocks on the peer's own IPFS daemon only (it is then one of the
+    /// allocations); the pin is allocated as usual.
+    #[arg(long)]
+    local: bool,
     /// Wrap the files in a directory.
     #[arg(short = 'w', long)]
     wrap_with_directory: bool,
@@ -247,7 +258,15 @@ pub enum PinCommand {
         flags: PinFlags,
     },
     /// Unpin a CID (or a path) from the cluster.
-    Rm { cid: String },
+    Rm {
+        cid: String,
+        /// Wait until every peer's daemon has it unpinned.
+        #[arg(short = 'w', long)]
+        wait: bool,
+        /// Give up waiting after this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        wait_timeout: u64,
+    },
     /// Pin `to` with the options and allocations of the pin `from` (which stays pinned).
     Update {
         from: String,
@@ -732,9 +751,20 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                 }
             }
         }
-        CtlCommand::Pin(PinCommand::Rm { cid }) => {
+        CtlCommand::Pin(PinCommand::Rm {
+            cid,
+            wait,
+            wait_timeout,
+        }) => {
             let pin: Pin = api.json(Method::DELETE, &pin_path(&cid)).await?;
-            if json {
+            if wait {
+                let status = wait_for(&api, &pin, Awaited::Unpinned, wait_timeout).await?;
+                if json {
+                    print_json(out, &status)?;
+                } else {
+                    print_status(out, &status)?;
+                }
+            } else if json {
                 print_json(out, &pin)?;
             } else {
                 writeln!(out, "{} unpinned from the cluster", pin.cid)?;
@@ -804,7 +834,7 @@ async fn finish_pin(
             print_pin(out, pin)
         };
     }
-    let status = wait_pinned(api, pin, wait_timeout).await?;
+    let status = wait_for(api, pin, Awaited::Pinned, wait_timeout).await?;
     if json {
         print_json(out, &status)
     } else {
@@ -958,7 +988,8 @@ fn counted_file(
 }
 
 /// `add`: uploads the files to the peer, which adds them through its daemon and pins the
-/// root; prints each CID added (only the root with `--quiet`).
+/// root; prints each CID added (only the CIDs with `--quiet`, only the root's with
+/// `--quieter`).
 async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
@@ -999,6 +1030,7 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     };
     flag("wrap-with-directory", add.wrap_with_directory);
     flag("no-pin", add.no_pin);
+    flag("local", add.local);
     flag("raw-leaves", add.raw_leaves);
     pairs.extend(
         add.cid_version
@@ -1008,6 +1040,9 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     pairs.extend(add.hash.map(|h| ("hash".to_owned(), h)));
     pairs.extend(add.layout.map(|l| ("layout".to_owned(), l)));
     pairs.extend(add.format.map(|f| ("format".to_owned(), f)));
+    if add.no_stream {
+        pairs.push(("stream-channels".to_owned(), "false".to_owned()));
+    }
     let url = format!("{}/add{}", api.base, query(&pairs));
     let request = api.upload.post(&url).multipart(form);
     let terminal = std::io::stderr().is_terminal();
@@ -1039,19 +1074,28 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
         task.abort();
         eprintln!();
     }
-    let outputs: Vec<AddedOutput> = parse_lines("/add", &answer?)?;
+    let answer = answer?;
+    let outputs: Vec<AddedOutput> = if add.no_stream {
+        serde_json::from_str(&answer)
+            .with_context(|| format!("/add answered what is not a list of outputs: {answer}"))?
+    } else {
+        parse_lines("/add", &answer)?
+    };
     let Some(root) = outputs.last() else {
         bail!("the peer added nothing: were the files empty?");
     };
-    let shown: Vec<&AddedOutput> = if add.quiet {
+    let shown: Vec<&AddedOutput> = if add.quieter {
         vec![root]
     } else {
         outputs.iter().collect()
     };
-    for output in &shown {
+    if json && add.no_stream {
+        print_json(out, &shown)?;
+    }
+    for output in shown.iter().filter(|_| !(json && add.no_stream)) {
         if json {
             print_json(out, output)?;
-        } else if add.quiet {
+        } else if add.quiet || add.quieter {
             writeln!(out, "{}", output.cid)?;
         } else {
             writeln!(out, "added {} {}", output.cid, output.name)?;
@@ -1071,7 +1115,7 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
         Err(error) => bail!("{cid} was added to IPFS but is not pinned in the cluster ({error}); pin it with `pinfold ctl pin add {cid}`"),
     };
     if add.pin.wait {
-        let status = wait_pinned(api, &pin, add.pin.wait_timeout).await?;
+        let status = wait_for(api, &pin, Awaited::Pinned, add.pin.wait_timeout).await?;
         if json {
             print_json(out, &status)?;
         } else {
@@ -1096,25 +1140,65 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Polls the pin's cluster-wide status until enough allocated peers report it pinned;
-/// shows a progress line on a terminal.
-async fn wait_pinned(api: &Api, pin: &Pin, timeout_secs: u64) -> Result<GlobalPinInfo> {
+/// How far an unpin has gone: the peers that report it unpinned, the peers that answered,
+/// and a peer's error if one failed to unpin it.
+fn unpinned_progress(status: &GlobalPinInfo) -> (usize, usize, Option<String>) {
+    let answered: Vec<_> = status
+        .peer_map
+        .values()
+        .filter(|v| v.status != TrackerStatus::ClusterError)
+        .collect();
+    let unpinned = answered
+        .iter()
+        .filter(|v| v.status == TrackerStatus::Unpinned)
+        .count();
+    let error = answered
+        .iter()
+        .find(|v| v.status == TrackerStatus::UnpinError)
+        .map(|v| v.error.clone());
+    (unpinned, answered.len(), error)
+}
+
+/// What a `--wait` waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    /// Pinned on enough of the pin's allocations (replication-min, else all).
+    Pinned,
+    /// Unpinned on every peer that answers.
+    Unpinned,
+}
+
+/// Polls the pin's cluster-wide status until it is `awaited`; shows a progress line on
+/// a terminal, and each new error of a peer (which retries) on standard error.
+async fn wait_for(
+    api: &Api,
+    pin: &Pin,
+    awaited: Awaited,
+    timeout_secs: u64,
+) -> Result<GlobalPinInfo> {
     let cid = pin.cid;
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
+    let (done_word, failed_verb) = match awaited {
+        Awaited::Pinned => ("pinned", "pin"),
+        Awaited::Unpinned => ("unpinned", "unpin"),
+    };
     let mut last_error: Option<String> = None;
     loop {
         let status: GlobalPinInfo = api
             .json(reqwest::Method::GET, &format!("/pins/{cid}"))
             .await?;
-        let (pinned, needed, error) = pinned_progress(&status, pin);
+        let (done, needed, error) = match awaited {
+            Awaited::Pinned => pinned_progress(&status, pin),
+            Awaited::Unpinned => unpinned_progress(&status),
+        };
         if terminal {
             eprint!(
-                "\r\x1b[2Kwaiting for {cid}: pinned on {pinned}/{needed} peers ({}s)",
+                "\r\x1b[2Kwaiting for {cid}: {done_word} on {done}/{needed} peers ({}s)",
                 started.elapsed().as_secs()
             );
         }
-        if pinned >= needed {
+        if done >= needed {
             if terminal {
                 eprintln!();
             }
@@ -1125,7 +1209,7 @@ async fn wait_pinned(api: &Api, pin: &Pin, timeout_secs: u64) -> Result<GlobalPi
                 eprintln!();
             }
             eprintln!(
-                "a peer failed to pin {cid} (retried): {}",
+                "a peer failed to {failed_verb} {cid} (retried): {}",
                 error.clone().unwrap_or_default()
             );
             last_error = error;
@@ -1135,7 +1219,7 @@ async fn wait_pinned(api: &Api, pin: &Pin, timeout_secs: u64) -> Result<GlobalPi
                 eprintln!();
             }
             bail!(
-                "{cid} is pinned on {pinned} of {needed} peers after {timeout_secs}s; `pinfold ctl status {cid}` shows where it stands"
+                "{cid} is {done_word} on {done} of {needed} peers after {timeout_secs}s; `pinfold ctl status {cid}` shows where it stands"
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
