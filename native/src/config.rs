@@ -160,6 +160,9 @@ pub struct ClusterSection {
     pub pin_only_on_trusted_peers: bool,
     /// Allocate only to peers that are not trusted.
     pub pin_only_on_untrusted_peers: bool,
+    /// On shutdown, have another trusted pinfold peer re-allocate this peer's pins
+    /// (`daemon --leave`).
+    pub leave_on_shutdown: bool,
 }
 
 impl Default for ClusterSection {
@@ -187,6 +190,7 @@ impl Default for ClusterSection {
             disable_repinning: true,
             pin_only_on_trusted_peers: false,
             pin_only_on_untrusted_peers: false,
+            leave_on_shutdown: false,
         }
     }
 }
@@ -674,6 +678,10 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_PINONLYONTRUSTEDPEERS", |c, v| {
         c.cluster.pin_only_on_trusted_peers = boolean(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_LEAVEONSHUTDOWN", |c, v| {
+        c.cluster.leave_on_shutdown = boolean(v)?;
         Ok(())
     }),
     ("CLUSTER_PINONLYONUNTRUSTEDPEERS", |c, v| {

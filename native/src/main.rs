@@ -204,6 +204,10 @@ enum ServiceCommand {
         /// (127.0.0.1:8888 by default), as enable_stats does.
         #[arg(long)]
         stats: bool,
+        /// On shutdown, have another trusted pinfold peer re-allocate this peer's pins, as
+        /// `cluster.leave_on_shutdown` does.
+        #[arg(long, short = 'x')]
+        leave: bool,
         /// Log level: error, warn, info, debug, trace, or a filter like `pinfold=debug,libp2p=info`.
         #[arg(long, short = 'l', env = "PINFOLD_LOG", default_value = "info")]
         log_level: String,
@@ -345,6 +349,7 @@ fn daemon(
     bootstrap: Vec<Multiaddr>,
     no_trust: bool,
     stats: bool,
+    leave: bool,
 ) -> Result<()> {
     let config_path = folder.join(CONFIG_FILE);
     if !config_path.exists() {
@@ -357,6 +362,7 @@ fn daemon(
     let mut config = ServiceConfig::load(&config_path)?;
     config.apply_env(|name| std::env::var(name).ok())?;
     config.observations.metrics.enable_stats |= stats;
+    config.cluster.leave_on_shutdown |= leave;
     if !no_trust && !config.consensus.crdt.trusted_peers.iter().any(|p| p == "*") {
         for address in &bootstrap {
             if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() {
@@ -733,11 +739,12 @@ fn run(cli: Cli) -> Result<()> {
                 bootstrap,
                 no_trust,
                 stats,
+                leave,
                 log_level,
                 log_format,
             } => {
                 init_logs(&log_level, log_format)?;
-                daemon(&config, bootstrap, no_trust, stats)?;
+                daemon(&config, bootstrap, no_trust, stats, leave)?;
             }
         },
         Command::Follow(args) => follow(args, &mut out)?,

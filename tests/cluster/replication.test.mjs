@@ -174,6 +174,29 @@ test('DisabledRepinning: with repinning off, a lost allocation stays and no othe
   assert.ok(!pinned.includes(spare.name), `${spare.name} is not allocated and must not pin`);
 });
 
+// Go: leave_on_shutdown (a no-op under Go's CRDT consensus, which refuses peer removals).
+test('Leave: a peer stopped with --leave has another re-allocate its pins, though repinning is off', async () => {
+  const writer = peers[1];
+  const leaver = peers.find((p) => p !== writer && p !== peers[SLOW_PINGER]);
+  await leaver.stop();
+  await leaver.start(['--leave', '--bootstrap', writer.address]);
+  await metricsAre(peers);
+  const cids = [];
+  for (let n = 0; n < 3; n++) {
+    const cid = await writer.ipfs.addContent(`leave ${n}`);
+    await pin(writer, cid, `replication-min=2&replication-max=2&user-allocations=${leaver.id}`);
+    cids.push(cid);
+  }
+  for (const cid of cids) await allocationsOf(writer, cid, `on ${leaver.name}`, (a) => a.includes(leaver.id));
+  await leaver.stop();
+  assert.match(leaver.tail(20), /left the cluster: that peer re-allocated this peer's pins/);
+  for (const cid of cids) {
+    const moved = await allocationsOf(writer, cid, `away from ${leaver.name}`, (a) => !a.includes(leaver.id));
+    assert.equal(moved.length, 2, `still two allocations: ${moved}`);
+    for (const id of moved) await pinnedOnKubo(byId(id), cid);
+  }
+});
+
 // Go: TestClustersStatusAllWithErrors.
 test('StatusAllWithErrors: a peer down while its ping is valid is a cluster_error described from its ping; once expired it is left out', async () => {
   const writer = peers[0];

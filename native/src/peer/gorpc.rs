@@ -177,6 +177,7 @@ impl Server {
             ("Cluster", "ID") => self.id().await.map(|id| api::id_value(&id)),
             ("Cluster", "Version") => Ok(api::version_value(env!("CARGO_PKG_VERSION"))),
             ("Cluster", "PeerAdd") => self.peer_added(argument).await,
+            ("Cluster", "PeerRemove") => self.remove_peer(argument).await,
             ("PinTracker", "Status") => match cid() {
                 Ok(cid) => self.status(cid, false).await,
                 Err(error) => Err(error),
@@ -298,6 +299,20 @@ impl Server {
         let joining = api::peer_from_value(argument, "peer.ID").map_err(|e| e.to_string())?;
         let id = self.handle.rpc.id(joining).await?;
         Ok(api::id_value(&id))
+    }
+
+    /// Removes a peer from the cluster (its pins re-allocated to the others), as a trusted
+    /// peer that leaves asks.
+    async fn remove_peer(&self, argument: &Value) -> Result<Value, String> {
+        let peer = api::peer_from_value(argument, "peer.ID").map_err(|e| e.to_string())?;
+        let moved = self
+            .handle
+            .ask(|reply| Command::RemovePeer { peer, reply })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%peer, moved, "a peer left the cluster: its pins were re-allocated");
+        Ok(api::empty())
     }
 
     /// This peer's status of `cid`, after re-queueing it if in error with `recover`.
@@ -540,6 +555,18 @@ impl Client {
             )
             .await?;
         api::id_from_value(&reply).map_err(|e| e.to_string())
+    }
+
+    /// Asks `peer` to remove `removed` from the cluster (`Cluster.PeerRemove`).
+    pub async fn peer_remove(&self, peer: PeerId, removed: PeerId) -> Result<(), String> {
+        self.call(
+            peer,
+            ServiceId::new("Cluster", "PeerRemove"),
+            api::peer_value(&removed),
+            CALL_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     /// `peer`'s daemon's repository size and its maximum (`IPFSConnector.RepoStat`).

@@ -7,6 +7,7 @@
 pub mod circuits;
 pub mod dht;
 pub mod gorpc;
+mod leave;
 pub mod peerstore;
 pub mod snapshots;
 pub mod swarm;
@@ -670,6 +671,9 @@ impl Peer {
         tracing::info!("shutting down: committing pending writes");
         self.node.commit(now_nanos()).await?;
         self.apply_effects().await?;
+        if self.config.cluster.leave_on_shutdown {
+            self.leave_cluster().await?;
+        }
         for cancel in self.cancels.drain().map(|(_, c)| c) {
             let _ = cancel.send(());
         }
