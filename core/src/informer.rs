@@ -16,6 +16,8 @@ pub const DEFAULT_METRIC_TTL_MS: u64 = 30_000;
 pub const DEFAULT_PINQUEUE_BUCKET: u64 = 100_000;
 /// The `pinqueue` metric's name.
 pub const PINQUEUE_METRIC: &str = "pinqueue";
+/// The name of the pin count informer's metric.
+pub const NUMPIN_METRIC: &str = "numpin";
 
 /// The IPFS daemon's answer to `repo/stat?size-only=true` (numbers; strings are read too).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -166,6 +168,24 @@ pub fn pinqueue_metric(
     m
 }
 
+/// The pin count informer's metric: how many pins the IPFS daemon holds, weighted so that
+/// peers with fewer pins come first (Go's `numpin` sets no weight, so its allocator falls
+/// back to comparing the counts as strings). `None` when the daemon could not be asked.
+pub fn numpin_metric(pins: Option<u64>, peer: &PeerId, ttl_ms: u64, now: i64) -> Metric {
+    let count = pins.unwrap_or(0);
+    let weight = -i64::try_from(count).unwrap_or(i64::MAX);
+    let mut m = metric(
+        NUMPIN_METRIC.into(),
+        peer,
+        count.to_string(),
+        weight,
+        ttl_ms,
+        now,
+    );
+    m.valid = pins.is_some();
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +243,20 @@ mod tests {
         let none = tag_metrics(&BTreeMap::new(), &p, 30_000, 0);
         assert_eq!(none[0].name, "tag:none");
         assert!(!none[0].valid);
+    }
+
+    #[test]
+    fn numpin_puts_peers_with_fewer_pins_first() {
+        let p = peer();
+        let few = numpin_metric(Some(9), &p, 10_000, 0);
+        let many = numpin_metric(Some(10), &p, 10_000, 0);
+        assert_eq!((few.name.as_str(), few.value.as_str()), ("numpin", "9"));
+        assert!(
+            few.weight > many.weight,
+            "9 pins before 10, unlike the strings"
+        );
+        assert!(!few.partitionable);
+        assert!(!numpin_metric(None, &p, 10_000, 0).valid);
     }
 
     #[test]

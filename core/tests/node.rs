@@ -107,6 +107,7 @@ impl Sim {
                         tags_ttl_ms: 30_000,
                         pinqueue_bucket: 100_000,
                         pinqueue_ttl_ms: 30_000,
+                        numpin_ttl_ms: Some(30_000),
                     }),
                     snapshots,
                     bootstrap_from_snapshot: *role == NodeRole::Light,
@@ -232,12 +233,13 @@ impl Sim {
                 self.daemons[from].record(&cid, pinned.then_some(IpfsPinType::Recursive));
                 self.nodes[from].operation_done(cid, dispatch.id, Ok(()), now)
             }
-            Effect::Daemon(DaemonTask::ReadRepoStat) => {
+            Effect::Daemon(DaemonTask::ReadInformerInputs { count_pins }) => {
                 let stat = RepoStat {
                     repo_size: 1 << 20,
                     storage_max: self.storage_max[from],
                 };
-                self.nodes[from].publish_informers(Some(stat), now);
+                let pins = count_pins.then(|| self.daemons[from].len() as u64);
+                self.nodes[from].publish_informers(Some(stat), pins, now);
             }
             _ => {}
         }
@@ -436,6 +438,25 @@ fn a_partitioned_peer_answers_with_an_error_then_catches_up_in_runs_once_healed(
     // The nineteen deltas below the first head it heard came in one ancestors answer.
     let stats = sim.nodes[2].replica().stats();
     assert!(stats.ancestor_blocks >= 19, "{stats:?}");
+}
+
+/// With the pin count informer on, each pinning peer publishes how many pins its daemon
+/// holds, and the others read it.
+#[test]
+fn the_pin_count_informer_publishes_each_daemons_pins() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Light], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    sim.add_pins(0, 7, "counted");
+    // Past an informer period (half the shortest TTL) after the pins were pinned.
+    sim.run(80);
+    let counts: Vec<(String, i64)> = sim.nodes[2]
+        .metrics("numpin", sim.now)
+        .into_iter()
+        .map(|m| (m.value, m.weight))
+        .collect();
+    assert_eq!(counts, [("7".to_owned(), -7), ("7".to_owned(), -7)]);
 }
 
 #[test]

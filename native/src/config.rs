@@ -475,6 +475,25 @@ pub struct InformerSection {
     pub disk: DiskSection,
     pub tags: TagsSection,
     pub pinqueue: PinqueueSection,
+    /// The pin count informer (`numpin`): on when the section is present, as Go's
+    /// informers are. Its metric weighs peers with fewer pins first, for
+    /// `allocator.balanced.allocate_by: ["numpin"]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub numpin: Option<NumpinSection>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NumpinSection {
+    pub metric_ttl: GoDuration,
+}
+
+impl Default for NumpinSection {
+    fn default() -> Self {
+        Self {
+            metric_ttl: secs(10),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -707,6 +726,12 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_TAGS_METRICTTL", |c, v| {
         c.informer.tags.metric_ttl = duration(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_NUMPIN_METRICTTL", |c, v| {
+        c.informer.numpin = Some(NumpinSection {
+            metric_ttl: duration(v)?,
+        });
         Ok(())
     }),
     ("CLUSTER_PINQUEUE_METRICTTL", |c, v| {

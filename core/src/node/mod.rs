@@ -138,6 +138,8 @@ pub struct InformerSettings {
     pub tags_ttl_ms: u64,
     pub pinqueue_bucket: u64,
     pub pinqueue_ttl_ms: u64,
+    /// The pin count informer's TTL; `None` leaves it off.
+    pub numpin_ttl_ms: Option<u64>,
 }
 
 /// Everything a node is configured with.
@@ -204,8 +206,9 @@ pub enum Problem {
 pub enum DaemonTask {
     /// Read the daemon's id, then [`Node::set_ipfs`].
     ReadId,
-    /// Read `repo/stat`, then [`Node::publish_informers`].
-    ReadRepoStat,
+    /// Read `repo/stat` and, with `count_pins`, how many pins the daemon holds, then
+    /// [`Node::publish_informers`].
+    ReadInformerInputs { count_pins: bool },
     /// List the daemon's recursive pins, then [`Node::recover_all`].
     ListPinsForRecover,
     /// Connect the daemon to these addresses of the other peers' daemons.
@@ -1157,8 +1160,15 @@ impl<S: Store> Node<S> {
             if self.ipfs.peer.is_none() {
                 self.effects.push_back(Effect::Daemon(DaemonTask::ReadId));
             }
+            let count_pins = self
+                .config
+                .informers
+                .as_ref()
+                .is_some_and(|i| i.numpin_ttl_ms.is_some());
             self.effects
-                .push_back(Effect::Daemon(DaemonTask::ReadRepoStat));
+                .push_back(Effect::Daemon(DaemonTask::ReadInformerInputs {
+                    count_pins,
+                }));
         }
         if take_due(&mut self.due.recover, now_ms, periods.recover) {
             self.effects
@@ -1250,9 +1260,15 @@ impl<S: Store> Node<S> {
         self.publish_metric(metric, now);
     }
 
-    /// Publishes the informers' metrics from the daemon's repository figures (`None` when
-    /// it did not answer: the disk metric is then invalid). Only peers that pin do.
-    pub fn publish_informers(&mut self, stat: Option<RepoStat>, now: i64) -> Option<Metric> {
+    /// Publishes the informers' metrics from the daemon's repository figures and, with the
+    /// pin count informer on, its number of pins (`None` when it did not answer: that
+    /// metric is then invalid, and not published). Only peers that pin do.
+    pub fn publish_informers(
+        &mut self,
+        stat: Option<RepoStat>,
+        pins: Option<u64>,
+        now: i64,
+    ) -> Option<Metric> {
         let informers = self.config.informers.clone()?;
         let queue = self.tracker.as_ref()?.pin_queue_size();
         let local = self.config.local;
@@ -1277,6 +1293,9 @@ impl<S: Store> Node<S> {
             informers.pinqueue_ttl_ms,
             now,
         ));
+        if let Some(ttl_ms) = informers.numpin_ttl_ms {
+            metrics.push(informer::numpin_metric(pins, &local, ttl_ms, now));
+        }
         for metric in metrics {
             self.publish_metric(metric, now);
         }

@@ -285,7 +285,11 @@ enum Background {
         id: OpId,
         result: Result<(), TaskError>,
     },
-    RepoStat(Option<RepoStat>),
+    /// The informers' inputs: the daemon's repository figures and pin count.
+    Informers {
+        stat: Option<RepoStat>,
+        pins: Option<u64>,
+    },
     IpfsId(IpfsId),
     /// The daemon's pin list for a recover sweep.
     Recover(DaemonPins),
@@ -896,9 +900,14 @@ impl Peer {
                         let _ = report.send(Background::IpfsId(id)).await;
                     }
                 }
-                DaemonTask::ReadRepoStat => {
+                DaemonTask::ReadInformerInputs { count_pins } => {
                     let stat = ipfs.repo_stat().await.ok();
-                    let _ = report.send(Background::RepoStat(stat)).await;
+                    let pins = if count_pins {
+                        daemon_pin_count(&ipfs).await
+                    } else {
+                        None
+                    };
+                    let _ = report.send(Background::Informers { stat, pins }).await;
                 }
                 DaemonTask::ListPinsForRecover => match ipfs.pin_ls_all("recursive").await {
                     Ok(pins) => {
@@ -936,8 +945,8 @@ impl Peer {
             Background::RpcAnswer { id, answer } => {
                 self.node.on_response(id, Ok(answer), now_nanos()).await?;
             }
-            Background::RepoStat(stat) => {
-                let disk = self.node.publish_informers(stat, now);
+            Background::Informers { stat, pins } => {
+                let disk = self.node.publish_informers(stat, pins, now);
                 if let (Some(recorded), Some(disk)) = (&self.metrics, disk) {
                     if disk.valid {
                         recorded.informer_disk.set(disk.weight);
@@ -1458,7 +1467,17 @@ fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> Nod
         },
         periods: Periods {
             ping: cluster.monitor_ping_interval.millis(),
-            informers: at_least(informers.disk.metric_ttl.0 / 2, Duration::from_millis(100)),
+            // Half the shortest TTL, so that no informer's metric expires between two.
+            informers: at_least(
+                informers
+                    .numpin
+                    .as_ref()
+                    .map_or(informers.disk.metric_ttl.0, |n| {
+                        n.metric_ttl.0.min(informers.disk.metric_ttl.0)
+                    })
+                    / 2,
+                Duration::from_millis(100),
+            ),
             recover: at_least(cluster.pin_recover_interval.0, Duration::from_secs(1)),
             expiry: at_least(cluster.state_sync_interval.0, Duration::from_secs(1)),
             connect_swarms: at_least(
@@ -1477,6 +1496,7 @@ fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> Nod
             tags_ttl_ms: informers.tags.metric_ttl.millis(),
             pinqueue_bucket: informers.pinqueue.weight_bucket_size,
             pinqueue_ttl_ms: informers.pinqueue.metric_ttl.millis(),
+            numpin_ttl_ms: informers.numpin.as_ref().map(|n| n.metric_ttl.millis()),
         }),
         snapshots: SnapshotPolicy {
             every: config.consensus.crdt.snapshot_every,
@@ -1500,6 +1520,21 @@ async fn recent_daemon_pins(ipfs: Option<&Ipfs>) -> Result<Arc<DaemonPins>, Ipfs
 
 /// A garbage collection of this peer's daemon's repository, as its answer reads; a peer
 /// without a daemon (a relay) has nothing to collect and says so.
+/// The daemon's recursive pins: the count kept since its last full listing, or a new
+/// listing's when there is none yet.
+async fn daemon_pin_count(ipfs: &Ipfs) -> Option<u64> {
+    if let Some(count) = ipfs.pin_count() {
+        return u64::try_from(count).ok();
+    }
+    match ipfs.pin_ls_all("recursive").await {
+        Ok(pins) => Some(pins.len() as u64),
+        Err(error) => {
+            tracing::debug!(%error, "the numpin informer could not list the daemon's pins");
+            None
+        }
+    }
+}
+
 pub(crate) async fn repo_gc(ipfs: Option<&Ipfs>, peer: PeerId, peername: String) -> RepoGc {
     match ipfs {
         Some(ipfs) => match ipfs.repo_gc().await {
