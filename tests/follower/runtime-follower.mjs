@@ -1,9 +1,10 @@
-// Run in Deno by deno.test.mjs: the npm package joins a relay over WebSocket, syncs, sees a
-// pin added live, and runs in a Deno Worker through spawnWorker. One JSON line per step on
-// stdout: {joined}, {synced, pins}, {waiting}, {live}, {worker, workerPins}.
+// Run in Deno and Bun by runtimes.test.mjs: the npm package joins a relay over
+// WebSocket, syncs, sees a pin added live (named as the last argument says), and runs in the
+// runtime's Worker through spawnWorker. One JSON line per step on stdout: {joined},
+// {synced, pins}, {waiting}, {live}, {worker, workerPins}.
 import { follow, spawnWorker } from '../../npm/lib/index.js';
 
-const [address, secret, trusted, expected] = Deno.args;
+const [address, secret, trusted, expected, liveName] = globalThis.Deno?.args ?? process.argv.slice(2);
 const options = { bootstrap: [address], secret, trustedPeers: [trusted] };
 const say = (step) => console.log(JSON.stringify(step));
 
@@ -21,7 +22,7 @@ const follower = await follow(options);
 say({ joined: performance.now() - started });
 const state = await synced(follower, started);
 say({ synced: performance.now() - started, pins: state.pins });
-const live = new Promise((resolve) => follower.on('pin', (pin) => pin.name === 'for-deno' && resolve(pin.cid)));
+const live = new Promise((resolve) => follower.on('pin', (pin) => pin.name === liveName && resolve(pin.cid)));
 say({ waiting: true });
 say({ live: await live });
 
