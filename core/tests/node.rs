@@ -885,3 +885,27 @@ fn a_member_without_an_address_is_looked_up_through_a_connected_peer() {
     );
     assert!(sim.nodes[0].unaddressed_members(now).is_empty());
 }
+
+/// Peers found on the local network are dialed once each, at all their addresses, unless
+/// connected already; this node's own announcement is passed over.
+#[test]
+fn peers_found_on_the_local_network_are_dialed_once_unless_connected() {
+    let mut sim = Sim::new(&[NodeRole::Full; 3], SnapshotPolicy::NEVER);
+    let [a, b, c] = [0, 1, 2].map(|n| sim.nodes[n].local());
+    sim.nodes[0].on_connected(b, sim.now);
+    while sim.nodes[0].poll_effect().is_some() {}
+    let at = |peer: PeerId, host: u8| -> Multiaddr {
+        format!("/ip4/10.0.0.{host}/tcp/9096/p2p/{peer}")
+            .parse()
+            .unwrap()
+    };
+    let no_peer: Multiaddr = "/ip4/10.0.0.7/tcp/9096".parse().unwrap();
+    sim.nodes[0].on_discovered(vec![at(a, 1), at(b, 2), at(c, 3), no_peer, at(c, 4)]);
+    let dials: Vec<_> = std::iter::from_fn(|| sim.nodes[0].poll_effect())
+        .filter_map(|effect| match effect {
+            Effect::Dial { peer, addresses } => Some((peer, addresses)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dials, vec![(Some(c), vec![at(c, 3), at(c, 4)])]);
+}

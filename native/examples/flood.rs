@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             dial_timeout: Duration::from_secs(10),
             max_connections: 16,
             relay: None,
+            bandwidth: None,
         },
     )?;
     let topics = ClusterTopics::new(DEFAULT_CLUSTER_NAME);

@@ -163,6 +163,9 @@ pub struct ClusterSection {
     /// On shutdown, have another trusted pinfold peer re-allocate this peer's pins
     /// (`daemon --leave`).
     pub leave_on_shutdown: bool,
+    /// How often to look for peers on the local network over mDNS (Go's service, so Go
+    /// peers are found too); 0 turns mDNS off.
+    pub mdns_interval: GoDuration,
 }
 
 impl Default for ClusterSection {
@@ -191,6 +194,7 @@ impl Default for ClusterSection {
             pin_only_on_trusted_peers: false,
             pin_only_on_untrusted_peers: false,
             leave_on_shutdown: false,
+            mdns_interval: secs(10),
         }
     }
 }
@@ -697,6 +701,10 @@ const OVERRIDES: &[Override] = &[
     }),
     ("CLUSTER_PINONLYONTRUSTEDPEERS", |c, v| {
         c.cluster.pin_only_on_trusted_peers = boolean(v)?;
+        Ok(())
+    }),
+    ("CLUSTER_MDNSINTERVAL", |c, v| {
+        c.cluster.mdns_interval = duration(v)?;
         Ok(())
     }),
     ("CLUSTER_LEAVEONSHUTDOWN", |c, v| {

@@ -27,6 +27,7 @@ fn settings(max_connections: u32, relay: Option<(usize, usize)>) -> SwarmSetting
             max_circuit_duration: Duration::from_secs(60),
             max_circuit_bytes: 0,
         }),
+        bandwidth: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn peer(secret: [u8; 32]) -> Swarm<Gated> {
         dial_timeout: Duration::from_secs(10),
         max_connections: 16,
         relay: None,
+        bandwidth: None,
     };
     swarm::build(Keypair::generate_ed25519(), &settings).unwrap()
 }

@@ -263,6 +263,8 @@ export class Peer extends ClusterProcess {
       CLUSTER_IPFSPROXY_LISTENMULTIADDRESS: `/ip4/${this.apiIp}/tcp/${this.proxyPort}`,
       CLUSTER_IPFSHTTP_NODEMULTIADDRESS: this.ipfs ? this.ipfs.multiaddr : '/ip4/127.0.0.1/tcp/1',
       CLUSTER_MONITORPINGINTERVAL: '1s',
+      // Peers of different tests on this host must not find each other (a test turns it on).
+      CLUSTER_MDNSINTERVAL: '0s',
       CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY: '1s',
       CLUSTER_STATELESS_RETRYBASEDELAY: '1s',
       CLUSTER_CRDT_REBROADCASTINTERVAL: '2s',

@@ -200,3 +200,17 @@ test('pinfold /add streams the blocks to the Go peers it allocates (BlockStream)
   }
   assert.equal(await pf1.allocation(root), null, 'no-pin pins nothing');
 });
+
+test('health bandwidth: ipfs-cluster-ctl reads a pinfold peer as a Go one, each counting its protocols', async () => {
+  for (const peer of [go1, pf1]) {
+    const [byProtocol] = jsonValues(await clusterCtl(peer.api, ['health', 'bandwidth'], { encoding: 'json' }));
+    const gossip = Object.entries(byProtocol).find(([name]) => name.startsWith('/meshsub/'))?.[1];
+    assert.ok(gossip, `${peer.name} counts gossipsub: ${Object.keys(byProtocol)}`);
+    assert.ok(gossip.total_in > 0 && gossip.total_out > 0, `${peer.name}: ${JSON.stringify(gossip)}`);
+    assert.ok(byProtocol['/ipfscluster/1.0/rpc'], `${peer.name} counts the RPC: ${Object.keys(byProtocol)}`);
+    const text = await clusterCtl(peer.api, ['health', 'bandwidth']);
+    assert.match(text, /\/ipfs\/id\/1\.0\.0: In: +[0-9.]+ [kMG]?B\. Out: +[0-9.]+ [kMG]?B\. RateIn: [0-9.]+B\/s/);
+  }
+  const ours = pinfoldCtl(pf2, 'health', 'bandwidth');
+  assert.match(ours, /\/meshsub\/1\.\d\.0: In: +[0-9.]+ [kMG]?B\. Out: +[0-9.]+ [kMG]?B\. RateIn: [0-9.]+B\/s/);
+});

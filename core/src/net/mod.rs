@@ -5,6 +5,7 @@ pub mod bitswap;
 pub mod frame;
 pub mod peer_request;
 pub mod pnet_guard;
+pub mod protocol_sniff;
 pub mod psk_gate;
 pub mod pubsub;
 pub mod secure;

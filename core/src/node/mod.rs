@@ -841,6 +841,35 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Addresses of peers found on the local network (mDNS; `/p2p/` last): each peer that
+    /// is not this one and not connected is dialed once, at its dialable addresses. Nothing
+    /// is kept of them: a peer found this way may belong to another cluster, and one that
+    /// does connect is kept as any connected peer is.
+    pub fn on_discovered(&mut self, addresses: Vec<Multiaddr>) {
+        let mut found: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        for address in addresses {
+            let Some(Protocol::P2p(peer)) = address.iter().last() else {
+                continue;
+            };
+            if peer == self.config.local
+                || self.connected.contains(&peer)
+                || !(self.config.dialable)(&address)
+            {
+                continue;
+            }
+            match found.iter_mut().find(|(p, _)| *p == peer) {
+                Some((_, known)) => known.push(address),
+                None => found.push((peer, vec![address])),
+            }
+        }
+        for (peer, addresses) in found {
+            self.effects.push_back(Effect::Dial {
+                peer: Some(peer),
+                addresses,
+            });
+        }
+    }
+
     /// The known addresses of the other peerset members, each ending in `/p2p/<peer>`:
     /// what this peer's `cluster_peers_addresses` lists.
     pub fn member_addresses(&self, now: i64) -> Vec<Multiaddr> {

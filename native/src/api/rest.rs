@@ -3,6 +3,7 @@
 //! `cids`), `/pins/{cid}` (GET, POST with ipfs-cluster's pin options, DELETE), path pins
 //! (`/pins/{ipfs|ipns|ipld}/{path}`), `/pins/{cid}/recover`, `/pins/recover`, `/add`,
 //! `/allocations`, `/allocations/{cid}`, `/health`, `/health/graph`, `/health/alerts`,
+//! `/health/bandwidth`,
 //! `/monitor/metrics`, `/monitor/metrics/{name}` and `/token`, plus `/state/crdt` (heads,
 //! height, sync progress) and, when it is on, `/follow/template.json` for followers. Lists stream one JSON object per line, page by page, so a million
 //! pins never sit in memory at once. Statuses are the cluster's (every peer asked over the
@@ -135,6 +136,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig
         .route("/health/graph", get(graph))
         .route("/ipfs/gc", post(repo_gc))
         .route("/health/alerts", get(alerts))
+        .route("/health/bandwidth", get(bandwidth))
         .route("/monitor/metrics", get(metric_names))
         .route("/monitor/metrics/{name}", get(metrics))
         .route("/state/crdt", get(crdt_state))
@@ -905,6 +907,12 @@ async fn graph(State(peer): State<PeerHandle>) -> ApiResult<Response> {
         cluster_to_ipfs,
     })
     .into_response())
+}
+
+/// The bytes this peer's swarm sent and received by libp2p protocol, with their rates
+/// (Go's `BandwidthByProtocol`).
+async fn bandwidth(State(peer): State<PeerHandle>) -> Response {
+    Json(peer.bandwidth.by_protocol()).into_response()
 }
 
 /// The latest alerts this peer raised (metrics that expired), newest first.

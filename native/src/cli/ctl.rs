@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use crate::peer::bandwidth::ProtocolBandwidth;
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
 use libp2p::{Multiaddr, PeerId};
@@ -125,6 +126,8 @@ pub enum HealthCommand {
     Metrics { name: Option<String> },
     /// Metrics that expired lately: peers that may be down, newest first.
     Alerts,
+    /// Bytes sent and received by each libp2p protocol, and their rates.
+    Bandwidth,
     /// The cluster's connectivity graph in Graphviz dot (`dot -Tsvg`), or the API's JSON
     /// with `--enc json`.
     Graph {
@@ -720,6 +723,23 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                 )?;
             }
         }
+        CtlCommand::Health(HealthCommand::Bandwidth) => {
+            let by_protocol: std::collections::BTreeMap<String, ProtocolBandwidth> =
+                api.json(Method::GET, "/health/bandwidth").await?;
+            if json {
+                return print_json(out, &by_protocol);
+            }
+            for (protocol, figures) in &by_protocol {
+                writeln!(
+                    out,
+                    "{protocol:>25}: In: {:>7}. Out: {:>7}. RateIn: {:.2}B/s. RateOut: {:.2}B/s",
+                    si_bytes(figures.total_in),
+                    si_bytes(figures.total_out),
+                    figures.rate_in,
+                    figures.rate_out
+                )?;
+            }
+        }
         CtlCommand::Health(HealthCommand::Alerts) => {
             let alerts: Vec<Alert> = api.json(Method::GET, "/health/alerts").await?;
             if json {
@@ -1125,6 +1145,23 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     Ok(())
 }
 
+/// Bytes in SI units as ipfs-cluster-ctl writes them (go-humanize's `Bytes`): `512 B`,
+/// `1.5 kB`, `42 MB`.
+fn si_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 10 {
+        return format!("{bytes} B");
+    }
+    let exponent = ((bytes as f64).ln() / 1000f64.ln()).floor() as usize;
+    let exponent = exponent.min(UNITS.len() - 1);
+    let value = (bytes as f64 / 1000f64.powi(exponent as i32) * 10.0 + 0.5).floor() / 10.0;
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[exponent])
+    } else {
+        format!("{value:.0} {}", UNITS[exponent])
+    }
+}
+
 fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -1223,5 +1260,24 @@ async fn wait_for(
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_ipfs_cluster_ctl_writes_them() {
+        for (bytes, text) in [
+            (0, "0 B"),
+            (9, "9 B"),
+            (10, "10 B"),
+            (1_500, "1.5 kB"),
+            (999_999, "1000 kB"),
+            (42_000_000, "42 MB"),
+        ] {
+            assert_eq!(si_bytes(bytes), text, "{bytes}");
+        }
     }
 }

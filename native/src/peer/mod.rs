@@ -4,10 +4,12 @@
 //! out the node's effects. Everything else (the REST API, IPFS calls) runs in other tasks
 //! and talks to it through bounded channels.
 
+pub mod bandwidth;
 pub mod circuits;
 pub mod dht;
 pub mod gorpc;
 mod leave;
+pub mod mdns;
 pub mod peerstore;
 pub mod snapshots;
 pub mod swarm;
@@ -52,7 +54,7 @@ use pinfold_core::tracker::{
     DaemonPins, OpId, OperationKind, PeerIdentity, PinInfo, PinTracker, StatusFilter,
     TrackerConfig, TrackerStatus,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use self::circuits::CircuitListens;
 use self::peerstore::Peerstore;
@@ -245,6 +247,8 @@ pub struct PeerHandle {
     /// Calls on other peers over Go ipfs-cluster's RPC.
     pub rpc: gorpc::Client,
     pub clock: ClusterClock,
+    /// The swarm's bytes by protocol.
+    pub bandwidth: Arc<bandwidth::Bandwidth>,
 }
 
 impl PeerHandle {
@@ -285,6 +289,8 @@ enum Background {
         id: OpId,
         result: Result<(), TaskError>,
     },
+    /// Peers' addresses mDNS found on the local network.
+    Discovered(Vec<Multiaddr>),
     /// The informers' inputs: the daemon's repository figures and pin count.
     Informers {
         stat: Option<RepoStat>,
@@ -387,6 +393,10 @@ pub struct Peer {
     rpc_only: HashSet<PeerId>,
     /// How long the node's last tick took: snapshots are made in ticks, so this times them.
     last_tick: Duration,
+    /// This peer's listen addresses, for mDNS to announce (when it runs).
+    listening: Option<watch::Sender<Vec<Multiaddr>>>,
+    /// The swarm's bytes by protocol, whose rates the ticks sample.
+    bandwidth: Arc<bandwidth::Bandwidth>,
 }
 
 impl Peer {
@@ -423,6 +433,7 @@ impl Peer {
                 max_circuit_duration: config.relay.max_circuit_duration.0,
                 max_circuit_bytes: config.relay.max_circuit_bytes,
             }),
+            bandwidth: Some(bandwidth::Bandwidth::new()),
         };
         let mut swarm = swarm::build(key, &settings)?;
         let (circuits, direct) = CircuitListens::split(&config.cluster.listen_multiaddress)?;
@@ -538,6 +549,7 @@ impl Peer {
             local,
             rpc: gorpc::Client::new(rpc.clone()),
             clock: ClusterClock::default(),
+            bandwidth: settings.bandwidth.clone().expect("counted above"),
         };
         let mut peer = Self {
             dir,
@@ -561,7 +573,10 @@ impl Peer {
             clock: handle.clock.clone(),
             rpc_only: HashSet::new(),
             last_tick: Duration::ZERO,
+            listening: None,
+            bandwidth: handle.bandwidth.clone(),
         };
+        peer.start_mdns();
         if let Some(metrics) = &peer.metrics {
             metrics.pins.set(peer.node.pin_count() as i64);
         }
@@ -591,6 +606,31 @@ impl Peer {
             }),
         ));
         Ok((peer, handle))
+    }
+
+    /// Starts mDNS discovery unless `cluster.mdns_interval` is 0.
+    fn start_mdns(&mut self) {
+        let interval = self.config.cluster.mdns_interval.0;
+        if interval.is_zero() {
+            return;
+        }
+        let (listening, addresses) = watch::channel(Vec::new());
+        let (local, found) = (self.node.local(), self.background_tx.clone());
+        tokio::spawn(async move {
+            if let Err(error) =
+                mdns::run(local, interval, addresses, found, Background::Discovered).await
+            {
+                tracing::warn!(%error, "mDNS discovery is off (set cluster.mdns_interval to 0 to say so)");
+            }
+        });
+        self.listening = Some(listening);
+    }
+
+    /// Hands mDNS this peer's listen addresses, after they changed.
+    fn listening_changed(&self) {
+        if let Some(listening) = &self.listening {
+            let _ = listening.send(self.swarm.listeners().cloned().collect());
+        }
     }
 
     pub fn local_peer_id(&self) -> PeerId {
@@ -686,6 +726,7 @@ impl Peer {
     }
 
     async fn on_tick(&mut self) -> anyhow::Result<()> {
+        self.bandwidth.sample(std::time::Instant::now());
         let external = self.swarm.external_addresses().cloned().collect();
         self.node.set_external_addresses(external);
         let started = std::time::Instant::now();
@@ -942,6 +983,7 @@ impl Peer {
             Background::PeerAddresses(addresses) => {
                 self.node.on_peer_addresses(addresses, now_nanos());
             }
+            Background::Discovered(addresses) => self.node.on_discovered(addresses),
             Background::RpcAnswer { id, answer } => {
                 self.node.on_response(id, Ok(answer), now_nanos()).await?;
             }
@@ -1032,11 +1074,13 @@ impl Peer {
                     self.swarm.add_external_address(address.clone());
                 }
                 tracing::info!(address = %with_peer_id(&address, local), "listening");
+                self.listening_changed();
             }
-            SwarmEvent::ExpiredListenAddr { address, .. }
-                if self.config.cluster.announce_multiaddress.is_empty() =>
-            {
-                self.swarm.remove_external_address(&address);
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if self.config.cluster.announce_multiaddress.is_empty() {
+                    self.swarm.remove_external_address(&address);
+                }
+                self.listening_changed();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -47,6 +47,8 @@ pub struct SwarmSettings {
     pub max_connections: u32,
     /// Relay limits; `None` disables the relay server.
     pub relay: Option<RelayLimits>,
+    /// Where every connection's streams are counted by protocol; `None` counts nothing.
+    pub bandwidth: Option<std::sync::Arc<super::bandwidth::Bandwidth>>,
 }
 
 /// What the circuit relay v2 server allows. Every client is a member of the private
@@ -108,7 +110,7 @@ pub fn transport(
             either::Either::Left(either::Either::Right(error)) => error,
             either::Either::Right(error) => std::io::Error::other(error),
         });
-    let streams = secure(streams, secret, noise, timeout);
+    let streams = counted(secure(streams, secret, noise, timeout), settings);
     let Some(certificate) = settings.webrtc.clone() else {
         return Ok(streams);
     };
@@ -117,6 +119,7 @@ pub fn transport(
             .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
         settings.dial_timeout,
     );
+    let webrtc = counted(webrtc.boxed(), settings);
     Ok(OrTransport::new(streams, webrtc)
         .map(|either, _| match either {
             Either::Left(out) | Either::Right(out) => out,
@@ -126,6 +129,16 @@ pub fn transport(
             either::Either::Right(error) => std::io::Error::other(error),
         })
         .boxed())
+}
+
+/// `transport`'s connections with their streams counted, when `settings` says where.
+fn counted(transport: Boxed<Muxed>, settings: &SwarmSettings) -> Boxed<Muxed> {
+    match settings.bandwidth.clone() {
+        Some(bandwidth) => transport
+            .map(move |(peer, muxer), _| (peer, bandwidth.count(muxer)))
+            .boxed(),
+        None => transport,
+    }
 }
 
 /// The webrtc-direct certificate kept in `path` (PEM), made and saved there the first time.
