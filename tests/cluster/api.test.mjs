@@ -75,7 +75,11 @@ before(async () => {
     // p1's Kubo routes through the DHT (with no peer but the test's daemons): with no
     // routing at all, Kubo drops the IPNS records it publishes, and the /ipns path test
     // resolves one.
-    const ipfs = await new Ipfs(`api-${name}`, { routing: name === 'p1' ? 'dht' : undefined }).start();
+    // p2's Kubo has its filestore on, for adds by reference (nocopy).
+    const ipfs = await new Ipfs(`api-${name}`, {
+      routing: name === 'p1' ? 'dht' : undefined,
+      filestore: name === 'p2',
+    }).start();
     const peer = new Peer(`api-${name}`, {
       ipfs,
       env: {
@@ -321,6 +325,33 @@ test('/add?format=car imports a CAR file with one root and pins that root', asyn
     'name=two',
   );
   assertError(twoRoots, 400, /the CAR file names 2 roots: it needs exactly one/, 'a CAR file with two roots');
+});
+
+test('add --nocopy has the daemon reference the file through its filestore, and says when it is off', async () => {
+  const file = path.join(p2().ipfs.dir, 'by-reference.bin');
+  fs.writeFileSync(file, randomBytes(600_000));
+  const added = ctl(p2(), 'add', '-Q', '--nocopy', '--local', '--replication', '1', file);
+  assert.equal(added.code, 0, added.err);
+  const root = added.out.trim();
+  assert.ok(await p2().ipfs.isPinned(root), 'pinned on the adding peer');
+  const pin = await p2().allocation(root);
+  assert.deepEqual(pin.allocations, [p2().id]);
+  const { status, body } = await p2().ipfs.rpc('filestore/ls');
+  assert.equal(status, 200, body);
+  // Kubo names the file relative to the repository's parent folder.
+  const references = lines(body).filter((entry) => path.join(p2().ipfs.dir, entry.FilePath) === file);
+  assert.equal(references.length, 3, `two 256 KiB leaves and the rest, in ${file}:\n${body}`);
+  assert.ok(
+    references.every((entry) => entry.Key['/'].startsWith('bafk')),
+    'raw leaves, as nocopy implies',
+  );
+
+  const refused = ctl(p3(), 'add', '--nocopy', '--local', file);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.err, /the filestore or the urlstore must be enabled to use nocopy/);
+  const viaRest = await request(p3(), '/add?nocopy=true&format=car', { method: 'POST' });
+  assert.equal(viaRest.status, 400);
+  assert.match(viaRest.body, /nocopy adds files by reference/);
 });
 
 test('pinfold ctl add uploads a directory, pins its root and can wait for it', async () => {

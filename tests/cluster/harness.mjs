@@ -63,10 +63,14 @@ export class Ipfs {
    * (`{ url, ca }`, from tests/support/dns.mjs) is the DNS-over-HTTPS server it resolves
    * DNSLink names through; `routing` sets Kubo's Routing.Type (`none` by default). `host`
    * (a host of tests/faults/netns.mjs) runs it in that network namespace, its API on the
-   * host's management address and its swarm on the host's cluster address.
+   * host's management address and its swarm on the host's cluster address. `filestore`
+   * enables Kubo's filestore (adds by reference); files it references live under
+   * `this.dir`, the repository's parent folder.
    */
-  constructor(name, { gateway = false, doh, routing, host } = {}) {
+  constructor(name, { gateway = false, doh, routing, host, filestore = false } = {}) {
     this.name = `${name}-${process.pid}`;
+    this.dir = path.join(runDir, 'ipfs', this.name);
+    this.filestore = filestore;
     this.withGateway = gateway;
     this.doh = doh;
     this.routing = routing;
@@ -82,6 +86,7 @@ export class Ipfs {
     if (this.gatewayPort) env.PINFOLD_IPFS_GATEWAY_PORT = String(this.gatewayPort);
     if (this.doh) Object.assign(env, { PINFOLD_IPFS_DOH: this.doh.url, PINFOLD_IPFS_DOH_CA: this.doh.ca });
     if (this.routing) env.PINFOLD_IPFS_ROUTING = this.routing;
+    if (this.filestore) env.PINFOLD_IPFS_FILESTORE = 'true';
     const command = [path.join(scripts, 'start-ipfs'), this.name, String(this.apiPort), String(this.swarmPort)];
     if (this.host) {
       Object.assign(env, { PINFOLD_IPFS_API_IP: this.apiIp, PINFOLD_IPFS_SWARM_IP: this.host.clusterIp });

@@ -45,7 +45,7 @@ const gone = (peer, cid) =>
 const pinnedOn = (peer, cid) => waitFor(`${cid} pinned on ${peer.name}'s Kubo`, () => peer.ipfs.isPinned(cid), 60_000);
 
 before(async () => {
-  const writerIpfs = await new Ipfs('proxy-writer').start();
+  const writerIpfs = await new Ipfs('proxy-writer', { filestore: true }).start();
   const otherIpfs = await new Ipfs('proxy-other').start();
   writer = await new Peer('proxy-writer', { ipfs: writerIpfs }).init(secret);
   other = await new Peer('proxy-other', { ipfs: otherIpfs }).init(secret);
@@ -99,6 +99,16 @@ test("Kubo's CLI adds through the proxy: the blocks on both peers' Kubo, the roo
   const unpinned = await ipfs('add', '-Q', '--pin=false', '--cid-version=1', file);
   assert.equal(unpinned, root, 'the same content, not pinned again');
   assert.match(await ipfsFails('add', '--only-hash', file), /only-hash is not supported/);
+});
+
+test("Kubo's CLI adds by reference through the proxy (--nocopy): the writer's filestore holds the file", async () => {
+  const file = path.join(writer.ipfs.dir, 'proxy-by-reference.txt');
+  fs.writeFileSync(file, `referenced through the proxy ${Date.now()}\n`);
+  const root = await ipfs('add', '-Q', '--nocopy', file);
+  await allocated(other, root);
+  await pinnedOn(writer, root);
+  const references = await ipfs('filestore', 'ls', root);
+  assert.match(references, new RegExp(`^${root}\\s+\\d+\\s+proxy-by-reference.txt\\s+0$`), references);
 });
 
 test('block and dag puts with --pin are pinned by the cluster; without it they are only put', async () => {

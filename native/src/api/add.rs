@@ -78,11 +78,6 @@ impl AddRequest {
                 "sharding is not supported: add without shard=true",
             ));
         }
-        if flag("nocopy")? {
-            return Err(ApiError::bad_request(
-                "nocopy needs the daemon's filestore, which pinfold does not use: add without it",
-            ));
-        }
         let car = match query.get("format").map(String::as_str) {
             None | Some("") | Some("unixfs") => false,
             Some("car") => true,
@@ -96,6 +91,14 @@ impl AddRequest {
             .iter()
             .filter_map(|key| query.get(*key).map(|v| (*key, v.clone())))
             .collect();
+        if flag("nocopy")? {
+            if car {
+                return Err(ApiError::bad_request(
+                    "nocopy adds files by reference: a CAR file's blocks are imported, add it without nocopy",
+                ));
+            }
+            daemon_query.push(("nocopy", "true".to_owned()));
+        }
         match query.get("layout").map(String::as_str) {
             None | Some("") | Some("balanced") => {}
             Some("trickle") => daemon_query.push(("trickle", "true".to_owned())),

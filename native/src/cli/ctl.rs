@@ -228,6 +228,11 @@ pub struct AddArgs {
     /// Leaves as raw blocks.
     #[arg(long)]
     raw_leaves: bool,
+    /// Have the peer's IPFS daemon reference the files where they are instead of copying
+    /// them into its blockstore (Kubo's filestore, which must be enabled); the files must
+    /// be on the daemon's host, under its repository's parent folder. Implies raw leaves.
+    #[arg(long)]
+    nocopy: bool,
     /// The daemon's chunker (`size-262144`, `rabin`).
     #[arg(long)]
     chunker: Option<String>,
@@ -964,8 +969,19 @@ fn upload_parts(paths: &[std::path::PathBuf], recursive: bool) -> Result<Vec<Upl
     Ok(parts)
 }
 
-/// A part name as the daemons read it: percent-encoded, `/` included.
-fn part_name(name: &str) -> String {
+/// The `abspath-encoded` header of a file's part, as Kubo's own client sends it: where
+/// the daemon finds the file to reference it (`nocopy`).
+fn abspath_header(path: &std::path::Path) -> Result<reqwest::header::HeaderMap> {
+    let absolute = std::fs::canonicalize(path)
+        .with_context(|| format!("could not resolve {}", path.display()))?;
+    let value = percent_encoded(&absolute.to_string_lossy());
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("abspath-encoded", value.parse()?);
+    Ok(headers)
+}
+
+/// A part name or path as the daemons read it: percent-encoded, `/` included.
+fn percent_encoded(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -1028,18 +1044,21 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
             Upload::Directory(name) => form.part(
                 "file",
                 reqwest::multipart::Part::bytes(Vec::new())
-                    .file_name(part_name(&name))
+                    .file_name(percent_encoded(&name))
                     .mime_str("application/x-directory")?,
             ),
-            Upload::File(name, path, size) => form.part(
-                "file",
-                reqwest::multipart::Part::stream_with_length(
-                    counted_file(path, sent.clone()),
+            Upload::File(name, path, size) => {
+                let mut file_part = reqwest::multipart::Part::stream_with_length(
+                    counted_file(path.clone(), sent.clone()),
                     size,
                 )
-                .file_name(part_name(&name))
-                .mime_str("application/octet-stream")?,
-            ),
+                .file_name(percent_encoded(&name))
+                .mime_str("application/octet-stream")?;
+                if add.nocopy {
+                    file_part = file_part.headers(abspath_header(&path)?);
+                }
+                form.part("file", file_part)
+            }
         };
     }
     let mut pairs = add.pin.options().to_query();
@@ -1051,7 +1070,8 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     flag("wrap-with-directory", add.wrap_with_directory);
     flag("no-pin", add.no_pin);
     flag("local", add.local);
-    flag("raw-leaves", add.raw_leaves);
+    flag("raw-leaves", add.raw_leaves || add.nocopy);
+    flag("nocopy", add.nocopy);
     pairs.extend(
         add.cid_version
             .map(|v| ("cid-version".to_owned(), v.to_string())),
