@@ -21,7 +21,7 @@ use pinfold_core::node::{
     Answer, CommandError, DaemonTask, Effect, Gathered, GatheringId, GossipVerdict,
     InformerSettings, Node, NodeConfig, NodeRole, Periods, Question, SnapshotPolicy, Topic, PAGE,
 };
-use pinfold_core::pin::{Pin, UnixTime};
+use pinfold_core::pin::{Pin, PinType, UnixTime};
 use pinfold_core::tracker::{
     DaemonPins, IpfsPinType, OperationKind, PeerIdentity, PinTracker, TrackerConfig, TrackerStatus,
 };
@@ -480,6 +480,87 @@ fn a_removed_peers_pins_are_reallocated_to_the_others() {
     let after = ready(sim.nodes[0].pin(&pinned.cid)).unwrap().unwrap();
     assert_eq!(after.allocations.len(), 1);
     assert_ne!(after.allocations[0], gone);
+}
+
+/// A sharded add's pins, as Go's adder writes them: shards pinned to depth 1, a cluster
+/// DAG pinned directly everywhere, and the content root's meta pin, which is never pinned
+/// itself and takes the rest with it when unpinned; a shard or the cluster DAG cannot be
+/// unpinned alone, nor a CID change its pin type.
+#[test]
+fn a_sharded_adds_pins_keep_their_types_and_go_with_their_meta_pin() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Full, Full], SnapshotPolicy::NEVER);
+    sim.connect_all();
+    sim.run(2);
+    let now = sim.now;
+    let (root, cluster_dag) = (dag_pb_cid(b"content root"), dag_pb_cid(b"cluster dag"));
+    let shards = [dag_pb_cid(b"shard 0"), dag_pb_cid(b"shard 1")];
+    let mut previous = None;
+    for (n, shard) in shards.iter().enumerate() {
+        let mut pin = Pin::new(*shard, UnixTime(1));
+        pin.pin_type = PinType::Shard;
+        pin.max_depth = 1;
+        pin.reference = previous;
+        pin.replication_factor_min = 1;
+        pin.replication_factor_max = 1;
+        pin.allocations = vec![sim.nodes[n].local()];
+        let pinned = ready(sim.nodes[0].add_pin(pin, now)).unwrap();
+        assert_eq!(
+            pinned.allocations,
+            [sim.nodes[n].local()],
+            "the adder's allocation"
+        );
+        previous = Some(*shard);
+    }
+    let mut dag = Pin::new(cluster_dag, UnixTime(1));
+    dag.pin_type = PinType::ClusterDag;
+    dag.max_depth = 0;
+    dag.replication_factor_min = -1;
+    dag.replication_factor_max = -1;
+    let unreferenced = ready(sim.nodes[0].add_pin(dag.clone(), now));
+    assert!(
+        matches!(&unreferenced, Err(CommandError::BadRequest(m)) if m.contains("should reference a Meta pin")),
+        "{unreferenced:?}"
+    );
+    dag.reference = Some(root);
+    ready(sim.nodes[0].add_pin(dag, now)).unwrap();
+    let mut meta = Pin::new(root, UnixTime(1));
+    meta.pin_type = PinType::Meta;
+    meta.reference = Some(cluster_dag);
+    meta.replication_factor_min = 1;
+    meta.replication_factor_max = 1;
+    let meta = ready(sim.nodes[0].add_pin(meta, now)).unwrap();
+    assert!(
+        meta.allocations.is_empty(),
+        "a meta pin is allocated nowhere"
+    );
+    sim.settle();
+    assert_eq!(sim.pins_of(2).len(), 4);
+
+    let mut as_data = Pin::new(shards[0], UnixTime(1));
+    as_data.replication_factor_min = -1;
+    as_data.replication_factor_max = -1;
+    let retyped = ready(sim.nodes[1].add_pin(as_data, now));
+    assert!(
+        matches!(&retyped, Err(CommandError::BadRequest(m)) if m.contains("different tracking method")),
+        "{retyped:?}"
+    );
+    for part in [shards[1], cluster_dag] {
+        let refused = ready(sim.nodes[1].remove_pin(part, &[], now));
+        assert!(
+            matches!(&refused, Err(CommandError::BadRequest(m)) if m.contains("Unpin content root CID instead")),
+            "{refused:?}"
+        );
+    }
+    ready(sim.nodes[1].remove_pin(root, &shards, now)).unwrap();
+    sim.settle();
+    for n in 0..3 {
+        assert!(
+            sim.pins_of(n).is_empty(),
+            "peer {n} holds {:?}",
+            sim.pins_of(n)
+        );
+    }
 }
 
 /// A peer cut off from the rest stops pinging; once its ping expires, one of the others

@@ -974,6 +974,28 @@ impl IpfsClient {
         Ok(())
     }
 
+    /// A block's bytes (`block/get`), within the request timeout (the daemon may look for
+    /// it on the network meanwhile); checked against `cid`'s hash when it is SHA2-256.
+    pub async fn block_get(&self, cid: &Cid) -> Result<Vec<u8>, IpfsError> {
+        let query = [("arg", cid.to_string())];
+        let response = self
+            .post_body("block/get", &query, Some(self.config.request_timeout), None)
+            .await?;
+        let bytes = response.bytes().await.map_err(|e| IpfsError::Unreadable {
+            call: "block/get",
+            detail: e.to_string(),
+        })?;
+        if cid.hash().code() == 0x12 {
+            use sha2::Digest;
+            if sha2::Sha256::digest(&bytes).as_slice() != cid.hash().digest() {
+                return Err(IpfsError::Daemon(format!(
+                    "block {cid}: the daemon's bytes do not hash to it"
+                )));
+            }
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// Connects the daemon to another IPFS peer (`swarm/connect`).
     pub async fn swarm_connect(&self, address: &Multiaddr) -> Result<(), IpfsError> {
         self.json::<serde_json::Value>("swarm/connect", &[("arg", address.to_string())])

@@ -5,6 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
@@ -199,6 +200,65 @@ test('pinfold /add streams the blocks to the Go peers it allocates (BlockStream)
     assert.equal(status, 200, `${peer.name}'s Kubo holds ${root}: ${stat}`);
   }
   assert.equal(await pf1.allocation(root), null, 'no-pin pins nothing');
+});
+
+/** The pins of a sharded add at `peer`, by type, for the root `root`. */
+async function shardedPins(peer, root) {
+  const pins = await peer.list('/allocations?filter=meta-pin,clusterdag-pin,shard-pin');
+  const meta = pins.find((p) => p.cid === root);
+  const clusterDag = pins.find((p) => p.type === 'clusterdag-pin' && p.reference === root);
+  const shards = pins.filter((p) => p.type === 'shard-pin' && p.name.startsWith(`${meta?.name}-shard-`));
+  return { meta, clusterDag, shards };
+}
+
+test("a Go peer's sharded add: pinfold peers pin its shards where allocated, show its root sharded, and unpin it whole", async () => {
+  const form = new FormData();
+  form.append('file', new Blob([randomBytes(1_500_000)]), 'sharded.bin');
+  // Two 256 KiB leaves to a shard: three shards (the root with the last two leaves), each on
+  // two peers.
+  const res = await fetch(
+    `${go1.api}/add?shard=true&shard-size=600000&replication-min=2&replication-max=2&name=go-sharded`,
+    { method: 'POST', body: form, signal: AbortSignal.timeout(120_000) },
+  );
+  const body = await res.text();
+  assert.equal(res.status, 200, body);
+  const outputs = body
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  const root = outputs.find((o) => o.name === 'sharded.bin').cid;
+  const { meta, clusterDag, shards } = await waitFor('the sharded pins at pf1', async () => {
+    const found = await shardedPins(pf1, root);
+    if (found.meta && found.clusterDag && found.shards.length === 3) return found;
+    throw new Error(`pf1 holds ${JSON.stringify(found)} of the add that gave ${body}`);
+  });
+  assert.equal(meta.type, 'meta-pin');
+  assert.equal(meta.reference, clusterDag.cid);
+  assert.deepEqual(meta.allocations, []);
+  assert.equal(clusterDag.max_depth, 0);
+  for (const shard of shards) {
+    assert.equal(shard.max_depth, 1);
+    assert.equal(shard.allocations.length, 2, JSON.stringify(shard));
+  }
+  const status = JSON.parse((await pf1.get(`/pins/${root}`)).body);
+  for (const peer of everyone()) assert.equal(status.peer_map[peer.id]?.status, 'sharded', JSON.stringify(status));
+  for (const shard of shards) {
+    const holders = everyone().filter((p) => shard.allocations.includes(p.id));
+    await pinnedOn(holders, shard.cid);
+  }
+  const listed = pinfoldCtl(pf2, 'pin', 'ls', '--filter', 'shard-pin');
+  assert.match(listed, /go-sharded-shard-0 \| SHARD-PIN \| Repl\. Factor: 2--2 .*\| Recursive-1$/m, listed);
+  assert.doesNotMatch(listed, /META-PIN/);
+
+  const refused = await pf1.post(`/pins/${shards[0].cid}`, 'DELETE');
+  assert.equal(refused.status, 400, refused.body);
+  assert.match(refused.body, /cannot unpin a shard directly/);
+  const unpinned = await pf1.post(`/pins/${root}`, 'DELETE');
+  assert.equal(unpinned.status, 200, unpinned.body);
+  await waitFor('go2 to hold none of the sharded pins', async () => {
+    const left = await go2.list('/allocations?filter=all');
+    return !left.some((p) => p.cid === root || p.cid === clusterDag.cid || shards.some((s) => s.cid === p.cid));
+  });
 });
 
 test('health bandwidth: ipfs-cluster-ctl reads a pinfold peer as a Go one, each counting its protocols', async () => {

@@ -4,6 +4,7 @@
 //! typed errors (never a panic), and is covered by round-trip property tests and golden vectors.
 
 pub mod bitswap;
+pub mod cluster_dag;
 pub mod dagpb;
 pub mod delta;
 pub mod gorpc;

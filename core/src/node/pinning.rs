@@ -8,7 +8,7 @@ use libp2p_identity::PeerId;
 use crate::allocator;
 use crate::codec::peer_request::StatusSummary;
 use crate::crdt::{Replica, ReplicaError, Store};
-use crate::pin::{Pin, UnixTime};
+use crate::pin::{Pin, PinType, UnixTime};
 use crate::tracker::{
     DaemonPins, IpfsPinType, OpId, PinInfo, PinInfoShort, StatusFilter, TrackerStatus,
 };
@@ -153,6 +153,7 @@ impl<S: Store> Node<S> {
             tracing::warn!("this peer is not in crdt.trusted_peers: other peers ignore its writes");
         }
         let existing = self.replica.pin(&pin.cid).await?;
+        plan::check_pin_type(&pin, existing.as_ref()).map_err(CommandError::BadRequest)?;
         let metrics = self.live_metrics(now);
         let trust = &self.config.trust;
         let pin = plan::plan_pin(
@@ -170,8 +171,16 @@ impl<S: Store> Node<S> {
         Ok(pin)
     }
 
-    /// Unpins `cid` from the cluster.
-    pub async fn remove_pin(&mut self, cid: Cid, now: i64) -> Result<Pin, CommandError> {
+    /// Unpins `cid` from the cluster. The content root of a sharded add (a meta pin) goes
+    /// with its cluster DAG's pin and the pins of `cluster_dag_links` (the links of that
+    /// DAG's root, which the caller read from IPFS: the shards), as Go's unpin does; a
+    /// shard or a cluster DAG is not unpinned by itself.
+    pub async fn remove_pin(
+        &mut self,
+        cid: Cid,
+        cluster_dag_links: &[Cid],
+        now: i64,
+    ) -> Result<Pin, CommandError> {
         if !self.config.role.writes() {
             return Err(CommandError::ReadOnly);
         }
@@ -180,6 +189,16 @@ impl<S: Store> Node<S> {
             .pin(&cid)
             .await?
             .ok_or(CommandError::NotFound(cid))?;
+        if let Some(refused) = plan::refuse_unpin(&pin) {
+            return Err(CommandError::BadRequest(refused.into()));
+        }
+        if pin.pin_type == PinType::Meta {
+            for part in cluster_dag_links.iter().chain(pin.reference.as_ref()) {
+                if self.replica.pin(part).await?.is_some() {
+                    self.replica.remove_pin(part, ms(now)).await?;
+                }
+            }
+        }
         self.replica.remove_pin(&cid, ms(now)).await?;
         tracing::info!(%cid, "unpinned from the cluster");
         self.drain(now);
@@ -299,12 +318,14 @@ impl<S: Store> Node<S> {
             Ok::<_, ReplicaError<S::Error>>(())
         })
         .await?;
-        for cid in expired {
+        // Each pin goes by itself, whatever its type: the parts of a sharded add (its
+        // shards, cluster DAG and meta pin) carry the same expiry.
+        for cid in &expired {
             tracing::info!(%cid, "the pin expired: unpinning it from the cluster");
-            match self.remove_pin(cid, now).await {
-                Ok(_) | Err(CommandError::NotFound(_)) => {}
-                Err(error) => tracing::warn!(%cid, %error, "could not unpin an expired pin"),
-            }
+            self.replica.remove_pin(cid, ms(now)).await?;
+        }
+        if !expired.is_empty() {
+            self.drain(now);
         }
         Ok(())
     }

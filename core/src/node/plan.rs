@@ -5,7 +5,61 @@
 use libp2p_identity::PeerId;
 
 use crate::allocator::{self, AllocationError, AllocationRequest, AllocatorConfig, MetricsSet};
-use crate::pin::{Pin, UnixTime};
+use crate::pin::{Pin, PinType, UnixTime};
+
+/// Whether `pin` is well formed for its type and may replace `existing`, as Go
+/// ipfs-cluster's `setupPin` and `checkPinType` decide (with Go's messages): a CID keeps
+/// its type, and a recursive pin does not turn direct; a data pin references nothing; a
+/// shard pins to depth 1; a cluster DAG pins directly and references its meta pin; a meta
+/// pin has no allocations and references its cluster DAG.
+pub fn check_pin_type(pin: &Pin, existing: Option<&Pin>) -> Result<(), String> {
+    if let Some(existing) = existing {
+        if existing.pin_type != pin.pin_type {
+            return Err(format!(
+                "cannot repin CID with different tracking method, clear state with pin rm to proceed. New: {}. Was: {}",
+                pin.pin_type.as_str(),
+                existing.pin_type.as_str()
+            ));
+        }
+        if existing.max_depth < 0 && pin.max_depth >= 0 {
+            return Err(
+                "cannot repin a CID which is already pinned in recursive mode (new pin is pinned as direct). Unpin it first."
+                    .into(),
+            );
+        }
+    }
+    match pin.pin_type {
+        PinType::Data if pin.reference.is_some() => {
+            Err("data pins should not reference other pins".into())
+        }
+        PinType::Shard if pin.max_depth != 1 => Err("must pin shards go depth 1".into()),
+        PinType::ClusterDag if pin.max_depth != 0 => Err("must pin roots directly".into()),
+        PinType::ClusterDag if pin.reference.is_none() => {
+            Err("clusterDAG pins should reference a Meta pin".into())
+        }
+        PinType::Meta if !pin.allocations.is_empty() => {
+            Err("meta pin should not specify allocations".into())
+        }
+        PinType::Meta if pin.reference.is_none() => {
+            Err("metaPins should reference a ClusterDAG".into())
+        }
+        PinType::Bad => Err("unrecognized pin type".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Why `pin` cannot be unpinned by its own CID, as Go refuses it: shards and cluster DAGs
+/// go with the content root's (meta) pin.
+pub fn refuse_unpin(pin: &Pin) -> Option<&'static str> {
+    match pin.pin_type {
+        PinType::Shard => Some("cannot unpin a shard directly. Unpin content root CID instead"),
+        PinType::ClusterDag => {
+            Some("cannot unpin a Cluster DAG directly. Unpin content root CID instead")
+        }
+        PinType::Bad => Some("unrecognized pin type"),
+        PinType::Data | PinType::Meta => None,
+    }
+}
 
 /// The pin a `pin update` request makes of the pin `from` it updates, as ipfs-cluster's
 /// pin update does: `from`'s options and allocations, with the request's CID and time,
@@ -44,6 +98,10 @@ pub fn plan_pin(
     )?;
     pin.replication_factor_min = min;
     pin.replication_factor_max = max;
+    if pin.pin_type == PinType::Meta {
+        // Never pinned itself (its shards are): nothing to allocate, as in Go.
+        return Ok(pin);
+    }
     let current: Vec<PeerId> = match existing {
         Some(existing) => existing.allocations.clone(),
         None => std::mem::take(&mut pin.allocations),

@@ -34,7 +34,9 @@ use pinfold_core::rest::{AddedOutput, PinOptions};
 use serde_json::json;
 
 use super::add::{add_files, AddRequest};
-use super::rest::{cluster_repo_gc, line, lines_with_trailer, pin_in_cluster, ApiError};
+use super::rest::{
+    cluster_repo_gc, line, lines_with_trailer, pin_in_cluster, unpin_in_cluster, ApiError,
+};
 use crate::config::IpfsProxySection;
 use crate::peer::{Command, PeerHandle, PAGE};
 
@@ -513,9 +515,7 @@ async fn pin_rm(
     let mut unpinned = Vec::with_capacity(targets.len());
     for argument in targets {
         let cid = target(peer, argument).await?;
-        let pin = peer
-            .ask(|reply| Command::RemovePin { cid, reply })
-            .await??;
+        let pin = unpin_in_cluster(peer, cid).await?;
         unpinned.push(pin.cid);
     }
     Ok(pins_answer(&unpinned))
@@ -664,8 +664,7 @@ async fn pin_update(
     pin.pin_update = Some(from);
     let pin = pin_in_cluster(peer, pin).await?;
     if unpin && from != pin.cid {
-        peer.ask(|reply| Command::RemovePin { cid: from, reply })
-            .await??;
+        unpin_in_cluster(peer, from).await?;
     }
     Ok(pins_answer(&[from, pin.cid]))
 }

@@ -332,8 +332,7 @@ async fn replace(
     }
     let pin = api::pin_in_cluster(&peer, pin).await?;
     if pin.cid != old {
-        peer.ask(|reply| Command::RemovePin { cid: old, reply })
-            .await??;
+        api::unpin_in_cluster(&peer, old).await?;
     }
     queued(&peer, &pin).await
 }
@@ -343,13 +342,15 @@ async fn remove(
     Path(requestid): Path<String>,
 ) -> PinsvcResult<StatusCode> {
     let cid = request_cid(&requestid)?;
-    match peer.ask(|reply| Command::RemovePin { cid, reply }).await? {
-        Ok(_) => Ok(StatusCode::ACCEPTED),
-        Err(CommandError::NotFound(_)) => {
-            Err(PinsvcError(StatusCode::NOT_FOUND, "pin not found".into()))
-        }
-        Err(other) => Err(other.into()),
+    if peer
+        .ask(|reply| Command::GetPin { cid, reply })
+        .await?
+        .is_none()
+    {
+        return Err(PinsvcError(StatusCode::NOT_FOUND, "pin not found".into()));
     }
+    api::unpin_in_cluster(&peer, cid).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// How `name` is matched.

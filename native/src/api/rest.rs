@@ -22,8 +22,9 @@ use cid::Cid;
 use futures::stream::{self, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use pinfold_core::pin::Pin;
+use pinfold_core::codec::cluster_dag;
 use pinfold_core::pin::UnixTime;
+use pinfold_core::pin::{Pin, PinType};
 use pinfold_core::repo_gc::GlobalRepoGc;
 use pinfold_core::rest::{ConnectGraph, ErrorBody, Id, IpfsId, PinOptions, Version};
 use pinfold_core::tracker::{DaemonPins, GlobalPinInfo, PinInfo, StatusFilter};
@@ -768,23 +769,71 @@ async fn pin_path(
 
 async fn unpin_path(State(peer): State<PeerHandle>, uri: axum::http::Uri) -> ApiResult<Response> {
     let cid = resolve_path(&peer, &uri).await?;
-    let pin = peer
-        .ask(|reply| Command::RemovePin { cid, reply })
-        .await??;
-    Ok(Json(pin).into_response())
+    Ok(Json(unpin_in_cluster(&peer, cid).await?).into_response())
 }
 
 async fn unpin(State(peer): State<PeerHandle>, Path(cid): Path<String>) -> ApiResult<Response> {
     let cid = parse_cid(&cid)?;
-    let pin = peer
-        .ask(|reply| Command::RemovePin { cid, reply })
-        .await??;
-    Ok(Json(pin).into_response())
+    Ok(Json(unpin_in_cluster(&peer, cid).await?).into_response())
 }
 
-async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+/// Unpins `cid` from the cluster. The root of a sharded add (a meta pin) goes with its
+/// cluster DAG and shards, whose CIDs are read from the cluster DAG's root block through
+/// this peer's daemon, as Go's unpin reads them.
+pub(crate) async fn unpin_in_cluster(peer: &PeerHandle, cid: Cid) -> ApiResult<Pin> {
+    let pin = peer.ask(|reply| Command::GetPin { cid, reply }).await?;
+    let cluster_dag_links = match pin {
+        Some(pin) if pin.pin_type == PinType::Meta => {
+            let cluster_dag = pin.reference.ok_or_else(|| {
+                ApiError::bad_request(format!("the meta pin {cid} references no cluster DAG"))
+            })?;
+            let ipfs = peer.ipfs.as_ref().ok_or_else(|| {
+                ApiError::bad_request(
+                    "unpinning sharded content reads its cluster DAG, and this peer has no IPFS daemon: ask a peer that has one",
+                )
+            })?;
+            let block = ipfs.block_get(&cluster_dag).await.map_err(|e| {
+                ApiError::bad_gateway(format!("error reading clusterDAG block from ipfs: {e}"))
+            })?;
+            cluster_dag::links(&block).map_err(|e| {
+                ApiError::bad_gateway(format!("error parsing clusterDAG block: {e}"))
+            })?
+        }
+        _ => Vec::new(),
+    };
+    Ok(peer
+        .ask(|reply| Command::RemovePin {
+            cid,
+            cluster_dag_links,
+            reply,
+        })
+        .await??)
+}
+
+/// `/allocations`' `filter`: the pin types listed, comma-separated (`pin`, `meta-pin`,
+/// `clusterdag-pin`, `shard-pin`, `all`); `None` lists every type, as an absent filter.
+fn pin_type_filter(query: &HashMap<String, String>) -> ApiResult<Option<Vec<PinType>>> {
+    let mut types = Vec::new();
+    for name in query.get("filter").map_or("", String::as_str).split(',') {
+        match name.trim() {
+            "" | "all" => return Ok(None),
+            name => match PinType::from_name(name) {
+                PinType::Bad => return Err(ApiError::bad_request("invalid filter value")),
+                pin_type => types.push(pin_type),
+            },
+        }
+    }
+    Ok(Some(types))
+}
+
+async fn allocations(
+    State(peer): State<PeerHandle>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let types = pin_type_filter(&query)?;
     Ok(streamed(None, move |after| {
         let peer = peer.clone();
+        let types = types.clone();
         async move {
             let pins = peer
                 .ask(|reply| Command::Pins {
@@ -796,7 +845,11 @@ async fn allocations(State(peer): State<PeerHandle>) -> ApiResult<Response> {
             let next = (pins.len() == PAGE)
                 .then(|| pins.last().map(|p| Some(p.cid)))
                 .flatten();
-            let lines = pins.iter().map(line).collect::<ApiResult<Vec<_>>>()?;
+            let lines = pins
+                .iter()
+                .filter(|pin| types.as_ref().is_none_or(|t| t.contains(&pin.pin_type)))
+                .map(line)
+                .collect::<ApiResult<Vec<_>>>()?;
             Ok((lines, next))
         }
     })

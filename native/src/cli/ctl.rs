@@ -291,7 +291,13 @@ pub enum PinCommand {
         wait_timeout: u64,
     },
     /// The cluster's pins (or one).
-    Ls { cid: Option<String> },
+    Ls {
+        cid: Option<String>,
+        /// The pin types listed, comma-separated: pin, meta-pin, clusterdag-pin,
+        /// shard-pin or all.
+        #[arg(long, default_value = "all")]
+        filter: String,
+    },
 }
 
 /// The API path of a pin: `/pins/<cid>`, or `/pins/ipfs/...` for a path.
@@ -486,14 +492,20 @@ fn print_pin(out: &mut impl Write, pin: &Pin) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // The type and depth as ipfs-cluster-ctl writes them: `SHARD-PIN`, `Recursive-1`.
+    let mut pin_type = pin.pin_type.as_str().to_uppercase();
+    if pin.max_depth == 0 {
+        pin_type.push_str("-DIRECT");
+    }
+    let depth = match pin.max_depth {
+        0 => "Direct".to_owned(),
+        depth if depth < 0 => "Recursive".to_owned(),
+        depth => format!("Recursive-{depth}"),
+    };
     writeln!(
         out,
-        "{} | {} | PIN | Repl. Factor: {}--{} | Allocations: [{allocations}] | {}",
-        pin.cid,
-        pin.name,
-        pin.replication_factor_min,
-        pin.replication_factor_max,
-        pin.mode().as_str(),
+        "{} | {} | {pin_type} | Repl. Factor: {}--{} | Allocations: [{allocations}] | {depth}",
+        pin.cid, pin.name, pin.replication_factor_min, pin.replication_factor_max,
     )?;
     Ok(())
 }
@@ -760,13 +772,16 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                 )?;
             }
         }
-        CtlCommand::Pin(PinCommand::Ls { cid }) => {
+        CtlCommand::Pin(PinCommand::Ls { cid, filter }) => {
             let pins: Vec<Pin> = match cid {
                 Some(cid) => vec![
                     api.json(Method::GET, &format!("/allocations/{cid}"))
                         .await?,
                 ],
-                None => api.list("/allocations").await?,
+                None => {
+                    let filter = [("filter".to_owned(), filter)];
+                    api.list(&format!("/allocations{}", query(&filter))).await?
+                }
             };
             for pin in &pins {
                 if json {

@@ -138,8 +138,11 @@ pub enum Command {
         pin: Box<Pin>,
         reply: oneshot::Sender<Result<Pin, CommandError>>,
     },
+    /// Unpins `cid`; for the root of a sharded add, with the pins `cluster_dag_links`
+    /// names (its cluster DAG's links: see `Node::remove_pin`).
     RemovePin {
         cid: Cid,
+        cluster_dag_links: Vec<Cid>,
         reply: oneshot::Sender<Result<Pin, CommandError>>,
     },
     /// Where an adder puts the blocks of content to pin with `template`'s options.
@@ -1331,8 +1334,13 @@ impl Peer {
                 Command::AddPin { pin, reply } => {
                     replies.push((reply, self.node.add_pin(*pin, now).await));
                 }
-                Command::RemovePin { cid, reply } => {
-                    replies.push((reply, self.node.remove_pin(cid, now).await));
+                Command::RemovePin {
+                    cid,
+                    cluster_dag_links,
+                    reply,
+                } => {
+                    let removed = self.node.remove_pin(cid, &cluster_dag_links, now).await;
+                    replies.push((reply, removed));
                 }
                 read if read.reads_peers_only() => Box::pin(self.on_command(read)).await?,
                 other => {
