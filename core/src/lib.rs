@@ -23,6 +23,7 @@ pub mod node;
 pub mod pin;
 pub mod repo_gc;
 pub mod rest;
+pub mod sharding;
 pub mod tracker;
 
 /// What the crate's unit tests share.

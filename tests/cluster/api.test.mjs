@@ -158,7 +158,7 @@ test("bad input gets ipfs-cluster's error shape and says what is wrong", async (
     [`/peers/${p1().id}`, 'DELETE', 400, /cannot remove itself/],
     ['/pins/recover?local=maybe', 'POST', 400, /not true or false/],
     ['/add', 'POST', 400, /multipart\/form-data/],
-    ['/add?shard=true', 'POST', 400, /sharding is not supported/],
+    ['/add?shard=true&local=true', 'POST', 400, /local puts every block on this peer, shard spreads them/],
     ['/add?format=tar', 'POST', 400, /format "tar" is not supported: use unixfs or car/],
   ];
   for (const [route, method, status, message] of cases) {
@@ -352,6 +352,47 @@ test('add --nocopy has the daemon reference the file through its filestore, and 
   const viaRest = await request(p3(), '/add?nocopy=true&format=car', { method: 'POST' });
   assert.equal(viaRest.status, 400);
   assert.match(viaRest.body, /nocopy adds files by reference/);
+});
+
+test('add --shard puts each shard on its own peers; the root is sharded and unpins whole', async () => {
+  const file = path.join(runDir, 'sharded.bin');
+  fs.writeFileSync(file, randomBytes(800_000));
+  // One 256 KiB leaf to a shard, the small blocks beside them: three shards, each on one peer.
+  const added = ctl(p3(), 'add', '--shard', '--shard-size', '300000', '--replication', '1', '--name', 'spread', file);
+  assert.equal(added.code, 0, added.err);
+  const lines = added.out.trim().split('\n');
+  const shards = lines.filter((l) => / shard-\d+$/.test(l)).map((l) => l.split(' ')[1]);
+  assert.equal(shards.length, 3, added.out);
+  const root = lines.at(-1).split(' ')[1];
+  const meta = await waitFor(`the meta pin at p1`, () => p1().allocation(root));
+  assert.equal(meta?.type, 'meta-pin', JSON.stringify(meta));
+  const holders = new Set();
+  for (const cid of shards) {
+    const shard = await waitFor(`shard ${cid} at p1`, () => p1().allocation(cid));
+    assert.equal(shard.type, 'shard-pin');
+    assert.equal(shard.allocations.length, 1);
+    const holder = peers.find((p) => p.id === shard.allocations[0]);
+    holders.add(holder.name);
+    await waitFor(`${holder.name}'s Kubo to pin ${cid}`, () => holder.ipfs.isPinned(cid), 60_000);
+  }
+  const status = JSON.parse((await p2().get(`/pins/${root}`)).body);
+  for (const peer of peers) assert.equal(status.peer_map[peer.id]?.status, 'sharded', JSON.stringify(status));
+  const listed = ctl(p2(), 'pin', 'ls', '--filter', 'clusterdag-pin');
+  assert.match(
+    listed.out,
+    /spread-clusterDAG \| CLUSTERDAG-PIN-DIRECT \| Repl\. Factor: -1---1 .*\| Direct$/m,
+    listed.out,
+  );
+
+  const refused = ctl(p1(), 'pin', 'rm', shards[0]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.err, /cannot unpin a shard directly/);
+  const removed = ctl(p1(), 'pin', 'rm', root);
+  assert.equal(removed.code, 0, removed.err);
+  await waitFor('every part of the sharded add to leave the pinset at p3', async () => {
+    const left = await p3().list('/allocations?filter=meta-pin,clusterdag-pin,shard-pin');
+    return left.length === 0;
+  });
 });
 
 test('pinfold ctl add uploads a directory, pins its root and can wait for it', async () => {

@@ -261,6 +261,60 @@ test("a Go peer's sharded add: pinfold peers pin its shards where allocated, sho
   });
 });
 
+test('pinfold ctl add --shard spreads the DAG in shards Go peers keep, read back whole, and a Go peer unpins it whole', async () => {
+  const file = path.join(runDir, 'pinfold-sharded.bin');
+  const content = randomBytes(1_500_000);
+  fs.writeFileSync(file, content);
+  const added = pinfoldCtl(
+    pf1,
+    'add',
+    '--shard',
+    '--shard-size',
+    '600000',
+    '--replication',
+    '2',
+    '--name',
+    'pf-sharded',
+    file,
+  );
+  const lines = added.trim().split('\n');
+  assert.equal(lines.filter((l) => /^added \S+ shard-\d+$/.test(l)).length, 3, added);
+  assert.match(lines.at(-2), /^added \S+ pf-sharded-clusterDAG$/, added);
+  const root = lines.at(-1).split(' ')[1];
+  const { meta, clusterDag, shards } = await waitFor('the sharded pins at go2', async () => {
+    const found = await shardedPins(go2, root);
+    if (found.meta && found.clusterDag && found.shards.length === 3) return found;
+    throw new Error(`go2 holds ${JSON.stringify(found)} of the add that printed ${added}`);
+  });
+  assert.equal(meta.reference, clusterDag.cid);
+  assert.equal(clusterDag.reference, root);
+  for (const shard of shards) {
+    assert.equal(shard.allocations.length, 2, JSON.stringify(shard));
+    await pinnedOn(
+      everyone().filter((p) => shard.allocations.includes(p.id)),
+      shard.cid,
+    );
+  }
+  // Go's cluster-wide status calls every peer remote for a meta pin (it has no
+  // allocations); its own view says sharded, as pinfold's cluster-wide status does.
+  const byGo = jsonValues(await clusterCtl(go2.api, ['status', '--local', root], { encoding: 'json' }))[0];
+  assert.equal(byGo.peer_map[go2.id]?.status, 'sharded', JSON.stringify(byGo));
+  const byPinfold = JSON.parse((await pf2.get(`/pins/${root}`)).body);
+  for (const peer of everyone())
+    assert.equal(byPinfold.peer_map[peer.id]?.status, 'sharded', JSON.stringify(byPinfold));
+  const goListed = await clusterCtl(go2.api, ['pin', 'ls', '--filter', 'shard-pin']);
+  assert.match(goListed, /pf-sharded-shard-2 \| SHARD-PIN \| Repl\. Factor: 2--2/, goListed);
+  const cat = await fetch(`${go1.ipfs.api}/cat?arg=${root}`, { method: 'POST', signal: AbortSignal.timeout(60_000) });
+  assert.equal(cat.status, 200);
+  assert.ok(Buffer.from(await cat.arrayBuffer()).equals(content), "the content reads back whole through go1's Kubo");
+
+  await clusterCtl(go2.api, ['pin', 'rm', root]);
+  await waitFor('pf2 to hold none of the sharded pins', async () => {
+    const left = await pf2.list('/allocations?filter=all');
+    return !left.some((p) => p.cid === root || p.cid === clusterDag.cid || shards.some((s) => s.cid === p.cid));
+  });
+});
+
 test('health bandwidth: ipfs-cluster-ctl reads a pinfold peer as a Go one, each counting its protocols', async () => {
   for (const peer of [go1, pf1]) {
     const [byProtocol] = jsonValues(await clusterCtl(peer.api, ['health', 'bandwidth'], { encoding: 'json' }));

@@ -10,7 +10,7 @@ use crate::pin::{Pin, PinType, UnixTime};
 /// Whether `pin` is well formed for its type and may replace `existing`, as Go
 /// ipfs-cluster's `setupPin` and `checkPinType` decide (with Go's messages): a CID keeps
 /// its type, and a recursive pin does not turn direct; a data pin references nothing; a
-/// shard pins to depth 1; a cluster DAG pins directly and references its meta pin; a meta
+/// shard pins to depth 1 (2 through an indirect node); a cluster DAG pins directly and references its meta pin; a meta
 /// pin has no allocations and references its cluster DAG.
 pub fn check_pin_type(pin: &Pin, existing: Option<&Pin>) -> Result<(), String> {
     if let Some(existing) = existing {
@@ -32,7 +32,11 @@ pub fn check_pin_type(pin: &Pin, existing: Option<&Pin>) -> Result<(), String> {
         PinType::Data if pin.reference.is_some() => {
             Err("data pins should not reference other pins".into())
         }
-        PinType::Shard if pin.max_depth != 1 => Err("must pin shards go depth 1".into()),
+        // Go allows depth 1 only, though its adder pins a shard whose node needed a level
+        // of indirection (over 5984 blocks) to depth 2: both are taken here.
+        PinType::Shard if !(1..=2).contains(&pin.max_depth) => {
+            Err("must pin shards go depth 1".into())
+        }
         PinType::ClusterDag if pin.max_depth != 0 => Err("must pin roots directly".into()),
         PinType::ClusterDag if pin.reference.is_none() => {
             Err("clusterDAG pins should reference a Meta pin".into())

@@ -5,7 +5,6 @@
 //! that fails is left out, as long as one holds the blocks.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -15,25 +14,14 @@ use axum::Json;
 use cid::Cid;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use libp2p::PeerId;
-use pinfold_core::codec::gorpc::api::NodeWithMeta;
-use pinfold_core::codec::gorpc::ServiceId;
-use pinfold_core::codec::msgpack::Value;
 use pinfold_core::pin::{Pin, UnixTime};
 use pinfold_core::rest::AddedOutput;
-use tokio::sync::mpsc;
 
+use super::block_fanout::place_blocks;
 use super::rest::{line, pin_from_query, pin_in_cluster, stream_lines, ApiError, ApiResult};
+use super::sharded_add::shard_dag;
 use crate::ipfs::{Added, Ipfs, IpfsError};
 use crate::peer::{Command, PeerHandle};
-
-/// Go's `adder.ErrBlockAdder`: no destination took the blocks.
-const NO_DESTINATION_TOOK_THE_BLOCKS: &str = "failed to put block on all destinations";
-
-/// Blocks queued for one destination before the slowest holds the others back.
-const BLOCKS_QUEUED_PER_DESTINATION: usize = 16;
-
-/// How long a destination may take nothing before it is left out.
-const DESTINATION_STALL: Duration = Duration::from_secs(30);
 
 /// `/add`'s options handed to the daemon's `add`, by their ipfs-cluster name.
 const ADD_OPTIONS_FOR_DAEMON: [&str; 5] = [
@@ -53,6 +41,8 @@ pub(crate) struct AddRequest {
     local: bool,
     /// The body is a CAR file, imported whole, instead of files.
     car: bool,
+    /// Spread the DAG over the cluster in shards of the template's `shard_size`.
+    shard: bool,
     /// The options handed to the daemon's `add`.
     daemon_query: Vec<(&'static str, String)>,
     /// The pin of the root, but for its CID.
@@ -73,9 +63,15 @@ impl AddRequest {
                 ))),
             }
         };
-        if flag("shard")? {
+        let shard = flag("shard")?;
+        if shard && flag("local")? {
             return Err(ApiError::bad_request(
-                "sharding is not supported: add without shard=true",
+                "local puts every block on this peer, shard spreads them over the cluster: use one",
+            ));
+        }
+        if shard && flag("no-pin")? {
+            return Err(ApiError::bad_request(
+                "a sharded add is pinned shard by shard: add without no-pin",
             ));
         }
         let car = match query.get("format").map(String::as_str) {
@@ -112,6 +108,7 @@ impl AddRequest {
             no_pin: flag("no-pin")?,
             local: flag("local")?,
             car,
+            shard,
             daemon_query,
             template: pin_from_query(Cid::default(), query, now)?,
         })
@@ -154,6 +151,7 @@ pub(crate) async fn add_files(
         no_pin,
         local,
         car,
+        shard,
         daemon_query,
         mut template,
     } = request;
@@ -169,15 +167,24 @@ pub(crate) async fn add_files(
         .ipfs
         .clone()
         .ok_or_else(|| ApiError::bad_request("this peer has no IPFS daemon to add files to"))?;
-    let destinations = {
-        let template = Box::new(template.clone());
-        peer.ask(|reply| Command::AddDestinations { template, reply })
-            .await??
+    let placement = if shard {
+        Placement::Sharded
+    } else {
+        let destinations = {
+            let template = Box::new(template.clone());
+            peer.ask(|reply| Command::AddDestinations { template, reply })
+                .await??
+        };
+        let (destinations, remotes) = placement(peer.local, destinations, local, &template);
+        if template.replication_factor_min >= 0 {
+            template.allocations = destinations.clone();
+        }
+        Placement::Single {
+            destinations,
+            remotes,
+            no_pin,
+        }
     };
-    let (destinations, remotes) = placement(peer.local, destinations, local, &template);
-    if template.replication_factor_min >= 0 {
-        template.allocations = destinations.clone();
-    }
     let added = if car {
         let root = import_car(&ipfs, body, content_type).await?;
         let only = Added {
@@ -193,19 +200,12 @@ pub(crate) async fn add_files(
             .map_err(daemon_error)?
             .boxed()
     };
-    let output = |added: &Added, allocations: &[PeerId]| AddedOutput {
-        name: added.name.clone(),
-        cid: added.cid.to_string(),
-        bytes: 0,
-        size: added.size,
-        allocations: allocations.iter().map(PeerId::to_string).collect(),
-    };
     // Every entry but the last goes out as it comes; the last is the root, sent once pinned.
-    Ok(stream::unfold(
+    let outputs = stream::unfold(
         (Box::pin(added), None::<Added>, false),
         move |(mut added, mut held, done)| {
             let (peer, template, ipfs) = (peer.clone(), template.clone(), ipfs.clone());
-            let (destinations, remotes) = (destinations.clone(), remotes.clone());
+            let placement = placement.clone();
             async move {
                 if done {
                     return None;
@@ -214,44 +214,93 @@ pub(crate) async fn add_files(
                     match added.next().await {
                         Some(Ok(next)) => {
                             if let Some(previous) = held.replace(next) {
-                                return Some((Ok(output(&previous, &[])), (added, held, false)));
+                                let output = vec![Ok(output(&previous, &[]))];
+                                return Some((output, (added, held, false)));
                             }
                         }
                         Some(Err(error)) => {
                             let error = ApiError::bad_gateway(error.to_string());
-                            return Some((Err(error), (added, None, true)));
+                            return Some((vec![Err(error)], (added, None, true)));
                         }
                         None => break,
                     }
                 }
                 let root = held?;
-                if let Err(error) =
-                    place_blocks(&peer, &ipfs, root.cid, &destinations, &remotes).await
-                {
-                    return Some((Err(error), (added, None, true)));
-                }
-                let result = if no_pin {
-                    Ok(output(&root, &[]))
-                } else {
-                    let pin = Pin {
-                        cid: root.cid,
-                        ..template
-                    };
-                    match pin_in_cluster(&peer, pin).await {
-                        Ok(pin) => Ok(output(&root, &pin.allocations)),
-                        Err(error) => Err(ApiError {
-                            message: format!(
-                                "added {} but could not pin it: {}",
-                                root.cid, error.message
-                            ),
-                            ..error
-                        }),
-                    }
-                };
-                Some((result, (added, None, true)))
+                let outputs = finish_add(&peer, &ipfs, root, template, placement).await;
+                Some((outputs, (added, None, true)))
             }
         },
-    ))
+    );
+    Ok(outputs.flat_map(stream::iter))
+}
+
+/// Where an add's blocks go.
+#[derive(Clone)]
+enum Placement {
+    /// All of them to `destinations`, streamed to the `remotes` among them; the root is
+    /// pinned there unless `no_pin`.
+    Single {
+        destinations: Vec<PeerId>,
+        remotes: Vec<PeerId>,
+        no_pin: bool,
+    },
+    /// Spread in shards, each allocated on its own.
+    Sharded,
+}
+
+fn output(added: &Added, allocations: &[PeerId]) -> AddedOutput {
+    AddedOutput {
+        name: added.name.clone(),
+        cid: added.cid.to_string(),
+        bytes: 0,
+        size: added.size,
+        allocations: allocations.iter().map(PeerId::to_string).collect(),
+    }
+}
+
+/// Places the blocks of the added `root` and pins it with `template`'s options: the
+/// outputs that end the add, the root's last.
+async fn finish_add(
+    peer: &PeerHandle,
+    ipfs: &Ipfs,
+    root: Added,
+    template: Pin,
+    placement: Placement,
+) -> Vec<ApiResult<AddedOutput>> {
+    let (destinations, remotes, no_pin) = match placement {
+        Placement::Sharded => {
+            return match shard_dag(peer, ipfs, root.cid, &template).await {
+                Ok(outputs) => outputs
+                    .into_iter()
+                    .chain([output(&root, &[])])
+                    .map(Ok)
+                    .collect(),
+                Err(error) => vec![Err(error)],
+            }
+        }
+        Placement::Single {
+            destinations,
+            remotes,
+            no_pin,
+        } => (destinations, remotes, no_pin),
+    };
+    if let Err(error) = place_blocks(peer, ipfs, root.cid, &destinations, &remotes).await {
+        return vec![Err(error)];
+    }
+    if no_pin {
+        return vec![Ok(output(&root, &[]))];
+    }
+    let pin = Pin {
+        cid: root.cid,
+        ..template
+    };
+    vec![match pin_in_cluster(peer, pin).await {
+        Ok(pin) => Ok(output(&root, &pin.allocations)),
+        Err(error) => Err(ApiError {
+            message: format!("added {} but could not pin it: {}", root.cid, error.message),
+            ..error
+        }),
+    }]
 }
 
 /// How much of a CAR upload is kept to read its header: the multipart part's headers, then
@@ -326,122 +375,4 @@ fn placement(
         }
     }
     (destinations, Vec::new())
-}
-
-/// Puts the blocks of `root`'s DAG, which this peer's daemon holds, on the daemons of
-/// `remotes`; fails when none of `destinations` holds them at the end (this peer counts
-/// when it is one).
-async fn place_blocks(
-    peer: &PeerHandle,
-    ipfs: &Ipfs,
-    root: Cid,
-    destinations: &[PeerId],
-    remotes: &[PeerId],
-) -> ApiResult<()> {
-    if destinations.is_empty() {
-        return Err(ApiError::internal(format!(
-            "{NO_DESTINATION_TOOK_THE_BLOCKS}: no peer to allocate {root} to"
-        )));
-    }
-    if remotes.is_empty() {
-        return Ok(());
-    }
-    let failed = stream_blocks(peer, ipfs, root, remotes).await?;
-    for (destination, error) in &failed {
-        tracing::warn!(%root, %destination, %error, "could not put the added blocks on a destination");
-    }
-    let local_holds = destinations.contains(&peer.local);
-    if !local_holds && failed.len() == remotes.len() {
-        let reasons: Vec<String> = failed.iter().map(|(p, e)| format!("{p}: {e}")).collect();
-        return Err(ApiError::internal(format!(
-            "{NO_DESTINATION_TOOK_THE_BLOCKS} ({})",
-            reasons.join("; ")
-        )));
-    }
-    Ok(())
-}
-
-/// Streams the blocks of `root`'s DAG from this peer's daemon to each of `remotes` over
-/// `IPFSConnector.BlockStream`, all at once, at the pace of the slowest that still takes
-/// them; returns those that failed, with why.
-async fn stream_blocks(
-    peer: &PeerHandle,
-    ipfs: &Ipfs,
-    root: Cid,
-    remotes: &[PeerId],
-) -> ApiResult<Vec<(PeerId, String)>> {
-    let mut senders = Vec::with_capacity(remotes.len());
-    let mut calls = Vec::with_capacity(remotes.len());
-    for &remote in remotes {
-        let (sender, receiver) = mpsc::channel::<Value>(BLOCKS_QUEUED_PER_DESTINATION);
-        let rpc = peer.rpc.clone();
-        calls.push(tokio::spawn(async move {
-            let blocks = Box::pin(stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|block| (block, receiver))
-            }));
-            let service = ServiceId::new("IPFSConnector", "BlockStream");
-            (
-                remote,
-                rpc.stream_from(remote, service, blocks, DESTINATION_STALL)
-                    .await,
-            )
-        }));
-        senders.push(sender);
-    }
-    let exported = ipfs.dag_export(&root).await;
-    let mut local_error = None;
-    match exported {
-        Err(error) => local_error = Some(error),
-        Ok(blocks) => {
-            let mut blocks = std::pin::pin!(blocks);
-            while let Some(block) = blocks.next().await {
-                let (cid, data) = match block {
-                    Ok(block) => block,
-                    Err(error) => {
-                        local_error = Some(error);
-                        break;
-                    }
-                };
-                let value = NodeWithMeta {
-                    cumulative_size: data.len() as u64,
-                    data,
-                    cid,
-                }
-                .to_value();
-                // A destination that stalls or ended its call is dropped from the rest.
-                let mut next = 0;
-                while next < senders.len() {
-                    let sent =
-                        tokio::time::timeout(DESTINATION_STALL, senders[next].send(value.clone()));
-                    if matches!(sent.await, Ok(Ok(()))) {
-                        next += 1;
-                    } else {
-                        senders.swap_remove(next);
-                    }
-                }
-                if senders.is_empty() {
-                    break;
-                }
-            }
-        }
-    }
-    if let Some(error) = local_error {
-        // Dropping the senders unfinished would end the calls as if every block were sent.
-        for call in &calls {
-            call.abort();
-        }
-        return Err(ApiError::bad_gateway(format!(
-            "could not read the added blocks of {root} from this peer's IPFS daemon: {error}"
-        )));
-    }
-    drop(senders);
-    let mut failed = Vec::new();
-    for (remote, call) in remotes.iter().zip(calls) {
-        match call.await {
-            Ok((_, Ok(()))) => {}
-            Ok((_, Err(error))) => failed.push((*remote, error)),
-            Err(error) => failed.push((*remote, error.to_string())),
-        }
-    }
-    Ok(failed)
 }

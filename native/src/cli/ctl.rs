@@ -233,6 +233,13 @@ pub struct AddArgs {
     /// be on the daemon's host, under its repository's parent folder. Implies raw leaves.
     #[arg(long)]
     nocopy: bool,
+    /// Spread the DAG over the cluster in shards, each on peers allocated for it alone
+    /// (the replication factors apply to each shard).
+    #[arg(long)]
+    shard: bool,
+    /// The most bytes of blocks in one shard (default 100 MiB).
+    #[arg(long, requires = "shard")]
+    shard_size: Option<u64>,
     /// The daemon's chunker (`size-262144`, `rabin`).
     #[arg(long)]
     chunker: Option<String>,
@@ -1087,6 +1094,11 @@ async fn run_add(api: &Api, add: AddArgs, json: bool, out: &mut impl Write) -> R
     flag("local", add.local);
     flag("raw-leaves", add.raw_leaves || add.nocopy);
     flag("nocopy", add.nocopy);
+    flag("shard", add.shard);
+    pairs.extend(
+        add.shard_size
+            .map(|n| ("shard-size".to_owned(), n.to_string())),
+    );
     pairs.extend(
         add.cid_version
             .map(|v| ("cid-version".to_owned(), v.to_string())),
