@@ -4,6 +4,7 @@
 //! length, then the block's CID and its data).
 
 use cid::Cid;
+use pinfold_core::codec::dag_cbor::{DagCborError, Reader, ARRAY, MAP, UNSIGNED};
 
 /// Why a CAR header could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,6 +13,12 @@ pub struct NotCar(String);
 
 fn not_car(what: impl Into<String>) -> NotCar {
     NotCar(what.into())
+}
+
+impl From<DagCborError> for NotCar {
+    fn from(error: DagCborError) -> Self {
+        not_car(format!("its header: {error}"))
+    }
 }
 
 /// CARv2's pragma: the CARv1 header `{"version": 2}` with no roots.
@@ -42,29 +49,26 @@ pub fn roots(bytes: &[u8]) -> Result<Vec<Cid>, NotCar> {
 }
 
 fn v1_roots(bytes: &[u8]) -> Result<Vec<Cid>, NotCar> {
-    let mut reader = Reader { bytes, at: 0 };
-    let length = reader.varint()?;
+    let (length, used) =
+        section_length(bytes)?.ok_or_else(|| not_car("the header length is cut short"))?;
     let header = usize::try_from(length)
         .ok()
-        .and_then(|n| bytes.get(reader.at..reader.at.checked_add(n)?))
+        .and_then(|n| bytes.get(used..used.checked_add(n)?))
         .ok_or_else(|| {
             not_car(format!(
                 "a header of {length} bytes is longer than the file"
             ))
         })?;
-    let mut reader = Reader {
-        bytes: header,
-        at: 0,
-    };
+    let mut reader = Reader::new(header);
     let entries = reader.expect(MAP, "the header is not a map")?;
     let (mut roots, mut version) = (None, None);
     for _ in 0..entries {
-        match reader.text()? {
+        match reader.text("a key of the header is not text")? {
             "roots" => {
                 let count = reader.expect(ARRAY, "roots is not a list")?;
                 let mut cids = Vec::new();
                 for _ in 0..count {
-                    cids.push(reader.link()?);
+                    cids.push(reader.link("a root is not a CID")?);
                 }
                 roots = Some(cids);
             }
@@ -158,115 +162,6 @@ fn section_length(bytes: &[u8]) -> Result<Option<(u64, usize)>, NotCar> {
         return Err(not_car("a section length is not a varint"));
     }
     Ok(None)
-}
-
-const UNSIGNED: u8 = 0;
-const BYTES: u8 = 2;
-const TEXT: u8 = 3;
-const ARRAY: u8 = 4;
-const MAP: u8 = 5;
-const TAG: u8 = 6;
-/// dag-cbor's tag for a CID (its bytes follow a 0x00 prefix).
-const CID_TAG: u64 = 42;
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], NotCar> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len());
-        let taken = end
-            .map(|end| &self.bytes[self.at..end])
-            .ok_or_else(|| not_car("the header is cut short"))?;
-        self.at += n;
-        Ok(taken)
-    }
-
-    fn varint(&mut self) -> Result<u64, NotCar> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.take(1)?[0];
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(not_car("the header length is not a varint"))
-    }
-
-    /// A CBOR item's major type and argument (definite lengths only, as dag-cbor has).
-    fn head(&mut self) -> Result<(u8, u64), NotCar> {
-        let first = self.take(1)?[0];
-        let argument = match first & 0x1f {
-            n @ 0..=23 => u64::from(n),
-            24 => u64::from(self.take(1)?[0]),
-            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().expect("2"))),
-            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().expect("4"))),
-            27 => u64::from_be_bytes(self.take(8)?.try_into().expect("8")),
-            _ => return Err(not_car("the header is not dag-cbor (indefinite length)")),
-        };
-        Ok((first >> 5, argument))
-    }
-
-    fn expect(&mut self, major: u8, otherwise: &str) -> Result<u64, NotCar> {
-        match self.head()? {
-            (found, argument) if found == major => Ok(argument),
-            _ => Err(not_car(otherwise)),
-        }
-    }
-
-    fn length(&mut self, major: u8, otherwise: &str) -> Result<&'a [u8], NotCar> {
-        let length = self.expect(major, otherwise)?;
-        let length = usize::try_from(length).map_err(|_| not_car("the header is cut short"))?;
-        self.take(length)
-    }
-
-    fn text(&mut self) -> Result<&'a str, NotCar> {
-        let bytes = self.length(TEXT, "a key of the header is not text")?;
-        std::str::from_utf8(bytes).map_err(|_| not_car("a key of the header is not UTF-8"))
-    }
-
-    fn link(&mut self) -> Result<Cid, NotCar> {
-        if self.expect(TAG, "a root is not a CID")? != CID_TAG {
-            return Err(not_car("a root is not a CID"));
-        }
-        match self.length(BYTES, "a root is not a CID")? {
-            [0x00, cid @ ..] => {
-                Cid::try_from(cid).map_err(|e| not_car(format!("a root is not a CID: {e}")))
-            }
-            _ => Err(not_car("a root is not a CID")),
-        }
-    }
-
-    /// Skips one item of any type.
-    fn skip(&mut self) -> Result<(), NotCar> {
-        let (major, argument) = self.head()?;
-        let count = |n: u64| usize::try_from(n).map_err(|_| not_car("the header is cut short"));
-        match major {
-            BYTES | TEXT => {
-                self.take(count(argument)?)?;
-            }
-            ARRAY => {
-                for _ in 0..argument {
-                    self.skip()?;
-                }
-            }
-            MAP => {
-                for _ in 0..argument {
-                    self.skip()?;
-                    self.skip()?;
-                }
-            }
-            TAG => self.skip()?,
-            _ => {}
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -375,8 +375,11 @@ test('add --shard puts each shard on its own peers; the root is sharded and unpi
     holders.add(holder.name);
     await waitFor(`${holder.name}'s Kubo to pin ${cid}`, () => holder.ipfs.isPinned(cid), 60_000);
   }
-  const status = JSON.parse((await p2().get(`/pins/${root}`)).body);
-  for (const peer of peers) assert.equal(status.peer_map[peer.id]?.status, 'sharded', JSON.stringify(status));
+  await waitFor('every peer to call the root sharded', async () => {
+    const status = JSON.parse((await p2().get(`/pins/${root}`)).body);
+    if (peers.every((peer) => status.peer_map[peer.id]?.status === 'sharded')) return true;
+    throw new Error(JSON.stringify(status));
+  });
   const listed = ctl(p2(), 'pin', 'ls', '--filter', 'clusterdag-pin');
   assert.match(
     listed.out,

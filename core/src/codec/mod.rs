@@ -5,6 +5,7 @@
 
 pub mod bitswap;
 pub mod cluster_dag;
+pub mod dag_cbor;
 pub mod dagpb;
 pub mod delta;
 pub mod gorpc;

@@ -130,11 +130,19 @@ pub(crate) fn check_placed(
     Ok(())
 }
 
-/// The error of a block this peer's daemon could not give.
-pub(crate) fn unreadable_block(root: &Cid, error: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_gateway(format!(
-        "could not read the added blocks of {root} from this peer's IPFS daemon: {error}"
-    ))
+/// The blocks of `root`'s DAG, read back from this peer's daemon (`dag/export`: each once,
+/// the root first).
+pub(crate) async fn added_blocks(
+    ipfs: &Ipfs,
+    root: Cid,
+) -> ApiResult<impl futures::Stream<Item = ApiResult<(Cid, Vec<u8>)>>> {
+    let unreadable = move |error: crate::ipfs::IpfsError| {
+        ApiError::bad_gateway(format!(
+            "could not read the added blocks of {root} from this peer's IPFS daemon: {error}"
+        ))
+    };
+    let blocks = ipfs.dag_export(&root).await.map_err(unreadable)?;
+    Ok(blocks.map(move |block| block.map_err(unreadable)))
 }
 
 /// Puts the blocks of `root`'s DAG, which this peer's daemon holds, on the daemons of
@@ -153,13 +161,9 @@ pub(crate) async fn place_blocks(
     }
     let mut fanout = BlockFanout::open(peer, remotes);
     let sent: Result<(), ApiError> = async {
-        let blocks = ipfs
-            .dag_export(&root)
-            .await
-            .map_err(|e| unreadable_block(&root, e))?;
-        let mut blocks = std::pin::pin!(blocks);
+        let mut blocks = std::pin::pin!(added_blocks(ipfs, root).await?);
         while let Some(block) = blocks.next().await {
-            let (cid, data) = block.map_err(|e| unreadable_block(&root, e))?;
+            let (cid, data) = block?;
             if !fanout.send(cid, data).await {
                 break;
             }

@@ -12,7 +12,7 @@ use pinfold_core::pin::Pin;
 use pinfold_core::rest::AddedOutput;
 use pinfold_core::sharding::{Shard, Sharder};
 
-use super::block_fanout::{check_placed, unreadable_block, BlockFanout};
+use super::block_fanout::{added_blocks, check_placed, BlockFanout};
 use super::rest::{pin_in_cluster, ApiError, ApiResult};
 use crate::ipfs::Ipfs;
 use crate::peer::{Command, PeerHandle};
@@ -108,13 +108,9 @@ pub(crate) async fn shard_dag(
     let mut outputs = Vec::new();
     let mut current: Option<OpenShard> = None;
     let read: ApiResult<()> = async {
-        let blocks = ipfs
-            .dag_export(&root)
-            .await
-            .map_err(|e| unreadable_block(&root, e))?;
-        let mut blocks = std::pin::pin!(blocks);
+        let mut blocks = std::pin::pin!(added_blocks(ipfs, root).await?);
         while let Some(block) = blocks.next().await {
-            let (cid, data) = block.map_err(|e| unreadable_block(&root, e))?;
+            let (cid, data) = block?;
             if !sharder.is_new(&cid) {
                 continue;
             }
