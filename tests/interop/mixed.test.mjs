@@ -321,6 +321,29 @@ test('pinfold ctl add --shard spreads the DAG in shards Go peers keep, read back
   });
 });
 
+test('pins written together at a pinfold peer go out in shared deltas, which the Go peers read whole', async (t) => {
+  const cids = await Promise.all(Array.from({ length: 64 }, (_, i) => pf1.ipfs.addContent(`grouped ${i}`)));
+  const height = async () => JSON.parse((await pf1.get('/state/crdt')).body).height;
+  const before = await height();
+  const answers = await Promise.all(cids.map((cid) => pf1.post(`/pins/${cid}?replication-min=1&replication-max=1`)));
+  for (const answer of answers) assert.equal(answer.status, 200, answer.body);
+  const deltas = (await height()) - before;
+  t.diagnostic(`${cids.length} pins written together took ${deltas} deltas`);
+  assert.ok(deltas < cids.length, `${cids.length} pins written together took ${deltas} deltas`);
+  for (const go of [go1, go2]) {
+    await waitFor(
+      `${go.name} to hold the ${cids.length} pins`,
+      async () => {
+        const held = new Set((await go.list('/allocations')).map((pin) => pin.cid));
+        const missing = cids.filter((cid) => !held.has(cid));
+        if (missing.length === 0) return true;
+        throw new Error(`${missing.length} missing`);
+      },
+      60_000,
+    );
+  }
+});
+
 test('health bandwidth: ipfs-cluster-ctl reads a pinfold peer as a Go one, each counting its protocols', async () => {
   for (const peer of [go1, pf1]) {
     const [byProtocol] = jsonValues(await clusterCtl(peer.api, ['health', 'bandwidth'], { encoding: 'json' }));
