@@ -68,6 +68,12 @@ test("Kubo's CLI pins, lists, updates and unpins through the proxy: the cluster'
   await pinnedOn(writer, first);
 
   assert.equal(await ipfs('pin', 'ls', '--type=recursive', first), `${first} recursive`);
+  // The argument in the path, a form Go's proxy takes too.
+  const inPath = await fetch(`http://${writer.apiIp}:${writer.proxyPort}/api/v0/pin/ls/${first}?type=recursive`, {
+    method: 'POST',
+    signal: AbortSignal.timeout(30_000),
+  });
+  assert.deepEqual(await inPath.json(), { Keys: { [first]: { Type: 'recursive' } } });
   const listed = await ipfs('pin', 'ls');
   assert.ok(listed.split('\n').includes(`${first} recursive`), listed);
   const streamed = await ipfs('pin', 'ls', '--stream', '--enc=json');

@@ -171,11 +171,11 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .or(MethodFilter::PUT);
     let hijacked = Router::new()
         .route("/api/v0/pin/add", cluster(on(methods, pin_add)))
-        .route("/api/v0/pin/add/{arg}", cluster(on(methods, pin_add_slash)))
+        .route("/api/v0/pin/add/{arg}", cluster(on(methods, pin_add)))
         .route("/api/v0/pin/rm", cluster(on(methods, pin_rm)))
-        .route("/api/v0/pin/rm/{arg}", cluster(on(methods, pin_rm_slash)))
+        .route("/api/v0/pin/rm/{arg}", cluster(on(methods, pin_rm)))
         .route("/api/v0/pin/ls", cluster(on(methods, pin_ls)))
-        .route("/api/v0/pin/ls/{arg}", cluster(on(methods, pin_ls_slash)))
+        .route("/api/v0/pin/ls/{arg}", cluster(on(methods, pin_ls)))
         .route("/api/v0/pin/update", cluster(on(methods, pin_update)))
         .route("/api/v0/add", cluster(on(methods, add)))
         .route("/api/v0/repo/stat", cluster(on(methods, repo_stat)))
@@ -415,10 +415,12 @@ fn arguments(query: &Pairs) -> Vec<&str> {
         .collect()
 }
 
-/// The query with `arg` added: the argument in the path of a `pin/add/{arg}`, `pin/rm/{arg}`
-/// or `pin/ls/{arg}` request, a form Go's proxy accepts too.
-fn with_argument(mut query: Pairs, argument: String) -> Pairs {
-    query.push(("arg".to_owned(), argument));
+/// The query with `arg` added when the path carries one: the argument of a
+/// `pin/add/{arg}`, `pin/rm/{arg}` or `pin/ls/{arg}` request, a form Go's proxy accepts too.
+fn with_path_argument(mut query: Pairs, path: Option<Path<String>>) -> Pairs {
+    if let Some(Path(argument)) = path {
+        query.push(("arg".to_owned(), argument));
+    }
     query
 }
 
@@ -477,8 +479,10 @@ fn pins_answer(cids: &[Cid]) -> Response {
 /// `pin/add`: pins each argument in the cluster, with the pin options of the query.
 async fn pin_add(
     State(proxy): State<Arc<Proxy>>,
+    path: Option<Path<String>>,
     Query(query): Query<Pairs>,
 ) -> CmdsResult<Response> {
+    let query = with_path_argument(query, path);
     let targets = arguments(&query);
     if targets.is_empty() {
         return Err(CmdsError::bad_request("argument \"ipfs-path\" is required"));
@@ -494,19 +498,13 @@ async fn pin_add(
     Ok(pins_answer(&pinned))
 }
 
-async fn pin_add_slash(
-    state: State<Arc<Proxy>>,
-    Path(argument): Path<String>,
-    Query(query): Query<Pairs>,
-) -> CmdsResult<Response> {
-    pin_add(state, Query(with_argument(query, argument))).await
-}
-
 /// `pin/rm`: unpins each argument from the cluster.
 async fn pin_rm(
     State(proxy): State<Arc<Proxy>>,
+    path: Option<Path<String>>,
     Query(query): Query<Pairs>,
 ) -> CmdsResult<Response> {
+    let query = with_path_argument(query, path);
     let targets = arguments(&query);
     if targets.is_empty() {
         return Err(CmdsError::bad_request("argument \"ipfs-path\" is required"));
@@ -519,14 +517,6 @@ async fn pin_rm(
         unpinned.push(pin.cid);
     }
     Ok(pins_answer(&unpinned))
-}
-
-async fn pin_rm_slash(
-    state: State<Arc<Proxy>>,
-    Path(argument): Path<String>,
-    Query(query): Query<Pairs>,
-) -> CmdsResult<Response> {
-    pin_rm(state, Query(with_argument(query, argument))).await
 }
 
 /// Kubo's `pin ls` types; the cluster's pins are recursive or direct, never indirect.
@@ -564,8 +554,10 @@ fn listed_line(pin: &Pin, names: bool) -> Result<Vec<u8>, ApiError> {
 /// `stream`; `type` filters and `names` adds the pins' names.
 async fn pin_ls(
     State(proxy): State<Arc<Proxy>>,
+    path: Option<Path<String>>,
     Query(query): Query<Pairs>,
 ) -> CmdsResult<Response> {
+    let query = with_path_argument(query, path);
     let stream = flag(&query, "stream", false)? || flag(&query, "s", false)?;
     let names = flag(&query, "names", false)? || flag(&query, "n", false)?;
     let mode = listed_mode(&query)?;
@@ -635,14 +627,6 @@ async fn pin_ls(
         }
     }
     Ok(Json(json!({ "Keys": keys })).into_response())
-}
-
-async fn pin_ls_slash(
-    state: State<Arc<Proxy>>,
-    Path(argument): Path<String>,
-    Query(query): Query<Pairs>,
-) -> CmdsResult<Response> {
-    pin_ls(state, Query(with_argument(query, argument))).await
 }
 
 /// `pin/update FROM TO`: pins TO with FROM's options and allocations (the cluster's pin
