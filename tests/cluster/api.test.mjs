@@ -565,10 +565,11 @@ test('pin update pins the new CID with the options and allocations of the old on
   // The allocated peer's Kubo, which pins the old CID, moves its pin with pin/update.
   await waitFor(`${holder.name}'s Kubo to pin the updated CID`, () => holder.ipfs.isPinned(to));
   assert.ok(await holder.ipfs.isPinned(from), 'pin/update keeps the old pin (unpin=false)');
-  assert.match(
-    fs.readFileSync(holder.log, 'utf8'),
-    new RegExp(`pinned with pin/update.*from=${from}.*cid=${to}|pinned with pin/update.*cid=${to}.*from=${from}`),
+  // Kubo answers pin/update before the peer logs it: wait for the line, not just the pin.
+  const updateLine = new RegExp(
+    `pinned with pin/update.*from=${from}.*cid=${to}|pinned with pin/update.*cid=${to}.*from=${from}`,
   );
+  await waitFor(`${holder.name} to log the pin/update`, () => updateLine.test(fs.readFileSync(holder.log, 'utf8')));
   await waitFor('p2 to know the updated pin', () => p2().allocation(to));
   const viaCtl = ctl(p2(), '--enc', 'json', 'pin', 'update', to, next, '--name', 'newer');
   assert.equal(viaCtl.code, 0, viaCtl.err);
