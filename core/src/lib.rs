@@ -12,6 +12,8 @@
 
 pub mod allocator;
 pub mod codec;
+#[cfg(feature = "raft")]
+pub mod consensus;
 pub mod crdt;
 #[doc(hidden)]
 pub mod fuzzing;
