@@ -141,7 +141,7 @@ mod tests {
                 .iter()
                 .map(|&(seed, pin)| {
                     if pin {
-                        let mut p = Pin::new(cid(seed), crate::pin::UnixTime(0));
+                        let mut p = Pin::new(cid(seed), crate::pin::UnixTime(1_700_000_000 + u64::from(seed)));
                         p.allocations = vec![peer(seed)];
                         p.name = format!("pin {seed}");
                         RaftOp::Pin(Box::new(p))
