@@ -141,20 +141,14 @@ impl Net {
                 let ready = sim.raft.ready().unwrap();
                 sim.disk.write(&ready.write);
                 if let Some(restore) = ready.restore {
-                    sim.pins = restore
-                        .pins
-                        .iter()
-                        .map(|op| match op {
-                            RaftOp::Pin(pin) => pin.cid,
-                            RaftOp::Unpin(cid) => *cid,
-                        })
-                        .collect();
+                    sim.pins = restore.pins.iter().filter_map(pinned).collect();
                 }
                 for Committed { ops, proposal, .. } in ready.committed {
                     for op in ops {
                         match op {
                             RaftOp::Pin(pin) => sim.pins.insert(pin.cid),
                             RaftOp::Unpin(cid) => sim.pins.remove(&cid),
+                            other => panic!("{other:?} reached the pinset"),
                         };
                     }
                     sim.answered.extend(proposal);
@@ -224,6 +218,13 @@ impl Net {
         let result = self.sim(&at).raft.propose(&[pin_op(n)], now);
         self.settle();
         result
+    }
+}
+
+fn pinned(op: &RaftOp) -> Option<Cid> {
+    match op {
+        RaftOp::Pin(pin) => Some(pin.cid),
+        _ => None,
     }
 }
 
@@ -363,7 +364,13 @@ fn a_peer_added_later_gets_a_snapshot_and_what_followed() {
     .unwrap();
     net.ids.push(newcomer);
     net.insert(newcomer, raft, Disk::default());
-    net.sim(&leader).raft.add_member(newcomer).unwrap();
+    // Asked at a follower, the request reaches the leader, which changes the peers.
+    let follower = *net.ids.iter().find(|id| **id != leader).unwrap();
+    let now = net.now;
+    net.sim(&follower)
+        .raft
+        .propose(&[RaftOp::AddPeer(newcomer)], now)
+        .unwrap();
     net.settle();
     net.propose(leader, 99).unwrap();
     net.run(2_000);
@@ -371,6 +378,14 @@ fn a_peer_added_later_gets_a_snapshot_and_what_followed() {
     assert!((0..30).chain([99]).all(|n| sim.pins.contains(&cid(n))));
     assert_eq!(sim.raft.members().len(), 4);
     assert!(sim.disk.snapshot.is_some());
+    let now = net.now;
+    net.sim(&newcomer)
+        .raft
+        .propose(&[RaftOp::RemovePeer(follower)], now)
+        .unwrap();
+    net.run(1_000);
+    assert_eq!(net.sim(&leader).raft.members().len(), 3);
+    assert!(!net.sim(&newcomer).raft.is_member(&follower));
     // A follower refuses a member it does not have.
     let stranger = PeerId::random();
     assert!(matches!(

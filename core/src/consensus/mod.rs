@@ -137,6 +137,8 @@ pub struct RaftConsensus {
     last_tick_ms: u64,
     applied: u64,
     failed: Vec<(u64, String)>,
+    /// Committed requests to add or remove peers, which the leader carries out.
+    membership: Vec<RaftOp>,
 }
 
 impl RaftConsensus {
@@ -197,6 +199,7 @@ impl RaftConsensus {
             last_tick_ms: now_ms,
             applied,
             failed: Vec::new(),
+            membership: Vec::new(),
         })
     }
 
@@ -286,13 +289,13 @@ impl RaftConsensus {
         Ok(number)
     }
 
-    /// Proposes adding `peer` as a voter (at the leader only, as raft-rs forwards no
-    /// configuration changes).
+    /// Proposes adding `peer` as a voter. At the leader only (raft-rs forwards no
+    /// configuration changes): elsewhere, propose [`RaftOp::AddPeer`].
     pub fn add_member(&mut self, peer: PeerId) -> Result<(), RaftError> {
         self.change_members(peer, ConfChangeType::AddNode)
     }
 
-    /// Proposes removing `peer` (at the leader only).
+    /// Proposes removing `peer` (at the leader only, as [`RaftConsensus::add_member`]).
     pub fn remove_member(&mut self, peer: PeerId) -> Result<(), RaftError> {
         if !self.is_member(&peer) {
             return Err(RaftError::NotMember { peer });
@@ -337,8 +340,11 @@ impl RaftConsensus {
             )));
         }
         self.peers.insert(message.from, from);
-        self.node.step(message)?;
-        Ok(())
+        match self.node.step(message) {
+            // An answer from a peer no longer in the configuration: nothing to do.
+            Err(raft::Error::StepPeerNotFound) => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     /// A peer could not be reached: the leader sends it less until it answers.
@@ -396,7 +402,28 @@ impl RaftConsensus {
         self.send(light.take_messages(), &mut out);
         self.apply(light.take_committed_entries(), &mut out)?;
         self.node.advance_apply();
+        self.change_requested_members();
         Ok(out)
+    }
+
+    /// The leader proposes the configuration changes that committed requests ask for
+    /// (one at a time: raft-rs drops a change proposed while another is pending, and the
+    /// requester asks again).
+    fn change_requested_members(&mut self) {
+        let requests = std::mem::take(&mut self.membership);
+        if !self.is_leader() {
+            return;
+        }
+        for request in requests {
+            let result = match request {
+                RaftOp::AddPeer(peer) if !self.is_member(&peer) => self.add_member(peer),
+                RaftOp::RemovePeer(peer) if self.is_member(&peer) => self.remove_member(peer),
+                _ => Ok(()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not change the Raft peers");
+            }
+        }
     }
 
     fn send(&mut self, messages: Vec<Message>, out: &mut RaftReady) {
@@ -422,11 +449,17 @@ impl RaftConsensus {
                         self.pending.remove(&number);
                     }
                     match decode_ops(&entry.data) {
-                        Ok(ops) => out.committed.push(Committed {
-                            index: entry.index,
-                            ops,
-                            proposal,
-                        }),
+                        Ok(ops) => {
+                            let (membership, ops) = ops.into_iter().partition(|op| {
+                                matches!(op, RaftOp::AddPeer(_) | RaftOp::RemovePeer(_))
+                            });
+                            self.membership.extend::<Vec<RaftOp>>(membership);
+                            out.committed.push(Committed {
+                                index: entry.index,
+                                ops,
+                                proposal,
+                            });
+                        }
                         Err(error) => {
                             tracing::error!(index = entry.index, %error, "skipped an unreadable Raft entry");
                             if let Some(number) = proposal {

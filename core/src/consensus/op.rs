@@ -2,9 +2,9 @@
 //! together) and who proposed it, so that the proposer can answer its caller once the
 //! entry is committed.
 //!
-//! Entry data: a sequence of operations, each a tag byte (`1` pin, `2` unpin), a varint
-//! length and the body (a pin's CRDT state value, as the pinset stores it, or a CID's
-//! bytes). Entry context: the proposer's peer id bytes, length-prefixed, then a big-endian
+//! Entry data: a sequence of operations, each a tag byte (`1` pin, `2` unpin, `3` add a
+//! peer, `4` remove a peer), a varint length and the body (a pin's CRDT state value, as
+//! the pinset stores it, a CID's bytes or a peer id's bytes). Entry context: the proposer's peer id bytes, length-prefixed, then a big-endian
 //! `u64` proposal number.
 
 use cid::Cid;
@@ -15,12 +15,18 @@ use crate::pin::Pin;
 
 const TAG_PIN: u8 = 1;
 const TAG_UNPIN: u8 = 2;
+const TAG_ADD_PEER: u8 = 3;
+const TAG_REMOVE_PEER: u8 = 4;
 
-/// One change to the pinset.
+/// One change to the pinset, or a request to change the Raft peers: any peer may propose
+/// one (proposals reach the leader), and the leader that applies it proposes the
+/// configuration change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RaftOp {
     Pin(Box<Pin>),
     Unpin(Cid),
+    AddPeer(PeerId),
+    RemovePeer(PeerId),
 }
 
 /// Who proposed an entry, and which of its proposals it is.
@@ -51,6 +57,8 @@ pub fn encode_ops(ops: &[RaftOp]) -> Vec<u8> {
         let (tag, body) = match op {
             RaftOp::Pin(pin) => (TAG_PIN, pin.to_state_value()),
             RaftOp::Unpin(cid) => (TAG_UNPIN, cid.to_bytes()),
+            RaftOp::AddPeer(peer) => (TAG_ADD_PEER, peer.to_bytes()),
+            RaftOp::RemovePeer(peer) => (TAG_REMOVE_PEER, peer.to_bytes()),
         };
         out.push(tag);
         put_varint(&mut out, body.len() as u64);
@@ -74,6 +82,8 @@ pub fn decode_ops(mut data: &[u8]) -> Result<Vec<RaftOp>, OpDecodeError> {
             TAG_UNPIN => RaftOp::Unpin(
                 Cid::try_from(body).map_err(|e| OpDecodeError::BadCid(e.to_string()))?,
             ),
+            TAG_ADD_PEER => RaftOp::AddPeer(peer_of(body)?),
+            TAG_REMOVE_PEER => RaftOp::RemovePeer(peer_of(body)?),
             other => return Err(OpDecodeError::UnknownTag(other)),
         });
         data = rest;
@@ -99,9 +109,13 @@ pub fn decode_proposal(context: &[u8]) -> Result<Proposal, OpDecodeError> {
         return Err(OpDecodeError::Truncated);
     }
     let (peer, number) = rest.split_at(len);
-    let origin = PeerId::from_bytes(peer).map_err(|e| OpDecodeError::BadPeer(e.to_string()))?;
+    let origin = peer_of(peer)?;
     let number = u64::from_be_bytes(number.try_into().map_err(|_| OpDecodeError::Truncated)?);
     Ok(Proposal { origin, number })
+}
+
+fn peer_of(bytes: &[u8]) -> Result<PeerId, OpDecodeError> {
+    PeerId::from_bytes(bytes).map_err(|e| OpDecodeError::BadPeer(e.to_string()))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -136,18 +150,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ops_round_trip(seeds in proptest::collection::vec((any::<u8>(), any::<bool>()), 0..20)) {
+        fn ops_round_trip(seeds in proptest::collection::vec((any::<u8>(), 0..4u8), 0..20)) {
             let ops: Vec<RaftOp> = seeds
                 .iter()
-                .map(|&(seed, pin)| {
-                    if pin {
+                .map(|&(seed, kind)| match kind {
+                    0 => {
                         let mut p = Pin::new(cid(seed), crate::pin::UnixTime(1_700_000_000 + u64::from(seed)));
                         p.allocations = vec![peer(seed)];
                         p.name = format!("pin {seed}");
                         RaftOp::Pin(Box::new(p))
-                    } else {
-                        RaftOp::Unpin(cid(seed))
                     }
+                    1 => RaftOp::Unpin(cid(seed)),
+                    2 => RaftOp::AddPeer(peer(seed)),
+                    _ => RaftOp::RemovePeer(peer(seed)),
                 })
                 .collect();
             prop_assert_eq!(decode_ops(&encode_ops(&ops)).unwrap(), ops);
