@@ -336,6 +336,47 @@ fn a_restarted_peer_keeps_its_log_and_rejoins() {
 }
 
 #[test]
+fn a_peer_added_to_a_cluster_that_never_took_a_snapshot_learns_every_peer() {
+    let mut net = Net::new(1);
+    let first = net.ids[0];
+    net.leader();
+    net.propose(first, 1).unwrap();
+    let mut joined = vec![first];
+    for n in 1..3 {
+        let newcomer = PeerId::random();
+        let raft = RaftConsensus::open(
+            newcomer,
+            settings(n),
+            &[],
+            true,
+            &RaftDisk::default(),
+            net.now,
+        )
+        .unwrap();
+        net.ids.push(newcomer);
+        net.insert(newcomer, raft, Disk::default());
+        let now = net.now;
+        net.sim(&first)
+            .raft
+            .propose(&[RaftOp::AddPeer(newcomer)], now)
+            .unwrap();
+        net.run(1_000);
+        joined.push(newcomer);
+        joined.sort();
+        for id in &joined {
+            assert_eq!(net.sim(id).raft.members(), joined, "as {id} sees them");
+            assert!(net.sim(id).pins.contains(&cid(1)));
+        }
+    }
+    // With the first peer cut off, the other two are a majority of three.
+    net.isolated.insert(first);
+    net.run(5_000);
+    let leader = net.leader();
+    assert_ne!(leader, first);
+    assert_eq!(net.sim(&leader).raft.members().len(), 3);
+}
+
+#[test]
 fn a_peer_added_later_gets_a_snapshot_and_what_followed() {
     let mut net = Net::new(3);
     let leader = net.leader();

@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             max_connections: 16,
             relay: None,
             bandwidth: None,
+            raft: false,
         },
     )?;
     let topics = ClusterTopics::new(DEFAULT_CLUSTER_NAME);

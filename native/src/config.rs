@@ -203,6 +203,76 @@ impl Default for ClusterSection {
 #[serde(default)]
 pub struct ConsensusSection {
     pub crdt: CrdtSection,
+    /// Present: the peer runs Raft consensus instead of the CRDT (`init --consensus raft`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftSection>,
+}
+
+/// Raft consensus, with Go ipfs-cluster's keys for what pinfold's Raft does (Go's other
+/// keys, for hashicorp/raft's internals, are read and ignored).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RaftSection {
+    /// The peer ids of the cluster's first peers, this one among them. Empty: this peer
+    /// starts a cluster alone or, started with `--bootstrap`, asks to join one.
+    pub init_peerset: Vec<String>,
+    /// How long a write may wait for a majority of the peers to commit it.
+    pub network_timeout: GoDuration,
+    /// How long a follower waits without word from the leader before it stands for
+    /// election; the leader sends a heartbeat ten times as often.
+    pub heartbeat_timeout: GoDuration,
+    /// The shortest wait before an election (the longer of this and `heartbeat_timeout`
+    /// counts).
+    pub election_timeout: GoDuration,
+    /// Entries applied between two snapshots of the pinset.
+    pub snapshot_threshold: u64,
+    /// Entries kept in the log after a snapshot, for followers that lag.
+    pub trailing_logs: u64,
+}
+
+impl Default for RaftSection {
+    /// Go ipfs-cluster's defaults.
+    fn default() -> Self {
+        Self {
+            init_peerset: Vec::new(),
+            network_timeout: secs(10),
+            heartbeat_timeout: secs(1),
+            election_timeout: secs(1),
+            snapshot_threshold: 8192,
+            trailing_logs: 10_240,
+        }
+    }
+}
+
+impl RaftSection {
+    /// The core's settings: Raft's clock ticks every 100 ms.
+    pub fn settings(&self) -> pinfold_core::consensus::RaftSettings {
+        const TICK_MS: u64 = 100;
+        let election_ms = self
+            .heartbeat_timeout
+            .millis()
+            .max(self.election_timeout.millis());
+        let election_ticks = (election_ms / TICK_MS).max(3) as usize;
+        pinfold_core::consensus::RaftSettings {
+            tick_ms: TICK_MS,
+            heartbeat_ticks: (election_ticks / 10).max(1),
+            election_ticks,
+            snapshot_threshold: self.snapshot_threshold.max(1),
+            trailing_logs: self.trailing_logs,
+            commit_timeout_ms: self.network_timeout.millis().max(TICK_MS),
+        }
+    }
+
+    /// `init_peerset` as peer ids.
+    pub fn initial_peers(&self) -> Result<Vec<PeerId>, ConfigError> {
+        self.init_peerset
+            .iter()
+            .map(|p| {
+                p.parse::<PeerId>()
+                    .map_err(|e| invalid("consensus.raft.init_peerset", format!("{p:?}: {e}")))
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -1076,7 +1146,11 @@ impl ServiceConfig {
     }
 
     /// `crdt.trusted_peers` as the replica's trust.
+    /// Under Raft every peer of the cluster is trusted, as in Go ipfs-cluster.
     pub fn trust(&self) -> Result<pinfold_core::crdt::Trust, ConfigError> {
+        if self.consensus.raft.is_some() {
+            return Ok(pinfold_core::crdt::Trust::All);
+        }
         let peers = &self.consensus.crdt.trusted_peers;
         if peers.iter().any(|p| p == "*") {
             return Ok(pinfold_core::crdt::Trust::All);
@@ -1095,6 +1169,19 @@ impl ServiceConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.secret()?;
         self.trust()?;
+        if let Some(raft) = &self.consensus.raft {
+            raft.initial_peers()?;
+            if self.cluster.role != Role::Full {
+                return Err(invalid(
+                    "consensus.raft",
+                    format!(
+                        "a {} peer cannot run Raft consensus, whose peers all keep and write \
+                         the pinset: use the CRDT consensus for followers and relays",
+                        self.cluster.role.as_str()
+                    ),
+                ));
+            }
+        }
         for (api, cert, key) in [
             (
                 "restapi",

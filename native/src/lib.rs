@@ -19,4 +19,5 @@ pub mod endpoint;
 pub mod ipfs;
 pub mod metrics;
 pub mod peer;
+pub mod raft_store;
 pub mod store;

@@ -172,7 +172,8 @@ enum ServiceCommand {
         /// Overwrite an existing configuration and identity.
         #[arg(long, short)]
         force: bool,
-        /// The consensus: crdt (Raft is not implemented).
+        /// The consensus: crdt, or raft (a `consensus.raft` section; the --peers, or none to
+        /// start alone or join through --bootstrap, are its `init_peerset`).
         #[arg(long, value_enum, default_value_t = Consensus::Crdt)]
         consensus: Consensus,
         /// The datastore named in the configuration for Go peers and followers given it
@@ -180,7 +181,8 @@ enum ServiceCommand {
         #[arg(long, value_enum, default_value_t = GoDatastore::Pebble)]
         datastore: GoDatastore,
         /// Peers to start with (multiaddresses with /p2p/), comma-separated: written to the
-        /// peerstore, and their peer ids made `consensus.crdt.trusted_peers`.
+        /// peerstore, and their peer ids made `consensus.crdt.trusted_peers` (with
+        /// `--consensus raft`, `consensus.raft.init_peerset`).
         #[arg(long, value_delimiter = ',')]
         peers: Vec<Multiaddr>,
         /// Listen on free ports picked now instead of the defaults (swarm, REST API,
@@ -236,6 +238,7 @@ enum GoDatastore {
 struct InitOptions {
     peername: Option<String>,
     force: bool,
+    consensus: Consensus,
     datastore: GoDatastore,
     peers: Vec<Multiaddr>,
     randomports: bool,
@@ -281,9 +284,14 @@ fn init(folder: &std::path::Path, options: InitOptions) -> Result<()> {
             _ => anyhow::bail!("--peers {address}: the address has no /p2p/<peer id>"),
         }
     }
-    if !starting_peers.is_empty() {
-        config.consensus.crdt.trusted_peers =
-            starting_peers.iter().map(|(p, _)| p.to_string()).collect();
+    let starting_ids: Vec<String> = starting_peers.iter().map(|(p, _)| p.to_string()).collect();
+    if options.consensus == Consensus::Raft {
+        config.consensus.raft = Some(pinfold_native::config::RaftSection {
+            init_peerset: starting_ids,
+            ..Default::default()
+        });
+    } else if !starting_ids.is_empty() {
+        config.consensus.crdt.trusted_peers = starting_ids;
     }
     config.apply_env(|name| std::env::var(name).ok())?;
     config.validate()?;
@@ -646,23 +654,17 @@ fn run(cli: Cli) -> Result<()> {
                 datastore,
                 peers,
                 randomports,
-            } => {
-                if consensus == Consensus::Raft {
-                    anyhow::bail!(
-                        "pinfold does not implement Raft consensus: initialise with --consensus crdt"
-                    );
-                }
-                init(
-                    &config,
-                    InitOptions {
-                        peername,
-                        force,
-                        datastore,
-                        peers,
-                        randomports,
-                    },
-                )?
-            }
+            } => init(
+                &config,
+                InitOptions {
+                    peername,
+                    force,
+                    consensus,
+                    datastore,
+                    peers,
+                    randomports,
+                },
+            )?,
             ServiceCommand::State(command) => {
                 let runtime = tokio::runtime::Builder::new_current_thread().build()?;
                 match command {

@@ -28,6 +28,7 @@ fn settings(max_connections: u32, relay: Option<(usize, usize)>) -> SwarmSetting
             max_circuit_bytes: 0,
         }),
         bandwidth: None,
+        raft: false,
     }
 }
 

@@ -23,6 +23,7 @@ fn peer(secret: [u8; 32]) -> Swarm<Gated> {
         max_connections: 16,
         relay: None,
         bandwidth: None,
+        raft: false,
     };
     swarm::build(Keypair::generate_ed25519(), &settings).unwrap()
 }

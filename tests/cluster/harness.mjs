@@ -214,14 +214,25 @@ export class ClusterProcess {
  * then send; `logLevel` is the daemon's `--log-level` (debug for pinfold's own modules); `ca` (a PEM certificate) says the REST API speaks HTTPS with that certificate
  * (the test sets the key and certificate files in `env`). `host` (a host of
  * tests/faults/netns.mjs) runs it in that network namespace, listening on the host's
- * cluster address, its APIs on the host's management address.
+ * cluster address, its APIs on the host's management address. `initArgs` are given to
+ * `service init` (such as `--consensus raft`).
  */
 export class Peer extends ClusterProcess {
   constructor(
     name,
-    { ipfs, env = {}, listen = ['tcp'], credentials, ca, logLevel = 'info,pinfold_native=debug', host } = {},
+    {
+      ipfs,
+      env = {},
+      listen = ['tcp'],
+      credentials,
+      ca,
+      logLevel = 'info,pinfold_native=debug',
+      host,
+      initArgs = [],
+    } = {},
   ) {
     super(name, { ipfs, env, host });
+    this.initArgs = initArgs;
     this.ca = ca;
     this.logLevel = logLevel;
     this.transports = listen;
@@ -237,7 +248,8 @@ export class Peer extends ClusterProcess {
     this.pinningPort ??= await freePort();
     this.proxyPort ??= await freePort();
     this.secret = secret;
-    execFileSync(pinfoldBin, ['service', '--config', this.dir, 'init', '--peername', this.name, '--force'], {
+    const init = ['service', '--config', this.dir, 'init', '--peername', this.name, '--force', ...this.initArgs];
+    execFileSync(pinfoldBin, init, {
       env: this.env(),
       stdio: 'ignore',
     });

@@ -60,24 +60,21 @@ pub struct LogStore {
     wanted: Cell<bool>,
 }
 
-impl LogStore {
-    /// A log whose configuration is `voters` (a new cluster's first peers, or none for a
-    /// peer that waits to be added).
-    pub fn new(voters: Vec<u64>) -> Self {
-        let memory = MemStorage::new();
-        if !voters.is_empty() {
-            memory.initialize_with_conf_state((voters, Vec::<u64>::new()));
-        }
+/// An empty log (a peer that waits to be added, or one a bootstrap snapshot starts).
+impl Default for LogStore {
+    fn default() -> Self {
         Self {
-            memory,
+            memory: MemStorage::new(),
             snapshot: Snapshot::default(),
             wanted: Cell::new(false),
         }
     }
+}
 
+impl LogStore {
     /// The log `disk` holds.
     pub fn load(disk: &RaftDisk) -> Result<Self, DiskError> {
-        let store = Self::new(Vec::new());
+        let store = Self::default();
         let mut snapshot = Snapshot::default();
         if let Some(bytes) = &disk.snapshot {
             snapshot = parse(bytes)?;

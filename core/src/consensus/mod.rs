@@ -139,6 +139,8 @@ pub struct RaftConsensus {
     failed: Vec<(u64, String)>,
     /// Committed requests to add or remove peers, which the leader carries out.
     membership: Vec<RaftOp>,
+    /// A new cluster's first snapshot, to write before anything else.
+    bootstrap: RaftWrite,
 }
 
 impl RaftConsensus {
@@ -156,15 +158,24 @@ impl RaftConsensus {
         let mut peers: HashMap<u64, PeerId> =
             initial_peers.iter().map(|p| (raft_id(p), *p)).collect();
         peers.insert(raft_id(&local), local);
-        let (store, applied) = if disk.is_empty() {
-            let voters = if join {
-                Vec::new()
-            } else {
-                let mut ids: Vec<u64> = peers.keys().copied().collect();
-                ids.sort_unstable();
-                ids
-            };
-            (LogStore::new(voters), 0)
+        let mut bootstrap = RaftWrite::default();
+        let (store, applied) = if disk.is_empty() && join {
+            (LogStore::default(), 0)
+        } else if disk.is_empty() {
+            // A new cluster starts from a snapshot at index 1 holding its first peers and an
+            // empty pinset: a peer added later gets it (or a later one) from the leader, and
+            // so learns every peer of the configuration, not only those added since.
+            let mut members: Vec<PeerId> = peers.values().copied().collect();
+            members.sort();
+            let mut snapshot = Snapshot::default();
+            snapshot.set_data(encode_snapshot(&members, &[]).into());
+            let metadata = snapshot.mut_metadata();
+            metadata.index = 1;
+            metadata.term = 1;
+            metadata.mut_conf_state().voters = members.iter().map(raft_id).collect();
+            let mut store = LogStore::default();
+            store.apply_snapshot(snapshot, &mut bootstrap)?;
+            (store, 1)
         } else {
             let store = LogStore::load(disk)?;
             let snapshot = store.latest_snapshot();
@@ -200,6 +211,7 @@ impl RaftConsensus {
             applied,
             failed: Vec::new(),
             membership: Vec::new(),
+            bootstrap,
         })
     }
 
@@ -354,12 +366,13 @@ impl RaftConsensus {
 
     /// Whether [`RaftConsensus::ready`] has anything.
     pub fn has_ready(&self) -> bool {
-        self.node.has_ready() || !self.failed.is_empty()
+        self.node.has_ready() || !self.failed.is_empty() || !self.bootstrap.is_empty()
     }
 
     /// What to carry out now, in field order.
     pub fn ready(&mut self) -> Result<RaftReady, RaftError> {
         let mut out = RaftReady {
+            write: std::mem::take(&mut self.bootstrap),
             failed: std::mem::take(&mut self.failed),
             ..Default::default()
         };

@@ -8,4 +8,6 @@ pub mod pnet_guard;
 pub mod protocol_sniff;
 pub mod psk_gate;
 pub mod pubsub;
+#[cfg(feature = "raft")]
+pub mod raft;
 pub mod secure;

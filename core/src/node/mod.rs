@@ -9,6 +9,8 @@
 //! replica's [`Store`]. A full peer and a light follower differ by their [`NodeRole`].
 
 mod catch_up;
+#[cfg(feature = "raft")]
+mod consensus;
 mod gather;
 mod pinning;
 pub mod plan;
@@ -40,6 +42,9 @@ pub use redial::{REDIAL_MAX_MS, REDIAL_MIN_MS};
 pub use snapshots::{
     make_snapshot, offer_of, Bootstrap, MadeSnapshot, SnapshotPolicy, BOOTSTRAP_WAIT_MS,
 };
+
+#[cfg(feature = "raft")]
+pub use consensus::RaftEffect;
 
 use catch_up::CatchUp;
 use gather::Gatherings;
@@ -351,6 +356,8 @@ pub struct Node<S: Store> {
     untrusted_authors: BTreeSet<PeerId>,
     due: Due,
     effects: VecDeque<Effect>,
+    #[cfg(feature = "raft")]
+    raft: Option<consensus::NodeRaft>,
 }
 
 type StoreResult<T, S> = std::result::Result<T, ReplicaError<<S as Store>::Error>>;
@@ -411,6 +418,8 @@ impl<S: Store> Node<S> {
             untrusted_authors: BTreeSet::new(),
             due,
             effects: VecDeque::new(),
+            #[cfg(feature = "raft")]
+            raft: None,
         })
     }
 
@@ -472,6 +481,10 @@ impl<S: Store> Node<S> {
     /// Whether the replica has a loading snapshot to merge: the driver then calls
     /// [`Node::work`] between other events.
     pub fn has_work(&self) -> bool {
+        #[cfg(feature = "raft")]
+        if self.raft_has_work() {
+            return true;
+        }
         self.replica.has_work()
     }
 
@@ -610,7 +623,7 @@ impl<S: Store> Node<S> {
             match output {
                 Output::Broadcast(data) => {
                     // A light node's heads are the trusted peers' own: it never announces.
-                    if self.config.role.is_peer() {
+                    if self.announces_heads() {
                         self.publish(Topic::Heads, data);
                     }
                 }
@@ -631,6 +644,19 @@ impl<S: Store> Node<S> {
                 });
             }
         }
+        #[cfg(feature = "raft")]
+        self.raft_propose_own(now);
+    }
+
+    /// Whether the node announces its pinset heads: a peer does, but not a light node
+    /// (its heads are the trusted peers' own), nor a peer under Raft (Raft carries the
+    /// writes, and each peer's heads are its own).
+    fn announces_heads(&self) -> bool {
+        #[cfg(feature = "raft")]
+        if self.raft.is_some() {
+            return false;
+        }
+        self.config.role.is_peer()
     }
 
     fn on_pinset_output(&mut self, output: &Output, now: i64) {
@@ -709,6 +735,11 @@ impl<S: Store> Node<S> {
         data: Vec<u8>,
         now: i64,
     ) -> StoreResult<GossipVerdict, S> {
+        #[cfg(feature = "raft")]
+        if self.raft.is_some() {
+            tracing::debug!(%author, "ignored CRDT heads: this cluster runs Raft consensus");
+            return Ok(GossipVerdict::Reject);
+        }
         if !self.config.trust.trusts(&author) {
             if self.untrusted_authors.insert(author) {
                 self.effects.push_back(Effect::Problem {
@@ -732,8 +763,7 @@ impl<S: Store> Node<S> {
     /// `peer` subscribed to `topic`: a peer that just joined learns our heads at the next
     /// tick, not at the next rebroadcast.
     pub fn on_subscribed(&mut self, peer: PeerId, topic: Topic) {
-        if topic == Topic::Heads && self.config.role.is_peer() && self.head_subscribers.insert(peer)
-        {
+        if topic == Topic::Heads && self.announces_heads() && self.head_subscribers.insert(peer) {
             self.heads_announce_due = true;
         }
     }
@@ -1103,9 +1133,12 @@ impl<S: Store> Node<S> {
 
     // ----- time --------------------------------------------------------------------------
 
-    /// Merges one chunk of a loading snapshot (see [`Node::has_work`]).
+    /// Merges one chunk of a loading snapshot, or carries Raft forward (see
+    /// [`Node::has_work`]).
     pub async fn work(&mut self, now: i64) -> StoreResult<(), S> {
         self.replica.work(ms(now)).await?;
+        #[cfg(feature = "raft")]
+        self.raft_work(now).await?;
         self.drain(now);
         Ok(())
     }
@@ -1114,6 +1147,11 @@ impl<S: Store> Node<S> {
     pub async fn tick(&mut self, now: i64) -> StoreResult<(), S> {
         let now_ms = ms(now);
         self.replica.tick(now_ms).await?;
+        #[cfg(feature = "raft")]
+        {
+            self.raft_tick(now);
+            self.raft_work(now).await?;
+        }
         if self.bootstrap.timed_out(now_ms) {
             self.finish_bootstrap(None, now).await?;
         }

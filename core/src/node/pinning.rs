@@ -33,6 +33,9 @@ pub enum CommandError {
     BadRequest(String),
     #[error("the pinset store failed: {0}")]
     Store(String),
+    /// The cluster cannot take writes now (under Raft: no leader, or no majority).
+    #[error("{0}")]
+    Unavailable(String),
     /// The node's task is gone (the peer is shutting down).
     #[error("the peer is shutting down")]
     Stopped,
@@ -165,7 +168,7 @@ impl<S: Store> Node<S> {
             &self.config.allocator,
         )
         .map_err(|e| CommandError::BadRequest(e.to_string()))?;
-        self.replica.add_pin(&pin, ms(now)).await?;
+        self.write_pin(&pin, now).await?;
         tracing::info!(cid = %pin.cid, allocations = ?pin.allocations, "pinned in the cluster");
         self.drain(now);
         Ok(pin)
@@ -195,11 +198,11 @@ impl<S: Store> Node<S> {
         if pin.pin_type == PinType::Meta {
             for part in cluster_dag_links.iter().chain(pin.reference.as_ref()) {
                 if self.replica.pin(part).await?.is_some() {
-                    self.replica.remove_pin(part, ms(now)).await?;
+                    self.write_unpin(part, now).await?;
                 }
             }
         }
-        self.replica.remove_pin(&cid, ms(now)).await?;
+        self.write_unpin(&cid, now).await?;
         tracing::info!(%cid, "unpinned from the cluster");
         self.drain(now);
         Ok(pin)
@@ -322,7 +325,7 @@ impl<S: Store> Node<S> {
         // shards, cluster DAG and meta pin) carry the same expiry.
         for cid in &expired {
             tracing::info!(%cid, "the pin expired: unpinning it from the cluster");
-            self.replica.remove_pin(cid, ms(now)).await?;
+            self.write_unpin(cid, now).await?;
         }
         if !expired.is_empty() {
             self.drain(now);
@@ -470,17 +473,47 @@ impl<S: Store> Node<S> {
     }
 
     /// Starts a write group (see [`Replica::begin_write_group`]): the pins added and
-    /// removed until [`Node::end_write_group`] reach the disk with one flush.
+    /// removed until [`Node::end_write_group`] reach the disk with one flush (under Raft,
+    /// the cluster's log as one proposal).
     pub fn begin_write_group(&mut self) {
         self.replica.begin_write_group();
+        #[cfg(feature = "raft")]
+        self.raft_begin_group();
     }
 
     /// Ends the write group; its writes are on disk once this returns, and may be
-    /// acknowledged.
+    /// acknowledged. Under Raft they are proposed: their answers wait for the proposal
+    /// [`Node::take_proposal`] names.
     pub async fn end_write_group(&mut self, now: i64) -> StoreResult<(), S> {
         let result = self.replica.end_write_group(ms(now)).await;
+        #[cfg(feature = "raft")]
+        {
+            self.raft_end_group(now);
+            self.raft_work(now).await?;
+        }
         self.drain(now);
         result
+    }
+
+    /// Writes `pin` to the pinset: now under CRDT; under Raft, in the proposal that ends
+    /// the command.
+    async fn write_pin(&mut self, pin: &Pin, now: i64) -> StoreResult<(), S> {
+        #[cfg(feature = "raft")]
+        if self.stage(|| crate::consensus::RaftOp::Pin(Box::new(pin.clone()))) {
+            return Ok(());
+        }
+        self.replica.add_pin(pin, ms(now)).await?;
+        Ok(())
+    }
+
+    /// Removes `cid` from the pinset, as [`Node::write_pin`] writes.
+    async fn write_unpin(&mut self, cid: &Cid, now: i64) -> StoreResult<(), S> {
+        #[cfg(feature = "raft")]
+        if self.stage(|| crate::consensus::RaftOp::Unpin(*cid)) {
+            return Ok(());
+        }
+        self.replica.remove_pin(cid, ms(now)).await?;
+        Ok(())
     }
 
     /// Commits pending writes (at shutdown).

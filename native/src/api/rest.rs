@@ -75,6 +75,7 @@ impl From<CommandError> for ApiError {
             CommandError::NotFound(_) => StatusCode::NOT_FOUND,
             CommandError::BadRequest(_) => StatusCode::BAD_REQUEST,
             CommandError::Store(_) | CommandError::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
+            CommandError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self {
             status,
@@ -121,7 +122,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig
     Router::new()
         .route("/id", get(id))
         .route("/version", get(version))
-        .route("/peers", get(peers))
+        .route("/peers", get(peers).post(add_peer))
         .route("/peers/{peer}", delete(remove_peer))
         .route("/pins", get(list_statuses))
         .route("/pins/recover", post(recover_all))
@@ -141,6 +142,7 @@ pub fn router(peer: PeerHandle, credentials: Credentials, config: &ServiceConfig
         .route("/monitor/metrics", get(metric_names))
         .route("/monitor/metrics/{name}", get(metrics))
         .route("/state/crdt", get(crdt_state))
+        .route("/state/raft", get(raft_state))
         .with_state(peer)
         .merge(token)
         .layer(axum::middleware::from_fn_with_state(
@@ -431,6 +433,33 @@ async fn peers(State(peer): State<PeerHandle>) -> ApiResult<Response> {
         .and_then(|ids| ids.iter().map(line).collect());
     let page = lines.map(|lines| (lines, None));
     Ok(streamed((), move |()| std::future::ready(page.clone())).await)
+}
+
+/// Adds a peer to the cluster (`{"peer_id": …}`), as Go's `POST /peers`: under Raft it
+/// becomes a Raft peer once the cluster commits it (under CRDT consensus the peerset is
+/// whoever pings). The answer is the added peer's `/id`.
+async fn add_peer(State(peer): State<PeerHandle>, body: axum::body::Bytes) -> ApiResult<Json<Id>> {
+    #[derive(serde::Deserialize)]
+    struct AddPeer {
+        peer_id: String,
+    }
+    let added: AddPeer = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request("error decoding request body"))?;
+    let id: PeerId = added
+        .peer_id
+        .parse()
+        .map_err(|_| ApiError::bad_request("error decoding peer_id"))?;
+    peer.ask(|reply| Command::AddPeer { peer: id, reply })
+        .await??;
+    let mut info = peer.rpc.id(id).await.unwrap_or_else(|error| Id {
+        id: id.to_string(),
+        error,
+        ..Id::default()
+    });
+    if !info.cluster_peers.contains(&peer.local.to_string()) {
+        info.cluster_peers.push(peer.local.to_string());
+    }
+    Ok(Json(info))
 }
 
 /// Removes a peer from the cluster: its pins are re-allocated to the others.
@@ -872,6 +901,17 @@ async fn allocation(
 async fn crdt_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
     let info = peer.ask(|reply| Command::Sync { reply }).await?;
     Ok(Json(info).into_response())
+}
+
+/// Where Raft stands at this peer: the leader, the term and the Raft peers.
+async fn raft_state(State(peer): State<PeerHandle>) -> ApiResult<Response> {
+    match peer.ask(|reply| Command::RaftStatus { reply }).await? {
+        Some(status) => Ok(Json(status).into_response()),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "this peer runs CRDT consensus (see /state/crdt)".into(),
+        }),
+    }
 }
 
 /// Liveness: the API answers.

@@ -114,6 +114,10 @@ pub enum IpfsCommand {
 pub enum PeersCommand {
     /// Peers with a live ping metric.
     Ls,
+    /// Add a peer to the cluster: under Raft consensus it becomes a Raft peer once the
+    /// cluster commits it (start it with `--bootstrap` to one of the peers, and it asks
+    /// this itself); under CRDT consensus peers join by bootstrapping.
+    Add { peer: String },
     /// Remove a peer: its pins are re-allocated to the other peers. A peer that still runs
     /// comes back with its next ping; stop it first.
     Rm { peer: String },
@@ -366,8 +370,6 @@ impl Api {
         })
     }
 
-    /// Sends a request and returns the body, or the API's error as a message that says what
-    /// to do.
     /// Sends a request and returns the response, or the API's error as a message that says
     /// what to do.
     async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
@@ -411,6 +413,22 @@ impl Api {
             bail!("{status}: {message} (check --basic-auth)");
         }
         bail!("{status}: {message}")
+    }
+
+    /// POSTs `body` as JSON; the answer read as a `T`.
+    async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let answer = self.send(request, &url).await?.text().await?;
+        serde_json::from_str(&answer).with_context(|| format!("{path}: unexpected answer"))
     }
 
     async fn call(&self, method: reqwest::Method, path: &str) -> Result<String> {
@@ -649,6 +667,15 @@ pub async fn run(args: CtlArgs, out: &mut impl Write) -> Result<()> {
                     print_status(out, status)?;
                 }
             }
+        }
+        CtlCommand::Peers(PeersCommand::Add { peer }) => {
+            let added: Id = api
+                .post_json("/peers", &serde_json::json!({ "peer_id": peer }))
+                .await?;
+            if json {
+                return print_json(out, &added);
+            }
+            writeln!(out, "{} | {}", added.id, added.peername)?;
         }
         CtlCommand::Peers(PeersCommand::Rm { peer }) => {
             api.call(Method::DELETE, &format!("/peers/{peer}")).await?;

@@ -292,11 +292,20 @@ impl Server {
         rest::peer_ids(&self.handle).await.map_err(|e| e.message)
     }
 
-    /// `Cluster.PeerAdd`, which a Go peer calls on the peer it joins through: under CRDT
-    /// consensus the peerset is whoever pings, so there is nothing to add; the answer is
-    /// the joining peer's own `Cluster.ID`, asked back as Go asks it.
+    /// `Cluster.PeerAdd`, which a peer calls on the peer it joins through. Under Raft the
+    /// joining peer becomes a Raft peer once the cluster commits it; under CRDT consensus
+    /// the peerset is whoever pings, so there is nothing to add. The answer is the joining
+    /// peer's own `Cluster.ID`, asked back as Go asks it.
     async fn peer_added(&self, argument: &Value) -> Result<Value, String> {
         let joining = api::peer_from_value(argument, "peer.ID").map_err(|e| e.to_string())?;
+        self.handle
+            .ask(|reply| Command::AddPeer {
+                peer: joining,
+                reply,
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let id = self.handle.rpc.id(joining).await?;
         Ok(api::id_value(&id))
     }
@@ -555,6 +564,19 @@ impl Client {
             )
             .await?;
         api::id_from_value(&reply).map_err(|e| e.to_string())
+    }
+
+    /// Asks `peer` to add `added` to its cluster (`Cluster.PeerAdd`), as a peer that joins
+    /// through it asks.
+    pub async fn peer_add(&self, peer: PeerId, added: PeerId) -> Result<(), String> {
+        self.call(
+            peer,
+            ServiceId::new("Cluster", "PeerAdd"),
+            api::peer_value(&added),
+            CALL_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     /// Asks `peer` to remove `removed` from the cluster (`Cluster.PeerRemove`).

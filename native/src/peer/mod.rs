@@ -11,8 +11,11 @@ pub mod gorpc;
 mod leave;
 pub mod mdns;
 pub mod peerstore;
+mod raft;
 pub mod snapshots;
 pub mod swarm;
+
+pub use raft::RaftStatus;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -204,6 +207,16 @@ pub enum Command {
     RemovePeer {
         peer: PeerId,
         reply: oneshot::Sender<Result<usize, CommandError>>,
+    },
+    /// Adds `peer` to the cluster: under Raft, to the Raft peers once the cluster
+    /// commits it; under CRDT consensus there is nothing to do.
+    AddPeer {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// Where Raft stands; `None` under CRDT consensus.
+    RaftStatus {
+        reply: oneshot::Sender<Option<RaftStatus>>,
     },
     Info {
         reply: oneshot::Sender<PeerInfo>,
@@ -400,6 +413,8 @@ pub struct Peer {
     listening: Option<watch::Sender<Vec<Multiaddr>>>,
     /// The swarm's bytes by protocol, whose rates the ticks sample.
     bandwidth: Arc<bandwidth::Bandwidth>,
+    /// Under Raft consensus: its store and the answers waiting for commits.
+    raft: Option<raft::RaftDriver>,
 }
 
 impl Peer {
@@ -437,6 +452,7 @@ impl Peer {
                 max_circuit_bytes: config.relay.max_circuit_bytes,
             }),
             bandwidth: Some(bandwidth::Bandwidth::new()),
+            raft: config.consensus.raft.is_some(),
         };
         let mut swarm = swarm::build(key, &settings)?;
         let (circuits, direct) = CircuitListens::split(&config.cluster.listen_multiaddress)?;
@@ -482,7 +498,10 @@ impl Peer {
         let trust = config.trust()?;
         let crdt_config = crdt::Config {
             trust: trust.clone(),
-            batch: if config.consensus.crdt.batching.max_batch_size > 0
+            // Under Raft the log orders and batches the writes: each applied batch is one
+            // local delta.
+            batch: if config.consensus.raft.is_none()
+                && config.consensus.crdt.batching.max_batch_size > 0
                 && config.consensus.crdt.batching.max_batch_age.millis() > 0
             {
                 BatchConfig::new(
@@ -530,7 +549,14 @@ impl Peer {
             None
         };
         let snapshot = SnapshotRecord::read(&dir)?.and_then(|r| r.root.parse::<Cid>().ok());
-        let node = Node::new(
+        let bootstrap_peers: Vec<PeerId> = bootstrap
+            .iter()
+            .filter_map(|a| match a.iter().last() {
+                Some(Protocol::P2p(peer)) => Some(peer),
+                _ => None,
+            })
+            .collect();
+        let mut node = Node::new(
             node_config(&config, local, trust),
             replica,
             tracker,
@@ -538,6 +564,15 @@ impl Peer {
             now_nanos(),
         )
         .await?;
+        let mut raft_join = false;
+        let raft = match raft::open(&config, &dir, local, !bootstrap_peers.is_empty())? {
+            Some((driver, consensus, join)) => {
+                node = node.with_raft(consensus);
+                raft_join = join;
+                Some(driver)
+            }
+            None => None,
+        };
         if snapshot.is_some() && node.latest_snapshot().is_none() {
             tracing::warn!("the recorded snapshot is not in the store: a new one will be made");
         }
@@ -578,7 +613,15 @@ impl Peer {
             last_tick: Duration::ZERO,
             listening: None,
             bandwidth: handle.bandwidth.clone(),
+            raft,
         };
+        if raft_join {
+            tokio::spawn(raft::ask_to_join(
+                handle.rpc.clone(),
+                local,
+                bootstrap_peers,
+            ));
+        }
         peer.start_mdns();
         if let Some(metrics) = &peer.metrics {
             metrics.pins.set(peer.node.pin_count() as i64);
@@ -854,7 +897,7 @@ impl Peer {
                 }
             }
         }
-        Ok(())
+        self.apply_raft_effects()
     }
 
     fn publish(&mut self, topic: Topic, data: Vec<u8>) {
@@ -1232,6 +1275,7 @@ impl Peer {
                 self.on_peer_request(Exchange::PeerRequest, event).await?
             }
             BehaviourEvent::RepoGc(event) => self.on_peer_request(Exchange::RepoGc, event).await?,
+            BehaviourEvent::Raft(event) => self.on_raft_event(event).await?,
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
                 renewal: false,
@@ -1353,11 +1397,13 @@ impl Peer {
             }
         }
         let flushed = self.node.end_write_group(now).await;
+        let proposal = self.node.take_proposal();
         for (reply, result) in replies {
-            let _ = reply.send(match &flushed {
+            let result = match &flushed {
                 Ok(()) => result,
                 Err(error) => result.and(Err(CommandError::Store(error.to_string()))),
-            });
+            };
+            self.answer_write(&proposal, reply, result);
         }
         Ok(rest)
     }
@@ -1431,8 +1477,27 @@ impl Peer {
                 self.replies.insert(id, Reply::Connections(reply));
             }
             Command::RemovePeer { peer, reply } => {
-                let result = self.node.remove_peer(peer, now).await;
-                let _ = reply.send(result);
+                // Under Raft, as in Go: its pins are re-allocated, then it leaves the Raft
+                // peers, in one proposal.
+                self.node.begin_write_group();
+                let result = self
+                    .node
+                    .remove_peer(peer, now)
+                    .await
+                    .and_then(|moved| self.node.remove_raft_peer(peer).map(|()| moved));
+                self.node.end_write_group(now).await?;
+                let proposal = self.node.take_proposal();
+                self.answer_write(&proposal, reply, result);
+            }
+            Command::AddPeer { peer, reply } => {
+                self.node.begin_write_group();
+                let result = self.node.add_raft_peer(peer);
+                self.node.end_write_group(now).await?;
+                let proposal = self.node.take_proposal();
+                self.answer_write(&proposal, reply, result);
+            }
+            Command::RaftStatus { reply } => {
+                let _ = reply.send(self.raft_status());
             }
             Command::Alerts { reply } => {
                 let _ = reply.send(self.node.alerts().cloned().collect());
@@ -1550,11 +1615,16 @@ fn node_config(config: &ServiceConfig, local: PeerId, trust: crdt::Trust) -> Nod
             pinqueue_ttl_ms: informers.pinqueue.metric_ttl.millis(),
             numpin_ttl_ms: informers.numpin.as_ref().map(|n| n.metric_ttl.millis()),
         }),
-        snapshots: SnapshotPolicy {
-            every: config.consensus.crdt.snapshot_every,
-            min_interval_ms: config.consensus.crdt.snapshot_min_interval.millis(),
+        // Under Raft, Raft's own snapshots bring new peers up to date.
+        snapshots: if config.consensus.raft.is_some() {
+            SnapshotPolicy::NEVER
+        } else {
+            SnapshotPolicy {
+                every: config.consensus.crdt.snapshot_every,
+                min_interval_ms: config.consensus.crdt.snapshot_min_interval.millis(),
+            }
         },
-        bootstrap_from_snapshot: true,
+        bootstrap_from_snapshot: config.consensus.raft.is_none(),
         max_connections: usize::MAX,
         dialable: is_dialable,
         repinning: !cluster.disable_repinning,

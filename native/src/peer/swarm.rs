@@ -25,6 +25,7 @@ use pinfold_core::net::bitswap::{self, Bitswap};
 use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL_VERSION};
+use pinfold_core::net::raft;
 use pinfold_core::net::secure::{secure, Muxed};
 
 use super::dht::{dht, Dht, LAN_PROTOCOL, WAN_PROTOCOL};
@@ -49,6 +50,8 @@ pub struct SwarmSettings {
     pub relay: Option<RelayLimits>,
     /// Where every connection's streams are counted by protocol; `None` counts nothing.
     pub bandwidth: Option<std::sync::Arc<super::bandwidth::Bandwidth>>,
+    /// Whether the peer speaks Raft (it runs Raft consensus).
+    pub raft: bool,
 }
 
 /// What the circuit relay v2 server allows. Every client is a member of the private
@@ -87,6 +90,8 @@ pub struct Behaviour {
     pub dht_lan: Dht,
     pub relay: Toggle<relay::Behaviour>,
     pub relay_client: relay::client::Behaviour,
+    /// Raft consensus messages ([`super::raft`]), on peers under Raft.
+    pub raft: Toggle<raft::Behaviour>,
 }
 
 /// TCP, WebSocket-over-TCP and relayed circuits, each inside pnet when there is a secret,
@@ -197,6 +202,7 @@ pub fn build(key: Keypair, settings: &SwarmSettings) -> anyhow::Result<Swarm<Gat
             )
         })),
         relay_client,
+        raft: Toggle::from(settings.raft.then(raft::behaviour)),
     };
     let gate = PskGate::new(
         peer,
