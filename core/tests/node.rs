@@ -990,3 +990,144 @@ fn peers_found_on_the_local_network_are_dialed_once_unless_connected() {
         .collect();
     assert_eq!(dials, vec![(Some(c), vec![at(c, 3), at(c, 4)])]);
 }
+
+/// Nodes under Raft consensus in the same simulator: Raft messages cross only between
+/// reachable nodes, and the disk writes are left to the consensus tests (core/tests/raft.rs).
+#[cfg(feature = "raft")]
+mod under_raft {
+    use super::*;
+    use pinfold_core::consensus::{RaftConsensus, RaftDisk, RaftSettings};
+    use pinfold_core::node::RaftEffect;
+
+    /// Three full peers forming a Raft cluster, node 0 soonest to stand for election.
+    fn raft_sim() -> Sim {
+        let mut sim = Sim::new(&[NodeRole::Full; 3], SnapshotPolicy::NEVER);
+        let peers: Vec<PeerId> = sim.nodes.iter().map(|n| n.local()).collect();
+        let now_ms = (sim.now / 1_000_000) as u64;
+        let nodes = std::mem::take(&mut sim.nodes);
+        sim.nodes = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(n, node)| {
+                let settings = RaftSettings {
+                    tick_ms: 250,
+                    heartbeat_ticks: 1,
+                    election_ticks: 4 + 4 * n,
+                    ..RaftSettings::default()
+                };
+                let raft = RaftConsensus::open(
+                    peers[n],
+                    settings,
+                    &peers,
+                    false,
+                    &RaftDisk::default(),
+                    now_ms,
+                )
+                .unwrap();
+                node.with_raft(raft)
+            })
+            .collect();
+        sim.connect_all();
+        sim
+    }
+
+    /// Carries out every effect, Raft's included; returns the answered proposals.
+    fn settle(sim: &mut Sim) -> Vec<(usize, u64, Result<(), String>)> {
+        let mut done = Vec::new();
+        for _ in 0..1_000 {
+            sim.settle();
+            let mut any = false;
+            for n in 0..sim.nodes.len() {
+                while let Some(effect) = sim.nodes[n].poll_raft() {
+                    any = true;
+                    match effect {
+                        RaftEffect::Write(_) => {}
+                        RaftEffect::Send { peer, message } => {
+                            let to = sim.index_of(&peer);
+                            if sim.reachable(n, to) {
+                                let (from, now) = (sim.nodes[n].local(), sim.clock(to));
+                                ready(sim.nodes[to].on_raft_message(from, &message, now)).unwrap();
+                            }
+                        }
+                        RaftEffect::Done { proposal, result } => done.push((n, proposal, result)),
+                    }
+                }
+            }
+            if !any {
+                return done;
+            }
+        }
+        panic!("Raft never settled");
+    }
+
+    fn run(sim: &mut Sim, ticks: usize) -> Vec<(usize, u64, Result<(), String>)> {
+        let mut done = Vec::new();
+        for _ in 0..ticks {
+            sim.run(1);
+            done.extend(settle(sim));
+        }
+        done
+    }
+
+    fn leader(sim: &Sim) -> Option<usize> {
+        (0..sim.nodes.len()).find(|&n| sim.nodes[n].raft().unwrap().is_leader())
+    }
+
+    /// Pins `cid` at node `at` as the peer's driver does: in a write group, then the
+    /// proposal its answer waits for.
+    fn pin_at(sim: &mut Sim, at: usize, cid: Cid) -> Result<u64, CommandError> {
+        let now = sim.clock(at);
+        let node = &mut sim.nodes[at];
+        node.begin_write_group();
+        let mut pin = Pin::new(cid, UnixTime(1));
+        pin.replication_factor_min = -1;
+        pin.replication_factor_max = -1;
+        ready(node.add_pin(pin, now)).expect("the pin is valid");
+        ready(node.end_write_group(now)).unwrap();
+        node.take_proposal()
+            .expect("a write under Raft is proposed")
+    }
+
+    #[test]
+    fn a_write_at_a_follower_is_answered_once_committed_and_pinned_by_every_peer() {
+        let mut sim = raft_sim();
+        run(&mut sim, 20);
+        assert_eq!(leader(&sim), Some(0));
+        let cid = dag_pb_cid(b"raft node");
+        let proposal = pin_at(&mut sim, 2, cid).unwrap();
+        // Nothing is in the pinset before the cluster commits it.
+        assert!(sim.pins_of(2).is_empty());
+        let done = run(&mut sim, 2);
+        assert_eq!(done, vec![(2, proposal, Ok(()))]);
+        for n in 0..3 {
+            assert_eq!(sim.pins_of(n), vec![cid], "node {n}'s pinset");
+            assert_eq!(
+                sim.daemons[n].get(&cid),
+                Some(IpfsPinType::Recursive),
+                "node {n}'s daemon"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_off_peer_refuses_writes_as_unavailable_and_catches_up_when_healed() {
+        let mut sim = raft_sim();
+        run(&mut sim, 20);
+        sim.groups = vec![1, 0, 0];
+        run(&mut sim, 30);
+        let refused = pin_at(&mut sim, 0, dag_pb_cid(b"cut off"));
+        assert!(
+            matches!(&refused, Err(CommandError::Unavailable(m)) if m.contains("majority")),
+            "{refused:?}"
+        );
+        let new_leader = leader(&sim).expect("the majority elects a leader");
+        assert_ne!(new_leader, 0);
+        let cid = dag_pb_cid(b"written by the majority");
+        let proposal = pin_at(&mut sim, 1, cid).unwrap();
+        assert_eq!(run(&mut sim, 2), vec![(1, proposal, Ok(()))]);
+        assert!(sim.pins_of(0).is_empty());
+        sim.groups = vec![0, 0, 0];
+        run(&mut sim, 20);
+        assert_eq!(sim.pins_of(0), vec![cid]);
+    }
+}
