@@ -1021,6 +1021,7 @@ mod under_raft {
                     &peers,
                     false,
                     &RaftDisk::default(),
+                    &[],
                     now_ms,
                 )
                 .unwrap();

@@ -101,9 +101,16 @@ impl Net {
             now: 1_000_000,
         };
         for (n, id) in ids.iter().enumerate() {
-            let raft =
-                RaftConsensus::open(*id, settings(n), &ids, false, &RaftDisk::default(), net.now)
-                    .unwrap();
+            let raft = RaftConsensus::open(
+                *id,
+                settings(n),
+                &ids,
+                false,
+                &RaftDisk::default(),
+                &[],
+                net.now,
+            )
+            .unwrap();
             net.insert(*id, raft, Disk::default());
         }
         net
@@ -323,8 +330,16 @@ fn a_restarted_peer_keeps_its_log_and_rejoins() {
     net.peers.remove(&follower);
     net.propose(leader, 50).unwrap();
     let n = net.ids.iter().position(|id| *id == follower).unwrap();
-    let raft =
-        RaftConsensus::open(follower, settings(n), &[], false, &disk.load(), net.now).unwrap();
+    let raft = RaftConsensus::open(
+        follower,
+        settings(n),
+        &[],
+        false,
+        &disk.load(),
+        &[],
+        net.now,
+    )
+    .unwrap();
     net.insert(follower, raft, disk);
     net.run(2_000);
     let pins = &net.sim(&follower).pins;
@@ -350,6 +365,7 @@ fn a_peer_added_to_a_cluster_that_never_took_a_snapshot_learns_every_peer() {
             &[],
             true,
             &RaftDisk::default(),
+            &[],
             net.now,
         )
         .unwrap();
@@ -377,6 +393,65 @@ fn a_peer_added_to_a_cluster_that_never_took_a_snapshot_learns_every_peer() {
 }
 
 #[test]
+fn a_cluster_started_from_an_imported_pinset_gives_it_to_the_peers_that_join() {
+    let first = PeerId::random();
+    let imported = [pin_op(7), pin_op(8)];
+    let raft = RaftConsensus::open(
+        first,
+        settings(0),
+        &[],
+        false,
+        &RaftDisk::default(),
+        &imported,
+        1_000_000,
+    )
+    .unwrap();
+    let mut net = Net {
+        ids: vec![first],
+        peers: BTreeMap::new(),
+        queue: VecDeque::new(),
+        isolated: BTreeSet::new(),
+        now: 1_000_000,
+    };
+    net.insert(first, raft, Disk::default());
+    // The peer's store holds the imported pins already.
+    net.sim(&first).pins = [cid(7), cid(8)].into();
+    net.leader();
+    let newcomer = PeerId::random();
+    let raft = RaftConsensus::open(
+        newcomer,
+        settings(1),
+        &[],
+        true,
+        &RaftDisk::default(),
+        &[],
+        net.now,
+    )
+    .unwrap();
+    net.ids.push(newcomer);
+    net.insert(newcomer, raft, Disk::default());
+    let now = net.now;
+    net.sim(&first)
+        .raft
+        .propose(&[RaftOp::AddPeer(newcomer)], now)
+        .unwrap();
+    net.run(1_000);
+    assert_eq!(net.sim(&newcomer).pins, [cid(7), cid(8)].into());
+    // Restarted from its disk, it knows both peers.
+    let restarted = RaftConsensus::open(
+        first,
+        settings(0),
+        &[],
+        false,
+        &net.sim(&first).disk.load(),
+        &[],
+        net.now,
+    )
+    .unwrap();
+    assert_eq!(restarted.members().len(), 2);
+}
+
+#[test]
 fn a_peer_added_later_gets_a_snapshot_and_what_followed() {
     let mut net = Net::new(3);
     let leader = net.leader();
@@ -400,6 +475,7 @@ fn a_peer_added_later_gets_a_snapshot_and_what_followed() {
         &[],
         true,
         &RaftDisk::default(),
+        &[],
         net.now,
     )
     .unwrap();

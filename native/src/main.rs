@@ -690,7 +690,11 @@ fn run(cli: Cli) -> Result<()> {
                             ))
                         };
                         let count = runtime.block_on(state::import(&config, input))?;
-                        eprintln!("imported {count} pins; other peers take them when the daemon runs, if they trust this peer");
+                        eprintln!(
+                            "imported {count} pins; other peers take them when the daemon runs \
+                             (under CRDT if they trust this peer; under Raft they start the new \
+                             cluster's pinset)"
+                        );
                     }
                     StateCommand::Cleanup { force } => {
                         if !force && !state::confirm_cleanup(&config)? {

@@ -59,19 +59,19 @@ export function jsonValues(text) {
 }
 
 /**
- * A Go ipfs-cluster peer (`ipfs-cluster-service`, CRDT consensus) next to its Kubo; `host`
+ * A Go ipfs-cluster peer (`ipfs-cluster-service`, CRDT consensus unless told) next to its Kubo; `host`
  * (a host of tests/faults/netns.mjs) runs it in that network namespace, as `Peer` does.
  */
 export class GoPeer extends ClusterProcess {
-  /** `ipfs-cluster-service init --consensus crdt`, as an operator runs it. */
-  async init(secret) {
+  /** `ipfs-cluster-service init --consensus crdt` (or `consensus`), as an operator runs it. */
+  async init(secret, { consensus = 'crdt' } = {}) {
     this.swarmPort ??= await freePort();
     this.wsPort ??= await freePort();
     this.apiPort ??= await freePort();
     this.pinningPort ??= await freePort();
     this.proxyPort ??= await freePort();
     this.secret = secret;
-    execFileSync(goBin('ipfs-cluster-service'), ['--config', this.dir, 'init', '--consensus', 'crdt', '--force'], {
+    execFileSync(goBin('ipfs-cluster-service'), ['--config', this.dir, 'init', '--consensus', consensus, '--force'], {
       env: this.env(),
       stdio: 'ignore',
     });

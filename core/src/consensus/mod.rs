@@ -146,13 +146,16 @@ pub struct RaftConsensus {
 impl RaftConsensus {
     /// The consensus of `local`, from what `disk` kept; a peer with nothing on disk starts
     /// a cluster of `initial_peers` (itself included), or of itself alone when that is
-    /// empty and it does not `join` an existing one.
+    /// empty and it does not `join` an existing one. A new cluster's first snapshot holds
+    /// `pinset` (the pins its store held already: an imported state), which every peer
+    /// of `initial_peers` must then hold too.
     pub fn open(
         local: PeerId,
         settings: RaftSettings,
         initial_peers: &[PeerId],
         join: bool,
         disk: &RaftDisk,
+        pinset: &[RaftOp],
         now_ms: u64,
     ) -> Result<Self, RaftError> {
         let mut peers: HashMap<u64, PeerId> =
@@ -162,13 +165,13 @@ impl RaftConsensus {
         let (store, applied) = if disk.is_empty() && join {
             (LogStore::default(), 0)
         } else if disk.is_empty() {
-            // A new cluster starts from a snapshot at index 1 holding its first peers and an
-            // empty pinset: a peer added later gets it (or a later one) from the leader, and
-            // so learns every peer of the configuration, not only those added since.
+            // A new cluster starts from a snapshot at index 1 holding its first peers and its
+            // pinset: a peer added later gets it (or a later one) from the leader, and so
+            // learns every peer of the configuration, not only those added since.
             let mut members: Vec<PeerId> = peers.values().copied().collect();
             members.sort();
             let mut snapshot = Snapshot::default();
-            snapshot.set_data(encode_snapshot(&members, &[]).into());
+            snapshot.set_data(encode_snapshot(&members, pinset).into());
             let metadata = snapshot.mut_metadata();
             metadata.index = 1;
             metadata.term = 1;

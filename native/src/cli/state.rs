@@ -99,6 +99,7 @@ pub async fn export(dir: &Path, out: &mut impl Write) -> anyhow::Result<usize> {
 
 /// Adds every pin read (one JSON object per line; blank lines skipped) to the pinset;
 /// returns how many. A line that is not a pin stops the import before anything is written.
+/// Under Raft only before the peer's first start: the pins then start the new cluster.
 pub async fn import(dir: &Path, input: impl BufRead) -> anyhow::Result<usize> {
     let mut pins: Vec<Pin> = Vec::new();
     for (n, line) in input.lines().enumerate() {
@@ -109,6 +110,18 @@ pub async fn import(dir: &Path, input: impl BufRead) -> anyhow::Result<usize> {
         let pin = serde_json::from_str(&line)
             .with_context(|| format!("line {} is not a pin in ipfs-cluster's JSON", n + 1))?;
         pins.push(pin);
+    }
+    let raft = dir.join(crate::raft_store::RAFT_FILE);
+    if raft.exists()
+        && !crate::raft_store::RaftStore::open(&raft)?
+            .load()?
+            .is_empty()
+    {
+        anyhow::bail!(
+            "this peer runs Raft consensus and its Raft log holds the pinset already: import \
+             into a new cluster's first peer before its first start (every peer of its \
+             init_peerset needs the same import), or pin through a running peer"
+        );
     }
     let mut replica = open(dir).await?;
     for pin in &pins {

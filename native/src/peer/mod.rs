@@ -565,7 +565,7 @@ impl Peer {
         )
         .await?;
         let mut raft_join = false;
-        let raft = match raft::open(&config, &dir, local, !bootstrap_peers.is_empty())? {
+        let raft = match raft::open(&config, &dir, &node, !bootstrap_peers.is_empty()).await? {
             Some((driver, consensus, join)) => {
                 node = node.with_raft(consensus);
                 raft_join = join;

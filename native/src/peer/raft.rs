@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use libp2p::request_response;
 use libp2p::PeerId;
-use pinfold_core::consensus::RaftConsensus;
+use pinfold_core::consensus::{RaftConsensus, RaftOp};
 use pinfold_core::net::raft as raft_net;
-use pinfold_core::node::{CommandError, RaftEffect};
+use pinfold_core::node::{CommandError, Node, RaftEffect};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{gorpc, now_nanos, Peer};
 use crate::config::ServiceConfig;
 use crate::raft_store::{RaftStore, RAFT_FILE};
+use crate::store::RedbStore;
 
 /// Attempts, a second apart, to ask a bootstrap peer to add this one to its Raft cluster.
 const JOIN_ATTEMPTS: u32 = 60;
@@ -42,12 +43,13 @@ pub struct RaftStatus {
 
 /// Opens the consensus of a peer whose configuration has a `consensus.raft` section:
 /// from its Raft store if it has run before; otherwise a new cluster of `init_peerset`
-/// (or of itself), or, with `init_peerset` empty and `bootstrap` peers, a peer that waits
-/// to be added. Returns the driver and whether the peer must ask to join.
-pub(super) fn open(
+/// (or of itself) holding the pins `node`'s store has (an imported state), or, with
+/// `init_peerset` empty and `bootstrap` peers, a peer that waits to be added. Returns the
+/// driver and whether the peer must ask to join.
+pub(super) async fn open(
     config: &ServiceConfig,
     dir: &std::path::Path,
-    local: PeerId,
+    node: &Node<RedbStore>,
     bootstrapping: bool,
 ) -> anyhow::Result<Option<(RaftDriver, RaftConsensus, bool)>> {
     let Some(section) = &config.consensus.raft else {
@@ -57,14 +59,29 @@ pub(super) fn open(
     let disk = store.load()?;
     let initial = section.initial_peers()?;
     let join = disk.is_empty() && initial.is_empty() && bootstrapping;
+    let mut pinset = Vec::new();
+    if disk.is_empty() && !join {
+        node.for_each_page(|page| {
+            pinset.extend(page.iter().map(|p| RaftOp::Pin(Box::new(p.clone()))));
+            Ok::<_, anyhow::Error>(())
+        })
+        .await?;
+    }
     let consensus = RaftConsensus::open(
-        local,
+        node.local(),
         section.settings(),
         &initial,
         join,
         &disk,
+        &pinset,
         (now_nanos() / 1_000_000).max(0) as u64,
     )?;
+    if !pinset.is_empty() {
+        tracing::info!(
+            pins = pinset.len(),
+            "Raft: a new cluster starts with the pins this peer's store holds"
+        );
+    }
     if join {
         tracing::info!("Raft: this peer waits to be added to the cluster it bootstraps to");
     }
