@@ -93,13 +93,7 @@ fn settings(n: usize) -> RaftSettings {
 impl Net {
     fn new(count: usize) -> Self {
         let ids: Vec<PeerId> = (0..count).map(|_| PeerId::random()).collect();
-        let mut net = Self {
-            ids: ids.clone(),
-            peers: BTreeMap::new(),
-            queue: VecDeque::new(),
-            isolated: BTreeSet::new(),
-            now: 1_000_000,
-        };
+        let mut net = Self::empty();
         for (n, id) in ids.iter().enumerate() {
             let raft = RaftConsensus::open(
                 *id,
@@ -111,9 +105,48 @@ impl Net {
                 net.now,
             )
             .unwrap();
+            net.ids.push(*id);
             net.insert(*id, raft, Disk::default());
         }
         net
+    }
+
+    fn empty() -> Self {
+        Self {
+            ids: Vec::new(),
+            peers: BTreeMap::new(),
+            queue: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            now: 1_000_000,
+        }
+    }
+
+    /// A new peer, opened with `settings(n)`, that waits to be added.
+    fn waiting_peer(&mut self, n: usize) -> PeerId {
+        let id = PeerId::random();
+        let raft = RaftConsensus::open(
+            id,
+            settings(n),
+            &[],
+            true,
+            &RaftDisk::default(),
+            &[],
+            self.now,
+        )
+        .unwrap();
+        self.ids.push(id);
+        self.insert(id, raft, Disk::default());
+        id
+    }
+
+    /// Asks the cluster, through `via`, to add `peer`.
+    fn ask_to_add(&mut self, via: PeerId, peer: PeerId) {
+        let now = self.now;
+        self.sim(&via)
+            .raft
+            .propose(&[RaftOp::AddPeer(peer)], now)
+            .unwrap();
+        self.settle();
     }
 
     fn insert(&mut self, id: PeerId, raft: RaftConsensus, disk: Disk) {
@@ -358,24 +391,8 @@ fn a_peer_added_to_a_cluster_that_never_took_a_snapshot_learns_every_peer() {
     net.propose(first, 1).unwrap();
     let mut joined = vec![first];
     for n in 1..3 {
-        let newcomer = PeerId::random();
-        let raft = RaftConsensus::open(
-            newcomer,
-            settings(n),
-            &[],
-            true,
-            &RaftDisk::default(),
-            &[],
-            net.now,
-        )
-        .unwrap();
-        net.ids.push(newcomer);
-        net.insert(newcomer, raft, Disk::default());
-        let now = net.now;
-        net.sim(&first)
-            .raft
-            .propose(&[RaftOp::AddPeer(newcomer)], now)
-            .unwrap();
+        let newcomer = net.waiting_peer(n);
+        net.ask_to_add(first, newcomer);
         net.run(1_000);
         joined.push(newcomer);
         joined.sort();
@@ -406,35 +423,14 @@ fn a_cluster_started_from_an_imported_pinset_gives_it_to_the_peers_that_join() {
         1_000_000,
     )
     .unwrap();
-    let mut net = Net {
-        ids: vec![first],
-        peers: BTreeMap::new(),
-        queue: VecDeque::new(),
-        isolated: BTreeSet::new(),
-        now: 1_000_000,
-    };
+    let mut net = Net::empty();
+    net.ids.push(first);
     net.insert(first, raft, Disk::default());
     // The peer's store holds the imported pins already.
     net.sim(&first).pins = [cid(7), cid(8)].into();
     net.leader();
-    let newcomer = PeerId::random();
-    let raft = RaftConsensus::open(
-        newcomer,
-        settings(1),
-        &[],
-        true,
-        &RaftDisk::default(),
-        &[],
-        net.now,
-    )
-    .unwrap();
-    net.ids.push(newcomer);
-    net.insert(newcomer, raft, Disk::default());
-    let now = net.now;
-    net.sim(&first)
-        .raft
-        .propose(&[RaftOp::AddPeer(newcomer)], now)
-        .unwrap();
+    let newcomer = net.waiting_peer(1);
+    net.ask_to_add(first, newcomer);
     net.run(1_000);
     assert_eq!(net.sim(&newcomer).pins, [cid(7), cid(8)].into());
     // Restarted from its disk, it knows both peers.
@@ -468,27 +464,10 @@ fn a_peer_added_later_gets_a_snapshot_and_what_followed() {
     assert!(write.compact_below.is_some());
     net.sim(&leader).disk.write(&write);
 
-    let newcomer = PeerId::random();
-    let raft = RaftConsensus::open(
-        newcomer,
-        settings(3),
-        &[],
-        true,
-        &RaftDisk::default(),
-        &[],
-        net.now,
-    )
-    .unwrap();
-    net.ids.push(newcomer);
-    net.insert(newcomer, raft, Disk::default());
+    let newcomer = net.waiting_peer(3);
     // Asked at a follower, the request reaches the leader, which changes the peers.
     let follower = *net.ids.iter().find(|id| **id != leader).unwrap();
-    let now = net.now;
-    net.sim(&follower)
-        .raft
-        .propose(&[RaftOp::AddPeer(newcomer)], now)
-        .unwrap();
-    net.settle();
+    net.ask_to_add(follower, newcomer);
     net.propose(leader, 99).unwrap();
     net.run(2_000);
     let sim = net.sim(&newcomer);

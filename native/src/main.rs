@@ -165,31 +165,7 @@ enum CrdtCommand {
 #[derive(Subcommand)]
 enum ServiceCommand {
     /// Write a new configuration (with a fresh secret unless CLUSTER_SECRET is set) and identity.
-    Init {
-        /// The peer's name (default: the host name).
-        #[arg(long)]
-        peername: Option<String>,
-        /// Overwrite an existing configuration and identity.
-        #[arg(long, short)]
-        force: bool,
-        /// The consensus: crdt, or raft (a `consensus.raft` section; the --peers, or none to
-        /// start alone or join through --bootstrap, are its `init_peerset`).
-        #[arg(long, value_enum, default_value_t = Consensus::Crdt)]
-        consensus: Consensus,
-        /// The datastore named in the configuration for Go peers and followers given it
-        /// (pinfold keeps its own pinset in redb whatever this says).
-        #[arg(long, value_enum, default_value_t = GoDatastore::Pebble)]
-        datastore: GoDatastore,
-        /// Peers to start with (multiaddresses with /p2p/), comma-separated: written to the
-        /// peerstore, and their peer ids made `consensus.crdt.trusted_peers` (with
-        /// `--consensus raft`, `consensus.raft.init_peerset`).
-        #[arg(long, value_delimiter = ',')]
-        peers: Vec<Multiaddr>,
-        /// Listen on free ports picked now instead of the defaults (swarm, REST API,
-        /// Pinning Services API, IPFS proxy), so that several peers share a machine.
-        #[arg(long)]
-        randomports: bool,
-    },
+    Init(InitOptions),
     /// Export or import the pinset of a stopped peer.
     #[command(subcommand)]
     State(StateCommand),
@@ -235,12 +211,30 @@ enum GoDatastore {
 }
 
 /// What `service init` writes beyond the defaults.
+#[derive(clap::Args)]
 struct InitOptions {
+    /// The peer's name (default: the host name).
+    #[arg(long)]
     peername: Option<String>,
+    /// Overwrite an existing configuration and identity.
+    #[arg(long, short)]
     force: bool,
+    /// The consensus: crdt, or raft (a `consensus.raft` section; the --peers, or none to
+    /// start alone or join through --bootstrap, are its `init_peerset`).
+    #[arg(long, value_enum, default_value_t = Consensus::Crdt)]
     consensus: Consensus,
+    /// The datastore named in the configuration for Go peers and followers given it
+    /// (pinfold keeps its own pinset in redb whatever this says).
+    #[arg(long, value_enum, default_value_t = GoDatastore::Pebble)]
     datastore: GoDatastore,
+    /// Peers to start with (multiaddresses with /p2p/), comma-separated: written to the
+    /// peerstore, and their peer ids made `consensus.crdt.trusted_peers` (with
+    /// `--consensus raft`, `consensus.raft.init_peerset`).
+    #[arg(long, value_delimiter = ',')]
     peers: Vec<Multiaddr>,
+    /// Listen on free ports picked now instead of the defaults (swarm, REST API,
+    /// Pinning Services API, IPFS proxy), so that several peers share a machine.
+    #[arg(long)]
     randomports: bool,
 }
 
@@ -647,24 +641,7 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Service(ServiceArgs { config, command }) => match command {
-            ServiceCommand::Init {
-                peername,
-                force,
-                consensus,
-                datastore,
-                peers,
-                randomports,
-            } => init(
-                &config,
-                InitOptions {
-                    peername,
-                    force,
-                    consensus,
-                    datastore,
-                    peers,
-                    randomports,
-                },
-            )?,
+            ServiceCommand::Init(options) => init(&config, options)?,
             ServiceCommand::State(command) => {
                 let runtime = tokio::runtime::Builder::new_current_thread().build()?;
                 match command {

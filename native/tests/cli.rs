@@ -212,7 +212,7 @@ fn a_dashboard_folder_without_a_build_is_refused_with_what_to_do() {
 }
 
 /// `init` as Go's `ipfs-cluster-service init` takes it: free ports, starting peers in the
-/// peerstore and trusted, the datastore named for Go followers, Raft refused.
+/// peerstore and trusted, the datastore named for Go followers, Raft's initial peers.
 #[test]
 fn init_takes_go_s_options() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,10 +259,16 @@ fn init_takes_go_s_options() {
     assert_eq!(peerstore.trim(), start);
 
     service(dir.path())
-        .args(["init", "--force", "--consensus", "raft"])
+        .args(["init", "--force", "--consensus", "raft", "--peers"])
+        .arg(&start)
         .assert()
-        .failure()
-        .stderr(predicate::str::contains("--consensus crdt"));
+        .success();
+    let text = std::fs::read_to_string(dir.path().join("service.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let raft = &config["consensus"]["raft"];
+    assert_eq!(raft["init_peerset"], serde_json::json!([peer]));
+    assert_eq!(raft["network_timeout"], "10s");
+    assert_eq!(raft["snapshot_threshold"], 8192);
     service(dir.path())
         .args(["init", "--force", "--peers", "/ip4/127.0.0.1/tcp/9096"])
         .assert()

@@ -328,6 +328,24 @@ export class Peer extends ClusterProcess {
   }
 }
 
+/** A peer's `/state/raft` (Raft consensus): leader, is_leader, term, peers. */
+export async function raftState(peer) {
+  return JSON.parse((await peer.get('/state/raft')).body);
+}
+
+/** The peer of `group` that every peer of `group` names as its Raft leader. */
+export function agreedRaftLeader(group, ms = 30_000) {
+  return waitFor(
+    `${group.map((p) => p.name).join(', ')} to agree on a Raft leader`,
+    async () => {
+      const states = await Promise.all(group.map(raftState));
+      const leader = states[0].leader;
+      return leader && states.every((s) => s.leader === leader) && group.find((p) => p.id === leader);
+    },
+    ms,
+  );
+}
+
 /** GET over HTTPS, trusting only `ca`: the status and body. */
 export function httpsGet(url, ca) {
   return new Promise((resolve, reject) => {

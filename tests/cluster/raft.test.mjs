@@ -8,7 +8,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
+import { Ipfs, Peer, agreedRaftLeader, pinfoldBin, raftState, stopAll, waitFor } from './harness.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
 const peers = [];
@@ -17,8 +17,6 @@ after(async () => {
   await stopAll();
 });
 
-const raftState = async (peer) => JSON.parse((await peer.get('/state/raft')).body);
-
 function ctl(peer, ...args) {
   try {
     const out = execFileSync(pinfoldBin, ['ctl', '--host', peer.api, ...args], { stdio: 'pipe' });
@@ -26,19 +24,6 @@ function ctl(peer, ...args) {
   } catch (error) {
     return { code: error.status, out: error.stdout.toString(), err: error.stderr.toString() };
   }
-}
-
-/** The leader every running peer in `among` agrees on. */
-async function agreedLeader(among, ms = 30_000) {
-  return waitFor(
-    `${among.map((p) => p.name).join(', ')} to agree on a Raft leader`,
-    async () => {
-      const states = await Promise.all(among.map(raftState));
-      const leader = states[0].leader;
-      return leader && states.every((s) => s.leader === leader) && among.find((p) => p.id === leader);
-    },
-    ms,
-  );
 }
 
 async function pinEverywhere(at, label) {
@@ -69,7 +54,7 @@ test('a Raft cluster forms through --bootstrap, and a write at any peer is commi
     (await Promise.all(peers.map(raftState))).every((s) => s.peers.length === 3),
   );
   assert.deepEqual((await raftState(peers[2])).peers.sort(), peers.map((p) => p.id).sort());
-  assert.equal((await agreedLeader(peers)).id, first.id);
+  assert.equal((await agreedRaftLeader(peers)).id, first.id);
 
   // Written at a follower: forwarded to the leader, answered once committed.
   const cid = await pinEverywhere(peers[2], 'raft through a follower');
@@ -86,13 +71,13 @@ test('a Raft cluster forms through --bootstrap, and a write at any peer is commi
 });
 
 test('the leader killed, the others elect a new one within seconds and lose no acknowledged pin; it catches up when back', async () => {
-  const leader = await agreedLeader(peers);
+  const leader = await agreedRaftLeader(peers);
   const acknowledged = [];
   for (let i = 0; i < 10; i++) acknowledged.push(await pinEverywhere(peers[i % 3], `raft before the kill ${i}`));
   await leader.stop('SIGKILL');
   const rest = peers.filter((p) => p !== leader);
   const killed = Date.now();
-  const next = await agreedLeader(rest);
+  const next = await agreedRaftLeader(rest);
   const elected = Date.now() - killed;
   console.log(`# new Raft leader ${next.name} ${elected} ms after the leader was killed`);
   assert.notEqual(next.id, leader.id);
@@ -124,7 +109,7 @@ test('without a majority a peer refuses writes with a clear error (503), and tak
   assert.match(viaCtl.err, /503.*majority/);
   assert.equal(await lonely.allocation(cid), null, 'a refused write is not in the pinset');
   for (const peer of others) await peer.start();
-  await agreedLeader(peers);
+  await agreedRaftLeader(peers);
   const res = await waitFor('a write to be taken again', async () => {
     const res = await lonely.post(`/pins/${cid}`);
     return res.status === 200 && res;
@@ -134,7 +119,7 @@ test('without a majority a peer refuses writes with a clear error (503), and tak
 });
 
 test('peers rm removes a peer from the Raft peers (its pins re-allocated); peers add brings it back', async () => {
-  const leader = await agreedLeader(peers);
+  const leader = await agreedRaftLeader(peers);
   const [gone, keeper] = peers.filter((p) => p !== leader);
   const removed = ctl(keeper, 'peers', 'rm', gone.id);
   assert.equal(removed.code, 0, removed.err);
@@ -154,6 +139,21 @@ test('peers rm removes a peer from the Raft peers (its pins re-allocated); peers
   );
   const cid = await pinEverywhere(gone, 'raft after rejoining');
   for (const peer of peers) await waitFor(`${peer.name} to have the pin`, () => peer.allocation(cid));
+});
+
+test('a peer stopped with --leave is removed from the Raft peers by another', async () => {
+  const leaving = peers[2];
+  await leaving.stop();
+  await leaving.start(['--leave']);
+  await waitFor('three Raft peers', async () => (await raftState(leaving)).peers.length === 3);
+  await leaving.stop();
+  await waitFor('the others to count two Raft peers', async () =>
+    (await Promise.all(peers.slice(0, 2).map(raftState))).every(
+      (s) => s.peers.length === 2 && !s.peers.includes(leaving.id),
+    ),
+  );
+  const cid = await pinEverywhere(peers[0], 'raft after a peer left');
+  for (const peer of peers.slice(0, 2)) await waitFor(`${peer.name} to have the pin`, () => peer.allocation(cid));
 });
 
 test('a CRDT peer has no Raft state', async () => {

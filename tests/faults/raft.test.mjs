@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Ipfs, Peer, pinfoldBin, stopAll, waitFor } from '../cluster/harness.mjs';
+import { Ipfs, Peer, agreedRaftLeader, pinfoldBin, raftState, stopAll, waitFor } from '../cluster/harness.mjs';
 import { Network } from './netns.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
@@ -33,21 +33,6 @@ after(async () => {
   network.down();
 });
 
-const raftState = async (peer) => JSON.parse((await peer.get('/state/raft')).body);
-
-/** The leader every peer of `group` agrees on. */
-function agreedLeader(group, ms = 30_000) {
-  return waitFor(
-    `${group.map((p) => p.name)} to agree on a leader`,
-    async () => {
-      const states = await Promise.all(group.map(raftState));
-      const leader = states[0].leader;
-      return leader && states.every((s) => s.leader === leader) && group.find((p) => p.id === leader);
-    },
-    ms,
-  );
-}
-
 async function pin(peer, label) {
   const cid = await peer.ipfs.addContent(label);
   const res = await peer.post(`/pins/${cid}?replication=-1`);
@@ -56,14 +41,14 @@ async function pin(peer, label) {
 }
 
 test("the leader's host cut off: the majority elects a new leader and takes writes, the minority refuses them, and catches up once healed", async () => {
-  const leader = await agreedLeader(peers);
+  const leader = await agreedRaftLeader(peers);
   const majority = peers.filter((p) => p !== leader);
   const acknowledged = [];
   for (const peer of peers) acknowledged.push(await pin(peer, `raft partition before ${peer.name}`));
 
   leader.host.cut();
   const cut = Date.now();
-  const next = await agreedLeader(majority);
+  const next = await agreedRaftLeader(majority);
   console.log(`# ${next.name} leads the majority ${Date.now() - cut} ms after the cut`);
   assert.notEqual(next.id, leader.id);
   const during = [];
@@ -76,7 +61,7 @@ test("the leader's host cut off: the majority elects a new leader and takes writ
   assert.equal(await leader.allocation(cid), null, 'the refused write is not in its pinset');
 
   leader.host.heal();
-  await agreedLeader(peers, 60_000);
+  await agreedRaftLeader(peers, 60_000);
   for (const peer of peers) {
     const pinset = new Set((await peer.list('/allocations')).map((p) => p.cid));
     await waitFor(`${peer.name} to hold every acknowledged pin`, async () => {

@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { Ipfs, Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
+import { Ipfs, Peer, pinfoldBin, raftState, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
 import { GoPeer, clusterCtl, goBin, stopGoPeers } from './go.mjs';
 
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
@@ -17,8 +17,6 @@ after(async () => {
   await stopGoPeers();
   await stopAll();
 });
-
-const raftState = async (peer) => JSON.parse((await peer.get('/state/raft')).body);
 
 test("a Go Raft peer's exported state starts a pinfold Raft cluster in the Go peer's own folder, and reaches a peer that joins", async () => {
   const ipfs = await new Ipfs('raft-go').start();

@@ -137,7 +137,8 @@ pub struct RaftConsensus {
     last_tick_ms: u64,
     applied: u64,
     failed: Vec<(u64, String)>,
-    /// Committed requests to add or remove peers, which the leader carries out.
+    /// Committed requests to add or remove peers that the configuration does not reflect
+    /// yet: whichever peer leads carries them out, one at a time.
     membership: Vec<RaftOp>,
     /// A new cluster's first snapshot, to write before anything else.
     bootstrap: RaftWrite,
@@ -265,6 +266,7 @@ impl RaftConsensus {
             self.node.tick();
             self.last_tick_ms += tick;
         }
+        self.change_requested_members();
         let late: Vec<u64> = self
             .pending
             .iter()
@@ -422,23 +424,29 @@ impl RaftConsensus {
         Ok(out)
     }
 
-    /// The leader proposes the configuration changes that committed requests ask for
-    /// (one at a time: raft-rs drops a change proposed while another is pending, and the
-    /// requester asks again).
+    /// The leader proposes the configuration change the first committed request still
+    /// asks for, once no other is pending (raft-rs takes one at a time). Every peer keeps
+    /// the requests until the configuration reflects them, so that a new leader finishes
+    /// what the old one left.
     fn change_requested_members(&mut self) {
-        let requests = std::mem::take(&mut self.membership);
-        if !self.is_leader() {
+        let voters = self.node.store().conf_state().voters;
+        self.membership.retain(|request| match request {
+            RaftOp::AddPeer(peer) => !voters.contains(&raft_id(peer)),
+            RaftOp::RemovePeer(peer) => voters.contains(&raft_id(peer)),
+            _ => false,
+        });
+        let raft = &self.node.raft;
+        let pending = raft.pending_conf_index > raft.raft_log.applied;
+        if !self.is_leader() || pending {
             return;
         }
-        for request in requests {
-            let result = match request {
-                RaftOp::AddPeer(peer) if !self.is_member(&peer) => self.add_member(peer),
-                RaftOp::RemovePeer(peer) if self.is_member(&peer) => self.remove_member(peer),
-                _ => Ok(()),
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, "could not change the Raft peers");
-            }
+        let result = match self.membership.first().cloned() {
+            Some(RaftOp::AddPeer(peer)) => self.add_member(peer),
+            Some(RaftOp::RemovePeer(peer)) => self.remove_member(peer),
+            _ => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not change the Raft peers");
         }
     }
 
