@@ -187,7 +187,10 @@ test('Leave: a peer stopped with --leave has another re-allocate its pins, thoug
     await pin(writer, cid, `replication-min=2&replication-max=2&user-allocations=${leaver.id}`);
     cids.push(cid);
   }
-  for (const cid of cids) await allocationsOf(writer, cid, `on ${leaver.name}`, (a) => a.includes(leaver.id));
+  // Whichever peer takes the removal must know the pins first.
+  for (const peer of peers.filter(running)) {
+    for (const cid of cids) await allocationsOf(peer, cid, `on ${leaver.name}`, (a) => a.includes(leaver.id));
+  }
   await leaver.stop();
   assert.match(leaver.tail(20), /left the cluster: that peer re-allocated this peer's pins/);
   for (const cid of cids) {
