@@ -346,7 +346,10 @@ test('add --nocopy has the daemon reference the file through its filestore, and 
     'raw leaves, as nocopy implies',
   );
 
-  const refused = ctl(p3(), 'add', '--nocopy', '--local', file);
+  // A small file: the refusal comes before the upload ends, which a large one may still be sending.
+  const small = path.join(p3().ipfs.dir, 'small-by-reference.txt');
+  fs.writeFileSync(small, 'nocopy without a filestore');
+  const refused = ctl(p3(), 'add', '--nocopy', '--local', small);
   assert.notEqual(refused.code, 0);
   assert.match(refused.err, /the filestore or the urlstore must be enabled to use nocopy/);
   const viaRest = await request(p3(), '/add?nocopy=true&format=car', { method: 'POST' });
