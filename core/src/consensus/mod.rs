@@ -83,7 +83,6 @@ pub enum RaftError {
 /// A write committed by the cluster, to apply to the pinset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
-    pub index: u64,
     pub ops: Vec<RaftOp>,
     /// This peer's proposal it answers, if it proposed it.
     pub proposal: Option<u64>,
@@ -105,16 +104,6 @@ pub struct RaftReady {
     pub committed: Vec<Committed>,
     /// This peer's proposals that will not be committed, with why.
     pub failed: Vec<(u64, String)>,
-}
-
-impl RaftReady {
-    pub fn is_empty(&self) -> bool {
-        self.write.is_empty()
-            && self.messages.is_empty()
-            && self.restore.is_none()
-            && self.committed.is_empty()
-            && self.failed.is_empty()
-    }
 }
 
 /// A peer's Raft id: the first eight bytes of the SHA-256 of its peer id (never 0).
@@ -217,10 +206,6 @@ impl RaftConsensus {
             membership: Vec::new(),
             bootstrap,
         })
-    }
-
-    pub fn settings(&self) -> &RaftSettings {
-        &self.settings
     }
 
     /// The leader this peer knows of.
@@ -478,11 +463,7 @@ impl RaftConsensus {
                                 matches!(op, RaftOp::AddPeer(_) | RaftOp::RemovePeer(_))
                             });
                             self.membership.extend::<Vec<RaftOp>>(membership);
-                            out.committed.push(Committed {
-                                index: entry.index,
-                                ops,
-                                proposal,
-                            });
+                            out.committed.push(Committed { ops, proposal });
                         }
                         Err(error) => {
                             tracing::error!(index = entry.index, %error, "skipped an unreadable Raft entry");

@@ -57,6 +57,23 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Err(FrameError::BadLength)
 }
 
+/// Reads one frame of at most `max` bytes as a request-response codec needs it: a clean
+/// end of stream is `UnexpectedEof`, a bad frame `InvalidData`.
+pub async fn read_message<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
+    match read_frame(reader, max).await {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        Err(FrameError::Io(error)) => Err(error),
+        Err(error) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            error.to_string(),
+        )),
+    }
+}
+
 /// Writes one frame and flushes it.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,

@@ -8,7 +8,7 @@ use futures::{AsyncRead, AsyncWrite};
 use libp2p_request_response as request_response;
 use libp2p_swarm::StreamProtocol;
 
-use super::frame::{read_frame, write_frame, FrameError};
+use super::frame::{read_message, write_frame};
 use crate::codec::peer_request::{
     PeerRequest, PeerResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL, REPO_GC_PROTOCOL,
 };
@@ -115,15 +115,6 @@ pub struct PeerRequestCodec;
 
 fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
-}
-
-async fn read_message<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
-    match read_frame(io, max).await {
-        Ok(Some(bytes)) => Ok(bytes),
-        Ok(None) => Err(io::ErrorKind::UnexpectedEof.into()),
-        Err(FrameError::Io(error)) => Err(error),
-        Err(error) => Err(invalid(error)),
-    }
 }
 
 impl request_response::Codec for PeerRequestCodec {

@@ -10,7 +10,7 @@ use futures::{AsyncRead, AsyncWrite};
 use libp2p_request_response as request_response;
 use libp2p_swarm::StreamProtocol;
 
-use super::frame::{read_frame, write_frame, FrameError};
+use super::frame::{read_message, write_frame};
 
 pub const PROTOCOL: &str = "/pinfold/raft/1.0.0";
 
@@ -48,30 +48,14 @@ impl request_response::Codec for RaftCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, MAX_MESSAGE_BYTES).await {
-            Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => Err(io::ErrorKind::UnexpectedEof.into()),
-            Err(FrameError::Io(error)) => Err(error),
-            Err(error) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                error.to_string(),
-            )),
-        }
+        read_message(io, MAX_MESSAGE_BYTES).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, 0).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(io::ErrorKind::UnexpectedEof.into()),
-            Err(FrameError::Io(error)) => Err(error),
-            Err(error) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                error.to_string(),
-            )),
-        }
+        read_message(io, 0).await.map(drop)
     }
 
     async fn write_request<T>(
