@@ -613,3 +613,75 @@ fn a_replaced_snapshot_is_forgotten_but_for_the_chunks_its_successor_shares() {
     assert_eq!(follower.stats().snapshots_loaded, 1);
     assert_eq!(values(&follower), values(&writer));
 }
+
+/// Delivers every block `r` asks for from `source`, until it asks for nothing more.
+fn deliver_all(r: &mut Replica<MemoryStore>, source: &MemoryStore) {
+    loop {
+        let mut wanted = Vec::new();
+        while let Some(output) = r.poll_output() {
+            if let Output::Fetch(cids) = output {
+                wanted.extend(cids);
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        for cid in wanted {
+            ready(r.receive_block(&cid, block(source, &cid), 1)).unwrap();
+        }
+    }
+}
+
+/// A replica that keeps no blocks (a light follower) drops each snapshot chunk once it is
+/// merged, holds no block once synced (also after a restart half-way through the merge, or
+/// after walking the DAG), and still follows the writes that come after.
+#[test]
+fn a_replica_keeping_no_blocks_holds_none_once_synced() {
+    let (mut writer, root) = writer_with_small_chunks();
+    let light = Config {
+        keep_blocks: false,
+        ..Config::default()
+    };
+    let mut r = replica(light.clone());
+    ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
+    deliver_all(&mut r, writer.store());
+    let snapshot_blocks = ready(writer.snapshot_blocks(&root)).unwrap().len();
+    assert_eq!(
+        r.store().block_count(),
+        snapshot_blocks,
+        "chunks held until all are in"
+    );
+    for merged in 1..=2 {
+        ready(r.work(1)).unwrap();
+        assert_eq!(r.store().block_count(), snapshot_blocks - merged);
+    }
+
+    let mut r = ready(Replica::open(r.into_store(), light.clone())).unwrap();
+    ready(r.tick(1)).unwrap();
+    deliver_all(&mut r, writer.store());
+    while r.has_work() {
+        ready(r.work(1)).unwrap();
+    }
+    assert!(r.is_synced());
+    assert_eq!(r.stats().snapshots_loaded, 1);
+    assert_eq!(values(&r), values(&writer));
+    assert_eq!(
+        r.store().block_count(),
+        0,
+        "root, indexes and chunks dropped"
+    );
+
+    ready(writer.put("/later", b"after the snapshot".to_vec(), 2)).unwrap();
+    while writer.poll_output().is_some() {}
+    let heads: Vec<Cid> = writer.heads().into_iter().map(|(c, _)| c).collect();
+    broadcast(&mut r, &heads);
+    deliver_all(&mut r, writer.store());
+    assert!(r.is_synced());
+    assert_eq!(values(&r), values(&writer));
+    assert_eq!(r.heads(), writer.heads());
+    assert_eq!(r.store().block_count(), 0, "merged deltas are not kept");
+
+    let walked = support::cold_sync(&writer, light);
+    assert_eq!(values(&walked), values(&writer));
+    assert_eq!(walked.store().block_count(), 0);
+}

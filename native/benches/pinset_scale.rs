@@ -1,7 +1,8 @@
 //! How the pinset's costs grow with its size: ingest, sync through the DAG and from a
-//! snapshot, in memory and into the durable redb store, at each size in
+//! snapshot, in memory (also as a light follower, which keeps no blocks) and into the
+//! durable redb store, at each size in
 //! `PINFOLD_BENCH_SIZES` (default `100000,1000000`), printed as one table of time, pins/s,
-//! live heap, resident growth and file size per pin. Each size runs in a child process of
+//! live heap, peak heap, resident growth and file size per pin. Each size runs in a child process of
 //! its own, so that its memory figures start from nothing, bounded by
 //! `PINFOLD_BENCH_SCALE_MINUTES` (default 30) per size. Pins are [`support::pin_entry`]'s,
 //! written 1000 to a delta (as a batching peer or `pinfold service state import` writes
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::crdt::{BatchConfig, Config, MemoryStore, Replica};
 use pinfold_native::store::RedbStore;
-use support::{answer_fetches, cold_sync, peer, pin_entry, ready, snapshot_sync, writer_with_pins};
+use support::{cold_sync, peer, pin_entry, ready, serve_fetches, snapshot_sync, writer_with_pins};
 
 /// Pins per delta, as batched writes and imports make them.
 const PINS_PER_DELTA: usize = 1000;
@@ -35,10 +36,17 @@ const CHILD_ENV: &str = "PINFOLD_BENCH_SCALE_CHILD";
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The most `LIVE` reached since [`measure`] last reset it.
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+fn grow(bytes: isize) {
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grow(layout.size() as isize);
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -46,10 +54,7 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
+        grow(new_size as isize - layout.size() as isize);
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -83,6 +88,7 @@ struct Row {
     step: String,
     took: Duration,
     heap: Option<i64>,
+    peak: Option<i64>,
     resident: Option<i64>,
     disk: Option<u64>,
 }
@@ -91,11 +97,12 @@ impl Row {
     fn encode(&self) -> String {
         let opt = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
         format!(
-            "row\t{}\t{}\t{}\t{}\t{}\t{}",
+            "row\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.pins,
             self.step,
             self.took.as_nanos(),
             opt(self.heap),
+            opt(self.peak),
             opt(self.resident),
             opt(self.disk.map(|d| d as i64)),
         )
@@ -109,6 +116,7 @@ impl Row {
             step: fields.next()?.to_owned(),
             took: Duration::from_nanos(fields.next()?.parse().ok()?),
             heap: opt(fields.next()),
+            peak: opt(fields.next()),
             resident: opt(fields.next()),
             disk: opt(fields.next()).map(|d| d as u64),
         })
@@ -119,13 +127,22 @@ impl Row {
 struct Measured<T> {
     value: T,
     took: Duration,
+    memory: Memory,
+}
+
+/// Bytes a step left allocated (`heap`), the most it had allocated at once (`peak`: what a
+/// WebAssembly follower's memory grows to, as it never shrinks), and resident growth.
+#[derive(Clone, Copy)]
+struct Memory {
     heap: i64,
+    peak: i64,
     resident: i64,
 }
 
 fn measure<T>(f: impl FnOnce() -> T) -> Measured<T> {
     release_free_memory();
     let (heap_before, resident_before) = (LIVE.load(Ordering::Relaxed), resident_bytes());
+    PEAK.store(heap_before, Ordering::Relaxed);
     let started = Instant::now();
     let value = f();
     let took = started.elapsed();
@@ -133,8 +150,11 @@ fn measure<T>(f: impl FnOnce() -> T) -> Measured<T> {
     Measured {
         value,
         took,
-        heap: (LIVE.load(Ordering::Relaxed) - heap_before) as i64,
-        resident: resident_bytes() - resident_before,
+        memory: Memory {
+            heap: (LIVE.load(Ordering::Relaxed) - heap_before) as i64,
+            peak: (PEAK.load(Ordering::Relaxed) - heap_before) as i64,
+            resident: resident_bytes() - resident_before,
+        },
     }
 }
 
@@ -225,21 +245,29 @@ fn print_table(rows: &[Row]) {
         bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / pins as f64))
     };
     println!(
-        "| {:<40} | {:>10} | {:>9} | {:>10} | {:>10} | {:>14} | {:>10} |",
-        "step", "pins", "time (s)", "pins/s", "heap B/pin", "resident B/pin", "disk B/pin"
+        "| {:<41} | {:>10} | {:>9} | {:>10} | {:>10} | {:>10} | {:>14} | {:>10} |",
+        "step",
+        "pins",
+        "time (s)",
+        "pins/s",
+        "heap B/pin",
+        "peak B/pin",
+        "resident B/pin",
+        "disk B/pin"
     );
     println!(
-        "|{:-<42}|{:->12}|{:->11}|{:->12}|{:->12}|{:->16}|{:->12}|",
-        "", "", "", "", "", "", ""
+        "|{:-<43}|{:->12}|{:->11}|{:->12}|{:->12}|{:->12}|{:->16}|{:->12}|",
+        "", "", "", "", "", "", "", ""
     );
     for row in rows {
         println!(
-            "| {:<40} | {:>10} | {:>9.2} | {:>10.0} | {:>10} | {:>14} | {:>10} |",
+            "| {:<41} | {:>10} | {:>9.2} | {:>10.0} | {:>10} | {:>10} | {:>14} | {:>10} |",
             row.step,
             row.pins,
             row.took.as_secs_f64(),
             row.pins as f64 / row.took.as_secs_f64(),
             per_pin(row.heap, row.pins),
+            per_pin(row.peak, row.pins),
             per_pin(row.resident, row.pins),
             per_pin(row.disk.map(|d| d as i64), row.pins),
         );
@@ -248,13 +276,14 @@ fn print_table(rows: &[Row]) {
 
 /// Measures one size, printing each step's row as soon as it is done.
 fn measure_size(pins: u64) {
-    let emit = |step: &str, took: Duration, memory: Option<(i64, i64)>, disk: Option<u64>| {
+    let emit = |step: &str, took: Duration, memory: Option<Memory>, disk: Option<u64>| {
         let row = Row {
             pins,
             step: step.to_owned(),
             took,
-            heap: memory.map(|(heap, _)| heap),
-            resident: memory.map(|(_, resident)| resident),
+            heap: memory.map(|m| m.heap),
+            peak: memory.map(|m| m.peak),
+            resident: memory.map(|m| m.resident),
             disk,
         };
         println!("{}", row.encode());
@@ -265,19 +294,14 @@ fn measure_size(pins: u64) {
         .unwrap_or_else(|| temp.path().to_owned());
 
     let writer = measure(|| writer_with_pins(pins, PINS_PER_DELTA));
-    emit(
-        "ingest, in memory",
-        writer.took,
-        Some((writer.heap, writer.resident)),
-        None,
-    );
+    emit("ingest, in memory", writer.took, Some(writer.memory), None);
     let mut writer = writer.value;
 
     let follower = measure(|| cold_sync(&writer, Config::default()));
     emit(
         "sync through the DAG, in memory",
         follower.took,
-        Some((follower.heap, follower.resident)),
+        Some(follower.memory),
         None,
     );
     drop(follower);
@@ -290,7 +314,29 @@ fn measure_size(pins: u64) {
     emit(
         "sync from a snapshot, in memory",
         follower.took,
-        Some((follower.heap, follower.resident)),
+        Some(follower.memory),
+        None,
+    );
+    drop(follower);
+
+    // A light follower keeps no blocks: only its keys, the merged block ids and heads.
+    let light = Config {
+        keep_blocks: false,
+        ..Config::default()
+    };
+    let follower = measure(|| cold_sync(&writer, light.clone()));
+    emit(
+        "light follower through the DAG, in memory",
+        follower.took,
+        Some(follower.memory),
+        None,
+    );
+    drop(follower);
+    let follower = measure(|| snapshot_sync(&writer, &root, light));
+    emit(
+        "light follower from a snapshot, in memory",
+        follower.took,
+        Some(follower.memory),
         None,
     );
     drop(follower);
@@ -305,7 +351,7 @@ fn measure_size(pins: u64) {
     emit(
         "sync through the DAG, redb",
         synced.took,
-        Some((synced.heap, synced.resident)),
+        Some(synced.memory),
         Some(file_size(&path)),
     );
     drop(synced);
@@ -315,7 +361,7 @@ fn measure_size(pins: u64) {
     emit(
         "sync from a snapshot, redb",
         synced.took,
-        Some((synced.heap, synced.resident)),
+        Some(synced.memory),
         Some(file_size(&snapshot_path)),
     );
     drop(synced);
@@ -332,7 +378,7 @@ fn measure_size(pins: u64) {
     emit(
         "reopen the DAG-synced redb store",
         reopened.took,
-        Some((reopened.heap, reopened.resident)),
+        Some(reopened.memory),
         None,
     );
 }
@@ -371,7 +417,7 @@ fn sync_into(
     }
     let heads: Vec<_> = source.heads().into_iter().map(|(c, _)| c).collect();
     ready(replica.receive_broadcast(&peer(0), &encode_broadcast(&heads), 0)).unwrap();
-    answer_fetches(&mut replica, source.store());
+    serve_fetches(&mut replica, source.store(), drop);
     assert!(replica.is_synced());
     replica
 }

@@ -259,6 +259,8 @@ impl<E: Sink> Follower<E> {
             trust: settings.trust.clone(),
             fetch_timeout_ms: 30_000,
             seed: u64::from_le_bytes(local.to_bytes()[2..10].try_into().expect("8 bytes")),
+            // A light follower serves no blocks: it keeps the pinset, not the DAG.
+            keep_blocks: false,
             ..crdt::Config::default()
         };
         let replica = Replica::open(store, replica_config)

@@ -94,6 +94,11 @@ pub struct Config {
     pub snapshot_chunk_bytes: usize,
     /// Most links of one snapshot node (root or index), at most dag-pb's 4096.
     pub snapshot_fanout: usize,
+    /// Whether merged blocks are kept, to be served to other peers: delta blocks, and a
+    /// loaded snapshot's root, indexes and chunks. A replica nobody fetches from (a light
+    /// follower) turns it off and keeps only its keys, the merged block ids and its heads;
+    /// a loaded snapshot's chunks are then dropped as each is merged.
+    pub keep_blocks: bool,
 }
 
 impl Default for Config {
@@ -115,6 +120,7 @@ impl Default for Config {
             seed: 0,
             snapshot_chunk_bytes: MAX_CHUNK_BYTES,
             snapshot_fanout: MAX_FANOUT,
+            keep_blocks: true,
         }
     }
 }

@@ -310,7 +310,7 @@ pub fn cold_sync(source: &Replica<MemoryStore>, config: Config) -> Replica<Memor
     let heads: Vec<Cid> = source.heads().into_iter().map(|(c, _)| c).collect();
     let broadcast = pinfold_core::codec::delta::encode_broadcast(&heads);
     ready(follower.receive_broadcast(&peer(0), &broadcast, 0)).unwrap();
-    answer_fetches(&mut follower, source.store());
+    serve_fetches(&mut follower, source.store(), drop);
     assert!(follower.is_synced());
     follower
 }
@@ -324,7 +324,7 @@ pub fn snapshot_sync(
 ) -> Replica<MemoryStore> {
     let mut follower = ready(Replica::open(MemoryStore::new(), config)).unwrap();
     ready(follower.load_snapshot(&peer(0), root, 0)).unwrap();
-    answer_fetches(&mut follower, source.store());
+    serve_fetches(&mut follower, source.store(), drop);
     assert!(follower.is_synced());
     follower
 }
@@ -332,20 +332,36 @@ pub fn snapshot_sync(
 /// Answers `follower`'s fetches from the blocks in `source` until it asks for nothing more,
 /// and returns its other outputs. Both stores must answer without waiting.
 pub fn answer_fetches<S: Store, T: Store>(follower: &mut Replica<S>, source: &T) -> Vec<Output> {
-    let mut wanted = Vec::new();
     let mut others = Vec::new();
-    loop {
-        while follower.has_work() {
-            ready(follower.work(0)).unwrap();
-        }
+    serve_fetches(follower, source, |output| others.push(output));
+    others
+}
+
+/// Answers `follower`'s fetches from the blocks in `source` until it asks for nothing more,
+/// handing its other outputs to `other` as they come (after each merge step, as a driver
+/// does, so that nothing piles up in the replica). Both stores must answer without waiting.
+pub fn serve_fetches<S: Store, T: Store>(
+    follower: &mut Replica<S>,
+    source: &T,
+    mut other: impl FnMut(Output),
+) {
+    let mut wanted = Vec::new();
+    let mut drain = |follower: &mut Replica<S>, wanted: &mut Vec<Cid>| {
         while let Some(output) = follower.poll_output() {
             match output {
                 Output::Fetch(cids) => wanted.extend(cids),
-                other => others.push(other),
+                output => other(output),
             }
         }
+    };
+    loop {
+        while follower.has_work() {
+            ready(follower.work(0)).unwrap();
+            drain(follower, &mut wanted);
+        }
+        drain(follower, &mut wanted);
         let Some(cid) = wanted.pop() else {
-            return others;
+            return;
         };
         let id = BlockId::from_cid(&cid).unwrap();
         let bytes = ready(source.block(&id)).unwrap().unwrap();

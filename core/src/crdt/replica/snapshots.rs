@@ -369,6 +369,14 @@ impl<S: Store> Replica<S> {
         tx.processed = chunk.processed;
         tx.pending_removed.push(id);
         let last = self.held_chunks.is_empty();
+        if !self.config.keep_blocks {
+            if last {
+                // The root and indexes too; the chunks merged before are gone already.
+                tx.blocks_removed = self.snapshot_blocks(&root).await?;
+            } else {
+                tx.blocks_removed.push(id);
+            }
+        }
         if last {
             let root_id = BlockId::from_cid(&root).expect("checked when loading");
             let header = self

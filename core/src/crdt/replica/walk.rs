@@ -324,7 +324,9 @@ impl<S: Store> Replica<S> {
         };
         let mut events = Vec::new();
         self.merge(&node.delta, id, &mut tx, &mut events).await?;
-        tx.blocks.push((id, bytes));
+        if self.config.keep_blocks {
+            tx.blocks.push((id, bytes));
+        }
         tx.processed.push(id);
         for (key, (cid, _)) in &self.heads {
             if !heads.contains_key(key) {
