@@ -338,9 +338,11 @@ impl KeyEntry {
         Self(bytes.into_boxed_slice())
     }
 
+    // Always inlined: the set compares keys many times per insert and lookup, and the
+    // browser build, optimised for size, would otherwise call out for each comparison.
+    #[inline(always)]
     fn split(&self) -> (&[u8], &[u8]) {
-        // Keys under 128 bytes (every pin's) have a one-byte length: read it directly, as
-        // the set compares keys many times per insert.
+        // Keys under 128 bytes (every pin's) have a one-byte length: read it directly.
         if let Some((&len, rest)) = self.0.split_first() {
             if len < 0x80 {
                 return rest.split_at(usize::from(len));
@@ -351,12 +353,14 @@ impl KeyEntry {
         buf.split_at(len)
     }
 
+    #[inline(always)]
     fn key(&self) -> &[u8] {
         self.split().0
     }
 }
 
 impl std::borrow::Borrow<[u8]> for KeyEntry {
+    #[inline(always)]
     fn borrow(&self) -> &[u8] {
         self.key()
     }
@@ -377,6 +381,7 @@ impl PartialOrd for KeyEntry {
 }
 
 impl Ord for KeyEntry {
+    #[inline(always)]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.key().cmp(other.key())
     }
