@@ -395,20 +395,7 @@ fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
     let (writer, root) = writer_with_small_chunks();
     let mut r = replica(Config::default());
     ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
-    loop {
-        let mut wanted = Vec::new();
-        while let Some(output) = r.poll_output() {
-            if let Output::Fetch(cids) = output {
-                wanted.extend(cids);
-            }
-        }
-        if wanted.is_empty() {
-            break;
-        }
-        for cid in wanted {
-            ready(r.receive_block(&cid, block(writer.store(), &cid), 1)).unwrap();
-        }
-    }
+    deliver_all(&mut r, writer.store());
     assert!(r.has_work());
     assert!(values(&r).is_empty(), "nothing merges before work");
     let mut calls = 0;

@@ -162,7 +162,10 @@ impl KeyState {
 
     /// A compact binary form for durable stores, block ids written whole.
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_with(|block, out| out.extend_from_slice(&block.0))
+        let value_bytes: usize = self.live.iter().map(|v| v.value.len() + 44).sum();
+        let mut out = Vec::with_capacity(2 + value_bytes + 32 * self.tombstones.len());
+        self.encode_into(&mut out, |block, out| out.extend_from_slice(&block.0));
+        out
     }
 
     /// Reads the form [`KeyState::encode`] writes, checking every length.
@@ -170,26 +173,27 @@ impl KeyState {
         Self::decode_with(bytes, read_block)
     }
 
-    /// The compact form with block ids written by `write_block`, for stores that keep ids
-    /// in a shorter form (such as an index into a table of ids).
-    pub fn encode_with(&self, mut write_block: impl FnMut(&BlockId, &mut Vec<u8>)) -> Vec<u8> {
-        let value_bytes: usize = self.live.iter().map(|v| v.value.len() + 44).sum();
-        let mut out = Vec::with_capacity(2 + value_bytes + 32 * self.tombstones.len());
-        encode_varint(self.live.len() as u64, &mut out);
+    /// Appends the compact form to `out`, block ids written by `write_block`, for stores
+    /// that keep ids in a shorter form (such as an index into a table of ids).
+    pub fn encode_into(
+        &self,
+        out: &mut Vec<u8>,
+        mut write_block: impl FnMut(&BlockId, &mut Vec<u8>),
+    ) {
+        encode_varint(self.live.len() as u64, out);
         for version in &self.live {
-            write_block(&version.block, &mut out);
-            encode_varint(version.priority, &mut out);
-            encode_varint(version.value.len() as u64, &mut out);
+            write_block(&version.block, out);
+            encode_varint(version.priority, out);
+            encode_varint(version.value.len() as u64, out);
             out.extend_from_slice(&version.value);
         }
-        encode_varint(self.tombstones.len() as u64, &mut out);
+        encode_varint(self.tombstones.len() as u64, out);
         for block in &self.tombstones {
-            write_block(block, &mut out);
+            write_block(block, out);
         }
-        out
     }
 
-    /// Reads the form [`KeyState::encode_with`] writes, block ids read by `read_block`.
+    /// Reads the form [`KeyState::encode_into`] writes, block ids read by `read_block`.
     pub fn decode_with(
         mut bytes: &[u8],
         mut read_block: impl FnMut(&mut &[u8]) -> Result<BlockId, RecordDecodeError>,

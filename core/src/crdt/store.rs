@@ -323,6 +323,8 @@ pub struct MemoryStore {
     processed: BTreeSet<BlockId>,
     heads: BTreeMap<Vec<u8>, (Cid, u64)>,
     pending: HashMap<BlockId, PendingBlock>,
+    /// Where each key's entry is assembled before it is allocated.
+    scratch: Vec<u8>,
 }
 
 /// A key and its encoded state in one allocation: the key's length, the key, the state.
@@ -330,12 +332,14 @@ pub struct MemoryStore {
 struct KeyEntry(Box<[u8]>);
 
 impl KeyEntry {
-    fn new(key: &[u8], state: &[u8]) -> Self {
-        let mut bytes = Vec::with_capacity(key.len() + state.len() + 3);
-        encode_varint(key.len() as u64, &mut bytes);
-        bytes.extend_from_slice(key);
-        bytes.extend_from_slice(state);
-        Self(bytes.into_boxed_slice())
+    /// The entry of `key` and its `state`, its block ids numbered by `ids`, assembled in
+    /// `scratch` so that the entry is allocated once, at its exact size.
+    fn new(key: &[u8], state: &KeyState, ids: &mut BlockIds, scratch: &mut Vec<u8>) -> Self {
+        scratch.clear();
+        encode_varint(key.len() as u64, scratch);
+        scratch.extend_from_slice(key);
+        ids.encode_into(state, scratch);
+        Self(Box::from(&scratch[..]))
     }
 
     // Always inlined: the set compares keys many times per insert and lookup, and the
@@ -395,8 +399,8 @@ struct BlockIds {
 }
 
 impl BlockIds {
-    fn encode(&mut self, state: &KeyState) -> Vec<u8> {
-        state.encode_with(|id, out| {
+    fn encode_into(&mut self, state: &KeyState, out: &mut Vec<u8>) {
+        state.encode_into(out, |id, out| {
             let next = self.ids.len() as u64;
             let number = *self.numbers.entry(*id).or_insert(next);
             if number == next {
@@ -506,7 +510,7 @@ impl Store for MemoryStore {
         }
         self.processed.extend(tx.processed);
         for (key, state) in tx.keys {
-            let entry = KeyEntry::new(&key, &self.ids.encode(&state));
+            let entry = KeyEntry::new(&key, &state, &mut self.ids, &mut self.scratch);
             self.keys.replace(entry);
         }
         for cid in tx.heads_removed {
