@@ -619,17 +619,13 @@ fn deliver_all(r: &mut Replica<MemoryStore>, source: &MemoryStore) {
     }
 }
 
-/// A replica that keeps no blocks (a light follower) drops each snapshot chunk once it is
-/// merged, holds no block once synced (also after a restart half-way through the merge, or
-/// after walking the DAG), and still follows the writes that come after.
+/// A loaded snapshot's blocks go as its chunks are merged, the root and indexes with the
+/// last, also across a restart half-way through the merge; deltas merged after it are kept,
+/// unless the replica keeps no blocks (a light follower), which holds none through the DAG.
 #[test]
-fn a_replica_keeping_no_blocks_holds_none_once_synced() {
+fn loaded_snapshots_are_not_kept_and_a_light_replica_keeps_no_deltas() {
     let (mut writer, root) = writer_with_small_chunks();
-    let light = Config {
-        keep_blocks: false,
-        ..Config::default()
-    };
-    let mut r = replica(light.clone());
+    let mut r = replica(Config::default());
     ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
     deliver_all(&mut r, writer.store());
     let snapshot_blocks = ready(writer.snapshot_blocks(&root)).unwrap().len();
@@ -643,7 +639,7 @@ fn a_replica_keeping_no_blocks_holds_none_once_synced() {
         assert_eq!(r.store().block_count(), snapshot_blocks - merged);
     }
 
-    let mut r = ready(Replica::open(r.into_store(), light.clone())).unwrap();
+    let mut r = ready(Replica::open(r.into_store(), Config::default())).unwrap();
     ready(r.tick(1)).unwrap();
     deliver_all(&mut r, writer.store());
     while r.has_work() {
@@ -666,8 +662,16 @@ fn a_replica_keeping_no_blocks_holds_none_once_synced() {
     assert!(r.is_synced());
     assert_eq!(values(&r), values(&writer));
     assert_eq!(r.heads(), writer.heads());
-    assert_eq!(r.store().block_count(), 0, "merged deltas are not kept");
+    assert_eq!(
+        r.store().block_count(),
+        1,
+        "the delta merged is kept to serve"
+    );
 
+    let light = Config {
+        keep_blocks: false,
+        ..Config::default()
+    };
     let walked = support::cold_sync(&writer, light);
     assert_eq!(values(&walked), values(&writer));
     assert_eq!(walked.store().block_count(), 0);

@@ -94,10 +94,10 @@ pub struct Config {
     pub snapshot_chunk_bytes: usize,
     /// Most links of one snapshot node (root or index), at most dag-pb's 4096.
     pub snapshot_fanout: usize,
-    /// Whether merged blocks are kept, to be served to other peers: delta blocks, and a
-    /// loaded snapshot's root, indexes and chunks. A replica nobody fetches from (a light
-    /// follower) turns it off and keeps only its keys, the merged block ids and its heads;
-    /// a loaded snapshot's chunks are then dropped as each is merged.
+    /// Whether merged delta blocks are kept, to be served to other peers. A replica nobody
+    /// fetches from (a light follower) turns it off and keeps only its keys, the merged
+    /// block ids and its heads. (A loaded snapshot's blocks are never kept: a peer offers
+    /// only the snapshots it makes.)
     pub keep_blocks: bool,
 }
 

@@ -326,9 +326,9 @@ impl<S: Store> Replica<S> {
     }
 
     /// Merges one held snapshot chunk, in one transaction (nothing when
-    /// [`Replica::has_work`] is false). The last chunk adopts the snapshot's heads, and the
-    /// delta walks that waited for it resume. A restart part-way finds the rest still
-    /// pending and their blocks stored.
+    /// [`Replica::has_work`] is false), and forgets its block. The last chunk adopts the
+    /// snapshot's heads, and the delta walks that waited for it resume. A restart part-way
+    /// finds the rest still pending and their blocks stored.
     pub async fn work(&mut self, now: u64) -> Result<(), S::Error> {
         if !self.has_work() {
             return Ok(());
@@ -369,13 +369,12 @@ impl<S: Store> Replica<S> {
         tx.processed = chunk.processed;
         tx.pending_removed.push(id);
         let last = self.held_chunks.is_empty();
-        if !self.config.keep_blocks {
-            if last {
-                // The root and indexes too; the chunks merged before are gone already.
-                tx.blocks_removed = self.snapshot_blocks(&root).await?;
-            } else {
-                tx.blocks_removed.push(id);
-            }
+        // A loaded snapshot's blocks go as they are merged: a peer offers only the
+        // snapshots it makes. With the last chunk go the root and the indexes.
+        if last {
+            tx.blocks_removed = self.snapshot_blocks(&root).await?;
+        } else {
+            tx.blocks_removed.push(id);
         }
         if last {
             let root_id = BlockId::from_cid(&root).expect("checked when loading");
