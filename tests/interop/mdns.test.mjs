@@ -2,7 +2,9 @@
 // host of its own (network namespaces on one bridge, tests/faults/netns.mjs), started with
 // no bootstrap address and no peerstore, find each other over mDNS (Go's service,
 // `_ipfs-cluster-discovery._udp`), form one cluster, and a pin written at one pinfold
-// peer reaches the Go peer. Runs as root.
+// peer reaches the Go peer. Each host's link delays what it sends by 20 ms, so that peers
+// that find each other dial each other at once and keep two connections: gossip must
+// still flow both ways (see core/src/net/gossip.rs). Runs as root.
 // Run: node --test tests/interop/ (scripts/test does), after scripts/setup and a build.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +18,7 @@ const network = new Network(3);
 after(async () => {
   await stopGoPeers();
   await stopAll();
+  for (const host of network.hosts) host.restore();
   network.down();
 });
 
@@ -36,6 +39,7 @@ test('pinfold and Go peers on one LAN find each other over mDNS and form one clu
   for (const peer of [pf1, pf2]) peer.extraEnv.CLUSTER_MDNSINTERVAL = '2s';
   go.extraEnv.CLUSTER_MDNSINTERVAL = '10s';
 
+  for (const host of network.hosts) await host.delayEgress(20);
   await go.start();
   await pf1.start();
   await pf2.start();

@@ -13,9 +13,10 @@ use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::{Boxed, OrTransport};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, noise, ping, relay, Swarm, Transport};
+use libp2p::{identify, noise, ping, relay, Swarm, Transport};
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
+use pinfold_core::net::gossip::Gossip;
 use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL_VERSION};
@@ -36,7 +37,7 @@ pub type GatedEvent = psk_gate::Event<BehaviourEvent>;
 pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub gossipsub: gossipsub::Behaviour,
+    pub gossipsub: Gossip,
     pub bitswap: Bitswap,
     pub peer_requests: peer_request::Behaviour,
     pub relay_client: relay::client::Behaviour,

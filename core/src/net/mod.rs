@@ -3,6 +3,7 @@
 
 pub mod bitswap;
 pub mod frame;
+pub mod gossip;
 pub mod peer_request;
 pub mod pnet_guard;
 pub mod protocol_sniff;

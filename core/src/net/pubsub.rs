@@ -7,6 +7,7 @@ use libp2p_identity::{Keypair, PeerId};
 
 use crate::codec::pubsub::{crdt_topic, message_id, METRICS_TOPIC};
 use crate::codec::MAX_PUBSUB_MESSAGE_BYTES;
+use crate::net::gossip::Gossip;
 use crate::node::{GossipVerdict, Topic};
 
 /// The `protocolVersion` identify announces, as Go ipfs-cluster v1.1.6 peers announce it:
@@ -31,7 +32,10 @@ pub const FORWARD_QUEUE_WAIT: Duration = Duration::from_secs(10);
 ///
 /// Messages are forwarded only once the node accepted them ([`GossipVerdict`]): the driver
 /// reports each verdict with `report_message_validation_result`.
-pub fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
+///
+/// It runs inside [`Gossip`], so that Go peers keep this peer's subscriptions when there is
+/// more than one connection between them.
+pub fn gossipsub(key: &Keypair) -> Result<Gossip, String> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
         .message_id_fn(|message: &gossipsub::Message| {
@@ -50,6 +54,7 @@ pub fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
         .build()
         .map_err(|e| e.to_string())?;
     gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+        .map(Gossip::new)
         .map_err(|e| e.to_string())
 }
 

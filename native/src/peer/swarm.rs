@@ -16,12 +16,11 @@ use libp2p::futures::future::Either;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{
-    connection_limits, gossipsub, identify, noise, ping, relay, tcp, websocket, Swarm, Transport,
-};
+use libp2p::{connection_limits, identify, noise, ping, relay, tcp, websocket, Swarm, Transport};
 use libp2p_webrtc::tokio::Certificate;
 use pinfold_core::codec::secret::ClusterSecret;
 use pinfold_core::net::bitswap::{self, Bitswap};
+use pinfold_core::net::gossip::Gossip;
 use pinfold_core::net::peer_request;
 use pinfold_core::net::psk_gate::{self, PskGate};
 use pinfold_core::net::pubsub::{self, IDENTIFY_PROTOCOL_VERSION};
@@ -79,7 +78,7 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub gossipsub: gossipsub::Behaviour,
+    pub gossipsub: Gossip,
     pub bitswap: Bitswap,
     pub peer_requests: peer_request::Behaviour,
     pub repo_gc: peer_request::Behaviour,
