@@ -58,7 +58,7 @@ async function coldSync(browser, origin, relay, storage = {}) {
       await pinfold.ready();
       const started = performance.now();
       const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted], ...storage });
-      // A snapshot merges nothing until every chunk is in: the first pin marks the fetch's end.
+      // Chunks of pins merge as they arrive: the first pin shows how soon the load shows progress.
       let firstPinMs = null;
       for (;;) {
         const state = await follower.syncState();

@@ -42,7 +42,7 @@ try {
   const started = performance.now();
   const follower = await follow({ bootstrap: [await relay.addressOf('ws')], secret, trustedPeers: [relay.id] });
   let longest = 0;
-  // A snapshot merges nothing until every chunk is in: the first pin marks the fetch's end.
+  // Chunks of pins merge as they arrive: the first pin shows how soon the load shows progress.
   let firstPinMs = null;
   for (let last = performance.now(); ;) {
     const state = await follower.syncState();

@@ -140,7 +140,7 @@ enum FetchState {
         since: u64,
     },
     Parked,
-    /// A snapshot chunk stored and checked, merged once every chunk is in.
+    /// A snapshot chunk stored and checked, waiting for [`Replica::work`].
     Held,
 }
 
@@ -170,8 +170,12 @@ pub struct Replica<S: Store> {
     parked: usize,
     /// Pending snapshot blocks: while a snapshot loads, delta walks wait in `deferred`.
     snapshot_pending: usize,
-    /// Snapshot chunks received and checked, in arrival order.
+    /// Snapshot chunks received and checked that hold versions alone, in arrival order:
+    /// merged while the rest still arrive.
     held_chunks: VecDeque<BlockId>,
+    /// Snapshot chunks received and checked that name merged blocks: merged once every
+    /// chunk is in, as marking blocks merged is what makes the later walks stop at them.
+    held_last: VecDeque<BlockId>,
     deferred: Vec<BlockId>,
     /// Blocks from ancestors answers that the walk has not reached yet.
     prefetched: HashMap<BlockId, Vec<u8>>,
@@ -208,6 +212,7 @@ impl<S: Store> Replica<S> {
             parked: 0,
             snapshot_pending: 0,
             held_chunks: VecDeque::new(),
+            held_last: VecDeque::new(),
             deferred: Vec::new(),
             prefetched: HashMap::new(),
             ancestors_asked: None,

@@ -1,5 +1,7 @@
 //! Compaction snapshots: writing the pinset as chunks under a root, and loading a peer's
-//! snapshot into an empty replica, chunk by chunk, before the DAG walk resumes.
+//! snapshot into an empty replica, chunk by chunk, before the DAG walk resumes: chunks of
+//! versions merge as they arrive, the chunks naming merged blocks and the heads once every
+//! chunk is in.
 
 use super::*;
 
@@ -176,8 +178,9 @@ impl<S: Store> Replica<S> {
     }
 
     /// Starts loading the snapshot `root` announced by `author`, instead of walking the
-    /// whole DAG. Only a replica that has merged nothing can load one (a snapshot leaves
-    /// out removed versions, which a replica with history may still hold). Head broadcasts
+    /// whole DAG. Only a replica that holds nothing can load one (a snapshot leaves out
+    /// removed versions, which a replica with history, or with part of an abandoned
+    /// snapshot, may still hold). Head broadcasts
     /// received meanwhile are walked once the snapshot is in, from above it.
     pub async fn load_snapshot(
         &mut self,
@@ -194,7 +197,13 @@ impl<S: Store> Replica<S> {
             .processed_after(None, 1)
             .await
             .map_err(ReplicaError::Store)?
-            .is_empty();
+            .is_empty()
+            || !self
+                .store
+                .scan(None, 1)
+                .await
+                .map_err(ReplicaError::Store)?
+                .is_empty();
         if merged || !self.heads.is_empty() || self.snapshot_pending > 0 {
             return Err(ReplicaError::NotEmpty);
         }
@@ -292,16 +301,18 @@ impl<S: Store> Replica<S> {
         Ok(())
     }
 
-    /// Stores a chunk that decodes, to be merged once every chunk is in; a malformed one
-    /// abandons the snapshot before anything of it is merged.
+    /// Stores a chunk that decodes, to be merged by [`Replica::work`]: at once if it holds
+    /// versions alone, once every chunk is in if it names merged blocks. A malformed one
+    /// abandons the snapshot.
     pub(super) async fn hold_snapshot_chunk(
         &mut self,
         id: BlockId,
         bytes: Vec<u8>,
     ) -> Result<(), S::Error> {
-        if SnapshotChunk::decode(&bytes).is_err() {
+        let Ok(chunk) = SnapshotChunk::decode(&bytes) else {
             return self.fail_snapshot().await;
-        }
+        };
+        let versions_alone = chunk.processed.is_empty();
         self.commit_tx(Transaction {
             blocks: vec![(id, bytes)],
             ..Default::default()
@@ -314,15 +325,26 @@ impl<S: Store> Replica<S> {
             FetchState::Queued | FetchState::Held => {}
         }
         pending.state = FetchState::Held;
-        self.held_chunks.push_back(id);
+        if versions_alone {
+            self.held_chunks.push_back(id);
+        } else {
+            self.held_last.push_back(id);
+        }
         Ok(())
     }
 
-    /// Whether merge work waits for [`Replica::work`]: every chunk of the snapshot being
-    /// loaded has arrived. The caller calls `work` until this is false, yielding to its
-    /// other tasks in between, so that a large snapshot never stalls it for long.
+    /// Whether merge work waits for [`Replica::work`]: a snapshot chunk of versions alone
+    /// has arrived, or every chunk of the snapshot being loaded has. The caller calls
+    /// `work` until this is false, yielding to its other tasks in between, so that a large
+    /// snapshot never stalls it for long.
     pub fn has_work(&self) -> bool {
-        !self.held_chunks.is_empty() && self.held_chunks.len() == self.snapshot_pending
+        !self.held_chunks.is_empty() || self.all_chunks_held()
+    }
+
+    /// Whether every pending snapshot block is a held chunk, some naming merged blocks.
+    fn all_chunks_held(&self) -> bool {
+        !self.held_last.is_empty()
+            && self.held_chunks.len() + self.held_last.len() == self.snapshot_pending
     }
 
     /// Merges one held snapshot chunk, in one transaction (nothing when
@@ -330,10 +352,11 @@ impl<S: Store> Replica<S> {
     /// snapshot's heads, and the delta walks that waited for it resume. A restart part-way
     /// finds the rest still pending and their blocks stored.
     pub async fn work(&mut self, now: u64) -> Result<(), S::Error> {
-        if !self.has_work() {
-            return Ok(());
-        }
-        let id = self.held_chunks.pop_front().expect("has_work checked");
+        let id = match self.held_chunks.pop_front() {
+            Some(id) => id,
+            None if self.all_chunks_held() => self.held_last.pop_front().expect("checked"),
+            None => return Ok(()),
+        };
         let root = self.pending[&id].block.root;
         let bytes = self
             .store
@@ -368,7 +391,8 @@ impl<S: Store> Replica<S> {
         }
         tx.processed = chunk.processed;
         tx.pending_removed.push(id);
-        let last = self.held_chunks.is_empty();
+        // The root and its indexes were settled when expanded: this chunk is all that is left.
+        let last = self.snapshot_pending == 1;
         // A loaded snapshot's blocks go as they are merged: a peer offers only the
         // snapshots it makes. With the last chunk go the root and the indexes.
         if last {
@@ -400,8 +424,9 @@ impl<S: Store> Replica<S> {
         self.pump(now).await
     }
 
-    /// Drops every pending block of the snapshot being loaded, which merged nothing yet,
-    /// so that the replica syncs through the DAG instead.
+    /// Drops every pending block of the snapshot being loaded, so that the replica syncs
+    /// through the DAG instead. What it merged are versions the DAG holds too, and no block
+    /// was marked merged yet, so the walk brings the rest, removals included.
     pub(super) async fn fail_snapshot(&mut self) -> Result<(), S::Error> {
         self.stats.invalid_blocks += 1;
         self.stats.failed_snapshots += 1;
@@ -412,6 +437,7 @@ impl<S: Store> Replica<S> {
             .map(|(id, _)| *id)
             .collect();
         self.held_chunks.clear();
+        self.held_last.clear();
         for id in &ids {
             self.settle(id);
         }
