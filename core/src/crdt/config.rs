@@ -80,7 +80,7 @@ pub struct Config {
     /// Most blocks requested at once while a snapshot loads. Its chunks are up to 1 MiB
     /// each and a peer answers a batch of wants whole, so this bounds what one request
     /// makes the serving peer queue for this one (pinfold's bitswap drops what passes
-    /// 64 MiB a connection).
+    /// 64 MiB a connection). Chunks of pins received and not yet merged count too.
     pub max_snapshot_blocks_in_flight: usize,
     /// Most blocks known and not yet merged. Bounds memory against absurdly wide DAGs.
     pub max_pending: usize,

@@ -978,8 +978,12 @@ impl<S: Store> Node<S> {
 
     // ----- bitswap -----------------------------------------------------------------------
 
+    /// A block bitswap brought: its codec computed `cid` from `data`, so it is not hashed
+    /// again.
     pub async fn on_block(&mut self, cid: Cid, data: Vec<u8>, now: i64) -> StoreResult<(), S> {
-        self.replica.receive_block(&cid, data, ms(now)).await?;
+        self.replica
+            .receive_hashed_block(&cid, data, ms(now))
+            .await?;
         self.drain(now);
         Ok(())
     }

@@ -170,12 +170,14 @@ pub struct Replica<S: Store> {
     parked: usize,
     /// Pending snapshot blocks: while a snapshot loads, delta walks wait in `deferred`.
     snapshot_pending: usize,
-    /// Snapshot chunks received and checked that hold versions alone, in arrival order:
-    /// merged while the rest still arrive.
-    held_chunks: VecDeque<BlockId>,
-    /// Snapshot chunks received and checked that name merged blocks: merged once every
-    /// chunk is in, as marking blocks merged is what makes the later walks stop at them.
-    held_last: VecDeque<BlockId>,
+    /// Snapshot chunks received, decoded and stored that hold versions alone, in arrival
+    /// order: merged while the rest still arrive, and counted as in flight until then, so
+    /// that no more than `max_snapshot_blocks_in_flight` wait in memory.
+    held_chunks: VecDeque<(BlockId, SnapshotChunk)>,
+    /// Snapshot chunks received, decoded and stored that name merged blocks: merged once
+    /// every chunk is in, as marking blocks merged is what makes the later walks stop at
+    /// them.
+    held_last: VecDeque<(BlockId, SnapshotChunk)>,
     deferred: Vec<BlockId>,
     /// Blocks from ancestors answers that the walk has not reached yet.
     prefetched: HashMap<BlockId, Vec<u8>>,

@@ -301,23 +301,18 @@ impl<S: Store> Replica<S> {
         Ok(())
     }
 
-    /// Stores a chunk that decodes, to be merged by [`Replica::work`]: at once if it holds
-    /// versions alone, once every chunk is in if it names merged blocks. A malformed one
-    /// abandons the snapshot.
+    /// Holds a chunk that decodes, in memory, to be merged by [`Replica::work`]: at once if
+    /// it holds versions alone, once every chunk is in if it names merged blocks. A
+    /// malformed one abandons the snapshot. Chunks are never stored: a restart fetches the
+    /// ones it had not merged again.
     pub(super) async fn hold_snapshot_chunk(
         &mut self,
         id: BlockId,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> Result<(), S::Error> {
-        let Ok(chunk) = SnapshotChunk::decode(&bytes) else {
+        let Ok(chunk) = SnapshotChunk::decode(bytes) else {
             return self.fail_snapshot().await;
         };
-        let versions_alone = chunk.processed.is_empty();
-        self.commit_tx(Transaction {
-            blocks: vec![(id, bytes)],
-            ..Default::default()
-        })
-        .await?;
         let pending = self.pending.get_mut(&id).expect("caller checked");
         match pending.state {
             FetchState::InFlight { .. } => self.in_flight -= 1,
@@ -325,10 +320,10 @@ impl<S: Store> Replica<S> {
             FetchState::Queued | FetchState::Held => {}
         }
         pending.state = FetchState::Held;
-        if versions_alone {
-            self.held_chunks.push_back(id);
+        if chunk.processed.is_empty() {
+            self.held_chunks.push_back((id, chunk));
         } else {
-            self.held_last.push_back(id);
+            self.held_last.push_back((id, chunk));
         }
         Ok(())
     }
@@ -348,23 +343,16 @@ impl<S: Store> Replica<S> {
     }
 
     /// Merges one held snapshot chunk, in one transaction (nothing when
-    /// [`Replica::has_work`] is false), and forgets its block. The last chunk adopts the
-    /// snapshot's heads, and the delta walks that waited for it resume. A restart part-way
-    /// finds the rest still pending and their blocks stored.
+    /// [`Replica::has_work`] is false). The last chunk adopts the snapshot's heads, and the
+    /// delta walks that waited for it resume; the root and index nodes go with it. A restart
+    /// part-way finds the chunks not merged still pending, and fetches them again.
     pub async fn work(&mut self, now: u64) -> Result<(), S::Error> {
-        let id = match self.held_chunks.pop_front() {
-            Some(id) => id,
+        let (id, chunk) = match self.held_chunks.pop_front() {
+            Some(held) => held,
             None if self.all_chunks_held() => self.held_last.pop_front().expect("checked"),
             None => return Ok(()),
         };
         let root = self.pending[&id].block.root;
-        let bytes = self
-            .store
-            .block(&id)
-            .await
-            .map_err(ReplicaError::Store)?
-            .expect("held chunks are stored");
-        let chunk = SnapshotChunk::decode(&bytes).expect("held chunks decode");
         let mut tx = Transaction::default();
         let mut events = Vec::new();
         let keys: Vec<&[u8]> = chunk.entries.iter().map(|(k, _)| k.as_bytes()).collect();
@@ -393,14 +381,10 @@ impl<S: Store> Replica<S> {
         tx.pending_removed.push(id);
         // The root and its indexes were settled when expanded: this chunk is all that is left.
         let last = self.snapshot_pending == 1;
-        // A loaded snapshot's blocks go as they are merged: a peer offers only the
-        // snapshots it makes. With the last chunk go the root and the indexes.
+        // A peer offers only the snapshots it makes: with the last chunk go the root and
+        // the indexes, kept until then for a restart.
         if last {
             tx.blocks_removed = self.snapshot_blocks(&root).await?;
-        } else {
-            tx.blocks_removed.push(id);
-        }
-        if last {
             let root_id = BlockId::from_cid(&root).expect("checked when loading");
             let header = self
                 .store

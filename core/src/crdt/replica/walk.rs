@@ -13,11 +13,7 @@ impl<S: Store> Replica<S> {
         bytes: Vec<u8>,
         now: u64,
     ) -> Result<(), S::Error> {
-        let Some(id) = BlockId::from_cid(cid)
-            .ok()
-            .filter(|id| self.pending.contains_key(id))
-        else {
-            self.stats.unsolicited_blocks += 1;
+        let Some(id) = self.requested(cid) else {
             return Ok(());
         };
         if verify_block(cid, &bytes).is_err() {
@@ -26,6 +22,32 @@ impl<S: Store> Replica<S> {
         }
         self.handle_block(id, bytes).await?;
         self.pump(now).await
+    }
+
+    /// [`Replica::receive_block`] for bytes the caller computed `cid` from (bitswap's codec
+    /// does so for every block it decodes): they are not hashed again.
+    pub async fn receive_hashed_block(
+        &mut self,
+        cid: &Cid,
+        bytes: Vec<u8>,
+        now: u64,
+    ) -> Result<(), S::Error> {
+        let Some(id) = self.requested(cid) else {
+            return Ok(());
+        };
+        self.handle_block(id, bytes).await?;
+        self.pump(now).await
+    }
+
+    /// The id of `cid` if it was requested; counts it unsolicited otherwise.
+    fn requested(&mut self, cid: &Cid) -> Option<BlockId> {
+        let id = BlockId::from_cid(cid)
+            .ok()
+            .filter(|id| self.pending.contains_key(id));
+        if id.is_none() {
+            self.stats.unsolicited_blocks += 1;
+        }
+        id
     }
 
     /// The caller could not fetch `cid` (no provider, or its request failed).
@@ -86,12 +108,15 @@ impl<S: Store> Replica<S> {
                 self.handle_block(id, bytes).await?;
                 continue;
             }
-            let limit = if self.snapshot_pending > 0 {
-                self.config.max_snapshot_blocks_in_flight.max(1)
+            // Chunks waiting to merge count against the snapshot's limit: a loader that
+            // merges slower than it fetches holds at most that many.
+            let (limit, busy) = if self.snapshot_pending > 0 {
+                let limit = self.config.max_snapshot_blocks_in_flight.max(1);
+                (limit, self.in_flight + self.held_chunks.len())
             } else {
-                self.config.max_in_flight
+                (self.config.max_in_flight, self.in_flight)
             };
-            if self.in_flight >= limit {
+            if busy >= limit {
                 self.queue.push_front(id);
                 break;
             }
@@ -169,7 +194,7 @@ impl<S: Store> Replica<S> {
         match pending.block.kind {
             BlockKind::SnapshotRoot => return self.apply_snapshot_root(id, &bytes).await,
             BlockKind::SnapshotIndex => return self.apply_snapshot_index(id, &bytes).await,
-            BlockKind::SnapshotChunk => return self.hold_snapshot_chunk(id, bytes).await,
+            BlockKind::SnapshotChunk => return self.hold_snapshot_chunk(id, &bytes).await,
             BlockKind::Delta if self.snapshot_pending > 0 => {
                 if let FetchState::InFlight { .. } = pending.state {
                     self.in_flight -= 1;
