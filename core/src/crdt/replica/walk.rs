@@ -13,15 +13,13 @@ impl<S: Store> Replica<S> {
         bytes: Vec<u8>,
         now: u64,
     ) -> Result<(), S::Error> {
-        let Some(id) = self.requested(cid) else {
-            return Ok(());
-        };
         if verify_block(cid, &bytes).is_err() {
-            self.stats.corrupt_blocks += 1;
+            if self.requested(cid).is_some() {
+                self.stats.corrupt_blocks += 1;
+            }
             return Ok(());
         }
-        self.handle_block(id, bytes).await?;
-        self.pump(now).await
+        self.receive_hashed_block(cid, bytes, now).await
     }
 
     /// [`Replica::receive_block`] for bytes the caller computed `cid` from (bitswap's codec
