@@ -140,7 +140,7 @@ enum FetchState {
         since: u64,
     },
     Parked,
-    /// A snapshot chunk stored and checked, waiting for [`Replica::work`].
+    /// A snapshot chunk decoded and held in memory, waiting for [`Replica::work`].
     Held,
 }
 
@@ -170,11 +170,11 @@ pub struct Replica<S: Store> {
     parked: usize,
     /// Pending snapshot blocks: while a snapshot loads, delta walks wait in `deferred`.
     snapshot_pending: usize,
-    /// Snapshot chunks received, decoded and stored that hold versions alone, in arrival
+    /// Snapshot chunks received and decoded that hold versions alone, in arrival
     /// order: merged while the rest still arrive, and counted as in flight until then, so
     /// that no more than `max_snapshot_blocks_in_flight` wait in memory.
     held_chunks: VecDeque<(BlockId, SnapshotChunk)>,
-    /// Snapshot chunks received, decoded and stored that name merged blocks: merged once
+    /// Snapshot chunks received and decoded that name merged blocks: merged once
     /// every chunk is in, as marking blocks merged is what makes the later walks stop at
     /// them.
     held_last: VecDeque<(BlockId, SnapshotChunk)>,
