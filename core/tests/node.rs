@@ -19,7 +19,8 @@ use pinfold_core::monitor::{self, PingInfo};
 use pinfold_core::net::bitswap;
 use pinfold_core::node::{
     Answer, CommandError, DaemonTask, Effect, Gathered, GatheringId, GossipVerdict,
-    InformerSettings, Node, NodeConfig, NodeRole, Periods, Question, SnapshotPolicy, Topic, PAGE,
+    InformerSettings, Node, NodeConfig, NodeRole, Periods, PinsetChange, Question, SnapshotPolicy,
+    Topic, PAGE,
 };
 use pinfold_core::pin::{Pin, PinType, UnixTime};
 use pinfold_core::tracker::{
@@ -49,6 +50,8 @@ struct Sim {
     storage_max: Vec<u64>,
     /// How far each node's clock is from `now`, in nanoseconds.
     clock_skew: Vec<i64>,
+    /// The pinset changes each node reported.
+    pinset_changes: Vec<Vec<PinsetChange>>,
 }
 
 impl Sim {
@@ -129,6 +132,7 @@ impl Sim {
             lost: 0,
             storage_max: vec![1 << 30; roles.len()],
             clock_skew: vec![0; roles.len()],
+            pinset_changes: vec![Vec::new(); roles.len()],
         }
     }
 
@@ -227,6 +231,7 @@ impl Sim {
             Effect::Gathered { id, gathered } => {
                 self.gathered.insert((from, id), gathered);
             }
+            Effect::Pinset(change) => self.pinset_changes[from].push(change),
             Effect::StartOperation(dispatch) => {
                 let cid = dispatch.pin.cid;
                 let pinned = matches!(dispatch.kind, OperationKind::Pin);
@@ -404,6 +409,38 @@ fn a_light_follower_starts_from_a_peers_snapshot_then_follows_new_writes() {
     let mut all = before;
     all.extend(after);
     assert_eq!(sorted(sim.pins_of(1)), sorted(all));
+}
+
+#[test]
+fn pinset_changes_are_reported_only_when_asked_for_and_counted_either_way() {
+    use NodeRole::*;
+    let mut sim = Sim::new(&[Full, Light, Light], SnapshotPolicy::NEVER);
+    sim.nodes[2].set_pin_events(true);
+    sim.connect_all();
+    sim.run(2);
+    let cids = sim.add_pins(0, 5, "events");
+    let now = sim.clock(0);
+    ready(sim.nodes[0].remove_pin(cids[0], &[], now)).unwrap();
+    sim.settle();
+    sim.run(2);
+
+    for n in 0..3 {
+        assert_eq!(sim.nodes[n].pin_count(), 4, "node {n}");
+    }
+    assert!(sim.pinset_changes[0].is_empty());
+    assert!(sim.pinset_changes[1].is_empty());
+    let added: Vec<Cid> = sim.pinset_changes[2]
+        .iter()
+        .filter_map(|change| match change {
+            PinsetChange::Pinned { pin, added: true } => Some(pin.cid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sorted(added), sorted(cids.clone()));
+    assert_eq!(
+        sim.pinset_changes[2].last(),
+        Some(&PinsetChange::Unpinned(cids[0]))
+    );
 }
 
 #[test]

@@ -153,7 +153,8 @@ impl Options {
 
 /// Reports to the page's `onEvent(type, json)`: `pin` (the pin), `unpin` (`{cid}`),
 /// `peer` (`{id, joined}`), `sync` (the sync state) and `error` (`{code, message}`). `pin`
-/// and `unpin` only while `pins_listened` (see [`FollowerHandle::listen_to_pins`]).
+/// and `unpin` come only while `pins_listened` (see [`FollowerHandle::listen_to_pins`]):
+/// the follower asks [`Sink::wants_pins`] before each event.
 struct JsSink {
     on_event: js_sys::Function,
     pins_listened: Rc<Cell<bool>>,
@@ -189,16 +190,15 @@ struct PeerEvent {
 }
 
 impl Sink for JsSink {
+    fn wants_pins(&self) -> bool {
+        self.pins_listened.get()
+    }
+
     fn pin(&self, pin: &Pin) {
-        if self.pins_listened.get() {
-            self.emit("pin", pin);
-        }
+        self.emit("pin", pin);
     }
 
     fn unpin(&self, cid: &Cid) {
-        if !self.pins_listened.get() {
-            return;
-        }
         self.emit(
             "unpin",
             &CidEvent {

@@ -195,6 +195,9 @@ impl From<node::Problem> for Problem {
 
 /// What the follower reports as it runs.
 pub trait Sink {
+    /// Whether [`Sink::pin`] and [`Sink::unpin`] have anyone to tell: while not, the
+    /// follower reads no pin out of the entries it merges.
+    fn wants_pins(&self) -> bool;
     fn pin(&self, pin: &Pin);
     fn unpin(&self, cid: &Cid);
     fn peer(&self, peer: &PeerId, joined: bool);
@@ -315,6 +318,7 @@ impl<E: Sink> Follower<E> {
         let mut start_deadline = Delay::new(connect_timeout).fuse();
         let mut turn = Fuse::terminated();
         loop {
+            self.node.set_pin_events(self.sink.wants_pins());
             // A loading snapshot merges one chunk per turn; each turn first yields to the
             // JavaScript event loop, so that the page and the network go on meanwhile.
             if self.node.has_work() && turn.is_terminated() {

@@ -353,6 +353,8 @@ pub struct Node<S: Store> {
     peerset: BTreeSet<PeerId>,
     reported: SyncState,
     pins: u64,
+    /// Whether the pinset's changes become [`Effect::Pinset`] (see [`Node::set_pin_events`]).
+    pin_events: bool,
     untrusted_authors: BTreeSet<PeerId>,
     due: Due,
     effects: VecDeque<Effect>,
@@ -415,6 +417,7 @@ impl<S: Store> Node<S> {
             peerset: BTreeSet::new(),
             reported: SyncState::default(),
             pins,
+            pin_events: false,
             untrusted_authors: BTreeSet::new(),
             due,
             effects: VecDeque::new(),
@@ -633,7 +636,7 @@ impl<S: Store> Node<S> {
                 Output::FetchAncestors { from, known, limit } => {
                     self.ask_ancestors(from, known, limit, now)
                 }
-                other => self.on_pinset_output(&other, now),
+                other => self.on_pinset_output(other, now),
             }
         }
         if let Some(tracker) = self.tracker.as_mut() {
@@ -659,8 +662,18 @@ impl<S: Store> Node<S> {
         self.config.role.is_peer()
     }
 
-    fn on_pinset_output(&mut self, output: &Output, now: i64) {
-        let change = match PinEvent::from_output(output) {
+    /// Counts the live keys, and reads the entry as a pin for the tracker and, when
+    /// wanted, for the driver ([`Node::set_pin_events`]).
+    fn on_pinset_output(&mut self, output: Output, now: i64) {
+        match &output {
+            Output::Put { added: true, .. } => self.pins += 1,
+            Output::Delete { .. } => self.pins = self.pins.saturating_sub(1),
+            _ => {}
+        }
+        if self.tracker.is_none() && !self.pin_events {
+            return;
+        }
+        let change = match PinEvent::from_output(&output) {
             Some(Ok(PinEvent::Pinned(pin))) => {
                 let added = matches!(output, Output::Put { added: true, .. });
                 PinsetChange::Pinned { pin, added }
@@ -673,11 +686,6 @@ impl<S: Store> Node<S> {
             }
             None => return,
         };
-        match &change {
-            PinsetChange::Pinned { added: true, .. } => self.pins += 1,
-            PinsetChange::Unpinned(_) => self.pins = self.pins.saturating_sub(1),
-            PinsetChange::Pinned { .. } => {}
-        }
         if let Some(tracker) = self.tracker.as_mut() {
             let result = match &change {
                 PinsetChange::Pinned { pin, .. } => tracker.track((**pin).clone(), now),
@@ -687,7 +695,9 @@ impl<S: Store> Node<S> {
                 tracing::error!(%error, "could not queue a pin operation");
             }
         }
-        self.effects.push_back(Effect::Pinset(change));
+        if self.pin_events {
+            self.effects.push_back(Effect::Pinset(change));
+        }
     }
 
     fn publish(&mut self, topic: Topic, data: Vec<u8>) {
@@ -937,6 +947,13 @@ impl<S: Store> Node<S> {
         if any && self.connected.len() < self.config.max_connections {
             self.redial.keep(peer, ms(now) + REDIAL_MIN_MS);
         }
+    }
+
+    /// Whether the pinset's changes are reported as [`Effect::Pinset`] (off at first). Off,
+    /// a node that pins nothing reads no pin out of the entries it merges: only the
+    /// driver's listeners need them.
+    pub fn set_pin_events(&mut self, on: bool) {
+        self.pin_events = on;
     }
 
     /// The addresses this node is reachable at (announced in its `ping`).

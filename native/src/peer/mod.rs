@@ -47,8 +47,7 @@ use pinfold_core::net::pubsub::{self, ClusterTopics};
 use pinfold_core::net::{bitswap, psk_gate};
 use pinfold_core::node::{
     self, Answer, DaemonTask, Effect, Gathered, GatheringId, GossipVerdict, InformerSettings,
-    IpfsIdentity, Node, NodeConfig, NodeRole, Periods, PinsetChange, Question, RequestId,
-    SnapshotPolicy, Topic,
+    IpfsIdentity, Node, NodeConfig, NodeRole, Periods, Question, RequestId, SnapshotPolicy, Topic,
 };
 pub use pinfold_core::node::{CommandError, DaemonAnswer, SyncState, PAGE};
 use pinfold_core::pin::{Pin, UnixTime};
@@ -623,9 +622,6 @@ impl Peer {
             ));
         }
         peer.start_mdns();
-        if let Some(metrics) = &peer.metrics {
-            metrics.pins.set(peer.node.pin_count() as i64);
-        }
         let mut dial: Vec<Multiaddr> = peer.config.cluster.peer_addresses.clone();
         dial.extend(bootstrap);
         dial.extend(peer.peerstore.addresses());
@@ -856,15 +852,8 @@ impl Peer {
                     self.requests.insert((exchange, sent), id);
                 }
                 Effect::Gathered { id, gathered } => self.reply(id, gathered),
-                Effect::Pinset(change) => {
-                    if let Some(metrics) = &self.metrics {
-                        match change {
-                            PinsetChange::Pinned { added: true, .. } => metrics.pins.inc(),
-                            PinsetChange::Unpinned(_) => metrics.pins.dec(),
-                            PinsetChange::Pinned { .. } => 0,
-                        };
-                    }
-                }
+                // Pin events are off: the gauge below reads the node's count.
+                Effect::Pinset(_) => {}
                 Effect::StartOperation(dispatch) => self.start_operation(*dispatch),
                 Effect::CancelOperation(id) => {
                     if let Some(cancel) = self.cancels.remove(&id) {
@@ -896,6 +885,9 @@ impl Peer {
                         elapsed_ms = self.last_tick.as_millis() as u64, "made a pinset snapshot");
                 }
             }
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.pins.set(self.node.pin_count() as i64);
         }
         self.apply_raft_effects()
     }
