@@ -13,7 +13,6 @@ use libp2p_core::transport::Boxed;
 use libp2p_core::upgrade::Version;
 use libp2p_core::Transport;
 use libp2p_identity::PeerId;
-use libp2p_pnet::{PnetConfig, PreSharedKey};
 
 use crate::codec::secret::ClusterSecret;
 use crate::net::pnet_guard::PnetGuard;
@@ -38,11 +37,10 @@ where
 {
     // One chain whatever the secret, so that Noise, yamux and multistream-select are built
     // once over a stream that is pnet or plain (a size matter in the .wasm).
-    let psk = secret.map(|s| PreSharedKey::new(*s.as_bytes()));
+    let key = secret.map(|s| *s.as_bytes());
     base.and_then(move |socket, _| async move {
-        match psk {
-            Some(psk) => PnetConfig::new(psk)
-                .handshake(socket)
+        match key {
+            Some(key) => pinfold_pnet::handshake(Box::new(socket), &key)
                 .await
                 .map(|private| Either::Left(PnetGuard::new(private))),
             None => Ok(Either::Right(socket)),
