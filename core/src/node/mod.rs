@@ -686,17 +686,22 @@ impl<S: Store> Node<S> {
             }
             None => return,
         };
-        if let Some(tracker) = self.tracker.as_mut() {
-            let result = match &change {
-                PinsetChange::Pinned { pin, .. } => tracker.track((**pin).clone(), now),
-                PinsetChange::Unpinned(cid) => tracker.untrack(*cid, now),
-            };
-            if let Err(error) = result {
-                tracing::error!(%error, "could not queue a pin operation");
-            }
-        }
-        if self.pin_events {
+        let Some(tracker) = self.tracker.as_mut() else {
+            // Read for the driver alone (see the return above).
             self.effects.push_back(Effect::Pinset(change));
+            return;
+        };
+        // The tracker takes the change; the driver gets a copy only when it asked.
+        let event = self.pin_events.then(|| change.clone());
+        let result = match change {
+            PinsetChange::Pinned { pin, .. } => tracker.track(*pin, now),
+            PinsetChange::Unpinned(cid) => tracker.untrack(cid, now),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "could not queue a pin operation");
+        }
+        if let Some(event) = event {
+            self.effects.push_back(Effect::Pinset(event));
         }
     }
 
