@@ -1107,6 +1107,9 @@ mod under_raft {
         done
     }
 
+    /// Most ticks the tests wait, past their fixed runs, for a new leader.
+    const MAX_ELECTION_TICKS: usize = 200;
+
     fn leader(sim: &Sim) -> Option<usize> {
         (0..sim.nodes.len()).find(|&n| sim.nodes[n].raft().unwrap().is_leader())
     }
@@ -1158,6 +1161,14 @@ mod under_raft {
             matches!(&refused, Err(CommandError::Unavailable(m)) if m.contains("majority")),
             "{refused:?}"
         );
+        // Election timeouts are random, and split votes repeat them: about one run in
+        // a hundred had no leader yet after the 30 ticks above.
+        for _ in 0..MAX_ELECTION_TICKS {
+            if matches!(leader(&sim), Some(n) if n != 0) {
+                break;
+            }
+            run(&mut sim, 1);
+        }
         let new_leader = leader(&sim).expect("the majority elects a leader");
         assert_ne!(new_leader, 0);
         let cid = dag_pb_cid(b"written by the majority");
