@@ -1,8 +1,9 @@
 //! The bitswap behaviour between small in-memory swarms: a want is answered with the
 //! block, a miss with don't-have, a peer without bitswap counts as a miss, and wants made
 //! before a peer connects reach it once it does, and a burst of answers on streams of their
-//! own, as Go peers send them, is read whole, and wants whose stream the peer reset go again
-//! on a new one.
+//! own, as Go peers send them, is read whole, wants whose stream the peer reset go again on
+//! a new one, and withdrawn or answered wants reach each other asked peer as one message
+//! of cancels.
 
 use std::time::Duration;
 
@@ -360,4 +361,114 @@ async fn wants_on_a_stream_the_peer_reset_are_sent_again_on_a_new_one() {
         .expect("a new stream");
     assert_eq!(driving(&mut a, next_want(&mut stream)).await, second);
     assert_eq!(a.behaviour().stats().dropped_messages, 0);
+}
+
+/// The next frame on `stream` as a wantlist: its CIDs and whether each is a cancel.
+async fn next_wantlist(stream: &mut libp2p_swarm::Stream) -> Vec<(Cid, bool)> {
+    let frame = read_frame(stream, 1 << 20)
+        .await
+        .expect("a frame")
+        .expect("not the end");
+    let message = BitswapMessage::decode(&frame).expect("a bitswap message");
+    let entries = message.wantlist.expect("wants").entries;
+    entries.into_iter().map(|e| (e.cid, e.cancel)).collect()
+}
+
+#[tokio::test]
+async fn withdrawn_wants_reach_each_asked_peer_as_one_message_of_cancels() {
+    let mut a = bitswap_swarm();
+    let mut b = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let mut incoming = b
+        .behaviour()
+        .new_control()
+        .accept(StreamProtocol::new(PROTOCOL))
+        .expect("first registration");
+    tokio::spawn(b.loop_on_next());
+    let cids: Vec<Cid> = (0..100).map(|n| block(n).0).collect();
+
+    assert_eq!(a.behaviour_mut().want_all(&cids), Vec::<Cid>::new());
+    let (_, mut stream) = driving(&mut a, incoming.next()).await.expect("a stream");
+    let wants = driving(&mut a, next_wantlist(&mut stream)).await;
+    assert_eq!(wants, cids.iter().map(|c| (*c, false)).collect::<Vec<_>>());
+
+    a.behaviour_mut().cancel_all(&cids);
+    let cancels = driving(&mut a, next_wantlist(&mut stream)).await;
+    assert_eq!(cancels, cids.iter().map(|c| (*c, true)).collect::<Vec<_>>());
+    assert_eq!(a.behaviour().wanted(), 0);
+}
+
+#[tokio::test]
+async fn blocks_that_came_are_cancelled_at_the_other_peers_in_one_message() {
+    let mut a = bitswap_swarm();
+    let mut b = bitswap_swarm();
+    let mut c = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    b.listen().with_memory_addr_external().await;
+    c.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    a.connect(&mut c).await;
+    let mut incoming = c
+        .behaviour()
+        .new_control()
+        .accept(StreamProtocol::new(PROTOCOL))
+        .expect("first registration");
+    tokio::spawn(c.loop_on_next());
+    let blocks: Vec<(Cid, Vec<u8>)> = (0..50).map(block).collect();
+    let cids: Vec<Cid> = blocks.iter().map(|(cid, _)| *cid).collect();
+    assert_eq!(a.behaviour_mut().want_all(&cids), Vec::<Cid>::new());
+
+    // b answers with every block in one message; c, asked too, hears one cancel message.
+    let mut received = 0;
+    while received < cids.len() {
+        match next_event(&mut a, &mut b).await {
+            Either::Right(Event::Wanted { peer, .. }) => {
+                b.behaviour_mut().respond(peer, blocks.clone(), Vec::new())
+            }
+            Either::Left(Event::Block { .. }) => received += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let (_, mut stream) = driving(&mut a, incoming.next()).await.expect("a stream");
+    let wants = driving(&mut a, next_wantlist(&mut stream)).await;
+    assert_eq!(wants, cids.iter().map(|c| (*c, false)).collect::<Vec<_>>());
+    let cancels = driving(&mut a, next_wantlist(&mut stream)).await;
+    assert_eq!(cancels, cids.iter().map(|c| (*c, true)).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_holds_at_most_the_queue_bound_of_answers() {
+    const BLOCK: usize = 100 * 1024;
+    let mut a = Swarm::new_ephemeral_tokio(|_| {
+        Bitswap::new(Config {
+            max_queued_bytes: 10 * BLOCK + 10 * 1024,
+            ..Config::default()
+        })
+    });
+    let mut b = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    b.listen().with_memory_addr_external().await;
+    a.connect(&mut b).await;
+    let peer = *b.local_peer_id();
+    let mut incoming = b
+        .behaviour()
+        .new_control()
+        .accept(StreamProtocol::new(PROTOCOL))
+        .expect("first registration");
+    tokio::spawn(b.loop_on_next());
+    let answer = |a: &mut Swarm<Bitswap>, from: u64, to: u64| {
+        for n in from..to {
+            a.behaviour_mut()
+                .respond(peer, vec![large_block(n, BLOCK)], Vec::new());
+        }
+    };
+
+    // Fifteen answers: ten fit, five are dropped; the ten go out on a stream b never reads.
+    answer(&mut a, 0, 15);
+    let (_, _unread) = driving(&mut a, incoming.next()).await.expect("a stream");
+    driving(&mut a, tokio::time::sleep(Duration::from_millis(300))).await;
+    assert_eq!(a.behaviour().stats().dropped_messages, 5);
+    // Those ten are still held, being written: ten more do not fit beside them.
+    answer(&mut a, 15, 25);
+    driving(&mut a, tokio::time::sleep(Duration::from_millis(300))).await;
+    assert_eq!(a.behaviour().stats().dropped_messages, 15);
 }

@@ -26,7 +26,8 @@ use rand::{Rng, RngCore};
 /// Messages published per round, and wants sent per round (bitswap's most per message).
 const MESSAGES_PER_ROUND: usize = 64;
 const WANTS_PER_ROUND: usize = 4096;
-/// Each round's wants are cancelled the next round, to keep under bitswap's want limit.
+/// Each round's wants are cancelled the next round (one message of cancels), to keep
+/// under bitswap's want limit.
 const ROUND: Duration = Duration::from_millis(20);
 
 struct Options {
@@ -101,9 +102,7 @@ async fn main() -> anyhow::Result<()> {
                         Err(_) => refused += 1,
                     }
                 }
-                for cid in wanted.drain(..) {
-                    behaviour.bitswap.cancel(&cid);
-                }
+                behaviour.bitswap.cancel_all(&wanted);
                 wanted = (0..WANTS_PER_ROUND)
                     .map(|_| {
                         let mut seed = [0u8; 32];

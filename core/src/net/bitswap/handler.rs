@@ -127,6 +127,9 @@ pub struct Handler {
     resend: Option<Vec<Vec<u8>>>,
     /// Bytes in `queue`.
     queued_bytes: usize,
+    /// Bytes of the batch being written or waiting in `resend`: still held, so they count
+    /// against `max_queued_bytes` with the queue's.
+    in_flight_bytes: usize,
     max_queued_bytes: usize,
     outbound: Outbound,
     inbound: FuturesUnordered<Inbound>,
@@ -134,13 +137,14 @@ pub struct Handler {
 }
 
 impl Handler {
-    /// A handler that queues at most `max_queued_bytes` of outbound messages (always at
-    /// least one message, whatever its size).
+    /// A handler that holds at most `max_queued_bytes` of outbound messages, queued or
+    /// being written (always at least one message, whatever its size).
     pub fn new(max_queued_bytes: usize) -> Self {
         Self {
             queue: VecDeque::new(),
             resend: None,
             queued_bytes: 0,
+            in_flight_bytes: 0,
             max_queued_bytes,
             outbound: Outbound::Closed,
             inbound: FuturesUnordered::new(),
@@ -166,7 +170,7 @@ impl Handler {
         let (messages, retry) = match self.resend.take() {
             Some(messages) => (messages, true),
             None => {
-                self.queued_bytes = 0;
+                self.in_flight_bytes = std::mem::take(&mut self.queued_bytes);
                 (self.queue.drain(..).collect(), false)
             }
         };
@@ -205,8 +209,8 @@ impl ConnectionHandler for Handler {
     fn on_behaviour_event(&mut self, command: Command) {
         match command {
             Command::Send(message) => {
-                let full = !self.queue.is_empty()
-                    && self.queued_bytes + message.len() > self.max_queued_bytes;
+                let held = self.queued_bytes + self.in_flight_bytes;
+                let full = held > 0 && held + message.len() > self.max_queued_bytes;
                 if matches!(self.outbound, Outbound::Unsupported) || full {
                     self.reports.push_back(Report::Dropped(1));
                 } else {
@@ -239,6 +243,7 @@ impl ConnectionHandler for Handler {
                 let dropped = self.queue.len() + self.resend.take().map_or(0, |b| b.len());
                 self.queue.clear();
                 self.queued_bytes = 0;
+                self.in_flight_bytes = 0;
                 if matches!(error, StreamUpgradeError::NegotiationFailed) {
                     self.outbound = Outbound::Unsupported;
                     self.reports.push_back(Report::Unsupported);
@@ -274,6 +279,7 @@ impl ConnectionHandler for Handler {
                 }
                 Outbound::Sending { mut sending, retry } => match sending.poll_unpin(cx) {
                     Poll::Ready(Ok(stream)) => {
+                        self.in_flight_bytes = 0;
                         self.outbound = Outbound::Idle(stream);
                         continue;
                     }
@@ -282,6 +288,7 @@ impl ConnectionHandler for Handler {
                         // once more on a new stream, then is given up.
                         self.outbound = Outbound::Closed;
                         if retry {
+                            self.in_flight_bytes = 0;
                             self.reports.push_back(Report::Dropped(messages.len()));
                         } else {
                             self.resend = Some(messages);

@@ -49,9 +49,9 @@ pub enum Task {
 pub struct Config {
     /// Blocks wanted at once; further wants are refused until some resolve.
     pub max_wants: usize,
-    /// Bytes of messages queued per connection before new ones are dropped. Bounded in
-    /// bytes, not messages: a burst of small wants or answers (one per head broadcast)
-    /// must not be dropped while a few large answers would still fit.
+    /// Bytes of messages queued or being written per connection before new ones are
+    /// dropped. Bounded in bytes, not messages: a burst of small wants or answers (one per
+    /// head broadcast) must not be dropped while a few large answers would still fit.
     pub max_queued_bytes: usize,
     /// Wants read from one incoming message; the rest are ignored.
     pub max_wants_per_message: usize,
@@ -209,12 +209,24 @@ impl Bitswap {
         refused
     }
 
-    /// Withdraws a want.
-    pub fn cancel(&mut self, cid: &Cid) {
-        if let Some(want) = self.wants.remove(cid) {
-            let message = wants_message(&[*cid], true, false);
-            for peer in want.asked {
-                self.send(peer, &message);
+    /// Withdraws wants: each peer asked for any of `cids` gets one message of cancels
+    /// (per [`Config::max_wants_per_message`]), not one per CID.
+    pub fn cancel_all(&mut self, cids: &[Cid]) {
+        let mut cancels: HashMap<PeerId, Vec<Cid>> = HashMap::new();
+        for cid in cids {
+            if let Some(want) = self.wants.remove(cid) {
+                for peer in want.asked {
+                    cancels.entry(peer).or_default().push(*cid);
+                }
+            }
+        }
+        self.send_cancels(cancels);
+    }
+
+    fn send_cancels(&mut self, cancels: HashMap<PeerId, Vec<Cid>>) {
+        for (peer, cids) in cancels {
+            for chunk in cids.chunks(self.config.max_wants_per_message) {
+                self.send(peer, &wants_message(chunk, true, false));
             }
         }
     }
@@ -317,13 +329,14 @@ impl Bitswap {
     }
 
     fn on_message(&mut self, peer: PeerId, message: BitswapMessage) {
+        // The other peers asked for a block that came are told in one message each.
+        let mut cancels: HashMap<PeerId, Vec<Cid>> = HashMap::new();
         for (cid, data) in message.blocks {
             match self.wants.remove(&cid) {
                 Some(want) => {
                     self.stats.blocks_received += 1;
-                    let cancel = wants_message(&[cid], true, false);
                     for other in want.asked.into_iter().filter(|p| *p != peer) {
-                        self.send(other, &cancel);
+                        cancels.entry(other).or_default().push(cid);
                     }
                     self.actions.push_back(ToSwarm::GenerateEvent(Event::Block {
                         peer,
@@ -334,6 +347,7 @@ impl Bitswap {
                 None => self.stats.unsolicited_blocks += 1,
             }
         }
+        self.send_cancels(cancels);
         for (cid, presence) in message.presences {
             if presence == Presence::DontHave {
                 if let Some(want) = self.wants.get_mut(&cid) {
