@@ -10,6 +10,7 @@ use std::time::Duration;
 use cid::Cid;
 use futures::future::{select, Either};
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
+use libp2p_identity::PeerId;
 use libp2p_swarm::{dummy, StreamProtocol, Swarm};
 use libp2p_swarm_test::SwarmExt;
 use pinfold_core::codec::bitswap::{BitswapMessage, Presence, WantType, PROTOCOL};
@@ -324,28 +325,42 @@ async fn driving<T>(swarm: &mut Swarm<Bitswap>, until: impl std::future::Future<
         .expect("done within 10 s")
 }
 
-/// The first want of the next frame on `stream`.
-async fn next_want(stream: &mut libp2p_swarm::Stream) -> Cid {
+/// A peer without the bitswap behaviour, connected to `a`, that takes the bitswap streams
+/// `a` opens so that a test reads them frame by frame: its id, and those streams.
+async fn raw_peer_of(a: &mut Swarm<Bitswap>) -> (PeerId, libp2p_stream::IncomingStreams) {
+    let mut raw = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    raw.listen().with_memory_addr_external().await;
+    a.connect(&mut raw).await;
+    let incoming = raw
+        .behaviour()
+        .new_control()
+        .accept(StreamProtocol::new(PROTOCOL))
+        .expect("first registration");
+    let peer = *raw.local_peer_id();
+    tokio::spawn(raw.loop_on_next());
+    (peer, incoming)
+}
+
+/// The next frame on `stream` as a wantlist: its CIDs and whether each is a cancel.
+async fn next_wantlist(stream: &mut libp2p_swarm::Stream) -> Vec<(Cid, bool)> {
     let frame = read_frame(stream, 1 << 20)
         .await
         .expect("a frame")
         .expect("not the end");
     let message = BitswapMessage::decode(&frame).expect("a bitswap message");
-    message.wantlist.expect("wants").entries[0].cid
+    let entries = message.wantlist.expect("wants").entries;
+    entries.into_iter().map(|e| (e.cid, e.cancel)).collect()
+}
+
+/// The first want of the next frame on `stream`.
+async fn next_want(stream: &mut libp2p_swarm::Stream) -> Cid {
+    next_wantlist(stream).await[0].0
 }
 
 #[tokio::test]
 async fn wants_on_a_stream_the_peer_reset_are_sent_again_on_a_new_one() {
     let mut a = bitswap_swarm();
-    let mut b = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    b.listen().with_memory_addr_external().await;
-    a.connect(&mut b).await;
-    let mut incoming = b
-        .behaviour()
-        .new_control()
-        .accept(StreamProtocol::new(PROTOCOL))
-        .expect("first registration");
-    tokio::spawn(b.loop_on_next());
+    let (_, mut incoming) = raw_peer_of(&mut a).await;
     let (first, second) = (block(1).0, block(2).0);
 
     a.behaviour_mut().want(first).unwrap();
@@ -363,29 +378,10 @@ async fn wants_on_a_stream_the_peer_reset_are_sent_again_on_a_new_one() {
     assert_eq!(a.behaviour().stats().dropped_messages, 0);
 }
 
-/// The next frame on `stream` as a wantlist: its CIDs and whether each is a cancel.
-async fn next_wantlist(stream: &mut libp2p_swarm::Stream) -> Vec<(Cid, bool)> {
-    let frame = read_frame(stream, 1 << 20)
-        .await
-        .expect("a frame")
-        .expect("not the end");
-    let message = BitswapMessage::decode(&frame).expect("a bitswap message");
-    let entries = message.wantlist.expect("wants").entries;
-    entries.into_iter().map(|e| (e.cid, e.cancel)).collect()
-}
-
 #[tokio::test]
 async fn withdrawn_wants_reach_each_asked_peer_as_one_message_of_cancels() {
     let mut a = bitswap_swarm();
-    let mut b = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    b.listen().with_memory_addr_external().await;
-    a.connect(&mut b).await;
-    let mut incoming = b
-        .behaviour()
-        .new_control()
-        .accept(StreamProtocol::new(PROTOCOL))
-        .expect("first registration");
-    tokio::spawn(b.loop_on_next());
+    let (_, mut incoming) = raw_peer_of(&mut a).await;
     let cids: Vec<Cid> = (0..100).map(|n| block(n).0).collect();
 
     assert_eq!(a.behaviour_mut().want_all(&cids), Vec::<Cid>::new());
@@ -403,17 +399,9 @@ async fn withdrawn_wants_reach_each_asked_peer_as_one_message_of_cancels() {
 async fn blocks_that_came_are_cancelled_at_the_other_peers_in_one_message() {
     let mut a = bitswap_swarm();
     let mut b = bitswap_swarm();
-    let mut c = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
     b.listen().with_memory_addr_external().await;
-    c.listen().with_memory_addr_external().await;
     a.connect(&mut b).await;
-    a.connect(&mut c).await;
-    let mut incoming = c
-        .behaviour()
-        .new_control()
-        .accept(StreamProtocol::new(PROTOCOL))
-        .expect("first registration");
-    tokio::spawn(c.loop_on_next());
+    let (_, mut incoming) = raw_peer_of(&mut a).await;
     let blocks: Vec<(Cid, Vec<u8>)> = (0..50).map(block).collect();
     let cids: Vec<Cid> = blocks.iter().map(|(cid, _)| *cid).collect();
     assert_eq!(a.behaviour_mut().want_all(&cids), Vec::<Cid>::new());
@@ -445,16 +433,7 @@ async fn a_peer_that_does_not_read_holds_at_most_the_queue_bound_of_answers() {
             ..Config::default()
         })
     });
-    let mut b = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    b.listen().with_memory_addr_external().await;
-    a.connect(&mut b).await;
-    let peer = *b.local_peer_id();
-    let mut incoming = b
-        .behaviour()
-        .new_control()
-        .accept(StreamProtocol::new(PROTOCOL))
-        .expect("first registration");
-    tokio::spawn(b.loop_on_next());
+    let (peer, mut incoming) = raw_peer_of(&mut a).await;
     let answer = |a: &mut Swarm<Bitswap>, from: u64, to: u64| {
         for n in from..to {
             a.behaviour_mut()
