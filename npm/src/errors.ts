@@ -1,7 +1,7 @@
 // The errors the follower throws and emits: one class per kind, each with the `code` the
 // WebAssembly module gives it. `ErrorCode` comes from Rust (wasm/src/error_code.rs): a
 // code added there fails this package's build until `ERROR_CLASSES` maps it.
-import type { ErrorCode } from '../dist/pinfold_wasm.js';
+import type { ErrorCode } from '../dist/browser/pinfold_wasm.js';
 
 export type { ErrorCode };
 

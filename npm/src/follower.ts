@@ -1,7 +1,7 @@
 // The light follower: joins a cluster's private swarm over WebSocket, syncs its pinset
 // and follows it live. A thin layer over the WebAssembly `Follower`: it parses answers,
 // turns error codes into error classes, and gives every call an AbortSignal.
-import * as wasm from '../dist/pinfold_wasm.js';
+import type { Follower as WasmFollower } from '../dist/browser/pinfold_wasm.js';
 import { abortable } from './abort.js';
 import { ClosedError, PinfoldError, typed } from './errors.js';
 import { ready } from './load.js';
@@ -124,7 +124,7 @@ export abstract class FollowerBase {
 
 /** A running follower on this thread; made by `follow`. */
 export class Follower extends FollowerBase {
-  #inner: wasm.Follower | undefined;
+  #inner: WasmFollower | undefined;
   #peerId = '';
   #closed = false;
 
@@ -134,7 +134,7 @@ export class Follower extends FollowerBase {
 
   /** @internal Runs the start and keeps the handle. */
   static async start(options: Omit<FollowOptions, 'signal'>, signal?: AbortSignal): Promise<Follower> {
-    await ready();
+    const wasm = await ready();
     const follower = new Follower();
     const onEvent = (type: string, json: string) => follower.emit(type as EventType, JSON.parse(json));
     const starting = wasm.Follower.start(JSON.stringify(options), onEvent);
@@ -152,13 +152,13 @@ export class Follower extends FollowerBase {
     return follower;
   }
 
-  #live(): wasm.Follower {
+  #live(): WasmFollower {
     if (this.#closed || !this.#inner) throw new ClosedError('the follower is closed', 'CLOSED');
     return this.#inner;
   }
 
   /** Calls the WebAssembly follower and parses its JSON answer. */
-  async #ask<T>(run: (inner: wasm.Follower) => Promise<string>, signal?: AbortSignal): Promise<T> {
+  async #ask<T>(run: (inner: WasmFollower) => Promise<string>, signal?: AbortSignal): Promise<T> {
     return JSON.parse(await call(() => run(this.#live()), signal)) as T;
   }
 

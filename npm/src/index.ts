@@ -1,64 +1,12 @@
-// pinfold's JavaScript API: a thin wrapper over the WebAssembly build of pinfold: the
-// cluster codecs and the light follower.
-// Works in browsers, Workers, Deno and Node >= 20; the module loads on first use.
-import * as wasm from '../dist/pinfold_wasm.js';
-import { ready, wasmMemoryBytes } from './load.js';
-import type { Metric, Pin } from './types.js';
+// pinfold's JavaScript API, for browsers (the package's default entry): the build with
+// webrtc-direct. Node, Deno, Bun and workerd load server.js or workerd.js instead.
+import * as bindings from '../dist/browser/pinfold_wasm.js';
+import { useBuild } from './load.js';
 
-export { ready };
-export {
-  PinfoldError,
-  WrongSecretError,
-  UnreachableError,
-  InvalidOptionsError,
-  ClosedError,
-  StorageError,
-  UntrustedDataError,
-  ERROR_CLASSES,
-  type ErrorCode,
-} from './errors.js';
-export { follow, Follower, FollowerBase, type EventType } from './follower.js';
-export { spawnWorker, WorkerFollower } from './spawn.js';
-export type * from './types.js';
+useBuild({
+  bindings,
+  wasm: () => new URL('../dist/browser/pinfold_wasm_bg.wasm', import.meta.url),
+  worker: () => new URL('./worker-browser.js', import.meta.url),
+});
 
-/** The pubsub topic that carries a cluster's CRDT heads (default cluster name: "ipfs-cluster"). */
-export async function clusterTopic(clusterName?: string): Promise<string> {
-  await ready();
-  return wasm.clusterTopic(clusterName);
-}
-
-/**
- * Validates a cluster secret, given as 64 hex characters or as a swarm.key file's text,
- * and returns it as 64 lowercase hex characters. Throws an Error saying what is wrong.
- */
-export async function normalizeSecret(secret: string): Promise<string> {
-  await ready();
-  return wasm.normalizeClusterSecret(secret);
-}
-
-/** Decodes a CRDT state value (protobuf api.pb.Pin) into ipfs-cluster's pin JSON object. */
-export async function decodePin(stateValue: Uint8Array): Promise<Pin> {
-  await ready();
-  return JSON.parse(wasm.pinJsonFromStateValue(stateValue)) as Pin;
-}
-
-/** Decodes a `monitor.metrics` pubsub message (msgpack api.Metric) into a metric object. */
-export async function decodeMetric(message: Uint8Array): Promise<Metric> {
-  await ready();
-  return JSON.parse(wasm.metricJsonFromMsgpack(message)) as Metric;
-}
-
-/** Every error code the follower gives, as the WebAssembly module lists them. */
-export async function errorCodes(): Promise<wasm.ErrorCode[]> {
-  await ready();
-  const codes: wasm.ErrorCode[] = [];
-  for (let code; (code = wasm.errorCodeAt(codes.length)) !== undefined;) codes.push(code);
-  return codes;
-}
-
-/** Memory the module uses on this thread: `{ wasmBytes }`, its WebAssembly memory (where a
- * follower's replica lives), which only grows. */
-export async function memoryUsage(): Promise<{ wasmBytes: number }> {
-  await ready();
-  return { wasmBytes: wasmMemoryBytes() };
-}
+export * from './api.js';

@@ -1,39 +1,66 @@
-// Loads the WebAssembly module once, in browsers, Workers, Deno, Bun, Node and workerd.
-import init, { type InitOutput } from '../dist/pinfold_wasm.js';
+// Loads the WebAssembly module once. The package's entry for the runtime names the build
+// first (`useBuild`): index.js the browsers' (with WebRTC), server.js and workerd.js the one
+// without WebRTC for Node, Deno, Bun and workerd, which have no RTCPeerConnection.
+import type * as Glue from '../dist/browser/pinfold_wasm.js';
 
-let loading: Promise<void> | undefined;
-let exports: InitOutput | undefined;
-let compiled: WebAssembly.Module | undefined;
+/** wasm-bindgen's module of a build: the bindings, and its loader as `default`. Both
+ * builds export the same API (scripts/build-npm checks their declarations); their loaders
+ * differ only in the module's internal exports. */
+export type Bindings = Omit<typeof Glue, 'default' | 'initSync'> & {
+  default(input: { module_or_path: Glue.InitInput | Promise<Glue.InitInput> }): Promise<{ memory: WebAssembly.Memory }>;
+};
 
-/**
- * Has `ready()` instantiate this compiled module instead of fetching the .wasm: for
- * runtimes that compile modules ahead of time and refuse to compile at run time (workerd,
- * through the package's `workerd` export). Call before anything else.
- */
-export function useCompiledModule(module: WebAssembly.Module): void {
-  compiled = module;
+/** One build of the WebAssembly module, as an entry names it. */
+export interface Build {
+  bindings: Bindings;
+  /** The .wasm: where to fetch it, or the module compiled (workerd). */
+  wasm: () => URL | WebAssembly.Module;
+  /** The script `spawnWorker` runs: a worker on the same build (none in workerd). */
+  worker?: () => URL;
 }
 
-/** Loads the WebAssembly module (once). Every other function awaits it. */
-export function ready(): Promise<void> {
+let build: Build | undefined;
+let loading: Promise<Bindings> | undefined;
+let memory: WebAssembly.Memory | undefined;
+
+/** Names the build this thread loads; called once, by the entry, before anything loads. */
+export function useBuild(entry: Build): void {
+  build ??= entry;
+}
+
+function chosen(): Build {
+  if (!build) throw new Error("pinfold: import the package ('pinfold'), not one of its modules");
+  return build;
+}
+
+/** Loads the WebAssembly module (once) and gives its bindings. Every other function awaits it. */
+export function ready(): Promise<Bindings> {
   loading ??= (async () => {
+    const { bindings, wasm } = chosen();
+    const source = wasm();
     const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
-    // Built only when needed: workerd gives modules no file URL.
-    const wasmUrl = () => new URL('../dist/pinfold_wasm_bg.wasm', import.meta.url);
-    if (compiled) {
-      exports = await init({ module_or_path: compiled });
-    } else if (node) {
+    let exports;
+    if (source instanceof URL && source.protocol === 'file:' && node) {
       // Node's fetch cannot read file: URLs.
       const { readFile } = await import('node:fs/promises');
-      exports = await init({ module_or_path: await readFile(wasmUrl()) });
+      exports = await bindings.default({ module_or_path: await readFile(source) });
     } else {
-      exports = await init({ module_or_path: wasmUrl() });
+      exports = await bindings.default({ module_or_path: source });
     }
+    memory = exports.memory;
+    return bindings;
   })();
   return loading;
 }
 
+/** The script of a Worker that runs a follower on this thread's build. */
+export function workerScript(): URL {
+  const script = chosen().worker?.();
+  if (!script) throw new Error('spawnWorker: this runtime has no Workers; use follow()');
+  return script;
+}
+
 /** Bytes of the WebAssembly memory on this thread (0 before the module loads). */
 export function wasmMemoryBytes(): number {
-  return exports?.memory.buffer.byteLength ?? 0;
+  return memory?.buffer.byteLength ?? 0;
 }

@@ -2,6 +2,7 @@
 // the same API on this thread, so that syncing a large pinset never blocks the page.
 import { ClosedError } from './errors.js';
 import { FollowerBase, normalizeOptions, type EventType } from './follower.js';
+import { workerScript } from './load.js';
 import { RpcClient, workerPort, type Port } from './rpc.js';
 import type {
   CallOptions,
@@ -17,7 +18,7 @@ import type { WorkerMethods, WorkerPushes } from './worker.js';
 
 /** The Worker as a port, and how to end it. */
 async function startWorker(): Promise<Port & { terminate(): void }> {
-  const url = new URL('./worker.js', import.meta.url);
+  const url = workerScript();
   if (typeof globalThis.Worker === 'function') {
     const worker = new globalThis.Worker(url, { type: 'module' });
     return { ...workerPort(worker), terminate: () => worker.terminate() };

@@ -1,10 +1,11 @@
-// The package for workerd (Cloudflare Workers), chosen by its `workerd` export condition:
-// workerd compiles WebAssembly ahead of time and refuses to compile it at run time, so the
-// .wasm is imported as a module (which workerd and Workers bundlers load compiled) and
-// handed to the loader. Everything else is the package's default entry.
-import compiled from '../dist/pinfold_wasm_bg.wasm';
-import { useCompiledModule } from './load.js';
+// pinfold's JavaScript API for workerd (Cloudflare Workers), chosen by its `workerd` export
+// condition: workerd compiles WebAssembly ahead of time and refuses to compile it at run
+// time, so the .wasm (the build without WebRTC) is imported as a module, which workerd and
+// Workers bundlers load compiled. workerd has no Workers: `spawnWorker` is not for it.
+import * as bindings from '../dist/server/pinfold_wasm.js';
+import compiled from '../dist/server/pinfold_wasm_bg.wasm';
+import { useBuild } from './load.js';
 
-useCompiledModule(compiled);
+useBuild({ bindings, wasm: () => compiled });
 
-export * from './index.js';
+export * from './api.js';

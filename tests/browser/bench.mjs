@@ -166,7 +166,7 @@ try {
   } else {
     console.log(`IndexedDB: skipped (${pins} pins > PINFOLD_BENCH_RELOAD_PINS=${reloadPins})`);
   }
-  const wasm = fs.readFileSync(path.join(npmDir, 'dist/pinfold_wasm_bg.wasm'));
+  const wasm = fs.readFileSync(path.join(npmDir, 'dist/browser/pinfold_wasm_bg.wasm'));
   const gzip = zlib.gzipSync(wasm, { level: 9 }).length;
   const brotli = zlib.brotliCompressSync(wasm, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
   console.log(`.wasm: ${wasm.length} bytes raw, ${gzip} gzip -9, ${brotli} brotli`);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Peer, pinfoldBin, runDir, stopAll, waitFor } from '../cluster/harness.mjs';
 import { rawCid } from '../support/cid.mjs';
-import { follow } from '../../npm/lib/index.js';
+import { follow } from '../../npm/lib/server.js';
 
 const pins = Number(process.env.PINFOLD_BENCH_PINS ?? 100_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();

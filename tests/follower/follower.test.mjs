@@ -18,7 +18,7 @@ import {
   UnreachableError,
   InvalidOptionsError,
   UntrustedDataError,
-} from '../../npm/lib/index.js';
+} from '../../npm/lib/server.js';
 
 const PINS = Number(process.env.PINFOLD_FOLLOWER_PINS ?? 10_000);
 const secret = execFileSync(pinfoldBin, ['secret', 'new']).toString().trim();
@@ -70,6 +70,16 @@ before(async () => {
 after(async () => {
   await follower?.close();
   await stopAll();
+});
+
+test('Node resolves the package to its entry without WebRTC', () => {
+  const resolve = (conditions) =>
+    execFileSync(
+      process.execPath,
+      [...conditions, '--input-type=module', '-e', "console.log(import.meta.resolve('pinfold'))"],
+      { cwd: path.resolve(import.meta.dirname, '../../npm'), encoding: 'utf8' },
+    ).trim();
+  assert.ok(resolve([]).endsWith('/npm/lib/server.js'), resolve([]));
 });
 
 test(`loads ${PINS} pins from the relay's snapshot, then follows adds and removals live`, async () => {
@@ -304,6 +314,12 @@ test('an unreachable bootstrap address and bad options fail with typed errors', 
     (error) => error instanceof UnreachableError && error.message.includes(`127.0.0.1:${port}`),
   );
   await assert.rejects(follow({ bootstrap: ['not an address'], secret }), InvalidOptionsError);
+  // Node runs the build without WebRTC: a webrtc-direct address is refused, saying why.
+  const webrtc = `/ip4/127.0.0.1/udp/${port}/webrtc-direct/certhash/uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE8g/p2p/${relay.id}`;
+  await assert.rejects(
+    follow({ bootstrap: [webrtc], secret }),
+    (error) => error instanceof InvalidOptionsError && /no WebRTC/.test(error.message),
+  );
   await assert.rejects(follow({ bootstrap: [wsAddress.replace(/\/p2p\/.*/, '')], secret }), /trustedPeers/);
   await assert.rejects(follow({ bootstrap: [wsAddress], secret: 'abcd' }), /secret/);
   // Heads from a peer it does not trust are ignored, and said so once per peer.

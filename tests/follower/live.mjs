@@ -10,7 +10,7 @@ import { Peer, pinfoldBin, stopAll, waitFor } from '../cluster/harness.mjs';
 import { rawCid } from '../support/cid.mjs';
 import { percentiles } from '../support/stats.mjs';
 import { launchChromium, serveNpm } from '../browser/page.mjs';
-import { follow } from '../../npm/lib/index.js';
+import { follow } from '../../npm/lib/server.js';
 
 const count = Number(process.env.PINFOLD_BENCH_LIVE_PINS ?? 1000);
 /** Longest wait for one pin at one follower before the run fails. */

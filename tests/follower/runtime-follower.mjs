@@ -1,8 +1,8 @@
-// Run in Deno and Bun by runtimes.test.mjs: the npm package joins a relay over
-// WebSocket, syncs, sees a pin added live (named as the last argument says), and runs in the
-// runtime's Worker through spawnWorker. One JSON line per step on stdout: {joined},
+// Run in Deno and Bun by runtimes.test.mjs, from a project whose node_modules holds the
+// package: the npm package joins a relay over WebSocket, syncs, sees a pin added live (named
+// as the last argument says), and runs in the runtime's Worker through spawnWorker. One JSON line per step on stdout: {entry}, {joined},
 // {synced, pins}, {waiting}, {live}, {worker, workerPins}.
-import { follow, spawnWorker } from '../../npm/lib/index.js';
+import { follow, spawnWorker } from 'pinfold';
 
 const [address, secret, trusted, expected, liveName] = globalThis.Deno?.args ?? process.argv.slice(2);
 const options = { bootstrap: [address], secret, trustedPeers: [trusted] };
@@ -17,6 +17,7 @@ async function synced(follower, started) {
   }
 }
 
+say({ entry: import.meta.resolve('pinfold') });
 const started = performance.now();
 const follower = await follow(options);
 say({ joined: performance.now() - started });

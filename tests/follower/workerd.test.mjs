@@ -36,7 +36,7 @@ let url;
  */
 function configuration(port) {
   const modules = ['(name = "worker.mjs", esModule = embed "worker.mjs")'];
-  for (const folder of ['lib', 'dist']) {
+  for (const folder of ['lib', 'dist/browser', 'dist/server']) {
     for (const file of fs.readdirSync(path.join(npm, folder)).sort()) {
       const name = `node_modules/pinfold/${folder}/${file}`;
       if (file.endsWith('.js')) modules.push(`(name = "${name}", esModule = embed "${name}")`);

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ipfs, stopAll, waitFor } from '../cluster/harness.mjs';
 import { launchChromium, serveNpm } from '../browser/page.mjs';
-import { follow } from '../../npm/lib/index.js';
+import { follow } from '../../npm/lib/server.js';
 import { GoPeer, clusterCtl, stopGoPeers } from './go.mjs';
 
 const secret = '6e5d4c3b2a19f8e7d6c5b4a392817f6e5d4c3b2a19f8e7d6c5b4a392817f6e5d';

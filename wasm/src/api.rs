@@ -109,6 +109,17 @@ impl Options {
                     .map_err(|e| invalid(format!("bootstrap: {text:?} is not a multiaddr: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        #[cfg(not(feature = "webrtc"))]
+        if let Some(address) = bootstrap
+            .iter()
+            .find(|a| a.iter().any(|p| p == Protocol::WebRTCDirect))
+        {
+            return Err(invalid(format!(
+                "bootstrap: {address} is a webrtc-direct address, and this build has no WebRTC \
+                 (it is the build for Node, Deno, Bun and workerd, which have no \
+                 RTCPeerConnection): give the peer's WebSocket address"
+            )));
+        }
         let trust = match self.trusted_peers {
             Some(peers) if peers.iter().any(|p| p == "*") => Trust::All,
             Some(peers) => Trust::Peers(

@@ -1,6 +1,7 @@
 //! The follower's libp2p swarm: WebSocket and relayed circuits inside the cluster's private
 //! network (pnet, checked by the core's guard so that a wrong secret fails at once), Noise
-//! and yamux, and webrtc-direct to native peers (where a browser has `RTCPeerConnection`);
+//! and yamux, and (with the `webrtc` feature, for browsers, which have `RTCPeerConnection`)
+//! webrtc-direct to native peers;
 //! identify, ping, gossipsub as ipfs-cluster runs it, bitswap, the peer requests and a
 //! relay client (a bootstrap address `<relay>/p2p-circuit/p2p/<peer>` reaches a peer
 //! through that relay), all behind the secret gate, which makes WebRTC links prove the
@@ -8,8 +9,6 @@
 
 use std::time::Duration;
 
-use libp2p::core::muxing::StreamMuxerBox;
-use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::{Boxed, OrTransport};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
@@ -44,7 +43,7 @@ pub struct Behaviour {
 }
 
 /// WebSocket or a relayed circuit, inside pnet (when there is a secret), then Noise and
-/// yamux; or webrtc-direct.
+/// yamux; with the `webrtc` feature, or webrtc-direct.
 fn transport(
     key: &Keypair,
     secret: Option<&ClusterSecret>,
@@ -58,18 +57,24 @@ fn transport(
     )
     .map_err(|error| error.into_inner());
     let streams = secure(streams, secret, noise, DIAL_TIMEOUT);
-    let webrtc = TransportTimeout::new(
-        libp2p::webrtc_websys::Transport::new(libp2p::webrtc_websys::Config::new(key))
-            .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
-            .map_err(std::io::Error::other),
-        DIAL_TIMEOUT,
-    )
-    .map_err(std::io::Error::other)
-    .boxed();
-    Ok(OrTransport::new(streams, webrtc)
-        .map(|either, _| either.into_inner())
-        .map_err(|error| error.into_inner())
-        .boxed())
+    #[cfg(feature = "webrtc")]
+    let streams = {
+        use libp2p::core::muxing::StreamMuxerBox;
+        use libp2p::core::transport::timeout::TransportTimeout;
+        let webrtc = TransportTimeout::new(
+            libp2p::webrtc_websys::Transport::new(libp2p::webrtc_websys::Config::new(key))
+                .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)))
+                .map_err(std::io::Error::other),
+            DIAL_TIMEOUT,
+        )
+        .map_err(std::io::Error::other)
+        .boxed();
+        OrTransport::new(streams, webrtc)
+            .map(|either, _| either.into_inner())
+            .map_err(|error| error.into_inner())
+            .boxed()
+    };
+    Ok(streams)
 }
 
 /// Builds the swarm of a follower with identity `key`.
