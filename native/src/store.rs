@@ -1,17 +1,19 @@
 //! The durable pinset store: a replica's whole state in one redb file.
 //!
-//! Every [`Transaction`] the replica hands over is one redb write transaction: a process
-//! killed at any moment leaves the file holding each merged delta either entirely or not at
-//! all, and the next open finds it ready at once, so the replica resumes its sync where it
-//! stood. The replica's own writes ([`Transaction::durable`]) are on disk when `commit`
-//! returns; merges of other peers' deltas are flushed to disk with the next durable commit,
-//! at most [`DURABLE_INTERVAL`] later, or when the store is dropped. A crash loses at most
-//! that last second of merges, which the replica then fetches again: the walk's state is
-//! in the same file, so it reverts with them. One disk flush per merged delta would
-//! otherwise bound a sync to the disk's flush rate.
+//! Merges of other peers' deltas gather in one open redb write transaction, which is
+//! committed to disk with the next durable commit: the replica's own writes
+//! ([`Transaction::durable`], on disk when `commit` returns), the first commit
+//! [`DURABLE_INTERVAL`] after the last one, a flush, or the store being dropped. A process
+//! killed at any moment leaves the file holding each merged delta either entirely or not
+//! at all, and the next open finds it ready at once, so the replica resumes its sync where
+//! it stood. A crash loses the merges not committed yet, which the replica then fetches
+//! again: the walk's state is in the same file, so it reverts with them. One disk flush per
+//! merged delta would bound a sync to the disk's flush rate, and one transaction per delta
+//! would copy the B-tree pages its keys land on once per delta rather than once per second.
 //!
-//! Reads go through a read transaction taken after the last commit, so a merge sees what
-//! the previous one wrote without opening a transaction per lookup.
+//! Reads see the open transaction when there is one, and otherwise a read transaction
+//! taken after the last commit, so a merge sees what the previous one wrote without
+//! opening a transaction per lookup.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use pinfold_core::crdt::{
 };
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    TableDefinition, WriteTransaction,
 };
 
 /// Key → encoded [`KeyState`].
@@ -78,6 +80,11 @@ pub enum StoreError {
     Database(#[from] redb::Error),
     #[error("pinset store: {0}")]
     Corrupt(#[from] RecordDecodeError),
+    #[error(
+        "the pinset store failed to write and gave up the merges it had not committed: \
+         restart the peer (it fetches them again)"
+    )]
+    Failed,
 }
 
 /// Turns any of redb's per-operation error types into a [`StoreError`].
@@ -99,13 +106,43 @@ pub struct StoreCounts {
 pub struct RedbStore {
     path: PathBuf,
     db: Database,
-    view: View,
+    state: State,
     /// Keys with a value, kept in `META` under [`LIVE_KEYS`] and updated by each commit.
     live_keys: u64,
     /// When the last commit flushed to disk.
     flushed_at: Instant,
-    /// Commits since then are not on disk yet.
-    unflushed: bool,
+}
+
+/// What reads see.
+enum State {
+    /// Everything is on disk: reads go through the tables as of the last commit.
+    Committed(View),
+    /// Merges not on disk yet, gathered in one write transaction; reads go through it.
+    Open(WriteTransaction),
+    /// A write failed inside the open transaction, which was given up with the merges it
+    /// held, while the replica counts them merged: every later call fails, until the store
+    /// is opened again from what is on disk.
+    Failed,
+}
+
+/// Runs `$read` with `$table` bound to table `$definition` (field `$field` of [`View`]) as
+/// the store sees it now.
+macro_rules! read_table {
+    ($store:expr, $definition:expr, $field:ident, |$table:ident| $read:expr) => {
+        match &$store.state {
+            State::Open(write) => {
+                let $table = write.open_table($definition).map_err(failed)?;
+                let read = $read;
+                read
+            }
+            State::Committed(view) => {
+                let $table = &view.$field;
+                let read = $read;
+                read
+            }
+            State::Failed => Err(StoreError::Failed),
+        }
+    };
 }
 
 /// Where the count of keys with a value is kept in `META`.
@@ -198,10 +235,9 @@ impl RedbStore {
         Ok(Self {
             path: path.to_owned(),
             db,
-            view,
+            state: State::Committed(view),
             live_keys,
             flushed_at: Instant::now(),
-            unflushed: false,
         })
     }
 
@@ -236,11 +272,11 @@ impl RedbStore {
     /// What the store holds, for inspection.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         Ok(StoreCounts {
-            blocks: self.view.blocks.len().map_err(failed)?,
-            processed: self.view.processed.len().map_err(failed)?,
-            keys: self.view.keys.len().map_err(failed)?,
-            heads: self.view.heads.len().map_err(failed)?,
-            pending: self.view.pending.len().map_err(failed)?,
+            blocks: read_table!(self, BLOCKS, blocks, |t| t.len().map_err(failed))?,
+            processed: read_table!(self, PROCESSED, processed, |t| t.len().map_err(failed))?,
+            keys: read_table!(self, KEYS, keys, |t| t.len().map_err(failed))?,
+            heads: read_table!(self, HEADS, heads, |t| t.len().map_err(failed))?,
+            pending: read_table!(self, PENDING, pending, |t| t.len().map_err(failed))?,
         })
     }
 
@@ -273,35 +309,32 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Flushes the commits not yet on disk.
+    /// Commits the open transaction to disk, if there is one.
     fn flush_to_disk(&mut self) -> Result<(), StoreError> {
-        if self.unflushed {
-            let mut write = self.db.begin_write().map_err(failed)?;
-            write.set_quick_repair(true);
-            write.commit().map_err(failed)?;
-            self.flushed(true);
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Open(mut write) => {
+                let committed = write
+                    .set_durability(redb::Durability::Immediate)
+                    .map_err(failed)
+                    .and_then(|()| {
+                        write.set_quick_repair(true);
+                        write.commit().map_err(failed)
+                    });
+                if let Err(error) = committed {
+                    tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
+                    return Err(error);
+                }
+                self.state = State::Committed(View::of(&self.db)?);
+                self.flushed_at = Instant::now();
+            }
+            other => self.state = other,
         }
         Ok(())
     }
 
-    fn flushed(&mut self, durable: bool) {
-        if durable {
-            self.flushed_at = Instant::now();
-        }
-        self.unflushed = !durable;
-    }
-
-    /// Applies `tx`, on disk when `durable`; returns the new count of keys with a value.
-    fn apply(&self, tx: Transaction, durable: bool) -> Result<u64, StoreError> {
+    /// Writes `tx` into `write`; returns the new count of keys with a value.
+    fn apply(&self, write: &WriteTransaction, tx: &Transaction) -> Result<u64, StoreError> {
         let live_keys = self.live_keys.saturating_add_signed(tx.live_keys);
-        let mut write = self.db.begin_write().map_err(failed)?;
-        if durable {
-            write.set_quick_repair(true);
-        } else {
-            write
-                .set_durability(redb::Durability::None)
-                .map_err(failed)?;
-        }
         {
             if tx.live_keys != 0 {
                 write
@@ -346,7 +379,6 @@ impl RedbStore {
                 }
             }
         }
-        write.commit().map_err(failed)?;
         Ok(live_keys)
     }
 }
@@ -362,6 +394,16 @@ fn available_bytes(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// A stored key state, decoded.
+fn decode_state(
+    state: Option<redb::AccessGuard<'_, &'static [u8]>>,
+) -> Result<Option<KeyState>, StoreError> {
+    Ok(match state {
+        Some(state) => Some(KeyState::decode(state.value())?),
+        None => None,
+    })
+}
+
 /// The 32 bytes of a stored block id.
 fn block_id(bytes: &[u8]) -> Result<BlockId, StoreError> {
     let id: [u8; 32] = bytes
@@ -375,43 +417,52 @@ impl Store for RedbStore {
 
     async fn load(&self) -> Result<Persisted, StoreError> {
         let mut heads = Vec::new();
-        for entry in self.view.heads.range::<&[u8]>(..).map_err(failed)? {
-            let (cid, height) = entry.map_err(failed)?;
-            let cid =
-                cid::Cid::try_from(cid.value()).map_err(|_| RecordDecodeError::new("head cid"))?;
-            heads.push((cid, height.value()));
-        }
+        read_table!(self, HEADS, heads, |table| {
+            for entry in table.range::<&[u8]>(..).map_err(failed)? {
+                let (cid, height) = entry.map_err(failed)?;
+                let cid = cid::Cid::try_from(cid.value())
+                    .map_err(|_| RecordDecodeError::new("head cid"))?;
+                heads.push((cid, height.value()));
+            }
+            Ok(())
+        })?;
         let mut pending = Vec::new();
-        for entry in self.view.pending.range::<&[u8]>(..).map_err(failed)? {
-            let (_, block) = entry.map_err(failed)?;
-            pending.push(PendingBlock::decode(block.value())?);
-        }
+        read_table!(self, PENDING, pending, |table| {
+            for entry in table.range::<&[u8]>(..).map_err(failed)? {
+                let (_, block) = entry.map_err(failed)?;
+                pending.push(PendingBlock::decode(block.value())?);
+            }
+            Ok(())
+        })?;
         Ok(Persisted { heads, pending })
     }
 
     async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, StoreError> {
-        match self.view.keys.get(key).map_err(failed)? {
-            Some(state) => Ok(Some(KeyState::decode(state.value())?)),
-            None => Ok(None),
-        }
+        read_table!(self, KEYS, keys, |table| decode_state(
+            table.get(key).map_err(failed)?
+        ))
+    }
+
+    /// One table lookup for all `keys`: opening a table in the open transaction is not free.
+    async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, StoreError> {
+        read_table!(self, KEYS, keys, |table| keys
+            .iter()
+            .map(|key| decode_state(table.get(*key).map_err(failed)?))
+            .collect())
     }
 
     async fn is_processed(&self, block: &BlockId) -> Result<bool, StoreError> {
-        Ok(self
-            .view
-            .processed
+        read_table!(self, PROCESSED, processed, |table| Ok(table
             .get(&block.0[..])
             .map_err(failed)?
-            .is_some())
+            .is_some()))
     }
 
     async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .view
-            .blocks
+        read_table!(self, BLOCKS, blocks, |table| Ok(table
             .get(&block.0[..])
             .map_err(failed)?
-            .map(|bytes| bytes.value().to_vec()))
+            .map(|bytes| bytes.value().to_vec())))
     }
 
     async fn processed_after(
@@ -420,18 +471,12 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<BlockId>, StoreError> {
         let lower = after.map_or(Bound::Unbounded, |id| Bound::Excluded(&id.0[..]));
-        let mut out = Vec::new();
-        for entry in self
-            .view
-            .processed
+        read_table!(self, PROCESSED, processed, |table| table
             .range::<&[u8]>((lower, Bound::Unbounded))
             .map_err(failed)?
             .take(limit)
-        {
-            let (id, _) = entry.map_err(failed)?;
-            out.push(block_id(id.value())?);
-        }
-        Ok(out)
+            .map(|entry| block_id(entry.map_err(failed)?.0.value()))
+            .collect())
     }
 
     async fn scan(
@@ -440,18 +485,15 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, KeyState)>, StoreError> {
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut out = Vec::new();
-        for entry in self
-            .view
-            .keys
+        read_table!(self, KEYS, keys, |table| table
             .range::<&[u8]>((lower, Bound::Unbounded))
             .map_err(failed)?
             .take(limit)
-        {
-            let (key, state) = entry.map_err(failed)?;
-            out.push((key.value().to_vec(), KeyState::decode(state.value())?));
-        }
-        Ok(out)
+            .map(|entry| {
+                let (key, state) = entry.map_err(failed)?;
+                Ok((key.value().to_vec(), KeyState::decode(state.value())?))
+            })
+            .collect())
     }
 
     async fn commit(&mut self, tx: Transaction) -> Result<(), StoreError> {
@@ -459,14 +501,30 @@ impl Store for RedbStore {
             return Ok(());
         }
         self.ensure_room(&tx)?;
-        let durable = tx.durable || self.flushed_at.elapsed() >= DURABLE_INTERVAL;
-        self.live_keys = self.apply(tx, durable).inspect_err(|error| {
-            if matches!(error, StoreError::Database(redb::Error::Io(_) | redb::Error::PreviousIo)) {
-                tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
+        let write = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Open(write) => write,
+            State::Committed(view) => {
+                // A read transaction left open would keep the pages this one frees.
+                drop(view);
+                let mut write = self.db.begin_write().map_err(failed)?;
+                write
+                    .set_durability(redb::Durability::None)
+                    .map_err(failed)?;
+                write
             }
-        })?;
-        self.flushed(durable);
-        self.view = View::of(&self.db)?;
+            State::Failed => return Err(StoreError::Failed),
+        };
+        match self.apply(&write, &tx) {
+            Ok(live_keys) => self.live_keys = live_keys,
+            Err(error) => {
+                tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
+                return Err(error);
+            }
+        }
+        self.state = State::Open(write);
+        if tx.durable || self.flushed_at.elapsed() >= DURABLE_INTERVAL {
+            self.flush_to_disk()?;
+        }
         Ok(())
     }
 
@@ -588,6 +646,44 @@ mod tests {
         drop(store);
         let store = RedbStore::open(&path).unwrap();
         assert!(ready(store.key_state(b"/last")).unwrap().is_some());
+    }
+
+    #[test]
+    fn merges_not_on_disk_yet_are_seen_by_every_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        let ids: Vec<BlockId> = (0..3u8).map(|i| BlockId([i; 32])).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let tx = Transaction {
+                keys: vec![(format!("/merged/{i}").into_bytes(), KeyState::default())],
+                blocks: vec![(*id, vec![i as u8])],
+                processed: vec![*id],
+                ..Default::default()
+            };
+            ready(store.commit(tx)).unwrap();
+        }
+        assert_eq!(keys_on_disk(&path), Vec::<String>::new());
+        let keys: Vec<&[u8]> = vec![b"/merged/0", b"/absent", b"/merged/2"];
+        let states = ready(store.key_states(&keys)).unwrap();
+        assert_eq!(
+            states.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert!(ready(store.is_processed(&ids[1])).unwrap());
+        assert_eq!(ready(store.block(&ids[2])).unwrap(), Some(vec![2]));
+        assert_eq!(
+            ready(store.processed_after(Some(&ids[0]), 10)).unwrap(),
+            ids[1..]
+        );
+        assert_eq!(
+            ready(store.scan(Some(b"/merged/0"), 1)).unwrap()[0].0,
+            b"/merged/1"
+        );
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.keys, counts.blocks, counts.processed), (3, 3, 3));
+        ready(store.flush()).unwrap();
+        assert_eq!(keys_on_disk(&path), ["/merged/0", "/merged/1", "/merged/2"]);
     }
 
     #[test]
