@@ -6,7 +6,9 @@
 //   3. with storage in IndexedDB: the cold sync from the snapshot and through the DAG (with
 //      the WebAssembly memory it took), and the resume after a reload (up to PINFOLD_BENCH_RELOAD_PINS pins, 100000: past that
 //      the IndexedDB part is skipped);
-//   4. the .wasm's size raw, gzip -9 and brotli.
+//   4. the .wasm's size raw, gzip -9 and brotli;
+//   5. how long the page is blocked while syncing (Chromium's long tasks, over 50 ms), with
+//      the follower on the page and in a Web Worker (spawnWorker).
 // The relays' pinsets are imported (`state import`: deltas of 1000 pins).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -46,37 +48,54 @@ function importedRelay(name, env) {
   })();
 }
 
-/** `storage`: extra options of `follow()` (memory when none). */
-async function coldSync(browser, origin, relay, storage = {}) {
+/**
+ * `storage`: extra options of `follow()` (memory when none); `spawn`: "follow" (the follower
+ * on the page) or "spawnWorker". The page's long tasks (over 50 ms, as Chromium reports
+ * them) are counted from the start of the sync to its end.
+ */
+async function coldSync(browser, origin, relay, storage = {}, spawn = 'follow') {
   const page = await browser.newPage();
   await page.goto(origin);
   const cdp = await page.context().newCDPSession(page);
   const address = await relay.addressOf('ws');
   const result = await page.evaluate(
-    async ({ address, secret, trusted, pins, storage }) => {
+    async ({ address, secret, trusted, pins, storage, spawn }) => {
       const pinfold = await import('/lib/index.js');
       await pinfold.ready();
+      const longTasks = { count: 0, longestMs: 0 };
+      const count = (entries) => {
+        for (const entry of entries) {
+          longTasks.count++;
+          longTasks.longestMs = Math.max(longTasks.longestMs, entry.duration);
+        }
+      };
+      const observer = new PerformanceObserver((list) => count(list.getEntries()));
+      observer.observe({ type: 'longtask' });
       const started = performance.now();
-      const follower = await pinfold.follow({ bootstrap: [address], secret, trustedPeers: [trusted], ...storage });
+      const follower = await pinfold[spawn]({ bootstrap: [address], secret, trustedPeers: [trusted], ...storage });
       // Chunks of pins merge as they arrive: the first pin shows how soon the load shows progress.
       let firstPinMs = null;
       for (;;) {
         const state = await follower.syncState();
         if (firstPinMs === null && state.pins > 0) firstPinMs = performance.now() - started;
         if (state.synced && state.pins >= pins) {
+          const ms = performance.now() - started;
+          count(observer.takeRecords());
+          observer.disconnect();
           window.follower = follower;
           return {
-            ms: performance.now() - started,
+            ms,
             firstPinMs,
             snapshot: state.snapshot !== null,
             wasmBytes: (await pinfold.memoryUsage()).wasmBytes,
+            longTasks,
           };
         }
         if (performance.now() - started > 1_800_000) throw new Error(`not synced: ${JSON.stringify(state)}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     },
-    { address, secret, trusted: relay.id, pins, storage },
+    { address, secret, trusted: relay.id, pins, storage, spawn },
   );
   await cdp.send('HeapProfiler.collectGarbage');
   const { usedSize } = await cdp.send('Runtime.getHeapUsage');
@@ -138,6 +157,7 @@ try {
   );
   console.log(`the relay made its snapshot of ${pins} pins in ${made[1]} ms`);
   const a = await coldSync(browser, origin, withSnapshot);
+  const inWorker = await coldSync(browser, origin, withSnapshot, {}, 'spawnWorker');
   const reload = pins <= reloadPins ? await reloadResume(browser, origin, withSnapshot) : null;
   await withSnapshot.stop();
   const withoutSnapshot = await importedRelay('bench-dag', { CLUSTER_CRDT_SNAPSHOTEVERY: '0' });
@@ -152,6 +172,14 @@ try {
   console.log(
     `cold sync of ${pins} pins, walking the DAG:         ${(b.ms / 1000).toFixed(2)} s, ${Math.round(pins / (b.ms / 1000))} pins/s (snapshot used: ${b.snapshot})`,
   );
+  console.log(
+    `cold sync of ${pins} pins from the snapshot with spawnWorker (the follower in a Web Worker): ${(inWorker.ms / 1000).toFixed(2)} s, ${Math.round(pins / (inWorker.ms / 1000))} pins/s`,
+  );
+  const blocked = (run) =>
+    `${run.longTasks.count} tasks over 50 ms, the longest ${run.longTasks.longestMs.toFixed(0)} ms`;
+  console.log(`the page while syncing from the snapshot, follower on the page: ${blocked(a)}`);
+  console.log(`the page while syncing from the snapshot, follower in a Worker: ${blocked(inWorker)}`);
+  console.log(`the page while walking the DAG, follower on the page: ${blocked(b)}`);
   console.log(
     `once synced (snapshot run): JS heap ${mib(a.jsHeap)} MiB (${per100k(a.jsHeap)} per 100k pins), WebAssembly memory ${mib(a.wasmBytes)} MiB (${per100k(a.wasmBytes)} per 100k pins)`,
   );
