@@ -73,6 +73,14 @@ export class WorkerFollower extends FollowerBase {
     return this.#peerId;
   }
 
+  /** The Worker sends pin events only while something here listens to them. */
+  protected override listenersChanged(type: EventType): void {
+    if ((type === 'pin' || type === 'unpin') && !this.#closed) {
+      // Fails only once the Worker is gone, when there is nothing left to send.
+      this.#call('listenToPins', [this.listensToPins()]).catch(() => {});
+    }
+  }
+
   pinsPage(after: string | undefined, limit: number, { signal }: CallOptions = {}): Promise<Pin[]> {
     return this.#call('pinsPage', [after, limit], signal);
   }
