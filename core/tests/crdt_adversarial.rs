@@ -397,8 +397,8 @@ fn writer_with_small_chunks() -> (Replica<MemoryStore>, cid::Cid) {
     (writer, root)
 }
 
-/// A snapshot merges one chunk per `work` call, so that the caller can serve other events
-/// in between; the heads come with the last chunk.
+/// A snapshot of small chunks merges one chunk per `work` call, so that the caller can
+/// serve other events in between; the heads come with the last chunk.
 #[test]
 fn a_loaded_snapshot_merges_one_chunk_per_work_call() {
     let (writer, root) = writer_with_small_chunks();
@@ -685,6 +685,86 @@ fn deliver_all(r: &mut Replica<MemoryStore>, source: &MemoryStore) {
             ready(r.receive_block(&cid, block(source, &cid), 1)).unwrap();
         }
     }
+}
+
+/// A chunk of thousands of pins merges over several `work` calls, a part at a time, so
+/// that no call holds its caller (a browser page) for long; it counts once, with its last
+/// part.
+#[test]
+fn a_chunk_of_many_pins_merges_over_several_work_calls() {
+    let mut writer = support::writer_with_pins(6_000, 1_000);
+    let root = ready(writer.create_snapshot()).unwrap().unwrap();
+    let mut r = replica(Config::default());
+    ready(r.load_snapshot(&peer(0), &root, 1)).unwrap();
+    deliver_all(&mut r, writer.store());
+    let (mut calls, mut seen) = (0, 0);
+    while r.has_work() {
+        assert!(r.heads().is_empty(), "the heads come with the last chunk");
+        ready(r.work(1)).unwrap();
+        calls += 1;
+        let now = values(&r).len();
+        assert!(
+            now > seen && now - seen <= 2_048,
+            "call {calls} merged {} pins",
+            now - seen
+        );
+        seen = now;
+        deliver_all(&mut r, writer.store());
+    }
+    let chunks = r.stats().snapshot_chunks;
+    assert!(
+        chunks >= 1 && calls > chunks,
+        "{calls} calls for {chunks} chunks"
+    );
+    assert_eq!(r.heads(), writer.heads());
+    assert_eq!(values(&r), values(&writer));
+    assert!(r.is_synced());
+}
+
+/// The deltas of an ancestors answer merge one per `work` call, not all as the answer
+/// arrives: an answer holds up to 4 MiB of them.
+#[test]
+fn an_ancestors_answer_merges_one_delta_per_work_call() {
+    let writer = support::writer_with_pins(20_000, 1_000);
+    let mut r = replica(Config::default());
+    let heads: Vec<Cid> = writer.heads().into_iter().map(|(c, _)| c).collect();
+    ready(r.receive_broadcast(&peer(0), &encode_broadcast(&heads), 1)).unwrap();
+    // The head comes by a fetch, and shows the walk is behind: it asks for ancestors (and
+    // fetches the head's parent, which this test never delivers).
+    let mut asked = None;
+    while let Some(output) = r.poll_output() {
+        match output {
+            Output::Fetch(cids) if cids == heads => {
+                for cid in cids {
+                    ready(r.receive_block(&cid, block(writer.store(), &cid), 1)).unwrap();
+                }
+            }
+            Output::FetchAncestors { from, known, limit } => asked = Some((from, known, limit)),
+            _ => {}
+        }
+    }
+    let (from, known, limit) = asked.expect("an ancestors request");
+    let answer = ready(writer.ancestors(&from, &known, limit)).unwrap();
+    assert!(answer.len() >= 10, "{} blocks in the answer", answer.len());
+    let (merged, answered) = (r.stats().merged, answer.len() as u64);
+    ready(r.receive_ancestors(answer, 1)).unwrap();
+    assert_eq!(r.stats().merged, merged, "nothing merges before work");
+    assert!(r.has_work());
+    let mut calls = 0;
+    while r.has_work() {
+        let before = r.stats().merged;
+        ready(r.work(1)).unwrap();
+        calls += 1;
+        assert!(r.stats().merged <= before + 1, "one delta per call");
+        // What the walk asks for next goes unanswered here.
+        while r.poll_output().is_some() {}
+    }
+    assert_eq!(
+        r.stats().merged - merged,
+        answered,
+        "every delta of the answer merged"
+    );
+    assert_eq!(calls, answered);
 }
 
 /// A loaded snapshot's chunks are never stored, and its root goes with the last chunk,

@@ -282,7 +282,7 @@ impl Sim {
             for n in 0..self.nodes.len() {
                 let now = self.clock(n);
                 ready(self.nodes[n].tick(now)).unwrap();
-                // A loading snapshot merges a chunk per turn.
+                // Merge work (a snapshot chunk's part, a held delta) goes a turn at a time.
                 while self.nodes[n].has_work() {
                     ready(self.nodes[n].work(now)).unwrap();
                     self.settle();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cid::Cid;
 use futures::channel::{mpsc, oneshot};
-use futures::future::{Fuse, FusedFuture};
+use futures::future::{self, Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt};
 use futures_timer::Delay;
 use libp2p::gossipsub;
@@ -54,6 +54,51 @@ const MAX_PEER_CONNECTIONS: usize = 16;
 /// Unix nanoseconds, from JavaScript's clock.
 fn now_nanos() -> i64 {
     (js_sys::Date::now() * 1e6) as i64
+}
+
+/// What woke the follower's loop.
+// One at a time, on the loop's stack: boxing the swarm's event would allocate per event.
+#[allow(clippy::large_enum_variant)]
+enum Event {
+    Swarm(SwarmEvent<GatedEvent>),
+    Command(Command),
+    Tick,
+    StartDeadline,
+    Work,
+}
+
+/// Longest the follower handles events without the JavaScript event loop getting a turn.
+/// Events that arrive together (a burst of blocks, say) are otherwise handled in one task,
+/// which holds the page for as long.
+const SLICE_MS: f64 = 20.0;
+
+/// A run of events handled back to back, in one task of the JavaScript event loop.
+#[derive(Default)]
+struct Slice {
+    started: f64,
+    last_ended: f64,
+}
+
+impl Slice {
+    /// An event is about to be handled: a wait of more than a millisecond since the last
+    /// one ended let the page have its turn, and starts a new slice.
+    fn begin(&mut self) {
+        let now = js_sys::Date::now();
+        if now - self.last_ended > 1.0 {
+            self.started = now;
+        }
+    }
+
+    /// An event was handled: yields to the event loop once the slice has run for
+    /// [`SLICE_MS`].
+    async fn end(&mut self) {
+        self.last_ended = js_sys::Date::now();
+        if self.last_ended - self.started >= SLICE_MS {
+            Delay::new(Duration::ZERO).await;
+            self.started = js_sys::Date::now();
+            self.last_ended = self.started;
+        }
+    }
 }
 
 /// How to follow a cluster.
@@ -317,26 +362,37 @@ impl<E: Sink> Follower<E> {
         let mut tick = Delay::new(TICK);
         let mut start_deadline = Delay::new(connect_timeout).fuse();
         let mut turn = Fuse::terminated();
+        let mut slice = Slice::default();
         loop {
             self.node.set_pin_events(self.sink.wants_pins());
-            // A loading snapshot merges one chunk per turn; each turn first yields to the
-            // JavaScript event loop, so that the page and the network go on meanwhile.
+            // Merge work (a snapshot chunk's part, a delta of a run) is done one turn at a
+            // time, taking its chance with the other events; the slice yields to the
+            // JavaScript event loop, so that the page and the network go on meanwhile. (A
+            // timer per turn would cost more: browsers hold nested timers back 4 ms.)
             if self.node.has_work() && turn.is_terminated() {
-                turn = Delay::new(Duration::ZERO).fuse();
+                turn = future::ready(()).fuse();
             }
-            futures::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+            let event = futures::select! {
+                event = self.swarm.select_next_some() => Event::Swarm(event),
                 command = commands.next() => match command {
-                    Some(command) => self.on_command(command).await,
+                    Some(command) => Event::Command(command),
                     None => return,
                 },
-                _ = (&mut tick).fuse() => {
+                _ = (&mut tick).fuse() => Event::Tick,
+                _ = start_deadline => Event::StartDeadline,
+                _ = turn => Event::Work,
+            };
+            slice.begin();
+            match event {
+                Event::Swarm(event) => self.on_swarm_event(event).await,
+                Event::Command(command) => self.on_command(command).await,
+                Event::Tick => {
                     tick.reset(TICK);
                     let result = self.node.tick(now_nanos()).await;
                     self.check(result);
                 }
-                _ = start_deadline => self.fail_start(StartError::TimedOut(connect_timeout)),
-                _ = turn => {
+                Event::StartDeadline => self.fail_start(StartError::TimedOut(connect_timeout)),
+                Event::Work => {
                     let result = self.node.work(now_nanos()).await;
                     self.check(result);
                 }
@@ -345,6 +401,7 @@ impl<E: Sink> Follower<E> {
             if self.refused {
                 return;
             }
+            slice.end().await;
         }
     }
 

@@ -746,7 +746,8 @@ impl Peer {
                 Some(report) = self.background.recv() => self.on_background(report).await?,
                 _ = tick.tick() => self.on_tick().await?,
                 _ = report.tick(), if self.metrics.is_some() => self.refresh_metrics(),
-                // A loading snapshot merges one chunk per turn, between the other events.
+                // Merge work (part of a snapshot chunk, a delta of an ancestors run) goes
+                // one turn at a time, between the other events.
                 _ = tokio::task::yield_now(), if self.node.has_work() => {
                     self.node.work(now_nanos()).await?;
                 }

@@ -73,8 +73,8 @@ impl<S: Store> Replica<S> {
     }
 
     /// The answer to an [`Output::FetchAncestors`]: blocks in any order. Those the walk
-    /// waits for are merged now, the others when the walk reaches them; blocks nothing
-    /// links to are forgotten once the walk ends.
+    /// waits for are held for [`Replica::work`] to merge, the others when the walk reaches
+    /// them; blocks nothing links to are forgotten once the walk ends.
     pub async fn receive_ancestors(
         &mut self,
         blocks: Vec<Vec<u8>>,
@@ -105,7 +105,7 @@ impl<S: Store> Replica<S> {
                 continue;
             }
             if let Some(bytes) = self.prefetched.remove(&id) {
-                self.handle_block(id, bytes).await?;
+                self.take_block(id, bytes).await?;
             }
         }
         self.pump(now).await

@@ -140,7 +140,7 @@ enum FetchState {
         since: u64,
     },
     Parked,
-    /// A snapshot chunk decoded and held in memory, waiting for [`Replica::work`].
+    /// A snapshot chunk decoded, or a delta, held in memory, waiting for [`Replica::work`].
     Held,
 }
 
@@ -179,6 +179,10 @@ pub struct Replica<S: Store> {
     /// them.
     held_last: VecDeque<(BlockId, SnapshotChunk)>,
     deferred: Vec<BlockId>,
+    /// Deltas the walk reached whose bytes were here without a request of their own (from
+    /// an ancestors answer, or the store on a resumed walk), in that order: merged one per
+    /// [`Replica::work`] turn, so that a run of them never holds the caller for long.
+    held_deltas: VecDeque<(BlockId, Vec<u8>)>,
     /// Blocks from ancestors answers that the walk has not reached yet.
     prefetched: HashMap<BlockId, Vec<u8>>,
     /// When the ancestors request that is out was made; no other is made until it is
@@ -216,6 +220,7 @@ impl<S: Store> Replica<S> {
             held_chunks: VecDeque::new(),
             held_last: VecDeque::new(),
             deferred: Vec::new(),
+            held_deltas: VecDeque::new(),
             prefetched: HashMap::new(),
             ancestors_asked: None,
             ancestors_retry_at: 0,
@@ -276,6 +281,24 @@ impl<S: Store> Replica<S> {
             heads: self.heads.len(),
             height: self.height(),
         }
+    }
+
+    /// Whether merge work waits for [`Replica::work`]: a held delta (a run of them comes
+    /// with each ancestors answer), a snapshot chunk of versions alone, or every chunk of
+    /// the snapshot being loaded. The caller calls `work` until this is false, yielding to
+    /// its other tasks in between, so that neither a long walk nor a large snapshot stalls
+    /// it for long.
+    pub fn has_work(&self) -> bool {
+        !self.held_deltas.is_empty() || self.has_snapshot_work()
+    }
+
+    /// One turn of merge work (nothing when [`Replica::has_work`] is false): a snapshot
+    /// chunk if one is ready, else one held delta, each in one transaction.
+    pub async fn work(&mut self, now: u64) -> Result<(), S::Error> {
+        if self.has_snapshot_work() {
+            return self.merge_held_chunk(now).await;
+        }
+        self.merge_held_delta(now).await
     }
 
     /// True when no block is waiting to be fetched or merged.

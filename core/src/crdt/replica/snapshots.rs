@@ -14,6 +14,11 @@ pub(super) struct ChunkWriter {
     keys: u64,
 }
 
+/// Snapshot entries merged per [`Replica::work`] turn. A chunk holds up to 1 MiB of them,
+/// several thousand pins, and merging one whole held a browser page for tens of
+/// milliseconds.
+const CHUNK_ENTRIES_PER_TURN: usize = 2048;
+
 impl<S: Store> Replica<S> {
     // ----- snapshots ----------------------------------------------------------------------
 
@@ -313,13 +318,7 @@ impl<S: Store> Replica<S> {
         let Ok(chunk) = SnapshotChunk::decode(bytes) else {
             return self.fail_snapshot().await;
         };
-        let pending = self.pending.get_mut(&id).expect("caller checked");
-        match pending.state {
-            FetchState::InFlight { .. } => self.in_flight -= 1,
-            FetchState::Parked => self.parked -= 1,
-            FetchState::Queued | FetchState::Held => {}
-        }
-        pending.state = FetchState::Held;
+        self.mark_held(id);
         if chunk.processed.is_empty() {
             self.held_chunks.push_back((id, chunk));
         } else {
@@ -328,11 +327,9 @@ impl<S: Store> Replica<S> {
         Ok(())
     }
 
-    /// Whether merge work waits for [`Replica::work`]: a snapshot chunk of versions alone
-    /// has arrived, or every chunk of the snapshot being loaded has. The caller calls
-    /// `work` until this is false, yielding to its other tasks in between, so that a large
-    /// snapshot never stalls it for long.
-    pub fn has_work(&self) -> bool {
+    /// Whether a snapshot chunk waits for [`Replica::work`]: one of versions alone has
+    /// arrived, or every chunk of the snapshot being loaded has.
+    pub(super) fn has_snapshot_work(&self) -> bool {
         !self.held_chunks.is_empty() || self.all_chunks_held()
     }
 
@@ -342,41 +339,34 @@ impl<S: Store> Replica<S> {
             && self.held_chunks.len() + self.held_last.len() == self.snapshot_pending
     }
 
-    /// Merges one held snapshot chunk, in one transaction (nothing when
-    /// [`Replica::has_work`] is false). The last chunk adopts the snapshot's heads, and the
-    /// delta walks that waited for it resume; the root and index nodes go with it. A restart
-    /// part-way finds the chunks not merged still pending, and fetches them again.
-    pub async fn work(&mut self, now: u64) -> Result<(), S::Error> {
-        let (id, chunk) = match self.held_chunks.pop_front() {
-            Some(held) => held,
-            None if self.all_chunks_held() => self.held_last.pop_front().expect("checked"),
-            None => return Ok(()),
+    /// Merges up to [`CHUNK_ENTRIES_PER_TURN`] entries of the first held snapshot chunk, in
+    /// one transaction (nothing unless [`Replica::has_snapshot_work`]); the rest wait for
+    /// the next turn. The chunk's last entries go with what it names merged. The last
+    /// chunk adopts the snapshot's heads, and the delta walks that waited for it resume;
+    /// the root and index nodes go with it. A restart part-way finds the chunks not wholly
+    /// merged still pending, and fetches and merges them again (merging is idempotent).
+    pub(super) async fn merge_held_chunk(&mut self, now: u64) -> Result<(), S::Error> {
+        let held = if self.held_chunks.is_empty() && self.all_chunks_held() {
+            &mut self.held_last
+        } else {
+            &mut self.held_chunks
         };
+        let Some((id, mut chunk)) = held.pop_front() else {
+            return Ok(());
+        };
+        if chunk.entries.len() > CHUNK_ENTRIES_PER_TURN {
+            let rest = chunk.entries.split_off(CHUNK_ENTRIES_PER_TURN);
+            let entries = std::mem::replace(&mut chunk.entries, rest);
+            held.push_front((id, chunk));
+            let mut tx = Transaction::default();
+            let events = self.merge_entries(entries, &mut tx).await?;
+            self.store.commit(tx).await.map_err(ReplicaError::Store)?;
+            self.outputs.extend(events);
+            return Ok(());
+        }
         let root = self.pending[&id].block.root;
         let mut tx = Transaction::default();
-        let mut events = Vec::new();
-        let keys: Vec<&[u8]> = chunk.entries.iter().map(|(k, _)| k.as_bytes()).collect();
-        let states = self
-            .store
-            .key_states(&keys)
-            .await
-            .map_err(ReplicaError::Store)?;
-        for ((key, versions), state) in chunk.entries.into_iter().zip(states) {
-            let mut state = state.unwrap_or_default();
-            let before = state.value().map(|v| v.value.clone());
-            for version in versions {
-                state.apply_element(version);
-            }
-            if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
-                tx.live_keys += i64::from(before.is_none());
-                events.push(Output::Put {
-                    key: key.clone(),
-                    value: after.value.clone(),
-                    added: before.is_none(),
-                });
-            }
-            tx.keys.push((key.into_bytes(), state));
-        }
+        let events = self.merge_entries(chunk.entries, &mut tx).await?;
         tx.processed = chunk.processed;
         tx.pending_removed.push(id);
         // The root and its indexes were settled when expanded: this chunk is all that is left.
@@ -406,6 +396,39 @@ impl<S: Store> Replica<S> {
         self.settle(&id);
         self.outputs.extend(events);
         self.pump(now).await
+    }
+
+    /// Merges snapshot `entries` into `tx`; the value changes they make, to emit once `tx`
+    /// is committed.
+    async fn merge_entries(
+        &self,
+        entries: Vec<(String, Vec<Version>)>,
+        tx: &mut Transaction,
+    ) -> Result<Vec<Output>, S::Error> {
+        let mut events = Vec::new();
+        let keys: Vec<&[u8]> = entries.iter().map(|(k, _)| k.as_bytes()).collect();
+        let states = self
+            .store
+            .key_states(&keys)
+            .await
+            .map_err(ReplicaError::Store)?;
+        for ((key, versions), state) in entries.into_iter().zip(states) {
+            let mut state = state.unwrap_or_default();
+            let before = state.value().map(|v| v.value.clone());
+            for version in versions {
+                state.apply_element(version);
+            }
+            if let Some(after) = state.value().filter(|v| before.as_ref() != Some(&v.value)) {
+                tx.live_keys += i64::from(before.is_none());
+                events.push(Output::Put {
+                    key: key.clone(),
+                    value: after.value.clone(),
+                    added: before.is_none(),
+                });
+            }
+            tx.keys.push((key.into_bytes(), state));
+        }
+        Ok(events)
     }
 
     /// Drops every pending block of the snapshot being loaded, so that the replica syncs

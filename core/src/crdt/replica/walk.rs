@@ -99,11 +99,11 @@ impl<S: Store> Replica<S> {
                 continue;
             }
             if let Some(bytes) = self.prefetched.remove(&id) {
-                self.handle_block(id, bytes).await?;
+                self.take_block(id, bytes).await?;
                 continue;
             }
             if let Some(bytes) = self.store.block(&id).await.map_err(ReplicaError::Store)? {
-                self.handle_block(id, bytes).await?;
+                self.take_block(id, bytes).await?;
                 continue;
             }
             // Chunks waiting to merge count against the snapshot's limit: a loader that
@@ -136,6 +136,40 @@ impl<S: Store> Replica<S> {
         }
         if self.pending.is_empty() {
             self.prefetched.clear();
+        }
+        Ok(())
+    }
+
+    /// A block the walk waits for whose bytes are here without a request of its own: a
+    /// delta is held for a [`Replica::work`] turn, any other block is handled now.
+    pub(super) async fn take_block(&mut self, id: BlockId, bytes: Vec<u8>) -> Result<(), S::Error> {
+        if self.pending[&id].block.kind != BlockKind::Delta {
+            return self.handle_block(id, bytes).await;
+        }
+        self.mark_held(id);
+        self.held_deltas.push_back((id, bytes));
+        Ok(())
+    }
+
+    /// Marks a pending block [`FetchState::Held`]: in memory, no longer in flight or parked.
+    pub(super) fn mark_held(&mut self, id: BlockId) {
+        let pending = self.pending.get_mut(&id).expect("caller checked");
+        match pending.state {
+            FetchState::InFlight { .. } => self.in_flight -= 1,
+            FetchState::Parked => self.parked -= 1,
+            FetchState::Queued | FetchState::Held => {}
+        }
+        pending.state = FetchState::Held;
+    }
+
+    /// Merges the first held delta still waiting (see [`Replica::take_block`]), if any.
+    pub(super) async fn merge_held_delta(&mut self, now: u64) -> Result<(), S::Error> {
+        while let Some((id, bytes)) = self.held_deltas.pop_front() {
+            // Fetched meanwhile by a request of its own, and merged then.
+            if matches!(self.pending.get(&id), Some(p) if p.state == FetchState::Held) {
+                self.handle_block(id, bytes).await?;
+                return self.pump(now).await;
+            }
         }
         Ok(())
     }
