@@ -15,11 +15,11 @@
 // PINFOLD_BENCH_SUSTAINED_PINS (100000; 0 skips part 4), PINFOLD_BENCH_UNBATCHED (set: parts
 // 1, 2 and 4 write one delta per pin, the default settings, instead of batching).
 import fs from 'node:fs';
-import http from 'node:http';
 import { execFileSync } from 'node:child_process';
 import { awaitFreespace, Ipfs, Peer, pinfoldBin, stopAll, waitFor } from './harness.mjs';
 import { cidBytes, cidText, rawCid } from '../support/cid.mjs';
 import { carFile } from '../support/car.mjs';
+import { Connection } from '../support/http.mjs';
 import { freePort } from '../support/net.mjs';
 import { percentiles } from '../support/stats.mjs';
 
@@ -51,39 +51,29 @@ async function sameState(a, b) {
   );
 }
 
-/** Keeps one connection per client open across requests (fetch's costs more CPU than a peer). */
-const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-
-/** POSTs `json` (none when undefined) to `url`; resolves with the status and body, rejects after 60 s. */
-function post(url, json) {
-  const headers = json === undefined ? {} : { 'content-type': 'application/json' };
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers, timeout: 60_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer in 60 s: POST ${url}`)));
-    req.on('error', reject);
-    req.end(json === undefined ? undefined : JSON.stringify(json));
-  });
-}
-
 /**
  * POSTs `url(i)` (with the JSON body `body(i)`, when given) for i in 0..count from
- * `concurrency` clients, each answer 2xx; returns the milliseconds taken. `sending(i)`,
- * when given, is called as each request goes out.
+ * `concurrency` clients, each with its own keep-alive connection and each answer 2xx;
+ * every URL has one origin. Returns the milliseconds taken. `sending(i)`, when given, is
+ * called as each request goes out.
  */
 async function postAll(count, url, { body, sending } = {}) {
+  const origin = new URL(url(0)).origin;
   let next = 0;
   const started = Date.now();
   async function worker() {
-    while (next < count) {
-      const i = next++;
-      sending?.(i);
-      const res = await post(url(i), body?.(i));
-      if (res.status < 200 || res.status > 299) throw new Error(`request ${i}: ${res.status} ${res.body}`);
+    const connection = new Connection(origin);
+    try {
+      while (next < count) {
+        const i = next++;
+        sending?.(i);
+        const target = url(i);
+        const json = body?.(i);
+        const res = await connection.request('POST', target.slice(origin.length), json && JSON.stringify(json));
+        if (res.status < 200 || res.status > 299) throw new Error(`request ${i}: ${res.status} ${res.body}`);
+      }
+    } finally {
+      connection.close();
     }
   }
   await Promise.all(Array.from({ length: concurrency }, worker));
