@@ -42,17 +42,22 @@ try {
   const started = performance.now();
   const follower = await follow({ bootstrap: [await relay.addressOf('ws')], secret, trustedPeers: [relay.id] });
   let longest = 0;
+  // When the longest wait ended, and how many pins the follower held then.
+  let longestAt = { ms: 0, pins: 0 };
   // Chunks of pins merge as they arrive: the first pin shows how soon the load shows progress.
   let firstPinMs = null;
   for (let last = performance.now(); ;) {
     const state = await follower.syncState();
     const now = performance.now();
-    longest = Math.max(longest, now - last);
+    if (now - last > longest) {
+      longest = now - last;
+      longestAt = { ms: now - started, pins: state.pins };
+    }
     if (firstPinMs === null && state.pins > 0) firstPinMs = now - started;
     if (state.synced && state.pins >= pins) {
       const ms = now - started;
       console.log(
-        `Node: cold sync of ${pins} pins from the relay's snapshot: ${(ms / 1000).toFixed(2)} s, ${Math.round(pins / (ms / 1000))} pins/s (snapshot used: ${state.snapshot !== null}; first pin after ${(firstPinMs / 1000).toFixed(2)} s); longest unanswered syncState(): ${longest.toFixed(0)} ms`,
+        `Node: cold sync of ${pins} pins from the relay's snapshot: ${(ms / 1000).toFixed(2)} s, ${Math.round(pins / (ms / 1000))} pins/s (snapshot used: ${state.snapshot !== null}; first pin after ${(firstPinMs / 1000).toFixed(2)} s); longest unanswered syncState(): ${longest.toFixed(0)} ms, ended ${(longestAt.ms / 1000).toFixed(2)} s in, at ${longestAt.pins} pins`,
       );
       break;
     }
