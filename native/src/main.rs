@@ -657,20 +657,25 @@ fn run(cli: Cli) -> Result<()> {
                         eprintln!("exported {count} pins");
                     }
                     StateCommand::Import { file } => {
-                        let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
-                            Box::new(std::io::stdin().lock())
+                        let source = if file.as_os_str() == "-" {
+                            state::ImportSource::Stream(Box::new(std::io::stdin().lock()))
                         } else {
-                            Box::new(std::io::BufReader::new(
-                                std::fs::File::open(&file).with_context(|| {
-                                    format!("could not read {}", file.display())
-                                })?,
-                            ))
+                            state::ImportSource::File(file)
                         };
-                        let count = runtime.block_on(state::import(&config, input))?;
+                        let imported = runtime.block_on(state::import(&config, source))?;
+                        if let Some(compaction) = imported.compaction {
+                            eprintln!(
+                                "compacted the pinset store from {} to {} bytes in {:.1} s",
+                                compaction.before_bytes,
+                                compaction.after_bytes,
+                                compaction.took.as_secs_f64()
+                            );
+                        }
                         eprintln!(
-                            "imported {count} pins; other peers take them when the daemon runs \
+                            "imported {} pins; other peers take them when the daemon runs \
                              (under CRDT if they trust this peer; under Raft they start the new \
-                             cluster's pinset)"
+                             cluster's pinset)",
+                            imported.pins
                         );
                     }
                     StateCommand::Cleanup { force } => {

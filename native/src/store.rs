@@ -1,19 +1,24 @@
-//! The durable pinset store: a replica's whole state in one redb file.
+//! The durable pinset store: a replica's whole state in one redb file, and a journal
+//! beside it.
 //!
-//! Merges of other peers' deltas gather in one open redb write transaction, which is
-//! committed to disk with the next durable commit: the replica's own writes
-//! ([`Transaction::durable`], on disk when `commit` returns), the first commit
-//! [`DURABLE_INTERVAL`] after the last one, a flush, or the store being dropped. A process
-//! killed at any moment leaves the file holding each merged delta either entirely or not
-//! at all, and the next open finds it ready at once, so the replica resumes its sync where
-//! it stood. A crash loses the merges not committed yet, which the replica then fetches
-//! again: the walk's state is in the same file, so it reverts with them. One disk flush per
-//! merged delta would bound a sync to the disk's flush rate, and one transaction per delta
-//! would copy the B-tree pages its keys land on once per delta rather than once per second.
+//! Every transaction gathers in one open redb write transaction, which is committed to
+//! disk [`DURABLE_INTERVAL`] after the last commit, or when the store is dropped. Each is
+//! also recorded in the [journal], which the replica's own writes ([`Transaction::durable`])
+//! and the end of a write group ([`Store::flush`]) write out and flush: those are on disk
+//! when the call returns, after one small sequential write, and the next open replays them.
+//! A process killed at any moment leaves each merged delta on disk either entirely or not
+//! at all, and the next open finds the store ready at once, so the replica resumes its sync
+//! where it stood. A crash loses the merges of other peers' deltas not flushed yet, which
+//! the replica then fetches again: the walk's state is in the same file, so it reverts with
+//! them. One disk flush per merged delta would bound a sync to the disk's flush rate, and
+//! one database commit per delta or per write group would copy the B-tree pages its keys
+//! land on each time rather than once per interval.
 //!
 //! Reads see the open transaction when there is one, and otherwise a read transaction
 //! taken after the last commit, so a merge sees what the previous one wrote without
 //! opening a transaction per lookup.
+
+mod journal;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -27,6 +32,9 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
+pub use journal::JournalError;
+use journal::{Generation, Journal};
+
 /// Key → encoded [`KeyState`].
 const KEYS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("keys");
 /// Block id → block bytes.
@@ -39,12 +47,34 @@ const HEADS: TableDefinition<'_, &[u8], u64> = TableDefinition::new("heads");
 const PENDING: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("pending");
 /// Facts about the file itself.
 const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
+/// Where `META` keeps the store's random id, which the journal names.
+const STORE_ID: &str = "store_id";
+/// Where `META` keeps the count of commits, which the journal names.
+const COMMITS: &str = "commits";
 
 /// The layout this version writes, kept in `META` under `format`.
 pub const STORE_FORMAT: &str = "pinfold-pinset/1";
 
-/// Longest a merge of another peer's delta waits to be flushed to disk.
-pub const DURABLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest a merge of another peer's delta waits to be flushed to disk. Each flush copies
+/// every B-tree page the merges since the last one touched, and a sync's merges touch keys
+/// all over the table: at one second, a new peer syncing a million pins through the DAG
+/// spent a third of its time rewriting pages (`pinset_scale`: 17.1 s at 1 s, 12.1 s at 5 s,
+/// 11.7 s at 10 s).
+pub const DURABLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// [`RedbStore::compact_if_sparse`] compacts a store whose file is at least this share free
+/// (numerator, denominator) and holds [`COMPACT_MIN_FREE_BYTES`] free.
+const COMPACT_FREE_SHARE: (u64, u64) = (1, 4);
+/// Less free space than this is not worth a compaction.
+const COMPACT_MIN_FREE_BYTES: u64 = 64 << 20;
+
+/// A store's file before and after a compaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    pub before_bytes: u64,
+    pub after_bytes: u64,
+    pub took: Duration,
+}
 
 /// Page cache redb may use by default (it would otherwise take 1 GiB).
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -80,6 +110,8 @@ pub enum StoreError {
     Database(#[from] redb::Error),
     #[error("pinset store: {0}")]
     Corrupt(#[from] RecordDecodeError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     #[error(
         "the pinset store failed to write and gave up the merges it had not committed: \
          restart the peer (it fetches them again)"
@@ -111,6 +143,12 @@ pub struct RedbStore {
     live_keys: u64,
     /// When the last commit flushed to disk.
     flushed_at: Instant,
+    /// [`DURABLE_INTERVAL`], shorter in tests.
+    durable_interval: Duration,
+    /// The transactions since the last commit.
+    journal: Journal,
+    /// The last commit.
+    generation: Generation,
 }
 
 /// What reads see.
@@ -205,6 +243,7 @@ impl RedbStore {
             })?;
         let mut setup = db.begin_write().map_err(failed)?;
         setup.set_quick_repair(true);
+        let generation;
         {
             let mut meta = setup.open_table(META).map_err(failed)?;
             let found = meta
@@ -228,17 +267,49 @@ impl RedbStore {
             setup.open_table(PROCESSED).map_err(failed)?;
             setup.open_table(HEADS).map_err(failed)?;
             setup.open_table(PENDING).map_err(failed)?;
+            let mut number = |name: &str, new: u64| -> Result<u64, StoreError> {
+                if let Some(kept) = meta.get(name).map_err(failed)? {
+                    return kept
+                        .value()
+                        .parse()
+                        .map_err(|_| RecordDecodeError::new("store generation").into());
+                }
+                meta.insert(name, new.to_string().as_str())
+                    .map_err(failed)?;
+                Ok(new)
+            };
+            generation = Generation {
+                store: number(STORE_ID, rand::random())?,
+                commits: number(COMMITS, 0)?,
+            };
         }
         setup.commit().map_err(failed)?;
         let view = View::of(&db)?;
         let live_keys = Self::kept_live_keys(&db, &view)?;
-        Ok(Self {
+        let (journal, journaled) = Journal::open(path, generation)?;
+        let mut store = Self {
             path: path.to_owned(),
             db,
             state: State::Committed(view),
             live_keys,
             flushed_at: Instant::now(),
-        })
+            durable_interval: DURABLE_INTERVAL,
+            journal,
+            generation,
+        };
+        if journaled.is_empty() {
+            store.journal.restart(generation)?;
+        } else {
+            tracing::info!(
+                transactions = journaled.len(),
+                "replaying the pinset journal"
+            );
+            for tx in &journaled {
+                store.write(tx)?;
+            }
+            store.flush_to_disk()?;
+        }
+        Ok(store)
     }
 
     /// The kept count of keys with a value; a store written before the count was kept is
@@ -267,6 +338,71 @@ impl RedbStore {
             .map_err(failed)?;
         write.commit().map_err(failed)?;
         Ok(counted)
+    }
+
+    /// Moves the store's pages to the start of its file and gives the rest back to the
+    /// file system, when at least a quarter of the file (and 64 MiB) is free: the file
+    /// grows by doubling, and pages freed by commits stay in it, so after a large import
+    /// or sync a third of it may be free. Flushes first, then holds the store for the
+    /// compaction (`tests/cluster/scale.mjs`: 1.6 s for an import of a million pins, 6.7 s
+    /// for ten million). Returns the file's sizes, or `None` when there was too little to
+    /// gain.
+    pub fn compact_if_sparse(&mut self) -> Result<Option<Compaction>, StoreError> {
+        self.compact_if_free(COMPACT_MIN_FREE_BYTES)
+    }
+
+    /// [`RedbStore::compact_if_sparse`], with at least `min_free` bytes free.
+    fn compact_if_free(&mut self, min_free: u64) -> Result<Option<Compaction>, StoreError> {
+        self.flush_to_disk()?;
+        let before_bytes = self.file_bytes()?;
+        let used_bytes = {
+            let write = self.db.begin_write().map_err(failed)?;
+            let stats = write.stats().map_err(failed)?;
+            write.abort().map_err(failed)?;
+            stats.allocated_pages() * stats.page_size() as u64
+        };
+        let free = before_bytes.saturating_sub(used_bytes);
+        let (share, of) = COMPACT_FREE_SHARE;
+        if free < min_free || free * of < before_bytes * share {
+            return Ok(None);
+        }
+        tracing::info!(
+            file_bytes = before_bytes,
+            free_bytes = free,
+            "compacting the pinset store"
+        );
+        let started = Instant::now();
+        // Compaction needs every read transaction closed, the view's among them.
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Committed(view) => drop(view),
+            State::Open(_) | State::Failed => return Err(StoreError::Failed),
+        }
+        let compacted = self.db.compact().map_err(failed);
+        self.state = State::Committed(View::of(&self.db)?);
+        compacted?;
+        let compaction = Compaction {
+            before_bytes,
+            after_bytes: self.file_bytes()?,
+            took: started.elapsed(),
+        };
+        tracing::info!(
+            file_bytes = compaction.after_bytes,
+            took = ?compaction.took,
+            "compacted the pinset store"
+        );
+        Ok(Some(compaction))
+    }
+
+    /// The size of the database file.
+    fn file_bytes(&self) -> Result<u64, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|metadata| metadata.len())
+            .map_err(|error| failed(redb::StorageError::Io(error)))
+    }
+
+    /// The journal file kept beside the store at `path`.
+    pub fn journal_path(path: &Path) -> PathBuf {
+        Journal::path_of(path)
     }
 
     /// What the store holds, for inspection.
@@ -309,26 +445,91 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Commits the open transaction to disk, if there is one.
+    /// Commits the open transaction to disk, if there is one, and starts the journal over.
     fn flush_to_disk(&mut self) -> Result<(), StoreError> {
         match std::mem::replace(&mut self.state, State::Failed) {
             State::Open(mut write) => {
-                let committed = write
-                    .set_durability(redb::Durability::Immediate)
-                    .map_err(failed)
-                    .and_then(|()| {
-                        write.set_quick_repair(true);
-                        write.commit().map_err(failed)
-                    });
+                let next = Generation {
+                    commits: self.generation.commits + 1,
+                    ..self.generation
+                };
+                let committed = Self::record_commit(&write, next).and_then(|()| {
+                    write
+                        .set_durability(redb::Durability::Immediate)
+                        .map_err(failed)?;
+                    write.set_quick_repair(true);
+                    write.commit().map_err(failed)
+                });
                 if let Err(error) = committed {
                     tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
                     return Err(error);
                 }
+                self.generation = next;
                 self.state = State::Committed(View::of(&self.db)?);
                 self.flushed_at = Instant::now();
+                if let Err(error) = self.journal.restart(next) {
+                    tracing::warn!(%error, "own writes are committed to the database one group at a time until the journal can be written again");
+                }
             }
             other => self.state = other,
         }
+        Ok(())
+    }
+
+    /// Counts the commit `write` is about to make, for the journal to name.
+    fn record_commit(write: &WriteTransaction, next: Generation) -> Result<(), StoreError> {
+        write
+            .open_table(META)
+            .map_err(failed)?
+            .insert(COMMITS, next.commits.to_string().as_str())
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Puts every transaction so far on disk: through the journal when it holds them all,
+    /// else (or when it cannot be written) by committing the database.
+    fn make_durable(&mut self) -> Result<(), StoreError> {
+        match self.state {
+            State::Failed => return Err(StoreError::Failed),
+            State::Committed(_) => return Ok(()),
+            State::Open(_) => {}
+        }
+        if self.journal.is_complete() {
+            match self.journal.sync() {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%error, "committing the database instead");
+                }
+            }
+        }
+        self.flush_to_disk()
+    }
+
+    /// Writes `tx` into the open write transaction (opening one if needed) and records
+    /// it in the journal; neither is on disk yet.
+    fn write(&mut self, tx: &Transaction) -> Result<(), StoreError> {
+        let write = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Open(write) => write,
+            State::Committed(view) => {
+                // A read transaction left open would keep the pages this one frees.
+                drop(view);
+                let mut write = self.db.begin_write().map_err(failed)?;
+                write
+                    .set_durability(redb::Durability::None)
+                    .map_err(failed)?;
+                write
+            }
+            State::Failed => return Err(StoreError::Failed),
+        };
+        match self.apply(&write, tx) {
+            Ok(live_keys) => self.live_keys = live_keys,
+            Err(error) => {
+                tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
+                return Err(error);
+            }
+        }
+        self.state = State::Open(write);
+        self.journal.record(tx);
         Ok(())
     }
 
@@ -501,35 +702,18 @@ impl Store for RedbStore {
             return Ok(());
         }
         self.ensure_room(&tx)?;
-        let write = match std::mem::replace(&mut self.state, State::Failed) {
-            State::Open(write) => write,
-            State::Committed(view) => {
-                // A read transaction left open would keep the pages this one frees.
-                drop(view);
-                let mut write = self.db.begin_write().map_err(failed)?;
-                write
-                    .set_durability(redb::Durability::None)
-                    .map_err(failed)?;
-                write
-            }
-            State::Failed => return Err(StoreError::Failed),
-        };
-        match self.apply(&write, &tx) {
-            Ok(live_keys) => self.live_keys = live_keys,
-            Err(error) => {
-                tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
-                return Err(error);
-            }
+        self.write(&tx)?;
+        if self.flushed_at.elapsed() >= self.durable_interval {
+            self.flush_to_disk()
+        } else if tx.durable {
+            self.make_durable()
+        } else {
+            Ok(())
         }
-        self.state = State::Open(write);
-        if tx.durable || self.flushed_at.elapsed() >= DURABLE_INTERVAL {
-            self.flush_to_disk()?;
-        }
-        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), StoreError> {
-        self.flush_to_disk()
+        self.make_durable()
     }
 
     async fn live_keys(&self) -> Result<u64, StoreError> {
@@ -599,10 +783,12 @@ mod tests {
         ready(store.commit(tx)).unwrap();
     }
 
-    /// What a process killed now would find: a copy of the file, opened (and repaired).
+    /// What a process killed now would find: a copy of the file and its journal, opened
+    /// (repaired, and the journal replayed).
     fn keys_on_disk(path: &Path) -> Vec<String> {
         let copy = path.with_extension("copy");
         std::fs::copy(path, &copy).unwrap();
+        std::fs::copy(Journal::path_of(path), Journal::path_of(&copy)).unwrap();
         let store = RedbStore::open(&copy).unwrap();
         let keys = ready(store.scan(None, 100))
             .unwrap()
@@ -619,6 +805,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pinset.redb");
         let mut store = RedbStore::open(&path).unwrap();
+        store.durable_interval = Duration::from_millis(200);
         write_key(&mut store, "/own", true);
         write_key(&mut store, "/merged", false);
         assert_eq!(
@@ -628,7 +815,7 @@ mod tests {
         assert_eq!(keys_on_disk(&path), ["/own"]);
 
         // The next commit after the interval is flushed, with the ones before it.
-        std::thread::sleep(DURABLE_INTERVAL);
+        std::thread::sleep(store.durable_interval);
         write_key(&mut store, "/later", false);
         assert_eq!(keys_on_disk(&path), ["/later", "/merged", "/own"]);
 
@@ -646,6 +833,83 @@ mod tests {
         drop(store);
         let store = RedbStore::open(&path).unwrap();
         assert!(ready(store.key_state(b"/last")).unwrap().is_some());
+    }
+
+    #[test]
+    fn own_writes_are_journaled_and_the_database_committed_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        let committed = store.generation.commits;
+        for i in 0..20 {
+            write_key(&mut store, &format!("/own-{i:02}"), true);
+        }
+        assert_eq!(
+            store.generation.commits, committed,
+            "no database commit yet"
+        );
+        assert_eq!(keys_on_disk(&path).len(), 20, "the journal holds them all");
+
+        // Replayed once: the store opened again holds them in its database, the journal
+        // started over.
+        let copy = dir.path().join("replayed.redb");
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::copy(Journal::path_of(&path), Journal::path_of(&copy)).unwrap();
+        drop(RedbStore::open(&copy).unwrap());
+        std::fs::remove_file(Journal::path_of(&copy)).unwrap();
+        let reopened = RedbStore::open(&copy).unwrap();
+        assert_eq!(ready(reopened.scan(None, 100)).unwrap().len(), 20);
+
+        // Past the journal's limit, a durable write commits the database.
+        store.journal.limit = 0;
+        write_key(&mut store, "/over-the-limit", true);
+        assert_eq!(store.generation.commits, committed + 1);
+        assert_eq!(keys_on_disk(&path).len(), 21);
+        // The journal starts over with the commit and records again.
+        store.journal.limit = journal::JOURNAL_LIMIT;
+        write_key(&mut store, "/journaled-again", true);
+        assert_eq!(store.generation.commits, committed + 1);
+        assert_eq!(keys_on_disk(&path).len(), 22);
+    }
+
+    #[test]
+    fn a_store_mostly_free_is_compacted_and_keeps_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        write_key(&mut store, "/kept", true);
+        let ids: Vec<BlockId> = (0..64u8).map(|i| BlockId([i; 32])).collect();
+        for id in &ids {
+            let tx = Transaction {
+                blocks: vec![(*id, vec![id.0[0]; 64 << 10])],
+                ..Default::default()
+            };
+            ready(store.commit(tx)).unwrap();
+            store.flush_to_disk().unwrap();
+        }
+        let tx = Transaction {
+            blocks_removed: ids,
+            ..Default::default()
+        };
+        ready(store.commit(tx)).unwrap();
+        let compaction = store.compact_if_free(1 << 20).unwrap().expect("compacted");
+        assert!(
+            compaction.after_bytes * 2 < compaction.before_bytes,
+            "{compaction:?}"
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            compaction.after_bytes
+        );
+        assert_eq!(
+            store.compact_if_free(1 << 20).unwrap(),
+            None,
+            "nothing left to gain"
+        );
+        assert!(ready(store.key_state(b"/kept")).unwrap().is_some());
+        write_key(&mut store, "/after", true);
+        drop(store);
+        assert_eq!(keys_on_disk(&path), ["/after", "/kept"]);
     }
 
     #[test]

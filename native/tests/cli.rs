@@ -192,6 +192,24 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("line 2 is not a pin"));
+    // So does one in a file, which is read twice: checked, then imported.
+    let bad = to.path().join("bad.ndjson");
+    std::fs::write(
+        &bad,
+        "{\"cid\":\"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e\"}\n\n{\"cid\": 7}\n",
+    )
+    .unwrap();
+    service(to.path())
+        .args(["state", "import"])
+        .arg(&bad)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("line 3 is not a pin"));
+    let after = service(to.path())
+        .args(["state", "export"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(after.stdout).unwrap().lines().count(), 2);
 }
 
 #[test]

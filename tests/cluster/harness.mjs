@@ -290,8 +290,8 @@ export class Peer extends ClusterProcess {
     };
   }
 
-  /** Starts the daemon and waits for its REST API. */
-  async start(args = []) {
+  /** Starts the daemon and waits (at most `timeoutMs`) for its REST API. */
+  async start(args = [], timeoutMs = 20_000) {
     const out = fs.openSync(this.log, 'a');
     const command = [pinfoldBin, 'service', '--config', this.dir, 'daemon', '--log-level', this.logLevel, ...args];
     // `ip netns exec` enters the namespace and becomes the daemon: the pid is pinfold's.
@@ -307,7 +307,7 @@ export class Peer extends ClusterProcess {
         if (this.ca) return (await httpsGet(`${this.api}/version`, this.ca)).status === 200;
         return (await fetch(`${this.api}/version`, { headers: this.headers, signal: AbortSignal.timeout(2000) })).ok;
       },
-      20_000,
+      timeoutMs,
     );
     return this;
   }

@@ -209,7 +209,7 @@ pub struct Persisted {
 }
 
 /// One atomic write: the effects of merging one delta, or of queuing walks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transaction {
     /// Blocks to keep (to serve to other peers and for later reads).
     pub blocks: Vec<(BlockId, Vec<u8>)>,

@@ -5,7 +5,7 @@
 //! `cleanup` moves the store aside (after damage, say), for the peer to sync it again.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use pinfold_core::crdt::{self, BatchConfig, Replica};
@@ -14,7 +14,7 @@ use pinfold_core::pin::Pin;
 use crate::config::{CONFIG_FILE, PINSET_FILE};
 use crate::peer::now_ms;
 use crate::peer::snapshots::SnapshotRecord;
-use crate::store::{RedbStore, StoreError};
+use crate::store::{Compaction, RedbStore, StoreError};
 use pinfold_core::node::for_each_page;
 
 /// Pins per delta written by an import.
@@ -58,6 +58,13 @@ pub fn cleanup(dir: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
     let moved = path.with_file_name(format!("{PINSET_FILE}.{}.bak", now_ms() / 1000));
     std::fs::rename(&path, &moved)
         .with_context(|| format!("could not move {} to {}", path.display(), moved.display()))?;
+    // The journal goes with it: a damaged store was not opened, so its journal not replayed.
+    let journal = RedbStore::journal_path(&path);
+    if journal.exists() {
+        let to = RedbStore::journal_path(&moved);
+        std::fs::rename(&journal, &to)
+            .with_context(|| format!("could not move {} to {}", journal.display(), to.display()))?;
+    }
     Ok(Some(moved))
 }
 
@@ -97,20 +104,43 @@ pub async fn export(dir: &Path, out: &mut impl Write) -> anyhow::Result<usize> {
     Ok(count)
 }
 
+/// Where `state import` reads its pins from.
+pub enum ImportSource {
+    /// A file, read twice: checked whole, then imported pin by pin, so that an import's
+    /// memory does not grow with the pinset (a Go cluster's export may hold tens of
+    /// millions of pins).
+    File(PathBuf),
+    /// A stream read once (standard input): its pins are held until the last is checked.
+    Stream(Box<dyn BufRead>),
+}
+
+/// What `state import` did.
+pub struct Imported {
+    pub pins: usize,
+    /// The store's compaction after the import, when its file had much free space.
+    pub compaction: Option<Compaction>,
+}
+
 /// Adds every pin read (one JSON object per line; blank lines skipped) to the pinset;
 /// returns how many. A line that is not a pin stops the import before anything is written.
 /// Under Raft only before the peer's first start: the pins then start the new cluster.
-pub async fn import(dir: &Path, input: impl BufRead) -> anyhow::Result<usize> {
-    let mut pins: Vec<Pin> = Vec::new();
-    for (n, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+/// Its deltas are one write group: flushed to disk every few seconds and at the end, not
+/// once per delta. The store is then compacted if its file is largely free space.
+pub async fn import(dir: &Path, source: ImportSource) -> anyhow::Result<Imported> {
+    let open_file = |path: &Path| -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        Ok(std::io::BufReader::new(file))
+    };
+    let (read_again, held) = match source {
+        ImportSource::File(path) => {
+            for pin in read_pins(open_file(&path)?) {
+                pin?;
+            }
+            (Some(path), Vec::new())
         }
-        let pin = serde_json::from_str(&line)
-            .with_context(|| format!("line {} is not a pin in ipfs-cluster's JSON", n + 1))?;
-        pins.push(pin);
-    }
+        ImportSource::Stream(input) => (None, read_pins(input).collect::<Result<_, _>>()?),
+    };
     let raft = dir.join(crate::raft_store::RAFT_FILE);
     if raft.exists()
         && !crate::raft_store::RaftStore::open(&raft)?
@@ -124,11 +154,47 @@ pub async fn import(dir: &Path, input: impl BufRead) -> anyhow::Result<usize> {
         );
     }
     let mut replica = open(dir).await?;
-    for pin in &pins {
-        replica.add_pin(pin, now_ms()).await?;
+    replica.begin_write_group();
+    for pin in &held {
+        add_pin(&mut replica, pin).await?;
+    }
+    let mut count = held.len();
+    if let Some(path) = read_again {
+        for pin in read_pins(open_file(&path)?) {
+            let pin =
+                pin.with_context(|| format!("{} changed during the import", path.display()))?;
+            add_pin(&mut replica, &pin).await?;
+            count += 1;
+        }
     }
     replica.commit(now_ms()).await?;
-    Ok(pins.len())
+    replica.end_write_group(now_ms()).await?;
+    let compaction = replica.into_store().compact_if_sparse()?;
+    Ok(Imported {
+        pins: count,
+        compaction,
+    })
+}
+
+/// Adds `pin` to a stopped peer's replica, whose outputs (the pins' events, the deltas'
+/// broadcasts) go nowhere: the daemon broadcasts its heads when it runs.
+async fn add_pin(replica: &mut Replica<RedbStore>, pin: &Pin) -> anyhow::Result<()> {
+    replica.add_pin(pin, now_ms()).await?;
+    while replica.poll_output().is_some() {}
+    Ok(())
+}
+
+/// The pins of `input`, one JSON object per line, blank lines skipped; an error names the
+/// line that is not a pin.
+fn read_pins(input: impl BufRead) -> impl Iterator<Item = anyhow::Result<Pin>> {
+    input
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.as_ref().is_ok_and(|l| l.trim().is_empty()))
+        .map(|(n, line)| {
+            serde_json::from_str(&line?)
+                .with_context(|| format!("line {} is not a pin in ipfs-cluster's JSON", n + 1))
+        })
 }
 
 /// Where a stopped peer's CRDT stands: its heads and what its store holds.

@@ -493,7 +493,8 @@ impl Peer {
         let topics = ClusterTopics::new(&config.consensus.crdt.cluster_name);
         topics.subscribe(&mut swarm.behaviour_mut().inner_mut().gossipsub)?;
 
-        let store = RedbStore::open(&dir.join(PINSET_FILE))?;
+        let mut store = RedbStore::open(&dir.join(PINSET_FILE))?;
+        store.compact_if_sparse()?;
         let trust = config.trust()?;
         let crdt_config = crdt::Config {
             trust: trust.clone(),
