@@ -171,8 +171,9 @@ test('expire-in and expire-at set expire_at; the pin is unpinned cluster-wide on
   const before = Date.now();
   const { status, body } = await p1().post(`/pins/${cid}?expire-in=3s&name=short-lived`);
   assert.equal(status, 200, body);
+  // expire_at is in whole seconds of the cluster's time, which may run a little behind this host's clock.
   const expireAt = Date.parse(JSON.parse(body).expire_at);
-  assert.ok(expireAt >= before + 2000 && expireAt <= Date.now() + 4000, `expire_at ${JSON.parse(body).expire_at}`);
+  assert.ok(expireAt >= before + 1000 && expireAt <= Date.now() + 4000, `expire_at ${JSON.parse(body).expire_at}`);
   await waitFor('the pin to reach every peer', async () =>
     (await Promise.all(peers.map((p) => p.allocation(cid)))).every(Boolean),
   );
@@ -333,7 +334,8 @@ test('add --nocopy has the daemon reference the file through its filestore, and 
   const added = ctl(p2(), 'add', '-Q', '--nocopy', '--local', '--replication', '1', file);
   assert.equal(added.code, 0, added.err);
   const root = added.out.trim();
-  assert.ok(await p2().ipfs.isPinned(root), 'pinned on the adding peer');
+  // add answers once the pin is in the shared pinset; the peer's tracker then pins it on its daemon.
+  await waitFor("the adding peer's daemon to pin the file", () => p2().ipfs.isPinned(root));
   const pin = await p2().allocation(root);
   assert.deepEqual(pin.allocations, [p2().id]);
   const { status, body } = await p2().ipfs.rpc('filestore/ls');
