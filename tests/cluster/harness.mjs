@@ -300,15 +300,20 @@ export class Peer extends ClusterProcess {
     fs.closeSync(out);
     peers.add(this);
     const child = this.child;
-    await waitFor(
-      `${this.name}'s REST API`,
-      async () => {
-        if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}:\n${this.tail()}`);
-        if (this.ca) return (await httpsGet(`${this.api}/version`, this.ca)).status === 200;
-        return (await fetch(`${this.api}/version`, { headers: this.headers, signal: AbortSignal.timeout(2000) })).ok;
-      },
-      timeoutMs,
-    );
+    try {
+      await waitFor(
+        `${this.name}'s REST API`,
+        async () => {
+          if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}`);
+          if (this.ca) return (await httpsGet(`${this.api}/version`, this.ca)).status === 200;
+          return (await fetch(`${this.api}/version`, { headers: this.headers, signal: AbortSignal.timeout(2000) })).ok;
+        },
+        timeoutMs,
+      );
+    } catch (error) {
+      error.message += `\n${this.name}'s log ends:\n${this.tail()}`;
+      throw error;
+    }
     return this;
   }
 
