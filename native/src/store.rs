@@ -355,6 +355,11 @@ impl RedbStore {
     fn compact_if_free(&mut self, min_free: u64) -> Result<Option<Compaction>, StoreError> {
         self.flush_to_disk()?;
         let before_bytes = self.file_bytes()?;
+        // Counting the used pages walks every page: not for a file too small to hold
+        // `min_free` free bytes (every daemon start asks).
+        if before_bytes < min_free {
+            return Ok(None);
+        }
         let used_bytes = {
             let write = self.db.begin_write().map_err(failed)?;
             let stats = write.stats().map_err(failed)?;
