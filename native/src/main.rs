@@ -665,7 +665,7 @@ fn run(cli: Cli) -> Result<()> {
                         let imported = runtime.block_on(state::import(&config, source))?;
                         if let Some(compaction) = imported.compaction {
                             eprintln!(
-                                "compacted the pinset store from {} to {} bytes in {:.1} s",
+                                "compacted the pinset store from {} to {} bytes on disk in {:.1} s",
                                 compaction.before_bytes,
                                 compaction.after_bytes,
                                 compaction.took.as_secs_f64()

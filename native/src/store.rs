@@ -67,8 +67,12 @@ pub const DURABLE_INTERVAL: Duration = Duration::from_secs(5);
 const COMPACT_FREE_SHARE: (u64, u64) = (1, 4);
 /// Less free space than this is not worth a compaction.
 const COMPACT_MIN_FREE_BYTES: u64 = 64 << 20;
+/// [`RedbStore::compact_if_grown`] waits for the store to go this long without a write: a
+/// compaction holds the store (seconds for millions of pins), so not amid a sync or a run
+/// of writes.
+const COMPACT_AFTER_QUIET: Duration = Duration::from_secs(2);
 
-/// A store's file before and after a compaction.
+/// What a store's file took on disk before and after a compaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compaction {
     pub before_bytes: u64,
@@ -143,12 +147,16 @@ pub struct RedbStore {
     live_keys: u64,
     /// When the last commit flushed to disk.
     flushed_at: Instant,
+    /// When the last transaction was written.
+    written_at: Instant,
     /// [`DURABLE_INTERVAL`], shorter in tests.
     durable_interval: Duration,
     /// The transactions since the last commit.
     journal: Journal,
     /// The last commit.
     generation: Generation,
+    /// The file's size when a compaction was last considered (or the store opened).
+    considered_bytes: u64,
 }
 
 /// What reads see.
@@ -293,10 +301,13 @@ impl RedbStore {
             state: State::Committed(view),
             live_keys,
             flushed_at: Instant::now(),
+            written_at: Instant::now(),
             durable_interval: DURABLE_INTERVAL,
             journal,
             generation,
+            considered_bytes: 0,
         };
+        store.considered_bytes = store.disk_bytes()?;
         if journaled.is_empty() {
             store.journal.restart(generation)?;
         } else {
@@ -341,9 +352,9 @@ impl RedbStore {
     }
 
     /// Moves the store's pages to the start of its file and gives the rest back to the
-    /// file system, when at least a quarter of the file (and 64 MiB) is free: the file
-    /// grows by doubling, and pages freed by commits stay in it, so after a large import
-    /// or sync a third of it may be free. Flushes first, then holds the store for the
+    /// file system, when at least a quarter of what the file takes on disk (and 64 MiB) is
+    /// free: pages freed by commits stay in the file, so after a large import or sync a
+    /// third of it may be free. Flushes first, then holds the store for the
     /// compaction (`tests/cluster/scale.mjs`: 1.6 s for an import of a million pins, 6.7 s
     /// for ten million). Returns the file's sizes, or `None` when there was too little to
     /// gain.
@@ -351,10 +362,35 @@ impl RedbStore {
         self.compact_if_free(COMPACT_MIN_FREE_BYTES)
     }
 
+    /// [`RedbStore::compact_if_sparse`], once the file has grown by [`COMPACT_MIN_FREE_BYTES`]
+    /// since a compaction was last considered and nothing was written for
+    /// [`COMPACT_AFTER_QUIET`]: a stat of the file otherwise, so cheap to ask often (a peer
+    /// asks whenever it is synced, so that a store just filled by a sync is compacted then
+    /// rather than at the next start).
+    pub fn compact_if_grown(&mut self) -> Result<Option<Compaction>, StoreError> {
+        self.compact_if_grown_by(COMPACT_MIN_FREE_BYTES, COMPACT_AFTER_QUIET)
+    }
+
+    /// [`RedbStore::compact_if_grown`], with `min_free` for [`COMPACT_MIN_FREE_BYTES`] and
+    /// `quiet` for [`COMPACT_AFTER_QUIET`].
+    fn compact_if_grown_by(
+        &mut self,
+        min_free: u64,
+        quiet: Duration,
+    ) -> Result<Option<Compaction>, StoreError> {
+        if self.written_at.elapsed() < quiet
+            || self.disk_bytes()? < self.considered_bytes.saturating_add(min_free)
+        {
+            return Ok(None);
+        }
+        self.compact_if_free(min_free)
+    }
+
     /// [`RedbStore::compact_if_sparse`], with at least `min_free` bytes free.
     fn compact_if_free(&mut self, min_free: u64) -> Result<Option<Compaction>, StoreError> {
         self.flush_to_disk()?;
-        let before_bytes = self.file_bytes()?;
+        let before_bytes = self.disk_bytes()?;
+        self.considered_bytes = before_bytes;
         // Counting the used pages walks every page: not for a file too small to hold
         // `min_free` free bytes (every daemon start asks).
         if before_bytes < min_free {
@@ -372,7 +408,7 @@ impl RedbStore {
             return Ok(None);
         }
         tracing::info!(
-            file_bytes = before_bytes,
+            disk_bytes = before_bytes,
             free_bytes = free,
             "compacting the pinset store"
         );
@@ -387,21 +423,25 @@ impl RedbStore {
         compacted?;
         let compaction = Compaction {
             before_bytes,
-            after_bytes: self.file_bytes()?,
+            after_bytes: self.disk_bytes()?,
             took: started.elapsed(),
         };
+        self.considered_bytes = compaction.after_bytes;
         tracing::info!(
-            file_bytes = compaction.after_bytes,
+            disk_bytes = compaction.after_bytes,
             took = ?compaction.took,
             "compacted the pinset store"
         );
         Ok(Some(compaction))
     }
 
-    /// The size of the database file.
-    fn file_bytes(&self) -> Result<u64, StoreError> {
+    /// What the database file takes on disk: its allocated blocks. Its length may be
+    /// larger, by space the database grew the file by and has not written yet (which takes
+    /// no disk).
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&self.path)
-            .map(|metadata| metadata.len())
+            .map(|metadata| metadata.blocks() * 512)
             .map_err(|error| failed(redb::StorageError::Io(error)))
     }
 
@@ -534,6 +574,7 @@ impl RedbStore {
             }
         }
         self.state = State::Open(write);
+        self.written_at = Instant::now();
         self.journal.record(tx);
         Ok(())
     }
@@ -877,12 +918,9 @@ mod tests {
         assert_eq!(keys_on_disk(&path).len(), 22);
     }
 
-    #[test]
-    fn a_store_mostly_free_is_compacted_and_keeps_what_it_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pinset.redb");
-        let mut store = RedbStore::open(&path).unwrap();
-        write_key(&mut store, "/kept", true);
+    /// Grows the store's file by writing 4 MiB of blocks, one commit each, then removes
+    /// them.
+    fn grow_and_free(store: &mut RedbStore) {
         let ids: Vec<BlockId> = (0..64u8).map(|i| BlockId([i; 32])).collect();
         for id in &ids {
             let tx = Transaction {
@@ -897,15 +935,22 @@ mod tests {
             ..Default::default()
         };
         ready(store.commit(tx)).unwrap();
+    }
+
+    #[test]
+    fn a_store_mostly_free_is_compacted_and_keeps_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        write_key(&mut store, "/kept", true);
+        grow_and_free(&mut store);
         let compaction = store.compact_if_free(1 << 20).unwrap().expect("compacted");
         assert!(
             compaction.after_bytes * 2 < compaction.before_bytes,
             "{compaction:?}"
         );
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().len(),
-            compaction.after_bytes
-        );
+        // The file itself is cut short, not just left with holes.
+        assert!(std::fs::metadata(&path).unwrap().len() * 2 < compaction.before_bytes);
         assert_eq!(
             store.compact_if_free(1 << 20).unwrap(),
             None,
@@ -913,6 +958,48 @@ mod tests {
         );
         assert!(ready(store.key_state(b"/kept")).unwrap().is_some());
         write_key(&mut store, "/after", true);
+        drop(store);
+        assert_eq!(keys_on_disk(&path), ["/after", "/kept"]);
+    }
+
+    #[test]
+    fn a_store_is_compacted_once_grown_and_not_considered_again_until_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        write_key(&mut store, "/kept", true);
+        assert_eq!(
+            store.compact_if_grown_by(1 << 20, Duration::ZERO).unwrap(),
+            None
+        );
+        grow_and_free(&mut store);
+        let compaction = store
+            .compact_if_grown_by(1 << 20, Duration::ZERO)
+            .unwrap()
+            .expect("compacted once grown");
+        assert!(
+            compaction.after_bytes * 2 < compaction.before_bytes,
+            "{compaction:?}"
+        );
+        // Grown by less than the minimum since: not considered.
+        write_key(&mut store, "/after", true);
+        assert_eq!(
+            store.compact_if_grown_by(1 << 20, Duration::ZERO).unwrap(),
+            None
+        );
+        grow_and_free(&mut store);
+        // Not while writes go on.
+        assert_eq!(
+            store
+                .compact_if_grown_by(1 << 20, Duration::from_secs(3600))
+                .unwrap(),
+            None
+        );
+        assert!(store
+            .compact_if_grown_by(1 << 20, Duration::ZERO)
+            .unwrap()
+            .is_some());
+        assert!(ready(store.key_state(b"/kept")).unwrap().is_some());
         drop(store);
         assert_eq!(keys_on_disk(&path), ["/after", "/kept"]);
     }

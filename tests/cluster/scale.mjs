@@ -8,11 +8,13 @@
 //   2. from a snapshot: the first runs with a snapshot due at once; once it has made one, a
 //      new peer joins through it and loads it.
 // Each join is timed from the new peer's start to its heads matching the other's, and its
-// resident memory and pinset file are read once synced; the peer that joined through the
-// DAG is then restarted (timed to its REST API), which compacts its store if the file is
-// largely free space. Peers are relays (they keep the
-// pinset, pin nothing) and log at info. Each size is bounded by PINFOLD_BENCH_SCALE_MINUTES
-// (30) per join.
+// resident memory and pinset file are read once synced (disk: the blocks the file takes;
+// file: its length, which the database grows ahead of its writes). A peer compacts its
+// store once synced and 2 s without a write, if the file grew by 64 MiB and is largely
+// free space: when it does, a row gives that compaction (its time, from the peer's log,
+// and the file after it). The peer that joined through the DAG is then restarted (timed to
+// its REST API). Peers are relays (they keep the pinset, pin nothing) and log at info. Each
+// size is bounded by PINFOLD_BENCH_SCALE_MINUTES (30) per join.
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -28,7 +30,14 @@ const relay = { CLUSTER_ROLE: 'relay' };
 const crdt = async (peer) => JSON.parse((await peer.get('/state/crdt')).body);
 const rssBytes = (peer) =>
   Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${peer.child.pid}/status`, 'utf8'))[1]) * 1024;
-const pinsetBytes = (peer) => fs.statSync(path.join(peer.dir, 'pinset.redb')).size;
+/**
+ * The pinset file's size: what it takes on disk (its allocated blocks), and its length,
+ * which is larger when the database has grown the file ahead (sparsely) of what it wrote.
+ */
+const pinsetBytes = (peer) => {
+  const stat = fs.statSync(path.join(peer.dir, 'pinset.redb'));
+  return { disk: stat.blocks * 512, length: stat.size };
+};
 
 /** Writes `count` pins, one ipfs-cluster pin JSON object per line, to `file`. */
 function writePins(file, count) {
@@ -44,10 +53,35 @@ function writePins(file, count) {
   fs.closeSync(out);
 }
 
+const logOf = (peer) => fs.readFileSync(peer.log, 'utf8');
+const durationMs = (text) => {
+  const [, amount, unit] = /^([\d.]+)(ns|µs|ms|s)$/.exec(text);
+  return Number(amount) * { ns: 1e-6, µs: 1e-3, ms: 1, s: 1000 }[unit];
+};
+
 /**
- * Starts a new peer through `source` and waits until its heads are `source`'s. With
- * `restart`, then restarts it (it compacts its store if the file is largely free space) and
- * gives that as a second row.
+ * Waits for the compaction a peer that has just synced starts within a few of its ticks,
+ * if it starts one; gives its time and the file after it, or null.
+ */
+async function compactionOnceSynced(peer, logFrom) {
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && !logOf(peer).slice(logFrom).includes('compacting the pinset store')) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (!logOf(peer).slice(logFrom).includes('compacting the pinset store')) return null;
+  let done;
+  await waitFor(
+    `${peer.name} to compact its store`,
+    () => (done = /compacted the pinset store.*took=(\S+)/.exec(logOf(peer).slice(logFrom))),
+    limitMs,
+  );
+  return { ms: durationMs(done[1]), ...pinsetBytes(peer) };
+}
+
+/**
+ * Starts a new peer through `source` and waits until its heads are `source`'s, then for
+ * the compaction it may start once synced (a second row when it does). With `restart`,
+ * then restarts it and gives that as a last row.
  */
 async function join(name, source, { restart = false } = {}) {
   const target = await crdt(source);
@@ -66,15 +100,17 @@ async function join(name, source, { restart = false } = {}) {
     limitMs,
   );
   const ms = Date.now() - started;
-  const figures = { ms, rss: rssBytes(joiner), disk: pinsetBytes(joiner), state };
+  const figures = { ms, rss: rssBytes(joiner), ...pinsetBytes(joiner), state };
+  const compaction = await compactionOnceSynced(joiner, 0);
   await joiner.stop();
-  if (!restart) return [figures];
+  if (!restart) return { figures, compaction };
+  const logFrom = logOf(joiner).length;
   const restarted = Date.now();
   await joiner.start([], limitMs);
-  const again = { ms: Date.now() - restarted, disk: pinsetBytes(joiner) };
-  again.compacted = /compacted the pinset store/.test(fs.readFileSync(joiner.log, 'utf8'));
+  const again = { ms: Date.now() - restarted, ...pinsetBytes(joiner) };
+  again.compacted = logOf(joiner).slice(logFrom).includes('compacted the pinset store');
   await joiner.stop();
-  return [figures, again];
+  return { figures, compaction, restarted: again };
 }
 
 const rows = [];
@@ -88,7 +124,7 @@ try {
       env: writer.env(),
       stdio: ['ignore', 'ignore', 'inherit'],
     });
-    rows.push({ pins, step: 'state import into a stopped peer', ms: Date.now() - started, disk: pinsetBytes(writer) });
+    rows.push({ pins, step: 'state import into a stopped peer', ms: Date.now() - started, ...pinsetBytes(writer) });
     fs.rmSync(path.dirname(file), { recursive: true });
 
     // 1. Through the DAG, from a copy of the store that never makes a snapshot.
@@ -98,8 +134,10 @@ try {
     }).init(secret);
     fs.copyFileSync(path.join(writer.dir, 'pinset.redb'), path.join(copy.dir, 'pinset.redb'));
     await copy.start();
-    const [dag, restarted] = await join(`dag-${pins}`, copy, { restart: true });
-    rows.push({ pins, step: 'a new peer joins through the DAG', ...dag });
+    const dag = await join(`dag-${pins}`, copy, { restart: true });
+    rows.push({ pins, step: 'a new peer joins through the DAG', ...dag.figures });
+    if (dag.compaction) rows.push({ pins, step: 'it compacts its store once synced', ...dag.compaction });
+    const { restarted } = dag;
     rows.push({
       pins,
       step: `it restarts${restarted.compacted ? ', compacting its store' : ''}`,
@@ -117,9 +155,10 @@ try {
       limitMs,
     );
     rows.push({ pins, step: 'the writer starts and makes a snapshot', ms: Date.now() - started });
-    const [snap] = await join(`snapshot-${pins}`, writer);
-    if (!snap.state.snapshot) throw new Error(`snapshot-${pins} synced without loading the snapshot`);
-    rows.push({ pins, step: 'a new peer joins from a snapshot', ...snap });
+    const snap = await join(`snapshot-${pins}`, writer);
+    if (!snap.figures.state.snapshot) throw new Error(`snapshot-${pins} synced without loading the snapshot`);
+    rows.push({ pins, step: 'a new peer joins from a snapshot', ...snap.figures });
+    if (snap.compaction) rows.push({ pins, step: 'it compacts its store once synced', ...snap.compaction });
     await writer.stop();
     for (const peer of [writer, copy]) fs.rmSync(peer.dir, { recursive: true, force: true });
   }
@@ -129,13 +168,13 @@ try {
 
 const perPin = (bytes, pins) => (bytes === undefined ? '-' : Math.round(bytes / pins).toString());
 console.log(
-  `| ${'step'.padEnd(40)} | ${'pins'.padStart(10)} | ${'time (s)'.padStart(9)} | ${'pins/s'.padStart(10)} | ${'resident B/pin'.padStart(14)} | ${'disk B/pin'.padStart(10)} |`,
+  `| ${'step'.padEnd(40)} | ${'pins'.padStart(10)} | ${'time (s)'.padStart(9)} | ${'pins/s'.padStart(10)} | ${'resident B/pin'.padStart(14)} | ${'disk B/pin'.padStart(10)} | ${'file B/pin'.padStart(10)} |`,
 );
 console.log(
-  `|${'-'.repeat(42)}|${'-'.repeat(12)}|${'-'.repeat(11)}|${'-'.repeat(12)}|${'-'.repeat(16)}|${'-'.repeat(12)}|`,
+  `|${'-'.repeat(42)}|${'-'.repeat(12)}|${'-'.repeat(11)}|${'-'.repeat(12)}|${'-'.repeat(16)}|${'-'.repeat(12)}|${'-'.repeat(12)}|`,
 );
 for (const row of rows) {
   console.log(
-    `| ${row.step.padEnd(40)} | ${String(row.pins).padStart(10)} | ${(row.ms / 1000).toFixed(2).padStart(9)} | ${String(Math.round((row.pins / row.ms) * 1000)).padStart(10)} | ${perPin(row.rss, row.pins).padStart(14)} | ${perPin(row.disk, row.pins).padStart(10)} |`,
+    `| ${row.step.padEnd(40)} | ${String(row.pins).padStart(10)} | ${(row.ms / 1000).toFixed(2).padStart(9)} | ${String(Math.round((row.pins / row.ms) * 1000)).padStart(10)} | ${perPin(row.rss, row.pins).padStart(14)} | ${perPin(row.disk, row.pins).padStart(10)} | ${perPin(row.length, row.pins).padStart(10)} |`,
   );
 }

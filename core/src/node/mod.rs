@@ -445,6 +445,11 @@ impl<S: Store> Node<S> {
         &self.replica
     }
 
+    /// The replica's store, for upkeep that leaves what it holds as it is.
+    pub fn store_mut(&mut self) -> &mut S {
+        self.replica.store_mut()
+    }
+
     pub fn monitor(&self) -> &Monitor {
         &self.monitor
     }
@@ -491,6 +496,11 @@ impl<S: Store> Node<S> {
         self.replica.has_work()
     }
 
+    /// Nothing is left to fetch or merge, and the start (snapshot bootstrap) is over.
+    pub fn is_synced(&self) -> bool {
+        self.replica.progress().pending == 0 && self.bootstrap.is_done() && !self.replica.has_work()
+    }
+
     pub fn sync_state(&self) -> SyncState {
         let Progress {
             pending,
@@ -501,7 +511,7 @@ impl<S: Store> Node<S> {
             ..
         } = self.replica.progress();
         SyncState {
-            synced: pending == 0 && self.bootstrap.is_done() && !self.replica.has_work(),
+            synced: self.is_synced(),
             heads: self
                 .replica
                 .heads()

@@ -777,6 +777,14 @@ impl Peer {
         let now = now_nanos();
         self.node.tick(now).await?;
         self.clock.set(self.node.cluster_time(now), now);
+        if self.node.is_synced() {
+            // A sync leaves much of the file free (pages its commits replaced): compacted
+            // now, not at the next start. Other tasks go on meanwhile; this loop waits.
+            let store = self.node.store_mut();
+            if let Err(error) = tokio::task::block_in_place(|| store.compact_if_grown()) {
+                tracing::warn!(%error, "could not compact the pinset store");
+            }
+        }
         if let Some(ask) = self.node.address_lookup(now) {
             let (client, report) = (self.rpc.clone(), self.background_tx.clone());
             tokio::spawn(async move {

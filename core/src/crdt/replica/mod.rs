@@ -261,6 +261,12 @@ impl<S: Store> Replica<S> {
         &self.store
     }
 
+    /// The store, for upkeep that leaves what it holds as it is (such as compacting its
+    /// file).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     /// Closes the replica and returns its store. Uncommitted local writes are lost: call
     /// [`Replica::commit`] first.
     pub fn into_store(self) -> S {
