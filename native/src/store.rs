@@ -359,7 +359,14 @@ impl RedbStore {
     /// for ten million). Returns the file's sizes, or `None` when there was too little to
     /// gain.
     pub fn compact_if_sparse(&mut self) -> Result<Option<Compaction>, StoreError> {
-        self.compact_if_free(COMPACT_MIN_FREE_BYTES)
+        self.compact_if_free(COMPACT_MIN_FREE_BYTES, COMPACT_FREE_SHARE)
+    }
+
+    /// [`RedbStore::compact_if_sparse`] for the end of an import, which its caller waits
+    /// for anyway: compacts whenever [`COMPACT_MIN_FREE_BYTES`] are free, whatever their
+    /// share of the file.
+    pub fn compact_after_import(&mut self) -> Result<Option<Compaction>, StoreError> {
+        self.compact_if_free(COMPACT_MIN_FREE_BYTES, (0, 1))
     }
 
     /// [`RedbStore::compact_if_sparse`], once the file has grown by [`COMPACT_MIN_FREE_BYTES`]
@@ -383,11 +390,16 @@ impl RedbStore {
         {
             return Ok(None);
         }
-        self.compact_if_free(min_free)
+        self.compact_if_free(min_free, COMPACT_FREE_SHARE)
     }
 
-    /// [`RedbStore::compact_if_sparse`], with at least `min_free` bytes free.
-    fn compact_if_free(&mut self, min_free: u64) -> Result<Option<Compaction>, StoreError> {
+    /// Compacts the store if at least `min_free` bytes, and `share` (numerator,
+    /// denominator) of what the file takes on disk, are free.
+    fn compact_if_free(
+        &mut self,
+        min_free: u64,
+        (share, of): (u64, u64),
+    ) -> Result<Option<Compaction>, StoreError> {
         self.flush_to_disk()?;
         let before_bytes = self.disk_bytes()?;
         self.considered_bytes = before_bytes;
@@ -403,8 +415,12 @@ impl RedbStore {
             stats.allocated_pages() * stats.page_size() as u64
         };
         let free = before_bytes.saturating_sub(used_bytes);
-        let (share, of) = COMPACT_FREE_SHARE;
         if free < min_free || free * of < before_bytes * share {
+            tracing::info!(
+                disk_bytes = before_bytes,
+                free_bytes = free,
+                "the pinset store has too little free space to be worth compacting"
+            );
             return Ok(None);
         }
         tracing::info!(
@@ -944,7 +960,10 @@ mod tests {
         let mut store = RedbStore::open(&path).unwrap();
         write_key(&mut store, "/kept", true);
         grow_and_free(&mut store);
-        let compaction = store.compact_if_free(1 << 20).unwrap().expect("compacted");
+        let compaction = store
+            .compact_if_free(1 << 20, COMPACT_FREE_SHARE)
+            .unwrap()
+            .expect("compacted");
         assert!(
             compaction.after_bytes * 2 < compaction.before_bytes,
             "{compaction:?}"
@@ -952,7 +971,7 @@ mod tests {
         // The file itself is cut short, not just left with holes.
         assert!(std::fs::metadata(&path).unwrap().len() * 2 < compaction.before_bytes);
         assert_eq!(
-            store.compact_if_free(1 << 20).unwrap(),
+            store.compact_if_free(1 << 20, COMPACT_FREE_SHARE).unwrap(),
             None,
             "nothing left to gain"
         );

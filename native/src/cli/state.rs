@@ -117,7 +117,7 @@ pub enum ImportSource {
 /// What `state import` did.
 pub struct Imported {
     pub pins: usize,
-    /// The store's compaction after the import, when its file had much free space.
+    /// The store's compaction after the import, when its file had 64 MiB or more free.
     pub compaction: Option<Compaction>,
 }
 
@@ -125,7 +125,7 @@ pub struct Imported {
 /// returns how many. A line that is not a pin stops the import before anything is written.
 /// Under Raft only before the peer's first start: the pins then start the new cluster.
 /// Its deltas are one write group: flushed to disk every few seconds and at the end, not
-/// once per delta. The store is then compacted if its file is largely free space.
+/// once per delta. The store is then compacted if 64 MiB or more of its file is free.
 pub async fn import(dir: &Path, source: ImportSource) -> anyhow::Result<Imported> {
     let open_file = |path: &Path| -> anyhow::Result<std::io::BufReader<std::fs::File>> {
         let file = std::fs::File::open(path)
@@ -169,7 +169,7 @@ pub async fn import(dir: &Path, source: ImportSource) -> anyhow::Result<Imported
     }
     replica.commit(now_ms()).await?;
     replica.end_write_group(now_ms()).await?;
-    let compaction = replica.into_store().compact_if_sparse()?;
+    let compaction = replica.into_store().compact_after_import()?;
     Ok(Imported {
         pins: count,
         compaction,
