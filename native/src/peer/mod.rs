@@ -777,14 +777,6 @@ impl Peer {
         let now = now_nanos();
         self.node.tick(now).await?;
         self.clock.set(self.node.cluster_time(now), now);
-        if self.node.is_synced() {
-            // A sync leaves much of the file free (pages its commits replaced): compacted
-            // now, not at the next start. Other tasks go on meanwhile; this loop waits.
-            let store = self.node.store_mut();
-            if let Err(error) = tokio::task::block_in_place(|| store.compact_if_grown()) {
-                tracing::warn!(%error, "could not compact the pinset store");
-            }
-        }
         if let Some(ask) = self.node.address_lookup(now) {
             let (client, report) = (self.rpc.clone(), self.background_tx.clone());
             tokio::spawn(async move {
@@ -806,6 +798,15 @@ impl Peer {
         self.last_tick = started.elapsed();
         if let Err(error) = self.peerstore.save() {
             tracing::warn!(%error, "could not save the peerstore");
+        }
+        if self.node.is_synced() {
+            // A sync leaves much of the file free (pages its commits replaced): compacted
+            // once the store is quiet, not at the next start. Other tasks go on
+            // meanwhile; this loop waits.
+            let store = self.node.store_mut();
+            if let Err(error) = tokio::task::block_in_place(|| store.compact_if_grown()) {
+                tracing::warn!(%error, "could not compact the pinset store");
+            }
         }
         Ok(())
     }
