@@ -306,9 +306,8 @@ impl RedbStore {
             durable_interval: DURABLE_INTERVAL,
             journal,
             generation,
-            considered_bytes: 0,
+            considered_bytes: disk_bytes(path)?,
         };
-        store.considered_bytes = store.disk_bytes()?;
         if journaled.is_empty() {
             store.journal.restart(generation)?;
         } else {
@@ -387,7 +386,7 @@ impl RedbStore {
         quiet: Duration,
     ) -> Result<Option<Compaction>, StoreError> {
         if self.written_at.elapsed() < quiet
-            || self.disk_bytes()? < self.considered_bytes.saturating_add(min_free)
+            || disk_bytes(&self.path)? < self.considered_bytes.saturating_add(min_free)
         {
             return Ok(None);
         }
@@ -402,7 +401,7 @@ impl RedbStore {
         (share, of): (u64, u64),
     ) -> Result<Option<Compaction>, StoreError> {
         self.flush_to_disk()?;
-        let before_bytes = self.disk_bytes()?;
+        let before_bytes = disk_bytes(&self.path)?;
         self.considered_bytes = before_bytes;
         // Counting the used pages walks every page: not for a file too small to hold
         // `min_free` free bytes (every daemon start asks).
@@ -440,7 +439,7 @@ impl RedbStore {
         compacted?;
         let compaction = Compaction {
             before_bytes,
-            after_bytes: self.disk_bytes()?,
+            after_bytes: disk_bytes(&self.path)?,
             took: started.elapsed(),
         };
         self.considered_bytes = compaction.after_bytes;
@@ -450,16 +449,6 @@ impl RedbStore {
             "compacted the pinset store"
         );
         Ok(Some(compaction))
-    }
-
-    /// What the database file takes on disk: its allocated blocks. Its length may be
-    /// larger, by space the database grew the file by and has not written yet (which takes
-    /// no disk).
-    fn disk_bytes(&self) -> Result<u64, StoreError> {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&self.path)
-            .map(|metadata| metadata.blocks() * 512)
-            .map_err(|error| failed(redb::StorageError::Io(error)))
     }
 
     /// The journal file kept beside the store at `path`.
@@ -656,6 +645,16 @@ pub const MIN_FREE_BYTES: u64 = 16 * 1024 * 1024;
 fn available_bytes(path: &Path) -> Option<u64> {
     let stat = rustix::fs::statvfs(path).ok()?;
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// What the file at `path` takes on disk: its allocated blocks. A database file's length
+/// may be larger, by space the database grew the file by and has not written yet (which
+/// takes no disk).
+fn disk_bytes(path: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|metadata| metadata.blocks() * 512)
+        .map_err(|error| failed(redb::StorageError::Io(error)))
 }
 
 /// A stored key state, decoded.

@@ -60,19 +60,20 @@ const durationMs = (text) => {
 };
 
 /**
- * Waits for the compaction a peer that has just synced starts within a few of its ticks,
- * if it starts one; gives its time and the file after it, or null.
+ * Waits for the compaction a new peer that has just synced starts within 5 s (once it has
+ * written nothing for 2 s), if it starts one; gives its time and the file after it, or null.
  */
-async function compactionOnceSynced(peer, logFrom) {
+async function compactionOnceSynced(peer) {
   const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && !logOf(peer).slice(logFrom).includes('compacting the pinset store')) {
+  let started;
+  while (!(started = logOf(peer).includes('compacting the pinset store')) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  if (!logOf(peer).slice(logFrom).includes('compacting the pinset store')) return null;
+  if (!started) return null;
   let done;
   await waitFor(
     `${peer.name} to compact its store`,
-    () => (done = /compacted the pinset store.*took=(\S+)/.exec(logOf(peer).slice(logFrom))),
+    () => (done = /compacted the pinset store.*took=(\S+)/.exec(logOf(peer))),
     limitMs,
   );
   return { ms: durationMs(done[1]), ...pinsetBytes(peer) };
@@ -101,7 +102,7 @@ async function join(name, source, { restart = false } = {}) {
   );
   const ms = Date.now() - started;
   const figures = { ms, rss: rssBytes(joiner), ...pinsetBytes(joiner), state };
-  const compaction = await compactionOnceSynced(joiner, 0);
+  const compaction = await compactionOnceSynced(joiner);
   await joiner.stop();
   if (!restart) return { figures, compaction };
   const logFrom = logOf(joiner).length;

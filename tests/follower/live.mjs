@@ -2,8 +2,9 @@
 // peer with default settings (no write batching) takes PINFOLD_BENCH_LIVE_PINS pins (1000)
 // through its REST API, one at a time; for each, the time from sending the POST to the pin
 // being seen by a native follower (`role: follower`, its REST API asked request after
-// request on one kept-alive connection, which answers in a fraction of a millisecond), by the npm package's follower in Node (its `pin` event) and in headless
-// Chromium (its `pin` event, stamped in the page). All three follow at once, on loopback.
+// request on one kept-alive connection, which answers in a fraction of a millisecond), by
+// the npm package's follower in Node (its `pin` event) and in headless Chromium (its `pin`
+// event, stamped in the page). All three follow at once, on loopback.
 // Prints the median, 99th percentile and worst per follower.
 import { execFileSync } from 'node:child_process';
 import { Peer, pinfoldBin, stopAll, waitFor } from '../cluster/harness.mjs';
