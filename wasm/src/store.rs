@@ -62,6 +62,10 @@ impl Store for FollowerStore {
         each!(self, s => s.commit(tx))
     }
 
+    async fn flush(&mut self) -> Result<(), IdbError> {
+        each!(self, s => s.flush())
+    }
+
     async fn live_keys(&self) -> Result<u64, IdbError> {
         each!(self, s => s.live_keys())
     }

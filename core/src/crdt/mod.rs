@@ -26,6 +26,6 @@ pub use pins::{PinEntryError, PinEvent};
 pub use replica::{Output, Progress, Replica, ReplicaError, Stats, MAX_PRIORITY};
 pub use set::{BlockId, KeyState, RecordDecodeError, Version};
 pub use store::{
-    count_live_keys, decode_key_page, encode_key_page, BlockKind, MemoryStore, PageRun,
+    count_live_keys, decode_key_page, encode_key_page, BlockKind, KeyStates, MemoryStore, PageRun,
     PendingBlock, Persisted, Store, Transaction,
 };

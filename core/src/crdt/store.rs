@@ -312,19 +312,91 @@ pub async fn count_live_keys<S: Store + ?Sized>(store: &S) -> Result<u64, S::Err
 }
 
 /// A store in memory: for tests, benchmarks and followers that keep nothing.
-///
-/// Each key takes one allocation holding the key and its state, in which block ids are
-/// indexes into a table of the ids seen (a delta's thousands of elements share one id).
 #[derive(Default)]
 pub struct MemoryStore {
-    keys: BTreeSet<KeyEntry>,
-    ids: BlockIds,
+    keys: KeyStates,
     blocks: HashMap<BlockId, Box<[u8]>>,
     processed: BTreeSet<BlockId>,
     heads: BTreeMap<Vec<u8>, (Cid, u64)>,
     pending: HashMap<BlockId, PendingBlock>,
+}
+
+/// Keys and their states in key order, held compactly: each key takes one allocation
+/// holding the key and its state, in which block ids are indexes into a table of the ids
+/// seen (a delta's thousands of elements share one id). What [`MemoryStore`] keeps, and
+/// what a store holds in memory until it writes it out.
+#[derive(Default)]
+pub struct KeyStates {
+    keys: BTreeSet<KeyEntry>,
+    ids: BlockIds,
     /// Where each key's entry is assembled before it is allocated.
     scratch: Vec<u8>,
+}
+
+impl KeyStates {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The state of `key`, if it has one here.
+    pub fn get(&self, key: &[u8]) -> Option<KeyState> {
+        self.keys
+            .get(key)
+            .map(|entry| self.ids.decode(entry.split().1))
+    }
+
+    /// Sets the state of `key`, replacing the one it had.
+    pub fn insert(&mut self, key: &[u8], state: &KeyState) {
+        let entry = KeyEntry::new(key, state, &mut self.ids, &mut self.scratch);
+        self.keys.replace(entry);
+    }
+
+    /// Up to `limit` keys and their states after `after`, in key order.
+    pub fn after(&self, after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, KeyState)> {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.keys
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|entry| {
+                let (key, state) = entry.split();
+                (key.to_vec(), self.ids.decode(state))
+            })
+            .collect()
+    }
+
+    /// Whether a key from `first` to `last`, both included, is here.
+    pub fn any_between(&self, first: &[u8], last: &[u8]) -> bool {
+        use std::ops::Bound;
+        first <= last
+            && self
+                .keys
+                .range::<[u8], _>((Bound::Included(first), Bound::Included(last)))
+                .next()
+                .is_some()
+    }
+
+    /// Drops every key, and the table of block ids with them.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.ids = BlockIds::default();
+    }
+}
+
+impl Extend<(Vec<u8>, KeyState)> for KeyStates {
+    fn extend<I: IntoIterator<Item = (Vec<u8>, KeyState)>>(&mut self, entries: I) {
+        for (key, state) in entries {
+            self.insert(&key, &state);
+        }
+    }
 }
 
 /// A key and its encoded state in one allocation: the key's length, the key, the state.
@@ -449,10 +521,7 @@ impl Store for MemoryStore {
     }
 
     async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, Infallible> {
-        Ok(self
-            .keys
-            .get(key)
-            .map(|entry| self.ids.decode(entry.split().1)))
+        Ok(self.keys.get(key))
     }
 
     async fn is_processed(&self, block: &BlockId) -> Result<bool, Infallible> {
@@ -483,20 +552,7 @@ impl Store for MemoryStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, KeyState)>, Infallible> {
-        use std::ops::Bound;
-        let lower = match after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Unbounded,
-        };
-        Ok(self
-            .keys
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take(limit)
-            .map(|entry| {
-                let (key, state) = entry.split();
-                (key.to_vec(), self.ids.decode(state))
-            })
-            .collect())
+        Ok(self.keys.after(after, limit))
     }
 
     async fn commit(&mut self, tx: Transaction) -> Result<(), Infallible> {
@@ -509,10 +565,7 @@ impl Store for MemoryStore {
             self.blocks.remove(&id);
         }
         self.processed.extend(tx.processed);
-        for (key, state) in tx.keys {
-            let entry = KeyEntry::new(&key, &state, &mut self.ids, &mut self.scratch);
-            self.keys.replace(entry);
-        }
+        self.keys.extend(tx.keys);
         for cid in tx.heads_removed {
             self.heads.remove(&cid.to_bytes());
         }
@@ -616,6 +669,37 @@ mod tests {
                 .map(|(key, _)| key)
                 .collect();
             prop_assert_eq!(scanned, keys.into_iter().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn key_states_answer_as_a_sorted_map_would(
+            writes in proptest::collection::vec((0u8..40, arb_key_state()), 0..60),
+            first in 0u8..40,
+            last in 0u8..40,
+            after in proptest::option::of(0u8..40),
+        ) {
+            let mut states = KeyStates::new();
+            let mut model = BTreeMap::new();
+            for (key, state) in writes {
+                states.insert(&[key], &state);
+                model.insert(vec![key], state);
+            }
+            prop_assert_eq!(states.len(), model.len());
+            for key in 0u8..40 {
+                prop_assert_eq!(states.get(&[key]), model.get(&vec![key]).cloned());
+            }
+            let after = after.map(|a| vec![a]);
+            let expected: Vec<_> = model
+                .iter()
+                .filter(|(key, _)| after.as_ref().is_none_or(|a| *key > a))
+                .take(7)
+                .map(|(key, state)| (key.clone(), state.clone()))
+                .collect();
+            prop_assert_eq!(states.after(after.as_deref(), 7), expected);
+            let between = model.keys().any(|key| (first..=last).contains(&key[0]));
+            prop_assert_eq!(states.any_between(&[first], &[last]), between);
+            states.clear();
+            prop_assert!(states.is_empty() && states.get(&[first]).is_none());
         }
 
         #[test]

@@ -6,7 +6,7 @@ use super::*;
 /// The keys logged and not merged into pages yet.
 #[derive(Default)]
 pub(super) struct KeyLog {
-    pub(super) entries: BTreeMap<Vec<u8>, KeyState>,
+    pub(super) entries: KeyStates,
     /// The next log record's number.
     pub(super) next: u64,
 }
@@ -14,12 +14,7 @@ pub(super) struct KeyLog {
 impl KeyLog {
     /// Up to `limit` logged entries after `after`, in key order.
     pub(super) fn after(&self, after: Option<&[u8]>, limit: usize) -> Entries {
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.entries
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take(limit)
-            .map(|(key, state)| (key.clone(), state.clone()))
-            .collect()
+        self.entries.after(after, limit)
     }
 }
 
@@ -63,6 +58,7 @@ impl IdbStore {
     /// last one clears the log: a reload before it merges the whole log again, to the
     /// same pages.
     pub(super) async fn merge_log(&mut self) -> Result<(), IdbError> {
+        self.settle().await?;
         let mut after: Option<Vec<u8>> = None;
         loop {
             let Some(log) = &self.log else {

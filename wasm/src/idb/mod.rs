@@ -17,6 +17,13 @@
 //! delta that comes with nothing pending and nothing logged (once synced) goes into the
 //! pages at once. A store opened with a log (a reload in the middle of a walk) reads it
 //! back into memory.
+//!
+//! A commit returns once its transaction is issued; the next commit (or [`Store::flush`])
+//! first waits for it to finish, and fails with its error if it failed. IndexedDB runs a
+//! transaction that reads what an earlier readwrite one writes after it, so reads see every
+//! commit; meanwhile the replica merges the next delta. A store opened empty also knows the
+//! blocks it stored and marked merged ([`BlocksWritten`]), so a cold sync's walk asks
+//! IndexedDB nothing about them.
 
 mod log;
 mod pages;
@@ -26,8 +33,9 @@ mod tests;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::ops::Bound;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use cid::Cid;
@@ -35,8 +43,8 @@ use futures::channel::oneshot;
 use js_sys::{Array, Uint8Array};
 use pinfold_core::crdt::{
     count_live_keys, decode_key_page, encode_key_page, merge_by_key, page_of, run_at, BlockId,
-    KeyState, PageMerge, PageRun, PageWrites, PendingBlock, Persisted, RecordDecodeError, Runs,
-    Store, Transaction,
+    KeyState, KeyStates, PageMerge, PageRun, PageWrites, PendingBlock, Persisted,
+    RecordDecodeError, Runs, Store, Transaction,
 };
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -71,10 +79,15 @@ const ALL: [&str; 9] = [
 
 /// Commits of at least this many keys may write pages.
 const PAGE_MIN: usize = 64;
-/// Most keys [`IdbStore::written`] follows (8 bytes each); past that it is dropped.
+/// Most keys [`IdbStore::written`] follows (8 bytes each), and most merged blocks
+/// [`BlocksWritten`] does; past that it is dropped.
 const MAX_WRITTEN: usize = 4_000_000;
-/// A store merges its logged keys into pages once it holds this many in memory.
-const LOG_KEYS: usize = 250_000;
+/// A store merges its logged keys into pages once it holds this many in memory. Each
+/// merge rewrites every page, and IndexedDB's cost follows the bytes written: a cold walk
+/// of 1,000,000 pins in Chromium took 25.5 s with 250,000 (four merges; 184 MiB of
+/// WebAssembly memory, when the log held keys and states apart) and 21.9 s with this (one
+/// merge; 224 MiB, each logged key and its state in one allocation).
+const LOG_KEYS: usize = 1_000_000;
 /// A merge into pages reads and writes the pages of this many logged keys at a time.
 const MERGE_SLICE: usize = 16_384;
 /// Keys per page: a page is read whole to find one key in it.
@@ -132,6 +145,24 @@ pub struct IdbStore {
     log: Option<KeyLog>,
     /// The blocks pending, as the `pending` store holds them: a walk is done when none is.
     pending: HashSet<BlockId>,
+    /// The blocks written since the store was opened holding none; `None` when it held
+    /// some, or once more than [`MAX_WRITTEN`] were marked merged.
+    blocks_written: Option<BlocksWritten>,
+    /// The last commit's transaction, until it is seen finished.
+    committing: Option<Committing>,
+}
+
+/// A commit's transaction, finishing.
+type Committing = Pin<Box<dyn Future<Output = Result<(), IdbError>>>>;
+
+/// What a store opened without blocks has written since: a block not among them is known
+/// to be neither stored nor merged.
+#[derive(Default)]
+struct BlocksWritten {
+    /// Stored blocks (a follower stores only a snapshot's root and indexes, until loaded).
+    stored: HashSet<BlockId>,
+    /// Hashes of the ids of merged blocks.
+    processed: HashSet<u64>,
 }
 
 fn key_hash(key: &[u8]) -> u64 {
@@ -183,6 +214,8 @@ impl IdbStore {
             written: None,
             log: None,
             pending: HashSet::new(),
+            blocks_written: None,
+            committing: None,
         };
         store.runs = store.page_runs().await?;
         let (pending, _) = store.read_after(PENDING, None, usize::MAX, false).await?;
@@ -191,6 +224,15 @@ impl IdbStore {
             .map(|id| block_id(id))
             .collect::<Result<_, _>>()?;
         let log = store.read_log().await?;
+        if store.read_after(BLOCKS, None, 1, false).await?.0.is_empty()
+            && store
+                .read_after(PROCESSED, None, 1, false)
+                .await?
+                .0
+                .is_empty()
+        {
+            store.blocks_written = Some(BlocksWritten::default());
+        }
         let has_records = !store.read_after(KEYS, None, 1, false).await?.0.is_empty();
         match (has_records, log) {
             (true, log) if !log.entries.is_empty() => {
@@ -329,6 +371,14 @@ impl IdbStore {
             .collect()
     }
 
+    /// Waits for the last commit's transaction to finish: its failure is the error.
+    async fn settle(&mut self) -> Result<(), IdbError> {
+        match self.committing.take() {
+            Some(committing) => committing.await,
+            None => Ok(()),
+        }
+    }
+
     /// A value the follower keeps for itself under `key`.
     pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, IdbError> {
         Ok(self.get(META, key.as_bytes()).await?.map(|v| to_vec(&v)))
@@ -398,11 +448,10 @@ impl Store for IdbStore {
                 .as_ref()
                 .is_none_or(|written| written.contains(&key_hash(key)))
         };
+        let mut states: Vec<Option<KeyState>> = keys.iter().map(|key| logged(key)).collect();
         let asked: Vec<usize> = (0..keys.len())
-            .filter(|&at| logged(keys[at]).is_none() && may_have_state(keys[at]))
+            .filter(|&at| states[at].is_none() && may_have_state(keys[at]))
             .collect();
-        let mut states: Vec<Option<KeyState>> =
-            keys.iter().map(|key| logged(key).cloned()).collect();
         if asked.is_empty() {
             return Ok(states);
         }
@@ -420,11 +469,25 @@ impl Store for IdbStore {
         Ok(self.live_keys)
     }
 
+    async fn flush(&mut self) -> Result<(), IdbError> {
+        self.settle().await
+    }
+
     async fn is_processed(&self, block: &BlockId) -> Result<bool, IdbError> {
+        if let Some(written) = &self.blocks_written {
+            if !written.processed.contains(&key_hash(&block.0)) {
+                return Ok(false);
+            }
+        }
         Ok(self.get(PROCESSED, &block.0).await?.is_some())
     }
 
     async fn block(&self, block: &BlockId) -> Result<Option<Vec<u8>>, IdbError> {
+        if let Some(written) = &self.blocks_written {
+            if !written.stored.contains(block) {
+                return Ok(None);
+            }
+        }
         Ok(self.get(BLOCKS, &block.0).await?.map(|b| to_vec(&b)))
     }
 
@@ -472,6 +535,7 @@ impl Store for IdbStore {
     }
 
     async fn commit(&mut self, mut tx: Transaction) -> Result<(), IdbError> {
+        self.settle().await?;
         let names: Array = ALL.iter().map(|name| JsValue::from(*name)).collect();
         let hashes: Vec<u64> = match self.written {
             Some(_) => tx.keys.iter().map(|(key, _)| key_hash(key)).collect(),
@@ -554,9 +618,12 @@ impl Store for IdbStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
         drop(requests);
-        completed(&write)
-            .await
-            .map_err(|e| IdbError::Failed(format!("a write was {e}")))?;
+        let finished = completed(&write);
+        self.committing = Some(Box::pin(async move {
+            finished
+                .await
+                .map_err(|e| IdbError::Failed(format!("a write was {e}")))
+        }));
         self.live_keys = live_keys;
         for id in &tx.pending_removed {
             self.pending.remove(id);
@@ -580,6 +647,18 @@ impl Store for IdbStore {
             written.extend(hashes);
             if written.len() > MAX_WRITTEN {
                 self.written = None;
+            }
+        }
+        if let Some(written) = &mut self.blocks_written {
+            written.stored.extend(tx.blocks.iter().map(|(id, _)| *id));
+            for id in &tx.blocks_removed {
+                written.stored.remove(id);
+            }
+            written
+                .processed
+                .extend(tx.processed.iter().map(|id| key_hash(&id.0)));
+            if written.processed.len() > MAX_WRITTEN {
+                self.blocks_written = None;
             }
         }
         // The log is merged once the walk is done, or once it holds enough keys.

@@ -136,12 +136,10 @@ impl IdbStore {
         // Runs do not overlap: the last one starting at or below `last` is the only one
         // that can reach into the range.
         let overlaps = run_at(&self.runs, last).is_some_and(|(_, run)| run.last >= *first);
-        let logged = self.log.as_ref().is_some_and(|log| {
-            log.entries
-                .range::<[u8], _>((Bound::Included(&first[..]), Bound::Included(&last[..])))
-                .next()
-                .is_some()
-        });
+        let logged = self
+            .log
+            .as_ref()
+            .is_some_and(|log| log.entries.any_between(first, last));
         if overlaps || logged {
             return Ok(false);
         }

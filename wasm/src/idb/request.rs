@@ -35,8 +35,12 @@ impl<T> FirstAnswer<T> {
 
 /// Waits until every request of `transaction` has finished (their results can be read
 /// then); a failed request aborts it, and the error carries the reason. One pair of
-/// callbacks for the whole transaction, where [`done`] costs a pair per request.
-pub(super) async fn completed(transaction: &IdbTransaction) -> Result<(), IdbError> {
+/// callbacks for the whole transaction, where [`done`] costs a pair per request. They are
+/// set when this is called, so the future may be kept and awaited later (a commit that
+/// goes on while its transaction finishes); dropped unfinished, it unsets them.
+pub(super) fn completed(
+    transaction: &IdbTransaction,
+) -> impl std::future::Future<Output = Result<(), IdbError>> + 'static {
     let (answer, finished) = FirstAnswer::new();
     let on_complete = Closure::once({
         let answer = answer.clone();
@@ -54,13 +58,34 @@ pub(super) async fn completed(transaction: &IdbTransaction) -> Result<(), IdbErr
     });
     transaction.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
     transaction.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
-    let outcome = finished.await;
-    transaction.set_oncomplete(None);
-    transaction.set_onabort(None);
-    match outcome {
-        Ok(None) => Ok(()),
-        Ok(Some(reason)) => Err(IdbError::Failed(format!("aborted: {reason}"))),
-        Err(_) => Err(IdbError::Failed("never finished".into())),
+    let handlers = Handlers {
+        transaction: transaction.clone(),
+        _on_complete: on_complete,
+        _on_abort: on_abort,
+    };
+    async move {
+        let outcome = finished.await;
+        drop(handlers);
+        match outcome {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => Err(IdbError::Failed(format!("aborted: {reason}"))),
+            Err(_) => Err(IdbError::Failed("never finished".into())),
+        }
+    }
+}
+
+/// A transaction's completion callbacks, unset when dropped: the closures go with them,
+/// and a callback left set would call a closure that is gone.
+struct Handlers {
+    transaction: IdbTransaction,
+    _on_complete: Closure<dyn FnMut()>,
+    _on_abort: Closure<dyn FnMut()>,
+}
+
+impl Drop for Handlers {
+    fn drop(&mut self) {
+        self.transaction.set_oncomplete(None);
+        self.transaction.set_onabort(None);
     }
 }
 

@@ -423,3 +423,44 @@ async fn a_version_1_database_keeps_its_records_and_takes_pages() {
     assert_eq!(all.len(), 101);
     assert_eq!(all[0], (key(7), state(7)));
 }
+
+#[wasm_bindgen_test]
+async fn blocks_written_since_opened_empty_are_known_without_reading() {
+    let name = format!("blocks-{}", js_sys::Math::random());
+    let mut store = IdbStore::open(&name).await.unwrap();
+    assert!(store.blocks_written.is_some(), "opened empty");
+    let (root, index, merged) = (BlockId([1; 32]), BlockId([2; 32]), BlockId([3; 32]));
+    store
+        .commit(Transaction {
+            blocks: vec![(root, b"root".to_vec()), (index, b"index".to_vec())],
+            processed: vec![merged],
+            ..Transaction::default()
+        })
+        .await
+        .unwrap();
+    // Not waited for: a read is answered as if the commit had finished.
+    assert!(store.committing.is_some());
+    assert_eq!(store.block(&root).await.unwrap(), Some(b"root".to_vec()));
+    assert!(store.is_processed(&merged).await.unwrap());
+    assert!(!store.is_processed(&root).await.unwrap());
+    store
+        .commit(Transaction {
+            blocks_removed: vec![index],
+            ..Transaction::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.block(&index).await.unwrap(), None);
+    assert_eq!(records(&store, BLOCKS).await, 1);
+    store.flush().await.unwrap();
+    assert!(store.committing.is_none(), "flushed");
+
+    // Reopened holding blocks, it reads them.
+    drop(store);
+    let reopened = IdbStore::open(&name).await.unwrap();
+    assert!(reopened.blocks_written.is_none());
+    assert_eq!(reopened.block(&root).await.unwrap(), Some(b"root".to_vec()));
+    assert_eq!(reopened.block(&index).await.unwrap(), None);
+    assert!(reopened.is_processed(&merged).await.unwrap());
+    assert!(!reopened.is_processed(&root).await.unwrap());
+}
