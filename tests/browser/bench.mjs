@@ -3,9 +3,10 @@
 //   1. cold sync of PINFOLD_BENCH_PINS pins (100000) over WebSocket from a relay that
 //      offers a snapshot, and from one that does not (the DAG walk), in pins/s;
 //   2. the page's JS heap and the WebAssembly memory once synced, per 100k pins;
-//   3. with storage in IndexedDB: the cold sync from the snapshot and through the DAG (with
-//      the WebAssembly memory it took), and the resume after a reload (up to PINFOLD_BENCH_RELOAD_PINS pins, 100000: past that
-//      the IndexedDB part is skipped);
+//   3. with storage in IndexedDB, each in a browser of its own: the cold sync from the
+//      snapshot and through the DAG (with the WebAssembly memory it took), and the resume
+//      after a reload (up to PINFOLD_BENCH_RELOAD_PINS pins, 100000: past that the
+//      IndexedDB part is skipped);
 //   4. the .wasm's size raw, gzip -9 and brotli;
 //   5. how long the page is blocked while syncing (Chromium's long tasks, over 50 ms), with
 //      the follower on the page and in a Web Worker (spawnWorker).
@@ -141,6 +142,20 @@ async function reloadResume(browser, origin, relay) {
   return { cold, resumed };
 }
 
+/**
+ * Runs `measure` in a browser of its own (a new profile), closed after: IndexedDB goes on
+ * compacting what an earlier sync wrote, and a later measurement in the same browser would
+ * pay for it.
+ */
+async function inFreshBrowser(measure) {
+  const fresh = await launchChromium();
+  try {
+    return await measure(fresh);
+  } finally {
+    await fresh.close();
+  }
+}
+
 const { server, origin } = await serveNpm();
 const browser = await launchChromium();
 try {
@@ -158,12 +173,14 @@ try {
   console.log(`the relay made its snapshot of ${pins} pins in ${made[1]} ms`);
   const a = await coldSync(browser, origin, withSnapshot);
   const inWorker = await coldSync(browser, origin, withSnapshot, {}, 'spawnWorker');
-  const reload = pins <= reloadPins ? await reloadResume(browser, origin, withSnapshot) : null;
+  const reload = pins <= reloadPins ? await inFreshBrowser((fresh) => reloadResume(fresh, origin, withSnapshot)) : null;
   await withSnapshot.stop();
   const withoutSnapshot = await importedRelay('bench-dag', { CLUSTER_CRDT_SNAPSHOTEVERY: '0' });
   const b = await coldSync(browser, origin, withoutSnapshot);
   const dagIntoIdb = reload
-    ? await coldSync(browser, origin, withoutSnapshot, { storage: 'indexeddb', storageName: 'pinfold-bench-dag' })
+    ? await inFreshBrowser((fresh) =>
+        coldSync(fresh, origin, withoutSnapshot, { storage: 'indexeddb', storageName: 'pinfold-bench-dag' }),
+      )
     : null;
   const per100k = (bytes) => mib((bytes * 100_000) / pins);
   console.log(

@@ -19,11 +19,12 @@
 //! back into memory.
 //!
 //! A commit returns once its transaction is issued; the next commit (or [`Store::flush`])
-//! first waits for it to finish, and fails with its error if it failed. IndexedDB runs a
-//! transaction that reads what an earlier readwrite one writes after it, so reads see every
-//! commit; meanwhile the replica merges the next delta. A store opened empty also knows the
-//! blocks it stored and marked merged ([`BlocksWritten`]), so a cold sync's walk asks
-//! IndexedDB nothing about them.
+//! first waits for it to finish, and fails with its error if it failed (its changes are
+//! then in memory and not in the database: a reload reads the database, and the walk
+//! fetches what it lacks again). IndexedDB runs a transaction that reads what an earlier
+//! readwrite one writes after it, so reads see every commit; meanwhile the replica merges
+//! the next delta. A store opened empty also knows the blocks it stored and marked merged
+//! ([`BlocksWritten`]), so a cold sync's walk asks IndexedDB nothing about them.
 
 mod log;
 mod pages;
@@ -442,15 +443,24 @@ impl Store for IdbStore {
     /// A key's logged state, else its record, else its page's entry; nothing is read for
     /// keys never written since the store was opened empty.
     async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, IdbError> {
+        // A key never written has no state, in the log or the database: of a cold walk's
+        // keys, most are new, and a hash lookup costs less than one in the sorted log.
+        let may_have_state: Vec<bool> = keys
+            .iter()
+            .map(|key| {
+                self.written
+                    .as_ref()
+                    .is_none_or(|written| written.contains(&key_hash(key)))
+            })
+            .collect();
         let logged = |key: &[u8]| self.log.as_ref().and_then(|log| log.entries.get(key));
-        let may_have_state = |key: &[u8]| {
-            self.written
-                .as_ref()
-                .is_none_or(|written| written.contains(&key_hash(key)))
-        };
-        let mut states: Vec<Option<KeyState>> = keys.iter().map(|key| logged(key)).collect();
+        let mut states: Vec<Option<KeyState>> = keys
+            .iter()
+            .zip(&may_have_state)
+            .map(|(key, &may)| if may { logged(key) } else { None })
+            .collect();
         let asked: Vec<usize> = (0..keys.len())
-            .filter(|&at| states[at].is_none() && may_have_state(keys[at]))
+            .filter(|&at| states[at].is_none() && may_have_state[at])
             .collect();
         if asked.is_empty() {
             return Ok(states);
