@@ -334,10 +334,6 @@ pub struct KeyStates {
 }
 
 impl KeyStates {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -678,7 +674,7 @@ mod tests {
             last in 0u8..40,
             after in proptest::option::of(0u8..40),
         ) {
-            let mut states = KeyStates::new();
+            let mut states = KeyStates::default();
             let mut model = BTreeMap::new();
             for (key, state) in writes {
                 states.insert(&[key], &state);

@@ -11,13 +11,6 @@ pub(super) struct KeyLog {
     pub(super) next: u64,
 }
 
-impl KeyLog {
-    /// Up to `limit` logged entries after `after`, in key order.
-    pub(super) fn after(&self, after: Option<&[u8]>, limit: usize) -> Entries {
-        self.entries.after(after, limit)
-    }
-}
-
 /// How a commit writes its keys.
 pub(super) enum KeyWrites {
     /// One record per key.
@@ -64,7 +57,7 @@ impl IdbStore {
             let Some(log) = &self.log else {
                 return Ok(());
             };
-            let slice = log.after(after.as_deref(), self.merge_slice);
+            let slice = log.entries.after(after.as_deref(), self.merge_slice);
             let last_slice = slice.len() < self.merge_slice;
             after = slice.last().map(|(key, _)| key.clone());
             let writes = self.merge_pages(slice).await?;

@@ -526,7 +526,7 @@ impl Store for IdbStore {
             let logged = self
                 .log
                 .as_ref()
-                .map_or_else(Vec::new, |log| log.after(cursor.as_deref(), wanted));
+                .map_or_else(Vec::new, |log| log.entries.after(cursor.as_deref(), wanted));
             let exhausted = records.len() < wanted && paged.len() < wanted && logged.len() < wanted;
             // Each side holds its first `wanted` keys, so the first `wanted` of all of them
             // together are the store's (fewer where a key is on several sides).
