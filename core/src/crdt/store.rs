@@ -355,6 +355,14 @@ impl KeyStates {
         self.keys.replace(entry);
     }
 
+    /// Every key and its state, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], KeyState)> + '_ {
+        self.keys.iter().map(|entry| {
+            let (key, state) = entry.split();
+            (key, self.ids.decode(state))
+        })
+    }
+
     /// Up to `limit` keys and their states after `after`, in key order.
     pub fn after(&self, after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, KeyState)> {
         use std::ops::Bound;
@@ -692,6 +700,8 @@ mod tests {
                 .map(|(key, state)| (key.clone(), state.clone()))
                 .collect();
             prop_assert_eq!(states.after(after.as_deref(), 7), expected);
+            let all: Vec<_> = states.iter().map(|(key, state)| (key.to_vec(), state)).collect();
+            prop_assert_eq!(all, model.clone().into_iter().collect::<Vec<_>>());
             let between = model.keys().any(|key| (first..=last).contains(&key[0]));
             prop_assert_eq!(states.any_between(&[first], &[last]), between);
             states.clear();
