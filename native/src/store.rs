@@ -16,9 +16,13 @@
 //!
 //! Reads see the open transaction when there is one, and otherwise a read transaction
 //! taken after the last commit, so a merge sees what the previous one wrote without
-//! opening a transaction per lookup.
+//! opening a transaction per lookup. Key states are gathered in memory and written out in
+//! key order at each commit, in bulk as [runs](runs), which a peer merges into the key
+//! table once it is synced.
 
+mod filter;
 mod journal;
+mod runs;
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,8 @@ use redb::{
 
 pub use journal::JournalError;
 use journal::{Generation, Journal};
+use runs::{KeyRuns, KeyTable};
+pub use runs::{RunLimits, RunMerge};
 
 /// Key → encoded [`KeyState`].
 const KEYS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("keys");
@@ -52,8 +58,11 @@ const STORE_ID: &str = "store_id";
 /// Where `META` keeps the count of commits, which the journal names.
 const COMMITS: &str = "commits";
 
-/// The layout this version writes, kept in `META` under `format`.
-pub const STORE_FORMAT: &str = "pinfold-pinset/1";
+/// The layout this version writes, kept in `META` under `format`: the key states may be
+/// partly in [runs](runs), which a reader of the first layout would not see.
+pub const STORE_FORMAT: &str = "pinfold-pinset/2";
+/// The layout before runs, read as it is (it holds none) and relabelled when opened.
+const STORE_FORMAT_WITHOUT_RUNS: &str = "pinfold-pinset/1";
 
 /// Longest a merge of another peer's delta waits to be flushed to disk. Each flush copies
 /// every B-tree page the merges since the last one touched, and a sync's merges touch keys
@@ -158,6 +167,8 @@ pub struct RedbStore {
     /// What the file took on disk when a compaction was last considered (or the store
     /// opened).
     considered_bytes: u64,
+    /// Key states gathered in memory and the runs they were written out as.
+    runs: KeyRuns,
 }
 
 /// What reads see.
@@ -198,6 +209,8 @@ const LIVE_KEYS: &str = "live_keys";
 /// The tables as of the last commit.
 struct View {
     keys: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// The key runs, newest first.
+    runs: Vec<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     blocks: ReadOnlyTable<&'static [u8], &'static [u8]>,
     processed: ReadOnlyTable<&'static [u8], ()>,
     heads: ReadOnlyTable<&'static [u8], u64>,
@@ -205,10 +218,14 @@ struct View {
 }
 
 impl View {
-    fn of(db: &Database) -> Result<Self, StoreError> {
+    fn of(db: &Database, runs: &KeyRuns) -> Result<Self, StoreError> {
         let read = db.begin_read().map_err(failed)?;
         Ok(Self {
             keys: read.open_table(KEYS).map_err(failed)?,
+            runs: runs
+                .tables()
+                .map(|run| read.open_table(run).map_err(failed))
+                .collect::<Result<_, _>>()?,
             blocks: read.open_table(BLOCKS).map_err(failed)?,
             processed: read.open_table(PROCESSED).map_err(failed)?,
             heads: read.open_table(HEADS).map_err(failed)?,
@@ -259,16 +276,16 @@ impl RedbStore {
                 .get("format")
                 .map_err(failed)?
                 .map(|format| format.value().to_owned());
-            match found {
-                Some(found) if found != STORE_FORMAT => {
+            match found.as_deref() {
+                Some(STORE_FORMAT) => {}
+                Some(STORE_FORMAT_WITHOUT_RUNS) | None => {
+                    meta.insert("format", STORE_FORMAT).map_err(failed)?;
+                }
+                Some(_) => {
                     return Err(StoreError::Format {
                         path: path.to_owned(),
-                        found,
+                        found: found.unwrap_or_default(),
                     })
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("format", STORE_FORMAT).map_err(failed)?;
                 }
             }
             setup.open_table(KEYS).map_err(failed)?;
@@ -293,7 +310,8 @@ impl RedbStore {
             };
         }
         setup.commit().map_err(failed)?;
-        let view = View::of(&db)?;
+        let runs = KeyRuns::open(&db.begin_read().map_err(failed)?)?;
+        let view = View::of(&db, &runs)?;
         let live_keys = Self::kept_live_keys(&db, &view)?;
         let (journal, journaled) = Journal::open(path, generation)?;
         let mut store = Self {
@@ -307,6 +325,7 @@ impl RedbStore {
             journal,
             generation,
             considered_bytes: disk_bytes(path)?,
+            runs,
         };
         if journaled.is_empty() {
             store.journal.restart(generation)?;
@@ -363,17 +382,18 @@ impl RedbStore {
     }
 
     /// [`RedbStore::compact_if_sparse`] for the end of an import, which its caller waits
-    /// for anyway: compacts whenever [`COMPACT_MIN_FREE_BYTES`] are free, whatever their
-    /// share of the file.
+    /// for anyway: merges the key runs, then compacts whenever [`COMPACT_MIN_FREE_BYTES`]
+    /// are free, whatever their share of the file.
     pub fn compact_after_import(&mut self) -> Result<Option<Compaction>, StoreError> {
+        self.merge_runs()?;
         self.compact_if_free(COMPACT_MIN_FREE_BYTES, (0, 1))
     }
 
-    /// [`RedbStore::compact_if_sparse`], once the file has grown by [`COMPACT_MIN_FREE_BYTES`]
-    /// since a compaction was last considered and nothing was written for
-    /// [`COMPACT_AFTER_QUIET`]: a stat of the file otherwise, so cheap to ask often (a peer
-    /// asks whenever it is synced, so that a store just filled by a sync is compacted then
-    /// rather than at the next start).
+    /// Once nothing was written for [`COMPACT_AFTER_QUIET`]: merges the key runs, if any,
+    /// then [`RedbStore::compact_if_sparse`] if the file has grown by
+    /// [`COMPACT_MIN_FREE_BYTES`] since a compaction was last considered. A stat of the file
+    /// otherwise, so cheap to ask often (a peer asks whenever it is synced, so that a store
+    /// just filled by a sync is merged and compacted then rather than at the next start).
     pub fn compact_if_grown(&mut self) -> Result<Option<Compaction>, StoreError> {
         self.compact_if_grown_by(COMPACT_MIN_FREE_BYTES, COMPACT_AFTER_QUIET)
     }
@@ -385,9 +405,11 @@ impl RedbStore {
         min_free: u64,
         quiet: Duration,
     ) -> Result<Option<Compaction>, StoreError> {
-        if self.written_at.elapsed() < quiet
-            || disk_bytes(&self.path)? < self.considered_bytes.saturating_add(min_free)
-        {
+        if self.written_at.elapsed() < quiet {
+            return Ok(None);
+        }
+        self.merge_runs()?;
+        if disk_bytes(&self.path)? < self.considered_bytes.saturating_add(min_free) {
             return Ok(None);
         }
         self.compact_if_free(min_free, COMPACT_FREE_SHARE)
@@ -435,7 +457,7 @@ impl RedbStore {
             State::Open(_) | State::Failed => return Err(StoreError::Failed),
         }
         let compacted = self.db.compact().map_err(failed);
-        self.state = State::Committed(View::of(&self.db)?);
+        self.state = State::Committed(View::of(&self.db, &self.runs)?);
         compacted?;
         let compaction = Compaction {
             before_bytes,
@@ -456,12 +478,72 @@ impl RedbStore {
         Journal::path_of(path)
     }
 
+    /// The main key table and, when `with_runs`, the runs newest first, as reads see them
+    /// now.
+    fn key_tables(&self, with_runs: bool) -> Result<(KeyTable<'_>, Vec<KeyTable<'_>>), StoreError> {
+        match &self.state {
+            State::Open(write) => {
+                let main = KeyTable::Open(write.open_table(KEYS).map_err(failed)?);
+                let runs = if with_runs {
+                    self.runs
+                        .tables()
+                        .map(|run| write.open_table(run).map(KeyTable::Open).map_err(failed))
+                        .collect::<Result<_, _>>()?
+                } else {
+                    Vec::new()
+                };
+                Ok((main, runs))
+            }
+            State::Committed(view) => Ok((
+                KeyTable::Committed(&view.keys),
+                view.runs.iter().map(KeyTable::Committed).collect(),
+            )),
+            State::Failed => Err(StoreError::Failed),
+        }
+    }
+
+    /// Sets when gathered key states are written out as runs.
+    pub fn set_run_limits(&mut self, limits: RunLimits) {
+        self.runs.limits = limits;
+    }
+
+    /// Merges the key runs into the main key table (see [runs](runs)) and commits, if there
+    /// are any: the store is held meanwhile (seconds for millions of keys), so a peer does
+    /// it once synced and quiet.
+    pub fn merge_runs(&mut self) -> Result<Option<RunMerge>, StoreError> {
+        if !self.runs.any() {
+            return Ok(None);
+        }
+        tracing::info!("merging the pinset's key runs");
+        let started = Instant::now();
+        let write = self.take_write()?;
+        let merged = self
+            .runs
+            .spill(&write)
+            .and_then(|()| self.runs.merge(&write));
+        self.state = State::Open(write);
+        let merged = merged?;
+        self.flush_to_disk()?;
+        if let Some(merge) = merged {
+            tracing::info!(
+                runs = merge.runs,
+                keys = merge.keys,
+                took = ?started.elapsed(),
+                "merged the pinset's key runs"
+            );
+        }
+        Ok(merged)
+    }
+
     /// What the store holds, for inspection.
     pub fn counts(&self) -> Result<StoreCounts, StoreError> {
         Ok(StoreCounts {
             blocks: read_table!(self, BLOCKS, blocks, |t| t.len().map_err(failed))?,
             processed: read_table!(self, PROCESSED, processed, |t| t.len().map_err(failed))?,
-            keys: read_table!(self, KEYS, keys, |t| t.len().map_err(failed))?,
+            keys: {
+                let (main, runs) = self.key_tables(true)?;
+                self.runs.count(&main, &runs)?
+            },
             heads: read_table!(self, HEADS, heads, |t| t.len().map_err(failed))?,
             pending: read_table!(self, PENDING, pending, |t| t.len().map_err(failed))?,
         })
@@ -504,19 +586,23 @@ impl RedbStore {
                     commits: self.generation.commits + 1,
                     ..self.generation
                 };
-                let committed = Self::record_commit(&write, next).and_then(|()| {
-                    write
-                        .set_durability(redb::Durability::Immediate)
-                        .map_err(failed)?;
-                    write.set_quick_repair(true);
-                    write.commit().map_err(failed)
-                });
+                let committed = self
+                    .runs
+                    .spill(&write)
+                    .and_then(|()| Self::record_commit(&write, next))
+                    .and_then(|()| {
+                        write
+                            .set_durability(redb::Durability::Immediate)
+                            .map_err(failed)?;
+                        write.set_quick_repair(true);
+                        write.commit().map_err(failed)
+                    });
                 if let Err(error) = committed {
                     tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
                     return Err(error);
                 }
                 self.generation = next;
-                self.state = State::Committed(View::of(&self.db)?);
+                self.state = State::Committed(View::of(&self.db, &self.runs)?);
                 self.flushed_at = Instant::now();
                 if let Err(error) = self.journal.restart(next) {
                     tracing::warn!(%error, "own writes are committed to the database one group at a time until the journal can be written again");
@@ -559,20 +645,17 @@ impl RedbStore {
     /// Writes `tx` into the open write transaction (opening one if needed) and records
     /// it in the journal; neither is on disk yet.
     fn write(&mut self, tx: &Transaction) -> Result<(), StoreError> {
-        let write = match std::mem::replace(&mut self.state, State::Failed) {
-            State::Open(write) => write,
-            State::Committed(view) => {
-                // A read transaction left open would keep the pages this one frees.
-                drop(view);
-                let mut write = self.db.begin_write().map_err(failed)?;
-                write
-                    .set_durability(redb::Durability::None)
-                    .map_err(failed)?;
-                write
+        let write = self.take_write()?;
+        let applied = self.apply(&write, tx).and_then(|live_keys| {
+            for (key, state) in &tx.keys {
+                self.runs.insert(key, state);
             }
-            State::Failed => return Err(StoreError::Failed),
-        };
-        match self.apply(&write, tx) {
+            if self.runs.should_spill() {
+                self.runs.spill(&write)?;
+            }
+            Ok(live_keys)
+        });
+        match applied {
             Ok(live_keys) => self.live_keys = live_keys,
             Err(error) => {
                 tracing::error!(%error, "the pinset store could not write: restart the peer once the disk is mended");
@@ -585,7 +668,26 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Writes `tx` into `write`; returns the new count of keys with a value.
+    /// The open write transaction, or a new one; the store is [`State::Failed`] until it is
+    /// put back.
+    fn take_write(&mut self) -> Result<WriteTransaction, StoreError> {
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Open(write) => Ok(write),
+            State::Committed(view) => {
+                // A read transaction left open would keep the pages this one frees.
+                drop(view);
+                let mut write = self.db.begin_write().map_err(failed)?;
+                write
+                    .set_durability(redb::Durability::None)
+                    .map_err(failed)?;
+                Ok(write)
+            }
+            State::Failed => Err(StoreError::Failed),
+        }
+    }
+
+    /// Writes `tx` into `write`, all but its key states, which are gathered; returns the
+    /// new count of keys with a value.
     fn apply(&self, write: &WriteTransaction, tx: &Transaction) -> Result<u64, StoreError> {
         let live_keys = self.live_keys.saturating_add_signed(tx.live_keys);
         {
@@ -608,10 +710,6 @@ impl RedbStore {
             let mut processed = write.open_table(PROCESSED).map_err(failed)?;
             for id in &tx.processed {
                 processed.insert(&id.0[..], ()).map_err(failed)?;
-            }
-            let mut keys = write.open_table(KEYS).map_err(failed)?;
-            for (key, state) in &tx.keys {
-                keys.insert(&key[..], &state.encode()[..]).map_err(failed)?;
             }
             let mut heads = write.open_table(HEADS).map_err(failed)?;
             for cid in &tx.heads_removed {
@@ -657,16 +755,6 @@ fn disk_bytes(path: &Path) -> Result<u64, StoreError> {
         .map_err(|error| failed(redb::StorageError::Io(error)))
 }
 
-/// A stored key state, decoded.
-fn decode_state(
-    state: Option<redb::AccessGuard<'_, &'static [u8]>>,
-) -> Result<Option<KeyState>, StoreError> {
-    Ok(match state {
-        Some(state) => Some(KeyState::decode(state.value())?),
-        None => None,
-    })
-}
-
 /// The 32 bytes of a stored block id.
 fn block_id(bytes: &[u8]) -> Result<BlockId, StoreError> {
     let id: [u8; 32] = bytes
@@ -701,17 +789,17 @@ impl Store for RedbStore {
     }
 
     async fn key_state(&self, key: &[u8]) -> Result<Option<KeyState>, StoreError> {
-        read_table!(self, KEYS, keys, |table| decode_state(
-            table.get(key).map_err(failed)?
-        ))
+        let (main, runs) = self.key_tables(self.runs.runs_needed(&[key]))?;
+        self.runs.get(&main, &runs, key)
     }
 
-    /// One table lookup for all `keys`: opening a table in the open transaction is not free.
+    /// The tables opened once for all `keys`: opening a table in the open transaction is
+    /// not free.
     async fn key_states(&self, keys: &[&[u8]]) -> Result<Vec<Option<KeyState>>, StoreError> {
-        read_table!(self, KEYS, keys, |table| keys
-            .iter()
-            .map(|key| decode_state(table.get(*key).map_err(failed)?))
-            .collect())
+        let (main, runs) = self.key_tables(self.runs.runs_needed(keys))?;
+        keys.iter()
+            .map(|key| self.runs.get(&main, &runs, key))
+            .collect()
     }
 
     async fn is_processed(&self, block: &BlockId) -> Result<bool, StoreError> {
@@ -747,16 +835,8 @@ impl Store for RedbStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, KeyState)>, StoreError> {
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        read_table!(self, KEYS, keys, |table| table
-            .range::<&[u8]>((lower, Bound::Unbounded))
-            .map_err(failed)?
-            .take(limit)
-            .map(|entry| {
-                let (key, state) = entry.map_err(failed)?;
-                Ok((key.value().to_vec(), KeyState::decode(state.value())?))
-            })
-            .collect())
+        let (main, runs) = self.key_tables(true)?;
+        self.runs.scan(&main, &runs, after, limit)
     }
 
     async fn commit(&mut self, tx: Transaction) -> Result<(), StoreError> {
@@ -795,6 +875,8 @@ impl Drop for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
     use pinfold_core::crdt::{count_live_keys, Config, Replica};
     use pinfold_core::pin::{Pin, UnixTime};
 
@@ -1059,6 +1141,119 @@ mod tests {
         assert_eq!((counts.keys, counts.blocks, counts.processed), (3, 3, 3));
         ready(store.flush()).unwrap();
         assert_eq!(keys_on_disk(&path), ["/merged/0", "/merged/1", "/merged/2"]);
+    }
+
+    /// A state told apart from others by `version`.
+    fn state(version: u8) -> KeyState {
+        KeyState {
+            tombstones: vec![BlockId([version; 32])],
+            ..KeyState::default()
+        }
+    }
+
+    /// Every read of `store` agrees with `model`.
+    fn reads_agree(store: &RedbStore, model: &BTreeMap<Vec<u8>, KeyState>, absent: &[u8]) {
+        for (key, state) in model {
+            assert_eq!(ready(store.key_state(key)).unwrap().as_ref(), Some(state));
+        }
+        assert_eq!(ready(store.key_state(absent)).unwrap(), None);
+        let keys: Vec<&[u8]> = model.keys().map(Vec::as_slice).chain([absent]).collect();
+        let states = ready(store.key_states(&keys)).unwrap();
+        assert_eq!(states.iter().flatten().count(), model.len());
+        let mut scanned = Vec::new();
+        loop {
+            let page =
+                ready(store.scan(scanned.last().map(|(k, _): &(Vec<u8>, _)| &k[..]), 7)).unwrap();
+            let done = page.len() < 7;
+            scanned.extend(page);
+            if done {
+                break;
+            }
+        }
+        assert!(scanned.iter().eq(model
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect::<Vec<_>>()
+            .iter()));
+        assert_eq!(store.counts().unwrap().keys, model.len() as u64);
+    }
+
+    #[test]
+    fn key_states_written_in_runs_read_as_one_table_until_merged_and_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        let limits = RunLimits {
+            spill_keys: 40,
+            min_run_keys: 10,
+            max_runs: 5,
+        };
+        let mut store = RedbStore::open(&path).unwrap();
+        store.set_run_limits(limits);
+        let mut model = BTreeMap::new();
+        // Keys written several times over, by transactions of varied sizes, some flushed
+        // (the gathering written out as a run, into the newest run, or the main table).
+        let mut next = 0u32;
+        for round in 0..30u32 {
+            let size = [3, 25, 60, 1][round as usize % 4];
+            let keys = (0..size)
+                .map(|_| {
+                    next = next.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    let key = format!("/key/{:03}", next % 300).into_bytes();
+                    let version = (round % 251) as u8;
+                    model.insert(key.clone(), state(version));
+                    (key, state(version))
+                })
+                .collect();
+            let tx = Transaction {
+                keys,
+                ..Default::default()
+            };
+            ready(store.commit(tx)).unwrap();
+            if round % 3 == 0 {
+                ready(store.flush()).unwrap();
+                store.flush_to_disk().unwrap();
+            }
+            reads_agree(&store, &model, b"/absent");
+        }
+        assert!(store.runs.any(), "some gatherings became runs");
+        // Opened again (a crash's copy), the runs are found and read as before.
+        store.flush_to_disk().unwrap();
+        drop(store);
+        let mut store = RedbStore::open(&path).unwrap();
+        store.set_run_limits(limits);
+        assert!(store.runs.any());
+        reads_agree(&store, &model, b"/absent");
+        let merge = store.merge_runs().unwrap().expect("runs merged");
+        assert_eq!(merge.keys, model.len() as u64);
+        assert!(!store.runs.any());
+        reads_agree(&store, &model, b"/absent");
+        assert_eq!(store.merge_runs().unwrap(), None);
+        drop(store);
+        let store = RedbStore::open(&path).unwrap();
+        assert!(!store.runs.any());
+        reads_agree(&store, &model, b"/absent");
+    }
+
+    #[test]
+    fn a_store_of_the_layout_before_runs_opens_and_is_relabelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinset.redb");
+        drop(RedbStore::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let write = db.begin_write().unwrap();
+            write
+                .open_table(META)
+                .unwrap()
+                .insert("format", STORE_FORMAT_WITHOUT_RUNS)
+                .unwrap();
+            write.commit().unwrap();
+        }
+        drop(RedbStore::open(&path).unwrap());
+        let db = Database::create(&path).unwrap();
+        let read = db.begin_read().unwrap();
+        let meta = read.open_table(META).unwrap();
+        assert_eq!(meta.get("format").unwrap().unwrap().value(), STORE_FORMAT);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use pinfold_core::codec::delta::encode_broadcast;
 use pinfold_core::crdt::{
     count_live_keys, BlockId, Config, KeyState, MemoryStore, Replica, ReplicaError, Store,
 };
-use pinfold_native::store::RedbStore;
+use pinfold_native::store::{RedbStore, RunLimits};
 use rand::{Rng, SeedableRng};
 use support::{answer_fetches, peer, pin_entry, ready, writer_with_pins};
 
@@ -26,6 +26,13 @@ use support::{answer_fetches, peer, pin_entry, ready, writer_with_pins};
 /// removed: a few hundred deltas, with tombstones.
 const CRASH_PINS: u64 = 12_000;
 const CRASH_BATCH: usize = 40;
+/// Run limits small enough for these few thousand keys to be written out as several runs,
+/// and merged, as millions are.
+const SMALL_RUNS: RunLimits = RunLimits {
+    spill_keys: 1_500,
+    min_run_keys: 500,
+    max_runs: 4,
+};
 /// SIGKILLs per scenario. The seed of their timing is printed; set `PINFOLD_KILL_SEED` to
 /// replay it.
 const KILLS: usize = 8;
@@ -108,7 +115,8 @@ fn child(role: &str, path: &Path) {
         }
         other => panic!("unknown child role {other}"),
     };
-    let store = RedbStore::open(path).unwrap();
+    let mut store = RedbStore::open(path).unwrap();
+    store.set_run_limits(SMALL_RUNS);
     let config = Config {
         batch: pinfold_core::crdt::BatchConfig::new(CRASH_BATCH, u64::MAX),
         ..Config::default()
@@ -348,12 +356,18 @@ fn durable_store_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pinset.redb");
     {
-        let store = RedbStore::open(&path).unwrap();
+        let mut store = RedbStore::open(&path).unwrap();
+        store.set_run_limits(SMALL_RUNS);
         let mut replica = ready(Replica::open(store, Config::default())).unwrap();
         ready(replica.receive_broadcast(&peer(0), &heads_broadcast(&source), 0)).unwrap();
         answer_fetches(&mut replica, source.store());
         assert!(replica.is_synced());
     }
+    // The sync left key runs; read before and after they are merged.
+    let mut store = RedbStore::open(&path).unwrap();
+    assert_eq!(count_keys(&store), CRASH_PINS);
+    assert!(store.merge_runs().unwrap().is_some(), "the sync wrote runs");
+    drop(store);
     let store = RedbStore::open(&path).unwrap();
     let counts = store.counts().unwrap();
     assert_eq!(counts.blocks, source.store().block_count() as u64);
