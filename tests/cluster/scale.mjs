@@ -9,12 +9,13 @@
 //      new peer joins through it and loads it.
 // Each join is timed from the new peer's start to its heads matching the other's, and its
 // resident memory and pinset file are read once synced (disk: the blocks the file takes;
-// file: its length, which the database grows ahead of its writes). A peer compacts its
-// store once synced and 2 s without a write, if the file grew by 64 MiB and is largely
-// free space: when it does, a row gives that compaction (its time, from the peer's log,
-// and the file after it). The peer that joined through the DAG is then restarted (timed to
-// its REST API). Peers are relays (they keep the pinset, pin nothing) and log at info. Each
-// size is bounded by PINFOLD_BENCH_SCALE_MINUTES (30) per join.
+// file: its length, which the database grows ahead of its writes). Once synced and 2 s
+// without a write, a peer merges the key runs its sync wrote, and compacts its store if
+// the file grew by 64 MiB and is largely free space: a row gives each of these (its time,
+// from the peer's log, and the file after it). Each new peer is then restarted (timed to
+// its REST API; the file as its stop left it). Peers are relays (they keep the pinset, pin
+// nothing) and log at info. Each size is bounded by PINFOLD_BENCH_SCALE_MINUTES (30) per
+// join.
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -59,30 +60,41 @@ const durationMs = (text) => {
   return Number(amount) * { ns: 1e-6, µs: 1e-3, ms: 1, s: 1000 }[unit];
 };
 
-/**
- * Waits for the compaction a new peer that has just synced starts within 5 s (once it has
- * written nothing for 2 s), if it starts one; gives its time and the file after it, or null.
- */
-async function compactionOnceSynced(peer) {
-  const deadline = Date.now() + 5000;
-  let started;
-  while (!(started = logOf(peer).includes('compacting the pinset store')) && Date.now() < deadline) {
+/** Polls `peer`'s log until `pattern` matches it (its match) or `ms` pass (null). */
+async function logMatch(peer, pattern, ms) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const found = pattern.exec(logOf(peer));
+    if (found || Date.now() >= deadline) return found;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  if (!started) return null;
-  let done;
-  await waitFor(
-    `${peer.name} to compact its store`,
-    () => (done = /compacted the pinset store.*took=(\S+)/.exec(logOf(peer))),
-    limitMs,
-  );
-  return { ms: durationMs(done[1]), ...pinsetBytes(peer) };
+}
+
+/**
+ * Waits for what a new peer that has just synced does to its store within 5 s (once it
+ * has written nothing for 2 s), if anything: merging its key runs, then compacting. Gives
+ * a row for each, with its time and the file after it.
+ */
+async function housekeepingOnceSynced(peer) {
+  const rows = [];
+  const first = await logMatch(peer, /merging the pinset's key runs|compacting the pinset store/, 5000);
+  if (!first) return rows;
+  if (first[0].startsWith('merging')) {
+    const merged = await logMatch(peer, /merged the pinset's key runs.*took=(\S+)/, limitMs);
+    if (!merged) throw new Error(`${peer.name} did not finish merging its key runs`);
+    rows.push({ step: 'it merges its key runs once synced', ms: durationMs(merged[1]), ...pinsetBytes(peer) });
+    if (!(await logMatch(peer, /compacting the pinset store/, 2000))) return rows;
+  }
+  const compacted = await logMatch(peer, /compacted the pinset store.*took=(\S+)/, limitMs);
+  if (!compacted) throw new Error(`${peer.name} did not finish compacting its store`);
+  rows.push({ step: 'it compacts its store once synced', ms: durationMs(compacted[1]), ...pinsetBytes(peer) });
+  return rows;
 }
 
 /**
  * Starts a new peer through `source` and waits until its heads are `source`'s, then for
- * the compaction it may start once synced (a second row when it does). With `restart`,
- * then restarts it and gives that as a last row.
+ * what it does to its store once synced (rows of their own). With `restart`, then
+ * restarts it and gives that as a last row.
  */
 async function join(name, source, { restart = false } = {}) {
   const target = await crdt(source);
@@ -102,16 +114,16 @@ async function join(name, source, { restart = false } = {}) {
   );
   const ms = Date.now() - started;
   const figures = { ms, rss: rssBytes(joiner), ...pinsetBytes(joiner), state };
-  const compaction = await compactionOnceSynced(joiner);
+  const housekeeping = await housekeepingOnceSynced(joiner);
   await joiner.stop();
-  if (!restart) return { figures, compaction };
+  if (!restart) return { figures, housekeeping };
   const logFrom = logOf(joiner).length;
   const restarted = Date.now();
   await joiner.start([], limitMs);
   const again = { ms: Date.now() - restarted, ...pinsetBytes(joiner) };
   again.compacted = logOf(joiner).slice(logFrom).includes('compacted the pinset store');
   await joiner.stop();
-  return { figures, compaction, restarted: again };
+  return { figures, housekeeping, restarted: again };
 }
 
 const rows = [];
@@ -137,7 +149,7 @@ try {
     await copy.start();
     const dag = await join(`dag-${pins}`, copy, { restart: true });
     rows.push({ pins, step: 'a new peer joins through the DAG', ...dag.figures });
-    if (dag.compaction) rows.push({ pins, step: 'it compacts its store once synced', ...dag.compaction });
+    rows.push(...dag.housekeeping.map((row) => ({ pins, ...row })));
     const { restarted } = dag;
     rows.push({
       pins,
@@ -156,10 +168,15 @@ try {
       limitMs,
     );
     rows.push({ pins, step: 'the writer starts and makes a snapshot', ms: Date.now() - started });
-    const snap = await join(`snapshot-${pins}`, writer);
+    const snap = await join(`snapshot-${pins}`, writer, { restart: true });
     if (!snap.figures.state.snapshot) throw new Error(`snapshot-${pins} synced without loading the snapshot`);
     rows.push({ pins, step: 'a new peer joins from a snapshot', ...snap.figures });
-    if (snap.compaction) rows.push({ pins, step: 'it compacts its store once synced', ...snap.compaction });
+    rows.push(...snap.housekeeping.map((row) => ({ pins, ...row })));
+    rows.push({
+      pins,
+      step: `it restarts${snap.restarted.compacted ? ', compacting its store' : ''}`,
+      ...snap.restarted,
+    });
     await writer.stop();
     for (const peer of [writer, copy]) fs.rmSync(peer.dir, { recursive: true, force: true });
   }
