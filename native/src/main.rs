@@ -719,6 +719,17 @@ fn run(cli: Cli) -> Result<()> {
                                 )?,
                                 None => writeln!(out, "snapshot: none yet")?,
                             }
+                            writeln!(out, "tables:")?;
+                            for table in &info.tables {
+                                writeln!(
+                                    out,
+                                    "  - {}: {} entries, {} bytes in {} bytes of pages",
+                                    table.table,
+                                    table.entries,
+                                    table.stored_bytes,
+                                    table.page_bytes
+                                )?;
+                            }
                         }
                     }
                 }

@@ -33,7 +33,7 @@ use pinfold_core::crdt::{
 };
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
+    TableDefinition, TableHandle, WriteTransaction,
 };
 
 pub use journal::JournalError;
@@ -145,6 +145,16 @@ pub struct StoreCounts {
     pub keys: u64,
     pub heads: u64,
     pub pending: u64,
+}
+
+/// What one of the store's tables holds: its entries, their bytes, and the bytes of the
+/// pages holding them (what the table takes in the file).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TableBytes {
+    pub table: String,
+    pub entries: u64,
+    pub stored_bytes: u64,
+    pub page_bytes: u64,
 }
 
 /// A replica's state in a redb database file.
@@ -533,6 +543,30 @@ impl RedbStore {
             );
         }
         Ok(merged)
+    }
+
+    /// Each table's size as of the last commit, largest first, for inspection.
+    pub fn table_bytes(&self) -> Result<Vec<TableBytes>, StoreError> {
+        let read = self.db.begin_read().map_err(failed)?;
+        let mut tables = read
+            .list_tables()
+            .map_err(failed)?
+            .map(|handle| {
+                let name = handle.name().to_owned();
+                let table = read.open_untyped_table(handle).map_err(failed)?;
+                let stats = table.stats().map_err(failed)?;
+                Ok(TableBytes {
+                    table: name,
+                    entries: table.len().map_err(failed)?,
+                    stored_bytes: stats.stored_bytes(),
+                    page_bytes: stats.stored_bytes()
+                        + stats.metadata_bytes()
+                        + stats.fragmented_bytes(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        tables.sort_by_key(|table| std::cmp::Reverse(table.page_bytes));
+        Ok(tables)
     }
 
     /// What the store holds, for inspection.

@@ -154,6 +154,17 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
     assert_eq!(info["keys"], 2, "{info}");
     assert_eq!(info["pending"], 0, "{info}");
     assert!(info["snapshot"].is_null(), "{info}");
+    let keys_table = info["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "keys")
+        .unwrap_or_else(|| panic!("no keys table in {info}"));
+    assert_eq!(keys_table["entries"], 2, "{info}");
+    assert!(
+        keys_table["page_bytes"].as_u64() >= keys_table["stored_bytes"].as_u64(),
+        "{info}"
+    );
     service(from.path())
         .args(["state", "crdt", "info"])
         .assert()
@@ -161,7 +172,8 @@ fn state_export_and_import_move_pins_between_stopped_peers() {
         .stdout(
             predicate::str::contains("height: 1")
                 .and(predicate::str::contains("heads: 1"))
-                .and(predicate::str::contains("snapshot: none yet")),
+                .and(predicate::str::contains("snapshot: none yet"))
+                .and(predicate::str::contains("  - keys: 2 entries, ")),
         );
 
     // The export imports into another peer unchanged.

@@ -14,7 +14,7 @@ use pinfold_core::pin::Pin;
 use crate::config::{CONFIG_FILE, PINSET_FILE};
 use crate::peer::now_ms;
 use crate::peer::snapshots::SnapshotRecord;
-use crate::store::{Compaction, RedbStore, StoreError};
+use crate::store::{Compaction, RedbStore, StoreError, TableBytes};
 use pinfold_core::node::for_each_page;
 
 /// Pins per delta written by an import.
@@ -213,6 +213,8 @@ pub struct CrdtInfo {
     pub pending: u64,
     /// The snapshot this peer offers to new replicas, if it made one.
     pub snapshot: Option<SnapshotRecord>,
+    /// What each of the store's tables takes, largest first.
+    pub tables: Vec<TableBytes>,
 }
 
 pub async fn crdt_info(dir: &Path) -> anyhow::Result<CrdtInfo> {
@@ -231,5 +233,6 @@ pub async fn crdt_info(dir: &Path) -> anyhow::Result<CrdtInfo> {
         keys: counts.keys,
         pending: counts.pending,
         snapshot: SnapshotRecord::read(dir)?,
+        tables: replica.store().table_bytes()?,
     })
 }
