@@ -23,6 +23,8 @@
 //! everything else it writes, and a store opened after a crash finds them as that commit
 //! left them.
 
+use std::cmp::Ordering;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::ops::Bound;
 
 use pinfold_core::crdt::{KeyState, KeyStates};
@@ -237,28 +239,19 @@ impl KeyRuns {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, KeyState)>, StoreError> {
-        type Source<'a> = Box<dyn Iterator<Item = Result<Found, StoreError>> + 'a>;
+        type Source<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, KeyState), StoreError>> + 'a>;
         // Oldest first.
         let mut sources: Vec<Source<'_>> = Vec::with_capacity(runs.len() + 2);
         for table in std::iter::once(main).chain(runs.iter().rev()) {
             sources.push(Box::new(table.after(after)?.map(|entry| {
                 let (key, state) = entry.map_err(failed)?;
-                Ok(Found::Stored(key.value().to_vec(), state.value().to_vec()))
+                Ok((key.value().to_vec(), KeyState::decode(state.value())?))
             })));
         }
         sources.push(Box::new(
-            self.gathered
-                .after(after, limit)
-                .into_iter()
-                .map(|(key, state)| Ok(Found::Gathered(key, state))),
+            self.gathered.after(after, limit).into_iter().map(Ok),
         ));
-        Newest::new(sources)?
-            .take(limit)
-            .map(|found| match found? {
-                Found::Stored(key, state) => Ok((key, KeyState::decode(&state)?)),
-                Found::Gathered(key, state) => Ok((key, state)),
-            })
-            .collect()
+        Newest::new(sources)?.take(limit).collect()
     }
 
     /// Keys with a state: `main`'s alone when nothing is gathered and there are no runs,
@@ -420,17 +413,10 @@ impl Entry
     }
 }
 
-/// What a scan found: an encoded state from a table, or a gathered one.
-enum Found {
-    Stored(Vec<u8>, Vec<u8>),
-    Gathered(Vec<u8>, KeyState),
-}
-
-impl Entry for Found {
+/// A key and its state, decoded.
+impl Entry for (Vec<u8>, KeyState) {
     fn key(&self) -> &[u8] {
-        match self {
-            Found::Stored(key, _) | Found::Gathered(key, _) => key,
-        }
+        &self.0
     }
 }
 
@@ -439,23 +425,59 @@ impl Entry for Found {
 /// as far as the merge has gone.
 struct Newest<E, I> {
     sources: Vec<I>,
-    /// Each source's next entry.
-    heads: Vec<Option<E>>,
-    /// The sources whose next key is the least, in source order.
-    least: Vec<usize>,
+    /// Each source's next entry, the least key on top.
+    heads: BinaryHeap<Head<E>>,
 }
 
+/// A source's next entry. Ordered for [`BinaryHeap`]'s top to be the least key, and of
+/// equal keys the newest source's.
+struct Head<E> {
+    entry: E,
+    source: usize,
+}
+
+impl<E: Entry> Ord for Head<E> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .entry
+            .key()
+            .cmp(self.entry.key())
+            .then(self.source.cmp(&other.source))
+    }
+}
+
+impl<E: Entry> PartialOrd for Head<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<E: Entry> PartialEq for Head<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<E: Entry> Eq for Head<E> {}
+
 impl<E: Entry, I: Iterator<Item = Result<E, StoreError>>> Newest<E, I> {
-    fn new(mut sources: Vec<I>) -> Result<Self, StoreError> {
-        let heads = sources
-            .iter_mut()
-            .map(|source| source.next().transpose())
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            least: Vec::with_capacity(sources.len()),
+    fn new(sources: Vec<I>) -> Result<Self, StoreError> {
+        let mut newest = Self {
+            heads: BinaryHeap::with_capacity(sources.len()),
             sources,
-            heads,
-        })
+        };
+        for source in 0..newest.sources.len() {
+            newest.advance(source)?;
+        }
+        Ok(newest)
+    }
+
+    /// Puts `source`'s next entry, if any, among the heads.
+    fn advance(&mut self, source: usize) -> Result<(), StoreError> {
+        if let Some(entry) = self.sources[source].next().transpose()? {
+            self.heads.push(Head { entry, source });
+        }
+        Ok(())
     }
 }
 
@@ -463,33 +485,24 @@ impl<E: Entry, I: Iterator<Item = Result<E, StoreError>>> Iterator for Newest<E,
     type Item = Result<E, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.least.clear();
-        let mut least_key = None::<&[u8]>;
-        for (i, head) in self.heads.iter().enumerate() {
-            let Some(entry) = head else { continue };
-            let key = entry.key();
-            match least_key {
-                Some(known) if key > known => {}
-                Some(known) if key == known => self.least.push(i),
-                _ => {
-                    least_key = Some(key);
-                    self.least.clear();
-                    self.least.push(i);
-                }
-            }
+        let newest = self.heads.pop()?;
+        // A source's keys increase, so its next entry is not among the equal keys below.
+        if let Err(error) = self.advance(newest.source) {
+            return Some(Err(error));
         }
-        let newest = *self.least.last()?;
-        let mut found = None;
-        for &i in &self.least {
-            let next = match self.sources[i].next().transpose() {
-                Ok(next) => next,
-                Err(error) => return Some(Err(error)),
+        loop {
+            let Some(older) = self
+                .heads
+                .peek_mut()
+                .filter(|older| older.entry.key() == newest.entry.key())
+            else {
+                break;
             };
-            let head = std::mem::replace(&mut self.heads[i], next);
-            if i == newest {
-                found = head;
+            let older = PeekMut::pop(older).source;
+            if let Err(error) = self.advance(older) {
+                return Some(Err(error));
             }
         }
-        found.map(Ok)
+        Some(Ok(newest.entry))
     }
 }
