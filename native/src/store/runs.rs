@@ -58,8 +58,9 @@ pub struct RunLimits {
 impl Default for RunLimits {
     fn default() -> Self {
         Self {
-            // About 60 MB gathered at most, and runs of 500,000 keys: a sync of ten
-            // million pins makes about twenty.
+            // Runs of up to 500,000 keys: each database commit (every five seconds)
+            // writes out what is gathered, so a sync of 10,000,000 pins through the DAG
+            // made 28 (`tests/cluster/scale.mjs`).
             spill_keys: 500_000,
             min_run_keys: 20_000,
             max_runs: 64,
