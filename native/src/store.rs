@@ -621,7 +621,6 @@ impl RedbStore {
                     ..self.generation
                 };
                 let committed = self
-                    .runs
                     .spill(&write)
                     .and_then(|()| Self::record_commit(&write, next))
                     .and_then(|()| {
@@ -685,7 +684,7 @@ impl RedbStore {
                 self.runs.insert(key, state);
             }
             if self.runs.should_spill() {
-                self.runs.spill(&write)?;
+                self.spill(&write)?;
             }
             Ok(live_keys)
         });
@@ -699,6 +698,24 @@ impl RedbStore {
         self.state = State::Open(write);
         self.written_at = Instant::now();
         self.journal.record(tx);
+        Ok(())
+    }
+
+    /// Writes the gathered key states out into `write`, and merges the runs there if that
+    /// leaves too many.
+    fn spill(&mut self, write: &WriteTransaction) -> Result<(), StoreError> {
+        self.runs.spill(write)?;
+        if self.runs.too_many() {
+            let started = Instant::now();
+            if let Some(merge) = self.runs.merge(write)? {
+                tracing::info!(
+                    runs = merge.runs,
+                    keys = merge.keys,
+                    took = ?started.elapsed(),
+                    "too many key runs in the pinset store: merged them"
+                );
+            }
+        }
         Ok(())
     }
 

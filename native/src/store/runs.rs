@@ -16,8 +16,8 @@
 //! [filter](super::filter) says a run may hold the key, which for a new key is about one
 //! time in a hundred), then in the main table. [`KeyRuns::merge`] merges the runs and the
 //! main table into a new main table, again in key order (a lone run over an empty main
-//! table just becomes it): a peer does it once it is synced and the store quiet, and a
-//! spill does it when there are more than [`RunLimits::max_runs`] runs.
+//! table just becomes it): a peer does it once it is synced and the store quiet, and the
+//! store after a spill that leaves more than [`RunLimits::max_runs`] runs.
 //!
 //! Runs are tables named [`RUN_PREFIX`] and their number, so a commit records them with
 //! everything else it writes, and a store opened after a crash finds them as that commit
@@ -195,9 +195,14 @@ impl KeyRuns {
         self.gathered.len() >= self.limits.spill_keys
     }
 
+    /// Whether there are more runs than [`RunLimits::max_runs`]: time to merge them.
+    pub(super) fn too_many(&self) -> bool {
+        self.runs.len() > self.limits.max_runs
+    }
+
     /// Whether a run may hold `key`.
     fn may_be_in_runs(&self, key: &[u8]) -> bool {
-        !self.runs.is_empty() && self.filter.may_contain(key)
+        self.any() && self.filter.may_contain(key)
     }
 
     /// Whether reading `keys` may need the runs' tables.
@@ -262,7 +267,7 @@ impl KeyRuns {
         main: &KeyTable<'_>,
         runs: &[KeyTable<'_>],
     ) -> Result<u64, StoreError> {
-        if self.runs.is_empty() && self.gathered.is_empty() {
+        if !self.any() && self.gathered.is_empty() {
             return main.len();
         }
         const PAGE: usize = 10_000;
@@ -279,8 +284,7 @@ impl KeyRuns {
 
     /// Writes the gathering out into `write`, in key order: into the newest run if there
     /// are runs, else the main table, when it is small, wholly after that table's last key,
-    /// or (the main table) small beside it; else as a new run. Merges the runs if that
-    /// leaves more than [`RunLimits::max_runs`].
+    /// or (the main table) small beside it; else as a new run.
     pub(super) fn spill(&mut self, write: &WriteTransaction) -> Result<(), StoreError> {
         let gathered = self.gathered.len();
         if gathered == 0 {
@@ -325,9 +329,6 @@ impl KeyRuns {
                 "wrote gathered key states as a run"
             );
         }
-        if self.runs.len() > self.limits.max_runs {
-            self.merge(write)?;
-        }
         Ok(())
     }
 
@@ -339,7 +340,7 @@ impl KeyRuns {
         write: &WriteTransaction,
     ) -> Result<Option<RunMerge>, StoreError> {
         debug_assert!(self.gathered.is_empty(), "spilled before a merge");
-        if self.runs.is_empty() {
+        if !self.any() {
             return Ok(None);
         }
         let runs = self.runs.len();
