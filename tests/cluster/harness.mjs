@@ -163,7 +163,11 @@ export class ClusterProcess {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill(signal);
     await Promise.race([exited, sleep(15_000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      // Its files (the store's lock) are free once it has exited.
+      await exited;
+    }
   }
 
   tail(lines = 40) {
