@@ -18,8 +18,9 @@ use pinfold_native::peer::{Peer, PeerOptions};
 
 /// mimalloc rather than the system's allocator: a sync allocates and frees a few small
 /// buffers per pin, which glibc's malloc spends a quarter of the sync's time on
-/// (consolidating and unlinking its free chunks). It keeps freed memory for a second before
-/// giving it back, so a peer's resident memory is larger (see CHANGELOG.md for figures).
+/// (consolidating and unlinking its free chunks). Its defaults keep freed memory a second
+/// before giving it back and use transparent huge pages, so a peer's resident memory is
+/// larger (see CHANGELOG.md for figures).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

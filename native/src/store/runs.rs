@@ -14,10 +14,11 @@
 //!
 //! Reads look in the gathering, then in the runs newest first (only when the
 //! [filter](super::filter) says a run may hold the key, which for a new key is about one
-//! time in a thousand per segment of the filter), then in the main table. [`KeyRuns::merge`] merges the runs and the
-//! main table into a new main table, again in key order (a lone run over an empty main
-//! table just becomes it): a peer does it once it is synced and the store quiet, and the
-//! store after a spill that leaves more than [`RunLimits::max_runs`] runs.
+//! time in a thousand per segment of the filter), then in the main table.
+//! [`KeyRuns::merge`] merges the runs and the main table into a new main table, again in
+//! key order (a lone run over an empty main table just becomes it): a peer does it once it
+//! is synced and the store quiet, and the store after a spill that leaves more than
+//! [`RunLimits::max_runs`] runs.
 //!
 //! Runs are tables named [`RUN_PREFIX`] and their number, so a commit records them with
 //! everything else it writes, and a store opened after a crash finds them as that commit
